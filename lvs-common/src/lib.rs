@@ -1,0 +1,176 @@
+//! Types shared by the lvs XDP data plane (`lvs-ebpf`) and its controller (`lvs-userspace`).
+//!
+//! Everything here is `#[repr(C)]`, has explicit padding, holds no `bool`, and says the byte
+//! order of every multi-byte field. The userspace side gets `aya::Pod` impls behind the `user`
+//! feature. Addresses and ports are kept as raw wire bytes (`[u8; N]`), so a key built from a
+//! packet header and a key built from a config line are byte-for-byte the same without any
+//! byte swapping on either side.
+#![no_std]
+
+pub mod hash;
+
+/// Name of the XDP program inside the object file.
+pub const PROGRAM_NAME: &str = "lvs";
+
+/// Map names, as the eBPF crate declares them and the controller looks them up.
+pub mod map_names {
+    pub const SERVICES: &str = "SERVICES";
+    pub const REAL_SERVERS: &str = "REAL_SERVERS";
+    pub const LOOKUP: &str = "LOOKUP";
+    pub const DIRECTOR: &str = "DIRECTOR";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const SERVICE_STATS: &str = "SERVICE_STATS";
+    pub const REAL_SERVER_STATS: &str = "REAL_SERVER_STATS";
+}
+
+/// Default capacity of the service map; the controller may size the maps differently at load.
+pub const MAX_SERVICES: u32 = 64;
+/// Default capacity of the real-server map (real servers of all services together).
+pub const MAX_REAL_SERVERS: u32 = 4096;
+/// Slots in each service's lookup table. A prime, so Maglev's permutations cover every slot.
+pub const LOOKUP_TABLE_SIZE: u32 = 65537;
+/// A lookup-table slot that names no real server (the service has none usable).
+pub const NO_REAL_SERVER: u32 = u32::MAX;
+
+/// IP protocol numbers as they appear in the IPv4 header.
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Key of the `SERVICES` hash map: a virtual service as ipvsadm names it (`-t VIP:port`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// The virtual IPv4 address, network byte order (as on the wire).
+    pub addr: [u8; 4],
+    /// The virtual port, network byte order (as on the wire).
+    pub port: [u8; 2],
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub protocol: u8,
+    pub _pad: u8,
+}
+
+/// Value of the `SERVICES` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceEntry {
+    /// Index of this service's lookup table in `LOOKUP` (slot `index * LOOKUP_TABLE_SIZE + n`)
+    /// and of its counters in `SERVICE_STATS`. Host byte order.
+    pub index: u32,
+    /// Reserved for per-service behaviour flags; zero today. Host byte order.
+    pub flags: u32,
+}
+
+/// Value of the `REAL_SERVERS` array, indexed by real-server id (host byte order).
+///
+/// A real server of one service is one entry; the same address in two services is two entries,
+/// so that counters are per service and per real server, as `ipvsadm -L --stats` shows them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealServerEntry {
+    /// The real server's IPv4 address, network byte order.
+    pub addr: [u8; 4],
+    /// The real server's MAC address, the new Ethernet destination of forwarded frames.
+    pub mac: [u8; 6],
+    /// `REAL_SERVER_USABLE` when the entry may be forwarded to. Host byte order.
+    pub flags: u16,
+}
+
+/// The entry holds a resolved MAC and may be forwarded to.
+pub const REAL_SERVER_USABLE: u16 = 1;
+
+/// Value of the one-slot `DIRECTOR` array: facts about the interface the program runs on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectorEntry {
+    /// MAC address of the director's interface, the new Ethernet source of forwarded frames.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Packets and bytes, one slot per CPU in the per-CPU stats arrays (host byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficStats {
+    pub packets: u64,
+    /// Bytes of the IP packets (Ethernet and VLAN headers excluded), as IPVS counts them.
+    pub bytes: u64,
+}
+
+/// Why the program returned what it did. Each is a slot of the per-CPU `COUNTERS` array.
+///
+/// The rule for packets the program cannot fully parse is: never forward them. They are passed
+/// to the kernel, whose own stack validates them (and drops what is broken), and counted here.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// XDP_TX: forwarded to a real server.
+    TxForwarded = 0,
+    /// XDP_DROP: the packet was for a service that has no usable real server.
+    DropNoRealServer,
+    /// XDP_PASS: not IPv4 (ARP, IPv6, LLDP, ...).
+    PassNotIpv4,
+    /// XDP_PASS: IPv4 but neither TCP nor UDP (ICMP to the VIP, for example).
+    PassNotTcpUdp,
+    /// XDP_PASS: TCP or UDP whose (address, port, protocol) is not a virtual service.
+    PassNotService,
+    /// XDP_PASS: an IPv4 fragment, whose ports are not all in this packet.
+    PassFragment,
+    /// XDP_PASS: the frame ended inside a header the program needed.
+    PassTruncated,
+    /// XDP_PASS: a header with impossible values (IPv4 version or IHL, too many VLAN tags).
+    PassMalformed,
+    /// XDP_ABORTED: an internal error, such as the director entry missing.
+    Aborted,
+}
+
+impl Counter {
+    /// Every counter, in slot order.
+    pub const ALL: [Counter; 9] = [
+        Counter::TxForwarded,
+        Counter::DropNoRealServer,
+        Counter::PassNotIpv4,
+        Counter::PassNotTcpUdp,
+        Counter::PassNotService,
+        Counter::PassFragment,
+        Counter::PassTruncated,
+        Counter::PassMalformed,
+        Counter::Aborted,
+    ];
+
+    /// Number of slots in the `COUNTERS` array.
+    pub const COUNT: u32 = Self::ALL.len() as u32;
+
+    /// A stable, operator-facing name (used in status output and JSON).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::TxForwarded => "tx_forwarded",
+            Counter::DropNoRealServer => "drop_no_real_server",
+            Counter::PassNotIpv4 => "pass_not_ipv4",
+            Counter::PassNotTcpUdp => "pass_not_tcp_udp",
+            Counter::PassNotService => "pass_not_service",
+            Counter::PassFragment => "pass_fragment",
+            Counter::PassTruncated => "pass_truncated",
+            Counter::PassMalformed => "pass_malformed",
+            Counter::Aborted => "aborted",
+        }
+    }
+}
+
+const _: () = {
+    assert!(size_of::<ServiceKey>() == 8);
+    assert!(size_of::<ServiceEntry>() == 8);
+    assert!(size_of::<RealServerEntry>() == 12);
+    assert!(size_of::<DirectorEntry>() == 8);
+    assert!(size_of::<TrafficStats>() == 16);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: every type here is `repr(C)`, `Copy`, made only of integers and byte arrays, and
+    // has its padding spelled out as fields, so any bit pattern is a valid value.
+    unsafe impl aya::Pod for super::ServiceKey {}
+    unsafe impl aya::Pod for super::ServiceEntry {}
+    unsafe impl aya::Pod for super::RealServerEntry {}
+    unsafe impl aya::Pod for super::DirectorEntry {}
+    unsafe impl aya::Pod for super::TrafficStats {}
+}

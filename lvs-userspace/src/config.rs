@@ -1,0 +1,719 @@
+//! The TOML configuration: parsed and validated completely before anything touches the kernel.
+//!
+//! The vocabulary follows keepalived where it fits (`virtual_server`, `real_server`, `lb_algo`,
+//! `lb_kind`, `weight`), so an operator can read a keepalived.conf and write this file:
+//!
+//! ```toml
+//! [director]
+//! interface = "eth0"
+//!
+//! [[virtual_server]]
+//! address = "192.0.2.10"
+//! port = 80
+//! protocol = "TCP"
+//! lb_algo = "mh"
+//!
+//! [[virtual_server.real_server]]
+//! address = "192.0.2.21"
+//! weight = 1
+//! ```
+//!
+//! Every problem is reported with the file, line and field, and all problems are reported at
+//! once rather than one per run.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    net::Ipv4Addr,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The default location of the control socket.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/lvs/lvs.sock";
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub director: Director,
+    pub services: Vec<Service>,
+}
+
+/// The director itself: where the data plane runs and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Director {
+    /// The interface that receives traffic for the VIPs and sends it on to the real servers.
+    pub interface: String,
+    pub xdp_mode: XdpMode,
+    /// Whether the controller puts the VIPs on the interface (and takes them off at exit).
+    /// Turn it off when another system, such as keepalived's VRRP, owns the VIPs.
+    pub manage_vips: bool,
+    pub control_socket: PathBuf,
+    /// Log every forwarding decision from the data plane. Costs about 125 ns per packet.
+    pub trace_packets: bool,
+}
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic mode with a warning.
+    Auto,
+    /// Native mode only; fail if the driver cannot do it.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Generic,
+}
+
+/// The transport protocol of a virtual service (`-t` or `-u` in ipvsadm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => lvs_common::IPPROTO_TCP,
+            Protocol::Udp => lvs_common::IPPROTO_UDP,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+/// How a service spreads new flows over its real servers (ipvsadm's `-s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Maglev hashing with weights.
+    MaglevHash,
+}
+
+impl Scheduler {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scheduler::MaglevHash => "mh",
+        }
+    }
+}
+
+/// A virtual service and its real servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub scheduler: Scheduler,
+    pub real_servers: Vec<RealServer>,
+}
+
+impl Service {
+    /// The data plane's key for this service.
+    pub fn key(&self) -> lvs_common::ServiceKey {
+        lvs_common::ServiceKey {
+            addr: self.address.octets(),
+            port: self.port.to_be_bytes(),
+            protocol: self.protocol.number(),
+            _pad: 0,
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
+    }
+}
+
+/// A real server of a service. In direct routing its port is the service's port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealServer {
+    pub address: Ipv4Addr,
+    /// Relative share of new flows; 0 takes the server out of rotation (quiesce).
+    pub weight: u32,
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<Problem> },
+}
+
+/// One problem in a configuration file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.field, self.message
+        )
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses and validates configuration text; `file` names it in error messages.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let locate = Locator { text, file };
+    let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Invalid {
+        problems: vec![locate.toml_error(&error)],
+    })?;
+    let mut problems = Vec::new();
+    let config = validate(raw, &locate, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid { problems })
+    }
+}
+
+// The raw shape of the file, as serde reads it. Fields that need a location in error messages
+// are `Spanned`.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    director: Spanned<RawDirector>,
+    #[serde(default)]
+    virtual_server: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirector {
+    interface: Spanned<String>,
+    #[serde(default)]
+    xdp_mode: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    manage_vips: bool,
+    #[serde(default)]
+    control_socket: Option<PathBuf>,
+    #[serde(default)]
+    trace_packets: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    address: Spanned<String>,
+    port: Spanned<i64>,
+    #[serde(default)]
+    protocol: Option<Spanned<String>>,
+    #[serde(default, alias = "lvs_sched")]
+    lb_algo: Option<Spanned<String>>,
+    #[serde(default)]
+    lb_kind: Option<Spanned<String>>,
+    #[serde(default)]
+    real_server: Vec<Spanned<RawRealServer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRealServer {
+    address: Spanned<String>,
+    #[serde(default)]
+    port: Option<Spanned<i64>>,
+    #[serde(default)]
+    weight: Option<Spanned<i64>>,
+}
+
+/// Turns byte offsets into line numbers for error messages.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn problem(&self, span: &Range<usize>, field: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            file: self.file.to_owned(),
+            line: self.line(span),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn toml_error(&self, error: &toml::de::Error) -> Problem {
+        let span = error.span().unwrap_or(0..0);
+        // toml's message repeats the location and the source line; the first line is the point.
+        let message = error.message().lines().next().unwrap_or("invalid TOML");
+        self.problem(&span, "toml", message)
+    }
+}
+
+fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Config {
+    let director = validate_director(raw.director.into_inner(), at, problems);
+    let mut services: Vec<Service> = Vec::new();
+    let mut seen = HashSet::new();
+    for (index, raw_service) in raw.virtual_server.into_iter().enumerate() {
+        let span = raw_service.span();
+        let field = format!("virtual_server[{index}]");
+        if let Some(service) = validate_service(raw_service.into_inner(), &field, at, problems) {
+            if !seen.insert(service.key()) {
+                problems.push(at.problem(&span, &field, format!("{service} is defined twice")));
+                continue;
+            }
+            services.push(service);
+        }
+    }
+    let limit = lvs_common::MAX_SERVICES as usize;
+    if services.len() > limit {
+        problems.push(at.problem(
+            &(0..0),
+            "virtual_server",
+            format!("at most {limit} services"),
+        ));
+    }
+    Config { director, services }
+}
+
+fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Director {
+    let interface = raw.interface.get_ref().trim().to_owned();
+    if interface.is_empty() || interface.len() >= libc::IFNAMSIZ || interface.contains('/') {
+        problems.push(at.problem(
+            &raw.interface.span(),
+            "director.interface",
+            format!("{:?} is not an interface name", raw.interface.get_ref()),
+        ));
+    }
+    let xdp_mode = match raw.xdp_mode.as_ref().map(|m| m.get_ref().as_str()) {
+        None | Some("auto") => XdpMode::Auto,
+        Some("native") => XdpMode::Native,
+        Some("generic") => XdpMode::Generic,
+        Some(other) => {
+            let span = raw.xdp_mode.as_ref().map(Spanned::span).unwrap_or_default();
+            problems.push(at.problem(
+                &span,
+                "director.xdp_mode",
+                format!("unknown mode {other:?} (expected \"auto\", \"native\" or \"generic\")"),
+            ));
+            XdpMode::Auto
+        }
+    };
+    Director {
+        interface,
+        xdp_mode,
+        manage_vips: raw.manage_vips,
+        control_socket: raw
+            .control_socket
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
+        trace_packets: raw.trace_packets,
+    }
+}
+
+fn validate_service(
+    raw: RawService,
+    field: &str,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<Service> {
+    let before = problems.len();
+    let address = parse_ipv4(&raw.address, &format!("{field}.address"), at, problems);
+    let port = parse_port(&raw.port, &format!("{field}.port"), at, problems);
+    let protocol = match raw.protocol.as_ref() {
+        None => Some(Protocol::Tcp),
+        Some(p) => match p.get_ref().to_ascii_uppercase().as_str() {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            other => {
+                problems.push(at.problem(
+                    &p.span(),
+                    &format!("{field}.protocol"),
+                    format!("unknown protocol {other:?} (expected \"TCP\" or \"UDP\")"),
+                ));
+                None
+            }
+        },
+    };
+    let scheduler = match raw.lb_algo.as_ref() {
+        None => Some(Scheduler::MaglevHash),
+        Some(algo) => match algo.get_ref().as_str() {
+            "mh" => Some(Scheduler::MaglevHash),
+            "rr" | "wrr" | "lc" | "wlc" | "sed" | "nq" | "sh" | "dh" | "lblc" | "lblcr" | "fo"
+            | "ovf" | "twos" => {
+                problems.push(at.problem(
+                    &algo.span(),
+                    &format!("{field}.lb_algo"),
+                    format!(
+                        "scheduler {:?} is not supported yet (supported: \"mh\")",
+                        algo.get_ref()
+                    ),
+                ));
+                None
+            }
+            other => {
+                problems.push(at.problem(
+                    &algo.span(),
+                    &format!("{field}.lb_algo"),
+                    format!("unknown scheduler {other:?}"),
+                ));
+                None
+            }
+        },
+    };
+    if let Some(kind) = raw.lb_kind.as_ref() {
+        if !kind.get_ref().eq_ignore_ascii_case("DR") {
+            problems.push(at.problem(
+                &kind.span(),
+                &format!("{field}.lb_kind"),
+                format!(
+                    "forwarding method {:?} is not supported (lvs does direct routing: \"DR\")",
+                    kind.get_ref()
+                ),
+            ));
+        }
+    }
+
+    let mut real_servers: Vec<RealServer> = Vec::new();
+    for (index, raw_rs) in raw.real_server.into_iter().enumerate() {
+        let rs_field = format!("{field}.real_server[{index}]");
+        let span = raw_rs.span();
+        if let Some(rs) = validate_real_server(raw_rs.into_inner(), port, &rs_field, at, problems) {
+            if real_servers.iter().any(|known| known.address == rs.address) {
+                problems.push(at.problem(
+                    &span,
+                    &rs_field,
+                    format!("real server {} is listed twice", rs.address),
+                ));
+                continue;
+            }
+            real_servers.push(rs);
+        }
+    }
+
+    if problems.len() != before {
+        return None;
+    }
+    Some(Service {
+        address: address?,
+        port: port?,
+        protocol: protocol?,
+        scheduler: scheduler?,
+        real_servers,
+    })
+}
+
+fn validate_real_server(
+    raw: RawRealServer,
+    service_port: Option<u16>,
+    field: &str,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<RealServer> {
+    let address = parse_ipv4(&raw.address, &format!("{field}.address"), at, problems);
+    if let Some(raw_port) = raw.port.as_ref() {
+        let port = parse_port(raw_port, &format!("{field}.port"), at, problems);
+        if let (Some(port), Some(service_port)) = (port, service_port) {
+            if port != service_port {
+                problems.push(at.problem(
+                    &raw_port.span(),
+                    &format!("{field}.port"),
+                    format!(
+                        "direct routing cannot change the port: the real server must listen \
+                         on the service port {service_port}, not {port}"
+                    ),
+                ));
+            }
+        }
+    }
+    let weight = match raw.weight.as_ref() {
+        None => Some(1),
+        Some(w) => match u32::try_from(*w.get_ref()) {
+            // ipvsadm accepts weights from 0 to 65535.
+            Ok(weight) if weight <= 65535 => Some(weight),
+            _ => {
+                problems.push(at.problem(
+                    &w.span(),
+                    &format!("{field}.weight"),
+                    format!("weight {} is out of range 0..=65535", w.get_ref()),
+                ));
+                None
+            }
+        },
+    };
+    Some(RealServer {
+        address: address?,
+        weight: weight?,
+    })
+}
+
+fn parse_ipv4(
+    raw: &Spanned<String>,
+    field: &str,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<Ipv4Addr> {
+    match raw.get_ref().parse::<Ipv4Addr>() {
+        Ok(addr) if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() => {
+            problems.push(at.problem(
+                &raw.span(),
+                field,
+                format!("{addr} cannot be a service or server address"),
+            ));
+            None
+        }
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(at.problem(
+                &raw.span(),
+                field,
+                format!("{:?} is not an IPv4 address", raw.get_ref()),
+            ));
+            None
+        }
+    }
+}
+
+fn parse_port(
+    raw: &Spanned<i64>,
+    field: &str,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<u16> {
+    match u16::try_from(*raw.get_ref()) {
+        Ok(port) if port != 0 => Some(port),
+        _ => {
+            problems.push(at.problem(
+                &raw.span(),
+                field,
+                format!("port {} is out of range 1..=65535", raw.get_ref()),
+            ));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "192.0.2.10"
+port = 80
+protocol = "TCP"
+lb_algo = "mh"
+lb_kind = "DR"
+
+[[virtual_server.real_server]]
+address = "192.0.2.21"
+weight = 3
+
+[[virtual_server.real_server]]
+address = "192.0.2.22"
+port = 80
+
+[[virtual_server]]
+address = "192.0.2.10"
+port = 53
+protocol = "udp"
+"#;
+
+    #[test]
+    fn parses_a_good_file_with_defaults() {
+        let config = parse(GOOD, "lvs.toml").expect("valid");
+        assert_eq!(config.director.interface, "eth0");
+        assert_eq!(config.director.xdp_mode, XdpMode::Auto);
+        assert!(config.director.manage_vips);
+        assert_eq!(
+            config.director.control_socket,
+            PathBuf::from(DEFAULT_CONTROL_SOCKET)
+        );
+        assert_eq!(config.services.len(), 2);
+        let web = &config.services[0];
+        assert_eq!(web.to_string(), "TCP 192.0.2.10:80");
+        assert_eq!(
+            web.real_servers,
+            vec![
+                RealServer {
+                    address: "192.0.2.21".parse().unwrap(),
+                    weight: 3
+                },
+                RealServer {
+                    address: "192.0.2.22".parse().unwrap(),
+                    weight: 1
+                },
+            ]
+        );
+        assert_eq!(config.services[1].protocol, Protocol::Udp);
+        assert_eq!(config.services[1].scheduler, Scheduler::MaglevHash);
+        assert_eq!(config.services[1].key().port, [0, 53]);
+    }
+
+    /// Replaces the first occurrence of `from` in the good file and returns the error text.
+    fn error_of(from: &str, to: &str) -> String {
+        assert!(GOOD.contains(from), "fixture does not contain {from:?}");
+        let text = GOOD.replacen(from, to, 1);
+        match parse(&text, "lvs.toml") {
+            Ok(_) => panic!("accepted a bad file with {to:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_file_line_and_field() {
+        let cases = [
+            (
+                "address = \"192.0.2.10\"",
+                "address = \"192.0.2.300\"",
+                "lvs.toml:6: virtual_server[0].address: \"192.0.2.300\" is not an IPv4 address",
+            ),
+            (
+                "port = 80\nprotocol",
+                "port = 0\nprotocol",
+                "lvs.toml:7: virtual_server[0].port: port 0 is out of range 1..=65535",
+            ),
+            (
+                "port = 80\nprotocol",
+                "port = 65536\nprotocol",
+                "lvs.toml:7: virtual_server[0].port: port 65536 is out of range 1..=65535",
+            ),
+            (
+                "protocol = \"TCP\"",
+                "protocol = \"SCTP\"",
+                "lvs.toml:8: virtual_server[0].protocol: unknown protocol \"SCTP\"",
+            ),
+            (
+                "lb_algo = \"mh\"",
+                "lb_algo = \"fastest\"",
+                "lvs.toml:9: virtual_server[0].lb_algo: unknown scheduler \"fastest\"",
+            ),
+            (
+                "lb_algo = \"mh\"",
+                "lb_algo = \"wlc\"",
+                "lvs.toml:9: virtual_server[0].lb_algo: scheduler \"wlc\" is not supported yet",
+            ),
+            (
+                "lb_kind = \"DR\"",
+                "lb_kind = \"NAT\"",
+                "lvs.toml:10: virtual_server[0].lb_kind: forwarding method \"NAT\" is not supported",
+            ),
+            (
+                "weight = 3",
+                "weight = 70000",
+                "lvs.toml:14: virtual_server[0].real_server[0].weight: weight 70000 is out of range 0..=65535",
+            ),
+            (
+                "weight = 3",
+                "weight = -1",
+                "lvs.toml:14: virtual_server[0].real_server[0].weight: weight -1 is out of range",
+            ),
+            (
+                "port = 80\n\n[[virtual_server]]",
+                "port = 8080\n\n[[virtual_server]]",
+                "lvs.toml:18: virtual_server[0].real_server[1].port: direct routing cannot change the port",
+            ),
+            (
+                "address = \"192.0.2.22\"",
+                "address = \"192.0.2.21\"",
+                "virtual_server[0].real_server[1]: real server 192.0.2.21 is listed twice",
+            ),
+            (
+                "interface = \"eth0\"",
+                "interface = \"\"",
+                "lvs.toml:3: director.interface: \"\" is not an interface name",
+            ),
+            (
+                "interface = \"eth0\"",
+                "interface = \"eth0\"\nxdp_mode = \"fast\"",
+                "lvs.toml:4: director.xdp_mode: unknown mode \"fast\"",
+            ),
+            (
+                "interface = \"eth0\"",
+                "interface = \"eth0\"\nlisten = 1",
+                "lvs.toml:4: toml: unknown field `listen`",
+            ),
+            (
+                "address = \"192.0.2.10\"",
+                "address = \"224.0.0.1\"",
+                "224.0.0.1 cannot be a service or server address",
+            ),
+            ("[director]", "[director", "lvs.toml:2: toml:"),
+        ];
+        for (from, to, expected) in cases {
+            let error = error_of(from, to);
+            assert!(
+                error.contains(expected),
+                "for {to:?}:\n got: {error}\nwant: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_services_are_rejected() {
+        let text = GOOD.replace(
+            "port = 53\nprotocol = \"udp\"",
+            "port = 80\nprotocol = \"tcp\"",
+        );
+        let error = parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(
+            error.contains("x.toml:20: virtual_server[1]: TCP 192.0.2.10:80 is defined twice"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = GOOD
+            .replace("192.0.2.21", "nope")
+            .replace("weight = 3", "weight = 99999");
+        let ConfigError::Invalid { problems } = parse(&text, "x.toml").unwrap_err() else {
+            panic!("expected an invalid-config error");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn missing_director_is_an_error() {
+        let error = parse(
+            "[[virtual_server]]\naddress = \"192.0.2.1\"\nport = 1\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("missing field `director`"), "{error}");
+    }
+}

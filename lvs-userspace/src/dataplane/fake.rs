@@ -1,0 +1,77 @@
+//! An in-memory data plane that records the map contents, for tests of the director model.
+
+use std::collections::HashMap;
+
+use lvs_common::{
+    Counter, NO_REAL_SERVER, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+};
+
+use super::{DataPlane, DataPlaneError};
+
+/// The maps' contents as the fake holds them, plus how many slot writes it received.
+#[derive(Debug, Default)]
+pub struct FakeDataPlane {
+    pub director_mac: Option<[u8; 6]>,
+    pub services: HashMap<ServiceKey, ServiceEntry>,
+    pub real_servers: HashMap<u32, RealServerEntry>,
+    pub lookup: HashMap<u32, HashMap<u32, u32>>,
+    pub slot_writes: usize,
+}
+
+impl FakeDataPlane {
+    /// The real server a service's table slot names, as the data plane would read it.
+    pub fn slot(&self, service_index: u32, slot: u32) -> u32 {
+        self.lookup
+            .get(&service_index)
+            .and_then(|table| table.get(&slot))
+            .copied()
+            .unwrap_or(NO_REAL_SERVER)
+    }
+}
+
+impl DataPlane for FakeDataPlane {
+    fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError> {
+        self.director_mac = Some(mac);
+        Ok(())
+    }
+
+    fn set_real_server(&mut self, id: u32, entry: RealServerEntry) -> Result<(), DataPlaneError> {
+        self.real_servers.insert(id, entry);
+        Ok(())
+    }
+
+    fn set_lookup_slots(
+        &mut self,
+        service_index: u32,
+        slots: &[(u32, u32)],
+    ) -> Result<(), DataPlaneError> {
+        let table = self.lookup.entry(service_index).or_default();
+        for &(slot, id) in slots {
+            table.insert(slot, id);
+        }
+        self.slot_writes += slots.len();
+        Ok(())
+    }
+
+    fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError> {
+        self.services.insert(key, entry);
+        Ok(())
+    }
+
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError> {
+        self.services.remove(key);
+        Ok(())
+    }
+
+    fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError> {
+        Ok(Counter::ALL.iter().map(|&c| (c, 0)).collect())
+    }
+
+    fn service_stats(&self, _index: u32) -> Result<TrafficStats, DataPlaneError> {
+        Ok(TrafficStats::default())
+    }
+
+    fn real_server_stats(&self, _id: u32) -> Result<TrafficStats, DataPlaneError> {
+        Ok(TrafficStats::default())
+    }
+}

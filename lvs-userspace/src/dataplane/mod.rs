@@ -1,0 +1,67 @@
+//! The data plane as the controller sees it: a few typed writes and reads of the BPF maps.
+//!
+//! `DataPlane` is the seam between pure logic and the kernel: the director model programs any
+//! implementation, `BpfDataPlane` is the real one, and `FakeDataPlane` records writes in memory
+//! so the model is tested without root.
+
+mod bpf;
+mod fake;
+pub mod test_run;
+
+pub use bpf::{BpfDataPlane, object_bytes};
+pub use fake::FakeDataPlane;
+use lvs_common::{Counter, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats};
+
+/// Errors of the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("loading the XDP object failed")]
+    Load(#[source] aya::EbpfError),
+    #[error("the XDP object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("the map {name} has an unexpected type")]
+    MapType {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("writing map {name} failed")]
+    Write {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("reading map {name} failed")]
+    Read {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("the XDP object has no program {name}")]
+    MissingProgram { name: &'static str },
+    #[error("{action} the XDP program failed")]
+    Program {
+        action: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
+
+/// Writes and reads of the data plane's maps. Every write is of a whole entry.
+pub trait DataPlane {
+    fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError>;
+    fn set_real_server(&mut self, id: u32, entry: RealServerEntry) -> Result<(), DataPlaneError>;
+    /// Writes `(slot, real-server id)` pairs into a service's lookup table.
+    fn set_lookup_slots(
+        &mut self,
+        service_index: u32,
+        slots: &[(u32, u32)],
+    ) -> Result<(), DataPlaneError>;
+    fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError>;
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError>;
+
+    /// Each verdict counter, summed over CPUs, in `Counter::ALL` order.
+    fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError>;
+    fn service_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError>;
+    fn real_server_stats(&self, id: u32) -> Result<TrafficStats, DataPlaneError>;
+}

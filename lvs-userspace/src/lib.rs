@@ -1,0 +1,10 @@
+//! The lvs controller: it loads the XDP data plane, keeps its maps in line with the
+//! configuration and the kernel's neighbour table, and answers on a control socket.
+//!
+//! Pure logic (`config`, `maglev`, `model`, `status`) is separate from I/O (`dataplane`,
+//! `netlink`, `control`, `director`), so most of it is tested without root.
+
+pub mod config;
+pub mod dataplane;
+pub mod maglev;
+pub mod model;

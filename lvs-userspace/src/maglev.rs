@@ -1,0 +1,173 @@
+//! Maglev consistent hashing with weights: builds the lookup table the data plane indexes by
+//! flow hash.
+//!
+//! Each real server gets a permutation of the table's slots from two hashes of its address;
+//! servers take turns claiming their next free preferred slot until the table is full. A
+//! server of weight `w` takes a turn in `w` of every `max_weight` rounds, so its share of slots
+//! is proportional to its weight. Because the permutations depend only on the servers' own
+//! addresses, every director with the same servers builds the same table, and removing one of
+//! N servers moves only about 1/N of the slots.
+
+use lvs_common::{NO_REAL_SERVER, hash::bytes_hash};
+
+const OFFSET_SEED: u32 = 0x6d61_676c;
+const SKIP_SEED: u32 = 0x6c65_7621;
+
+/// One real server as the table builder sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// The id written into the table's slots.
+    pub id: u32,
+    /// What the permutation is derived from: stable across directors (the address and port).
+    pub identity: Vec<u8>,
+    pub weight: u32,
+}
+
+/// Builds a table of `size` slots. `size` must be prime so every permutation visits every slot.
+/// With no backend of non-zero weight, every slot is `NO_REAL_SERVER`.
+pub fn build_table(backends: &[Backend], size: u32) -> Vec<u32> {
+    let size_usize = size as usize;
+    let mut table = vec![NO_REAL_SERVER; size_usize];
+    // Sorting by identity makes the table independent of the order servers were configured in.
+    let mut active: Vec<&Backend> = backends.iter().filter(|b| b.weight > 0).collect();
+    if active.is_empty() || size == 0 {
+        return table;
+    }
+    active.sort_by(|a, b| a.identity.cmp(&b.identity));
+
+    let permutations: Vec<(u64, u64)> = active
+        .iter()
+        .map(|b| {
+            let offset = u64::from(bytes_hash(&b.identity, OFFSET_SEED) % size);
+            let skip = u64::from(bytes_hash(&b.identity, SKIP_SEED) % (size - 1).max(1) + 1);
+            (offset, skip)
+        })
+        .collect();
+    let max_weight = active.iter().map(|b| b.weight).max().unwrap_or(1);
+    let mut next = vec![0u64; active.len()];
+    let mut credit = vec![0u32; active.len()];
+    let mut filled = 0usize;
+
+    loop {
+        for (i, backend) in active.iter().enumerate() {
+            credit[i] += backend.weight;
+            if credit[i] < max_weight {
+                continue;
+            }
+            credit[i] -= max_weight;
+            let (offset, skip) = permutations[i];
+            let slot = loop {
+                let candidate = ((offset + next[i] * skip) % u64::from(size)) as usize;
+                next[i] += 1;
+                if table[candidate] == NO_REAL_SERVER {
+                    break candidate;
+                }
+            };
+            table[slot] = backend.id;
+            filled += 1;
+            if filled == size_usize {
+                return table;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const SIZE: u32 = 65537;
+
+    fn backend(id: u32, weight: u32) -> Backend {
+        Backend {
+            id,
+            identity: vec![10, 0, (id >> 8) as u8, id as u8, 0, 80],
+            weight,
+        }
+    }
+
+    fn shares(table: &[u32]) -> HashMap<u32, usize> {
+        let mut counts = HashMap::new();
+        for &id in table {
+            *counts.entry(id).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn empty_or_all_zero_weight_gives_an_empty_table() {
+        assert!(build_table(&[], 7).iter().all(|&s| s == NO_REAL_SERVER));
+        let table = build_table(&[backend(1, 0), backend(2, 0)], 7);
+        assert!(table.iter().all(|&s| s == NO_REAL_SERVER));
+    }
+
+    #[test]
+    fn every_slot_is_filled_with_a_known_backend() {
+        let backends: Vec<_> = (0..5).map(|i| backend(i, 1)).collect();
+        let table = build_table(&backends, SIZE);
+        assert_eq!(table.len(), SIZE as usize);
+        assert!(table.iter().all(|&s| s < 5));
+    }
+
+    #[test]
+    fn equal_weights_share_slots_evenly() {
+        let backends: Vec<_> = (0..10).map(|i| backend(i, 1)).collect();
+        let counts = shares(&build_table(&backends, SIZE));
+        let fair = SIZE as f64 / 10.0;
+        for (id, count) in counts {
+            let off = (count as f64 - fair).abs() / fair;
+            assert!(off < 0.01, "backend {id} has {count} slots, fair is {fair}");
+        }
+    }
+
+    #[test]
+    fn shares_follow_weights() {
+        let backends = [backend(1, 1), backend(2, 2), backend(3, 5)];
+        let counts = shares(&build_table(&backends, SIZE));
+        for b in &backends {
+            let want = SIZE as f64 * f64::from(b.weight) / 8.0;
+            let got = counts[&b.id] as f64;
+            assert!(
+                (got - want).abs() / want < 0.01,
+                "backend {}: {got} slots, want {want}",
+                b.id
+            );
+        }
+    }
+
+    #[test]
+    fn zero_weight_backends_get_no_slots() {
+        let table = build_table(&[backend(1, 1), backend(2, 0)], SIZE);
+        assert!(!table.contains(&2));
+    }
+
+    #[test]
+    fn identical_inputs_in_any_order_give_identical_tables() {
+        let forward: Vec<_> = (0..20).map(|i| backend(i, 1 + i % 3)).collect();
+        let mut reversed = forward.clone();
+        reversed.reverse();
+        assert_eq!(build_table(&forward, SIZE), build_table(&reversed, SIZE));
+    }
+
+    #[test]
+    fn removing_one_of_n_moves_about_one_nth_of_slots() {
+        let n = 10u32;
+        let all: Vec<_> = (0..n).map(|i| backend(i, 1)).collect();
+        let before = build_table(&all, SIZE);
+        let after = build_table(&all[1..], SIZE);
+        // Slots of the removed server must move; count only the others that moved too.
+        let moved = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| **b != 0 && b != a)
+            .count();
+        let disrupted = moved as f64 / SIZE as f64;
+        assert!(
+            disrupted < 0.05,
+            "{:.1}% of other flows moved",
+            disrupted * 100.0
+        );
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs what building and testing lvs needs, and says what it does.
+# Safe to run again: each step checks first and skips what is already there.
+#
+# Steps:
+#   1. Debian packages the lab and the tests use (bpftool, iproute2, ethtool, curl, python3).
+#   2. The rust-src component, because the eBPF crate is built with -Z build-std=core.
+#   3. bpf-linker, built against the LLVM that ships inside the Rust toolchain, so that the
+#      bitcode rustc emits and the linker that reads it agree on the LLVM version.
+set -euo pipefail
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+need_root_for_apt() {
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then echo sudo; else
+      say "not root and no sudo: cannot install Debian packages; install them by hand: $*"
+      exit 1
+    fi
+  fi
+}
+
+install_debian_packages() {
+  # command name -> Debian package providing it
+  local -A wanted=(
+    [bpftool]=bpftool [ip]=iproute2 [ethtool]=ethtool [curl]=curl [python3]=python3
+    [nsenter]=util-linux
+  )
+  local missing=()
+  for cmd in "${!wanted[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${wanted[$cmd]}")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "Debian packages: all present"
+    return
+  fi
+  local sudo
+  sudo=$(need_root_for_apt "${missing[@]}")
+  say "Debian packages: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_rust_src() {
+  if rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+    say "rust-src: present"
+  else
+    say "rust-src: installing (needed for -Z build-std=core on bpfel-unknown-none)"
+    rustup component add rust-src
+  fi
+}
+
+# bpf-linker links dynamically against libLLVM and keeps an rpath into the toolchain it was
+# built for. When the toolchain is updated that library disappears, so "present" means "runs".
+bpf_linker_works() {
+  command -v bpf-linker >/dev/null 2>&1 && bpf-linker --version >/dev/null 2>&1
+}
+
+install_bpf_linker() {
+  if bpf_linker_works; then
+    say "bpf-linker: present ($(bpf-linker --version 2>/dev/null | head -n1))"
+    return
+  fi
+  local sysroot libllvm major prefix
+  sysroot=$(rustc --print sysroot)
+  libllvm=$(find "$sysroot/lib" -maxdepth 1 -name 'libLLVM.so.*' -print -quit)
+  if [ -z "$libllvm" ]; then
+    libllvm=$(find "$sysroot/lib" -maxdepth 1 -name 'libLLVM-*.so' -print -quit)
+  fi
+  [ -n "$libllvm" ] || { say "no libLLVM in $sysroot/lib; cannot build bpf-linker"; exit 1; }
+  major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+  prefix="${XDG_CACHE_HOME:-$HOME/.cache}/lvs/llvm-$major"
+  mkdir -p "$prefix/lib"
+  ln -sf "$libllvm" "$prefix/lib/libLLVM.so"
+  ln -sf "$libllvm" "$prefix/lib/$(basename "$libllvm")"
+  say "bpf-linker: building against the toolchain's LLVM $major (about a minute)"
+  LLVM_PREFIX="$prefix" cargo install bpf-linker@0.13.0 --locked --force \
+    --no-default-features --features "llvm-$major"
+  bpf_linker_works || { say "bpf-linker was built but does not run"; exit 1; }
+}
+
+install_debian_packages
+install_rust_src
+install_bpf_linker
+say "done"
