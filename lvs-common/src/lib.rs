@@ -92,7 +92,7 @@ pub struct DirectorEntry {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrafficStats {
     pub packets: u64,
-    /// Bytes of the IP packets (Ethernet and VLAN headers excluded), as IPVS counts them.
+    /// Bytes of the IP packets (their IPv4 total length), as IPVS counts them.
     pub bytes: u64,
 }
 

@@ -97,7 +97,7 @@ mod program {
             (*eth).src_addr = director.mac;
         }
 
-        let ip_bytes = (ctx.data_end() - ctx.data() - flow.ip_offset) as u64;
+        let ip_bytes = u64::from(flow.ip_len);
         add_traffic(&SERVICE_STATS, service_index, ip_bytes);
         add_traffic(&REAL_SERVER_STATS, real_server_id, ip_bytes);
 

@@ -30,8 +30,8 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 
 /// What the director needs to know about a TCP or UDP over IPv4 frame.
 pub struct Flow {
-    /// Offset of the IPv4 header; the bytes from here to the end are what is counted.
-    pub ip_offset: usize,
+    /// The IPv4 total length: the bytes counted per service and real server, as IPVS does.
+    pub ip_len: u16,
     pub src_addr: [u8; 4],
     pub dst_addr: [u8; 4],
     pub src_port: [u8; 2],
@@ -79,7 +79,7 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
         return Err(Counter::PassFragment);
     }
     let (src_addr, dst_addr) = (ip.src_addr, ip.dst_addr);
-    let ip_offset = offset;
+    let ip_len = u16::from_be_bytes(ip.tot_len);
     let l4_offset = offset + header_len;
 
     let (src_port, dst_port) = if protocol == IPPROTO_TCP {
@@ -93,7 +93,7 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
     };
 
     Ok(Flow {
-        ip_offset,
+        ip_len,
         src_addr,
         dst_addr,
         src_port,

@@ -12,9 +12,7 @@
 
 use std::{collections::HashMap, fmt, net::Ipv4Addr};
 
-use lvs_common::{
-    LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry,
-};
+use lvs_common::{LOOKUP_TABLE_SIZE, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry};
 use serde::Serialize;
 
 use crate::{
@@ -300,6 +298,8 @@ fn changed_slots(old: &[u32], new: &[u32]) -> Vec<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lvs_common::NO_REAL_SERVER;
+
     use crate::{config, dataplane::FakeDataPlane};
 
     const CONFIG: &str = r#"
