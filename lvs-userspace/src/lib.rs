@@ -5,6 +5,10 @@
 //! `netlink`, `control`, `director`), so most of it is tested without root.
 
 pub mod config;
+pub mod control;
 pub mod dataplane;
+pub mod director;
 pub mod maglev;
 pub mod model;
+pub mod netlink;
+pub mod status;

@@ -1,1 +1,133 @@
-fn main() {}
+//! `lvs`: the director daemon and its status client.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use lvs_userspace::{
+    config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
+    control::{self, Request, Response},
+    director,
+};
+use tracing_subscriber::EnvFilter;
+
+/// The exit code for a configuration or usage error (EX_USAGE, as linkerd and sysexits use).
+const EX_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "lvs",
+    version,
+    about = "An XDP layer-4 load balancer in the LVS direct-routing tradition"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the director: attach the XDP program and balance the configured services.
+    Director {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and exit.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show the running director's services, real servers and counters.
+    Status {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("lvs: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match command {
+        Command::Director { config } => {
+            let Some(config) = load_config(&config) else {
+                return Ok(ExitCode::from(EX_USAGE));
+            };
+            runtime.block_on(director::run(config, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => Ok(match load_config(&config) {
+            Some(_) => {
+                println!("{}: OK", config.display());
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(EX_USAGE),
+        }),
+        Command::Status { socket, json } => runtime.block_on(status(&socket, json)),
+    }
+}
+
+/// Loads and validates the config; on failure prints every problem and returns None.
+fn load_config(path: &std::path::Path) -> Option<config::Config> {
+    match config::load(path) {
+        Ok(config) => Some(config),
+        Err(ConfigError::Invalid { problems }) => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+            None
+        }
+        Err(error) => {
+            eprintln!("lvs: {error}");
+            None
+        }
+    }
+}
+
+async fn status(socket: &std::path::Path, json: bool) -> Result<ExitCode> {
+    match control::call(socket, &Request::Status {}).await? {
+        Response::Status(status) if json => {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        Response::Status(status) => print!("{}", status.render()),
+        Response::Error { message } => {
+            eprintln!("lvs: {message}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the director with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}

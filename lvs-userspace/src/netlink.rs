@@ -1,0 +1,442 @@
+//! What the controller asks of the kernel's routing netlink: the director interface, its
+//! addresses (to bring VIPs up and to know its subnets), and the neighbour table (real
+//! servers' MACs). Pure interpretation of the answers (`classify`, `on_link`) is kept apart
+//! from the requests so it is tested without root.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressMessage},
+    link::LinkAttribute,
+    neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    },
+};
+use rtnetlink::{Handle, MulticastGroup, packet_core::NetlinkPayload};
+
+use crate::model::{MacAddr, Neighbour};
+
+/// Errors of netlink requests, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("opening a netlink socket failed")]
+    Socket(#[source] std::io::Error),
+    #[error("no interface named {name:?}")]
+    NoSuchInterface { name: String },
+    #[error("interface {name:?} has no Ethernet address")]
+    NoMac { name: String },
+    #[error("{action} failed")]
+    Request {
+        action: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+/// The director's interface as the controller needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub mac: [u8; 6],
+    /// The IPv4 networks on the interface: (address, prefix length).
+    pub networks: Vec<(Ipv4Addr, u8)>,
+}
+
+/// One IPv4 entry of the kernel's neighbour table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourEntry {
+    pub address: Ipv4Addr,
+    pub if_index: u32,
+    pub state: NeighbourState,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A change reported by the kernel's neighbour notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeighbourEvent {
+    Changed(NeighbourEntry),
+    Deleted { address: Ipv4Addr, if_index: u32 },
+}
+
+/// A connection to routing netlink.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+fn request(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let action = action.into();
+    move |source| NetlinkError::Request { action, source }
+}
+
+/// Whether a netlink error is the kernel's "already exists" (EEXIST).
+fn is_exists(error: &rtnetlink::Error) -> bool {
+    matches!(error, rtnetlink::Error::NetlinkError(e) if e.raw_code() == -libc::EEXIST)
+}
+
+impl Netlink {
+    /// Opens a connection; its driver runs as a task on the current tokio runtime.
+    pub fn connect() -> Result<Self, NetlinkError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// Looks up an interface by name: its index, MAC and IPv4 networks.
+    pub async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        let link = match links.try_next().await {
+            Ok(Some(link)) => link,
+            // The kernel answers ENODEV for an unknown name.
+            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => {
+                return Err(NetlinkError::NoSuchInterface {
+                    name: name.to_owned(),
+                });
+            }
+            Err(source) => return Err(request(format!("looking up {name}"))(source)),
+        };
+        let mac = link
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::NoMac {
+                name: name.to_owned(),
+            })?;
+        let index = link.header.index;
+        let networks = self
+            .ipv4_addresses(index)
+            .await?
+            .into_iter()
+            .map(|(address, prefix, _)| (address, prefix))
+            .collect();
+        Ok(LinkInfo {
+            index,
+            mac,
+            networks,
+        })
+    }
+
+    /// The IPv4 addresses on an interface, with prefix length and the raw message.
+    async fn ipv4_addresses(
+        &self,
+        index: u32,
+    ) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, NetlinkError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing addresses"))?;
+        Ok(messages
+            .into_iter()
+            .filter(|m| m.header.index == index)
+            .filter_map(|m| {
+                let address = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
+                    _ => None,
+                })?;
+                Some((address, m.header.prefix_len, m))
+            })
+            .collect())
+    }
+
+    /// Adds `address/prefix` to an interface. Returns false when it was already there, so the
+    /// caller knows not to remove it at exit.
+    pub async fn add_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        match self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(address), prefix)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(error) if is_exists(&error) => Ok(false),
+            Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
+        }
+    }
+
+    /// Removes `address/prefix` from an interface, if it is there.
+    pub async fn remove_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
+        for (known, known_prefix, message) in self.ipv4_addresses(index).await? {
+            if known == address && known_prefix == prefix {
+                self.handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(request(format!("removing {address}/{prefix}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The IPv4 neighbour entries of an interface.
+    pub async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
+        let messages: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing neighbours"))?;
+        Ok(messages
+            .iter()
+            .filter_map(neighbour_entry)
+            .filter(|entry| entry.if_index == index)
+            .collect())
+    }
+
+    /// Asks the kernel to resolve (or re-confirm) a neighbour, as if a packet were waiting
+    /// for it (NTF_USE): an ARP request goes out and the answer lands in the neighbour table.
+    /// This also keeps entries fresh, since frames the data plane sends never pass the
+    /// kernel's neighbour code.
+    pub async fn request_resolution(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(address))
+            .state(NeighbourState::None)
+            .flags(NeighbourFlags::Use)
+            .replace()
+            .execute()
+            .await
+            .map_err(request(format!("resolving {address}")))
+    }
+}
+
+/// A stream of neighbour-table changes from the kernel (RTNLGRP_NEIGH).
+pub fn neighbour_events() -> Result<impl Stream<Item = NeighbourEvent>, NetlinkError> {
+    let (connection, _handle, messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Neigh])
+            .map_err(NetlinkError::Socket)?;
+    tokio::spawn(connection);
+    Ok(messages.filter_map(|(message, _)| async move {
+        match message.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)) => {
+                neighbour_entry(&m).map(NeighbourEvent::Changed)
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(m)) => {
+                neighbour_entry(&m).map(|entry| NeighbourEvent::Deleted {
+                    address: entry.address,
+                    if_index: entry.if_index,
+                })
+            }
+            _ => None,
+        }
+    }))
+}
+
+fn neighbour_entry(message: &NeighbourMessage) -> Option<NeighbourEntry> {
+    let mut address = None;
+    let mut mac = None;
+    for attribute in &message.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => address = Some(*v4),
+            NeighbourAttribute::LinkLayerAddress(bytes) => {
+                mac = <[u8; 6]>::try_from(bytes.as_slice()).ok();
+            }
+            _ => {}
+        }
+    }
+    Some(NeighbourEntry {
+        address: address?,
+        if_index: message.header.ifindex,
+        state: message.header.state,
+        mac,
+    })
+}
+
+/// What a neighbour entry means for forwarding. Entries that hold a MAC the kernel itself
+/// would use (reachable, stale, being re-probed, static) are usable; an entry the kernel
+/// gave up on, or one still waiting for its first answer, is not.
+pub fn classify(entry: Option<&NeighbourEntry>) -> Neighbour {
+    let Some(entry) = entry else {
+        return Neighbour::Unresolved {
+            reason: "no neighbour entry yet".into(),
+        };
+    };
+    let usable = matches!(
+        entry.state,
+        NeighbourState::Reachable
+            | NeighbourState::Stale
+            | NeighbourState::Delay
+            | NeighbourState::Probe
+            | NeighbourState::Permanent
+            | NeighbourState::Noarp
+    );
+    match (usable, entry.mac) {
+        (true, Some(mac)) if mac != [0; 6] => Neighbour::Resolved { mac: MacAddr(mac) },
+        _ => Neighbour::Unresolved {
+            reason: match entry.state {
+                NeighbourState::Failed => "no ARP reply (neighbour FAILED)".into(),
+                NeighbourState::Incomplete => "waiting for an ARP reply".into(),
+                other => format!("neighbour state {other:?}"),
+            },
+        },
+    }
+}
+
+/// The next state of a real server's neighbour, given the previous one and the kernel's
+/// entry now. A known MAC is kept while the kernel is merely re-resolving (the entry was
+/// garbage-collected, or is waiting for a reply): frames the data plane sends never refresh
+/// the kernel's entries, so they age and vanish even while the server is fine. Only the
+/// kernel giving up (FAILED) takes a server out.
+pub fn next_neighbour(
+    previous: &Neighbour,
+    entry: Option<&NeighbourEntry>,
+    on_link: bool,
+) -> Neighbour {
+    if !on_link {
+        return Neighbour::OffLink;
+    }
+    let fresh = classify(entry);
+    let kernel_gave_up = entry.is_some_and(|e| e.state == NeighbourState::Failed);
+    match (&fresh, previous) {
+        (Neighbour::Unresolved { .. }, Neighbour::Resolved { .. }) if !kernel_gave_up => {
+            previous.clone()
+        }
+        _ => fresh,
+    }
+}
+
+/// Whether `address` is on one of the interface's IPv4 networks, i.e. reachable by L2.
+pub fn on_link(address: Ipv4Addr, networks: &[(Ipv4Addr, u8)]) -> bool {
+    networks.iter().any(|&(network, prefix)| {
+        // A /32 (such as a VIP) is not a segment anything else lives on.
+        if prefix == 0 || prefix >= 32 {
+            return false;
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        u32::from(network) & mask == u32::from(address) & mask
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: NeighbourState, mac: Option<[u8; 6]>) -> NeighbourEntry {
+        NeighbourEntry {
+            address: Ipv4Addr::new(10, 0, 0, 11),
+            if_index: 2,
+            state,
+            mac,
+        }
+    }
+
+    #[test]
+    fn usable_states_with_a_mac_resolve() {
+        let mac = [2, 0, 0, 0, 0, 0x11];
+        for state in [
+            NeighbourState::Reachable,
+            NeighbourState::Stale,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+            NeighbourState::Permanent,
+        ] {
+            assert_eq!(
+                classify(Some(&entry(state, Some(mac)))),
+                Neighbour::Resolved { mac: MacAddr(mac) },
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_incomplete_and_missing_entries_do_not_resolve() {
+        assert!(matches!(
+            classify(Some(&entry(NeighbourState::Failed, None))),
+            Neighbour::Unresolved { reason } if reason.contains("FAILED")
+        ));
+        assert!(matches!(
+            classify(Some(&entry(NeighbourState::Incomplete, None))),
+            Neighbour::Unresolved { .. }
+        ));
+        assert!(matches!(classify(None), Neighbour::Unresolved { .. }));
+        // A usable state without an address is still unusable.
+        assert!(matches!(
+            classify(Some(&entry(NeighbourState::Reachable, None))),
+            Neighbour::Unresolved { .. }
+        ));
+    }
+
+    #[test]
+    fn a_known_mac_survives_re_resolution_but_not_failure() {
+        let mac = [2, 0, 0, 0, 0, 0x11];
+        let known = Neighbour::Resolved { mac: MacAddr(mac) };
+        assert_eq!(
+            next_neighbour(&known, None, true),
+            known,
+            "entry garbage-collected"
+        );
+        assert_eq!(
+            next_neighbour(&known, Some(&entry(NeighbourState::Incomplete, None)), true),
+            known
+        );
+        assert!(matches!(
+            next_neighbour(&known, Some(&entry(NeighbourState::Failed, None)), true),
+            Neighbour::Unresolved { .. }
+        ));
+        let moved = [2, 0, 0, 0, 0, 0x99];
+        assert_eq!(
+            next_neighbour(
+                &known,
+                Some(&entry(NeighbourState::Reachable, Some(moved))),
+                true
+            ),
+            Neighbour::Resolved {
+                mac: MacAddr(moved)
+            },
+            "a new MAC is followed"
+        );
+        assert_eq!(next_neighbour(&known, None, false), Neighbour::OffLink);
+        assert!(matches!(
+            next_neighbour(&Neighbour::Unknown, None, true),
+            Neighbour::Unresolved { .. }
+        ));
+    }
+
+    #[test]
+    fn on_link_follows_the_interface_networks_and_ignores_host_routes() {
+        let networks = [
+            (Ipv4Addr::new(10, 0, 0, 1), 24),
+            (Ipv4Addr::new(10, 0, 0, 100), 32),
+        ];
+        assert!(on_link(Ipv4Addr::new(10, 0, 0, 11), &networks));
+        assert!(!on_link(Ipv4Addr::new(10, 0, 1, 11), &networks));
+        assert!(!on_link(Ipv4Addr::new(192, 0, 2, 1), &networks));
+        assert!(!on_link(
+            Ipv4Addr::new(10, 0, 0, 11),
+            &[(Ipv4Addr::new(10, 0, 0, 100), 32)]
+        ));
+    }
+}

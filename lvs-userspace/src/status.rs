@@ -1,0 +1,223 @@
+//! The director's status as the control API returns it, and its text rendering.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    dataplane::{DataPlane, DataPlaneError},
+    model::{Model, Neighbour},
+};
+
+/// Everything `lvs status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub interface: String,
+    /// How the program is attached: "native" or "generic".
+    pub xdp_mode: String,
+    pub counters: Vec<CounterValue>,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterValue {
+    pub name: String,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub protocol: String,
+    pub address: String,
+    pub port: u16,
+    pub scheduler: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub real_servers: Vec<RealServerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServerStatus {
+    pub address: String,
+    pub weight: u32,
+    /// "resolved", "unresolved", "off_link" or "unknown".
+    pub neighbour: String,
+    pub mac: Option<String>,
+    /// Why the MAC is not known, when it is not.
+    pub reason: Option<String>,
+    /// Whether new flows go to it.
+    pub forwarding: bool,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Status {
+    /// Reads the counters from the data plane and combines them with the model.
+    pub fn collect(
+        model: &Model,
+        dataplane: &dyn DataPlane,
+        interface: &str,
+        xdp_mode: &str,
+    ) -> Result<Self, DataPlaneError> {
+        let counters = dataplane
+            .counters()?
+            .into_iter()
+            .map(|(counter, value)| CounterValue {
+                name: counter.name().to_owned(),
+                value,
+            })
+            .collect();
+        let mut services = Vec::new();
+        for view in model.services() {
+            let stats = dataplane.service_stats(view.index)?;
+            let mut real_servers = Vec::new();
+            for rs in &view.real_servers {
+                let rs_stats = dataplane.real_server_stats(rs.id)?;
+                let (neighbour, mac, reason) = match rs.neighbour {
+                    Neighbour::Unknown => ("unknown", None, None),
+                    Neighbour::Resolved { mac } => ("resolved", Some(mac.to_string()), None),
+                    Neighbour::Unresolved { reason } => ("unresolved", None, Some(reason.clone())),
+                    Neighbour::OffLink => (
+                        "off_link",
+                        None,
+                        Some(format!("not on a subnet of {interface}")),
+                    ),
+                };
+                real_servers.push(RealServerStatus {
+                    address: rs.address.to_string(),
+                    weight: rs.weight,
+                    neighbour: neighbour.to_owned(),
+                    mac,
+                    reason,
+                    forwarding: rs.forwarding,
+                    packets: rs_stats.packets,
+                    bytes: rs_stats.bytes,
+                });
+            }
+            services.push(ServiceStatus {
+                protocol: view.service.protocol.name().to_owned(),
+                address: view.service.address.to_string(),
+                port: view.service.port,
+                scheduler: view.service.scheduler.name().to_owned(),
+                packets: stats.packets,
+                bytes: stats.bytes,
+                real_servers,
+            });
+        }
+        Ok(Self {
+            interface: interface.to_owned(),
+            xdp_mode: xdp_mode.to_owned(),
+            counters,
+            services,
+        })
+    }
+
+    /// The value of a verdict counter by name.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.counters
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value)
+    }
+
+    /// A table in the spirit of `ipvsadm -Ln --stats`, plus the verdict counters.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "lvs director on {} ({} XDP)",
+            self.interface, self.xdp_mode
+        );
+        let _ = writeln!(out, "Prot LocalAddress:Port Scheduler");
+        let _ = writeln!(
+            out,
+            "  -> {:<28} {:<7} {:<6} {:<17} {:>10} {:>10}",
+            "RemoteAddress:Port", "Forward", "Weight", "Neighbour", "Packets", "Bytes"
+        );
+        for service in &self.services {
+            let _ = writeln!(
+                out,
+                "{:<4} {:<28} {:<32} {:>10} {:>10}",
+                service.protocol,
+                format!("{}:{}", service.address, service.port),
+                service.scheduler,
+                service.packets,
+                service.bytes
+            );
+            for rs in &service.real_servers {
+                let neighbour = rs.mac.clone().unwrap_or_else(|| rs.neighbour.clone());
+                let note = match (&rs.reason, rs.forwarding) {
+                    (Some(reason), _) => format!("  ({reason})"),
+                    (None, false) => "  (not forwarding)".to_owned(),
+                    (None, true) => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  -> {:<28} {:<7} {:<6} {:<17} {:>10} {:>10}{note}",
+                    format!("{}:{}", rs.address, service.port),
+                    "Route",
+                    rs.weight,
+                    neighbour,
+                    rs.packets,
+                    rs.bytes
+                );
+            }
+        }
+        let _ = writeln!(out, "Verdicts:");
+        for counter in &self.counters {
+            let _ = writeln!(out, "  {:<22} {:>12}", counter.name, counter.value);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{config, dataplane::FakeDataPlane, model::MacAddr};
+
+    #[test]
+    fn renders_services_real_servers_and_counters() {
+        let config = config::parse(
+            "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
+             port = 80\n[[virtual_server.real_server]]\naddress = \"10.0.0.11\"\n\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.12\"\nweight = 2\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut model = Model::new(&config);
+        let mut dataplane = FakeDataPlane::default();
+        model.set_neighbour(
+            Ipv4Addr::new(10, 0, 0, 11),
+            Neighbour::Resolved {
+                mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
+            },
+        );
+        model.set_neighbour(
+            Ipv4Addr::new(10, 0, 0, 12),
+            Neighbour::Unresolved {
+                reason: "waiting for an ARP reply".into(),
+            },
+        );
+        model.sync(&mut dataplane).unwrap();
+        let status = Status::collect(&model, &dataplane, "eth0", "native").unwrap();
+        let text = status.render();
+        let expected = "\
+lvs director on eth0 (native XDP)
+Prot LocalAddress:Port Scheduler
+  -> RemoteAddress:Port           Forward Weight Neighbour            Packets      Bytes
+TCP  10.0.0.100:80                mh                                        0          0
+  -> 10.0.0.11:80                 Route   1      02:00:00:00:00:11          0          0
+  -> 10.0.0.12:80                 Route   2      unresolved                 0          0  (waiting for an ARP reply)
+";
+        assert!(text.starts_with(expected), "got:\n{text}");
+        assert!(
+            text.contains("  tx_forwarded                      0\n"),
+            "got:\n{text}"
+        );
+        assert_eq!(status.counter("tx_forwarded"), Some(0));
+        assert_eq!(status.counter("nonexistent"), None);
+    }
+}
