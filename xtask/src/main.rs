@@ -1,1 +1,290 @@
-fn main() {}
+//! `cargo xtask`: what cargo alone cannot do. Installing the toolchain parts, running as
+//! root, the demo lab, the root tests and the benchmarks.
+//!
+//! Every command first runs `scripts/bootstrap.sh`, which installs what is missing (and says
+//! so) and skips what is there, so each command works on a fresh machine.
+
+#[path = "../../lvs-userspace/tests/support/lab.rs"]
+mod lab;
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run the director. With --config, on this node's interfaces; without, on a demo lab of
+    /// network namespaces (client, director, real servers) that it builds and tears down.
+    Run {
+        /// The director's TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Demo only: leave the lab and the director running at the end.
+        #[arg(long)]
+        keep: bool,
+        /// Demo only: how many requests the client sends.
+        #[arg(long, default_value_t = 120)]
+        requests: usize,
+        /// Demo only: how many real servers the lab has (1 to 8).
+        #[arg(long, default_value_t = 3)]
+        real_servers: u8,
+    },
+    /// Run every test: unit tests, then the root tests (data plane and end to end) serially.
+    Test,
+    /// cargo fmt --check, and clippy on the host crates and on the eBPF crate.
+    Lint,
+    /// Benchmarks: the data plane's per-packet cost against an empty XDP program.
+    Bench,
+    /// Build or remove the demo lab by hand (`up` or `down`), see scripts/lab.sh.
+    Lab {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let repo = repo_root();
+    std::env::set_current_dir(&repo).context("entering the repository")?;
+    match cli.command {
+        Task::Run {
+            config: Some(config),
+            ..
+        } => {
+            bootstrap()?;
+            let lvs = build_release()?;
+            as_root(
+                Command::new(&lvs)
+                    .arg("director")
+                    .arg("--config")
+                    .arg(config),
+            )
+        }
+        Task::Run {
+            config: None,
+            keep,
+            requests,
+            real_servers,
+        } => {
+            bootstrap()?;
+            let lvs = build_release()?;
+            ensure_root_or_reexec()?;
+            demo(&repo, &lvs, keep, requests, real_servers)
+        }
+        Task::Test => {
+            bootstrap()?;
+            say("unit tests (no root)");
+            run(Command::new("cargo").args(["test", "--workspace"]))?;
+            say(
+                "root tests: data plane (BPF_PROG_TEST_RUN) and end to end (namespaces), one at a time",
+            );
+            let mut root_tests = Command::new("cargo");
+            root_tests.args([
+                "test",
+                "-p",
+                "lvs-userspace",
+                "--test",
+                "dataplane",
+                "--test",
+                "e2e",
+                "--",
+                "--ignored",
+                "--test-threads=1",
+            ]);
+            as_root(&mut root_tests)
+        }
+        Task::Lint => {
+            bootstrap()?;
+            lint()
+        }
+        Task::Bench => {
+            bootstrap()?;
+            let mut bench = Command::new("cargo");
+            bench.args(["bench", "-p", "lvs-userspace", "--bench", "dataplane"]);
+            as_root(&mut bench)
+        }
+        Task::Lab { args } => {
+            let mut lab = Command::new("bash");
+            lab.arg("scripts/lab.sh").args(args);
+            as_root(&mut lab)
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository")
+        .to_owned()
+}
+
+fn say(what: &str) {
+    eprintln!("[xtask] {what}");
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    ensure!(status.success(), "{command:?} failed ({status})");
+    Ok(())
+}
+
+fn bootstrap() -> Result<()> {
+    run(Command::new("bash").arg("scripts/bootstrap.sh"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a command as root: directly when we are root, through sudo otherwise (keeping PATH,
+/// so the same cargo and toolchain are used).
+fn as_root(command: &mut Command) -> Result<()> {
+    if is_root() {
+        return run(command);
+    }
+    say("this needs root; running it through sudo");
+    let mut sudo = Command::new("sudo");
+    sudo.arg("--preserve-env=PATH,RUSTUP_HOME,CARGO_HOME,RUSTUP_TOOLCHAIN")
+        .arg(command.get_program())
+        .args(command.get_args());
+    run(&mut sudo)
+}
+
+/// Re-executes this xtask under sudo when not root (for tasks that do root work inline).
+fn ensure_root_or_reexec() -> Result<()> {
+    if is_root() {
+        return Ok(());
+    }
+    let me = std::env::current_exe().context("finding the xtask binary")?;
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let mut sudo = Command::new("sudo");
+    sudo.arg("--preserve-env=PATH,RUSTUP_HOME,CARGO_HOME")
+        .arg(me)
+        .args(args);
+    say("this needs root; running again through sudo");
+    run(&mut sudo)?;
+    std::process::exit(0);
+}
+
+fn build_release() -> Result<PathBuf> {
+    say("building lvs (release)");
+    run(Command::new("cargo").args(["build", "--release", "-p", "lvs-userspace", "--bin", "lvs"]))?;
+    Ok(repo_root().join("target/release/lvs"))
+}
+
+fn lint() -> Result<()> {
+    say("cargo fmt --check");
+    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    say("clippy: host crates, tests and benches");
+    run(Command::new("cargo").args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    say("clippy: the eBPF crate for bpfel-unknown-none");
+    run(Command::new("cargo").env("RUSTC_BOOTSTRAP", "1").args([
+        "clippy",
+        "-p",
+        "lvs-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+        "target/ebpf-clippy",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// The demo: a lab of namespaces, the director in it, requests from the client, and what
+/// happened, in numbers.
+fn demo(repo: &Path, lvs: &Path, keep: bool, requests: usize, real_servers: u8) -> Result<()> {
+    if !(1..=8).contains(&real_servers) {
+        bail!("--real-servers must be between 1 and 8");
+    }
+    say(&format!(
+        "building the demo lab: a client, the director and {real_servers} real servers"
+    ));
+    let mut lab = lab::Lab::up(repo, "lvsdemo", real_servers).map_err(anyhow::Error::msg)?;
+    say("starting the director in the lab");
+    lab.start_director(lvs).map_err(anyhow::Error::msg)?;
+    let before = lab
+        .wait_until_forwarding(lvs, usize::from(real_servers), Duration::from_secs(15))
+        .map_err(anyhow::Error::msg)?;
+    let kernel_before = lab.director_tcp_in_segments().map_err(anyhow::Error::msg)?;
+
+    say(&format!(
+        "sending {requests} HTTP requests from the client to {}",
+        lab::VIP
+    ));
+    let seen = lab.requests(requests);
+    let after = lab.status(lvs).map_err(anyhow::Error::msg)?;
+    let kernel_after = lab.director_tcp_in_segments().map_err(anyhow::Error::msg)?;
+
+    println!("\nAnswers by real server ({requests} requests, one connection each):");
+    for (server, count) in &seen.answers {
+        println!(
+            "  {server:<6} {count:>5}  {}",
+            "#".repeat(count * 50 / requests.max(1))
+        );
+    }
+    if !seen.failures.is_empty() {
+        println!(
+            "  failed  {:>5}  first error: {}",
+            seen.failures.len(),
+            seen.failures[0]
+        );
+    }
+    let forwarded = lab::counter(&after, "tx_forwarded") - lab::counter(&before, "tx_forwarded");
+    println!(
+        "\nDirect routing: the director forwarded {forwarded} client frames with XDP_TX; its own \
+         TCP stack received {} segments meanwhile (replies went from the real servers straight \
+         to the client).\n",
+        kernel_after - kernel_before
+    );
+    println!("{}", lab.status_table(lvs));
+
+    if keep {
+        lab.keep();
+        println!(
+            "The lab is still up. Try:\n  ip netns exec {client} curl http://{vip}/\n  {lvs} status --socket {socket}\n\
+             Stop it with:\n  cargo xtask lab down --prefix lvsdemo   (this also stops the director)",
+            client = lab.namespace("client"),
+            vip = lab::VIP,
+            lvs = lvs.display(),
+            socket = lab.control_socket().display(),
+        );
+        return Ok(());
+    }
+    say("stopping the director and removing the lab");
+    lab.stop_director().map_err(anyhow::Error::msg)?;
+    drop(lab);
+    ensure!(
+        seen.failures.is_empty(),
+        "{} requests failed",
+        seen.failures.len()
+    );
+    Ok(())
+}

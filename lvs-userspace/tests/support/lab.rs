@@ -1,0 +1,280 @@
+//! Drives the demo lab (`scripts/lab.sh`) and a director running in it.
+//!
+//! Shared by the end-to-end test and `cargo xtask run`, which includes this file with
+//! `#[path]`, so the demo shows exactly what the test checks. Only std and serde_json are
+//! used, and everything it starts is stopped and removed on drop, even after a panic.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+/// The lab's VIP, as `scripts/lab.sh` sets it up.
+pub const VIP: &str = "10.77.0.100";
+
+/// A running lab; dropping it stops the director and removes the namespaces.
+pub struct Lab {
+    repo: PathBuf,
+    prefix: String,
+    state_dir: PathBuf,
+    director: Option<Child>,
+    keep: bool,
+}
+
+/// What a batch of client requests saw.
+#[derive(Debug, Default)]
+pub struct Requests {
+    /// Answers by body (each real server names itself).
+    pub answers: BTreeMap<String, usize>,
+    pub failures: Vec<String>,
+}
+
+impl Lab {
+    /// Builds the lab with `real_servers` real servers under namespace prefix `prefix`.
+    pub fn up(repo: &Path, prefix: &str, real_servers: u8) -> Result<Self, String> {
+        let lab = Self {
+            repo: repo.to_owned(),
+            prefix: prefix.to_owned(),
+            state_dir: PathBuf::from("/run/lvs-lab").join(prefix),
+            director: None,
+            keep: false,
+        };
+        lab.script(&[
+            "up",
+            "--prefix",
+            prefix,
+            "--real-servers",
+            &real_servers.to_string(),
+        ])?;
+        Ok(lab)
+    }
+
+    /// Leaves the lab and the director running when this value is dropped.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    pub fn namespace(&self, host: &str) -> String {
+        format!("{}-{host}", self.prefix)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.state_dir.join("lvs.toml")
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.state_dir.join("lvs.sock")
+    }
+
+    pub fn director_log(&self) -> PathBuf {
+        self.state_dir.join("director.log")
+    }
+
+    fn script(&self, args: &[&str]) -> Result<(), String> {
+        let script = self.repo.join("scripts/lab.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .output()
+            .map_err(|e| format!("running {}: {e}", script.display()))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "scripts/lab.sh {} failed:\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Starts `lvs director` in the director namespace, logging to `director_log()`.
+    pub fn start_director(&mut self, lvs: &Path) -> Result<(), String> {
+        let log = File::create(self.director_log()).map_err(|e| format!("director log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("director log: {e}"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.namespace("dir")])
+            .arg(lvs)
+            .arg("director")
+            .arg("--config")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", lvs.display()))?;
+        self.director = Some(child);
+        Ok(())
+    }
+
+    /// The director's status document, as `lvs status --json` prints it.
+    pub fn status(&self, lvs: &Path) -> Result<serde_json::Value, String> {
+        let output = Command::new(lvs)
+            .args(["status", "--json", "--socket"])
+            .arg(self.control_socket())
+            .output()
+            .map_err(|e| format!("running lvs status: {e}"))?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("lvs status --json: {e}"))
+    }
+
+    /// `lvs status` as a table, for people.
+    pub fn status_table(&self, lvs: &Path) -> String {
+        Command::new(lvs)
+            .args(["status", "--socket"])
+            .arg(self.control_socket())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the director forwards to `real_servers` real servers, or `timeout` passes.
+    pub fn wait_until_forwarding(
+        &mut self,
+        lvs: &Path,
+        real_servers: usize,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            if let Some(child) = self.director.as_mut() {
+                if let Ok(Some(exit)) = child.try_wait() {
+                    return Err(format!("the director exited ({exit}):\n{}", self.log()));
+                }
+            }
+            match self.status(lvs) {
+                Ok(status) if forwarding_count(&status) >= real_servers => return Ok(status),
+                Ok(status) => last = status.to_string(),
+                Err(error) => last = error,
+            }
+            sleep(Duration::from_millis(200));
+        }
+        Err(format!(
+            "the director was not forwarding to {real_servers} real servers in time; last status: {last}\nlog:\n{}",
+            self.log()
+        ))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.director_log()).unwrap_or_default()
+    }
+
+    /// TCP segments the director's own kernel stack received (`Tcp: InSegs`).
+    pub fn director_tcp_in_segments(&self) -> Result<u64, String> {
+        let output = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.namespace("dir"),
+                "cat",
+                "/proc/net/snmp",
+            ])
+            .output()
+            .map_err(|e| format!("reading /proc/net/snmp: {e}"))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut tcp_lines = text.lines().filter(|l| l.starts_with("Tcp:"));
+        let (Some(names), Some(values)) = (tcp_lines.next(), tcp_lines.next()) else {
+            return Err("no Tcp lines in /proc/net/snmp".into());
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == "InSegs")
+            .and_then(|(_, value)| value.parse().ok())
+            .ok_or_else(|| "no Tcp InSegs in /proc/net/snmp".into())
+    }
+
+    /// Sends `count` HTTP requests to the VIP from the client, one connection each (so each
+    /// is a new flow with a new source port), each bounded by a 2 s timeout.
+    pub fn requests(&self, count: usize) -> Requests {
+        let mut seen = Requests::default();
+        for _ in 0..count {
+            let output = Command::new("ip")
+                .args(["netns", "exec", &self.namespace("client")])
+                .args(["curl", "--silent", "--show-error", "--max-time", "2"])
+                .arg(format!("http://{VIP}/"))
+                .output();
+            match output {
+                Ok(o) if o.status.success() => {
+                    let body = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+                    *seen.answers.entry(body).or_default() += 1;
+                }
+                Ok(o) => seen
+                    .failures
+                    .push(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+                Err(e) => seen.failures.push(e.to_string()),
+            }
+        }
+        seen
+    }
+
+    /// Stops the director with SIGTERM (as an operator would) and waits for it to exit.
+    pub fn stop_director(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.director.take() else {
+            return Ok(());
+        };
+        // `ip netns exec` execs the command, so the child's pid is the director's.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the director exited with {status}:\n{}",
+                        self.log()
+                    ))
+                };
+            }
+            sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err("the director did not stop within 5 s of SIGTERM".into())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let _ = self.stop_director();
+        if let Err(error) = self.script(&["down", "--prefix", &self.prefix]) {
+            eprintln!("{error}");
+        }
+    }
+}
+
+/// How many real servers the status document says are forwarding.
+pub fn forwarding_count(status: &serde_json::Value) -> usize {
+    status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["real_servers"].as_array().into_iter().flatten())
+        .filter(|rs| rs["forwarding"].as_bool() == Some(true))
+        .count()
+}
+
+/// A verdict counter from the status document.
+pub fn counter(status: &serde_json::Value, name: &str) -> u64 {
+    status["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .and_then(|c| c["value"].as_u64())
+        .unwrap_or(0)
+}

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# Builds (and tears down) a self-contained LVS direct-routing lab out of network namespaces.
+#
+#   lab.sh up     [--prefix P] [--real-servers N]
+#   lab.sh down   [--prefix P]
+#   lab.sh config [--prefix P]
+#
+# The lab is one L2 segment: a "switch" namespace P-sw holds a Linux bridge br0, and every
+# host namespace (P-client, P-dir, P-rs1 .. P-rsN) hangs off it through a veth pair whose
+# host end is eth0 and whose switch end is named after the host. The real servers are
+# provisioned with scripts/realserver.sh (VIP on lo, ARP kept quiet) and each runs a tiny
+# HTTP server that answers GET / with its own name, so a client can see which one it hit.
+# The director gets only its own address: the lvs daemon, started separately with the
+# generated lvs.toml, adds the VIP itself.
+#
+# Every namespace name starts with "P-" so that labs with different prefixes, or leftovers
+# of an earlier run, never collide. State (pids, logs, realserver state, lvs.toml) lives in
+# /run/lvs-lab/P/. The veth pairs are created directly inside the namespaces, so nothing is
+# ever added to the namespace the script is run from, and all lab traffic stays in the lab.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REALSERVER=$SCRIPT_DIR/realserver.sh
+STATE_ROOT=/run/lvs-lab
+SUBNET=10.77.0
+VIP=$SUBNET.100
+PORT=80
+CLIENT_ADDR=$SUBNET.2
+DIR_ADDR=$SUBNET.1
+MAX_RS=8
+
+say() { printf 'lab: %s\n' "$*"; }
+warn() { printf 'lab: warning: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$2" >&2; exit "$1"; }
+usage() {
+  cat >&2 <<EOF
+usage: ${0##*/} up     [--prefix P] [--real-servers N]
+       ${0##*/} down   [--prefix P]
+       ${0##*/} config [--prefix P]
+P matches ^[a-z][a-z0-9]{0,9}\$ (default lvslab); N is 1..$MAX_RS (default 2).
+EOF
+  exit 2
+}
+
+# --- argument parsing: everything is checked before anything is changed ---
+[[ $# -ge 1 ]] || usage
+CMD=$1; shift
+case $CMD in up | down | config) ;; -h | --help | help) usage ;; *) die 2 "unknown command '$CMD' (want up, down or config)" ;; esac
+PREFIX=lvslab
+NRS=2
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --prefix) [[ $# -ge 2 ]] || die 2 "--prefix needs a value"; PREFIX=$2; shift 2 ;;
+    --prefix=*) PREFIX=${1#--prefix=}; shift ;;
+    --real-servers | --real-servers=*)
+      # The number of real servers only means something when building a lab.
+      [[ $CMD == up ]] || die 2 "--real-servers is only valid with 'up'"
+      if [[ $1 == --real-servers ]]; then
+        [[ $# -ge 2 ]] || die 2 "--real-servers needs a value"
+        NRS=$2; shift 2
+      else
+        NRS=${1#--real-servers=}; shift
+      fi
+      ;;
+    -h | --help) usage ;;
+    *) die 2 "unknown argument '$1'" ;;
+  esac
+done
+# The prefix becomes part of namespace names and of a path under /run, so it is kept short
+# and plain; without a dash in it, "P-" can never be the start of another prefix's names.
+[[ $PREFIX =~ ^[a-z][a-z0-9]{0,9}$ ]] \
+  || die 2 "prefix '$PREFIX' must match ^[a-z][a-z0-9]{0,9}\$ (a lower-case letter, then up to 9 lower-case letters or digits)"
+# The addresses are 10.77.0.11 .. 10.77.0.18 and the names rs1 .. rs8, hence the upper bound.
+# A one-digit pattern also keeps a huge number from wrapping around in shell arithmetic.
+if ! [[ $NRS =~ ^[1-9]$ ]] || (( NRS > MAX_RS )); then
+  die 2 "--real-servers must be a whole number from 1 to $MAX_RS, not '$NRS'"
+fi
+
+STATE=$STATE_ROOT/$PREFIX
+CONFIG=$STATE/lvs.toml
+NS_SW=$PREFIX-sw
+NS_CLIENT=$PREFIX-client
+NS_DIR=$PREFIX-dir
+
+# `config` only reports a path, so it needs no privileges; it fails when there is no lab,
+# so that `cfg=$(lab.sh config)` cannot silently hand a caller a path to nothing.
+if [[ $CMD == config ]]; then
+  [[ -f $CONFIG ]] || die 1 "no lab with prefix '$PREFIX' is up ($CONFIG does not exist)"
+  printf '%s\n' "$CONFIG"
+  exit 0
+fi
+
+[[ $(id -u) -eq 0 ]] || die 1 "must run as root (it creates network namespaces and interfaces)"
+for tool in ip ethtool python3 curl setsid; do
+  command -v "$tool" >/dev/null 2>&1 || die 1 "'$tool' is needed but not found in PATH"
+done
+
+# The names of the existing namespaces that belong to this lab, one per line.
+lab_namespaces() {
+  ip netns list 2>/dev/null | awk -v p="$PREFIX-" 'index($1, p) == 1 { print $1 }'
+}
+
+# True if PID is alive and is one of our HTTP servers. Checking the command line guards
+# against killing an unrelated process that was given a recycled PID after a reboot or crash.
+is_http_server() {
+  local pid=$1 cmdline
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmdline == *http.server* ]]
+}
+
+# Sends SIGTERM to the given PIDs, waits up to 2 s for them to exit, then sends SIGKILL to
+# whatever is left, so that teardown is bounded even if a process ignores SIGTERM.
+stop_pids() {
+  local pid tries alive
+  [[ $# -gt 0 ]] || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  for ((tries = 0; tries < 20; tries++)); do
+    alive=0
+    for pid in "$@"; do
+      if [[ -e /proc/$pid ]] && [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
+        alive=1
+      fi
+    done
+    (( alive )) || return 0
+    sleep 0.1
+  done
+  kill -KILL "$@" 2>/dev/null || true
+}
+
+# Tears down the lab with this prefix. Every step is best effort, because a teardown that
+# stops half-way would leave exactly the debris it exists to remove; the namespaces are
+# deleted at the end whatever happened before. It is safe to run when nothing is up.
+do_down() {
+  local pidfile pid name ns rc=0
+  local -a namespaces pids
+
+  # 1. The HTTP servers we recorded.
+  if [[ -d $STATE ]]; then
+    for pidfile in "$STATE"/http-*.pid; do
+      [[ -e $pidfile ]] || continue
+      pid=$(<"$pidfile") || true
+      if is_http_server "$pid"; then
+        name=${pidfile##*/http-}
+        say "stopping HTTP server ${name%.pid} (pid $pid)"
+        stop_pids "$pid"
+      fi
+      rm -f "$pidfile" || true
+    done
+  fi
+
+  mapfile -t namespaces < <(lab_namespaces)
+
+  # 2. Undo the real-server provisioning. The namespaces are about to go away, which takes
+  # the VIP and the sysctls with them, but running `stop` also clears realserver.sh's own
+  # state and keeps this script honest about using it symmetrically.
+  for ns in "${namespaces[@]}"; do
+    [[ $ns =~ ^$PREFIX-rs[0-9]+$ ]] || continue
+    say "unprovisioning real server $ns"
+    LVS_STATE_DIR=$STATE/realserver ip netns exec "$ns" "$REALSERVER" stop "$VIP" --dev eth0 \
+      >/dev/null 2>&1 || warn "realserver.sh stop failed in $ns (ignored; the namespace is deleted anyway)"
+  done
+
+  # 3. Anything else still running inside a lab namespace (the lvs daemon, a stray curl, an
+  # HTTP server whose pid file was lost). Such a process would keep its namespace, and the
+  # interfaces in it, alive after `ip netns del`, so it is stopped rather than leaked.
+  for ns in "${namespaces[@]}"; do
+    mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null || true)
+    [[ ${#pids[@]} -gt 0 ]] || continue
+    say "stopping processes still running in $ns: ${pids[*]}"
+    stop_pids "${pids[@]}"
+  done
+
+  # 4. The namespaces. Deleting a namespace destroys its veth ends, and with them the peers.
+  for ns in "${namespaces[@]}"; do
+    say "deleting namespace $ns"
+    ip netns del "$ns" 2>/dev/null || { warn "could not delete namespace $ns"; rc=1; }
+  done
+
+  # 5. The state directory. It is only under our own prefix, so removing it wholesale is safe.
+  if [[ -d $STATE ]]; then
+    say "removing $STATE"
+    rm -rf "$STATE" || { warn "could not remove $STATE"; rc=1; }
+  fi
+  rmdir "$STATE_ROOT" 2>/dev/null || true
+
+  if (( rc == 0 )); then
+    say "lab '$PREFIX' is down"
+  else
+    warn "teardown of lab '$PREFIX' was incomplete"
+  fi
+  return "$rc"
+}
+
+# Turns off tx checksum offload on one veth end. A veth normally hands the peer packets with
+# a partial checksum for the receiver to complete; once XDP rewrites and forwards such a frame
+# the real server sees a bad checksum and drops it (see the toolchain notes), so in the lab
+# every sender fills in checksums itself, as a real NIC would in hardware.
+no_tx_csum() {
+  ip netns exec "$1" ethtool -K "$2" tx off >/dev/null
+}
+
+# Creates namespace P-NAME, links it to the bridge with a veth pair (eth0 inside the host,
+# NAME on the switch) and gives eth0 ADDR/24.
+add_host() {
+  local name=$1 addr=$2 ns=$PREFIX-$1
+  say "creating host $ns ($addr) on switch port $name"
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  # Creating the pair inside the switch namespace with its peer placed straight into the host
+  # namespace means neither end ever exists in the caller's namespace, where "client" or
+  # "eth0" could clash with a real interface or with another lab.
+  ip -n "$NS_SW" link add "$name" type veth peer name eth0 netns "$ns"
+  ip -n "$NS_SW" link set "$name" master br0
+  no_tx_csum "$NS_SW" "$name"
+  no_tx_csum "$ns" eth0
+  ip -n "$ns" addr add "$addr/24" dev eth0
+  ip -n "$NS_SW" link set "$name" up
+  ip -n "$ns" link set eth0 up
+}
+
+# Starts the HTTP server of real server rsI and waits until it answers with its name.
+start_http() {
+  local i=$1 name=rs$1 ns=$PREFIX-rs$1 addr=$SUBNET.$((10 + $1)) dir pid tries body=''
+  dir=$STATE/www/$name
+  mkdir -p "$dir"
+  printf '%s\n' "$name" >"$dir/index.html"
+  say "starting HTTP server $name on $addr:$PORT (also answers on the VIP)"
+  # setsid detaches the server from this script's session, so that it outlives the script
+  # and is not hit by a terminal's hangup. Because a background job of a script is not a
+  # process-group leader, setsid does not fork, and $! is the server's own PID.
+  ip netns exec "$ns" setsid "$PYTHON" -m http.server "$PORT" --bind 0.0.0.0 --directory "$dir" \
+    </dev/null >"$STATE/http-$name.log" 2>&1 &
+  pid=$!
+  printf '%s\n' "$pid" >"$STATE/http-$name.pid"
+  # Poll for up to 5 s. --noproxy keeps a proxy set in the environment out of the way.
+  for ((tries = 0; tries < 50; tries++)); do
+    body=$(ip netns exec "$ns" curl -s --noproxy '*' --max-time 1 "http://$addr:$PORT/" 2>/dev/null) || true
+    [[ $body == "$name" ]] && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      sed 's/^/  /' "$STATE/http-$name.log" >&2 || true
+      die 1 "HTTP server $name exited at start-up (log above)"
+    fi
+    sleep 0.1
+  done
+  sed 's/^/  /' "$STATE/http-$name.log" >&2 || true
+  die 1 "HTTP server $name did not answer on $addr:$PORT within 5 s (log above)"
+}
+
+write_config() {
+  local i
+  {
+    cat <<EOF
+# Generated by scripts/lab.sh for the lab '$PREFIX'. Run the director with:
+#   ip netns exec $NS_DIR lvs director --config $CONFIG
+
+[director]
+interface = "eth0"
+# Native XDP_TX on a veth only delivers frames if the peer veth has an XDP program attached
+# too, and here the peer is a bridge port in the switch namespace. Generic (skb) mode avoids
+# that pitfall in the lab at the cost of speed.
+xdp_mode = "generic"
+control_socket = "$STATE/lvs.sock"
+
+[[virtual_server]]
+address = "$VIP"
+port = $PORT
+protocol = "TCP"
+lb_algo = "mh"
+lb_kind = "DR"
+EOF
+    for ((i = 1; i <= NRS; i++)); do
+      printf '\n[[virtual_server.real_server]]\naddress = "%s"\nweight = 1\n' "$SUBNET.$((10 + i))"
+    done
+  } >"$CONFIG.tmp"
+  mv "$CONFIG.tmp" "$CONFIG"
+  say "wrote $CONFIG"
+}
+
+do_up() {
+  local i ns
+
+  # A lab with this prefix, complete or not, is replaced rather than built on top of.
+  if [[ -d $STATE ]] || [[ -n $(lab_namespaces) ]]; then
+    say "a lab with prefix '$PREFIX' exists; tearing it down first"
+    do_down || die 1 "could not tear down the existing lab '$PREFIX'"
+  fi
+
+  # pyenv and similar put a shim script first in PATH that picks the interpreter from the
+  # current directory; resolving the real interpreter once makes the servers independent of it.
+  PYTHON=$(python3 -c 'import sys; print(sys.executable)') || die 1 "python3 does not run"
+
+  # From here on a failure tears the half-built lab down, so that a failed `up` leaves nothing.
+  trap 'rc=$?; trap - EXIT; if (( rc != 0 )); then warn "up failed; tearing down the partial lab"; do_down >&2 || true; fi; exit "$rc"' EXIT
+
+  mkdir -p "$STATE" "$STATE/realserver"
+  say "state directory $STATE"
+
+  say "creating switch $NS_SW with bridge br0"
+  ip netns add "$NS_SW"
+  ip -n "$NS_SW" link set lo up
+  # No STP and no forwarding delay: a port must forward as soon as it is up, or the first
+  # seconds of the lab would silently drop frames.
+  ip -n "$NS_SW" link add br0 type bridge stp_state 0 forward_delay 0
+  ip -n "$NS_SW" link set br0 up
+
+  add_host client "$CLIENT_ADDR"
+  add_host dir "$DIR_ADDR"
+  for ((i = 1; i <= NRS; i++)); do
+    add_host "rs$i" "$SUBNET.$((10 + i))"
+  done
+
+  for ((i = 1; i <= NRS; i++)); do
+    ns=$PREFIX-rs$i
+    say "provisioning real server $ns with VIP $VIP"
+    # The realserver state goes under the lab's state dir, so it is removed with the lab and
+    # never mixes with a real server provisioned on this machine outside the lab.
+    LVS_STATE_DIR=$STATE/realserver ip netns exec "$ns" "$REALSERVER" start "$VIP" --dev eth0 >/dev/null
+  done
+
+  for ((i = 1; i <= NRS; i++)); do
+    start_http "$i"
+  done
+
+  write_config
+  trap - EXIT
+
+  say "lab '$PREFIX' is up: client $CLIENT_ADDR, director $DIR_ADDR, real servers $SUBNET.11..$SUBNET.$((10 + NRS)), VIP $VIP:$PORT/TCP"
+  say "config: $CONFIG"
+  say "start the director: ip netns exec $NS_DIR lvs director --config $CONFIG"
+  say "then try the VIP:   ip netns exec $NS_CLIENT curl http://$VIP/"
+  say "tear down:          $0 down --prefix $PREFIX"
+}
+
+"do_$CMD"
