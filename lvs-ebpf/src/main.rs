@@ -67,7 +67,7 @@ mod program {
         };
         // SAFETY: the controller only inserts and removes whole entries; a value is two u32s
         // read once, so a concurrent update yields the old or the new service, both valid.
-        let service = unsafe { SERVICES.get(&key) }.ok_or(Counter::PassNotService)?;
+        let service = unsafe { SERVICES.get(key) }.ok_or(Counter::PassNotService)?;
         let service_index = service.index;
 
         let flow_hash = hash::flow_hash(
