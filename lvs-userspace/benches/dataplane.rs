@@ -18,42 +18,23 @@
 use std::{
     io,
     mem::size_of,
-    net::Ipv4Addr,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     process::ExitCode,
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use etherparse::PacketBuilder;
-use lvs_userspace::{
-    config,
-    dataplane::{BpfDataPlane, DataPlane, test_run},
-    model::{MacAddr, Model, Neighbour},
-};
+#[path = "../tests/support/fixture.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the data-plane tests, which use other parts"
+)]
+mod fixture;
 
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
+use fixture::{RS1_MAC, RS2_MAC, VIP, XDP_PASS, XDP_TX, tcp_ack, tcp_syn};
+use lvs_userspace::dataplane::{BpfDataPlane, test_run};
 
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
-const RS1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
-const RS2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
-const CLIENT: [u8; 4] = [192, 0, 2, 7];
-const VIP: [u8; 4] = [10, 0, 0, 100];
+/// A destination that is not a virtual service.
 const NOT_A_VIP: [u8; 4] = [10, 0, 0, 50];
-
-const CONFIG: &str = r#"
-[director]
-interface = "bench0"
-
-[[virtual_server]]
-address = "10.0.0.100"
-port = 80
-[[virtual_server.real_server]]
-address = "10.0.0.11"
-[[virtual_server.real_server]]
-address = "10.0.0.12"
-"#;
 
 /// How much work one invocation does.
 #[derive(Clone, Copy)]
@@ -124,60 +105,26 @@ fn cases() -> Result<Vec<Case>> {
     Ok(vec![
         Case {
             name: "TCP SYN to a service",
-            frame: tcp_syn(VIP)?,
+            frame: tcp_syn(VIP, 80),
             verdict: XDP_TX,
         },
         Case {
             name: "TCP ACK + 18 B to a service",
-            frame: tcp_ack_with_data()?,
+            frame: tcp_ack(80),
             verdict: XDP_TX,
         },
         Case {
             name: "TCP SYN to a non-VIP",
-            frame: tcp_syn(NOT_A_VIP)?,
+            frame: tcp_syn(NOT_A_VIP, 80),
             verdict: XDP_PASS,
         },
     ])
 }
 
-fn tcp_syn(dst: [u8; 4]) -> Result<Vec<u8>> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-        .ipv4(CLIENT, dst, 64)
-        .tcp(40000, 80, 1, 64240)
-        .syn()
-        .write(&mut frame, &[])
-        .context("building a SYN")?;
-    Ok(frame)
-}
-
-/// A packet of an established flow: an ACK carrying a small request, same flow as the SYN.
-fn tcp_ack_with_data() -> Result<Vec<u8>> {
-    let mut frame = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-        .ipv4(CLIENT, VIP, 64)
-        .tcp(40000, 80, 2, 64240)
-        .ack(1)
-        .write(&mut frame, b"GET / HTTP/1.1\r\n\r\n")
-        .context("building an ACK")?;
-    Ok(frame)
-}
-
 /// Loads the director's program and programs its maps through the model, as the daemon does.
 fn load_director() -> Result<BpfDataPlane> {
-    let config = config::parse(CONFIG, "bench.toml").context("parsing the bench config")?;
-    let mut model = Model::new(&config);
-    for (address, mac) in [
-        (Ipv4Addr::new(10, 0, 0, 11), RS1_MAC),
-        (Ipv4Addr::new(10, 0, 0, 12), RS2_MAC),
-    ] {
-        model.set_neighbour(address, Neighbour::Resolved { mac: MacAddr(mac) });
-    }
     let mut dataplane = BpfDataPlane::load(false).context("loading the XDP object")?;
-    dataplane
-        .set_director(DIRECTOR_MAC)
-        .context("writing the director entry")?;
-    model.sync(&mut dataplane).context("programming the maps")?;
+    fixture::program(&mut dataplane);
     Ok(dataplane)
 }
 

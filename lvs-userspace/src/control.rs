@@ -55,8 +55,8 @@ pub enum ControlError {
         source: io::Error,
     },
     #[error(
-        "cannot connect to the lvs daemon at {path}: {source} (is the daemon running? \
-         start it with `lvs director --config FILE`)"
+        "cannot connect to the lvs daemon at {path} (is the daemon running? start it with \
+         `lvs director --config FILE`)"
     )]
     NotRunning {
         path: PathBuf,

@@ -28,7 +28,15 @@ fn lvs() -> &'static Path {
 #[ignore = "needs root: network namespaces and XDP"]
 fn requests_through_the_vip_are_balanced_and_answered_directly() {
     let mut lab = Lab::up(repo(), "lvse2e", 3).unwrap_or_else(|e| panic!("{e}"));
-    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    // Two real servers that must never get traffic: one on the segment that nobody answers
+    // ARP for, and one off the director's subnets.
+    let config = std::fs::read_to_string(lab.config_path()).unwrap()
+        + "\n[[virtual_server.real_server]]\naddress = \"10.77.0.50\"\n\
+           \n[[virtual_server.real_server]]\naddress = \"10.20.0.5\"\n";
+    let config_path = lab.config_path().with_file_name("lvs-e2e.toml");
+    std::fs::write(&config_path, config).unwrap();
+    lab.start_director_with(lvs(), &config_path)
+        .unwrap_or_else(|e| panic!("{e}"));
     let before = lab
         .wait_until_forwarding(lvs(), 3, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -79,6 +87,25 @@ fn requests_through_the_vip_are_balanced_and_answered_directly() {
         after["services"][0]["packets"].as_u64().unwrap()
     );
     assert_eq!(forwarding_count(&after), 3);
+    let silent = &after["services"][0]["real_servers"][3];
+    assert_eq!(silent["address"], "10.77.0.50");
+    assert_eq!(silent["neighbour"], "unresolved", "{silent}");
+    assert_eq!(
+        (silent["forwarding"].as_bool(), silent["packets"].as_u64()),
+        (Some(false), Some(0))
+    );
+    let far = &after["services"][0]["real_servers"][4];
+    assert_eq!(far["address"], "10.20.0.5");
+    assert_eq!(far["neighbour"], "off_link", "{far}");
+    assert_eq!(
+        (far["forwarding"].as_bool(), far["packets"].as_u64()),
+        (Some(false), Some(0))
+    );
+    assert!(
+        lab.log().contains("10.20.0.5"),
+        "the off-link server is reported:\n{}",
+        lab.log()
+    );
 
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
     // After a clean stop the VIP is gone from the director and traffic no longer flows.

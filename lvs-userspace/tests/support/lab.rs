@@ -93,8 +93,14 @@ impl Lab {
         }
     }
 
-    /// Starts `lvs director` in the director namespace, logging to `director_log()`.
+    /// Starts `lvs director` with the lab's config in the director namespace, logging to
+    /// `director_log()`.
     pub fn start_director(&mut self, lvs: &Path) -> Result<(), String> {
+        self.start_director_with(lvs, &self.config_path())
+    }
+
+    /// Starts `lvs director` with another config (for example the lab's with additions).
+    pub fn start_director_with(&mut self, lvs: &Path, config: &Path) -> Result<(), String> {
         let log = File::create(self.director_log()).map_err(|e| format!("director log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("director log: {e}"))?;
         let child = Command::new("ip")
@@ -102,7 +108,7 @@ impl Lab {
             .arg(lvs)
             .arg("director")
             .arg("--config")
-            .arg(self.config_path())
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
