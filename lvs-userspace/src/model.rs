@@ -285,8 +285,9 @@ fn identity(address: Ipv4Addr, port: u16) -> Vec<u8> {
     bytes
 }
 
-/// The `(slot, id)` pairs where `new` differs from `old`; an empty `old` was never written, so
-/// its slots hold `NO_REAL_SERVER` (the array's zero value is id 0, so write every slot).
+/// The `(slot, id)` pairs where `new` differs from `old`. An empty `old` means the table was
+/// never written: the BPF array then holds zeros, which name real server 0, so every slot of
+/// `new` is written.
 fn changed_slots(old: &[u32], new: &[u32]) -> Vec<(u32, u32)> {
     new.iter()
         .zip(0u32..)
