@@ -111,11 +111,16 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Envelope>) {
 async fn serve_connection(stream: UnixStream, requests: mpsc::Sender<Envelope>) {
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
     while let Some(line) = lines.next().await {
-        let response = match line {
-            Ok(line) => answer(&line, &requests).await,
-            Err(error) => Response::Error {
-                message: format!("bad request line: {error}"),
-            },
+        // After an over-long or undecodable line the codec cannot find the next line
+        // boundary reliably, so the connection ends after the error answer.
+        let (response, framing_lost) = match line {
+            Ok(line) => (answer(&line, &requests).await, false),
+            Err(error) => (
+                Response::Error {
+                    message: format!("bad request line: {error}"),
+                },
+                true,
+            ),
         };
         let encoded = match serde_json::to_string(&response) {
             Ok(encoded) => encoded,
@@ -124,12 +129,7 @@ async fn serve_connection(stream: UnixStream, requests: mpsc::Sender<Envelope>) 
                 return;
             }
         };
-        if lines.send(encoded).await.is_err() {
-            return;
-        }
-        // After an over-long line the codec cannot find the next line boundary reliably.
-        if matches!(&response, Response::Error { message } if message.starts_with("bad request line"))
-        {
+        if lines.send(encoded).await.is_err() || framing_lost {
             return;
         }
     }

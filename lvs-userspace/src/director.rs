@@ -136,14 +136,13 @@ async fn resolve_initially(netlink: &Netlink, link: &LinkInfo, model: &mut Model
     Ok(())
 }
 
-/// Requests resolution of unresolved real servers, and of resolved ones too when `all`.
+/// Requests resolution of unresolved on-link real servers, and of resolved ones too when
+/// `all`. Off-link servers are never asked for: ARP cannot reach them.
 async fn request_resolutions(netlink: &Netlink, link: &LinkInfo, model: &Model, all: bool) {
     for address in model.real_server_addresses() {
-        let neighbour = model.neighbour(address);
-        let wanted = match neighbour {
-            Neighbour::OffLink => false,
+        let wanted = match model.neighbour(address) {
             Neighbour::Resolved { .. } => all,
-            Neighbour::Unknown | Neighbour::Unresolved { .. } => true,
+            _ => true,
         };
         if wanted && netlink::on_link(address, &link.networks) {
             if let Err(error) = netlink.request_resolution(link.index, address).await {
@@ -161,9 +160,9 @@ async fn refresh_neighbours(netlink: &Netlink, link: &LinkInfo, model: &mut Mode
         let entry = entries.iter().find(|e| e.address == address);
         let on_link = netlink::on_link(address, &link.networks);
         let next = netlink::next_neighbour(model.neighbour(address), entry, on_link);
-        if model.neighbour(address) != &next {
+        if model.set_neighbour(address, next.clone()) {
             log_neighbour_change(address, &next);
-            changed |= model.set_neighbour(address, next);
+            changed = true;
         }
     }
     Ok(changed)

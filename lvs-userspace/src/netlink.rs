@@ -71,9 +71,9 @@ fn request(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Netlin
     move |source| NetlinkError::Request { action, source }
 }
 
-/// Whether a netlink error is the kernel's "already exists" (EEXIST).
-fn is_exists(error: &rtnetlink::Error) -> bool {
-    matches!(error, rtnetlink::Error::NetlinkError(e) if e.raw_code() == -libc::EEXIST)
+/// Whether a netlink error is the kernel's answer `errno` (such as EEXIST).
+fn is_errno(error: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(error, rtnetlink::Error::NetlinkError(e) if e.raw_code() == -errno)
 }
 
 impl Netlink {
@@ -92,14 +92,14 @@ impl Netlink {
             .get()
             .match_name(name.to_owned())
             .execute();
+        let no_such_interface = || NetlinkError::NoSuchInterface {
+            name: name.to_owned(),
+        };
         let link = match links.try_next().await {
             Ok(Some(link)) => link,
-            // The kernel answers ENODEV for an unknown name.
-            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => {
-                return Err(NetlinkError::NoSuchInterface {
-                    name: name.to_owned(),
-                });
-            }
+            // The kernel answers ENODEV for an unknown name; other errors are reported as such.
+            Ok(None) => return Err(no_such_interface()),
+            Err(error) if is_errno(&error, libc::ENODEV) => return Err(no_such_interface()),
             Err(source) => return Err(request(format!("looking up {name}"))(source)),
         };
         let mac = link
@@ -169,7 +169,7 @@ impl Netlink {
             .await
         {
             Ok(()) => Ok(true),
-            Err(error) if is_exists(&error) => Ok(false),
+            Err(error) if is_errno(&error, libc::EEXIST) => Ok(false),
             Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
         }
     }

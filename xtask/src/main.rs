@@ -159,11 +159,20 @@ fn as_root(command: &mut Command) -> Result<()> {
         return run(command);
     }
     say("this needs root; running it through sudo");
+    run(&mut sudo(command.get_program(), command.get_args()))
+}
+
+/// `sudo` running `program args`, keeping PATH and the rustup/cargo variables so the same
+/// toolchain is used as root.
+fn sudo<'a>(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: impl IntoIterator<Item = &'a std::ffi::OsStr>,
+) -> Command {
     let mut sudo = Command::new("sudo");
     sudo.arg("--preserve-env=PATH,RUSTUP_HOME,CARGO_HOME,RUSTUP_TOOLCHAIN")
-        .arg(command.get_program())
-        .args(command.get_args());
-    run(&mut sudo)
+        .arg(program)
+        .args(args);
+    sudo
 }
 
 /// Re-executes this xtask under sudo when not root (for tasks that do root work inline).
@@ -173,12 +182,8 @@ fn ensure_root_or_reexec() -> Result<()> {
     }
     let me = std::env::current_exe().context("finding the xtask binary")?;
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let mut sudo = Command::new("sudo");
-    sudo.arg("--preserve-env=PATH,RUSTUP_HOME,CARGO_HOME")
-        .arg(me)
-        .args(args);
     say("this needs root; running again through sudo");
-    run(&mut sudo)?;
+    run(&mut sudo(me, args.iter().map(OsString::as_os_str)))?;
     std::process::exit(0);
 }
 
