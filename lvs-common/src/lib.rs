@@ -7,6 +7,7 @@
 //! byte swapping on either side.
 #![no_std]
 
+pub mod flow;
 pub mod hash;
 
 /// Name of the XDP program inside the object file.
@@ -21,6 +22,10 @@ pub mod map_names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_SERVER_STATS: &str = "REAL_SERVER_STATS";
+    pub const FLOWS: &str = "FLOWS";
+    pub const PERSIST: &str = "PERSIST";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const CURSORS: &str = "CURSORS";
 }
 
 /// Default capacity of the service map; the controller may size the maps differently at load.
@@ -29,6 +34,11 @@ pub const MAX_SERVICES: u32 = 64;
 pub const MAX_REAL_SERVERS: u32 = 4096;
 /// Slots in each service's lookup table. A prime, so Maglev's permutations cover every slot.
 pub const LOOKUP_TABLE_SIZE: u32 = 65537;
+/// Default capacity of the flow table (connections tracked at once); `flow_table_size` in the
+/// config changes it at load.
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 262_144;
+/// Default capacity of the persistence-template table.
+pub const DEFAULT_PERSIST_TABLE_SIZE: u32 = 65_536;
 /// A lookup-table slot that names no real server (the service has none usable).
 pub const NO_REAL_SERVER: u32 = u32::MAX;
 
@@ -53,12 +63,27 @@ pub struct ServiceKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServiceEntry {
-    /// Index of this service's lookup table in `LOOKUP` (slot `index * LOOKUP_TABLE_SIZE + n`)
-    /// and of its counters in `SERVICE_STATS`. Host byte order.
+    /// Index of this service's lookup table in `LOOKUP` (slot `index * LOOKUP_TABLE_SIZE + n`),
+    /// of its cursor in `CURSORS` and of its counters in `SERVICE_STATS`. Host byte order.
     pub index: u32,
-    /// Reserved for per-service behaviour flags; zero today. Host byte order.
+    /// `SERVICE_*` flags: how a new connection picks its slot. Host byte order.
     pub flags: u32,
+    /// With `SERVICE_RING`: how many slots of the table hold the schedule.
+    pub ring_len: u32,
+    /// Persistence timeout in seconds (`ipvsadm -p`); 0 when the service is not persistent.
+    pub persist_timeout_s: u32,
+    /// Persistence netmask (`ipvsadm -M`), network byte order.
+    pub persist_mask: [u8; 4],
 }
+
+/// New connections take the next slot of the service's schedule (a ring walked by per-CPU
+/// cursors): `rr`, `wrr`, `lc`, `wlc`, `sed`, `nq`. Without it, the slot is chosen by hash:
+/// `sh`, `dh`, `mh`.
+pub const SERVICE_RING: u32 = 1;
+/// The hash includes the client's port (`sh-port`, `mh-port`).
+pub const SERVICE_HASH_SOURCE_PORT: u32 = 2;
+/// The hash is of the destination address (`dh`).
+pub const SERVICE_HASH_DESTINATION: u32 = 4;
 
 /// Value of the `REAL_SERVERS` array, indexed by real-server id (host byte order).
 ///
@@ -73,6 +98,9 @@ pub struct RealServerEntry {
     pub mac: [u8; 6],
     /// `REAL_SERVER_USABLE` when the entry may be forwarded to. Host byte order.
     pub flags: u16,
+    /// Changes whenever the id is given to another real server, so flows and persistence
+    /// templates made for the old one are recognised as having lost their destination.
+    pub generation: u32,
 }
 
 /// The entry holds a resolved MAC and may be forwarded to.
@@ -91,6 +119,8 @@ pub struct DirectorEntry {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrafficStats {
+    /// Connections scheduled (new flows), as `ipvsadm --stats` counts them.
+    pub connections: u64,
     pub packets: u64,
     /// Bytes of the IP packets (their IPv4 total length), as IPVS counts them.
     pub bytes: u64,
@@ -107,6 +137,9 @@ pub enum Counter {
     TxForwarded = 0,
     /// XDP_DROP: the packet was for a service that has no usable real server.
     DropNoRealServer,
+    /// XDP_DROP: the packet belongs to a connection whose real server was removed, and the
+    /// director is set to drop such packets until the connection expires.
+    DropRealServerGone,
     /// XDP_PASS: not IPv4 (ARP, IPv6, LLDP, ...).
     PassNotIpv4,
     /// XDP_PASS: IPv4 but neither TCP nor UDP (ICMP to the VIP, for example).
@@ -125,9 +158,10 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 10] = [
         Counter::TxForwarded,
         Counter::DropNoRealServer,
+        Counter::DropRealServerGone,
         Counter::PassNotIpv4,
         Counter::PassNotTcpUdp,
         Counter::PassNotService,
@@ -145,6 +179,7 @@ impl Counter {
         match self {
             Counter::TxForwarded => "tx_forwarded",
             Counter::DropNoRealServer => "drop_no_real_server",
+            Counter::DropRealServerGone => "drop_real_server_gone",
             Counter::PassNotIpv4 => "pass_not_ipv4",
             Counter::PassNotTcpUdp => "pass_not_tcp_udp",
             Counter::PassNotService => "pass_not_service",
@@ -158,10 +193,15 @@ impl Counter {
 
 const _: () = {
     assert!(size_of::<ServiceKey>() == 8);
-    assert!(size_of::<ServiceEntry>() == 8);
-    assert!(size_of::<RealServerEntry>() == 12);
+    assert!(size_of::<ServiceEntry>() == 20);
+    assert!(size_of::<RealServerEntry>() == 16);
     assert!(size_of::<DirectorEntry>() == 8);
-    assert!(size_of::<TrafficStats>() == 16);
+    assert!(size_of::<TrafficStats>() == 24);
+    assert!(size_of::<flow::FlowKey>() == 16);
+    assert!(size_of::<flow::FlowEntry>() == 24);
+    assert!(size_of::<flow::PersistKey>() == 12);
+    assert!(size_of::<flow::PersistEntry>() == 16);
+    assert!(size_of::<flow::Settings>() == 40);
 };
 
 #[cfg(feature = "user")]
@@ -173,4 +213,9 @@ mod pod {
     unsafe impl aya::Pod for super::RealServerEntry {}
     unsafe impl aya::Pod for super::DirectorEntry {}
     unsafe impl aya::Pod for super::TrafficStats {}
+    unsafe impl aya::Pod for super::flow::FlowKey {}
+    unsafe impl aya::Pod for super::flow::FlowEntry {}
+    unsafe impl aya::Pod for super::flow::PersistKey {}
+    unsafe impl aya::Pod for super::flow::PersistEntry {}
+    unsafe impl aya::Pod for super::flow::Settings {}
 }

@@ -1,12 +1,14 @@
 //! The lvs XDP data plane: LVS direct routing.
 //!
-//! A frame for a virtual service gets a real server from the service's lookup table (indexed
-//! by a hash of the flow), its Ethernet destination set to that server's MAC and its source to
-//! the director's, and leaves through the interface it came in on (XDP_TX). Every other frame
-//! is passed to the kernel untouched. Each verdict is counted by reason.
+//! A frame for a virtual service follows its connection's entry in the flow table; a frame of a
+//! new connection gets a real server from the service's lookup table (the next entry of its
+//! schedule, or the slot its hash names) and is recorded. The frame's Ethernet destination is
+//! set to the real server's MAC and its source to the director's, and it leaves through the
+//! interface it came in on (XDP_TX). Every other frame is passed to the kernel untouched. Each
+//! verdict is counted by reason.
 //!
 //! Architecture invariant: this program never decides policy. The controller builds the lookup
-//! tables; the program hashes, looks up and rewrites.
+//! tables and schedules; the program follows connections, walks or hashes, and rewrites.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -19,15 +21,28 @@ mod packet;
 mod program {
     use aya_ebpf::{
         bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
+        helpers::bpf_ktime_get_coarse_ns,
         macros::xdp,
         programs::XdpContext,
     };
     use lvs_common::{
-        Counter, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE, ServiceKey, hash,
+        Counter, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
+        RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
+        flow::{
+            FLOW_PERSISTENT, FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey,
+            SETTINGS_DROP_NODEST, Settings, initial_state, next_tcp_state, schedule_hash,
+        },
     };
     use network_types::eth::EthHdr;
 
-    use crate::{maps::*, packet};
+    use crate::{
+        maps::*,
+        packet::{self, Flow},
+    };
+
+    /// A persistent flow refreshes its client's template at most this often, so a long-lived
+    /// connection keeps the template alive (as in IPVS) without a template write per packet.
+    const TEMPLATE_REFRESH_NS: u64 = 1_000_000_000;
 
     /// Set to 1 by the controller at load time (`--trace-packets`) to log every forwarding
     /// decision. When 0 the verifier removes the logging branch as dead code, so the default
@@ -49,7 +64,7 @@ mod program {
     #[inline(always)]
     fn action_for(reason: Counter) -> u32 {
         match reason {
-            Counter::DropNoRealServer => XDP_DROP,
+            Counter::DropNoRealServer | Counter::DropRealServerGone => XDP_DROP,
             Counter::Aborted => XDP_ABORTED,
             _ => XDP_PASS,
         }
@@ -65,31 +80,34 @@ mod program {
             protocol: flow.protocol,
             _pad: 0,
         };
-        // SAFETY: the controller only inserts and removes whole entries; a value is two u32s
-        // read once, so a concurrent update yields the old or the new service, both valid.
-        let service = unsafe { SERVICES.get(key) }.ok_or(Counter::PassNotService)?;
-        let service_index = service.index;
+        // SAFETY: the controller only inserts and removes whole entries; a concurrent update
+        // yields the old or the new service, both valid.
+        let service = *unsafe { SERVICES.get(key) }.ok_or(Counter::PassNotService)?;
+        let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
+        // SAFETY: a helper without arguments.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        let flow_key = FlowKey {
+            src_addr: flow.src_addr,
+            dst_addr: flow.dst_addr,
+            src_port: flow.src_port,
+            dst_port: flow.dst_port,
+            protocol: flow.protocol,
+            _pad: [0; 3],
+        };
 
-        let flow_hash = hash::flow_hash(
-            flow.src_addr,
-            flow.dst_addr,
-            flow.src_port,
-            flow.dst_port,
-            flow.protocol,
-        );
-        let slot = service_index * LOOKUP_TABLE_SIZE + flow_hash % LOOKUP_TABLE_SIZE;
-        let real_server_id = *LOOKUP.get(slot).ok_or(Counter::DropNoRealServer)?;
-        if real_server_id == NO_REAL_SERVER {
-            return Err(Counter::DropNoRealServer);
-        }
-        let real_server = REAL_SERVERS
-            .get(real_server_id)
-            .ok_or(Counter::DropNoRealServer)?;
-        if real_server.flags & REAL_SERVER_USABLE == 0 {
-            return Err(Counter::DropNoRealServer);
-        }
+        let followed = match FLOWS.get_ptr_mut(flow_key) {
+            Some(entry) => follow(entry, &flow, &service, settings, now)?,
+            None => None,
+        };
+        let (real_server_id, real_server, new_connections) = match followed {
+            Some((id, real_server)) => (id, real_server, 0),
+            None => {
+                let (id, real_server) = schedule(&flow, &flow_key, &service, settings, now)?;
+                (id, real_server, 1)
+            }
+        };
+
         let director = DIRECTOR.get(0).ok_or(Counter::Aborted)?;
-
         let eth: *mut EthHdr = packet::ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
         // SAFETY: bounds checked by `ptr_at`; the frame is ours to rewrite in XDP.
         unsafe {
@@ -98,20 +116,196 @@ mod program {
         }
 
         let ip_bytes = u64::from(flow.ip_len);
-        add_traffic(&SERVICE_STATS, service_index, ip_bytes);
-        add_traffic(&REAL_SERVER_STATS, real_server_id, ip_bytes);
+        add_traffic(&SERVICE_STATS, service.index, ip_bytes, new_connections);
+        add_traffic(
+            &REAL_SERVER_STATS,
+            real_server_id,
+            ip_bytes,
+            new_connections,
+        );
 
         // SAFETY: a read of a plain global that the loader may have patched.
         if unsafe { core::ptr::read_volatile(&TRACE_PACKETS) } != 0 {
             aya_log_ebpf::debug!(
                 ctx,
-                "forward {}:{} -> real server {}",
+                "forward {}:{} -> real server {} (new {})",
                 u32::from_be_bytes(flow.src_addr),
                 u16::from_be_bytes(flow.src_port),
-                real_server_id
+                real_server_id,
+                new_connections
             );
         }
         Ok(())
+    }
+
+    /// Follows a known connection: its real server if the entry is still valid, `None` when it
+    /// must be scheduled anew (it expired, or its real server is gone), or the drop reason when
+    /// the director is set to drop packets of connections whose real server is gone.
+    #[inline(always)]
+    fn follow(
+        entry: *mut FlowEntry,
+        flow: &Flow,
+        service: &ServiceEntry,
+        settings: &Settings,
+        now: u64,
+    ) -> Result<Option<(u32, &'static RealServerEntry)>, Counter> {
+        // SAFETY: the pointer comes from a successful lookup; the entry is plain data, and a
+        // racing update from another CPU can only leave one of two valid values in a field.
+        let entry = unsafe { &mut *entry };
+        if now.saturating_sub(entry.last_seen_ns) > settings.timeout_ns(entry.state) {
+            return Ok(None);
+        }
+        let id = entry.real_server_id;
+        let real_server = match REAL_SERVERS.get(id) {
+            Some(rs) if rs.flags & REAL_SERVER_USABLE != 0 && rs.generation == entry.generation => {
+                rs
+            }
+            _ if settings.flags & SETTINGS_DROP_NODEST != 0 => {
+                return Err(Counter::DropRealServerGone);
+            }
+            _ => return Ok(None),
+        };
+        if flow.protocol == IPPROTO_TCP {
+            let state = FlowState::from_u8(entry.state).unwrap_or(FlowState::Close);
+            entry.state = next_tcp_state(state, flow.tcp_flags) as u8;
+        }
+        if entry.flags & FLOW_PERSISTENT != 0
+            && now.saturating_sub(entry.last_seen_ns) > TEMPLATE_REFRESH_NS
+        {
+            refresh_template(flow, service, id, now);
+        }
+        entry.last_seen_ns = now;
+        Ok(Some((id, real_server)))
+    }
+
+    /// Picks a real server for a new connection (through the client's persistence template when
+    /// the service is persistent) and records the connection.
+    #[inline(always)]
+    fn schedule(
+        flow: &Flow,
+        flow_key: &FlowKey,
+        service: &ServiceEntry,
+        settings: &Settings,
+        now: u64,
+    ) -> Result<(u32, &'static RealServerEntry), Counter> {
+        let (id, real_server) = if service.persist_timeout_s != 0 {
+            schedule_persistent(flow, service, settings, now)?
+        } else {
+            let id = pick(flow, service, settings)?;
+            (id, usable_real_server(id)?)
+        };
+        let entry = FlowEntry {
+            last_seen_ns: now,
+            real_server_id: id,
+            generation: real_server.generation,
+            state: initial_state(flow.protocol, flow.tcp_flags) as u8,
+            flags: if service.persist_timeout_s != 0 {
+                FLOW_PERSISTENT
+            } else {
+                0
+            },
+            _pad: [0; 6],
+        };
+        // A full LRU map evicts its least recently used entry instead of failing, so an error
+        // here means memory pressure; the packet is still forwarded, and the next one of this
+        // connection is scheduled again.
+        let _ = FLOWS.insert(flow_key, &entry, 0);
+        Ok((id, real_server))
+    }
+
+    /// The client's template's real server while the template is valid, or a new pick that
+    /// becomes the client's template.
+    #[inline(always)]
+    fn schedule_persistent(
+        flow: &Flow,
+        service: &ServiceEntry,
+        settings: &Settings,
+        now: u64,
+    ) -> Result<(u32, &'static RealServerEntry), Counter> {
+        let key = template_key(flow, service);
+        if let Some(template) = PERSIST.get_ptr_mut(key) {
+            // SAFETY: as in `follow`.
+            let template = unsafe { &mut *template };
+            let timeout_ns = u64::from(service.persist_timeout_s) * 1_000_000_000;
+            if now.saturating_sub(template.last_seen_ns) <= timeout_ns
+                && let Some(rs) = REAL_SERVERS.get(template.real_server_id)
+                && rs.flags & REAL_SERVER_USABLE != 0
+                && rs.generation == template.generation
+            {
+                template.last_seen_ns = now;
+                return Ok((template.real_server_id, rs));
+            }
+        }
+        let id = pick(flow, service, settings)?;
+        let real_server = usable_real_server(id)?;
+        let template = PersistEntry {
+            last_seen_ns: now,
+            real_server_id: id,
+            generation: real_server.generation,
+        };
+        let _ = PERSIST.insert(key, &template, 0);
+        Ok((id, real_server))
+    }
+
+    /// Keeps a persistent client's template alive while one of its connections is in use.
+    #[inline(always)]
+    fn refresh_template(flow: &Flow, service: &ServiceEntry, real_server_id: u32, now: u64) {
+        if let Some(template) = PERSIST.get_ptr_mut(template_key(flow, service)) {
+            // SAFETY: as in `follow`.
+            let template = unsafe { &mut *template };
+            if template.real_server_id == real_server_id {
+                template.last_seen_ns = now;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn template_key(flow: &Flow, service: &ServiceEntry) -> PersistKey {
+        let client = u32::from_be_bytes(flow.src_addr) & u32::from_be_bytes(service.persist_mask);
+        PersistKey {
+            client: client.to_be_bytes(),
+            vip: flow.dst_addr,
+            vport: flow.dst_port,
+            protocol: flow.protocol,
+            _pad: 0,
+        }
+    }
+
+    /// The service's scheduler's choice for a new connection: the next entry of its schedule
+    /// for ring schedulers, the slot its hash names for hash schedulers.
+    #[inline(always)]
+    fn pick(flow: &Flow, service: &ServiceEntry, settings: &Settings) -> Result<u32, Counter> {
+        let slot = if service.flags & SERVICE_RING != 0 {
+            let ring_len = service.ring_len;
+            if ring_len == 0 || ring_len > LOOKUP_TABLE_SIZE {
+                return Err(Counter::DropNoRealServer);
+            }
+            let cursor = CURSORS.get_ptr_mut(service.index).ok_or(Counter::Aborted)?;
+            // SAFETY: this CPU's own slot; nothing else writes it while this program runs here.
+            unsafe {
+                let position = *cursor % ring_len;
+                *cursor = (position + settings.cpus.max(1)) % ring_len;
+                position
+            }
+        } else {
+            schedule_hash(service.flags, flow.src_addr, flow.dst_addr, flow.src_port)
+                % LOOKUP_TABLE_SIZE
+        };
+        let id = *LOOKUP
+            .get(service.index * LOOKUP_TABLE_SIZE + slot)
+            .ok_or(Counter::DropNoRealServer)?;
+        if id == NO_REAL_SERVER {
+            return Err(Counter::DropNoRealServer);
+        }
+        Ok(id)
+    }
+
+    #[inline(always)]
+    fn usable_real_server(id: u32) -> Result<&'static RealServerEntry, Counter> {
+        match REAL_SERVERS.get(id) {
+            Some(rs) if rs.flags & REAL_SERVER_USABLE != 0 => Ok(rs),
+            _ => Err(Counter::DropNoRealServer),
+        }
     }
 
     #[cfg(not(test))]

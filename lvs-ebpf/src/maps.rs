@@ -5,11 +5,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
-    Counter, DirectorEntry, LOOKUP_TABLE_SIZE, MAX_REAL_SERVERS, MAX_SERVICES, RealServerEntry,
-    ServiceEntry, ServiceKey, TrafficStats,
+    Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DirectorEntry, LOOKUP_TABLE_SIZE,
+    MAX_REAL_SERVERS, MAX_SERVICES, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
 };
 
 /// Virtual services by (VIP, port, protocol).
@@ -17,13 +18,34 @@ use lvs_common::{
 pub static SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::with_max_entries(MAX_SERVICES, 0);
 
 /// Every service's lookup table, one after another: slot `index * LOOKUP_TABLE_SIZE + n` holds
-/// the real-server id for flows that hash to `n`, or `NO_REAL_SERVER`.
+/// a real-server id or `NO_REAL_SERVER`. For hash schedulers slot `n` serves flows that hash to
+/// `n`; for ring schedulers the first `ring_len` slots are the schedule new flows walk.
 #[map]
 pub static LOOKUP: Array<u32> = Array::with_max_entries(MAX_SERVICES * LOOKUP_TABLE_SIZE, 0);
 
 /// Real servers by id.
 #[map]
 pub static REAL_SERVERS: Array<RealServerEntry> = Array::with_max_entries(MAX_REAL_SERVERS, 0);
+
+/// Connections: the real server each one was scheduled to, its TCP state and when it was last
+/// seen. LRU, so under a flood of new flows the least recently used entries are evicted first
+/// and flows that keep sending stay. The controller sets the size at load.
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// Persistence templates: the real server of a client network for a persistent service.
+#[map]
+pub static PERSIST: LruHashMap<PersistKey, PersistEntry> =
+    LruHashMap::with_max_entries(DEFAULT_PERSIST_TABLE_SIZE, 0);
+
+/// Slot 0: timeouts and policy, written by the controller before attaching.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Each CPU's position in each ring-scheduled service's schedule, by service index.
+#[map]
+pub static CURSORS: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
 
 /// Slot 0: the director's own interface.
 #[map]
@@ -52,12 +74,13 @@ pub fn count(counter: Counter) {
     }
 }
 
-/// Adds one packet of `bytes` to a per-CPU traffic slot.
+/// Adds one packet of `bytes`, and `connections` new connections, to a per-CPU traffic slot.
 #[inline(always)]
-pub fn add_traffic(map: &PerCpuArray<TrafficStats>, index: u32, bytes: u64) {
+pub fn add_traffic(map: &PerCpuArray<TrafficStats>, index: u32, bytes: u64, connections: u64) {
     if let Some(stats) = map.get_ptr_mut(index) {
         // SAFETY: as in `count`.
         unsafe {
+            (*stats).connections += connections;
             (*stats).packets += 1;
             (*stats).bytes += bytes;
         }

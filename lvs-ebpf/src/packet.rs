@@ -16,6 +16,9 @@ const MAX_VLAN_TAGS: usize = 2;
 /// The "more fragments" flag and the fragment offset in the IPv4 `frags` field (big endian).
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 
+/// Offset of the flags byte (CWR ECE URG ACK PSH RST SYN FIN) in the TCP header.
+const TCP_FLAGS_OFFSET: usize = 13;
+
 /// A pointer to a `T` at `offset` into the frame, or `None` when the frame is shorter.
 /// Every packet access goes through here, so the verifier sees one bounds check per header.
 #[inline(always)]
@@ -37,6 +40,8 @@ pub struct Flow {
     pub src_port: [u8; 2],
     pub dst_port: [u8; 2],
     pub protocol: u8,
+    /// The TCP flags byte (`lvs_common::flow::TCP_*`); 0 for UDP.
+    pub tcp_flags: u8,
 }
 
 /// Parses Ethernet (with up to two VLAN tags), IPv4 and the TCP or UDP ports.
@@ -82,14 +87,18 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
     let ip_len = u16::from_be_bytes(ip.tot_len);
     let l4_offset = offset + header_len;
 
-    let (src_port, dst_port) = if protocol == IPPROTO_TCP {
+    let (src_port, dst_port, tcp_flags) = if protocol == IPPROTO_TCP {
         let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
-        // SAFETY: bounds checked by `ptr_at`.
-        unsafe { ((*tcp).source, (*tcp).dest) }
+        // SAFETY: bounds checked by `ptr_at`. The flags are the low byte of the 16-bit word
+        // after the sequence and acknowledgement numbers (byte 13 of the header).
+        unsafe {
+            let flags = *(tcp as *const u8).add(TCP_FLAGS_OFFSET);
+            ((*tcp).source, (*tcp).dest, flags)
+        }
     } else {
         let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
         // SAFETY: bounds checked by `ptr_at`.
-        unsafe { ((*udp).src, (*udp).dst) }
+        unsafe { ((*udp).src, (*udp).dst, 0) }
     };
 
     Ok(Flow {
@@ -99,6 +108,7 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
         src_port,
         dst_port,
         protocol,
+        tcp_flags,
     })
 }
 

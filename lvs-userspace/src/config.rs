@@ -11,7 +11,8 @@
 //! address = "192.0.2.10"
 //! port = 80
 //! protocol = "TCP"
-//! lb_algo = "mh"
+//! lb_algo = "wlc"
+//! persistence_timeout = 300
 //!
 //! [[virtual_server.real_server]]
 //! address = "192.0.2.21"
@@ -31,6 +32,9 @@ use std::{
 
 use serde::Deserialize;
 use toml::Spanned;
+
+pub use crate::schedule::{SchedFlags, Scheduler};
+use lvs_common::flow::{DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S};
 
 /// The default location of the control socket.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/lvs/lvs.sock";
@@ -54,6 +58,32 @@ pub struct Director {
     pub control_socket: PathBuf,
     /// Log every forwarding decision from the data plane. Costs about 125 ns per packet.
     pub trace_packets: bool,
+    /// How many connections the flow table tracks at once.
+    pub flow_table_size: u32,
+    /// Idle timeouts, as `ipvsadm --set tcp tcpfin udp` sets them.
+    pub timeouts: Timeouts,
+    /// What happens to a connection whose real server is removed: `true` (the default)
+    /// schedules its next packet anew, so a TCP client gets a reset from the new server at once;
+    /// `false` drops its packets until it expires, as IPVS does with `expire_nodest_conn = 0`.
+    pub expire_nodest_conn: bool,
+}
+
+/// Idle timeouts in seconds (`ipvsadm --set tcp tcpfin udp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp: DEFAULT_TCP_TIMEOUT_S,
+            tcpfin: DEFAULT_TCPFIN_TIMEOUT_S,
+            udp: DEFAULT_UDP_TIMEOUT_S,
+        }
+    }
 }
 
 /// How the XDP program is attached.
@@ -91,21 +121,6 @@ impl Protocol {
     }
 }
 
-/// How a service spreads new flows over its real servers (ipvsadm's `-s`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scheduler {
-    /// Maglev hashing with weights.
-    MaglevHash,
-}
-
-impl Scheduler {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Scheduler::MaglevHash => "mh",
-        }
-    }
-}
-
 /// A virtual service and its real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
@@ -113,8 +128,25 @@ pub struct Service {
     pub port: u16,
     pub protocol: Protocol,
     pub scheduler: Scheduler,
+    /// ipvsadm's `-b` (keepalived's `sh-port`, `mh-fallback`, ...).
+    pub sched_flags: SchedFlags,
+    /// Persistence (`-p`, keepalived's `persistence_timeout`), when the service has it.
+    pub persistence: Option<Persistence>,
     pub real_servers: Vec<RealServer>,
 }
+
+/// A persistent service keeps a client (network) on one real server across connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistence {
+    /// Seconds a client's template outlives its last connection (ipvsadm's default is 300).
+    pub timeout: u32,
+    /// Clients in the same network of this mask share a template (`-M`,
+    /// keepalived's `persistence_granularity`); 255.255.255.255 by default.
+    pub netmask: Ipv4Addr,
+}
+
+/// ipvsadm's default persistence timeout.
+pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
 
 impl Service {
     /// The data plane's key for this service.
@@ -140,6 +172,12 @@ pub struct RealServer {
     pub address: Ipv4Addr,
     /// Relative share of new flows; 0 takes the server out of rotation (quiesce).
     pub weight: u32,
+    /// Connections (active + inactive) at which the server stops taking new ones (`-x`,
+    /// keepalived's `uthreshold`); 0 for no limit.
+    pub upper_threshold: u32,
+    /// Connections under which an overloaded server takes new ones again (`-y`,
+    /// `lthreshold`); 0 means three quarters of the upper threshold, as in IPVS.
+    pub lower_threshold: u32,
 }
 
 /// Everything wrong with a configuration file.
@@ -221,6 +259,16 @@ struct RawDirector {
     control_socket: Option<PathBuf>,
     #[serde(default)]
     trace_packets: bool,
+    #[serde(default)]
+    flow_table_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    timeout_tcp: Option<Spanned<i64>>,
+    #[serde(default)]
+    timeout_tcpfin: Option<Spanned<i64>>,
+    #[serde(default)]
+    timeout_udp: Option<Spanned<i64>>,
+    #[serde(default = "default_true")]
+    expire_nodest_conn: bool,
 }
 
 fn default_true() -> bool {
@@ -239,6 +287,12 @@ struct RawService {
     #[serde(default)]
     lb_kind: Option<Spanned<String>>,
     #[serde(default)]
+    sched_flags: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    persistence_timeout: Option<Spanned<i64>>,
+    #[serde(default)]
+    persistence_granularity: Option<Spanned<String>>,
+    #[serde(default)]
     real_server: Vec<Spanned<RawRealServer>>,
 }
 
@@ -250,6 +304,10 @@ struct RawRealServer {
     port: Option<Spanned<i64>>,
     #[serde(default)]
     weight: Option<Spanned<i64>>,
+    #[serde(default)]
+    uthreshold: Option<Spanned<i64>>,
+    #[serde(default)]
+    lthreshold: Option<Spanned<i64>>,
 }
 
 /// Turns byte offsets into line numbers for error messages.
@@ -330,6 +388,30 @@ fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Prob
             XdpMode::Auto
         }
     };
+    let defaults = Timeouts::default();
+    let mut timeout = |raw: &Option<Spanned<i64>>, name: &str, default: u32| {
+        number_in(
+            raw,
+            &format!("director.{name}"),
+            1..=i64::from(u32::MAX / 1000),
+            at,
+            problems,
+        )
+        .unwrap_or(default)
+    };
+    let timeouts = Timeouts {
+        tcp: timeout(&raw.timeout_tcp, "timeout_tcp", defaults.tcp),
+        tcpfin: timeout(&raw.timeout_tcpfin, "timeout_tcpfin", defaults.tcpfin),
+        udp: timeout(&raw.timeout_udp, "timeout_udp", defaults.udp),
+    };
+    let flow_table_size = number_in(
+        &raw.flow_table_size,
+        "director.flow_table_size",
+        1024..=(1 << 26),
+        at,
+        problems,
+    )
+    .unwrap_or(lvs_common::DEFAULT_FLOW_TABLE_SIZE);
     Director {
         interface,
         xdp_mode,
@@ -338,6 +420,9 @@ fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Prob
             .control_socket
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET)),
         trace_packets: raw.trace_packets,
+        flow_table_size,
+        timeouts,
+        expire_nodest_conn: raw.expire_nodest_conn,
     }
 }
 
@@ -366,31 +451,37 @@ fn validate_service(
         },
     };
     let scheduler = match raw.lb_algo.as_ref() {
-        None => Some(Scheduler::MaglevHash),
-        Some(algo) => match algo.get_ref().as_str() {
-            "mh" => Some(Scheduler::MaglevHash),
-            "rr" | "wrr" | "lc" | "wlc" | "sed" | "nq" | "sh" | "dh" | "lblc" | "lblcr" | "fo"
-            | "ovf" | "twos" => {
+        None => Some(Scheduler::default()),
+        Some(algo) => match algo.get_ref().parse::<Scheduler>() {
+            Ok(scheduler) => Some(scheduler),
+            Err(error) => {
                 problems.push(at.problem(
                     &algo.span(),
                     &format!("{field}.lb_algo"),
-                    format!(
-                        "scheduler {:?} is not supported yet (supported: \"mh\")",
-                        algo.get_ref()
-                    ),
-                ));
-                None
-            }
-            other => {
-                problems.push(at.problem(
-                    &algo.span(),
-                    &format!("{field}.lb_algo"),
-                    format!("unknown scheduler {other:?}"),
+                    error.to_string(),
                 ));
                 None
             }
         },
     };
+    let sched_flags = match (scheduler, raw.sched_flags.as_ref()) {
+        (_, None) => Some(SchedFlags::default()),
+        (None, Some(_)) => None,
+        (Some(scheduler), Some(flags)) => {
+            match SchedFlags::parse(scheduler, flags.get_ref().iter().map(String::as_str)) {
+                Ok(flags) => Some(flags),
+                Err(error) => {
+                    problems.push(at.problem(
+                        &flags.span(),
+                        &format!("{field}.sched_flags"),
+                        error.to_string(),
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let persistence = validate_persistence(&raw, field, at, problems);
     if let Some(kind) = raw.lb_kind.as_ref() {
         if !kind.get_ref().eq_ignore_ascii_case("DR") {
             problems.push(at.problem(
@@ -429,8 +520,83 @@ fn validate_service(
         port: port?,
         protocol: protocol?,
         scheduler: scheduler?,
+        sched_flags: sched_flags?,
+        persistence,
         real_servers,
     })
+}
+
+/// `persistence_timeout` makes a service persistent; `persistence_granularity` needs it.
+fn validate_persistence(
+    raw: &RawService,
+    field: &str,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<Persistence> {
+    let timeout = number_in(
+        &raw.persistence_timeout,
+        &format!("{field}.persistence_timeout"),
+        1..=i64::from(u32::MAX / 1000),
+        at,
+        problems,
+    );
+    let netmask = raw.persistence_granularity.as_ref().and_then(|mask| {
+        let parsed = mask
+            .get_ref()
+            .parse::<Ipv4Addr>()
+            .ok()
+            .filter(|m| is_netmask(*m));
+        if parsed.is_none() {
+            problems.push(at.problem(
+                &mask.span(),
+                &format!("{field}.persistence_granularity"),
+                format!("{:?} is not an IPv4 netmask", mask.get_ref()),
+            ));
+        } else if raw.persistence_timeout.is_none() {
+            problems.push(at.problem(
+                &mask.span(),
+                &format!("{field}.persistence_granularity"),
+                "needs persistence_timeout",
+            ));
+        }
+        parsed
+    });
+    timeout.map(|timeout| Persistence {
+        timeout,
+        netmask: netmask.unwrap_or(Ipv4Addr::BROADCAST),
+    })
+}
+
+/// Whether the address is a netmask: ones followed by zeros.
+pub fn is_netmask(mask: Ipv4Addr) -> bool {
+    let bits = u32::from(mask);
+    bits.leading_ones() + bits.trailing_zeros() == 32
+}
+
+/// An optional integer field that must lie in `range`; reports the problem otherwise.
+fn number_in(
+    raw: &Option<Spanned<i64>>,
+    field: &str,
+    range: std::ops::RangeInclusive<i64>,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<u32> {
+    let raw = raw.as_ref()?;
+    let value = *raw.get_ref();
+    if range.contains(&value) {
+        u32::try_from(value).ok()
+    } else {
+        problems.push(at.problem(
+            &raw.span(),
+            field,
+            format!(
+                "{value} is out of range {}..={}",
+                range.start(),
+                range.end()
+            ),
+        ));
+        None
+    }
 }
 
 fn validate_real_server(
@@ -471,9 +637,36 @@ fn validate_real_server(
             }
         },
     };
+    let upper_threshold = number_in(
+        &raw.uthreshold,
+        &format!("{field}.uthreshold"),
+        0..=i64::from(u32::MAX),
+        at,
+        problems,
+    );
+    let lower_threshold = number_in(
+        &raw.lthreshold,
+        &format!("{field}.lthreshold"),
+        0..=i64::from(u32::MAX),
+        at,
+        problems,
+    );
+    if let (Some(upper), Some(lower)) = (upper_threshold, lower_threshold)
+        && upper != 0
+        && lower > upper
+        && let Some(raw_lower) = raw.lthreshold.as_ref()
+    {
+        problems.push(at.problem(
+            &raw_lower.span(),
+            &format!("{field}.lthreshold"),
+            format!("lthreshold {lower} is above uthreshold {upper}"),
+        ));
+    }
     Some(RealServer {
         address: address?,
         weight: weight?,
+        upper_threshold: upper_threshold.unwrap_or(0),
+        lower_threshold: lower_threshold.unwrap_or(0),
     })
 }
 
@@ -570,16 +763,27 @@ protocol = "udp"
             vec![
                 RealServer {
                     address: "192.0.2.21".parse().unwrap(),
-                    weight: 3
+                    weight: 3,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
                 },
                 RealServer {
                     address: "192.0.2.22".parse().unwrap(),
-                    weight: 1
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
                 },
             ]
         );
         assert_eq!(config.services[1].protocol, Protocol::Udp);
-        assert_eq!(config.services[1].scheduler, Scheduler::MaglevHash);
+        assert_eq!(web.scheduler, Scheduler::MaglevHashing);
+        assert_eq!(
+            config.services[1].scheduler,
+            Scheduler::WeightedLeastConnection
+        );
+        assert_eq!(web.persistence, None);
+        assert_eq!(config.director.timeouts, Timeouts::default());
+        assert!(config.director.expire_nodest_conn);
         assert_eq!(config.services[1].key().port, [0, 53]);
     }
 
@@ -623,8 +827,36 @@ protocol = "udp"
             ),
             (
                 "lb_algo = \"mh\"",
-                "lb_algo = \"wlc\"",
-                "lvs.toml:9: virtual_server[0].lb_algo: scheduler \"wlc\" is not supported yet",
+                "lb_algo = \"lblc\"",
+                "lvs.toml:9: virtual_server[0].lb_algo: scheduler \"lblc\" is not supported by lvs",
+            ),
+            (
+                "lb_kind = \"DR\"",
+                "sched_flags = [\"sh-port\"]",
+                "lvs.toml:10: virtual_server[0].sched_flags: scheduler flag \"sh-port\" does not \
+                 apply to scheduler mh",
+            ),
+            (
+                "lb_kind = \"DR\"",
+                "persistence_timeout = 0",
+                "lvs.toml:10: virtual_server[0].persistence_timeout: 0 is out of range",
+            ),
+            (
+                "lb_kind = \"DR\"",
+                "persistence_granularity = \"255.0.255.0\"",
+                "lvs.toml:10: virtual_server[0].persistence_granularity: \"255.0.255.0\" is not \
+                 an IPv4 netmask",
+            ),
+            (
+                "weight = 3",
+                "uthreshold = 10\nlthreshold = 20",
+                "lvs.toml:15: virtual_server[0].real_server[0].lthreshold: lthreshold 20 is above \
+                 uthreshold 10",
+            ),
+            (
+                "interface = \"eth0\"",
+                "interface = \"eth0\"\ntimeout_tcp = 0",
+                "lvs.toml:4: director.timeout_tcp: 0 is out of range",
             ),
             (
                 "lb_kind = \"DR\"",

@@ -18,7 +18,7 @@ use tokio::{
 };
 use tokio_util::codec::{Framed, LinesCodec};
 
-use crate::status::Status;
+use crate::{conntrack::Connection, status::Status};
 
 /// The longest request line accepted; anything longer is an error, not a buffer to grow.
 const MAX_LINE: usize = 64 * 1024;
@@ -30,13 +30,19 @@ pub enum Request {
     /// The services, real servers, neighbour states and counters. A struct variant (not a
     /// unit one) so that `deny_unknown_fields` rejects stray fields.
     Status {},
+    /// Every live connection and persistence template (`ipvsadm -Lnc`).
+    Connections {},
+    /// Reads the config file again and applies the difference, as SIGHUP does.
+    Reload {},
 }
 
 /// The daemon's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Status(Status),
+    Connections(Vec<Connection>),
+    Done { message: String },
     Error { message: String },
 }
 
@@ -188,6 +194,7 @@ mod tests {
         Status {
             interface: "eth0".into(),
             xdp_mode: "native".into(),
+            timeouts: crate::config::Timeouts::default(),
             counters: vec![],
             services: vec![],
         }

@@ -1,24 +1,39 @@
 //! The director daemon: sets the data plane up from a validated config, keeps it in line with
 //! the kernel's neighbour table, answers the control socket, and undoes what it did at exit.
 //!
-//! One task owns the model and the data plane; the neighbour watcher, the timers and the
-//! control server only send it events. So no lock guards the maps, and every change to them
-//! goes through `Model::sync`.
+//! One task owns the model and the data plane; the neighbour watcher, the timers, signals and
+//! the control server only send it events. So no lock guards the maps, and every change to
+//! them goes through `Model::sync`. Once a second it sweeps the flow table (expiry and
+//! connection counts) and every two seconds it samples the rate estimators; SIGHUP or a
+//! `reload` request applies an edited config file whole, or not at all.
 
-use std::{future::Future, net::Ipv4Addr, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::Ipv4Addr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
 use aya::programs::XdpMode as AyaXdpMode;
 use futures::StreamExt as _;
-use tokio::{sync::mpsc, time::MissedTickBehavior};
+use lvs_common::flow::{SETTINGS_DROP_NODEST, Settings};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    time::MissedTickBehavior,
+};
 use tracing::{info, warn};
 
 use crate::{
-    config::{Config, XdpMode},
+    config::{self, Config, XdpMode},
+    conntrack,
     control::{self, Envelope, Request, Response},
-    dataplane::{BpfDataPlane, DataPlane as _},
+    dataplane::{BpfDataPlane, DataPlane as _, LoadOptions, possible_cpus},
     model::{Model, Neighbour},
     netlink::{self, LinkInfo, NeighbourEvent, Netlink},
+    rates::{self, RateBook},
     status::Status,
 };
 
@@ -27,50 +42,65 @@ const NEIGHBOUR_RESYNC: Duration = Duration::from_secs(1);
 /// How often resolved real servers are re-confirmed (see `Netlink::request_resolution`).
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 
-/// Runs the director until `shutdown` completes, then detaches and cleans up.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+/// How often the flow table is swept: expired connections deleted and counts refreshed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs the director until `shutdown` completes, then detaches and cleans up. `config_path`
+/// is where a reload (SIGHUP or the control API) reads the configuration again.
+pub async fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     let netlink = Netlink::connect()?;
-    let interface = &config.director.interface;
+    let interface = config.director.interface.clone();
     let link = netlink
-        .link(interface)
+        .link(&interface)
         .await
         .with_context(|| format!("looking up the director interface {interface}"))?;
-    let mut dataplane =
-        BpfDataPlane::load(config.director.trace_packets).context("loading the XDP program")?;
+    let mut dataplane = BpfDataPlane::load_with(LoadOptions {
+        trace_packets: config.director.trace_packets,
+        flow_table_size: config.director.flow_table_size,
+    })
+    .context("loading the XDP program")?;
     if config.director.trace_packets {
         start_packet_log(&mut dataplane)?;
     }
     dataplane.set_director(link.mac)?;
+    dataplane.set_settings(settings(&config.director))?;
 
-    let mut model = Model::new(&config);
-    let mut added_vips = Vec::new();
+    let model = Model::new(&config.services).context("building the data-plane model")?;
+    let mut director = Director {
+        netlink,
+        link,
+        interface,
+        mode: "detached",
+        model,
+        dataplane,
+        rates: RateBook::default(),
+        config,
+        config_path,
+        added_vips: Vec::new(),
+    };
     let result = async {
-        if config.director.manage_vips {
-            for vip in model.virtual_addresses() {
-                if netlink.add_address(link.index, vip, 32).await? {
-                    info!(%vip, %interface, "VIP added");
-                    added_vips.push(vip);
-                }
-            }
-        }
-        let listener = control::bind(&config.director.control_socket).await?;
-        resolve_initially(&netlink, &link, &mut model).await?;
-        model.sync(&mut dataplane)?;
-        let mode = attach(&mut dataplane, link.index, config.director.xdp_mode)?;
-        info!(%interface, mode, services = config.services.len(), "director running");
+        director.add_vips().await?;
+        let listener = control::bind(&director.config.director.control_socket).await?;
+        resolve_initially(&director.netlink, &director.link, &mut director.model).await?;
+        director.model.sync(&mut director.dataplane)?;
+        director.mode = attach(
+            &mut director.dataplane,
+            director.link.index,
+            director.config.director.xdp_mode,
+        )?;
+        info!(
+            interface = %director.interface,
+            mode = director.mode,
+            services = director.config.services.len(),
+            "director running"
+        );
         let (requests, requests_rx) = mpsc::channel(16);
         let server = tokio::spawn(control::serve(listener, requests));
-        let outcome = serve(
-            &netlink,
-            &link,
-            interface,
-            mode,
-            &mut model,
-            &mut dataplane,
-            requests_rx,
-            shutdown,
-        )
-        .await;
+        let outcome = director.serve(requests_rx, shutdown).await;
         server.abort();
         outcome
     }
@@ -78,18 +108,327 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     // Clean-up runs whatever happened above, and reports its own failures without hiding the
     // original error.
-    if let Err(error) = dataplane.detach() {
+    if let Err(error) = director.dataplane.detach() {
         warn!(%error, "detaching the XDP program failed");
     }
-    for vip in added_vips {
-        match netlink.remove_address(link.index, vip, 32).await {
+    for vip in std::mem::take(&mut director.added_vips) {
+        director.remove_vip(vip).await;
+    }
+    let _ = std::fs::remove_file(&director.config.director.control_socket);
+    info!("director stopped");
+    result
+}
+
+/// The data plane's settings from the director's config.
+fn settings(director: &config::Director) -> Settings {
+    let timeouts = director.timeouts;
+    let flags = if director.expire_nodest_conn {
+        0
+    } else {
+        SETTINGS_DROP_NODEST
+    };
+    Settings::with_timeouts(
+        timeouts.tcp,
+        timeouts.tcpfin,
+        timeouts.udp,
+        possible_cpus(),
+        flags,
+    )
+}
+
+/// The running director's state, owned by the one task that changes the data plane.
+struct Director {
+    netlink: Netlink,
+    link: LinkInfo,
+    interface: String,
+    mode: &'static str,
+    model: Model,
+    dataplane: BpfDataPlane,
+    rates: RateBook,
+    /// The configuration in force (its services as last applied).
+    config: Config,
+    config_path: Option<PathBuf>,
+    /// VIPs this director put on the interface, and must take off.
+    added_vips: Vec<Ipv4Addr>,
+}
+
+impl Director {
+    /// Puts every service's VIP on the interface, unless another system owns them.
+    async fn add_vips(&mut self) -> Result<()> {
+        if !self.config.director.manage_vips {
+            return Ok(());
+        }
+        for vip in self.model.virtual_addresses() {
+            if self.added_vips.contains(&vip) {
+                continue;
+            }
+            if self.netlink.add_address(self.link.index, vip, 32).await? {
+                info!(%vip, interface = %self.interface, "VIP added");
+                self.added_vips.push(vip);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes off the VIPs this director added that no service uses any more.
+    async fn remove_unused_vips(&mut self) {
+        let used = self.model.virtual_addresses();
+        let (keep, unused): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) = std::mem::take(&mut self.added_vips)
+            .into_iter()
+            .partition(|vip| used.contains(vip));
+        self.added_vips = keep;
+        for vip in unused {
+            self.remove_vip(vip).await;
+        }
+    }
+
+    async fn remove_vip(&self, vip: Ipv4Addr) {
+        match self.netlink.remove_address(self.link.index, vip, 32).await {
             Ok(()) => info!(%vip, "VIP removed"),
             Err(error) => warn!(%vip, %error, "removing the VIP failed"),
         }
     }
-    let _ = std::fs::remove_file(&config.director.control_socket);
-    info!("director stopped");
-    result
+
+    /// Reads the config file again and applies it whole, or not at all.
+    async fn reload(&mut self) -> Result<String> {
+        let path = self
+            .config_path
+            .clone()
+            .context("the director was started without a config file")?;
+        let new = config::load(&path).map_err(|error| match error {
+            config::ConfigError::Invalid { problems } => anyhow::anyhow!(
+                "{} is not valid, nothing changed:\n{}",
+                path.display(),
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            other => anyhow::anyhow!("{other}; nothing changed"),
+        })?;
+        let needs_restart = restart_only_changes(&self.config.director, &new.director);
+        self.model
+            .apply(&new.services)
+            .context("the new configuration does not fit; nothing changed")?;
+        self.dataplane.set_settings(settings(&new.director))?;
+        let services = new.services.len();
+        self.config.services = new.services;
+        self.config.director.timeouts = new.director.timeouts;
+        self.config.director.expire_nodest_conn = new.director.expire_nodest_conn;
+        self.after_change().await?;
+        let mut message = format!("reloaded {}: {services} services", path.display());
+        if !needs_restart.is_empty() {
+            message.push_str(&format!(
+                "; these take effect only after a restart: {}",
+                needs_restart.join(", ")
+            ));
+        }
+        Ok(message)
+    }
+
+    /// Brings VIPs, neighbours and the data plane in line after the wanted services changed.
+    async fn after_change(&mut self) -> Result<()> {
+        self.add_vips().await?;
+        request_resolutions(&self.netlink, &self.link, &self.model, false).await;
+        refresh_neighbours(&self.netlink, &self.link, &mut self.model).await?;
+        let report = self.model.sync(&mut self.dataplane)?;
+        info!(?report, "data plane updated");
+        self.remove_unused_vips().await;
+        Ok(())
+    }
+
+    /// Deletes expired connections and templates and takes in fresh connection counts.
+    fn sweep(&mut self) -> Result<()> {
+        let now = conntrack::monotonic_ns();
+        let flows = self.dataplane.flows()?;
+        let templates = self.dataplane.templates()?;
+        let timeouts = self.template_timeouts();
+        let found = conntrack::sweep(
+            &flows,
+            &templates,
+            now,
+            &settings(&self.config.director),
+            &self.model.generations(),
+            |key| timeouts.get(&(key.vip, key.vport, key.protocol)).copied(),
+        );
+        self.dataplane.remove_flows(&found.expired_flows)?;
+        self.dataplane.remove_templates(&found.expired_templates)?;
+        self.model.set_connection_counts(found.counts);
+        self.model.sync(&mut self.dataplane)?;
+        Ok(())
+    }
+
+    /// Persistence timeouts in ns by service (VIP, port, protocol) as the templates key them.
+    fn template_timeouts(&self) -> HashMap<([u8; 4], [u8; 2], u8), u64> {
+        self.config
+            .services
+            .iter()
+            .filter_map(|s| {
+                let timeout = u64::from(s.persistence?.timeout) * 1_000_000_000;
+                Some((
+                    (
+                        s.address.octets(),
+                        s.port.to_be_bytes(),
+                        s.protocol.number(),
+                    ),
+                    timeout,
+                ))
+            })
+            .collect()
+    }
+
+    fn connections(&self) -> Result<Vec<conntrack::Connection>> {
+        let flows = self.dataplane.flows()?;
+        let templates = self.dataplane.templates()?;
+        let timeouts = self.template_timeouts();
+        let destinations: HashMap<(u32, u32), (Ipv4Addr, u16)> = self
+            .model
+            .services()
+            .flat_map(|view| {
+                let port = view.service.port;
+                let generations = self.model.generations();
+                view.real_servers
+                    .iter()
+                    .map(|rs| ((rs.id, generations[&rs.id]), (rs.address, port)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(conntrack::connections(
+            &flows,
+            &templates,
+            conntrack::monotonic_ns(),
+            &settings(&self.config.director),
+            |id, generation| destinations.get(&(id, generation)).copied(),
+            |key| timeouts.get(&(key.vip, key.vport, key.protocol)).copied(),
+        ))
+    }
+
+    async fn answer(&mut self, request: Request) -> Response {
+        let error = |error: anyhow::Error| Response::Error {
+            message: format!("{error:#}"),
+        };
+        match request {
+            Request::Status {} => match Status::collect(
+                &self.model,
+                &self.dataplane,
+                &self.rates,
+                self.config.director.timeouts,
+                &self.interface,
+                self.mode,
+            ) {
+                Ok(status) => Response::Status(status),
+                Err(e) => error(e.into()),
+            },
+            Request::Connections {} => match self.connections() {
+                Ok(list) => Response::Connections(list),
+                Err(e) => error(e),
+            },
+            Request::Reload {} => match self.reload().await {
+                Ok(message) => {
+                    info!("{message}");
+                    Response::Done { message }
+                }
+                Err(e) => {
+                    warn!("reload refused: {e:#}");
+                    error(e)
+                }
+            },
+        }
+    }
+
+    /// The event loop: neighbour notifications, timers, signals and control requests, until
+    /// shutdown.
+    async fn serve(
+        &mut self,
+        mut requests: mpsc::Receiver<Envelope>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let events = netlink::neighbour_events()?;
+        tokio::pin!(events);
+        tokio::pin!(shutdown);
+        let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let mut resync = tokio::time::interval(NEIGHBOUR_RESYNC);
+        let mut refresh = tokio::time::interval(NEIGHBOUR_REFRESH);
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        let rate_period = Duration::from_secs_f64(rates::SAMPLE_INTERVAL_S);
+        let mut rate_tick = tokio::time::interval(rate_period);
+        for timer in [&mut resync, &mut refresh, &mut sweep, &mut rate_tick] {
+            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        let mut last_rate_sample = Instant::now();
+
+        loop {
+            let mut neighbours_changed = false;
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                Some(event) = events.next() => {
+                    let (address, if_index) = match &event {
+                        NeighbourEvent::Changed(e) => (e.address, e.if_index),
+                        NeighbourEvent::Deleted { address, if_index } => (*address, *if_index),
+                    };
+                    if if_index == self.link.index
+                        && self.model.real_server_addresses().contains(&address)
+                    {
+                        neighbours_changed =
+                            refresh_neighbours(&self.netlink, &self.link, &mut self.model).await?;
+                    }
+                }
+                _ = resync.tick() => {
+                    request_resolutions(&self.netlink, &self.link, &self.model, false).await;
+                    neighbours_changed =
+                        refresh_neighbours(&self.netlink, &self.link, &mut self.model).await?;
+                }
+                _ = refresh.tick() => {
+                    request_resolutions(&self.netlink, &self.link, &self.model, true).await;
+                }
+                _ = sweep.tick() => self.sweep()?,
+                _ = rate_tick.tick() => {
+                    let elapsed = last_rate_sample.elapsed().as_secs_f64();
+                    last_rate_sample = Instant::now();
+                    self.rates.sample(&self.model, &self.dataplane, elapsed)?;
+                }
+                _ = hangup.recv() => {
+                    match self.reload().await {
+                        Ok(message) => info!("SIGHUP: {message}"),
+                        Err(error) => warn!("SIGHUP: reload refused: {error:#}"),
+                    }
+                }
+                Some((request, reply)) = requests.recv() => {
+                    let response = self.answer(request).await;
+                    let _ = reply.send(response);
+                }
+            }
+            if neighbours_changed {
+                let report = self.model.sync(&mut self.dataplane)?;
+                info!(?report, "data plane updated");
+            }
+        }
+    }
+}
+
+/// Director settings a reload cannot change while running, by name, when they differ.
+fn restart_only_changes(old: &config::Director, new: &config::Director) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if old.interface != new.interface {
+        names.push("interface");
+    }
+    if old.xdp_mode != new.xdp_mode {
+        names.push("xdp_mode");
+    }
+    if old.manage_vips != new.manage_vips {
+        names.push("manage_vips");
+    }
+    if old.control_socket != new.control_socket {
+        names.push("control_socket");
+    }
+    if old.trace_packets != new.trace_packets {
+        names.push("trace_packets");
+    }
+    if old.flow_table_size != new.flow_table_size {
+        names.push("flow_table_size");
+    }
+    names
 }
 
 /// Attaches in the configured mode; in `auto`, native first and generic as a fallback.
@@ -179,65 +518,6 @@ fn log_neighbour_change(address: Ipv4Addr, next: &Neighbour) {
             "real server is not on the director interface's subnets: not forwarding to it"
         ),
         Neighbour::Unknown => {}
-    }
-}
-
-/// The event loop: neighbour notifications, timers and control requests, until shutdown.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the loop's inputs, each used once"
-)]
-async fn serve(
-    netlink: &Netlink,
-    link: &LinkInfo,
-    interface: &str,
-    mode: &str,
-    model: &mut Model,
-    dataplane: &mut BpfDataPlane,
-    mut requests: mpsc::Receiver<Envelope>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let events = netlink::neighbour_events()?;
-    tokio::pin!(events);
-    tokio::pin!(shutdown);
-    let mut resync = tokio::time::interval(NEIGHBOUR_RESYNC);
-    let mut refresh = tokio::time::interval(NEIGHBOUR_REFRESH);
-    resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let watched = model.real_server_addresses();
-
-    loop {
-        let mut neighbours_changed = false;
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            Some(event) = events.next() => {
-                let (address, if_index) = match &event {
-                    NeighbourEvent::Changed(e) => (e.address, e.if_index),
-                    NeighbourEvent::Deleted { address, if_index } => (*address, *if_index),
-                };
-                if if_index == link.index && watched.contains(&address) {
-                    neighbours_changed = refresh_neighbours(netlink, link, model).await?;
-                }
-            }
-            _ = resync.tick() => {
-                request_resolutions(netlink, link, model, false).await;
-                neighbours_changed = refresh_neighbours(netlink, link, model).await?;
-            }
-            _ = refresh.tick() => request_resolutions(netlink, link, model, true).await,
-            Some((request, reply)) = requests.recv() => {
-                let response = match request {
-                    Request::Status {} => match Status::collect(model, dataplane, interface, mode) {
-                        Ok(status) => Response::Status(status),
-                        Err(error) => Response::Error { message: format!("{error:#}") },
-                    },
-                };
-                let _ = reply.send(response);
-            }
-        }
-        if neighbours_changed {
-            let report = model.sync(dataplane)?;
-            info!(?report, "data plane updated");
-        }
     }
 }
 

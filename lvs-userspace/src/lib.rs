@@ -1,14 +1,17 @@
 //! The lvs controller: it loads the XDP data plane, keeps its maps in line with the
 //! configuration and the kernel's neighbour table, and answers on a control socket.
 //!
-//! Pure logic (`config`, `maglev`, `model`, `status`) is separate from I/O (`dataplane`,
+//! Pure logic (`config`, `schedule`, `maglev`, `model`, `conntrack`, `rates`, `status`) is separate from I/O (`dataplane`,
 //! `netlink`, `control`, `director`), so most of it is tested without root.
 
 pub mod config;
+pub mod conntrack;
 pub mod control;
 pub mod dataplane;
 pub mod director;
 pub mod maglev;
 pub mod model;
 pub mod netlink;
+pub mod rates;
+pub mod schedule;
 pub mod status;

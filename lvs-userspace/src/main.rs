@@ -47,6 +47,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the running director read its config file again (as SIGHUP does).
+    Reload {
+        /// The daemon's control socket.
+        #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,11 +73,11 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match command {
-        Command::Director { config } => {
-            let Some(config) = load_config(&config) else {
+        Command::Director { config: path } => {
+            let Some(config) = load_config(&path) else {
                 return Ok(ExitCode::from(EX_USAGE));
             };
-            runtime.block_on(director::run(config, shutdown_signal()))?;
+            runtime.block_on(director::run(config, Some(path), shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => Ok(match load_config(&config) {
@@ -82,6 +88,7 @@ fn run(command: Command) -> Result<ExitCode> {
             None => ExitCode::from(EX_USAGE),
         }),
         Command::Status { socket, json } => runtime.block_on(status(&socket, json)),
+        Command::Reload { socket } => runtime.block_on(reload(&socket)),
     }
 }
 
@@ -112,8 +119,23 @@ async fn status(socket: &std::path::Path, json: bool) -> Result<ExitCode> {
             eprintln!("lvs: {message}");
             return Ok(ExitCode::FAILURE);
         }
+        other => anyhow::bail!("the daemon gave an unexpected answer: {other:?}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn reload(socket: &std::path::Path) -> Result<ExitCode> {
+    match control::call(socket, &Request::Reload {}).await? {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Error { message } => {
+            eprintln!("lvs: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => anyhow::bail!("the daemon gave an unexpected answer: {other:?}"),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,24 +1,31 @@
 //! The director's model of what the data plane should hold, and the writes that get it there.
 //!
-//! The model is pure: it knows the configured services, which real servers have a resolved
-//! MAC, and a shadow copy of every map entry it wrote. `sync` compares the wanted state with
-//! the shadow and writes only the difference, in an order that never lets the data plane send
-//! a frame to a real server that is not ready:
+//! The model is pure: it knows the wanted services (from the config file, a reload or the
+//! control API), which real servers have a resolved MAC, their connection counts, and a shadow
+//! copy of every map entry it wrote. `apply` replaces the wanted services; `sync` compares the
+//! wanted state with the shadow and writes only the difference, in an order that never lets
+//! the data plane send a frame to a real server that is not ready:
 //!
-//! 1. real-server entries that became usable (or changed MAC) are written first;
-//! 2. then the lookup-table slots that changed;
-//! 3. then real-server entries that became unusable (no slot names them any more);
-//! 4. and last the service entry, so a service appears only once its table is complete.
+//! 1. services that were deleted are removed first, and their real servers made unusable;
+//! 2. real-server entries that became usable (or changed MAC) are written;
+//! 3. then the lookup-table slots that changed, and the service entry (whose `ring_len` bounds
+//!    the ring: slots are written before a ring grows, and it shrinks before its old servers
+//!    go away);
+//! 4. then real-server entries that became unusable (no slot names them any more);
+//! 5. last, the ids of real servers removed from a service are freed. A freed id given to
+//!    another server gets a new generation, so flows of the old one never reach the new one.
 
 use std::{collections::HashMap, fmt, net::Ipv4Addr};
 
-use lvs_common::{LOOKUP_TABLE_SIZE, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry};
+use lvs_common::{
+    MAX_REAL_SERVERS, MAX_SERVICES, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry, ServiceKey,
+};
 use serde::Serialize;
 
 use crate::{
-    config::{Config, Service},
+    config::{RealServer, Service},
     dataplane::{DataPlane, DataPlaneError},
-    maglev::{self, Backend},
+    schedule::{self, Candidate},
 };
 
 /// What the controller knows about a real server's link-layer address.
@@ -62,14 +69,84 @@ impl Serialize for MacAddr {
     }
 }
 
+/// A real server's connections, as `ipvsadm -L` shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionCounts {
+    pub active: u32,
+    pub inactive: u32,
+    /// Persistence templates naming the server (`ipvsadm -L --persistent-conn`).
+    pub persistent: u32,
+}
+
+impl ConnectionCounts {
+    fn total(self) -> u32 {
+        self.active.saturating_add(self.inactive)
+    }
+}
+
+/// Why `apply` refused a set of services; nothing was changed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("too many services: at most {MAX_SERVICES}")]
+    TooManyServices,
+    #[error("too many real servers: at most {MAX_REAL_SERVERS} over all services")]
+    TooManyRealServers,
+}
+
+/// Hands out small integer ids (map slots), each with a generation that changes on reuse.
+#[derive(Debug)]
+struct IdPool {
+    limit: u32,
+    next: u32,
+    free: Vec<u32>,
+    generations: HashMap<u32, u32>,
+}
+
+impl IdPool {
+    fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            next: 0,
+            free: Vec::new(),
+            generations: HashMap::new(),
+        }
+    }
+
+    fn available(&self) -> usize {
+        (self.limit - self.next) as usize + self.free.len()
+    }
+
+    /// The lowest free id and its new generation (never 0, which a zeroed map entry holds).
+    fn allocate(&mut self) -> (u32, u32) {
+        let id = match self.free.iter().enumerate().min_by_key(|(_, id)| **id) {
+            Some((at, _)) => self.free.swap_remove(at),
+            None => {
+                self.next += 1;
+                self.next - 1
+            }
+        };
+        let generation = self.generations.entry(id).or_insert(0);
+        *generation = generation.wrapping_add(1).max(1);
+        (id, *generation)
+    }
+
+    fn release(&mut self, id: u32) {
+        self.free.push(id);
+    }
+}
+
 /// One real server of one service, with its data-plane id.
 #[derive(Debug)]
 struct RealServerState {
-    address: Ipv4Addr,
-    weight: u32,
+    config: RealServer,
     id: u32,
+    generation: u32,
     /// The entry last written to the data plane.
     written: Option<RealServerEntry>,
+    /// Over its upper connection threshold: takes no new connections until under the lower.
+    overloaded: bool,
+    /// Its counters still hold a previous owner's numbers.
+    stats_stale: bool,
 }
 
 /// One service with its data-plane index and the table last written for it.
@@ -77,10 +154,20 @@ struct RealServerState {
 struct ServiceState {
     service: Service,
     index: u32,
+    /// In the order of `service.real_servers`.
     real_servers: Vec<RealServerState>,
-    /// Shadow of the service's lookup table; empty until first written.
+    /// Shadow of the service's table (a ring or a hash table); empty until first written.
     table: Vec<u32>,
-    installed: bool,
+    /// The service entry last written.
+    entry: Option<ServiceEntry>,
+    stats_stale: bool,
+}
+
+/// A service or real server taken out of the wanted state, whose entries `sync` must clear.
+#[derive(Debug)]
+struct Retired {
+    id: u32,
+    written: Option<RealServerEntry>,
 }
 
 /// The director's wanted data-plane state and a shadow of what was written.
@@ -88,6 +175,11 @@ struct ServiceState {
 pub struct Model {
     services: Vec<ServiceState>,
     neighbours: HashMap<Ipv4Addr, Neighbour>,
+    counts: HashMap<u32, ConnectionCounts>,
+    service_indices: IdPool,
+    real_server_ids: IdPool,
+    retired_services: Vec<(ServiceKey, Option<ServiceEntry>, u32)>,
+    retired_real_servers: Vec<Retired>,
 }
 
 /// How much one `sync` wrote.
@@ -96,41 +188,142 @@ pub struct SyncReport {
     pub real_servers_written: usize,
     pub slots_written: usize,
     pub services_installed: usize,
+    pub services_removed: usize,
 }
 
 impl Model {
-    /// Gives every service an index and every real server an id, in config order.
-    pub fn new(config: &Config) -> Self {
-        let mut next_id = 0u32;
-        let services = config
-            .services
-            .iter()
-            .zip(0u32..)
-            .map(|(service, index)| ServiceState {
-                index,
-                real_servers: service
-                    .real_servers
-                    .iter()
-                    .map(|rs| {
-                        let id = next_id;
-                        next_id += 1;
-                        RealServerState {
-                            address: rs.address,
-                            weight: rs.weight,
-                            id,
-                            written: None,
-                        }
-                    })
-                    .collect(),
-                service: service.clone(),
-                table: Vec::new(),
-                installed: false,
-            })
-            .collect();
-        Self {
-            services,
+    /// A model of the given services (in order: indices and ids are handed out in it).
+    pub fn new(services: &[Service]) -> Result<Self, ModelError> {
+        let mut model = Self {
+            services: Vec::new(),
             neighbours: HashMap::new(),
+            counts: HashMap::new(),
+            service_indices: IdPool::new(MAX_SERVICES),
+            real_server_ids: IdPool::new(MAX_REAL_SERVERS),
+            retired_services: Vec::new(),
+            retired_real_servers: Vec::new(),
+        };
+        model.apply(services)?;
+        Ok(model)
+    }
+
+    /// The wanted services, as they were last applied.
+    pub fn wanted(&self) -> Vec<Service> {
+        self.services.iter().map(|s| s.service.clone()).collect()
+    }
+
+    /// Replaces the wanted services. Services and real servers that stay keep their index,
+    /// id and table, so their flows are not disturbed; the data plane changes at the next
+    /// `sync`. Fails without changing anything when the maps cannot hold the result.
+    pub fn apply(&mut self, services: &[Service]) -> Result<(), ModelError> {
+        self.check_capacity(services)?;
+        let mut old: HashMap<ServiceKey, ServiceState> = self
+            .services
+            .drain(..)
+            .map(|s| (s.service.key(), s))
+            .collect();
+        for service in services {
+            let state = match old.remove(&service.key()) {
+                Some(existing) => self.update_service(existing, service),
+                None => self.new_service(service),
+            };
+            self.services.push(state);
         }
+        for (key, state) in old {
+            self.retired_services.push((key, state.entry, state.index));
+            self.retired_real_servers
+                .extend(state.real_servers.into_iter().map(|rs| Retired {
+                    id: rs.id,
+                    written: rs.written,
+                }));
+        }
+        Ok(())
+    }
+
+    fn check_capacity(&self, services: &[Service]) -> Result<(), ModelError> {
+        let known: HashMap<ServiceKey, &ServiceState> =
+            self.services.iter().map(|s| (s.service.key(), s)).collect();
+        let mut new_services = 0;
+        let mut new_real_servers = 0;
+        for service in services {
+            match known.get(&service.key()) {
+                Some(state) => {
+                    new_real_servers += service
+                        .real_servers
+                        .iter()
+                        .filter(|rs| {
+                            !state
+                                .real_servers
+                                .iter()
+                                .any(|known| known.config.address == rs.address)
+                        })
+                        .count();
+                }
+                None => {
+                    new_services += 1;
+                    new_real_servers += service.real_servers.len();
+                }
+            }
+        }
+        if new_services > self.service_indices.available() {
+            return Err(ModelError::TooManyServices);
+        }
+        if new_real_servers > self.real_server_ids.available() {
+            return Err(ModelError::TooManyRealServers);
+        }
+        Ok(())
+    }
+
+    fn new_service(&mut self, service: &Service) -> ServiceState {
+        let (index, _) = self.service_indices.allocate();
+        ServiceState {
+            index,
+            real_servers: service
+                .real_servers
+                .iter()
+                .map(|rs| self.new_real_server(rs))
+                .collect(),
+            service: service.clone(),
+            table: Vec::new(),
+            entry: None,
+            stats_stale: true,
+        }
+    }
+
+    fn new_real_server(&mut self, config: &RealServer) -> RealServerState {
+        let (id, generation) = self.real_server_ids.allocate();
+        RealServerState {
+            config: config.clone(),
+            id,
+            generation,
+            written: None,
+            overloaded: false,
+            stats_stale: true,
+        }
+    }
+
+    fn update_service(&mut self, mut state: ServiceState, service: &Service) -> ServiceState {
+        let mut old: Vec<RealServerState> = std::mem::take(&mut state.real_servers);
+        for rs in &service.real_servers {
+            let kept = old
+                .iter()
+                .position(|known| known.config.address == rs.address)
+                .map(|at| old.swap_remove(at));
+            state.real_servers.push(match kept {
+                Some(mut known) => {
+                    known.config = rs.clone();
+                    known
+                }
+                None => self.new_real_server(rs),
+            });
+        }
+        self.retired_real_servers
+            .extend(old.into_iter().map(|rs| Retired {
+                id: rs.id,
+                written: rs.written,
+            }));
+        state.service = service.clone();
+        state
     }
 
     /// Every distinct real-server address, whose MAC the controller must track.
@@ -138,7 +331,7 @@ impl Model {
         let mut addresses: Vec<Ipv4Addr> = self
             .services
             .iter()
-            .flat_map(|s| s.real_servers.iter().map(|rs| rs.address))
+            .flat_map(|s| s.real_servers.iter().map(|rs| rs.config.address))
             .collect();
         addresses.sort();
         addresses.dedup();
@@ -163,62 +356,78 @@ impl Model {
         self.neighbours.insert(address, neighbour.clone()) != Some(neighbour)
     }
 
+    /// The generation of every configured real server by id: a flow or template whose id and
+    /// generation are not in here has lost its real server.
+    pub fn generations(&self) -> HashMap<u32, u32> {
+        self.services
+            .iter()
+            .flat_map(|s| s.real_servers.iter().map(|rs| (rs.id, rs.generation)))
+            .collect()
+    }
+
+    /// Takes in fresh connection counts by real-server id, and marks servers overloaded or not
+    /// by their thresholds, with IPVS's hysteresis: overloaded at `uthreshold` connections,
+    /// and back once at or under `lthreshold` (three quarters of `uthreshold` when unset).
+    pub fn set_connection_counts(&mut self, counts: HashMap<u32, ConnectionCounts>) {
+        for service in &mut self.services {
+            for rs in &mut service.real_servers {
+                let total = counts.get(&rs.id).copied().unwrap_or_default().total();
+                let upper = rs.config.upper_threshold;
+                let lower = match rs.config.lower_threshold {
+                    0 => upper / 4 * 3,
+                    lower => lower,
+                };
+                rs.overloaded = if upper == 0 {
+                    false
+                } else if rs.overloaded {
+                    total > lower
+                } else {
+                    total >= upper
+                };
+            }
+        }
+        self.counts = counts;
+    }
+
     /// Writes whatever differs between the wanted state and what was written before.
     pub fn sync(&mut self, dataplane: &mut dyn DataPlane) -> Result<SyncReport, DataPlaneError> {
         let mut report = SyncReport::default();
+        self.remove_retired_services(dataplane, &mut report)?;
         for service in &mut self.services {
-            let wanted: Vec<RealServerEntry> = service
-                .real_servers
-                .iter()
-                .map(|rs| wanted_entry(rs.address, self.neighbours.get(&rs.address)))
-                .collect();
-
-            for (rs, entry) in service.real_servers.iter_mut().zip(&wanted) {
-                if entry.flags & REAL_SERVER_USABLE != 0 && rs.written != Some(*entry) {
-                    dataplane.set_real_server(rs.id, *entry)?;
-                    rs.written = Some(*entry);
-                    report.real_servers_written += 1;
-                }
+            sync_service(
+                service,
+                &self.neighbours,
+                &self.counts,
+                dataplane,
+                &mut report,
+            )?;
+        }
+        while let Some(retired) = self.retired_real_servers.pop() {
+            if let Err(error) = clear_real_server(&retired, dataplane, &mut report) {
+                self.retired_real_servers.push(retired);
+                return Err(error);
             }
-
-            let backends: Vec<Backend> = service
-                .real_servers
-                .iter()
-                .zip(&wanted)
-                .filter(|(_, entry)| entry.flags & REAL_SERVER_USABLE != 0)
-                .map(|(rs, _)| Backend {
-                    id: rs.id,
-                    identity: identity(rs.address, service.service.port),
-                    weight: rs.weight,
-                })
-                .collect();
-            let table = maglev::build_table(&backends, LOOKUP_TABLE_SIZE);
-            let changed = changed_slots(&service.table, &table);
-            if !changed.is_empty() {
-                dataplane.set_lookup_slots(service.index, &changed)?;
-                report.slots_written += changed.len();
-            }
-            service.table = table;
-
-            for (rs, entry) in service.real_servers.iter_mut().zip(&wanted) {
-                if entry.flags & REAL_SERVER_USABLE == 0 && rs.written != Some(*entry) {
-                    dataplane.set_real_server(rs.id, *entry)?;
-                    rs.written = Some(*entry);
-                    report.real_servers_written += 1;
-                }
-            }
-
-            if !service.installed {
-                let entry = ServiceEntry {
-                    index: service.index,
-                    flags: 0,
-                };
-                dataplane.set_service(service.service.key(), entry)?;
-                service.installed = true;
-                report.services_installed += 1;
-            }
+            self.real_server_ids.release(retired.id);
         }
         Ok(report)
+    }
+
+    fn remove_retired_services(
+        &mut self,
+        dataplane: &mut dyn DataPlane,
+        report: &mut SyncReport,
+    ) -> Result<(), DataPlaneError> {
+        while let Some((key, entry, index)) = self.retired_services.pop() {
+            if entry.is_some()
+                && let Err(error) = dataplane.remove_service(&key)
+            {
+                self.retired_services.push((key, entry, index));
+                return Err(error);
+            }
+            report.services_removed += usize::from(entry.is_some());
+            self.service_indices.release(index);
+        }
+        Ok(())
     }
 
     /// The services with their real servers, for status output.
@@ -230,18 +439,128 @@ impl Model {
                 .real_servers
                 .iter()
                 .map(|rs| RealServerView {
-                    address: rs.address,
-                    weight: rs.weight,
+                    config: &rs.config,
+                    address: rs.config.address,
+                    weight: rs.config.weight,
                     id: rs.id,
-                    neighbour: self.neighbour(rs.address),
+                    neighbour: self.neighbour(rs.config.address),
+                    connections: self.counts.get(&rs.id).copied().unwrap_or_default(),
+                    overloaded: rs.overloaded,
                     forwarding: rs
                         .written
                         .is_some_and(|e| e.flags & REAL_SERVER_USABLE != 0)
-                        && rs.weight > 0,
+                        && rs.config.weight > 0
+                        && !rs.overloaded,
                 })
                 .collect(),
         })
     }
+}
+
+/// Brings one service's entries, table and real servers in line with what is wanted.
+fn sync_service(
+    service: &mut ServiceState,
+    neighbours: &HashMap<Ipv4Addr, Neighbour>,
+    counts: &HashMap<u32, ConnectionCounts>,
+    dataplane: &mut dyn DataPlane,
+    report: &mut SyncReport,
+) -> Result<(), DataPlaneError> {
+    if service.stats_stale {
+        dataplane.zero_service_stats(service.index)?;
+        service.stats_stale = false;
+    }
+    let wanted: Vec<RealServerEntry> = service
+        .real_servers
+        .iter()
+        .map(|rs| wanted_entry(rs, neighbours.get(&rs.config.address)))
+        .collect();
+
+    for (rs, entry) in service.real_servers.iter_mut().zip(&wanted) {
+        if entry.flags & REAL_SERVER_USABLE != 0 && rs.written != Some(*entry) {
+            if rs.stats_stale {
+                dataplane.zero_real_server_stats(rs.id)?;
+                rs.stats_stale = false;
+            }
+            dataplane.set_real_server(rs.id, *entry)?;
+            rs.written = Some(*entry);
+            report.real_servers_written += 1;
+        }
+    }
+
+    let candidates: Vec<Candidate> = service
+        .real_servers
+        .iter()
+        .zip(&wanted)
+        .filter(|(rs, entry)| entry.flags & REAL_SERVER_USABLE != 0 && !rs.overloaded)
+        .map(|(rs, _)| {
+            let connections = counts.get(&rs.id).copied().unwrap_or_default();
+            Candidate {
+                id: rs.id,
+                identity: identity(rs.config.address, service.service.port),
+                weight: rs.config.weight,
+                active: connections.active,
+                inactive: connections.inactive,
+            }
+        })
+        .collect();
+    let plan = schedule::plan(
+        service.service.scheduler,
+        service.service.sched_flags,
+        &candidates,
+    );
+    let changed = changed_slots(&service.table, &plan.table);
+    if !changed.is_empty() {
+        dataplane.set_lookup_slots(service.index, &changed)?;
+        report.slots_written += changed.len();
+    }
+    let entry = ServiceEntry {
+        index: service.index,
+        flags: plan.flags,
+        ring_len: plan.ring_len,
+        persist_timeout_s: service.service.persistence.map_or(0, |p| p.timeout),
+        persist_mask: service
+            .service
+            .persistence
+            .map_or([255; 4], |p| p.netmask.octets()),
+    };
+    if plan.ring_len > 0 && (!changed.is_empty() || service.entry != Some(entry)) {
+        dataplane.reset_cursors(service.index, plan.ring_len)?;
+    }
+    service.table = plan.table;
+    if service.entry != Some(entry) {
+        dataplane.set_service(service.service.key(), entry)?;
+        report.services_installed += usize::from(service.entry.is_none());
+        service.entry = Some(entry);
+    }
+
+    for (rs, entry) in service.real_servers.iter_mut().zip(&wanted) {
+        if entry.flags & REAL_SERVER_USABLE == 0 && rs.written != Some(*entry) {
+            dataplane.set_real_server(rs.id, *entry)?;
+            rs.written = Some(*entry);
+            report.real_servers_written += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a removed real server's entry unusable, if it was ever written usable.
+fn clear_real_server(
+    retired: &Retired,
+    dataplane: &mut dyn DataPlane,
+    report: &mut SyncReport,
+) -> Result<(), DataPlaneError> {
+    if let Some(entry) = retired.written
+        && entry.flags & REAL_SERVER_USABLE != 0
+    {
+        let cleared = RealServerEntry {
+            flags: 0,
+            mac: [0; 6],
+            ..entry
+        };
+        dataplane.set_real_server(retired.id, cleared)?;
+        report.real_servers_written += 1;
+    }
+    Ok(())
 }
 
 /// A read-only view of a service for status output.
@@ -253,27 +572,25 @@ pub struct ServiceView<'a> {
 
 /// A read-only view of a real server for status output.
 pub struct RealServerView<'a> {
+    pub config: &'a RealServer,
     pub address: Ipv4Addr,
     pub weight: u32,
     pub id: u32,
     pub neighbour: &'a Neighbour,
+    pub connections: ConnectionCounts,
+    pub overloaded: bool,
     /// Whether new flows can be sent to it.
     pub forwarding: bool,
 }
 
 /// The entry a real server should have: usable only with a resolved MAC.
-fn wanted_entry(address: Ipv4Addr, neighbour: Option<&Neighbour>) -> RealServerEntry {
-    match neighbour.and_then(Neighbour::mac) {
-        Some(mac) => RealServerEntry {
-            addr: address.octets(),
-            mac,
-            flags: REAL_SERVER_USABLE,
-        },
-        None => RealServerEntry {
-            addr: address.octets(),
-            mac: [0; 6],
-            flags: 0,
-        },
+fn wanted_entry(rs: &RealServerState, neighbour: Option<&Neighbour>) -> RealServerEntry {
+    let mac = neighbour.and_then(Neighbour::mac);
+    RealServerEntry {
+        addr: rs.config.address.octets(),
+        mac: mac.unwrap_or([0; 6]),
+        flags: if mac.is_some() { REAL_SERVER_USABLE } else { 0 },
+        generation: rs.generation,
     }
 }
 
@@ -286,7 +603,7 @@ fn identity(address: Ipv4Addr, port: u16) -> Vec<u8> {
 }
 
 /// The `(slot, id)` pairs where `new` differs from `old`. An empty `old` means the table was
-/// never written: the BPF array then holds zeros, which name real server 0, so every slot of
+/// never written: the BPF array may hold zeros or a previous service's slots, so every slot of
 /// `new` is written.
 fn changed_slots(old: &[u32], new: &[u32]) -> Vec<(u32, u32)> {
     new.iter()
@@ -299,7 +616,7 @@ fn changed_slots(old: &[u32], new: &[u32]) -> Vec<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lvs_common::NO_REAL_SERVER;
+    use lvs_common::{LOOKUP_TABLE_SIZE, NO_REAL_SERVER};
 
     use crate::{config, dataplane::FakeDataPlane};
 
@@ -310,6 +627,7 @@ interface = "eth0"
 [[virtual_server]]
 address = "10.0.0.100"
 port = 80
+lb_algo = "mh"
 
 [[virtual_server.real_server]]
 address = "10.0.0.11"
@@ -321,6 +639,7 @@ address = "10.0.0.12"
 address = "10.0.0.100"
 port = 53
 protocol = "UDP"
+lb_algo = "mh"
 
 [[virtual_server.real_server]]
 address = "10.0.0.12"
@@ -328,7 +647,7 @@ weight = 0
 "#;
 
     fn model() -> Model {
-        Model::new(&config::parse(CONFIG, "test.toml").unwrap())
+        Model::new(&config::parse(CONFIG, "test.toml").unwrap().services).unwrap()
     }
 
     fn resolved(last: u8) -> Neighbour {

@@ -5,16 +5,19 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    config::Timeouts,
     dataplane::{DataPlane, DataPlaneError},
     model::{Model, Neighbour},
+    rates::{RateBook, Rates},
 };
 
 /// Everything `lvs status` shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub interface: String,
     /// How the program is attached: "native" or "generic".
     pub xdp_mode: String,
+    pub timeouts: Timeouts,
     pub counters: Vec<CounterValue>,
     pub services: Vec<ServiceStatus>,
 }
@@ -25,21 +28,37 @@ pub struct CounterValue {
     pub value: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub protocol: String,
     pub address: String,
     pub port: u16,
     pub scheduler: String,
+    /// ipvsadm's `-b` flags, as it names them.
+    pub sched_flags: Vec<String>,
+    /// Seconds, when the service is persistent.
+    pub persistence_timeout: Option<u32>,
+    pub persistence_netmask: Option<String>,
+    /// Connections scheduled since the start (or the last zeroing).
+    pub connections: u64,
     pub packets: u64,
     pub bytes: u64,
+    pub rates: Rates,
     pub real_servers: Vec<RealServerStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RealServerStatus {
     pub address: String,
+    pub port: u16,
     pub weight: u32,
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    /// Over its upper threshold: takes no new connections.
+    pub overloaded: bool,
+    pub active_connections: u32,
+    pub inactive_connections: u32,
+    pub persistent_connections: u32,
     /// "resolved", "unresolved", "off_link" or "unknown".
     pub neighbour: String,
     pub mac: Option<String>,
@@ -47,8 +66,10 @@ pub struct RealServerStatus {
     pub reason: Option<String>,
     /// Whether new flows go to it.
     pub forwarding: bool,
+    pub connections: u64,
     pub packets: u64,
     pub bytes: u64,
+    pub rates: Rates,
 }
 
 impl Status {
@@ -56,6 +77,8 @@ impl Status {
     pub fn collect(
         model: &Model,
         dataplane: &dyn DataPlane,
+        rates: &RateBook,
+        timeouts: Timeouts,
         interface: &str,
         xdp_mode: &str,
     ) -> Result<Self, DataPlaneError> {
@@ -85,28 +108,44 @@ impl Status {
                 };
                 real_servers.push(RealServerStatus {
                     address: rs.address.to_string(),
+                    port: view.service.port,
                     weight: rs.weight,
+                    upper_threshold: rs.config.upper_threshold,
+                    lower_threshold: rs.config.lower_threshold,
+                    overloaded: rs.overloaded,
+                    active_connections: rs.connections.active,
+                    inactive_connections: rs.connections.inactive,
+                    persistent_connections: rs.connections.persistent,
                     neighbour: neighbour.to_owned(),
                     mac,
                     reason,
                     forwarding: rs.forwarding,
+                    connections: rs_stats.connections,
                     packets: rs_stats.packets,
                     bytes: rs_stats.bytes,
+                    rates: rates.real_server(rs.id),
                 });
             }
+            let service = view.service;
             services.push(ServiceStatus {
-                protocol: view.service.protocol.name().to_owned(),
-                address: view.service.address.to_string(),
-                port: view.service.port,
-                scheduler: view.service.scheduler.name().to_owned(),
+                protocol: service.protocol.name().to_owned(),
+                address: service.address.to_string(),
+                port: service.port,
+                scheduler: service.scheduler.name().to_owned(),
+                sched_flags: service.sched_flags.names(service.scheduler),
+                persistence_timeout: service.persistence.map(|p| p.timeout),
+                persistence_netmask: service.persistence.map(|p| p.netmask.to_string()),
+                connections: stats.connections,
                 packets: stats.packets,
                 bytes: stats.bytes,
+                rates: rates.service(view.index),
                 real_servers,
             });
         }
         Ok(Self {
             interface: interface.to_owned(),
             xdp_mode: xdp_mode.to_owned(),
+            timeouts,
             counters,
             services,
         })
@@ -131,16 +170,30 @@ impl Status {
         let _ = writeln!(out, "Prot LocalAddress:Port Scheduler");
         let _ = writeln!(
             out,
-            "  -> {:<28} {:<7} {:<6} {:<17} {:>10} {:>10}",
-            "RemoteAddress:Port", "Forward", "Weight", "Neighbour", "Packets", "Bytes"
+            "  -> {:<28} {:<7} {:<6} {:>10} {:>9} {:<17} {:>10} {:>10}",
+            "RemoteAddress:Port",
+            "Forward",
+            "Weight",
+            "ActiveConn",
+            "InActConn",
+            "Neighbour",
+            "Packets",
+            "Bytes"
         );
         for service in &self.services {
+            let mut scheduler = service.scheduler.clone();
+            if !service.sched_flags.is_empty() {
+                scheduler = format!("{scheduler} ({})", service.sched_flags.join(","));
+            }
+            if let Some(timeout) = service.persistence_timeout {
+                scheduler = format!("{scheduler} persistent {timeout}");
+            }
             let _ = writeln!(
                 out,
-                "{:<4} {:<28} {:<32} {:>10} {:>10}",
+                "{:<4} {:<28} {:<53} {:>10} {:>10}",
                 service.protocol,
                 format!("{}:{}", service.address, service.port),
-                service.scheduler,
+                scheduler,
                 service.packets,
                 service.bytes
             );
@@ -153,10 +206,12 @@ impl Status {
                 };
                 let _ = writeln!(
                     out,
-                    "  -> {:<28} {:<7} {:<6} {:<17} {:>10} {:>10}{note}",
-                    format!("{}:{}", rs.address, service.port),
+                    "  -> {:<28} {:<7} {:<6} {:>10} {:>9} {:<17} {:>10} {:>10}{note}",
+                    format!("{}:{}", rs.address, rs.port),
                     "Route",
                     rs.weight,
+                    rs.active_connections,
+                    rs.inactive_connections,
                     neighbour,
                     rs.packets,
                     rs.bytes
@@ -187,7 +242,7 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        let mut model = Model::new(&config);
+        let mut model = Model::new(&config.services).unwrap();
         let mut dataplane = FakeDataPlane::default();
         model.set_neighbour(
             Ipv4Addr::new(10, 0, 0, 11),
@@ -202,15 +257,23 @@ mod tests {
             },
         );
         model.sync(&mut dataplane).unwrap();
-        let status = Status::collect(&model, &dataplane, "eth0", "native").unwrap();
+        let status = Status::collect(
+            &model,
+            &dataplane,
+            &RateBook::default(),
+            Timeouts::default(),
+            "eth0",
+            "native",
+        )
+        .unwrap();
         let text = status.render();
         let expected = "\
 lvs director on eth0 (native XDP)
 Prot LocalAddress:Port Scheduler
-  -> RemoteAddress:Port           Forward Weight Neighbour            Packets      Bytes
-TCP  10.0.0.100:80                mh                                        0          0
-  -> 10.0.0.11:80                 Route   1      02:00:00:00:00:11          0          0
-  -> 10.0.0.12:80                 Route   2      unresolved                 0          0  (waiting for an ARP reply)
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Neighbour            Packets      Bytes
+TCP  10.0.0.100:80                wlc                                                            0          0
+  -> 10.0.0.11:80                 Route   1               0         0 02:00:00:00:00:11          0          0
+  -> 10.0.0.12:80                 Route   2               0         0 unresolved                 0          0  (waiting for an ARP reply)
 ";
         assert!(text.starts_with(expected), "got:\n{text}");
         assert!(

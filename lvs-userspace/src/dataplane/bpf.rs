@@ -2,15 +2,36 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    util::nr_cpus,
 };
 use lvs_common::{
-    Counter, DirectorEntry, LOOKUP_TABLE_SIZE, PROGRAM_NAME, RealServerEntry, ServiceEntry,
-    ServiceKey, TrafficStats, map_names,
+    Counter, DEFAULT_FLOW_TABLE_SIZE, DirectorEntry, LOOKUP_TABLE_SIZE, PROGRAM_NAME,
+    RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+    map_names,
 };
 
-use super::{DataPlane, DataPlaneError};
+use super::{DataPlane, DataPlaneError, batch};
+
+/// How the object is loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Turns on the program's per-packet debug log (see the eBPF crate).
+    pub trace_packets: bool,
+    /// Capacity of the flow table.
+    pub flow_table_size: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            trace_packets: false,
+            flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
+        }
+    }
+}
 
 /// The eBPF object built by `build.rs`, aligned as the ELF parser needs it.
 pub fn object_bytes() -> &'static [u8] {
@@ -21,7 +42,11 @@ pub fn object_bytes() -> &'static [u8] {
 pub struct BpfDataPlane {
     ebpf: Ebpf,
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
-    lookup: Array<MapData, u32>,
+    lookup: MapData,
+    flows: MapData,
+    templates: MapData,
+    settings: Array<MapData, Settings>,
+    cursors: PerCpuArray<MapData, u32>,
     real_servers: Array<MapData, RealServerEntry>,
     director: Array<MapData, DirectorEntry>,
     counters: PerCpuArray<MapData, u64>,
@@ -33,7 +58,7 @@ pub struct BpfDataPlane {
 /// Takes a map out of the object and converts it to its typed handle.
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataPlaneError>
 where
-    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+    T: TryFrom<Map, Error = aya::maps::MapError>,
 {
     let map = ebpf
         .take_map(name)
@@ -41,13 +66,34 @@ where
     T::try_from(map).map_err(|source| DataPlaneError::MapType { name, source })
 }
 
+/// Takes a map out of the object as untyped data, for the batch operations.
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, DataPlaneError> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data)) => Ok(data),
+        Some(_) => Err(DataPlaneError::MapType {
+            name,
+            source: aya::maps::MapError::InvalidMapType { map_type: 0 },
+        }),
+        None => Err(DataPlaneError::MissingMap { name }),
+    }
+}
+
 impl BpfDataPlane {
     /// Loads the object and the program into the kernel, without attaching it anywhere.
     /// `trace_packets` turns on the program's per-packet debug log (see the eBPF crate).
     pub fn load(trace_packets: bool) -> Result<Self, DataPlaneError> {
-        let trace: u8 = trace_packets.into();
+        Self::load_with(LoadOptions {
+            trace_packets,
+            ..LoadOptions::default()
+        })
+    }
+
+    /// Loads with explicit options.
+    pub fn load_with(options: LoadOptions) -> Result<Self, DataPlaneError> {
+        let trace: u8 = options.trace_packets.into();
         let mut ebpf = EbpfLoader::new()
             .override_global("TRACE_PACKETS", &trace, true)
+            .map_max_entries(map_names::FLOWS, options.flow_table_size)
             .load(object_bytes())
             .map_err(DataPlaneError::Load)?;
         let program = xdp_program(&mut ebpf)?;
@@ -57,7 +103,11 @@ impl BpfDataPlane {
         })?;
         Ok(Self {
             services: take(&mut ebpf, map_names::SERVICES)?,
-            lookup: take(&mut ebpf, map_names::LOOKUP)?,
+            lookup: take_data(&mut ebpf, map_names::LOOKUP)?,
+            flows: take_data(&mut ebpf, map_names::FLOWS)?,
+            templates: take_data(&mut ebpf, map_names::PERSIST)?,
+            settings: take(&mut ebpf, map_names::SETTINGS)?,
+            cursors: take(&mut ebpf, map_names::CURSORS)?,
             real_servers: take(&mut ebpf, map_names::REAL_SERVERS)?,
             director: take(&mut ebpf, map_names::DIRECTOR)?,
             counters: take(&mut ebpf, map_names::COUNTERS)?,
@@ -66,6 +116,23 @@ impl BpfDataPlane {
             ebpf,
             attached: None,
         })
+    }
+
+    /// Writes connections straight into the flow table: for tests and benchmarks that need a
+    /// table in a given state.
+    pub fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError> {
+        let (keys, values): (Vec<FlowKey>, Vec<FlowEntry>) = flows.iter().copied().unzip();
+        batch::update(self.flows.fd(), &keys, &values).map_err(batch_error(map_names::FLOWS))
+    }
+
+    /// Writes persistence templates straight into their table, for tests.
+    pub fn insert_templates(
+        &mut self,
+        templates: &[(PersistKey, PersistEntry)],
+    ) -> Result<(), DataPlaneError> {
+        let (keys, values): (Vec<PersistKey>, Vec<PersistEntry>) =
+            templates.iter().copied().unzip();
+        batch::update(self.templates.fd(), &keys, &values).map_err(batch_error(map_names::PERSIST))
     }
 
     /// The loaded program, for BPF_PROG_TEST_RUN.
@@ -126,13 +193,37 @@ fn read_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataPla
     move |source| DataPlaneError::Read { name, source }
 }
 
-fn sum_stats(values: &aya::maps::PerCpuValues<TrafficStats>) -> TrafficStats {
+fn batch_error(name: &'static str) -> impl FnOnce(std::io::Error) -> DataPlaneError {
+    move |source| DataPlaneError::Batch { name, source }
+}
+
+fn sum_stats(values: &PerCpuValues<TrafficStats>) -> TrafficStats {
     values
         .iter()
         .fold(TrafficStats::default(), |acc, cpu| TrafficStats {
+            connections: acc.connections + cpu.connections,
             packets: acc.packets + cpu.packets,
             bytes: acc.bytes + cpu.bytes,
         })
+}
+
+/// One value per possible CPU, each computed from the CPU's number.
+fn per_cpu<T: aya::Pod>(value: impl Fn(u32) -> T) -> Result<PerCpuValues<T>, DataPlaneError> {
+    let cpus = nr_cpus().map_err(|(_, source)| DataPlaneError::Batch {
+        name: "possible CPUs",
+        source,
+    })?;
+    PerCpuValues::try_from((0..cpus as u32).map(value).collect::<Vec<T>>()).map_err(|source| {
+        DataPlaneError::Batch {
+            name: "possible CPUs",
+            source,
+        }
+    })
+}
+
+/// The number of possible CPUs, which per-CPU maps have a slot for.
+pub fn possible_cpus() -> u32 {
+    nr_cpus().map_or(1, |n| n as u32)
 }
 
 impl DataPlane for BpfDataPlane {
@@ -149,18 +240,21 @@ impl DataPlane for BpfDataPlane {
             .map_err(write_error(map_names::REAL_SERVERS))
     }
 
+    fn set_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError> {
+        self.settings
+            .set(0, settings, 0)
+            .map_err(write_error(map_names::SETTINGS))
+    }
+
     fn set_lookup_slots(
         &mut self,
         service_index: u32,
         slots: &[(u32, u32)],
     ) -> Result<(), DataPlaneError> {
         let base = service_index * LOOKUP_TABLE_SIZE;
-        for &(slot, id) in slots {
-            self.lookup
-                .set(base + slot, id, 0)
-                .map_err(write_error(map_names::LOOKUP))?;
-        }
-        Ok(())
+        let (keys, ids): (Vec<u32>, Vec<u32>) =
+            slots.iter().map(|&(slot, id)| (base + slot, id)).unzip();
+        batch::update(self.lookup.fd(), &keys, &ids).map_err(batch_error(map_names::LOOKUP))
     }
 
     fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError> {
@@ -173,6 +267,41 @@ impl DataPlane for BpfDataPlane {
         self.services
             .remove(key)
             .map_err(write_error(map_names::SERVICES))
+    }
+
+    fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError> {
+        let values = per_cpu(|cpu| cpu % ring_len.max(1))?;
+        self.cursors
+            .set(service_index, values, 0)
+            .map_err(write_error(map_names::CURSORS))
+    }
+
+    fn zero_service_stats(&mut self, index: u32) -> Result<(), DataPlaneError> {
+        self.service_stats
+            .set(index, per_cpu(|_| TrafficStats::default())?, 0)
+            .map_err(write_error(map_names::SERVICE_STATS))
+    }
+
+    fn zero_real_server_stats(&mut self, id: u32) -> Result<(), DataPlaneError> {
+        self.real_server_stats
+            .set(id, per_cpu(|_| TrafficStats::default())?, 0)
+            .map_err(write_error(map_names::REAL_SERVER_STATS))
+    }
+
+    fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError> {
+        batch::lookup_all(self.flows.fd()).map_err(batch_error(map_names::FLOWS))
+    }
+
+    fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError> {
+        batch::delete(self.flows.fd(), keys).map_err(batch_error(map_names::FLOWS))
+    }
+
+    fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError> {
+        batch::lookup_all(self.templates.fd()).map_err(batch_error(map_names::PERSIST))
+    }
+
+    fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError> {
+        batch::delete(self.templates.fd(), keys).map_err(batch_error(map_names::PERSIST))
     }
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError> {

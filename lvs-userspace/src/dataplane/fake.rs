@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use lvs_common::{
     Counter, NO_REAL_SERVER, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
 };
 
 use super::{DataPlane, DataPlaneError};
@@ -16,6 +17,13 @@ pub struct FakeDataPlane {
     pub real_servers: HashMap<u32, RealServerEntry>,
     pub lookup: HashMap<u32, HashMap<u32, u32>>,
     pub slot_writes: usize,
+    pub settings: Option<Settings>,
+    /// Ring length each service's cursors were last reset for.
+    pub cursor_resets: HashMap<u32, u32>,
+    pub zeroed_services: Vec<u32>,
+    pub zeroed_real_servers: Vec<u32>,
+    pub flows: HashMap<FlowKey, FlowEntry>,
+    pub templates: HashMap<PersistKey, PersistEntry>,
 }
 
 impl FakeDataPlane {
@@ -32,6 +40,11 @@ impl FakeDataPlane {
 impl DataPlane for FakeDataPlane {
     fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError> {
         self.director_mac = Some(mac);
+        Ok(())
+    }
+
+    fn set_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError> {
+        self.settings = Some(settings);
         Ok(())
     }
 
@@ -60,6 +73,43 @@ impl DataPlane for FakeDataPlane {
 
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError> {
         self.services.remove(key);
+        Ok(())
+    }
+
+    fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError> {
+        self.cursor_resets.insert(service_index, ring_len);
+        Ok(())
+    }
+
+    fn zero_service_stats(&mut self, index: u32) -> Result<(), DataPlaneError> {
+        self.zeroed_services.push(index);
+        Ok(())
+    }
+
+    fn zero_real_server_stats(&mut self, id: u32) -> Result<(), DataPlaneError> {
+        self.zeroed_real_servers.push(id);
+        Ok(())
+    }
+
+    fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError> {
+        Ok(self.flows.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+
+    fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError> {
+        for key in keys {
+            self.flows.remove(key);
+        }
+        Ok(())
+    }
+
+    fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError> {
+        Ok(self.templates.iter().map(|(k, v)| (*k, *v)).collect())
+    }
+
+    fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError> {
+        for key in keys {
+            self.templates.remove(key);
+        }
         Ok(())
     }
 

@@ -4,13 +4,17 @@
 //! implementation, `BpfDataPlane` is the real one, and `FakeDataPlane` records writes in memory
 //! so the model is tested without root.
 
+mod batch;
 mod bpf;
 mod fake;
 pub mod test_run;
 
-pub use bpf::{BpfDataPlane, object_bytes};
+pub use bpf::{BpfDataPlane, LoadOptions, object_bytes, possible_cpus};
 pub use fake::FakeDataPlane;
-use lvs_common::{Counter, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats};
+use lvs_common::{
+    Counter, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+};
 
 /// Errors of the data plane.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,12 @@ pub enum DataPlaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("batch operation on map {name} failed")]
+    Batch {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the XDP object has no program {name}")]
     MissingProgram { name: &'static str },
     #[error("{action} the XDP program failed")]
@@ -50,6 +60,7 @@ pub enum DataPlaneError {
 /// Writes and reads of the data plane's maps. Every write is of a whole entry.
 pub trait DataPlane {
     fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError>;
+    fn set_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError>;
     fn set_real_server(&mut self, id: u32, entry: RealServerEntry) -> Result<(), DataPlaneError>;
     /// Writes `(slot, real-server id)` pairs into a service's lookup table.
     fn set_lookup_slots(
@@ -59,6 +70,18 @@ pub trait DataPlane {
     ) -> Result<(), DataPlaneError>;
     fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError>;
+    /// Restarts a ring-scheduled service's schedule: CPU `c` starts at entry `c`, so the CPUs
+    /// together take the entries in order.
+    fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError>;
+    fn zero_service_stats(&mut self, index: u32) -> Result<(), DataPlaneError>;
+    fn zero_real_server_stats(&mut self, id: u32) -> Result<(), DataPlaneError>;
+
+    /// Every connection in the flow table.
+    fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError>;
+    fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError>;
+    /// Every persistence template.
+    fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError>;
+    fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError>;
 
     /// Each verdict counter, summed over CPUs, in `Counter::ALL` order.
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError>;

@@ -1,0 +1,137 @@
+//! Batched map operations (`BPF_MAP_*_BATCH`), which aya does not wrap.
+//!
+//! The flow table can hold millions of entries and a service's schedule tens of thousands of
+//! slots; reading or writing them one syscall per element would cost seconds. A batch moves
+//! thousands of elements per syscall.
+
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd},
+};
+
+use aya::Pod;
+
+// Commands of bpf(2), from the kernel's `enum bpf_cmd`.
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+
+/// How many elements one lookup syscall asks for. A hash bucket must fit whole, which it
+/// always does at this size.
+const LOOKUP_CHUNK: usize = 8192;
+
+/// The `batch` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn bpf(command: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: `attr` is a valid `bpf_attr` prefix for the batch commands, and every pointer in
+    // it refers to a live buffer of the size `count` promises.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            command,
+            attr as *mut BatchAttr,
+            size_of::<BatchAttr>(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Every element of a hash map (plain or LRU), a chunk at a time. Elements added or removed
+/// while this runs may or may not be seen, as with any iteration of a live map.
+pub fn lookup_all<K: Pod + Default, V: Pod + Default>(map: &impl AsFd) -> io::Result<Vec<(K, V)>> {
+    let mut all = Vec::new();
+    let mut keys = vec![K::default(); LOOKUP_CHUNK];
+    let mut values = vec![V::default(); LOOKUP_CHUNK];
+    // For hash maps the batch position is a bucket number.
+    let mut position: u32 = 0;
+    let mut first = true;
+    loop {
+        let mut next: u32 = 0;
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &position as *const u32 as u64
+            },
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: LOOKUP_CHUNK as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let got = attr.count as usize;
+        all.extend(
+            keys[..got]
+                .iter()
+                .copied()
+                .zip(values[..got].iter().copied()),
+        );
+        match result {
+            Ok(()) => {}
+            // ENOENT: the walk reached the end (possibly with a last partial chunk).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(all),
+            Err(e) => return Err(e),
+        }
+        position = next;
+        first = false;
+    }
+}
+
+/// Writes `keys[i] = values[i]` for every i in one syscall per chunk.
+pub fn update<K: Pod, V: Pod>(map: &impl AsFd, keys: &[K], values: &[V]) -> io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "one value per key");
+    for (keys, values) in keys.chunks(LOOKUP_CHUNK).zip(values.chunks(LOOKUP_CHUNK)) {
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: values.as_ptr() as u64,
+            count: keys.len() as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        bpf(BPF_MAP_UPDATE_BATCH, &mut attr)?;
+    }
+    Ok(())
+}
+
+/// Deletes the keys; keys already gone (evicted or deleted meanwhile) are not an error.
+pub fn delete<K: Pod>(map: &impl AsFd, keys: &[K]) -> io::Result<()> {
+    for chunk in keys.chunks(LOOKUP_CHUNK) {
+        let mut attr = BatchAttr {
+            keys: chunk.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        match bpf(BPF_MAP_DELETE_BATCH, &mut attr) {
+            Ok(()) => {}
+            // A batch delete stops at the first missing key: delete the rest one by one
+            // through the same call, skipping the missing one.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let done = attr.count as usize;
+                if done + 1 < chunk.len() {
+                    delete(map, &chunk[done + 1..])?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
