@@ -185,9 +185,6 @@ pub const fn next_tcp_state(state: FlowState, tcp_flags: u8) -> FlowState {
 pub struct Settings {
     /// Idle timeout of each `FlowState`, in seconds, indexed by the state's value.
     pub timeouts_s: [u32; FLOW_STATES],
-    /// Number of possible CPUs: each CPU's round-robin cursor steps by this much, so that the
-    /// CPUs together walk a service's schedule in order.
-    pub cpus: u32,
     /// `SETTINGS_DROP_NODEST` or 0.
     pub flags: u32,
 }
@@ -204,7 +201,7 @@ pub const DEFAULT_UDP_TIMEOUT_S: u32 = 300;
 impl Settings {
     /// Timeouts as IPVS has them: `tcp` for ESTABLISHED, `tcpfin` for FIN_WAIT, `udp` for UDP,
     /// and IPVS's fixed values for the other states.
-    pub const fn with_timeouts(tcp: u32, tcpfin: u32, udp: u32, cpus: u32, flags: u32) -> Self {
+    pub const fn with_timeouts(tcp: u32, tcpfin: u32, udp: u32, flags: u32) -> Self {
         let mut timeouts_s = [0u32; FLOW_STATES];
         timeouts_s[FlowState::None as usize] = 2;
         timeouts_s[FlowState::Established as usize] = tcp;
@@ -213,11 +210,7 @@ impl Settings {
         timeouts_s[FlowState::TimeWait as usize] = 120;
         timeouts_s[FlowState::Close as usize] = 10;
         timeouts_s[FlowState::Udp as usize] = udp;
-        Self {
-            timeouts_s,
-            cpus,
-            flags,
-        }
+        Self { timeouts_s, flags }
     }
 
     /// The idle timeout of `state`, in nanoseconds.
@@ -302,7 +295,7 @@ mod tests {
 
     #[test]
     fn default_timeouts_are_ipvs_defaults() {
-        let s = Settings::with_timeouts(900, 120, 300, 2, 0);
+        let s = Settings::with_timeouts(900, 120, 300, 0);
         assert_eq!(s.timeout_ns(Established as u8), 900_000_000_000);
         assert_eq!(s.timeout_ns(FinWait as u8), 120_000_000_000);
         assert_eq!(s.timeout_ns(Udp as u8), 300_000_000_000);

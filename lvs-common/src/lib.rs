@@ -201,7 +201,7 @@ const _: () = {
     assert!(size_of::<flow::FlowEntry>() == 24);
     assert!(size_of::<flow::PersistKey>() == 12);
     assert!(size_of::<flow::PersistEntry>() == 16);
-    assert!(size_of::<flow::Settings>() == 40);
+    assert!(size_of::<flow::Settings>() == 36);
 };
 
 #[cfg(feature = "user")]

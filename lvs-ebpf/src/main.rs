@@ -191,7 +191,7 @@ mod program {
         let (id, real_server) = if service.persist_timeout_s != 0 {
             schedule_persistent(flow, service, settings, now)?
         } else {
-            let id = pick(flow, service, settings)?;
+            let id = pick(flow, service)?;
             (id, usable_real_server(id)?)
         };
         let entry = FlowEntry {
@@ -236,7 +236,7 @@ mod program {
                 return Ok((template.real_server_id, rs));
             }
         }
-        let id = pick(flow, service, settings)?;
+        let id = pick(flow, service)?;
         let real_server = usable_real_server(id)?;
         let template = PersistEntry {
             last_seen_ns: now,
@@ -274,7 +274,7 @@ mod program {
     /// The service's scheduler's choice for a new connection: the next entry of its schedule
     /// for ring schedulers, the slot its hash names for hash schedulers.
     #[inline(always)]
-    fn pick(flow: &Flow, service: &ServiceEntry, settings: &Settings) -> Result<u32, Counter> {
+    fn pick(flow: &Flow, service: &ServiceEntry) -> Result<u32, Counter> {
         let slot = if service.flags & SERVICE_RING != 0 {
             let ring_len = service.ring_len;
             if ring_len == 0 || ring_len > LOOKUP_TABLE_SIZE {
@@ -284,7 +284,7 @@ mod program {
             // SAFETY: this CPU's own slot; nothing else writes it while this program runs here.
             unsafe {
                 let position = *cursor % ring_len;
-                *cursor = (position + settings.cpus.max(1)) % ring_len;
+                *cursor = (position + 1) % ring_len;
                 position
             }
         } else {

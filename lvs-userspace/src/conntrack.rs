@@ -216,7 +216,7 @@ mod tests {
     }
 
     fn settings() -> Settings {
-        Settings::with_timeouts(900, 120, 300, 1, 0)
+        Settings::with_timeouts(900, 120, 300, 0)
     }
 
     #[test]

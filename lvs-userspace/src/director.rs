@@ -30,7 +30,7 @@ use crate::{
     config::{self, Config, XdpMode},
     conntrack,
     control::{self, Envelope, Request, Response},
-    dataplane::{BpfDataPlane, DataPlane as _, LoadOptions, possible_cpus},
+    dataplane::{BpfDataPlane, DataPlane as _, LoadOptions},
     model::{Model, Neighbour},
     netlink::{self, LinkInfo, NeighbourEvent, Netlink},
     rates::{self, RateBook},
@@ -127,13 +127,7 @@ fn settings(director: &config::Director) -> Settings {
     } else {
         SETTINGS_DROP_NODEST
     };
-    Settings::with_timeouts(
-        timeouts.tcp,
-        timeouts.tcpfin,
-        timeouts.udp,
-        possible_cpus(),
-        flags,
-    )
+    Settings::with_timeouts(timeouts.tcp, timeouts.tcpfin, timeouts.udp, flags)
 }
 
 /// The running director's state, owned by the one task that changes the data plane.

@@ -14,7 +14,7 @@ mod fixture;
 
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
 use fixture::*;
-use lvs_common::{Counter, LOOKUP_TABLE_SIZE, hash::flow_hash};
+use lvs_common::{Counter, LOOKUP_TABLE_SIZE, SERVICE_HASH_SOURCE_PORT, flow::schedule_hash};
 use lvs_userspace::dataplane::{BpfDataPlane, DataPlane, FakeDataPlane, test_run};
 
 fn udp(dst_port: u16) -> Vec<u8> {
@@ -320,8 +320,10 @@ fn per_service_and_per_real_server_traffic_is_counted() {
     let ip_bytes = (frame.len() - 14) as u64;
     let service = dataplane.service_stats(0).expect("service stats");
     assert_eq!((service.packets, service.bytes), (3, 3 * ip_bytes));
+    assert_eq!(service.connections, 1, "one flow, one connection");
     let real_server = dataplane.real_server_stats(0).expect("real server stats");
     assert_eq!((real_server.packets, real_server.bytes), (3, 3 * ip_bytes));
+    assert_eq!(real_server.connections, 1);
     let untouched = dataplane.service_stats(1).expect("service stats");
     assert_eq!(untouched.packets, 0);
 }
@@ -346,7 +348,7 @@ fn flows_spread_over_real_servers_exactly_as_userspace_predicts() {
         );
         let outcome = test_run::run(&mut dataplane, &frame, 1).expect("test run");
         assert_eq!(outcome.action, XDP_TX, "source port {port}");
-        let hash = flow_hash(CLIENT, VIP, port.to_be_bytes(), 8080u16.to_be_bytes(), 6);
+        let hash = schedule_hash(SERVICE_HASH_SOURCE_PORT, CLIENT, VIP, port.to_be_bytes());
         let predicted = shadow.slot(service_index, hash % LOOKUP_TABLE_SIZE);
         let predicted_mac = shadow.real_servers[&predicted].mac;
         assert_eq!(outcome.frame[0..6], predicted_mac, "source port {port}");

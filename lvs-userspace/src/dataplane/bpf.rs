@@ -270,7 +270,11 @@ impl DataPlane for BpfDataPlane {
     }
 
     fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError> {
-        let values = per_cpu(|cpu| cpu % ring_len.max(1))?;
+        // Each CPU walks the whole ring from its own starting point, so CPUs do not all send
+        // their first new connection to the same server.
+        let cpus = possible_cpus().max(1);
+        let len = u64::from(ring_len.max(1));
+        let values = per_cpu(|cpu| (u64::from(cpu) * len / u64::from(cpus)) as u32)?;
         self.cursors
             .set(service_index, values, 0)
             .map_err(write_error(map_names::CURSORS))

@@ -70,8 +70,8 @@ pub trait DataPlane {
     ) -> Result<(), DataPlaneError>;
     fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError>;
-    /// Restarts a ring-scheduled service's schedule: CPU `c` starts at entry `c`, so the CPUs
-    /// together take the entries in order.
+    /// Restarts a ring-scheduled service's schedule: CPU `c` of `n` starts at entry
+    /// `c * ring_len / n` and walks on from there.
     fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError>;
     fn zero_service_stats(&mut self, index: u32) -> Result<(), DataPlaneError>;
     fn zero_real_server_stats(&mut self, id: u32) -> Result<(), DataPlaneError>;
