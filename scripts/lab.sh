@@ -266,7 +266,7 @@ control_socket = "$STATE/lvs.sock"
 address = "$VIP"
 port = $PORT
 protocol = "TCP"
-lb_algo = "mh"
+lb_algo = "wlc"
 lb_kind = "DR"
 EOF
     for ((i = 1; i <= NRS; i++)); do

@@ -147,3 +147,135 @@ fn requests_through_the_vip_are_balanced_and_answered_directly() {
         "the XDP program was left attached:\n{link}"
     );
 }
+
+/// The real servers' share of requests in the status JSON, by address.
+fn connections_by_server(status: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    status["services"][0]["real_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["address"].as_str().unwrap().to_owned(),
+                rs["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Writes the lab's config with the given (address, weight) real servers.
+fn write_config(lab: &Lab, base: &str, servers: &[(&str, u32)]) {
+    let mut config = base.to_owned();
+    for (address, weight) in servers {
+        config.push_str(&format!(
+            "\n[[virtual_server.real_server]]\naddress = \"{address}\"\nweight = {weight}\n"
+        ));
+    }
+    std::fs::write(lab.config_path(), config).unwrap();
+}
+
+/// Rewrites the config and makes the running director reload it.
+fn reconfigure(lab: &Lab, base: &str, servers: &[(&str, u32)]) {
+    write_config(lab, base, servers);
+    lab.reload().unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Waits until the status shows `count` real servers forwarding.
+fn wait_for_forwarding(lab: &Lab, count: usize) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+        if forwarding_count(&status) == count {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {count} forwarding servers:\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn long_lived_connections_survive_server_changes_and_new_ones_follow_the_weights() {
+    const BIG: usize = 1 << 20;
+    let mut lab = Lab::up(repo(), "lvse2f", 3).unwrap_or_else(|e| panic!("{e}"));
+    for rs in 1..=3 {
+        let root = lab.state_dir().join(format!("www/rs{rs}"));
+        std::fs::write(root.join("big"), vec![b'x'; BIG]).unwrap();
+    }
+    // The generated config lists all three servers; keep its head and choose the servers.
+    let generated = std::fs::read_to_string(lab.config_path()).unwrap();
+    let base = generated
+        .split("\n[[virtual_server.real_server]]")
+        .next()
+        .unwrap()
+        .to_owned();
+    write_config(&lab, &base, &[("10.77.0.11", 1), ("10.77.0.12", 1)]);
+    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Four downloads at 128 KiB/s: each keeps its connection open for about 8 s.
+    let downloads: Vec<_> = (0..4)
+        .map(|_| {
+            lab.slow_download("big", "128k")
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Add rs3 with weight 3 and quiesce rs2: rs2's downloads carry on, new connections avoid
+    // it, and rs3 takes about three times what rs1 takes.
+    reconfigure(
+        &lab,
+        &base,
+        &[("10.77.0.11", 1), ("10.77.0.12", 0), ("10.77.0.13", 3)],
+    );
+    let before = wait_for_forwarding(&lab, 2);
+    let seen = lab.requests(40);
+    assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+    let after = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    let (b, a) = (
+        connections_by_server(&before),
+        connections_by_server(&after),
+    );
+    let new = |address: &str| a[address] - b[address];
+    assert_eq!(
+        new("10.77.0.12"),
+        0,
+        "the quiesced server got new connections"
+    );
+    assert!(
+        new("10.77.0.13") >= 2 * new("10.77.0.11"),
+        "weights 3:1 not followed: {:?}",
+        seen.answers
+    );
+
+    // Remove rs3 (which holds no long connection): the downloads still carry on, and new
+    // connections now all go to rs1.
+    reconfigure(&lab, &base, &[("10.77.0.11", 1), ("10.77.0.12", 0)]);
+    wait_for_forwarding(&lab, 1);
+    let seen = lab.requests(10);
+    assert_eq!(
+        seen.answers.get("rs1").copied(),
+        Some(10),
+        "{:?} {:?}",
+        seen.answers,
+        seen.failures
+    );
+
+    for download in downloads {
+        let output = download.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "a long-lived connection broke: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            lab.log()
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), BIG.to_string());
+    }
+    lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
+}

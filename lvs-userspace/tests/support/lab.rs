@@ -222,6 +222,44 @@ impl Lab {
         seen
     }
 
+    /// The directory the lab keeps its state in (config, logs, the servers' web roots).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Asks the running director to read its config file again (SIGHUP, as an operator would).
+    pub fn reload(&self) -> Result<(), String> {
+        let child = self
+            .director
+            .as_ref()
+            .ok_or("the director is not running")?;
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .map_err(|e| format!("kill -HUP: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -HUP exited with {status}"))
+        }
+    }
+
+    /// Starts a download of `path` from the VIP at `rate` bytes per second (curl's
+    /// --limit-rate), which keeps one connection open for as long as the transfer takes. The
+    /// child prints the number of bytes received; it gives up after 60 s.
+    pub fn slow_download(&self, path: &str, rate: &str) -> Result<Child, String> {
+        Command::new("ip")
+            .args(["netns", "exec", &self.namespace("client")])
+            .args(["curl", "--silent", "--show-error", "--max-time", "60"])
+            .args(["--limit-rate", rate, "--output", "/dev/null"])
+            .args(["--write-out", "%{size_download}"])
+            .arg(format!("http://{VIP}/{path}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting curl: {e}"))
+    }
+
     /// Stops the director with SIGTERM (as an operator would) and waits for it to exit.
     pub fn stop_director(&mut self) -> Result<(), String> {
         let Some(mut child) = self.director.take() else {
