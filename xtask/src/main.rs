@@ -114,6 +114,7 @@ fn main() -> Result<()> {
             bootstrap()?;
             let mut bench = Command::new("cargo");
             bench.args(["bench", "-p", "lvs-userspace", "--bench", "dataplane"]);
+            bench.args(["--bench", "scaling"]);
             as_root(&mut bench)
         }
         Task::Lab { args } => {
