@@ -102,7 +102,7 @@ mod program {
         let (real_server_id, real_server, new_connections) = match followed {
             Some((id, real_server)) => (id, real_server, 0),
             None => {
-                let (id, real_server) = schedule(&flow, &flow_key, &service, settings, now)?;
+                let (id, real_server) = schedule(&flow, &flow_key, &service, now)?;
                 (id, real_server, 1)
             }
         };
@@ -185,11 +185,10 @@ mod program {
         flow: &Flow,
         flow_key: &FlowKey,
         service: &ServiceEntry,
-        settings: &Settings,
         now: u64,
     ) -> Result<(u32, &'static RealServerEntry), Counter> {
         let (id, real_server) = if service.persist_timeout_s != 0 {
-            schedule_persistent(flow, service, settings, now)?
+            schedule_persistent(flow, service, now)?
         } else {
             let id = pick(flow, service)?;
             (id, usable_real_server(id)?)
@@ -209,7 +208,7 @@ mod program {
         // A full LRU map evicts its least recently used entry instead of failing, so an error
         // here means memory pressure; the packet is still forwarded, and the next one of this
         // connection is scheduled again.
-        let _ = FLOWS.insert(flow_key, &entry, 0);
+        let _ = FLOWS.insert(flow_key, entry, 0);
         Ok((id, real_server))
     }
 
@@ -219,7 +218,6 @@ mod program {
     fn schedule_persistent(
         flow: &Flow,
         service: &ServiceEntry,
-        settings: &Settings,
         now: u64,
     ) -> Result<(u32, &'static RealServerEntry), Counter> {
         let key = template_key(flow, service);
@@ -243,7 +241,7 @@ mod program {
             real_server_id: id,
             generation: real_server.generation,
         };
-        let _ = PERSIST.insert(key, &template, 0);
+        let _ = PERSIST.insert(key, template, 0);
         Ok((id, real_server))
     }
 
