@@ -4,10 +4,13 @@
 //! Pure logic (`config`, `maglev`, `model`, `status`) is separate from I/O (`dataplane`,
 //! `netlink`, `control`, `director`), so most of it is tested without root.
 
+pub mod api;
 pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod director;
+pub mod ipvsadm;
+pub mod lvsadm;
 pub mod maglev;
 pub mod model;
 pub mod netlink;
