@@ -9,7 +9,10 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod director;
+#[cfg(test)]
+mod golden;
 pub mod ipvsadm;
+pub mod keepalived;
 pub mod lvsadm;
 pub mod maglev;
 pub mod model;

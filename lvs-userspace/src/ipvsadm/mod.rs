@@ -8,8 +8,6 @@ pub mod command;
 mod error;
 #[cfg(test)]
 mod fixture;
-#[cfg(test)]
-mod golden;
 pub mod list;
 pub mod names;
 pub mod restore;

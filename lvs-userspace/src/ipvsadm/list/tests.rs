@@ -1,7 +1,7 @@
 use super::*;
+use crate::golden;
 use crate::ipvsadm::{
     fixture,
-    golden::check,
     names::{NumericOnly, Table},
 };
 
@@ -54,14 +54,14 @@ fn every_layout_matches_its_golden_file() {
         ("timeout.txt", list(ListTarget::Timeouts, Layout::Default)),
     ];
     for (name, list) in cases {
-        check(name, &numeric(&list));
+        golden::check(&format!("src/ipvsadm/golden/{name}"), &numeric(&list));
     }
     let mut exact = list(ListTarget::All, Layout::Stats);
     exact.format.exact = true;
-    check("Ln-stats-exact.txt", &numeric(&exact));
+    golden::check("src/ipvsadm/golden/Ln-stats-exact.txt", &numeric(&exact));
     let mut unsorted = list(ListTarget::All, Layout::Default);
     unsorted.format.sort = false;
-    check("Ln-nosort.txt", &numeric(&unsorted));
+    golden::check("src/ipvsadm/golden/Ln-nosort.txt", &numeric(&unsorted));
 }
 
 #[test]
@@ -69,14 +69,14 @@ fn names_are_used_without_numeric_and_cut_to_the_column() {
     let names = Table::example();
     let mut all = list(ListTarget::All, Layout::Default);
     all.format.numeric = false;
-    check(
-        "L.txt",
+    golden::check(
+        "src/ipvsadm/golden/L.txt",
         &render(&fixture::snapshot(), &all, &names).unwrap(),
     );
     let mut connections = list(ListTarget::Connections, Layout::Default);
     connections.format.numeric = false;
-    check(
-        "Lc.txt",
+    golden::check(
+        "src/ipvsadm/golden/Lc.txt",
         &render(&fixture::snapshot(), &connections, &names).unwrap(),
     );
 }
@@ -92,7 +92,7 @@ fn json_listings_match_their_golden_files() {
     for (name, target) in cases {
         let mut list = list(target, Layout::Default);
         list.format.json = true;
-        check(name, &numeric(&list));
+        golden::check(&format!("src/ipvsadm/golden/{name}"), &numeric(&list));
     }
 }
 

@@ -1,7 +1,7 @@
 use super::*;
+use crate::golden;
 use crate::ipvsadm::{
     fixture,
-    golden::check,
     names::{NumericOnly, Table},
     rules::RuleSet,
     save,
@@ -29,12 +29,12 @@ fn saved_order(rules: RuleSet) -> RuleSet {
 
 #[test]
 fn save_matches_its_golden_files() {
-    check(
-        "Sn.txt",
+    golden::check(
+        "src/ipvsadm/golden/Sn.txt",
         &save::render(&fixture::snapshot(), true, &NumericOnly),
     );
-    check(
-        "S.txt",
+    golden::check(
+        "src/ipvsadm/golden/S.txt",
         &save::render(&fixture::snapshot(), false, &Table::example()),
     );
 }
