@@ -51,14 +51,6 @@ impl Protocol {
             Protocol::Udp => "-u",
         }
     }
-
-    /// The protocol's name in the services database (`/etc/services`).
-    pub const fn service_db_name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
 }
 
 /// What identifies a virtual service: protocol, VIP and port. The derived order (protocol,
