@@ -129,7 +129,9 @@ fn report(error: ClientError, err: &mut dyn Write) -> std::io::Result<Outcome> {
 /// The man page, in roff, generated from the command-line definition.
 pub fn man_page(out: &mut dyn Write) -> std::io::Result<()> {
     // Section 8, system administration, where ipvsadm(8) is.
-    clap_mangen::Man::new(Args::command()).section("8").render(out)
+    clap_mangen::Man::new(Args::command())
+        .section("8")
+        .render(out)
 }
 
 /// A completion script for `shell`, generated from the command-line definition.
