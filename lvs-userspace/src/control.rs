@@ -163,6 +163,16 @@ async fn answer(line: &str, requests: &mpsc::Sender<Envelope>) -> Response {
 
 /// Sends one request to the daemon and returns its answer.
 pub async fn call(path: &Path, request: &Request) -> Result<Response, ControlError> {
+    exchange(path, request).await
+}
+
+/// Sends one request of any serialisable type and decodes the answer as `A`: the framing of
+/// [`call`] for request types defined elsewhere (`crate::api`, which `lvsadm` speaks).
+pub async fn exchange<Q, A>(path: &Path, request: &Q) -> Result<A, ControlError>
+where
+    Q: Serialize,
+    A: serde::de::DeserializeOwned,
+{
     let stream = UnixStream::connect(path)
         .await
         .map_err(|source| ControlError::NotRunning {

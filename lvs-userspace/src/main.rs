@@ -1,4 +1,4 @@
-//! `lvs`: the director daemon and its status client.
+//! `lvs`: the director daemon, its status client and the keepalived.conf import.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use lvs_userspace::{
     config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
     control::{self, Request, Response},
-    director,
+    director, keepalived,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +37,15 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Turn the virtual_server blocks of a keepalived.conf into an lvs config (on stdout);
+    /// what cannot be imported is listed on stderr with its line, and the exit status is 1.
+    ImportKeepalived {
+        /// The keepalived.conf to read.
+        file: PathBuf,
+        /// The director's interface (default: the first VRRP instance's).
+        #[arg(long)]
+        interface: Option<String>,
     },
     /// Show the running director's services, real servers and counters.
     Status {
@@ -89,6 +98,9 @@ fn run(command: Command) -> Result<ExitCode> {
         }),
         Command::Status { socket, json } => runtime.block_on(status(&socket, json)),
         Command::Reload { socket } => runtime.block_on(reload(&socket)),
+        Command::ImportKeepalived { file, interface } => {
+            import_keepalived(&file, interface.as_deref())
+        }
     }
 }
 
@@ -136,6 +148,28 @@ async fn reload(socket: &std::path::Path) -> Result<ExitCode> {
         }
         other => anyhow::bail!("the daemon gave an unexpected answer: {other:?}"),
     }
+}
+
+/// Prints the TOML for a keepalived.conf, and on stderr everything left out.
+fn import_keepalived(file: &std::path::Path, interface: Option<&str>) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let imported = match keepalived::import(&text, interface) {
+        Ok(imported) => imported,
+        Err(error) => {
+            eprintln!("{}:{}: {}", file.display(), error.line, error.message);
+            return Ok(ExitCode::from(EX_USAGE));
+        }
+    };
+    print!("{}", imported.to_toml().context("writing the TOML")?);
+    for problem in &imported.problems {
+        eprintln!("{}:{}: {}", file.display(), problem.line, problem.message);
+    }
+    Ok(if imported.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.

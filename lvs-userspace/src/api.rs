@@ -1,0 +1,414 @@
+//! The runtime control API that `lvsadm` speaks to the daemon: typed requests for every
+//! ipvsadm command and the daemon's answers.
+//!
+//! The encoding is the control socket's (newline-delimited JSON, see `control`): one
+//! [`Request`] per line, one [`Response`] per line. Every mutating ipvsadm command becomes a
+//! [`Change`]; a request carries a list of them that the daemon applies in order, all or
+//! none, so that `lvsadm -R` restores a whole file or nothing. The values here are already
+//! validated by their types (an IPv4 address, a port, a scheduler name), but the daemon still
+//! checks every change against its state (does the service exist, is the server already
+//! there) before anything touches the data plane.
+
+use std::{fmt, net::Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+pub mod snapshot;
+
+pub use snapshot::Snapshot;
+
+/// The persistence timeout when `-p` is given without a value, in seconds (ipvsadm's man
+/// page says 300; this is the value operators expect to see).
+pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
+
+/// The longest timeout ipvsadm accepts: 31 days, in seconds.
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+
+/// The persistence granularity when `-M` is not given: one client address.
+pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+
+/// The transport protocol of a virtual service (`-t` or `-u`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The name ipvsadm prints in listings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    /// The ipvsadm option that names a service of this protocol.
+    pub const fn option(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "-t",
+            Protocol::Udp => "-u",
+        }
+    }
+}
+
+/// What identifies a virtual service: protocol, VIP and port. The derived order (protocol,
+/// then address, then port) is the order ipvsadm lists services in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceKey {
+    pub protocol: Protocol,
+    pub address: Ipv4Addr,
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
+    }
+}
+
+/// A scheduler, by its ipvsadm name. These are the ones lvs implements; ipvsadm's `lblc`,
+/// `lblcr`, `fo`, `ovf` and `twos` are not among them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    Rr,
+    Wrr,
+    Lc,
+    Wlc,
+    Sed,
+    Nq,
+    Sh,
+    Dh,
+    Mh,
+}
+
+impl Scheduler {
+    pub const ALL: [Scheduler; 9] = [
+        Scheduler::Rr,
+        Scheduler::Wrr,
+        Scheduler::Lc,
+        Scheduler::Wlc,
+        Scheduler::Sed,
+        Scheduler::Nq,
+        Scheduler::Sh,
+        Scheduler::Dh,
+        Scheduler::Mh,
+    ];
+
+    /// ipvsadm's default when `-s` is not given.
+    pub const DEFAULT: Scheduler = Scheduler::Wlc;
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scheduler::Rr => "rr",
+            Scheduler::Wrr => "wrr",
+            Scheduler::Lc => "lc",
+            Scheduler::Wlc => "wlc",
+            Scheduler::Sed => "sed",
+            Scheduler::Nq => "nq",
+            Scheduler::Sh => "sh",
+            Scheduler::Dh => "dh",
+            Scheduler::Mh => "mh",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Scheduler> {
+        Scheduler::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The three generic scheduler flags of IPVS (`-b`). Their meaning depends on the scheduler:
+/// for `sh` and `mh`, flag 1 is "fallback" (`sh-fallback`, `mh-fallback`: pick another server
+/// when the hashed one is unavailable) and flag 2 is "port" (`sh-port`, `mh-port`: hash the
+/// source port too). Other schedulers ignore them, as in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedFlags {
+    pub flag_1: bool,
+    pub flag_2: bool,
+    pub flag_3: bool,
+}
+
+impl SchedFlags {
+    pub const fn is_empty(self) -> bool {
+        !(self.flag_1 || self.flag_2 || self.flag_3)
+    }
+
+    /// The names ipvsadm prints for these flags under `scheduler`, in its order.
+    pub fn names(self, scheduler: Scheduler) -> Vec<&'static str> {
+        let (one, two, three) = match scheduler {
+            Scheduler::Sh => ("sh-fallback", "sh-port", None),
+            Scheduler::Mh => ("mh-fallback", "mh-port", None),
+            _ => ("flag-1", "flag-2", Some("flag-3")),
+        };
+        let mut names = Vec::new();
+        if self.flag_1 {
+            names.push(one);
+        }
+        if self.flag_2 {
+            names.push(two);
+        }
+        if let (true, Some(three)) = (self.flag_3, three) {
+            names.push(three);
+        }
+        names
+    }
+}
+
+/// Persistence (`-p` and `-M`): a client, or a client network, keeps its real server for
+/// `timeout` seconds after its last connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persistence {
+    pub timeout: u32,
+    /// Client addresses are masked with this before they are matched: the persistence
+    /// granularity. Always a contiguous mask.
+    pub netmask: Ipv4Addr,
+}
+
+/// Everything about a virtual service that `-A` sets and `-E` replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub scheduler: Scheduler,
+    #[serde(default)]
+    pub sched_flags: SchedFlags,
+    #[serde(default)]
+    pub persistence: Option<Persistence>,
+}
+
+/// How packets reach a real server. lvs does direct routing only (ipvsadm's `-g`, shown as
+/// "Route").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMethod {
+    #[default]
+    Route,
+}
+
+impl ForwardMethod {
+    /// The name in listings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ForwardMethod::Route => "Route",
+        }
+    }
+
+    /// The ipvsadm option.
+    pub const fn option(self) -> &'static str {
+        match self {
+            ForwardMethod::Route => "-g",
+        }
+    }
+}
+
+/// Everything about a real server that `-a` sets and `-e` replaces. In direct routing the
+/// real server listens on the service's port, so a real server is named by its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerConfig {
+    pub address: Ipv4Addr,
+    pub forward: ForwardMethod,
+    /// 0..=65535; 0 quiesces the server (no new connections).
+    pub weight: u32,
+    /// Upper connection threshold (`-x`); 0 means none.
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`); 0 means none.
+    pub l_threshold: u32,
+}
+
+/// Connection timeouts in seconds (`--set tcp tcpfin udp`). In a change, 0 leaves that
+/// timeout as it is, as in ipvsadm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+/// One change to the rule table: every mutating ipvsadm command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// `-A`: fails with "Service already exists".
+    AddService {
+        service: ServiceKey,
+        config: ServiceConfig,
+    },
+    /// `-E`: replaces the whole configuration; fails with "No such service".
+    EditService {
+        service: ServiceKey,
+        config: ServiceConfig,
+    },
+    /// `-D`: fails with "No such service".
+    DeleteService { service: ServiceKey },
+    /// `-C`: removes every service.
+    Clear {},
+    /// `-a`: fails with "Service not defined" or "Destination already exists".
+    AddServer {
+        service: ServiceKey,
+        server: RealServerConfig,
+    },
+    /// `-e`: replaces the server's settings; fails with "Service not defined" or "No such
+    /// destination".
+    EditServer {
+        service: ServiceKey,
+        server: RealServerConfig,
+    },
+    /// `-d`: fails with "Service not defined" or "No such destination".
+    DeleteServer {
+        service: ServiceKey,
+        address: Ipv4Addr,
+    },
+    /// `-Z`: zeroes the counters of one service, or of all with `None`; fails with "No such
+    /// service".
+    Zero { service: Option<ServiceKey> },
+    /// `--set`.
+    SetTimeouts { timeouts: Timeouts },
+}
+
+/// A request from lvsadm to the daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Applies the changes in order, all or none: if one fails, the state is as before and
+    /// the answer names the failing change.
+    Apply { changes: Vec<Change> },
+    /// The rule table, counters and timeouts; with `connections`, the connection table too
+    /// (it can be large, so only `-c` asks for it).
+    Snapshot { connections: bool },
+}
+
+/// The daemon's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Every change was applied.
+    Ok,
+    /// Nothing was changed. `message` reads like ipvsadm's ("No such service"); `change` is
+    /// the index of the change that failed in an `Apply`, when one did.
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<usize>,
+    },
+    Snapshot(Snapshot),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> ServiceKey {
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            address: Ipv4Addr::new(10, 0, 0, 1),
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn requests_have_a_stable_json_shape() {
+        let request = Request::Apply {
+            changes: vec![
+                Change::AddService {
+                    service: web(),
+                    config: ServiceConfig {
+                        scheduler: Scheduler::Wlc,
+                        sched_flags: SchedFlags::default(),
+                        persistence: Some(Persistence {
+                            timeout: 300,
+                            netmask: DEFAULT_NETMASK,
+                        }),
+                    },
+                },
+                Change::DeleteServer {
+                    service: web(),
+                    address: Ipv4Addr::new(10, 0, 0, 11),
+                },
+                Change::Clear {},
+            ],
+        };
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            json,
+            r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc","sched_flags":{"flag_1":false,"flag_2":false,"flag_3":false},"persistence":{"timeout":300,"netmask":"255.255.255.255"}}},{"op":"delete_server","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"address":"10.0.0.11"},{"op":"clear"}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);
+    }
+
+    #[test]
+    fn malformed_requests_are_rejected_by_the_decoder() {
+        let cases = [
+            (
+                r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"sctp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc"}}]}"#,
+                "unknown variant `sctp`",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"lblc"}}]}"#,
+                "unknown variant `lblc`",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"delete_service","service":{"protocol":"tcp","address":"10.0.0.300","port":80}}]}"#,
+                "invalid IPv4 address syntax",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"delete_service","service":{"protocol":"tcp","address":"10.0.0.1","port":65536}}]}"#,
+                "invalid value: integer `65536`",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"clear","everything":true}]}"#,
+                "unknown field `everything`",
+            ),
+            (r#"{"command":"snapshot"}"#, "missing field `connections`"),
+        ];
+        for (json, expected) in cases {
+            let error = serde_json::from_str::<Request>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        for response in [
+            Response::Ok,
+            Response::Error {
+                message: "No such service".into(),
+                change: Some(3),
+            },
+            Response::Error {
+                message: "No such service".into(),
+                change: None,
+            },
+        ] {
+            let json = serde_json::to_string(&response).unwrap();
+            assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), response);
+        }
+        assert_eq!(serde_json::to_string(&Response::Ok).unwrap(), r#""ok""#);
+    }
+
+    #[test]
+    fn sched_flag_names_follow_the_scheduler() {
+        let flags = SchedFlags {
+            flag_1: true,
+            flag_2: true,
+            flag_3: true,
+        };
+        assert_eq!(flags.names(Scheduler::Sh), ["sh-fallback", "sh-port"]);
+        assert_eq!(flags.names(Scheduler::Mh), ["mh-fallback", "mh-port"]);
+        assert_eq!(flags.names(Scheduler::Rr), ["flag-1", "flag-2", "flag-3"]);
+        assert!(SchedFlags::default().is_empty());
+    }
+}

@@ -1,0 +1,389 @@
+//! The rule table as ipvsadm changes it: services with their settings and real servers, and
+//! the timeouts, with the kernel's answers ("Service already exists", "No such
+//! destination", ...) for changes that do not fit.
+//!
+//! The daemon can check a whole batch here, on a copy, before it touches the data plane
+//! ([`RuleSet::apply_all`]); the tests use it to prove that `-S` then `-R` rebuilds the same
+//! table.
+
+use std::net::Ipv4Addr;
+
+use crate::api::{
+    Change, RealServerConfig, ServiceConfig, ServiceKey, Timeouts,
+    snapshot::{RealServerEntry, ServiceEntry, Snapshot},
+};
+
+/// IPVS's timeouts before any `--set`: TCP 15 minutes, TCP after FIN 2 minutes, UDP 5.
+pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+    tcp: 900,
+    tcp_fin: 120,
+    udp: 300,
+};
+
+/// The services and timeouts, without counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleSet {
+    /// In the order they were added (what `--nosort` shows).
+    pub services: Vec<ServiceRules>,
+    pub timeouts: Timeouts,
+}
+
+impl Default for RuleSet {
+    fn default() -> Self {
+        RuleSet {
+            services: Vec::new(),
+            timeouts: DEFAULT_TIMEOUTS,
+        }
+    }
+}
+
+/// One service and its real servers, in the order they were added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRules {
+    pub service: ServiceKey,
+    pub config: ServiceConfig,
+    pub real_servers: Vec<RealServerConfig>,
+}
+
+/// Why a change does not fit the table, in the kernel's words as ipvsadm prints them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("Service already exists")]
+    ServiceExists,
+    #[error("No such service")]
+    NoSuchService,
+    /// What adding, editing or deleting a real server of a missing service says.
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    #[error("Destination already exists")]
+    DestinationExists,
+    #[error("No such destination")]
+    NoSuchDestination,
+}
+
+impl RuleSet {
+    /// The rules of a snapshot (counters dropped).
+    pub fn from_snapshot(snapshot: &Snapshot) -> RuleSet {
+        RuleSet {
+            services: snapshot
+                .services
+                .iter()
+                .map(|entry| ServiceRules {
+                    service: entry.service,
+                    config: entry.config,
+                    real_servers: entry.real_servers.iter().map(|rs| rs.server).collect(),
+                })
+                .collect(),
+            timeouts: snapshot.timeouts,
+        }
+    }
+
+    /// A snapshot of these rules with every counter at zero and no connections.
+    pub fn to_snapshot(&self, connection_table_size: u32) -> Snapshot {
+        Snapshot {
+            connection_table_size,
+            timeouts: self.timeouts,
+            services: self
+                .services
+                .iter()
+                .map(|rules| ServiceEntry {
+                    service: rules.service,
+                    config: rules.config,
+                    stats: Default::default(),
+                    rates: Default::default(),
+                    real_servers: rules
+                        .real_servers
+                        .iter()
+                        .map(|server| RealServerEntry {
+                            server: *server,
+                            port: rules.service.port,
+                            active_conns: 0,
+                            inactive_conns: 0,
+                            persistent_conns: 0,
+                            stats: Default::default(),
+                            rates: Default::default(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            connections: Vec::new(),
+        }
+    }
+
+    /// Applies `changes` in order to a copy and returns it, or the index of the first change
+    /// that does not fit and why; `self` is never changed.
+    pub fn apply_all(&self, changes: &[Change]) -> Result<RuleSet, (usize, ApplyError)> {
+        let mut next = self.clone();
+        for (index, change) in changes.iter().enumerate() {
+            next.apply(change).map_err(|error| (index, error))?;
+        }
+        Ok(next)
+    }
+
+    /// Applies one change; on an error nothing is changed.
+    pub fn apply(&mut self, change: &Change) -> Result<(), ApplyError> {
+        match *change {
+            Change::AddService { service, config } => {
+                if self.find(&service).is_some() {
+                    return Err(ApplyError::ServiceExists);
+                }
+                self.services.push(ServiceRules {
+                    service,
+                    config,
+                    real_servers: Vec::new(),
+                });
+            }
+            Change::EditService { service, config } => {
+                self.service_mut(&service, ApplyError::NoSuchService)?
+                    .config = config;
+            }
+            Change::DeleteService { service } => {
+                let index = self.find(&service).ok_or(ApplyError::NoSuchService)?;
+                self.services.remove(index);
+            }
+            Change::Clear {} => self.services.clear(),
+            Change::AddServer { service, server } => {
+                let rules = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
+                if position(rules, server.address).is_some() {
+                    return Err(ApplyError::DestinationExists);
+                }
+                rules.real_servers.push(server);
+            }
+            Change::EditServer { service, server } => {
+                let rules = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
+                let index = position(rules, server.address).ok_or(ApplyError::NoSuchDestination)?;
+                rules.real_servers[index] = server;
+            }
+            Change::DeleteServer { service, address } => {
+                let rules = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
+                let index = position(rules, address).ok_or(ApplyError::NoSuchDestination)?;
+                rules.real_servers.remove(index);
+            }
+            Change::Zero { service } => {
+                if let Some(service) = service {
+                    self.find(&service).ok_or(ApplyError::NoSuchService)?;
+                }
+            }
+            Change::SetTimeouts { timeouts } => {
+                // As in IPVS, a zero leaves that timeout as it was.
+                let keep = |new: u32, old: u32| if new == 0 { old } else { new };
+                self.timeouts = Timeouts {
+                    tcp: keep(timeouts.tcp, self.timeouts.tcp),
+                    tcp_fin: keep(timeouts.tcp_fin, self.timeouts.tcp_fin),
+                    udp: keep(timeouts.udp, self.timeouts.udp),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn find(&self, service: &ServiceKey) -> Option<usize> {
+        self.services.iter().position(|s| s.service == *service)
+    }
+
+    fn service_mut(
+        &mut self,
+        service: &ServiceKey,
+        missing: ApplyError,
+    ) -> Result<&mut ServiceRules, ApplyError> {
+        let index = self.find(service).ok_or(missing)?;
+        Ok(&mut self.services[index])
+    }
+}
+
+fn position(rules: &ServiceRules, address: Ipv4Addr) -> Option<usize> {
+    rules
+        .real_servers
+        .iter()
+        .position(|rs| rs.address == address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ForwardMethod, Protocol, Scheduler};
+
+    fn web() -> ServiceKey {
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            address: Ipv4Addr::new(10, 0, 0, 1),
+            port: 80,
+        }
+    }
+
+    fn config() -> ServiceConfig {
+        ServiceConfig {
+            scheduler: Scheduler::Wlc,
+            sched_flags: Default::default(),
+            persistence: None,
+        }
+    }
+
+    fn server(last: u8, weight: u32) -> RealServerConfig {
+        RealServerConfig {
+            address: Ipv4Addr::new(10, 0, 0, last),
+            forward: ForwardMethod::Route,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn changes_that_do_not_fit_say_what_ipvsadm_says_and_change_nothing() {
+        let mut rules = RuleSet::default();
+        rules
+            .apply(&Change::AddService {
+                service: web(),
+                config: config(),
+            })
+            .unwrap();
+        rules
+            .apply(&Change::AddServer {
+                service: web(),
+                server: server(11, 1),
+            })
+            .unwrap();
+        let other = ServiceKey { port: 81, ..web() };
+        let cases = [
+            (
+                Change::AddService {
+                    service: web(),
+                    config: config(),
+                },
+                "Service already exists",
+            ),
+            (
+                Change::EditService {
+                    service: other,
+                    config: config(),
+                },
+                "No such service",
+            ),
+            (Change::DeleteService { service: other }, "No such service"),
+            (
+                Change::Zero {
+                    service: Some(other),
+                },
+                "No such service",
+            ),
+            (
+                Change::AddServer {
+                    service: other,
+                    server: server(12, 1),
+                },
+                "Service not defined",
+            ),
+            (
+                Change::AddServer {
+                    service: web(),
+                    server: server(11, 5),
+                },
+                "Destination already exists",
+            ),
+            (
+                Change::EditServer {
+                    service: web(),
+                    server: server(12, 1),
+                },
+                "No such destination",
+            ),
+            (
+                Change::DeleteServer {
+                    service: other,
+                    address: Ipv4Addr::new(10, 0, 0, 11),
+                },
+                "Service not defined",
+            ),
+            (
+                Change::DeleteServer {
+                    service: web(),
+                    address: Ipv4Addr::new(10, 0, 0, 12),
+                },
+                "No such destination",
+            ),
+        ];
+        for (change, expected) in cases {
+            let before = rules.clone();
+            let error = rules.apply(&change).unwrap_err();
+            assert_eq!(error.to_string(), expected, "{change:?}");
+            assert_eq!(rules, before, "{change:?} changed the table");
+        }
+    }
+
+    #[test]
+    fn a_batch_is_all_or_nothing() {
+        let rules = RuleSet::default();
+        let changes = [
+            Change::AddService {
+                service: web(),
+                config: config(),
+            },
+            Change::AddServer {
+                service: web(),
+                server: server(11, 1),
+            },
+            Change::AddServer {
+                service: web(),
+                server: server(11, 2),
+            },
+        ];
+        assert_eq!(
+            rules.apply_all(&changes),
+            Err((2, ApplyError::DestinationExists))
+        );
+        assert_eq!(rules, RuleSet::default());
+        let applied = rules.apply_all(&changes[..2]).unwrap();
+        assert_eq!(applied.services[0].real_servers, [server(11, 1)]);
+    }
+
+    #[test]
+    fn edits_replace_and_zero_timeouts_keep_their_value() {
+        let mut rules = RuleSet::default();
+        let changes = [
+            Change::AddService {
+                service: web(),
+                config: config(),
+            },
+            Change::AddServer {
+                service: web(),
+                server: server(11, 1),
+            },
+            Change::EditServer {
+                service: web(),
+                server: server(11, 0),
+            },
+            Change::EditService {
+                service: web(),
+                config: ServiceConfig {
+                    scheduler: Scheduler::Rr,
+                    ..config()
+                },
+            },
+            Change::SetTimeouts {
+                timeouts: Timeouts {
+                    tcp: 0,
+                    tcp_fin: 60,
+                    udp: 0,
+                },
+            },
+        ];
+        for change in &changes {
+            rules.apply(change).unwrap();
+        }
+        assert_eq!(rules.services[0].real_servers, [server(11, 0)]);
+        assert_eq!(rules.services[0].config.scheduler, Scheduler::Rr);
+        assert_eq!(
+            rules.timeouts,
+            Timeouts {
+                tcp: 900,
+                tcp_fin: 60,
+                udp: 300
+            }
+        );
+        let snapshot = rules.to_snapshot(4096);
+        assert_eq!(RuleSet::from_snapshot(&snapshot), rules);
+        rules.apply(&Change::Clear {}).unwrap();
+        assert!(rules.services.is_empty());
+    }
+}
