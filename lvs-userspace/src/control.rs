@@ -18,7 +18,7 @@ use tokio::{
 };
 use tokio_util::codec::{Framed, LinesCodec};
 
-use crate::{conntrack::Connection, status::Status};
+use crate::{api, conntrack::Connection, status::Status};
 
 /// The longest request line accepted; anything longer is an error, not a buffer to grow.
 const MAX_LINE: usize = 64 * 1024;
@@ -34,6 +34,10 @@ pub enum Request {
     Connections {},
     /// Reads the config file again and applies the difference, as SIGHUP does.
     Reload {},
+    /// `lvsadm`'s changes (see `api::Request::Apply`): all applied, or none.
+    Apply { changes: Vec<api::Change> },
+    /// `lvsadm -L`'s view (see `api::Request::Snapshot`).
+    Snapshot { connections: bool },
 }
 
 /// The daemon's answer.
@@ -42,8 +46,18 @@ pub enum Request {
 pub enum Response {
     Status(Status),
     Connections(Vec<Connection>),
-    Done { message: String },
-    Error { message: String },
+    Done {
+        message: String,
+    },
+    /// Every change of an `apply` was made (`api::Response::Ok`).
+    Ok,
+    Snapshot(api::Snapshot),
+    /// Nothing was changed. `change` is the index of the failing change of an `apply`.
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<usize>,
+    },
 }
 
 /// A request with the channel its answer goes back on.
@@ -124,6 +138,7 @@ async fn serve_connection(stream: UnixStream, requests: mpsc::Sender<Envelope>) 
             Err(error) => (
                 Response::Error {
                     message: format!("bad request line: {error}"),
+                    change: None,
                 },
                 true,
             ),
@@ -147,6 +162,7 @@ async fn answer(line: &str, requests: &mpsc::Sender<Envelope>) -> Response {
         Err(error) => {
             return Response::Error {
                 message: format!("invalid request: {error}"),
+                change: None,
             };
         }
     };
@@ -154,10 +170,12 @@ async fn answer(line: &str, requests: &mpsc::Sender<Envelope>) -> Response {
     if requests.send((request, reply)).await.is_err() {
         return Response::Error {
             message: "the daemon is shutting down".into(),
+            change: None,
         };
     }
     answer.await.unwrap_or_else(|_| Response::Error {
         message: "the daemon dropped the request".into(),
+        change: None,
     })
 }
 
@@ -269,7 +287,7 @@ mod tests {
             let answer = raw_exchange(&path, line).await;
             let response: Response = serde_json::from_str(&answer).unwrap();
             match response {
-                Response::Error { message } => {
+                Response::Error { message, .. } => {
                     assert!(message.starts_with(expected), "{line:?}: {message}")
                 }
                 other => panic!("{line:?} got {other:?}"),

@@ -27,6 +27,7 @@ use tokio::{
 use tracing::{info, warn};
 
 use crate::{
+    api,
     config::{self, Config, XdpMode},
     conntrack,
     control::{self, Envelope, Request, Response},
@@ -34,6 +35,7 @@ use crate::{
     model::{Model, Neighbour},
     netlink::{self, LinkInfo, NeighbourEvent, Netlink},
     rates::{self, RateBook},
+    runtime,
     status::Status,
 };
 
@@ -298,9 +300,99 @@ impl Director {
         ))
     }
 
+    /// Applies `lvsadm`'s changes to the wanted services: all of them, or none.
+    async fn apply_changes(&mut self, changes: &[api::Change]) -> Response {
+        let refuse = |message: String, change: Option<usize>| Response::Error { message, change };
+        let current = runtime::rules(&self.config.services, self.config.director.timeouts);
+        let next = match current.apply_all(changes) {
+            Ok(next) => next,
+            Err((index, error)) => return refuse(error.to_string(), Some(index)),
+        };
+        let services = match runtime::services(&next, &self.config.services) {
+            Ok(services) => services,
+            Err(error) => return refuse(error.to_string(), None),
+        };
+        if let Err(error) = self.model.apply(&services) {
+            return refuse(error.to_string(), None);
+        }
+        self.config.services = services;
+        self.config.director.timeouts = runtime::config_timeouts(next.timeouts);
+        let result = async {
+            self.dataplane
+                .set_settings(settings(&self.config.director))?;
+            self.after_change().await?;
+            for change in changes {
+                if let api::Change::Zero { service } = change {
+                    self.zero(service.as_ref())?;
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                info!(changes = changes.len(), "applied lvsadm changes");
+                Response::Ok
+            }
+            Err(error) => refuse(format!("{error:#}"), None),
+        }
+    }
+
+    /// Zeroes the counters (and rates) of one service and its real servers, or of all.
+    fn zero(&mut self, service: Option<&api::ServiceKey>) -> Result<()> {
+        let targets: Vec<(u32, Vec<u32>)> = self
+            .model
+            .services()
+            .filter(|view| {
+                service.is_none_or(|key| {
+                    view.service.address == key.address
+                        && view.service.port == key.port
+                        && view.service.protocol.name() == key.protocol.name()
+                })
+            })
+            .map(|view| {
+                (
+                    view.index,
+                    view.real_servers.iter().map(|rs| rs.id).collect(),
+                )
+            })
+            .collect();
+        for (index, ids) in targets {
+            self.dataplane.zero_service_stats(index)?;
+            for id in ids {
+                self.dataplane.zero_real_server_stats(id)?;
+            }
+        }
+        self.rates.reset();
+        Ok(())
+    }
+
+    fn snapshot(&self, with_connections: bool) -> Result<api::Snapshot> {
+        let status = Status::collect(
+            &self.model,
+            &self.dataplane,
+            &self.rates,
+            self.config.director.timeouts,
+            &self.interface,
+            self.mode,
+        )?;
+        let connections = if with_connections {
+            self.connections()?
+        } else {
+            Vec::new()
+        };
+        Ok(runtime::snapshot(
+            &status,
+            &self.config.services,
+            &connections,
+            self.config.director.flow_table_size,
+        ))
+    }
+
     async fn answer(&mut self, request: Request) -> Response {
         let error = |error: anyhow::Error| Response::Error {
             message: format!("{error:#}"),
+            change: None,
         };
         match request {
             Request::Status {} => match Status::collect(
@@ -316,6 +408,11 @@ impl Director {
             },
             Request::Connections {} => match self.connections() {
                 Ok(list) => Response::Connections(list),
+                Err(e) => error(e),
+            },
+            Request::Apply { changes } => self.apply_changes(&changes).await,
+            Request::Snapshot { connections } => match self.snapshot(connections) {
+                Ok(snapshot) => Response::Snapshot(snapshot),
                 Err(e) => error(e),
             },
             Request::Reload {} => match self.reload().await {

@@ -19,5 +19,6 @@ pub mod maglev;
 pub mod model;
 pub mod netlink;
 pub mod rates;
+pub mod runtime;
 pub mod schedule;
 pub mod status;

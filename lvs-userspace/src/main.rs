@@ -127,7 +127,7 @@ async fn status(socket: &std::path::Path, json: bool) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
         Response::Status(status) => print!("{}", status.render()),
-        Response::Error { message } => {
+        Response::Error { message, .. } => {
             eprintln!("lvs: {message}");
             return Ok(ExitCode::FAILURE);
         }
@@ -142,7 +142,7 @@ async fn reload(socket: &std::path::Path) -> Result<ExitCode> {
             println!("{message}");
             Ok(ExitCode::SUCCESS)
         }
-        Response::Error { message } => {
+        Response::Error { message, .. } => {
             eprintln!("lvs: {message}");
             Ok(ExitCode::FAILURE)
         }

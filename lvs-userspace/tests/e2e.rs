@@ -279,3 +279,122 @@ fn long_lived_connections_survive_server_changes_and_new_ones_follow_the_weights
     }
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
 }
+
+fn lvsadm(lab: &Lab, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lvsadm"))
+        .arg("--socket")
+        .arg(lab.control_socket())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn lvsadm_ok(lab: &Lab, args: &[&str]) -> String {
+    let output = lvsadm(lab, args);
+    assert!(
+        output.status.success(),
+        "lvsadm {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
+    let mut lab = Lab::up(repo(), "lvse2g", 3).unwrap_or_else(|e| panic!("{e}"));
+    let generated = std::fs::read_to_string(lab.config_path()).unwrap();
+    let base = generated
+        .split("\n[[virtual_server.real_server]]")
+        .next()
+        .unwrap()
+        .to_owned();
+    write_config(&lab, &base, &[("10.77.0.11", 1)]);
+    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 1, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let vip = format!("{}:80", lab::VIP);
+
+    // A download keeps one connection open while the table changes.
+    std::fs::write(lab.state_dir().join("www/rs1/big"), vec![b'x'; 2 << 20]).unwrap();
+    let download = lab
+        .slow_download("big", "256k")
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(500));
+
+    // -Lnc lists the download's connection, established, to rs1.
+    let connections = lvsadm_ok(&lab, &["-Lnc"]);
+    assert!(
+        connections
+            .lines()
+            .any(|l| l.contains("ESTABLISHED") && l.contains("10.77.0.100:80     10.77.0.11:80")),
+        "{connections}"
+    );
+
+    // Add two servers with lvsadm; they take new connections at once.
+    lvsadm_ok(
+        &lab,
+        &["-a", "-t", &vip, "-r", "10.77.0.12", "-g", "-w", "1"],
+    );
+    lvsadm_ok(
+        &lab,
+        &["-a", "-t", &vip, "-r", "10.77.0.13", "-g", "-w", "1"],
+    );
+    let refused = lvsadm(&lab, &["-a", "-t", &vip, "-r", "10.77.0.13"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Destination already exists"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    wait_for_forwarding(&lab, 3);
+    let seen = lab.requests(30);
+    assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+    assert_eq!(
+        seen.answers.len(),
+        3,
+        "all three servers answer: {:?}",
+        seen.answers
+    );
+
+    // The listing shows the servers.
+    let listing = lvsadm_ok(&lab, &["-Ln"]);
+    assert!(listing.contains("TCP  10.77.0.100:80 wlc"), "{listing}");
+    assert!(listing.contains("  -> 10.77.0.13:80"), "{listing}");
+
+    // -S, -C, -R: the same table comes back.
+    let saved = lvsadm_ok(&lab, &["-Sn"]);
+    assert!(
+        saved.contains(&format!("-a -t {vip} -r 10.77.0.13:80 -g -w 1")),
+        "{saved}"
+    );
+    let restore_file = lab.state_dir().join("rules");
+    std::fs::write(&restore_file, &saved).unwrap();
+    lvsadm_ok(&lab, &["-d", "-t", &vip, "-r", "10.77.0.13"]);
+    wait_for_forwarding(&lab, 2);
+    let restore = std::process::Command::new(env!("CARGO_BIN_EXE_lvsadm"))
+        .arg("--socket")
+        .arg(lab.control_socket())
+        .arg("-R")
+        .stdin(std::fs::File::open(&restore_file).unwrap())
+        .output()
+        .unwrap();
+    // The restore adds a service that exists: refused whole, nothing changed.
+    assert!(!restore.status.success());
+    assert_eq!(
+        lvsadm_ok(&lab, &["-Sn"]).lines().count(),
+        saved.lines().count() - 1
+    );
+
+    let output = download.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the long download broke: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        (2 << 20).to_string()
+    );
+    lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,0 +1,408 @@
+//! The bridge between `lvsadm`'s rule-table API (`api`, `ipvsadm::rules`) and the director's
+//! own description of its services (`config::Service`): the daemon turns its wanted services
+//! into a `RuleSet`, lets the `RuleSet` apply an `apply` request (with ipvsadm's errors), and
+//! turns the result back into services for `Model::apply`. Pure.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::{
+    api::{
+        self, ForwardMethod, RealServerConfig, ServiceConfig, ServiceKey,
+        snapshot::{Connection, ConnectionState, RealServerEntry, ServiceEntry, Snapshot, Stats},
+    },
+    config::{self, Persistence, Protocol, RealServer, Service, Timeouts},
+    conntrack,
+    ipvsadm::rules::{RuleSet, ServiceRules},
+    rates::Rates,
+    schedule::{SchedFlags, Scheduler},
+    status::Status,
+};
+
+/// Why a rule table cannot become the director's services.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuntimeError(pub String);
+
+/// The wanted services and timeouts as ipvsadm's rule table.
+pub fn rules(services: &[Service], timeouts: Timeouts) -> RuleSet {
+    RuleSet {
+        services: services.iter().map(service_rules).collect(),
+        timeouts: api_timeouts(timeouts),
+    }
+}
+
+fn service_rules(service: &Service) -> ServiceRules {
+    ServiceRules {
+        service: service_key(service),
+        config: ServiceConfig {
+            scheduler: api::Scheduler::from_name(service.scheduler.name())
+                .unwrap_or(api::Scheduler::DEFAULT),
+            sched_flags: api::SchedFlags {
+                flag_1: service.sched_flags.fallback,
+                flag_2: service.sched_flags.port,
+                flag_3: false,
+            },
+            persistence: service.persistence.map(|p| api::Persistence {
+                timeout: p.timeout,
+                netmask: p.netmask,
+            }),
+        },
+        real_servers: service
+            .real_servers
+            .iter()
+            .map(|rs| RealServerConfig {
+                address: rs.address,
+                forward: ForwardMethod::Route,
+                weight: rs.weight,
+                u_threshold: rs.upper_threshold,
+                l_threshold: rs.lower_threshold,
+            })
+            .collect(),
+    }
+}
+
+fn service_key(service: &Service) -> ServiceKey {
+    ServiceKey {
+        protocol: match service.protocol {
+            Protocol::Tcp => api::Protocol::Tcp,
+            Protocol::Udp => api::Protocol::Udp,
+        },
+        address: service.address,
+        port: service.port,
+    }
+}
+
+pub fn api_timeouts(timeouts: Timeouts) -> api::Timeouts {
+    api::Timeouts {
+        tcp: timeouts.tcp,
+        tcp_fin: timeouts.tcpfin,
+        udp: timeouts.udp,
+    }
+}
+
+pub fn config_timeouts(timeouts: api::Timeouts) -> Timeouts {
+    Timeouts {
+        tcp: timeouts.tcp,
+        tcpfin: timeouts.tcp_fin,
+        udp: timeouts.udp,
+    }
+}
+
+/// The services a rule table describes. Services and real servers that were already wanted
+/// keep what the rule table does not describe (health checks, for one) from `previous`.
+pub fn services(rules: &RuleSet, previous: &[Service]) -> Result<Vec<Service>, RuntimeError> {
+    if rules.services.len() > lvs_common::MAX_SERVICES as usize {
+        return Err(RuntimeError(format!(
+            "too many services: at most {}",
+            lvs_common::MAX_SERVICES
+        )));
+    }
+    rules
+        .services
+        .iter()
+        .map(|wanted| {
+            let known = previous.iter().find(|s| service_key(s) == wanted.service);
+            service(wanted, known)
+        })
+        .collect()
+}
+
+fn service(rules: &ServiceRules, known: Option<&Service>) -> Result<Service, RuntimeError> {
+    let key = rules.service;
+    unicast(key.address)?;
+    if key.port == 0 {
+        return Err(RuntimeError(format!(
+            "{key}: port 0 services are not supported"
+        )));
+    }
+    let scheduler: Scheduler = rules
+        .config
+        .scheduler
+        .name()
+        .parse()
+        .map_err(|e: crate::schedule::SchedulerError| RuntimeError(e.to_string()))?;
+    if rules.config.sched_flags.flag_3 {
+        return Err(RuntimeError(format!(
+            "scheduler flag \"flag-3\" has no meaning for scheduler {scheduler}"
+        )));
+    }
+    let sched_flags = SchedFlags::parse(
+        scheduler,
+        rules.config.sched_flags.names(rules.config.scheduler),
+    )
+    .map_err(|e| RuntimeError(e.to_string()))?;
+    let persistence = match rules.config.persistence {
+        Some(p) if p.timeout == 0 || !config::is_netmask(p.netmask) => {
+            return Err(RuntimeError(format!(
+                "{key}: persistence needs a timeout and a contiguous netmask"
+            )));
+        }
+        Some(p) => Some(Persistence {
+            timeout: p.timeout,
+            netmask: p.netmask,
+        }),
+        None => None,
+    };
+    let real_servers = rules
+        .real_servers
+        .iter()
+        .map(|rs| real_server(rs, known))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut service = known.cloned().unwrap_or_else(|| Service {
+        address: key.address,
+        port: key.port,
+        protocol: match key.protocol {
+            api::Protocol::Tcp => Protocol::Tcp,
+            api::Protocol::Udp => Protocol::Udp,
+        },
+        scheduler,
+        sched_flags,
+        persistence,
+        real_servers: Vec::new(),
+    });
+    service.scheduler = scheduler;
+    service.sched_flags = sched_flags;
+    service.persistence = persistence;
+    service.real_servers = real_servers;
+    Ok(service)
+}
+
+fn real_server(rs: &RealServerConfig, known: Option<&Service>) -> Result<RealServer, RuntimeError> {
+    unicast(rs.address)?;
+    if rs.weight > 65535 {
+        return Err(RuntimeError(format!(
+            "weight {} is out of range 0..=65535",
+            rs.weight
+        )));
+    }
+    if rs.u_threshold != 0 && rs.l_threshold > rs.u_threshold {
+        return Err(RuntimeError(format!(
+            "lower threshold {} is above upper threshold {}",
+            rs.l_threshold, rs.u_threshold
+        )));
+    }
+    let mut server = known
+        .and_then(|s| s.real_servers.iter().find(|k| k.address == rs.address))
+        .cloned()
+        .unwrap_or(RealServer {
+            address: rs.address,
+            weight: rs.weight,
+            upper_threshold: rs.u_threshold,
+            lower_threshold: rs.l_threshold,
+        });
+    server.weight = rs.weight;
+    server.upper_threshold = rs.u_threshold;
+    server.lower_threshold = rs.l_threshold;
+    Ok(server)
+}
+
+fn unicast(address: Ipv4Addr) -> Result<(), RuntimeError> {
+    if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
+        return Err(RuntimeError(format!(
+            "{address} cannot be a service or server address"
+        )));
+    }
+    Ok(())
+}
+
+/// `lvsadm -L`'s snapshot from the director's status and connection list.
+pub fn snapshot(
+    status: &Status,
+    services: &[Service],
+    connections: &[conntrack::Connection],
+    connection_table_size: u32,
+) -> Snapshot {
+    let rules = rules(services, status.timeouts);
+    let entries = rules
+        .services
+        .iter()
+        .map(|service_rules| {
+            let key = service_rules.service;
+            let shown = status.services.iter().find(|s| {
+                s.address == key.address.to_string()
+                    && s.port == key.port
+                    && s.protocol == key.protocol.name()
+            });
+            ServiceEntry {
+                service: key,
+                config: service_rules.config,
+                stats: shown
+                    .map_or_else(Stats::default, |s| stats(s.connections, s.packets, s.bytes)),
+                rates: shown.map_or_else(api::snapshot::Rates::default, |s| rates(s.rates)),
+                real_servers: service_rules
+                    .real_servers
+                    .iter()
+                    .map(|server| {
+                        let rs = shown.and_then(|s| {
+                            s.real_servers
+                                .iter()
+                                .find(|rs| rs.address == server.address.to_string())
+                        });
+                        RealServerEntry {
+                            server: *server,
+                            port: key.port,
+                            active_conns: rs.map_or(0, |rs| rs.active_connections),
+                            inactive_conns: rs.map_or(0, |rs| rs.inactive_connections),
+                            persistent_conns: rs.map_or(0, |rs| rs.persistent_connections),
+                            stats: rs.map_or_else(Stats::default, |rs| {
+                                stats(rs.connections, rs.packets, rs.bytes)
+                            }),
+                            rates: rs
+                                .map_or_else(api::snapshot::Rates::default, |rs| rates(rs.rates)),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Snapshot {
+        connection_table_size,
+        timeouts: rules.timeouts,
+        services: entries,
+        connections: connections.iter().filter_map(connection).collect(),
+    }
+}
+
+/// In direct routing replies never pass the director: outbound counters stay zero.
+fn stats(connections: u64, packets: u64, bytes: u64) -> Stats {
+    Stats {
+        conns: connections,
+        inpkts: packets,
+        outpkts: 0,
+        inbytes: bytes,
+        outbytes: 0,
+    }
+}
+
+fn rates(rates: Rates) -> api::snapshot::Rates {
+    api::snapshot::Rates {
+        cps: rates.connections.round() as u64,
+        inpps: rates.packets.round() as u64,
+        outpps: 0,
+        inbps: rates.bytes.round() as u64,
+        outbps: 0,
+    }
+}
+
+fn connection(c: &conntrack::Connection) -> Option<Connection> {
+    let state = match c.state.as_str() {
+        "ESTABLISHED" => ConnectionState::Established,
+        "SYN_RECV" => ConnectionState::SynRecv,
+        "FIN_WAIT" => ConnectionState::FinWait,
+        "TIME_WAIT" => ConnectionState::TimeWait,
+        "CLOSE" => ConnectionState::Close,
+        "UDP" => ConnectionState::Udp,
+        _ => ConnectionState::None,
+    };
+    Some(Connection {
+        protocol: if c.protocol == "TCP" {
+            api::Protocol::Tcp
+        } else {
+            api::Protocol::Udp
+        },
+        expires: u32::try_from(c.expires_s).unwrap_or(u32::MAX),
+        state,
+        source: c.source.parse::<SocketAddrV4>().ok()?,
+        virtual_service: c.virtual_address.parse().ok()?,
+        destination: c.destination.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Change;
+
+    const CONFIG: &str = r#"
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+lb_algo = "mh"
+sched_flags = ["mh-port"]
+persistence_timeout = 60
+
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+weight = 2
+uthreshold = 100
+"#;
+
+    fn wanted() -> Vec<Service> {
+        config::parse(CONFIG, "t.toml").unwrap().services
+    }
+
+    #[test]
+    fn services_round_trip_through_the_rule_table() {
+        let services = wanted();
+        let table = rules(&services, Timeouts::default());
+        assert_eq!(table.services[0].config.scheduler, api::Scheduler::Mh);
+        assert!(table.services[0].config.sched_flags.flag_2);
+        assert_eq!(table.services[0].real_servers[0].u_threshold, 100);
+        assert_eq!(self::services(&table, &services).unwrap(), services);
+    }
+
+    #[test]
+    fn changes_become_services() {
+        let services = wanted();
+        let key = table_key();
+        let table = rules(&services, Timeouts::default())
+            .apply_all(&[
+                Change::AddServer {
+                    service: key,
+                    server: RealServerConfig {
+                        address: Ipv4Addr::new(10, 0, 0, 12),
+                        forward: ForwardMethod::Route,
+                        weight: 0,
+                        u_threshold: 0,
+                        l_threshold: 0,
+                    },
+                },
+                Change::EditService {
+                    service: key,
+                    config: ServiceConfig {
+                        scheduler: api::Scheduler::Rr,
+                        sched_flags: api::SchedFlags::default(),
+                        persistence: None,
+                    },
+                },
+            ])
+            .unwrap();
+        let next = self::services(&table, &services).unwrap();
+        assert_eq!(next[0].scheduler, Scheduler::RoundRobin);
+        assert_eq!(next[0].persistence, None);
+        assert_eq!(next[0].real_servers.len(), 2);
+        assert_eq!(next[0].real_servers[1].weight, 0);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_a_reason() {
+        let services = wanted();
+        let mut table = rules(&services, Timeouts::default());
+        table.services[0].config.sched_flags.flag_3 = true;
+        assert!(
+            self::services(&table, &services)
+                .unwrap_err()
+                .0
+                .contains("flag-3")
+        );
+        let mut table = rules(&services, Timeouts::default());
+        table.services[0].real_servers[0].address = Ipv4Addr::BROADCAST;
+        assert!(
+            self::services(&table, &services)
+                .unwrap_err()
+                .0
+                .contains("cannot be a service or server address")
+        );
+    }
+
+    fn table_key() -> ServiceKey {
+        ServiceKey {
+            protocol: api::Protocol::Tcp,
+            address: Ipv4Addr::new(10, 0, 0, 100),
+            port: 80,
+        }
+    }
+}
