@@ -11,4 +11,5 @@ pub mod director;
 pub mod maglev;
 pub mod model;
 pub mod netlink;
+pub mod provision;
 pub mod status;

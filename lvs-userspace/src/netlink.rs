@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressMessage},
-    link::LinkAttribute,
+    link::{LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{
         NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
     },
@@ -58,6 +58,22 @@ pub struct NeighbourEntry {
 pub enum NeighbourEvent {
     Changed(NeighbourEntry),
     Deleted { address: Ipv4Addr, if_index: u32 },
+}
+
+/// An interface of this network namespace, as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceSummary {
+    pub index: u32,
+    pub name: String,
+    pub loopback: bool,
+}
+
+/// An IPv4 or IPv6 address on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub if_index: u32,
+    pub address: IpAddr,
+    pub prefix: u8,
 }
 
 /// A connection to routing netlink.
@@ -194,6 +210,110 @@ impl Netlink {
         Ok(())
     }
 
+    /// Every interface of this network namespace.
+    pub async fn interfaces(&self) -> Result<Vec<InterfaceSummary>, NetlinkError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing interfaces"))?;
+        Ok(links
+            .iter()
+            .filter_map(|link| {
+                let name = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some(name.clone()),
+                    _ => None,
+                })?;
+                Some(InterfaceSummary {
+                    index: link.header.index,
+                    name,
+                    loopback: link.header.flags.contains(LinkFlags::Loopback),
+                })
+            })
+            .collect())
+    }
+
+    /// Every IPv4 and IPv6 address of this network namespace.
+    pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing addresses"))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| {
+                Some(InterfaceAddress {
+                    if_index: m.header.index,
+                    address: own_address(m)?,
+                    prefix: m.header.prefix_len,
+                })
+            })
+            .collect())
+    }
+
+    /// Adds an IPv4 or IPv6 `address/prefix` to an interface. Returns false when it was
+    /// already there, so the caller knows it is not its own to remove later.
+    pub async fn add_ip(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        match self
+            .handle
+            .address()
+            .add(index, address, prefix)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(error) if is_errno(&error, libc::EEXIST) => Ok(false),
+            Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
+        }
+    }
+
+    /// Removes an IPv4 or IPv6 `address/prefix` from an interface; returns whether it was
+    /// there.
+    pub async fn remove_ip(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing addresses"))?;
+        let mut removed = false;
+        for message in messages {
+            if message.header.index == index
+                && message.header.prefix_len == prefix
+                && own_address(&message) == Some(address)
+            {
+                self.handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(request(format!("removing {address}/{prefix}")))?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The IPv4 neighbour entries of an interface.
     pub async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
         let messages: Vec<NeighbourMessage> = self
@@ -253,6 +373,19 @@ pub fn neighbour_events() -> Result<impl Stream<Item = NeighbourEvent>, NetlinkE
             _ => None,
         }
     }))
+}
+
+/// The address an address message is about: IFA_LOCAL when present (IPv4; on a
+/// point-to-point link IFA_ADDRESS is the peer), else IFA_ADDRESS (IPv6).
+fn own_address(message: &AddressMessage) -> Option<IpAddr> {
+    let find = |local: bool| {
+        message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(address) if local => Some(*address),
+            AddressAttribute::Address(address) if !local => Some(*address),
+            _ => None,
+        })
+    };
+    find(true).or_else(|| find(false))
 }
 
 fn neighbour_entry(message: &NeighbourMessage) -> Option<NeighbourEntry> {
