@@ -19,6 +19,7 @@ use crate::{
     dataplane::{BpfDataPlane, DataPlane as _},
     model::{Model, Neighbour},
     netlink::{self, LinkInfo, NeighbourEvent, Netlink},
+    provision::director::DirectorHost,
     status::Status,
 };
 
@@ -44,6 +45,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let mut model = Model::new(&config);
     let mut added_vips = Vec::new();
+    let mut host = DirectorHost::default();
     let result = async {
         if config.director.manage_vips {
             for vip in model.virtual_addresses() {
@@ -57,6 +59,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         resolve_initially(&netlink, &link, &mut model).await?;
         model.sync(&mut dataplane)?;
         let mode = attach(&mut dataplane, link.index, config.director.xdp_mode)?;
+        host.set_up(interface, &dataplane.maps())?;
         info!(%interface, mode, services = config.services.len(), "director running");
         let (requests, requests_rx) = mpsc::channel(16);
         let server = tokio::spawn(control::serve(listener, requests));
@@ -87,6 +90,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Err(error) => warn!(%vip, %error, "removing the VIP failed"),
         }
     }
+    host.tear_down();
     let _ = std::fs::remove_file(&config.director.control_socket);
     info!("director stopped");
     result

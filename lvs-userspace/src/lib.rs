@@ -2,12 +2,16 @@
 //! configuration and the kernel's neighbour table, and answers on a control socket.
 //!
 //! Pure logic (`config`, `maglev`, `model`, `status`) is separate from I/O (`dataplane`,
-//! `netlink`, `control`, `director`), so most of it is tested without root.
+//! `netlink`, `control`, `director`), so most of it is tested without root. `provision` sets
+//! up real servers and the director's host reversibly; `doctor` (with `arp`) checks a cluster
+//! from the director.
 
+pub mod arp;
 pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod director;
+pub mod doctor;
 pub mod maglev;
 pub mod model;
 pub mod netlink;

@@ -2,7 +2,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, IterableMap as _, MapData, PerCpuArray},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use lvs_common::{
@@ -76,6 +76,19 @@ impl BpfDataPlane {
     /// The object's loader, for the program's aya-log output when tracing is on.
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+
+    /// Every map by its name, for pinning in bpffs (`provision::bpffs`).
+    pub fn maps(&self) -> [(&'static str, &MapData); 7] {
+        [
+            (map_names::SERVICES, self.services.map()),
+            (map_names::LOOKUP, self.lookup.map()),
+            (map_names::REAL_SERVERS, self.real_servers.map()),
+            (map_names::DIRECTOR, self.director.map()),
+            (map_names::COUNTERS, self.counters.map()),
+            (map_names::SERVICE_STATS, self.service_stats.map()),
+            (map_names::REAL_SERVER_STATS, self.real_server_stats.map()),
+        ]
     }
 
     /// Attaches the program to an interface by index.
