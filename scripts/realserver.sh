@@ -133,9 +133,10 @@ fi
 NS_ID=$(stat -L -c %i /proc/self/ns/net)
 STATE=$STATE_ROOT/netns-$NS_ID
 mkdir -p "$STATE_ROOT"
-# One run at a time per namespace (two units starting at boot must not interleave).
-exec {LOCK_FD}>"$STATE_ROOT/netns-$NS_ID.lock"
-flock -w 10 "$LOCK_FD" || die 1 "another run holds $STATE_ROOT/netns-$NS_ID.lock"
+# One run at a time (two units starting at boot must not interleave): a lock on the state
+# directory itself, the same one `lvs realserver` takes.
+exec {LOCK_FD}<"$STATE_ROOT"
+flock -w 10 "$LOCK_FD" || die 1 "another run holds the lock on $STATE_ROOT for more than 10 s"
 # The lvs binary keeps its state in a file next to ours; one tool must undo what it did.
 if [[ -e $STATE_ROOT/netns-$NS_ID.json ]]; then
   die 1 "this namespace was provisioned by 'lvs realserver up' ($STATE_ROOT/netns-$NS_ID.json); use 'lvs realserver down' first"

@@ -131,11 +131,16 @@ pub fn evaluate(plan: &Plan, seen: &Observations) -> Report {
     Report::new(findings)
 }
 
+/// The interface's subnets, for messages; host addresses (such as the VIP) are no segment.
 fn networks_text(networks: &[(Ipv4Addr, u8)]) -> String {
-    if networks.is_empty() {
-        return "no IPv4 address".into();
+    let list: Vec<String> = networks
+        .iter()
+        .filter(|&&(_, prefix)| prefix < 32)
+        .map(|(a, p)| format!("{a}/{p}"))
+        .collect();
+    if list.is_empty() {
+        return "no IPv4 subnet".into();
     }
-    let list: Vec<String> = networks.iter().map(|(a, p)| format!("{a}/{p}")).collect();
     list.join(", ")
 }
 
@@ -407,7 +412,7 @@ address = "10.20.0.5"
 
     fn healthy() -> Observations {
         Observations {
-            networks: vec![(ip("10.77.0.1"), 24)],
+            networks: vec![(ip("10.77.0.1"), 24), (ip("10.77.0.100"), 32)],
             arp_ignore_all: Some("0".into()),
             arp_answers: [(ip("10.77.0.11"), vec![RS1]), (ip("10.77.0.12"), vec![RS2])]
                 .into_iter()
@@ -479,6 +484,8 @@ address = "10.20.0.5"
             [Status::Skip]
         );
         assert!(!report.ok());
+        let on_link = &report.findings[1];
+        assert_eq!(on_link.detail, "on the segment of eth0 (10.77.0.1/24)");
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct DirectorHost {
     sysctls: Sysctls,
     state_dir: PathBuf,
     bpffs_root: PathBuf,
-    state: Option<StateFile>,
+    /// The name of the state file, once settings were applied.
+    state: Option<String>,
     pins: Option<Pins>,
 }
 
@@ -131,6 +132,7 @@ impl DirectorHost {
     fn apply_settings(&mut self, interface: &str) -> Result<(), DirectorHostError> {
         let name = format!("netns-{}-{interface}", network_namespace_id()?);
         let file = StateFile::lock(&self.state_dir, &name)?;
+        self.state = Some(name);
         // A state left by a director that was killed holds the true originals; its records
         // are kept, and the values now (ours) are not mistaken for them.
         let mut state = file.load()?;
@@ -143,7 +145,7 @@ impl DirectorHost {
             }
         }
         file.save(&state)?;
-        self.state = Some(file);
+        drop(file);
         for step in plan {
             if let ApplyStep::Change { key, from, to } = step {
                 self.sysctls.write(&key, &to)?;
@@ -170,15 +172,16 @@ impl DirectorHost {
                 warn!("{problem}");
             }
         }
-        let Some(file) = self.state.take() else {
+        let Some(name) = self.state.take() else {
             return;
         };
-        if let Err(error) = self.restore(&file) {
+        if let Err(error) = self.restore(&name) {
             warn!(error = %anyhow::Error::from(error), "restoring the director's settings failed");
         }
     }
 
-    fn restore(&self, file: &StateFile) -> Result<(), DirectorHostError> {
+    fn restore(&self, name: &str) -> Result<(), DirectorHostError> {
+        let file = StateFile::lock(&self.state_dir, name)?;
         let mut state = file.load()?;
         let mut current = std::collections::BTreeMap::new();
         for record in &state.sysctls {
@@ -260,7 +263,7 @@ mod tests {
 
         // A second director start after a crash keeps the first originals.
         let mut again = DirectorHost::new(sysctls.clone(), base.join("state"), base.join("bpf"));
-        drop(host.state.take());
+        host.state.take();
         again.apply_settings("eth0").unwrap();
         sysctls
             .write(&SysctlKey::ipv4_conf("all", "drop_gratuitous_arp"), "0")
@@ -283,9 +286,11 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(base.join("state"))
             .unwrap()
             .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
             .collect();
-        assert!(leftovers.is_empty(), "the state file is removed");
+        assert!(
+            leftovers.is_empty(),
+            "the state file is removed: {leftovers:?}"
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Network namespaces share the filesystem, so a state file is named after the namespace it
 //! describes (the inode of `/proc/self/ns/net`); otherwise undoing in one namespace would
-//! touch what was done in another. A lock file next to it serialises concurrent runs (two
-//! systemd units for two VIPs starting at once).
+//! touch what was done in another. A lock on the state directory itself serialises runs (two
+//! systemd units for two VIPs starting at once, or the binary and the shell script, which
+//! takes the same lock); holders keep it only for a moment, and it leaves no files behind.
 
 use std::{
     collections::BTreeSet,
@@ -105,21 +106,16 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Locks and opens the state `<dir>/<name>.json` (creating `dir`, mode 0700, if needed).
-    /// Waits up to 10 s for another run that holds the lock.
+    /// Locks the directory and opens the state `<dir>/<name>.json` (creating `dir`, mode
+    /// 0700, if needed). Waits up to 10 s for another run that holds the lock.
     pub fn lock(dir: &Path, name: &str) -> Result<Self, StateError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(io_error("creating", dir))?;
-        let lock_path = dir.join(format!("{name}.lock"));
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error("opening", &lock_path))?;
+        let lock_path = dir.to_owned();
+        let lock = File::open(dir).map_err(io_error("opening", dir))?;
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             // SAFETY: flock only reads the descriptor number, which `lock` keeps open.
