@@ -117,7 +117,7 @@ impl Pins {
         // Directories are removed only when empty: someone else's pins stay where they are.
         let _ = std::fs::remove_dir(&self.dir);
         let _ = std::fs::remove_dir(self.root.join("lvs"));
-        if self.mounted && is_empty_dir(&self.root) {
+        if self.mounted && holds_nothing_pinned(&self.root) {
             if let Err(error) = unmount(&self.root) {
                 problems.push(format!("unmounting {}: {error}", self.root.display()));
             }
@@ -126,8 +126,16 @@ impl Pins {
     }
 }
 
-fn is_empty_dir(path: &Path) -> bool {
-    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none())
+/// Files a fresh bpffs already holds when the kernel has BPF preload (its debug iterators).
+const PRELOADED: [&str; 2] = ["maps.debug", "progs.debug"];
+
+/// Whether a bpffs mount holds nothing but what the kernel put there at mount time.
+fn holds_nothing_pinned(root: &Path) -> bool {
+    std::fs::read_dir(root).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .all(|entry| PRELOADED.iter().any(|name| entry.file_name() == *name))
+    })
 }
 
 fn c_path(path: &Path) -> std::io::Result<CString> {
