@@ -576,10 +576,13 @@ fn a_real_servers_mac_change_is_followed_while_traffic_runs() {
 
     // The maps are pinned where bpftool finds them (in the director's mount namespace, which
     // `ip netns exec` made, with a bpffs the director mounted).
-    let pid = lab.director_pid().expect("the director runs").to_string();
+    // The director is the only process in its namespace.
+    let pids = must(Command::new("ip").args(["netns", "pids", &director]));
+    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
+    let pid = pids.split_whitespace().next().expect("the director runs");
     let shown = must(
         Command::new("nsenter")
-            .args(["-t", &pid, "-m", "-n", "bpftool", "map", "show", "pinned"])
+            .args(["-t", pid, "-m", "-n", "bpftool", "map", "show", "pinned"])
             .arg(format!("/sys/fs/bpf/lvs/eth0/{}", map_names::REAL_SERVERS)),
     );
     assert!(

@@ -70,11 +70,6 @@ impl Lab {
         self.state_dir.join("lvs.sock")
     }
 
-    /// The running director's process id (`ip netns exec` execs it, so it is the child's).
-    pub fn director_pid(&self) -> Option<u32> {
-        self.director.as_ref().map(Child::id)
-    }
-
     pub fn director_log(&self) -> PathBuf {
         self.state_dir.join("director.log")
     }
