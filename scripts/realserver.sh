@@ -138,8 +138,11 @@ mkdir -p "$STATE_ROOT"
 exec {LOCK_FD}<"$STATE_ROOT"
 flock -w 10 "$LOCK_FD" || die 1 "another run holds the lock on $STATE_ROOT for more than 10 s"
 # The lvs binary keeps its state in a file next to ours; one tool must undo what it did.
+# Looking (status) is harmless either way.
 if [[ -e $STATE_ROOT/netns-$NS_ID.json ]]; then
-  die 1 "this namespace was provisioned by 'lvs realserver up' ($STATE_ROOT/netns-$NS_ID.json); use 'lvs realserver down' first"
+  [[ $CMD == status ]] \
+    || die 1 "this namespace was provisioned by 'lvs realserver up' ($STATE_ROOT/netns-$NS_ID.json); use 'lvs realserver down' first"
+  say "provisioned by 'lvs realserver up' (state in $STATE_ROOT/netns-$NS_ID.json)"
 fi
 mapfile -t IFACES < <(devices)
 

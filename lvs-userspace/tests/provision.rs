@@ -358,6 +358,8 @@ fn binary_and_script_refuse_to_undo_each_other() {
         "{}",
         text(&script)
     );
+    let look = Provisioner::Script.run(&namespace, &state, "status", &["10.77.0.100"]);
+    assert!(look.status.success(), "status is allowed:\n{}", text(&look));
     let down = Provisioner::Binary.run(&namespace, &state, "down", &[]);
     assert!(down.status.success(), "{}", text(&down));
 
@@ -370,6 +372,8 @@ fn binary_and_script_refuse_to_undo_each_other() {
         "{}",
         text(&binary)
     );
+    let look = Provisioner::Binary.run(&namespace, &state, "status", &["10.77.0.100"]);
+    assert!(look.status.success(), "status is allowed:\n{}", text(&look));
     let stop = Provisioner::Script.run(&namespace, &state, "down", &[]);
     assert!(stop.status.success(), "{}", text(&stop));
 }

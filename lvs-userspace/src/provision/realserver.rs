@@ -428,7 +428,22 @@ impl RealServer {
         out: &mut dyn Write,
     ) -> Result<bool, RealServerError> {
         check_vips(vips, false)?;
-        let state = self.state_file()?.load()?;
+        // Looking is harmless whoever provisioned the namespace, so the script's state is no
+        // reason to refuse; it only means there is no record of ours to show.
+        let state = match self.state_file() {
+            Ok(file) => file.load()?,
+            Err(RealServerError::ProvisionedByScript { path }) => {
+                say(
+                    out,
+                    format!(
+                        "provisioned by scripts/realserver.sh (state in {})",
+                        path.display()
+                    ),
+                );
+                State::new()
+            }
+            Err(error) => return Err(error),
+        };
         let vips: Vec<IpAddr> = if vips.is_empty() {
             state.added_addresses.iter().copied().collect()
         } else {
