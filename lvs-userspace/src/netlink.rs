@@ -147,25 +147,34 @@ impl Netlink {
         &self,
         index: u32,
     ) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, NetlinkError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
+        Ok(self
+            .address_messages(Some(index))
+            .await?
+            .into_iter()
+            .filter_map(|m| match own_address(&m)? {
+                IpAddr::V4(address) => Some((address, m.header.prefix_len, m)),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// The kernel's address messages, of one interface or of all.
+    async fn address_messages(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<AddressMessage>, NetlinkError> {
+        let mut request_builder = self.handle.address().get();
+        if let Some(index) = index {
+            request_builder = request_builder.set_link_index_filter(index);
+        }
+        let messages: Vec<AddressMessage> = request_builder
             .execute()
             .try_collect()
             .await
             .map_err(request("listing addresses"))?;
         Ok(messages
             .into_iter()
-            .filter(|m| m.header.index == index)
-            .filter_map(|m| {
-                let address = m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
-                    _ => None,
-                })?;
-                Some((address, m.header.prefix_len, m))
-            })
+            .filter(|m| index.is_none_or(|index| m.header.index == index))
             .collect())
     }
 
@@ -177,17 +186,7 @@ impl Netlink {
         address: Ipv4Addr,
         prefix: u8,
     ) -> Result<bool, NetlinkError> {
-        match self
-            .handle
-            .address()
-            .add(index, IpAddr::V4(address), prefix)
-            .execute()
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(error) if is_errno(&error, libc::EEXIST) => Ok(false),
-            Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
-        }
+        self.add_ip(index, IpAddr::V4(address), prefix).await
     }
 
     /// Removes `address/prefix` from an interface, if it is there.
@@ -197,17 +196,9 @@ impl Netlink {
         address: Ipv4Addr,
         prefix: u8,
     ) -> Result<(), NetlinkError> {
-        for (known, known_prefix, message) in self.ipv4_addresses(index).await? {
-            if known == address && known_prefix == prefix {
-                self.handle
-                    .address()
-                    .del(message)
-                    .execute()
-                    .await
-                    .map_err(request(format!("removing {address}/{prefix}")))?;
-            }
-        }
-        Ok(())
+        self.remove_ip(index, IpAddr::V4(address), prefix)
+            .await
+            .map(|_| ())
     }
 
     /// Every interface of this network namespace.
@@ -238,15 +229,9 @@ impl Netlink {
 
     /// Every IPv4 and IPv6 address of this network namespace.
     pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetlinkError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("listing addresses"))?;
-        Ok(messages
+        Ok(self
+            .address_messages(None)
+            .await?
             .iter()
             .filter_map(|m| {
                 Some(InterfaceAddress {
@@ -287,21 +272,9 @@ impl Netlink {
         address: IpAddr,
         prefix: u8,
     ) -> Result<bool, NetlinkError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(request("listing addresses"))?;
         let mut removed = false;
-        for message in messages {
-            if message.header.index == index
-                && message.header.prefix_len == prefix
-                && own_address(&message) == Some(address)
-            {
+        for message in self.address_messages(Some(index)).await? {
+            if message.header.prefix_len == prefix && own_address(&message) == Some(address) {
                 self.handle
                     .address()
                     .del(message)
