@@ -78,9 +78,10 @@ impl BpfDataPlane {
         &mut self.ebpf
     }
 
-    /// Every map by its name, for pinning in bpffs (`provision::bpffs`).
-    pub fn maps(&self) -> [(&'static str, &MapData); 7] {
-        [
+    /// Every map by its name, for pinning in bpffs (`provision::bpffs`). A new map belongs
+    /// here too, so that bpftool can find it.
+    pub fn maps(&self) -> Vec<(&'static str, &MapData)> {
+        vec![
             (map_names::SERVICES, self.services.map()),
             (map_names::LOOKUP, self.lookup.map()),
             (map_names::REAL_SERVERS, self.real_servers.map()),
