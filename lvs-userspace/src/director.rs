@@ -34,6 +34,7 @@ use crate::{
     dataplane::{BpfDataPlane, DataPlane as _, LoadOptions},
     model::{Model, Neighbour},
     netlink::{self, LinkInfo, NeighbourEvent, Netlink},
+    provision::director::DirectorHost,
     rates::{self, RateBook},
     runtime,
     status::Status,
@@ -72,6 +73,7 @@ pub async fn run(
     dataplane.set_settings(settings(&config.director))?;
 
     let model = Model::new(&config.services).context("building the data-plane model")?;
+    let mut host = DirectorHost::default();
     let mut director = Director {
         netlink,
         link,
@@ -94,6 +96,7 @@ pub async fn run(
             director.link.index,
             director.config.director.xdp_mode,
         )?;
+        host.set_up(&director.interface, &director.dataplane.maps())?;
         info!(
             interface = %director.interface,
             mode = director.mode,
@@ -116,6 +119,7 @@ pub async fn run(
     for vip in std::mem::take(&mut director.added_vips) {
         director.remove_vip(vip).await;
     }
+    host.tear_down();
     let _ = std::fs::remove_file(&director.config.director.control_socket);
     info!("director stopped");
     result

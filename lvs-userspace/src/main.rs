@@ -1,13 +1,19 @@
-//! `lvs`: the director daemon, its status client and the keepalived.conf import.
+//! `lvs`: the director daemon, its status client, the keepalived.conf import, real-server
+//! provisioning and the doctor.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use lvs_userspace::{
     config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
     control::{self, Request, Response},
-    director, keepalived,
+    director, doctor, keepalived,
+    netlink::Netlink,
+    provision::{
+        realserver::{DEFAULT_STATE_DIR, RealServer, RealServerError},
+        sysctl::Sysctls,
+    },
 };
 use tracing_subscriber::EnvFilter;
 
@@ -62,6 +68,53 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Provision this host as a direct-routing real server: VIPs on lo, ARP kept quiet.
+    Realserver {
+        #[command(subcommand)]
+        action: RealserverAction,
+    },
+    /// Check, from the director, that every real server is set up for direct routing.
+    Doctor {
+        /// The director's TOML configuration file.
+        #[arg(long, short, default_value = "/etc/lvs/lvs.toml")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RealserverAction {
+    /// Add the VIPs to lo and set arp_ignore=1, arp_announce=2, arp_notify=1 (idempotent).
+    Up {
+        #[arg(required = true)]
+        vips: Vec<IpAddr>,
+        #[command(flatten)]
+        options: RealserverOptions,
+    },
+    /// Undo `up` for these VIPs (all it added when none are given), restoring the settings.
+    Down {
+        vips: Vec<IpAddr>,
+        #[command(flatten)]
+        options: RealserverOptions,
+    },
+    /// Show what is provisioned and what is wrong; exit 1 if anything is wrong.
+    Status {
+        vips: Vec<IpAddr>,
+        #[command(flatten)]
+        options: RealserverOptions,
+    },
+}
+
+#[derive(clap::Args)]
+struct RealserverOptions {
+    /// The interface facing the director (default: every interface except loopback ones).
+    #[arg(long)]
+    dev: Option<String>,
+    /// Where `up` records what it changed, per network namespace.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +154,56 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::ImportKeepalived { file, interface } => {
             import_keepalived(&file, interface.as_deref())
         }
+        Command::Realserver { action } => runtime.block_on(realserver(action)),
+        Command::Doctor { config, json } => {
+            let Some(config) = load_config(&config) else {
+                return Ok(ExitCode::from(EX_USAGE));
+            };
+            let report = runtime.block_on(doctor::run(&config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+async fn realserver(action: RealserverAction) -> Result<ExitCode> {
+    let options = match &action {
+        RealserverAction::Up { options, .. }
+        | RealserverAction::Down { options, .. }
+        | RealserverAction::Status { options, .. } => options,
+    };
+    let provisioning = RealServer::new(
+        Netlink::connect()?,
+        Sysctls::default(),
+        options.state_dir.clone(),
+    );
+    let dev = options.dev.as_deref();
+    let mut out = std::io::stdout();
+    let outcome = match &action {
+        RealserverAction::Up { vips, .. } => {
+            provisioning.up(vips, dev, &mut out).await.map(|()| true)
+        }
+        RealserverAction::Down { vips, .. } => {
+            provisioning.down(vips, &mut out).await.map(|()| true)
+        }
+        RealserverAction::Status { vips, .. } => provisioning.status(vips, dev, &mut out).await,
+    };
+    match outcome {
+        Ok(true) => Ok(ExitCode::SUCCESS),
+        Ok(false) => Ok(ExitCode::FAILURE),
+        Err(RealServerError::Usage(message)) => {
+            eprintln!("lvs: {message}");
+            Ok(ExitCode::from(EX_USAGE))
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

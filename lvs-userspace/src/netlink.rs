@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressMessage},
-    link::LinkAttribute,
+    link::{LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{
         NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
     },
@@ -58,6 +58,22 @@ pub struct NeighbourEntry {
 pub enum NeighbourEvent {
     Changed(NeighbourEntry),
     Deleted { address: Ipv4Addr, if_index: u32 },
+}
+
+/// An interface of this network namespace, as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceSummary {
+    pub index: u32,
+    pub name: String,
+    pub loopback: bool,
+}
+
+/// An IPv4 or IPv6 address on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub if_index: u32,
+    pub address: IpAddr,
+    pub prefix: u8,
 }
 
 /// A connection to routing netlink.
@@ -131,25 +147,34 @@ impl Netlink {
         &self,
         index: u32,
     ) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, NetlinkError> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
+        Ok(self
+            .address_messages(Some(index))
+            .await?
+            .into_iter()
+            .filter_map(|m| match own_address(&m)? {
+                IpAddr::V4(address) => Some((address, m.header.prefix_len, m)),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// The kernel's address messages, of one interface or of all.
+    async fn address_messages(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<AddressMessage>, NetlinkError> {
+        let mut request_builder = self.handle.address().get();
+        if let Some(index) = index {
+            request_builder = request_builder.set_link_index_filter(index);
+        }
+        let messages: Vec<AddressMessage> = request_builder
             .execute()
             .try_collect()
             .await
             .map_err(request("listing addresses"))?;
         Ok(messages
             .into_iter()
-            .filter(|m| m.header.index == index)
-            .filter_map(|m| {
-                let address = m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
-                    _ => None,
-                })?;
-                Some((address, m.header.prefix_len, m))
-            })
+            .filter(|m| index.is_none_or(|index| m.header.index == index))
             .collect())
     }
 
@@ -161,17 +186,7 @@ impl Netlink {
         address: Ipv4Addr,
         prefix: u8,
     ) -> Result<bool, NetlinkError> {
-        match self
-            .handle
-            .address()
-            .add(index, IpAddr::V4(address), prefix)
-            .execute()
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(error) if is_errno(&error, libc::EEXIST) => Ok(false),
-            Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
-        }
+        self.add_ip(index, IpAddr::V4(address), prefix).await
     }
 
     /// Removes `address/prefix` from an interface, if it is there.
@@ -181,17 +196,95 @@ impl Netlink {
         address: Ipv4Addr,
         prefix: u8,
     ) -> Result<(), NetlinkError> {
-        for (known, known_prefix, message) in self.ipv4_addresses(index).await? {
-            if known == address && known_prefix == prefix {
+        self.remove_ip(index, IpAddr::V4(address), prefix)
+            .await
+            .map(|_| ())
+    }
+
+    /// Every interface of this network namespace.
+    pub async fn interfaces(&self) -> Result<Vec<InterfaceSummary>, NetlinkError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing interfaces"))?;
+        Ok(links
+            .iter()
+            .filter_map(|link| {
+                let name = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some(name.clone()),
+                    _ => None,
+                })?;
+                Some(InterfaceSummary {
+                    index: link.header.index,
+                    name,
+                    loopback: link.header.flags.contains(LinkFlags::Loopback),
+                })
+            })
+            .collect())
+    }
+
+    /// Every IPv4 and IPv6 address of this network namespace.
+    pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+        Ok(self
+            .address_messages(None)
+            .await?
+            .iter()
+            .filter_map(|m| {
+                Some(InterfaceAddress {
+                    if_index: m.header.index,
+                    address: own_address(m)?,
+                    prefix: m.header.prefix_len,
+                })
+            })
+            .collect())
+    }
+
+    /// Adds an IPv4 or IPv6 `address/prefix` to an interface. Returns false when it was
+    /// already there, so the caller knows it is not its own to remove later.
+    pub async fn add_ip(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        match self
+            .handle
+            .address()
+            .add(index, address, prefix)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(error) if is_errno(&error, libc::EEXIST) => Ok(false),
+            Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
+        }
+    }
+
+    /// Removes an IPv4 or IPv6 `address/prefix` from an interface; returns whether it was
+    /// there.
+    pub async fn remove_ip(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        let mut removed = false;
+        for message in self.address_messages(Some(index)).await? {
+            if message.header.prefix_len == prefix && own_address(&message) == Some(address) {
                 self.handle
                     .address()
                     .del(message)
                     .execute()
                     .await
                     .map_err(request(format!("removing {address}/{prefix}")))?;
+                removed = true;
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// The IPv4 neighbour entries of an interface.
@@ -253,6 +346,19 @@ pub fn neighbour_events() -> Result<impl Stream<Item = NeighbourEvent>, NetlinkE
             _ => None,
         }
     }))
+}
+
+/// The address an address message is about: IFA_LOCAL when present (IPv4; on a
+/// point-to-point link IFA_ADDRESS is the peer), else IFA_ADDRESS (IPv6).
+fn own_address(message: &AddressMessage) -> Option<IpAddr> {
+    let find = |local: bool| {
+        message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(address) if local => Some(*address),
+            AddressAttribute::Address(address) if !local => Some(*address),
+            _ => None,
+        })
+    };
+    find(true).or_else(|| find(false))
 }
 
 fn neighbour_entry(message: &NeighbourMessage) -> Option<NeighbourEntry> {

@@ -93,7 +93,7 @@ fn main() -> Result<()> {
             say("unit tests (no root)");
             run(Command::new("cargo").args(["test", "--workspace"]))?;
             say(
-                "root tests: data plane (BPF_PROG_TEST_RUN) and end to end (namespaces), one at a time",
+                "root tests: data plane (BPF_PROG_TEST_RUN), end to end and provisioning (namespaces), one at a time",
             );
             let mut root_tests = Command::new("cargo");
             root_tests.args([
@@ -104,6 +104,8 @@ fn main() -> Result<()> {
                 "dataplane",
                 "--test",
                 "e2e",
+                "--test",
+                "provision",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -2,7 +2,7 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
     util::nr_cpus,
 };
@@ -143,6 +143,24 @@ impl BpfDataPlane {
     /// The object's loader, for the program's aya-log output when tracing is on.
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+
+    /// Every map by its name, for pinning in bpffs (`provision::bpffs`). A new map belongs
+    /// here too, so that bpftool can find it.
+    pub fn maps(&self) -> Vec<(&'static str, &MapData)> {
+        vec![
+            (map_names::SERVICES, self.services.map()),
+            (map_names::LOOKUP, &self.lookup),
+            (map_names::FLOWS, &self.flows),
+            (map_names::PERSIST, &self.templates),
+            (map_names::SETTINGS, self.settings.map()),
+            (map_names::CURSORS, self.cursors.map()),
+            (map_names::REAL_SERVERS, self.real_servers.map()),
+            (map_names::DIRECTOR, self.director.map()),
+            (map_names::COUNTERS, self.counters.map()),
+            (map_names::SERVICE_STATS, self.service_stats.map()),
+            (map_names::REAL_SERVER_STATS, self.real_server_stats.map()),
+        ]
     }
 
     /// Attaches the program to an interface by index.

@@ -1,0 +1,296 @@
+//! What the director's host must be like, set up by the controller at start and undone at
+//! stop (the VIPs themselves are handled by the daemon, see `manage_vips`):
+//!
+//! - `net.ipv4.conf.{all,<if>}.drop_gratuitous_arp = 0`. The director follows a real server's
+//!   MAC change by the gratuitous ARP the real server sends (`arp_notify=1` there); the kernel
+//!   applies it to the existing neighbour entry at once, overriding `locktime`, and notifies
+//!   the daemon. With the setting at 1 (on either, the kernel ORs them) every gratuitous ARP
+//!   is dropped and a moved real server is only found again after its entry fails, tens of
+//!   seconds of lost flows later.
+//! - `net.ipv4.conf.<if>.arp_ignore <= 1`. The director must answer ARP for the VIP on its
+//!   interface. The VIP is a /32 there, so `arp_ignore=2` (answer only senders on the
+//!   address's own subnet) would silence it for every client, and 3 or 8 would too. Higher
+//!   values are lowered to 1, which keeps the operator's intent of not answering for addresses
+//!   of other interfaces. The kernel uses the higher of `all` and the interface, but `all` is
+//!   not changed (it would loosen every other interface): a value above 1 there is reported.
+//!
+//! Not set, on purpose: `ip_forward` (the XDP program forwards; the kernel never routes VIP
+//! traffic, unlike IPVS), `rp_filter` (forwarded frames never reach the kernel's IP layer),
+//! and the neighbour timers (the daemon re-confirms its real servers every 5 s itself).
+//!
+//! The changes are recorded in a state file per network namespace and interface, so that a
+//! director killed without clean-up is restored correctly by the next one's stop.
+
+use std::path::{Path, PathBuf};
+
+use aya::maps::MapData;
+use tracing::{info, warn};
+
+use super::{
+    bpffs::{BPFFS_ROOT, Pins},
+    state::{StateError, StateFile, network_namespace_id},
+    sysctl::{
+        ApplyStep, RestoreStep, Setting, SysctlError, SysctlKey, Sysctls, Want, plan_apply,
+        plan_restore, record_change,
+    },
+};
+
+/// Where the director records the settings it changed.
+pub const DIRECTOR_STATE_DIR: &str = "/run/lvs/director";
+
+/// Errors of preparing the director's host.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectorHostError {
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The settings the director relies on, for its interface.
+pub fn director_settings(interface: &str) -> Vec<Setting> {
+    vec![
+        Setting::new(
+            SysctlKey::ipv4_conf("all", "drop_gratuitous_arp"),
+            Want::Exactly(0),
+        ),
+        Setting::new(
+            SysctlKey::ipv4_conf(interface, "drop_gratuitous_arp"),
+            Want::Exactly(0),
+        ),
+        Setting::new(
+            SysctlKey::ipv4_conf(interface, "arp_ignore"),
+            Want::AtMost(1),
+        ),
+    ]
+}
+
+/// What is wrong with `net.ipv4.conf.all.arp_ignore`, which the director does not change.
+pub fn arp_ignore_all_problem(value: &str) -> Option<String> {
+    let number: u32 = value.trim().parse().ok()?;
+    (number > 1).then(|| {
+        format!(
+            "net.ipv4.conf.all.arp_ignore = {number}: above 1 the director does not answer ARP \
+             for a /32 VIP, so clients cannot reach it; set it to 1 or 0"
+        )
+    })
+}
+
+/// The director's changes to its host, undone by `tear_down`.
+#[derive(Debug)]
+pub struct DirectorHost {
+    sysctls: Sysctls,
+    state_dir: PathBuf,
+    bpffs_root: PathBuf,
+    /// The name of the state file, once settings were applied.
+    state: Option<String>,
+    pins: Option<Pins>,
+}
+
+impl Default for DirectorHost {
+    fn default() -> Self {
+        Self::new(Sysctls::default(), DIRECTOR_STATE_DIR, BPFFS_ROOT)
+    }
+}
+
+impl DirectorHost {
+    pub fn new(
+        sysctls: Sysctls,
+        state_dir: impl AsRef<Path>,
+        bpffs_root: impl AsRef<Path>,
+    ) -> Self {
+        Self {
+            sysctls,
+            state_dir: state_dir.as_ref().to_owned(),
+            bpffs_root: bpffs_root.as_ref().to_owned(),
+            state: None,
+            pins: None,
+        }
+    }
+
+    /// Applies the settings the director relies on and pins its maps. A pinning failure is
+    /// only a warning: the maps are for inspection, forwarding does not need them pinned.
+    pub fn set_up(
+        &mut self,
+        interface: &str,
+        maps: &[(&str, &MapData)],
+    ) -> Result<(), DirectorHostError> {
+        self.apply_settings(interface)?;
+        match Pins::create(&self.bpffs_root, interface, maps) {
+            Ok(pins) => {
+                info!(directory = %pins.dir().display(), "maps pinned");
+                self.pins = Some(pins);
+            }
+            Err(error) => warn!(
+                error = %anyhow::Error::from(error),
+                "pinning the maps failed; bpftool cannot find them by path"
+            ),
+        }
+        Ok(())
+    }
+
+    fn apply_settings(&mut self, interface: &str) -> Result<(), DirectorHostError> {
+        let name = format!("netns-{}-{interface}", network_namespace_id()?);
+        let file = StateFile::lock(&self.state_dir, &name)?;
+        self.state = Some(name);
+        // A state left by a director that was killed holds the true originals; its records
+        // are kept, and the values now (ours) are not mistaken for them.
+        let mut state = file.load()?;
+        let settings = director_settings(interface);
+        let current = self.sysctls.read_all(settings.iter().map(|s| &s.key))?;
+        let plan = plan_apply(&settings, &current)?;
+        for step in &plan {
+            if let ApplyStep::Change { key, from, to } = step {
+                record_change(&mut state.sysctls, key, from, to);
+            }
+        }
+        file.save(&state)?;
+        drop(file);
+        for step in plan {
+            if let ApplyStep::Change { key, from, to } = step {
+                self.sysctls.write(&key, &to)?;
+                info!(setting = %key, value = %to, was = %from, "director setting changed");
+            }
+        }
+        let all = SysctlKey::ipv4_conf("all", "arp_ignore");
+        if let Some(problem) = self
+            .sysctls
+            .read(&all)?
+            .as_deref()
+            .and_then(arp_ignore_all_problem)
+        {
+            warn!("{problem}");
+        }
+        Ok(())
+    }
+
+    /// Removes the pins and puts back the settings that still hold the values set here.
+    /// Failures are logged, never returned: clean-up goes as far as it can.
+    pub fn tear_down(&mut self) {
+        if let Some(pins) = self.pins.take() {
+            for problem in pins.remove() {
+                warn!("{problem}");
+            }
+        }
+        let Some(name) = self.state.take() else {
+            return;
+        };
+        if let Err(error) = self.restore(&name) {
+            warn!(error = %anyhow::Error::from(error), "restoring the director's settings failed");
+        }
+    }
+
+    fn restore(&self, name: &str) -> Result<(), DirectorHostError> {
+        let file = StateFile::lock(&self.state_dir, name)?;
+        let mut state = file.load()?;
+        let mut current = std::collections::BTreeMap::new();
+        for record in &state.sysctls {
+            current.insert(record.key.clone(), self.sysctls.read(&record.key)?);
+        }
+        for step in plan_restore(&state.sysctls, &current) {
+            match step {
+                RestoreStep::Restore { key, to, .. } => {
+                    self.sysctls.write(&key, &to)?;
+                    info!(setting = %key, value = %to, "director setting restored");
+                }
+                RestoreStep::ChangedSince { key, now, set, .. } => {
+                    warn!(setting = %key, %now, %set, "changed by someone else since start; left as is");
+                }
+                RestoreStep::AlreadyOriginal { .. } | RestoreStep::Gone { .. } => {}
+            }
+        }
+        state.sysctls.clear();
+        file.save(&state)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_director_needs_gratuitous_arp_and_arp_answers_for_the_vip() {
+        let settings = director_settings("eth0");
+        let named: Vec<(String, Want)> = settings
+            .iter()
+            .map(|s| (s.key.to_string(), s.want))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (
+                    "net.ipv4.conf.all.drop_gratuitous_arp".into(),
+                    Want::Exactly(0)
+                ),
+                (
+                    "net.ipv4.conf.eth0.drop_gratuitous_arp".into(),
+                    Want::Exactly(0)
+                ),
+                ("net.ipv4.conf.eth0.arp_ignore".into(), Want::AtMost(1)),
+            ]
+        );
+        assert_eq!(arp_ignore_all_problem("1"), None);
+        assert_eq!(arp_ignore_all_problem("0\n"), None);
+        assert!(arp_ignore_all_problem("2").unwrap().contains("= 2"));
+    }
+
+    /// The whole set-up and tear-down against a directory standing in for /proc/sys: what
+    /// was changed is put back, what was already right is untouched, and a value changed by
+    /// someone else meanwhile is left alone.
+    #[test]
+    fn settings_are_applied_recorded_and_restored() {
+        let base = std::env::temp_dir().join(format!("lvs-director-host-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let proc_sys = base.join("proc");
+        for (interface, drop, ignore) in [("all", "1", "0"), ("eth0", "0", "2")] {
+            let dir = proc_sys.join("net/ipv4/conf").join(interface);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("drop_gratuitous_arp"), format!("{drop}\n")).unwrap();
+            std::fs::write(dir.join("arp_ignore"), format!("{ignore}\n")).unwrap();
+        }
+        let sysctls = Sysctls::at(&proc_sys);
+        let read = |interface: &str, name: &str| {
+            sysctls
+                .read_existing(&SysctlKey::ipv4_conf(interface, name))
+                .unwrap()
+        };
+        let mut host = DirectorHost::new(sysctls.clone(), base.join("state"), base.join("bpf"));
+        host.apply_settings("eth0").unwrap();
+        assert_eq!(read("all", "drop_gratuitous_arp"), "0");
+        assert_eq!(read("eth0", "arp_ignore"), "1");
+        assert_eq!(read("all", "arp_ignore"), "0", "all is never changed");
+
+        // A second director start after a crash keeps the first originals.
+        let mut again = DirectorHost::new(sysctls.clone(), base.join("state"), base.join("bpf"));
+        host.state.take();
+        again.apply_settings("eth0").unwrap();
+        sysctls
+            .write(&SysctlKey::ipv4_conf("all", "drop_gratuitous_arp"), "0")
+            .unwrap();
+        sysctls
+            .write(&SysctlKey::ipv4_conf("eth0", "arp_ignore"), "0")
+            .unwrap();
+        again.tear_down();
+        assert_eq!(
+            read("all", "drop_gratuitous_arp"),
+            "1",
+            "restored to the value before the first start"
+        );
+        assert_eq!(
+            read("eth0", "arp_ignore"),
+            "0",
+            "changed by someone else: kept"
+        );
+        assert_eq!(read("eth0", "drop_gratuitous_arp"), "0", "never touched");
+        let leftovers: Vec<_> = std::fs::read_dir(base.join("state"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "the state file is removed: {leftovers:?}"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

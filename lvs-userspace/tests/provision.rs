@@ -1,0 +1,683 @@
+//! Provisioning and the doctor, in network namespaces this test creates (prefix `lvsp6`):
+//! real-server up/down/up with the binary and with the script, the director's host settings
+//! and pinned maps, a misconfigured real server found by `lvs doctor`, and a real server's
+//! MAC change followed while traffic runs.
+//!
+//! Needs root (namespaces, sysctls, XDP); ignored by a plain `cargo test`, run by
+//! `cargo xtask test` or `cargo test --test provision -- --ignored --test-threads=1`.
+
+#[path = "support/lab.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with xtask, which uses the parts this test does not"
+)]
+mod lab;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use lab::{Lab, VIP, counter};
+use lvs_common::map_names;
+use lvs_userspace::{dataplane::BpfDataPlane, provision::bpffs::Pins};
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn lvs() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lvs"))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs a command, panicking with its output unless it exits 0.
+fn must(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}",
+        text(&output)
+    );
+    output
+}
+
+/// A network namespace with `lo` up and a veth pair (eth0 with 10.9.0.2/24, eth1) inside it;
+/// deleted on drop, even after a panic.
+struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    fn new(name: &str) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        must(Command::new("ip").args(["netns", "add", name]));
+        let namespace = Self {
+            name: name.to_owned(),
+        };
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &[
+                "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+            ],
+            &["addr", "add", "10.9.0.2/24", "dev", "eth0"],
+            &["link", "set", "eth0", "up"],
+        ] {
+            must(Command::new("ip").args(["-n", name]).args(args));
+        }
+        namespace
+    }
+
+    fn exec(&self) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]);
+        command
+    }
+
+    fn sysctl(&self, path: &str) -> String {
+        let output = must(self.exec().arg("cat").arg(format!("/proc/sys/{path}")));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    fn set_sysctl(&self, path: &str, value: &str) {
+        must(
+            self.exec()
+                .args(["sh", "-c", &format!("echo {value} > /proc/sys/{path}")]),
+        );
+    }
+
+    /// The addresses on lo, as `ip -o addr` prints them ("inet 10.9.9.9/32").
+    fn lo_addresses(&self) -> Vec<String> {
+        let output =
+            must(Command::new("ip").args(["-n", &self.name, "-o", "addr", "show", "dev", "lo"]));
+        let mut addresses: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace().skip(2);
+                Some(format!("{} {}", words.next()?, words.next()?))
+            })
+            .collect();
+        addresses.sort();
+        addresses
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A state directory for one test, removed on drop.
+struct StateDir(PathBuf);
+
+impl StateDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("lvsp6-state-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        Self(dir)
+    }
+
+    /// Files left in it (state of any namespace).
+    fn files(&self) -> Vec<String> {
+        std::fs::read_dir(&self.0)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The two ways to provision a real server, with the same semantics.
+#[derive(Clone, Copy, Debug)]
+enum Provisioner {
+    Binary,
+    Script,
+}
+
+impl Provisioner {
+    /// `up`/`down`/`status` (the script calls them start/stop/status) for the VIPs on eth0.
+    fn run(self, namespace: &Namespace, state: &StateDir, action: &str, vips: &[&str]) -> Output {
+        let mut command = namespace.exec();
+        match self {
+            Provisioner::Binary => {
+                command
+                    .arg(lvs())
+                    .args(["realserver", action])
+                    .args(vips)
+                    .args(["--dev", "eth0", "--state-dir"])
+                    .arg(&state.0);
+            }
+            Provisioner::Script => {
+                let action = match action {
+                    "up" => "start",
+                    "down" => "stop",
+                    other => other,
+                };
+                command
+                    .arg("env")
+                    .arg(format!("LVS_STATE_DIR={}", state.0.display()))
+                    .arg("bash")
+                    .arg(repo().join("scripts/realserver.sh"))
+                    .arg(action)
+                    .args(vips)
+                    .args(["--dev", "eth0"]);
+            }
+        }
+        command.output().expect("running the provisioner")
+    }
+}
+
+/// Every setting a real server's provisioning may touch, plus one it must not (eth1, which
+/// `--dev eth0` excludes).
+const WATCHED: [(&str, &str); 9] = [
+    ("net/ipv4/conf/all/arp_ignore", "1"),
+    ("net/ipv4/conf/all/arp_announce", "2"),
+    ("net/ipv4/conf/all/arp_notify", "1"),
+    ("net/ipv4/conf/eth0/arp_ignore", "1"),
+    ("net/ipv4/conf/eth0/arp_announce", "2"),
+    ("net/ipv4/conf/eth0/arp_notify", "1"),
+    ("net/ipv6/conf/all/ndisc_notify", "1"),
+    ("net/ipv6/conf/eth0/ndisc_notify", "1"),
+    ("net/ipv4/conf/eth1/arp_ignore", "3"),
+];
+
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    sysctls: BTreeMap<String, String>,
+    lo: Vec<String>,
+}
+
+fn snapshot(namespace: &Namespace) -> Snapshot {
+    Snapshot {
+        sysctls: WATCHED
+            .iter()
+            .map(|(path, _)| ((*path).to_owned(), namespace.sysctl(path)))
+            .collect(),
+        lo: namespace.lo_addresses(),
+    }
+}
+
+fn up_down_up_restores_exactly(provisioner: Provisioner, tag: &str) {
+    let namespace = Namespace::new(&format!("lvsp6-{tag}"));
+    let state = StateDir::new(tag);
+    // Distinct starting values, so that restoring to a default would be caught. eth1 holds
+    // 3 so that it would show if it were touched.
+    for (path, value) in [
+        ("net/ipv4/conf/all/arp_ignore", "0"),
+        ("net/ipv4/conf/all/arp_announce", "1"),
+        ("net/ipv4/conf/eth0/arp_ignore", "2"),
+        ("net/ipv4/conf/eth1/arp_ignore", "3"),
+    ] {
+        namespace.set_sysctl(path, value);
+    }
+    // A VIP somebody else put on lo: up finds it, down must leave it.
+    must(Command::new("ip").args([
+        "-n",
+        &namespace.name,
+        "addr",
+        "add",
+        "10.9.9.9/32",
+        "dev",
+        "lo",
+    ]));
+    let vips = ["10.77.0.100", "10.9.9.9", "2001:db8::100"];
+    let before = snapshot(&namespace);
+
+    let up = provisioner.run(&namespace, &state, "up", &vips);
+    assert!(up.status.success(), "{provisioner:?} up:\n{}", text(&up));
+    let after_up = snapshot(&namespace);
+    for (path, want) in &WATCHED[..8] {
+        assert_eq!(after_up.sysctls[*path], *want, "{path} after up");
+    }
+    assert_eq!(after_up.sysctls[WATCHED[8].0], "3", "eth1 is not touched");
+    for vip in [
+        "inet 10.77.0.100/32",
+        "inet 10.9.9.9/32",
+        "inet6 2001:db8::100/128",
+    ] {
+        assert!(
+            after_up.lo.iter().any(|a| a == vip),
+            "{vip} on lo: {:?}",
+            after_up.lo
+        );
+    }
+
+    // Idempotent: a second up changes nothing and says so.
+    let again = provisioner.run(&namespace, &state, "up", &vips);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(snapshot(&namespace), after_up);
+    let again_text = text(&again);
+    assert!(
+        !again_text.contains("set ") && !again_text.contains("added "),
+        "a repeated up made changes:\n{again_text}"
+    );
+    let status = provisioner.run(&namespace, &state, "status", &vips);
+    assert!(
+        status.status.success(),
+        "status after up:\n{}",
+        text(&status)
+    );
+
+    let down = provisioner.run(&namespace, &state, "down", &vips);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(
+        snapshot(&namespace),
+        before,
+        "down restores exactly:\n{}",
+        text(&down)
+    );
+    assert!(
+        text(&down).contains("10.9.9.9 was not added by"),
+        "{}",
+        text(&down)
+    );
+    assert!(
+        state.files().iter().all(|f| !f.starts_with("netns-")),
+        "{:?}",
+        state.files()
+    );
+    let status = provisioner.run(&namespace, &state, "status", &vips);
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "status after down:\n{}",
+        text(&status)
+    );
+
+    let down_again = provisioner.run(&namespace, &state, "down", &vips);
+    assert!(down_again.status.success(), "{}", text(&down_again));
+    assert!(
+        text(&down_again).contains("nothing to undo"),
+        "{}",
+        text(&down_again)
+    );
+
+    let up = provisioner.run(&namespace, &state, "up", &vips);
+    assert!(up.status.success(), "{}", text(&up));
+    assert_eq!(
+        snapshot(&namespace),
+        after_up,
+        "a second cycle provisions the same"
+    );
+    let down = provisioner.run(&namespace, &state, "down", &[]);
+    assert!(down.status.success(), "down without VIPs:\n{}", text(&down));
+    assert_eq!(snapshot(&namespace), before, "{}", text(&down));
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and sysctls"]
+fn binary_realserver_up_down_up_is_idempotent_and_restores_exactly() {
+    up_down_up_restores_exactly(Provisioner::Binary, "bin");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and sysctls"]
+fn script_realserver_start_stop_start_is_idempotent_and_restores_exactly() {
+    up_down_up_restores_exactly(Provisioner::Script, "sh");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and sysctls"]
+fn binary_and_script_refuse_to_undo_each_other() {
+    let namespace = Namespace::new("lvsp6-mix");
+    let state = StateDir::new("mix");
+    let up = Provisioner::Binary.run(&namespace, &state, "up", &["10.77.0.100"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let script = Provisioner::Script.run(&namespace, &state, "down", &["10.77.0.100"]);
+    assert!(!script.status.success(), "{}", text(&script));
+    assert!(
+        text(&script).contains("lvs realserver"),
+        "{}",
+        text(&script)
+    );
+    let look = Provisioner::Script.run(&namespace, &state, "status", &["10.77.0.100"]);
+    assert!(look.status.success(), "status is allowed:\n{}", text(&look));
+    let down = Provisioner::Binary.run(&namespace, &state, "down", &[]);
+    assert!(down.status.success(), "{}", text(&down));
+
+    let start = Provisioner::Script.run(&namespace, &state, "up", &["10.77.0.100"]);
+    assert!(start.status.success(), "{}", text(&start));
+    let binary = Provisioner::Binary.run(&namespace, &state, "down", &[]);
+    assert!(!binary.status.success(), "{}", text(&binary));
+    assert!(
+        text(&binary).contains("scripts/realserver.sh"),
+        "{}",
+        text(&binary)
+    );
+    let look = Provisioner::Binary.run(&namespace, &state, "status", &["10.77.0.100"]);
+    assert!(look.status.success(), "status is allowed:\n{}", text(&look));
+    let stop = Provisioner::Script.run(&namespace, &state, "down", &[]);
+    assert!(stop.status.success(), "{}", text(&stop));
+}
+
+/// Unmounts a test's bpffs mount on drop if it is still mounted (after a failed assertion).
+struct MountGuard(PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+#[ignore = "needs root: loads BPF maps and mounts bpffs"]
+fn maps_are_pinned_for_bpftool_and_removed_with_the_mount() {
+    let root = std::env::temp_dir().join("lvsp6-bpffs");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let guard = MountGuard(root.clone());
+    let dataplane = BpfDataPlane::load(false).expect("loading the XDP object");
+    let pins = Pins::create(&root, "eth0", &dataplane.maps()).expect("pinning");
+    let services = root.join("lvs/eth0").join(map_names::SERVICES);
+    let shown = must(
+        Command::new("bpftool")
+            .args(["map", "show", "pinned"])
+            .arg(&services),
+    );
+    assert!(
+        text(&shown).contains(map_names::SERVICES),
+        "{}",
+        text(&shown)
+    );
+    let problems = pins.remove();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(!services.exists());
+    assert!(
+        !lvs_userspace::provision::bpffs::is_bpffs(&root).unwrap(),
+        "the bpffs mounted for the pins is unmounted again"
+    );
+    drop(guard);
+}
+
+/// The status document's entry for a real server.
+fn real_server<'a>(status: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
+    status["services"][0]["real_servers"]
+        .as_array()
+        .and_then(|list| list.iter().find(|rs| rs["address"] == address))
+        .unwrap_or_else(|| panic!("{address} not in status {status}"))
+}
+
+/// Runs `lvs doctor --json` in the director namespace; returns its exit code and report.
+fn doctor(lab: &Lab) -> (Option<i32>, serde_json::Value) {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &lab.namespace("dir")])
+        .arg(lvs())
+        .args(["doctor", "--json", "--config"])
+        .arg(lab.config_path())
+        .output()
+        .expect("running lvs doctor");
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", text(&output)));
+    (output.status.code(), report)
+}
+
+fn finding<'a>(report: &'a serde_json::Value, subject: &str, check: &str) -> &'a serde_json::Value {
+    report["findings"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|f| f["subject"] == subject && f["check"] == check)
+        })
+        .unwrap_or_else(|| panic!("no {check} finding for {subject} in {report:#}"))
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn doctor_finds_a_real_server_answering_arp_for_the_vip_and_traffic_flows_after_the_fix() {
+    let mut lab = Lab::up(repo(), "lvsp6d", 2).unwrap_or_else(|e| panic!("{e}"));
+    let rs1 = lab.namespace("rs1");
+    // The classic mistake: arp_ignore left at 0 on the first real server.
+    for path in ["all", "eth0"] {
+        must(
+            Command::new("ip")
+                .args(["netns", "exec", &rs1, "sysctl", "-qw"])
+                .arg(format!("net.ipv4.conf.{path}.arp_ignore=0")),
+        );
+    }
+    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let (code, report) = doctor(&lab);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["ok"], false);
+    let wrong = finding(&report, "real server 10.77.0.11", "arp_vip");
+    assert_eq!(wrong["status"], "fail", "{wrong}");
+    assert!(
+        wrong["fix"]
+            .as_str()
+            .unwrap()
+            .contains("lvs realserver up 10.77.0.100"),
+        "{wrong}"
+    );
+    for subject in ["real server 10.77.0.11", "real server 10.77.0.12"] {
+        for check in ["on_link", "arp_own_address", "health_check"] {
+            assert_eq!(
+                finding(&report, subject, check)["status"],
+                "ok",
+                "{subject} {check}"
+            );
+        }
+    }
+    assert_eq!(
+        finding(&report, "real server 10.77.0.12", "arp_vip")["status"],
+        "ok"
+    );
+
+    // The fix, with the binary; its state goes with the lab's.
+    let state = lab.config_path().with_file_name("rs1-binary-state");
+    must(
+        Command::new("ip")
+            .args(["netns", "exec", &rs1])
+            .arg(lvs())
+            .args(["realserver", "up", VIP, "--dev", "eth0", "--state-dir"])
+            .arg(&state),
+    );
+    let (code, report) = doctor(&lab);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        finding(&report, "real server 10.77.0.11", "arp_vip")["status"],
+        "ok"
+    );
+
+    let before = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    let segments_before = lab.director_tcp_in_segments().unwrap();
+    let seen = lab.requests(30);
+    let after = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        seen.failures.is_empty(),
+        "{:?}\n{}",
+        seen.failures,
+        lab.log()
+    );
+    assert_eq!(
+        seen.answers.len(),
+        2,
+        "both real servers answer: {:?}",
+        seen.answers
+    );
+    let forwarded = counter(&after, "tx_forwarded") - counter(&before, "tx_forwarded");
+    assert!(
+        forwarded >= 90,
+        "only {forwarded} frames went through the director"
+    );
+    assert_eq!(
+        lab.director_tcp_in_segments().unwrap(),
+        segments_before,
+        "replies bypassed the director"
+    );
+}
+
+/// What one request of the traffic loop saw.
+struct Answer {
+    after_change: bool,
+    result: Result<String, String>,
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn a_real_servers_mac_change_is_followed_while_traffic_runs() {
+    const NEW_MAC: &str = "02:00:00:6c:00:11";
+    const REQUESTS: usize = 60;
+    let mut lab = Lab::up(repo(), "lvsp6m", 2).unwrap_or_else(|e| panic!("{e}"));
+    let director = lab.namespace("dir");
+    let director_sysctl = |path: &str| {
+        let output = must(
+            Command::new("ip")
+                .args(["netns", "exec", &director, "cat"])
+                .arg(format!("/proc/sys/net/ipv4/conf/{path}")),
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    // Settings that would keep the director from following: it must fix them while it runs
+    // and put them back when it stops.
+    for (setting, value) in [
+        ("all.drop_gratuitous_arp", "1"),
+        ("eth0.drop_gratuitous_arp", "1"),
+        ("eth0.arp_ignore", "2"),
+    ] {
+        must(
+            Command::new("ip")
+                .args(["netns", "exec", &director, "sysctl", "-qw"])
+                .arg(format!("net.ipv4.conf.{setting}={value}")),
+        );
+    }
+    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(director_sysctl("all/drop_gratuitous_arp"), "0");
+    assert_eq!(director_sysctl("eth0/drop_gratuitous_arp"), "0");
+    assert_eq!(director_sysctl("eth0/arp_ignore"), "1");
+
+    // The maps are pinned where bpftool finds them (in the director's mount namespace, which
+    // `ip netns exec` made, with a bpffs the director mounted).
+    // The director is the only process in its namespace.
+    let pids = must(Command::new("ip").args(["netns", "pids", &director]));
+    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
+    let pid = pids.split_whitespace().next().expect("the director runs");
+    let shown = must(
+        Command::new("nsenter")
+            .args(["-t", pid, "-m", "-n", "bpftool", "map", "show", "pinned"])
+            .arg(format!("/sys/fs/bpf/lvs/eth0/{}", map_names::REAL_SERVERS)),
+    );
+    assert!(
+        text(&shown).contains(map_names::REAL_SERVERS),
+        "{}",
+        text(&shown)
+    );
+
+    // Traffic from the client, bounded in count and by curl's timeout, while the MAC changes.
+    let changed = Arc::new(AtomicBool::new(false));
+    let client = lab.namespace("client");
+    let traffic = {
+        let changed = Arc::clone(&changed);
+        std::thread::spawn(move || {
+            (0..REQUESTS)
+                .map(|_| {
+                    let after_change = changed.load(Ordering::SeqCst);
+                    let output = Command::new("ip")
+                        .args(["netns", "exec", &client])
+                        .args(["curl", "--silent", "--show-error", "--max-time", "3"])
+                        .arg(format!("http://{VIP}/"))
+                        .output();
+                    let result = match output {
+                        Ok(o) if o.status.success() => {
+                            Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                        }
+                        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    Answer {
+                        after_change,
+                        result,
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    sleep(Duration::from_millis(500));
+    must(Command::new("ip").args([
+        "-n",
+        &lab.namespace("rs1"),
+        "link",
+        "set",
+        "eth0",
+        "address",
+        NEW_MAC,
+    ]));
+    let started = Instant::now();
+    changed.store(true, Ordering::SeqCst);
+    let mut followed = None;
+    while started.elapsed() < Duration::from_secs(5) {
+        let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+        if real_server(&status, "10.77.0.11")["mac"] == NEW_MAC {
+            followed = Some(started.elapsed());
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let answers = traffic.join().expect("the traffic thread");
+    let followed = followed.unwrap_or_else(|| {
+        panic!(
+            "the director still had the old MAC 5 s after the change:\n{}",
+            lab.log()
+        )
+    });
+    eprintln!("the director followed the MAC change after {followed:?}");
+
+    let failures: Vec<&String> = answers
+        .iter()
+        .filter_map(|a| a.result.as_ref().err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failed requests: {failures:?}\n{}",
+        lab.log()
+    );
+    let rs1_after = answers
+        .iter()
+        .filter(|a| a.after_change && a.result.as_deref() == Ok("rs1"))
+        .count();
+    assert!(
+        rs1_after > 0,
+        "rs1 answered no request after its MAC changed"
+    );
+    let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(real_server(&status, "10.77.0.11")["forwarding"], true);
+
+    // At stop, the settings are put back.
+    lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(director_sysctl("all/drop_gratuitous_arp"), "1");
+    assert_eq!(director_sysctl("eth0/drop_gratuitous_arp"), "1");
+    assert_eq!(director_sysctl("eth0/arp_ignore"), "2");
+    assert!(lab.log().contains("maps pinned"), "{}", lab.log());
+}
