@@ -218,12 +218,9 @@ fn long_lived_connections_survive_server_changes_and_new_ones_follow_the_weights
     lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("{e}"));
 
-    // Four downloads at 128 KiB/s: each keeps its connection open for about 8 s.
+    // Four requests held open: each keeps its connection established until finished.
     let downloads: Vec<_> = (0..4)
-        .map(|_| {
-            lab.slow_download("big", "128k")
-                .unwrap_or_else(|e| panic!("{e}"))
-        })
+        .map(|_| lab.held_request("big").unwrap_or_else(|e| panic!("{e}")))
         .collect();
     std::thread::sleep(Duration::from_millis(500));
 
@@ -268,14 +265,10 @@ fn long_lived_connections_survive_server_changes_and_new_ones_follow_the_weights
     );
 
     for download in downloads {
-        let output = download.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "a long-lived connection broke: {}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            lab.log()
-        );
-        assert_eq!(String::from_utf8_lossy(&output.stdout), BIG.to_string());
+        let answer = download
+            .finish()
+            .unwrap_or_else(|e| panic!("a long-lived connection broke: {e}\n{}", lab.log()));
+        assert_eq!(answer, (200, BIG));
     }
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
 }
@@ -315,12 +308,9 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
         .unwrap_or_else(|e| panic!("{e}"));
     let vip = format!("{}:80", lab::VIP);
 
-    // A download keeps one connection open while the table changes.
+    // A request held open keeps one connection established while the table changes.
     std::fs::write(lab.state_dir().join("www/rs1/big"), vec![b'x'; 2 << 20]).unwrap();
-    let download = lab
-        .slow_download("big", "256k")
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(Duration::from_millis(500));
+    let download = lab.held_request("big").unwrap_or_else(|e| panic!("{e}"));
 
     // -Lnc lists the download's connection, established, to rs1.
     let connections = lvsadm_ok(&lab, &["-Lnc"]);
@@ -386,15 +376,9 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
         saved.lines().count() - 1
     );
 
-    let output = download.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the long download broke: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        (2 << 20).to_string()
-    );
+    let answer = download
+        .finish()
+        .unwrap_or_else(|e| panic!("the held connection broke: {e}"));
+    assert_eq!(answer, (200, 2 << 20));
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
 }

@@ -93,7 +93,8 @@ fn main() -> Result<()> {
             say("unit tests (no root)");
             run(Command::new("cargo").args(["test", "--workspace"]))?;
             say(
-                "root tests: data plane (BPF_PROG_TEST_RUN), end to end and provisioning (namespaces), one at a time",
+                "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end and provisioning \
+                 (namespaces), one at a time",
             );
             let mut root_tests = Command::new("cargo");
             root_tests.args([
@@ -102,6 +103,8 @@ fn main() -> Result<()> {
                 "lvs-userspace",
                 "--test",
                 "dataplane",
+                "--test",
+                "scheduling",
                 "--test",
                 "e2e",
                 "--test",

@@ -25,6 +25,40 @@ pub struct Lab {
     keep: bool,
 }
 
+/// A request held open by `Lab::held_request`.
+pub struct HeldRequest {
+    child: Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl HeldRequest {
+    /// Completes the request; returns the HTTP status and the body's size.
+    pub fn finish(mut self) -> Result<(u16, usize), String> {
+        use std::io::{BufRead as _, Write as _};
+        let mut stdin = self.child.stdin.take().ok_or("no stdin")?;
+        stdin
+            .write_all(b"go\n")
+            .map_err(|e| format!("finishing the held request: {e}"))?;
+        drop(stdin);
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        let output = self.child.wait_with_output().map_err(|e| e.to_string())?;
+        let mut fields = line.split_whitespace();
+        match (
+            fields.next().and_then(|f| f.parse().ok()),
+            fields.next().and_then(|f| f.parse().ok()),
+        ) {
+            (Some(status), Some(size)) => Ok((status, size)),
+            _ => Err(format!(
+                "the held request failed: {line:?} {}",
+                String::from_utf8_lossy(&output.stderr)
+            )),
+        }
+    }
+}
+
 /// What a batch of client requests saw.
 #[derive(Debug, Default)]
 pub struct Requests {
@@ -244,20 +278,47 @@ impl Lab {
         }
     }
 
-    /// Starts a download of `path` from the VIP at `rate` bytes per second (curl's
-    /// --limit-rate), which keeps one connection open for as long as the transfer takes. The
-    /// child prints the number of bytes received; it gives up after 60 s.
-    pub fn slow_download(&self, path: &str, rate: &str) -> Result<Child, String> {
-        Command::new("ip")
+    /// Opens a connection to the VIP and sends the start of a request for `path`, then holds
+    /// it open, established and idle, until `HeldRequest::finish`, which completes the request
+    /// and returns the size of the body received. It gives up after 60 s.
+    pub fn held_request(&self, path: &str) -> Result<HeldRequest, String> {
+        // The server (Python's http.server) waits for the blank line that ends the headers.
+        let script = format!(
+            "import socket, sys\n\
+             s = socket.create_connection(('{VIP}', 80), timeout=60)\n\
+             s.sendall(b'GET /{path} HTTP/1.0\\r\\nHost: lab\\r\\n')\n\
+             print('open', flush=True)\n\
+             sys.stdin.readline()\n\
+             s.sendall(b'\\r\\n')\n\
+             data = b''\n\
+             while True:\n\
+             \x20   chunk = s.recv(65536)\n\
+             \x20   if not chunk: break\n\
+             \x20   data += chunk\n\
+             head, _, body = data.partition(b'\\r\\n\\r\\n')\n\
+             print(head.split(b' ')[1].decode(), len(body), flush=True)\n"
+        );
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &self.namespace("client")])
-            .args(["curl", "--silent", "--show-error", "--max-time", "60"])
-            .args(["--limit-rate", rate, "--output", "/dev/null"])
-            .args(["--write-out", "%{size_download}"])
-            .arg(format!("http://{VIP}/{path}"))
+            .args(["python3", "-c", &script])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("starting curl: {e}"))
+            .map_err(|e| format!("starting the held request: {e}"))?;
+        let mut stdout = std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line)
+            .map_err(|e| format!("reading the held request: {e}"))?;
+        if line.trim() != "open" {
+            let _ = child.kill();
+            let output = child.wait_with_output().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "the held request did not connect: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(HeldRequest { child, stdout })
     }
 
     /// Stops the director with SIGTERM (as an operator would) and waits for it to exit.
