@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod director;
+pub mod health;
 pub mod maglev;
 pub mod model;
 pub mod netlink;
