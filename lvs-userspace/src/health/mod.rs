@@ -14,3 +14,6 @@ pub mod outcome;
 pub mod state;
 
 pub use outcome::{Admission, CheckResult, Failure, HealthState, HealthStatus, Outcome};
+pub mod misc;
+pub mod script;
+pub mod tcp;
