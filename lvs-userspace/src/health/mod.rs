@@ -17,3 +17,4 @@ pub use outcome::{Admission, CheckResult, Failure, HealthState, HealthStatus, Ou
 pub mod misc;
 pub mod script;
 pub mod tcp;
+pub mod http;
