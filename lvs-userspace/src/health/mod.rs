@@ -18,3 +18,5 @@ pub mod misc;
 pub mod script;
 pub mod tcp;
 pub mod http;
+pub mod plan;
+pub mod supervisor;

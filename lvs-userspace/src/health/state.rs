@@ -199,6 +199,29 @@ impl Pool {
     }
 }
 
+/// The notifiers keepalived's omega mode runs at shutdown: with `omega`, the `notify_down`
+/// of every real server that is up, and the service's `quorum_down` if it has its quorum.
+/// Each member is `(up, notify_down)`.
+pub fn omega_notifiers<'a, S>(
+    omega: bool,
+    members: &[(bool, Option<&'a S>)],
+    has_quorum: bool,
+    quorum_down: Option<&'a S>,
+) -> Vec<&'a S> {
+    if !omega {
+        return Vec::new();
+    }
+    let mut scripts: Vec<&S> = members
+        .iter()
+        .filter(|(up, _)| *up)
+        .filter_map(|(_, notify_down)| *notify_down)
+        .collect();
+    if has_quorum {
+        scripts.extend(quorum_down);
+    }
+    scripts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +428,21 @@ mod tests {
                 Some(false), // 2 is
             ]
         );
+    }
+
+    #[test]
+    fn omega_runs_down_notifiers_of_live_servers_and_quorum_down_at_shutdown() {
+        let members = [(true, Some(&"down-a")), (false, Some(&"down-b")), (true, None)];
+        assert_eq!(
+            omega_notifiers(true, &members, true, Some(&"quorum-down")),
+            vec![&"down-a", &"quorum-down"]
+        );
+        assert_eq!(
+            omega_notifiers(true, &members, false, Some(&"quorum-down")),
+            vec![&"down-a"],
+            "a service without quorum already ran quorum_down"
+        );
+        assert!(omega_notifiers(false, &members, true, Some(&"quorum-down")).is_empty());
     }
 
     #[test]
