@@ -17,6 +17,7 @@ use crate::{
     config::{Config, XdpMode},
     control::{self, Envelope, Request, Response},
     dataplane::{BpfDataPlane, DataPlane as _},
+    health::{self, Supervisor},
     model::{Model, Neighbour},
     netlink::{self, LinkInfo, NeighbourEvent, Netlink},
     status::Status,
@@ -54,6 +55,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
         let listener = control::bind(&config.director.control_socket).await?;
+        // Health checking starts before the first write, so that alpha servers are never
+        // offered flows before their first check passes.
+        let (mut health, initial) = health::start(&config);
+        health::apply(&mut model, initial);
         resolve_initially(&netlink, &link, &mut model).await?;
         model.sync(&mut dataplane)?;
         let mode = attach(&mut dataplane, link.index, config.director.xdp_mode)?;
@@ -67,11 +72,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             mode,
             &mut model,
             &mut dataplane,
+            &mut health,
             requests_rx,
             shutdown,
         )
         .await;
         server.abort();
+        health.shutdown().await;
         outcome
     }
     .await;
@@ -194,6 +201,7 @@ async fn serve(
     mode: &str,
     model: &mut Model,
     dataplane: &mut BpfDataPlane,
+    health: &mut Supervisor,
     mut requests: mpsc::Receiver<Envelope>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -208,6 +216,7 @@ async fn serve(
 
     loop {
         let mut neighbours_changed = false;
+        let mut health_changed = false;
         tokio::select! {
             () = &mut shutdown => return Ok(()),
             Some(event) = events.next() => {
@@ -224,6 +233,7 @@ async fn serve(
                 neighbours_changed = refresh_neighbours(netlink, link, model).await?;
             }
             _ = refresh.tick() => request_resolutions(netlink, link, model, true).await,
+            Some(updates) = health.updates() => health_changed = health::apply(model, updates),
             Some((request, reply)) = requests.recv() => {
                 let response = match request {
                     Request::Status {} => match Status::collect(model, dataplane, interface, mode) {
@@ -234,7 +244,7 @@ async fn serve(
                 let _ = reply.send(response);
             }
         }
-        if neighbours_changed {
+        if neighbours_changed || health_changed {
             let report = model.sync(dataplane)?;
             info!(?report, "data plane updated");
         }

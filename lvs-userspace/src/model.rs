@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::{
     config::{Config, Service},
     dataplane::{DataPlane, DataPlaneError},
+    health::HealthStatus,
     maglev::{self, Backend},
 };
 
@@ -70,6 +71,22 @@ struct RealServerState {
     id: u32,
     /// The entry last written to the data plane.
     written: Option<RealServerEntry>,
+    /// The service's sorry server: it gets flows only when health checking admits it.
+    sorry: bool,
+    /// What health checking last said; none for a server it does not check.
+    health: Option<HealthStatus>,
+}
+
+impl RealServerState {
+    /// The weight it gets in the service's scheduling, or none when it is out of it: the
+    /// configured weight, unless health checking decided otherwise.
+    fn admitted_weight(&self) -> Option<u32> {
+        match &self.health {
+            Some(health) => health.admission.weight(),
+            None if self.sorry => None,
+            None => Some(self.weight),
+        }
+    }
 }
 
 /// One service with its data-plane index and the table last written for it.
@@ -111,14 +128,18 @@ impl Model {
                 real_servers: service
                     .real_servers
                     .iter()
-                    .map(|rs| {
+                    .map(|rs| (rs.address, rs.weight, false))
+                    .chain(service.health.sorry_server.map(|sorry| (sorry, 1, true)))
+                    .map(|(address, weight, sorry)| {
                         let id = next_id;
                         next_id += 1;
                         RealServerState {
-                            address: rs.address,
-                            weight: rs.weight,
+                            address,
+                            weight,
                             id,
                             written: None,
+                            sorry,
+                            health: None,
                         }
                     })
                     .collect(),
@@ -163,6 +184,27 @@ impl Model {
         self.neighbours.insert(address, neighbour.clone()) != Some(neighbour)
     }
 
+    /// Records what health checking says about a real server (or the sorry server) of a
+    /// service; returns whether its admission changed, so that a `sync` is needed.
+    pub fn set_health(
+        &mut self,
+        service: lvs_common::ServiceKey,
+        address: Ipv4Addr,
+        status: HealthStatus,
+    ) -> bool {
+        let Some(rs) = self
+            .services
+            .iter_mut()
+            .find(|s| s.service.key() == service)
+            .and_then(|s| s.real_servers.iter_mut().find(|rs| rs.address == address))
+        else {
+            return false;
+        };
+        let before = rs.admitted_weight();
+        rs.health = Some(status);
+        rs.admitted_weight() != before
+    }
+
     /// Writes whatever differs between the wanted state and what was written before.
     pub fn sync(&mut self, dataplane: &mut dyn DataPlane) -> Result<SyncReport, DataPlaneError> {
         let mut report = SyncReport::default();
@@ -186,10 +228,12 @@ impl Model {
                 .iter()
                 .zip(&wanted)
                 .filter(|(_, entry)| entry.flags & REAL_SERVER_USABLE != 0)
-                .map(|(rs, _)| Backend {
-                    id: rs.id,
-                    identity: identity(rs.address, service.service.port),
-                    weight: rs.weight,
+                .filter_map(|(rs, _)| {
+                    Some(Backend {
+                        id: rs.id,
+                        identity: identity(rs.address, service.service.port),
+                        weight: rs.admitted_weight()?,
+                    })
                 })
                 .collect();
             let table = maglev::build_table(&backends, LOOKUP_TABLE_SIZE);
@@ -237,7 +281,9 @@ impl Model {
                     forwarding: rs
                         .written
                         .is_some_and(|e| e.flags & REAL_SERVER_USABLE != 0)
-                        && rs.weight > 0,
+                        && rs.admitted_weight().is_some_and(|w| w > 0),
+                    sorry: rs.sorry,
+                    health: rs.health.as_ref(),
                 })
                 .collect(),
         })
@@ -259,6 +305,10 @@ pub struct RealServerView<'a> {
     pub neighbour: &'a Neighbour,
     /// Whether new flows can be sent to it.
     pub forwarding: bool,
+    /// Whether it is the service's sorry server.
+    pub sorry: bool,
+    /// What health checking last said about it.
+    pub health: Option<&'a HealthStatus>,
 }
 
 /// The entry a real server should have: usable only with a resolved MAC.
@@ -299,7 +349,9 @@ fn changed_slots(old: &[u32], new: &[u32]) -> Vec<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lvs_common::NO_REAL_SERVER;
+    use lvs_common::{NO_REAL_SERVER, ServiceKey};
+
+    use crate::health::Admission;
 
     use crate::{config, dataplane::FakeDataPlane};
 
@@ -447,6 +499,62 @@ weight = 0
             !views[1].real_servers[0].forwarding,
             "weight 0 does not forward"
         );
+    }
+
+    #[test]
+    fn health_removes_inhibits_and_brings_in_the_sorry_server() {
+        let text = CONFIG.replacen(
+            "port = 80\n",
+            "port = 80\nsorry_server = { address = \"10.0.0.9\" }\n",
+            1,
+        );
+        let mut m = Model::new(&config::parse(&text, "test.toml").unwrap());
+        let mut dp = FakeDataPlane::default();
+        for (last, mac) in [(11, 11), (12, 12), (9, 9)] {
+            m.set_neighbour(Ipv4Addr::new(10, 0, 0, last), resolved(mac));
+        }
+        m.sync(&mut dp).unwrap();
+        // The sorry server (id 2, after the two real servers) gets nothing by default.
+        assert_eq!(ids_in_table(&dp, 0), [0, 1].into_iter().collect());
+
+        let web = ServiceKey {
+            addr: [10, 0, 0, 100],
+            port: 80u16.to_be_bytes(),
+            protocol: lvs_common::IPPROTO_TCP,
+            _pad: 0,
+        };
+        let status = |admission| HealthStatus {
+            state: crate::health::HealthState::Down,
+            admission,
+            checker: None,
+            last_result: None,
+        };
+        let eleven = Ipv4Addr::new(10, 0, 0, 11);
+        assert!(m.set_health(web, eleven, status(Admission::Removed)));
+        assert!(!m.set_health(web, eleven, status(Admission::Removed)));
+        m.sync(&mut dp).unwrap();
+        assert_eq!(ids_in_table(&dp, 0), [1].into_iter().collect());
+        assert!(m.set_health(web, eleven, status(Admission::Weight(0))));
+        m.sync(&mut dp).unwrap();
+        assert_eq!(
+            ids_in_table(&dp, 0),
+            [1].into_iter().collect(),
+            "weight 0 gets no new flows"
+        );
+        assert!(m.set_health(web, Ipv4Addr::new(10, 0, 0, 12), status(Admission::Removed)));
+        assert!(m.set_health(
+            web,
+            Ipv4Addr::new(10, 0, 0, 9),
+            status(Admission::Weight(1))
+        ));
+        m.sync(&mut dp).unwrap();
+        assert_eq!(ids_in_table(&dp, 0), [2].into_iter().collect());
+        let views: Vec<_> = m.services().collect();
+        let sorry = &views[0].real_servers[2];
+        assert!(sorry.sorry && sorry.forwarding);
+        assert!(!views[0].real_servers[0].forwarding);
+        // An unknown service or address changes nothing.
+        assert!(!m.set_health(web, Ipv4Addr::new(10, 0, 0, 77), status(Admission::Removed)));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     dataplane::{DataPlane, DataPlaneError},
+    health::{Admission, HealthState, HealthStatus},
     model::{Model, Neighbour},
 };
 
@@ -49,6 +50,12 @@ pub struct RealServerStatus {
     pub forwarding: bool,
     pub packets: u64,
     pub bytes: u64,
+    /// Whether it is the service's sorry server.
+    #[serde(default)]
+    pub sorry_server: bool,
+    /// Health checking's state, admission and last check result (with its time).
+    #[serde(default)]
+    pub health: Option<HealthStatus>,
 }
 
 impl Status {
@@ -92,6 +99,8 @@ impl Status {
                     forwarding: rs.forwarding,
                     packets: rs_stats.packets,
                     bytes: rs_stats.bytes,
+                    sorry_server: rs.sorry,
+                    health: rs.health.cloned(),
                 });
             }
             services.push(ServiceStatus {
@@ -146,17 +155,24 @@ impl Status {
             );
             for rs in &service.real_servers {
                 let neighbour = rs.mac.clone().unwrap_or_else(|| rs.neighbour.clone());
-                let note = match (&rs.reason, rs.forwarding) {
-                    (Some(reason), _) => format!("  ({reason})"),
-                    (None, false) => "  (not forwarding)".to_owned(),
-                    (None, true) => String::new(),
+                let note = match (&rs.reason, rs.forwarding, health_note(rs)) {
+                    (_, _, Some(health)) => format!("  ({health})"),
+                    (Some(reason), _, None) => format!("  ({reason})"),
+                    (None, false, None) => "  (not forwarding)".to_owned(),
+                    (None, true, None) => String::new(),
                 };
+                // As ipvsadm shows what IPVS holds: the weight in effect.
+                let weight = rs
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.admission.weight())
+                    .unwrap_or(rs.weight);
                 let _ = writeln!(
                     out,
                     "  -> {:<28} {:<7} {:<6} {:<17} {:>10} {:>10}{note}",
                     format!("{}:{}", rs.address, service.port),
                     "Route",
-                    rs.weight,
+                    weight,
                     neighbour,
                     rs.packets,
                     rs.bytes
@@ -168,6 +184,26 @@ impl Status {
             let _ = writeln!(out, "  {:<22} {:>12}", counter.name, counter.value);
         }
         out
+    }
+}
+
+/// What health checking adds to a real server's line, when it has something to say.
+fn health_note(rs: &RealServerStatus) -> Option<String> {
+    let health = rs.health.as_ref()?;
+    let last = health.last_result.as_ref().map(|r| r.detail.as_str());
+    match (health.state, health.admission, last) {
+        (HealthState::SorryActive | HealthState::SorryStandby, _, _) => {
+            Some(health.state.name().to_owned())
+        }
+        (HealthState::Down, Admission::Weight(_), Some(last)) => {
+            Some(format!("down, inhibited: {last}"))
+        }
+        (HealthState::Down, _, Some(last)) => Some(format!("down, removed: {last}")),
+        (HealthState::Down, _, None) => Some("down until a check passes".into()),
+        (HealthState::Up, Admission::Removed, _) => {
+            Some("up, out while the sorry server serves".into())
+        }
+        (HealthState::Up, _, _) => None,
     }
 }
 

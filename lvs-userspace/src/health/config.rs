@@ -236,7 +236,9 @@ impl Default for StatusCodes {
 
 impl StatusCodes {
     pub fn accepts(&self, code: u16) -> bool {
-        self.0.iter().any(|&(low, high)| (low..=high).contains(&code))
+        self.0
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&code))
     }
 }
 
@@ -444,7 +446,11 @@ pub(crate) fn validate_service(
     if let Some(quorum) = count(&raw.quorum, &format!("{field}.quorum"), sink) {
         if quorum == 0 {
             let span = raw.quorum.as_ref().map(Spanned::span).unwrap_or_default();
-            sink.report(&span, &format!("{field}.quorum"), "quorum must be at least 1");
+            sink.report(
+                &span,
+                &format!("{field}.quorum"),
+                "quorum must be at least 1",
+            );
         } else {
             health.quorum = quorum;
         }
@@ -496,10 +502,19 @@ pub(crate) fn validate_real_server(
             continue;
         }
         seen = Some(kind);
-        check = validate_check(kind, raw_check.into_inner(), inherited, alpha, &check_field, sink);
+        check = validate_check(
+            kind,
+            raw_check.into_inner(),
+            inherited,
+            alpha,
+            &check_field,
+            sink,
+        );
     }
     RealServerHealth {
-        inhibit_on_failure: raw.inhibit_on_failure.unwrap_or(inherited.inhibit_on_failure),
+        inhibit_on_failure: raw
+            .inhibit_on_failure
+            .unwrap_or(inherited.inhibit_on_failure),
         notify_up: script(raw.notify_up, &format!("{field}.notify_up"), sink),
         notify_down: script(raw.notify_down, &format!("{field}.notify_down"), sink),
         check,
@@ -667,7 +682,11 @@ fn validate_http(
         None | Some("1.0") => HttpVersion::Http10,
         Some("1.1") => HttpVersion::Http11,
         Some(other) => {
-            let span = raw.http_protocol.as_ref().map(Spanned::span).unwrap_or_default();
+            let span = raw
+                .http_protocol
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or_default();
             sink.report(
                 &span,
                 &format!("{field}.http_protocol"),
@@ -703,7 +722,11 @@ fn validate_http(
         let sni = if enable_sni {
             let name = sni_name.or_else(|| checker_host.clone());
             if name.is_none() {
-                let span = raw.enable_sni.as_ref().map(Spanned::span).unwrap_or_default();
+                let span = raw
+                    .enable_sni
+                    .as_ref()
+                    .map(Spanned::span)
+                    .unwrap_or_default();
                 sink.report(
                     &span,
                     &format!("{field}.enable_sni"),
@@ -721,7 +744,10 @@ fn validate_http(
             }
             None
         };
-        let verify = raw.verify_certificate.as_ref().is_some_and(|v| *v.get_ref());
+        let verify = raw
+            .verify_certificate
+            .as_ref()
+            .is_some_and(|v| *v.get_ref());
         if let (Some(ca), false) = (raw.ca_file.as_ref(), verify) {
             sink.report(
                 &ca.span(),
@@ -751,7 +777,9 @@ fn validate_url(
 ) -> Option<UrlCheck> {
     let path = raw.path.get_ref();
     let path_ok = path.starts_with('/')
-        && path.parse::<hyper::Uri>().is_ok_and(|uri| uri.path_and_query().is_some());
+        && path
+            .parse::<hyper::Uri>()
+            .is_ok_and(|uri| uri.path_and_query().is_some());
     if !path_ok {
         sink.report(
             &raw.path.span(),
@@ -771,7 +799,10 @@ fn validate_url(
                 sink.report(
                     &digest.span(),
                     &format!("{field}.digest"),
-                    format!("{:?} is not an MD5 digest (32 hex digits)", digest.get_ref()),
+                    format!(
+                        "{:?} is not an MD5 digest (32 hex digits)",
+                        digest.get_ref()
+                    ),
                 );
                 None
             }
@@ -807,9 +838,19 @@ fn validate_misc(
         );
         return None;
     };
-    let command = script_of(path.get_ref(), &path.span(), &format!("{field}.misc_path"), sink)?;
-    let timeout = seconds(&raw.misc_timeout, &format!("{field}.misc_timeout"), true, sink)
-        .unwrap_or(delay_loop);
+    let command = script_of(
+        path.get_ref(),
+        &path.span(),
+        &format!("{field}.misc_path"),
+        sink,
+    )?;
+    let timeout = seconds(
+        &raw.misc_timeout,
+        &format!("{field}.misc_timeout"),
+        true,
+        sink,
+    )
+    .unwrap_or(delay_loop);
     Some(MiscProbe {
         command,
         timeout,
@@ -892,11 +933,7 @@ fn host_name(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Opt
     Some(name.clone())
 }
 
-fn script(
-    raw: Option<Spanned<RawScript>>,
-    field: &str,
-    sink: &mut Sink<'_, '_>,
-) -> Option<Script> {
+fn script(raw: Option<Spanned<RawScript>>, field: &str, sink: &mut Sink<'_, '_>) -> Option<Script> {
     let raw = raw?;
     script_of(raw.get_ref(), &raw.span(), field, sink)
 }
@@ -912,7 +949,11 @@ fn script_of(
         RawScript::Line(line) => match shell_words::split(line) {
             Ok(words) => words,
             Err(error) => {
-                sink.report(span, field, format!("cannot split {line:?} into words: {error}"));
+                sink.report(
+                    span,
+                    field,
+                    format!("cannot split {line:?} into words: {error}"),
+                );
                 return None;
             }
         },

@@ -52,7 +52,10 @@ pub struct TlsConfigs {
 impl TlsConfigs {
     fn get(&self, options: &TlsOptions) -> Result<Arc<ClientConfig>, Failure> {
         let key = (options.verify, options.ca_file.clone());
-        let mut built = self.built.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(config) = built.get(&key) {
             return Ok(config.clone());
         }

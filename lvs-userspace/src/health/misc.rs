@@ -80,8 +80,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         assert_eq!(exit_with(d, 0, false).await, Outcome::pass("exit code 0"));
-        assert_eq!(exit_with(d, 1, false).await, Outcome::Fail(Failure::Exit(1)));
-        assert_eq!(exit_with(d, 7, false).await, Outcome::Fail(Failure::Exit(7)));
+        assert_eq!(
+            exit_with(d, 1, false).await,
+            Outcome::Fail(Failure::Exit(1))
+        );
+        assert_eq!(
+            exit_with(d, 7, false).await,
+            Outcome::Fail(Failure::Exit(7))
+        );
         assert_eq!(
             exit_with(d, 7, true).await,
             Outcome::Pass {
@@ -149,7 +155,10 @@ mod tests {
             outcome,
             Outcome::Fail(Failure::Timeout(Duration::from_millis(300)))
         );
-        assert!(started.elapsed() < Duration::from_secs(20), "not waited out");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not waited out"
+        );
         let pid: i32 = std::fs::read_to_string(pid_file)
             .unwrap()
             .trim()

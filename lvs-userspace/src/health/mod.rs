@@ -14,9 +14,30 @@ pub mod outcome;
 pub mod state;
 
 pub use outcome::{Admission, CheckResult, Failure, HealthState, HealthStatus, Outcome};
-pub mod misc;
-pub mod script;
-pub mod tcp;
+pub use supervisor::{Checkers, HealthUpdate, Options, Prober, Supervisor};
+
+use std::sync::Arc;
+
+use crate::{config::Config, model::Model};
+
+/// Starts health checking for a configuration with the real checkers: the supervisor and
+/// the initial health of the checked real servers.
+pub fn start(config: &Config) -> (Supervisor, Vec<HealthUpdate>) {
+    Supervisor::start(config, Arc::new(Checkers::default()), Options::default())
+}
+
+/// Gives the model what health checking said; returns whether an admission changed (then
+/// the data plane needs a `sync`).
+pub fn apply(model: &mut Model, updates: Vec<HealthUpdate>) -> bool {
+    let mut changed = false;
+    for update in updates {
+        changed |= model.set_health(update.service, update.address, update.status);
+    }
+    changed
+}
 pub mod http;
+pub mod misc;
 pub mod plan;
+pub mod script;
 pub mod supervisor;
+pub mod tcp;

@@ -75,7 +75,11 @@ pub fn plan(config: &Config) -> Plan {
         let index = plan.services.len();
         let mut members = Vec::with_capacity(service.real_servers.len());
         for rs in &service.real_servers {
-            let settings = health.real_servers.get(&rs.address).cloned().unwrap_or_default();
+            let settings = health
+                .real_servers
+                .get(&rs.address)
+                .cloned()
+                .unwrap_or_default();
             let check = settings.check.map(|check| {
                 interned
                     .entry(check.clone())
@@ -83,10 +87,13 @@ pub fn plan(config: &Config) -> Plan {
                     .clone()
             });
             if let Some(check) = &check {
-                plan.checks.entry(check.clone()).or_default().push(MemberRef {
-                    service: index,
-                    member: members.len(),
-                });
+                plan.checks
+                    .entry(check.clone())
+                    .or_default()
+                    .push(MemberRef {
+                        service: index,
+                        member: members.len(),
+                    });
             }
             members.push(MemberPlan {
                 address: rs.address,

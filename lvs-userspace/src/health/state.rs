@@ -316,7 +316,10 @@ mod tests {
         assert!(state.record(&t, &weighted(5)).weight_changed);
         assert_eq!(state.weight(), Some(5));
         assert!(!state.record(&t, &weighted(5)).weight_changed);
-        assert!(state.record(&t, &pass()).weight_changed, "back to configured");
+        assert!(
+            state.record(&t, &pass()).weight_changed,
+            "back to configured"
+        );
         assert_eq!(state.weight(), None);
     }
 
@@ -366,7 +369,10 @@ mod tests {
         assert_eq!(verdict.quorum_changed, None);
 
         let one_up = [member(1, true, false), member(1, false, false)];
-        assert_eq!(pool.evaluate(&one_up).sorry_server, Some(Admission::Removed));
+        assert_eq!(
+            pool.evaluate(&one_up).sorry_server,
+            Some(Admission::Removed)
+        );
 
         let none_up = [member(1, false, true), member(1, false, false)];
         let verdict = pool.evaluate(&none_up);
@@ -432,7 +438,11 @@ mod tests {
 
     #[test]
     fn omega_runs_down_notifiers_of_live_servers_and_quorum_down_at_shutdown() {
-        let members = [(true, Some(&"down-a")), (false, Some(&"down-b")), (true, None)];
+        let members = [
+            (true, Some(&"down-a")),
+            (false, Some(&"down-b")),
+            (true, None),
+        ];
         assert_eq!(
             omega_notifiers(true, &members, true, Some(&"quorum-down")),
             vec![&"down-a", &"quorum-down"]

@@ -413,8 +413,7 @@ impl Engine {
                 if let Some(status) = run.members.get_mut(member.member) {
                     status.last_result = last.clone();
                     let address = run.plan.members[member.member].address;
-                    self.pending
-                        .insert((run.plan.key, address), status.clone());
+                    self.pending.insert((run.plan.key, address), status.clone());
                 }
             }
         }
@@ -440,7 +439,13 @@ impl Engine {
         let run = &mut self.services[index];
         let verdict = run.pool.evaluate(&members);
         let mut statuses = Vec::with_capacity(members.len());
-        for ((plan, member), admission) in run.plan.members.iter().zip(&members).zip(&verdict.admissions) {
+        for ((plan, member), admission) in run
+            .plan
+            .members
+            .iter()
+            .zip(&members)
+            .zip(&verdict.admissions)
+        {
             let entry = plan.check.as_ref().and_then(|c| self.checks.get(c));
             let status = HealthStatus {
                 state: if member.up {
@@ -494,7 +499,9 @@ impl Engine {
             }
         }
         if let Some(gained) = verdict.quorum_changed {
-            let why = reason.map(ToString::to_string).unwrap_or_else(|| "configuration".into());
+            let why = reason
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "configuration".into());
             if gained {
                 info!(service = %run.plan.name, live_weight = verdict.live_weight, quorum = run.plan.quorum, "quorum gained");
             } else {
@@ -507,7 +514,10 @@ impl Engine {
             };
             if let (true, Some(script)) = (notify, script) {
                 let env = vec![
-                    ("LVS_EVENT", if gained { "quorum_up" } else { "quorum_down" }.to_owned()),
+                    (
+                        "LVS_EVENT",
+                        if gained { "quorum_up" } else { "quorum_down" }.to_owned(),
+                    ),
                     ("LVS_SERVICE", run.plan.name.clone()),
                 ];
                 self.spawn_notifier(script, env);
@@ -530,7 +540,11 @@ impl Engine {
     fn notify_member(&mut self, member: MemberRef, up: bool, outcome: &Outcome) {
         let run = &self.services[member.service];
         let plan = &run.plan.members[member.member];
-        let script = if up { &plan.notify_up } else { &plan.notify_down };
+        let script = if up {
+            &plan.notify_up
+        } else {
+            &plan.notify_down
+        };
         if let Some(script) = script.clone() {
             let env = vec![
                 ("LVS_EVENT", if up { "up" } else { "down" }.to_owned()),
@@ -576,7 +590,10 @@ impl Engine {
             }
         }
         for (script, service) in scripts {
-            let env = vec![("LVS_EVENT", "shutdown".to_owned()), ("LVS_SERVICE", service)];
+            let env = vec![
+                ("LVS_EVENT", "shutdown".to_owned()),
+                ("LVS_SERVICE", service),
+            ];
             self.spawn_notifier(script, env);
         }
         self.attempts.abort_all();

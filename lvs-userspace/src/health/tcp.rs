@@ -81,10 +81,8 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let source = Ipv4Addr::new(127, 0, 0, 2);
         let target = endpoint(port, Some(source));
-        let (outcome, accepted) = tokio::join!(
-            probe(&target, Duration::from_secs(2)),
-            listener.accept()
-        );
+        let (outcome, accepted) =
+            tokio::join!(probe(&target, Duration::from_secs(2)), listener.accept());
         assert!(outcome.passed(), "{outcome:?}");
         assert_eq!(accepted.unwrap().1.ip(), source);
     }

@@ -277,7 +277,11 @@ async fn the_request_carries_version_host_and_path() {
     assert!(check(&probe_config).await.passed());
 
     let heads = server.seen.lock().unwrap().heads.clone();
-    assert_eq!(heads.len(), 4, "one connection per url and check: {heads:?}");
+    assert_eq!(
+        heads.len(),
+        4,
+        "one connection per url and check: {heads:?}"
+    );
     assert!(heads[0].starts_with("GET /a HTTP/1.0\r\n"), "{}", heads[0]);
     let lower = heads[0].to_ascii_lowercase();
     assert!(
@@ -285,7 +289,11 @@ async fn the_request_carries_version_host_and_path() {
         "{}",
         heads[0]
     );
-    assert!(lower.contains("user-agent: lvs-healthcheck/"), "{}", heads[0]);
+    assert!(
+        lower.contains("user-agent: lvs-healthcheck/"),
+        "{}",
+        heads[0]
+    );
     assert!(
         heads[1].starts_with("GET /status?full=1 HTTP/1.0\r\n"),
         "{}",

@@ -64,7 +64,10 @@ impl Prober for Shared {
         let fake = self.0.clone();
         Box::pin(async move {
             let started = fake.epoch.map(|e| e.elapsed()).unwrap_or_default();
-            fake.calls.lock().unwrap().push((started, check.to_string()));
+            fake.calls
+                .lock()
+                .unwrap()
+                .push((started, check.to_string()));
             let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             fake.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(fake.hold).await;
@@ -91,7 +94,8 @@ struct Latest(HashMap<(ServiceKey, Ipv4Addr), HealthStatus>);
 impl Latest {
     fn apply(&mut self, updates: Vec<HealthUpdate>) {
         for update in updates {
-            self.0.insert((update.service, update.address), update.status);
+            self.0
+                .insert((update.service, update.address), update.status);
         }
     }
 
@@ -110,8 +114,7 @@ impl Latest {
     /// Takes updates for `duration` of (paused, auto-advancing) time.
     async fn follow(&mut self, supervisor: &mut Supervisor, duration: Duration) {
         let deadline = Instant::now() + duration;
-        while let Ok(Some(updates)) =
-            tokio::time::timeout_at(deadline, supervisor.updates()).await
+        while let Ok(Some(updates)) = tokio::time::timeout_at(deadline, supervisor.updates()).await
         {
             self.apply(updates);
         }
@@ -166,7 +169,9 @@ delay_before_retry = 1
 async fn a_check_shared_by_two_services_runs_once_and_both_follow_it() {
     let fake = FakeProber::new(Duration::from_millis(10));
     let (mut supervisor, mut latest) = start(TWO_SERVICES, &fake, Options::default());
-    latest.follow(&mut supervisor, Duration::from_millis(9_500)).await;
+    latest
+        .follow(&mut supervisor, Duration::from_millis(9_500))
+        .await;
     // Every 2 s from 0: 0, 2, 4, 6, 8 — once, not once per service.
     assert_eq!(fake.calls_to("10.0.0.11:80"), vec![0, 2, 4, 6, 8]);
     for vip in [100, 101] {
@@ -193,9 +198,13 @@ async fn failing_servers_are_removed_or_inhibited_and_come_back_on_one_success()
         "up until proven down"
     );
     // A failure at 0, the retry at 1: down then.
-    latest.follow(&mut supervisor, Duration::from_millis(500)).await;
+    latest
+        .follow(&mut supervisor, Duration::from_millis(500))
+        .await;
     assert_eq!(latest.get(80, 100, [10, 0, 0, 11]).state, HealthState::Up);
-    latest.follow(&mut supervisor, Duration::from_millis(1_000)).await;
+    latest
+        .follow(&mut supervisor, Duration::from_millis(1_000))
+        .await;
     let down = latest.get(80, 100, [10, 0, 0, 11]);
     assert_eq!(
         (down.state, down.admission),
@@ -253,7 +262,9 @@ async fn alpha_servers_start_down_before_any_check() {
         latest.get(80, 100, [10, 0, 0, 99]).state,
         HealthState::SorryActive
     );
-    latest.follow(&mut supervisor, Duration::from_millis(500)).await;
+    latest
+        .follow(&mut supervisor, Duration::from_millis(500))
+        .await;
     assert_eq!(
         latest.get(80, 100, [10, 0, 0, 11]).admission,
         Admission::Weight(1)
@@ -288,10 +299,7 @@ async fn a_reload_keeps_the_state_and_timers_of_unchanged_checks() {
     fake.set_failing([10, 0, 0, 11], true);
     let (mut supervisor, mut latest) = start(RELOADED, &fake, Options::default());
     latest.follow(&mut supervisor, Duration::from_secs(3)).await;
-    assert_eq!(
-        latest.get(80, 100, [10, 0, 0, 11]).state,
-        HealthState::Down
-    );
+    assert_eq!(latest.get(80, 100, [10, 0, 0, 11]).state, HealthState::Down);
 
     // Change 10.0.0.12's check, add a real server, keep 10.0.0.11's check as it was.
     let edited = RELOADED.replace("connect_timeout = 1", "connect_timeout = 2")
@@ -303,10 +311,7 @@ async fn a_reload_keeps_the_state_and_timers_of_unchanged_checks() {
     latest = Latest::default();
     latest.follow(&mut supervisor, Duration::from_secs(9)).await;
     // 10.0.0.11 is still down without a new failure, and its timer still says 10 s.
-    assert_eq!(
-        latest.get(80, 100, [10, 0, 0, 11]).state,
-        HealthState::Down
-    );
+    assert_eq!(latest.get(80, 100, [10, 0, 0, 11]).state, HealthState::Down);
     assert_eq!(fake.calls_to("10.0.0.11:80"), vec![0, 10]);
     // The changed and the new checks started at the reload.
     assert_eq!(fake.calls_to("10.0.0.12:80"), vec![0, 3]);
@@ -332,18 +337,15 @@ async fn checks_run_with_bounded_concurrency() {
         ..Options::default()
     };
     let (mut supervisor, mut latest) = start(&text, &fake, options);
-    latest.follow(&mut supervisor, Duration::from_secs(12)).await;
+    latest
+        .follow(&mut supervisor, Duration::from_secs(12))
+        .await;
     assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 4);
     assert_eq!(
         supervisor.stats().checks_completed.load(Ordering::Relaxed),
         40
     );
-    assert!(
-        latest
-            .0
-            .values()
-            .all(|status| status.last_result.is_some())
-    );
+    assert!(latest.0.values().all(|status| status.last_result.is_some()));
     supervisor.shutdown().await;
 }
 
