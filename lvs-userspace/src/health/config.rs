@@ -1030,3 +1030,6 @@ fn port_number(raw: &Spanned<i64>, field: &str, sink: &mut Sink<'_, '_>) -> Opti
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
