@@ -100,6 +100,8 @@ fn main() -> Result<()> {
                 "dataplane",
                 "--test",
                 "e2e",
+                "--test",
+                "health_e2e",
                 "--",
                 "--ignored",
                 "--test-threads=1",
