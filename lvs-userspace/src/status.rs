@@ -215,6 +215,59 @@ mod tests {
     use crate::{config, dataplane::FakeDataPlane, model::MacAddr};
 
     #[test]
+    fn health_shows_in_the_weight_and_a_note() {
+        use crate::health::{Admission, CheckResult, HealthState, HealthStatus};
+        let config = config::parse(
+            "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
+             port = 80\nsorry_server = { address = \"10.0.0.9\" }\n\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.11\"\nweight = 3\n\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.12\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut model = Model::new(&config);
+        let key = config.services[0].key();
+        let down = |admission| HealthStatus {
+            state: HealthState::Down,
+            admission,
+            checker: Some("HTTP_GET http://10.0.0.11:80/".into()),
+            last_result: Some(CheckResult {
+                passed: false,
+                detail: "status 503".into(),
+                at_unix_ms: 1,
+            }),
+        };
+        model.set_health(key, Ipv4Addr::new(10, 0, 0, 11), down(Admission::Weight(0)));
+        model.set_health(key, Ipv4Addr::new(10, 0, 0, 12), down(Admission::Removed));
+        let sorry = HealthStatus {
+            state: HealthState::SorryActive,
+            admission: Admission::Weight(1),
+            checker: None,
+            last_result: None,
+        };
+        model.set_health(key, Ipv4Addr::new(10, 0, 0, 9), sorry);
+        let mut dataplane = FakeDataPlane::default();
+        model.sync(&mut dataplane).unwrap();
+        let status = Status::collect(&model, &dataplane, "eth0", "native").unwrap();
+        let text = status.render();
+        assert!(
+            text.contains("  -> 10.0.0.11:80                 Route   0      unknown")
+                && text.contains("(down, inhibited: status 503)"),
+            "{text}"
+        );
+        assert!(text.contains("(down, removed: status 503)"), "{text}");
+        assert!(
+            text.contains("  -> 10.0.0.9:80 ") && text.contains("(sorry server, active)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        let rs = &json["services"][0]["real_servers"][0];
+        assert_eq!(rs["health"]["last_result"]["detail"], "status 503");
+        assert_eq!(rs["health"]["admission"], serde_json::json!({"weight": 0}));
+        assert_eq!(json["services"][0]["real_servers"][2]["sorry_server"], true);
+    }
+
+    #[test]
     fn renders_services_real_servers_and_counters() {
         let config = config::parse(
             "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
