@@ -5,6 +5,10 @@
 //! so) and skips what is there, so each command works on a fresh machine.
 
 #[path = "../../lvs-userspace/tests/support/lab.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the end-to-end tests, which use the parts the demo does not"
+)]
 mod lab;
 
 use std::{

@@ -43,10 +43,13 @@ use crate::health::{
 /// The User-Agent of health checks, so that real servers can tell them from clients.
 const USER_AGENT: &str = concat!("lvs-healthcheck/", env!("CARGO_PKG_VERSION"));
 
+/// What a TLS client configuration depends on: verification, and the CA file if any.
+type TlsKey = (bool, Option<PathBuf>);
+
 /// TLS client configurations, built once per verification setting and shared by all checks.
 #[derive(Default)]
 pub struct TlsConfigs {
-    built: Mutex<HashMap<(bool, Option<PathBuf>), Arc<ClientConfig>>>,
+    built: Mutex<HashMap<TlsKey, Arc<ClientConfig>>>,
 }
 
 impl TlsConfigs {

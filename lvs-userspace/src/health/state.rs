@@ -277,7 +277,8 @@ mod tests {
         let t = timing(1, false);
         assert_eq!(
             run(&t, &[fail(), fail(), pass()]),
-            vec![(0 + 2, false), (2 + 6, true)]
+            // Down at the retry (t=2), up at the next check a delay loop later (t=8).
+            vec![(2, false), (8, true)]
         );
         // A success between failures starts the count again: fail, pass, fail stays up.
         assert_eq!(run(&t, &[fail(), pass(), fail(), pass()]), vec![]);
