@@ -179,7 +179,6 @@ struct CheckEntry {
     queued: Option<delay_queue::Key>,
     /// The attempt running, if any (attempt numbers tell stale results apart after reloads).
     running: Option<u64>,
-    attempts: u64,
     last: Option<CheckResult>,
     followers: Vec<MemberRef>,
 }
@@ -212,6 +211,9 @@ struct Engine {
     notifiers: JoinSet<()>,
     services: Vec<ServiceRun>,
     pending: HashMap<(ServiceKey, Ipv4Addr), HealthStatus>,
+    /// Numbers attempts across all checks, so that a result of a check removed by a reload
+    /// can never pass for an attempt of a check added back later.
+    last_attempt: u64,
     stats: Arc<Stats>,
 }
 
@@ -228,6 +230,7 @@ impl Engine {
             notifiers: JoinSet::new(),
             services: Vec::new(),
             pending: HashMap::new(),
+            last_attempt: 0,
             stats,
         }
     }
@@ -306,7 +309,6 @@ impl Engine {
                             state: CheckState::new(&check.timing),
                             queued,
                             running: None,
-                            attempts: 0,
                             last: None,
                             followers,
                         },
@@ -349,8 +351,8 @@ impl Engine {
             return;
         };
         entry.queued = None;
-        entry.attempts += 1;
-        let attempt = entry.attempts;
+        self.last_attempt += 1;
+        let attempt = self.last_attempt;
         entry.running = Some(attempt);
         let permits = self.permits.clone();
         let prober = self.prober.clone();
