@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds (and tears down) a self-contained LVS direct-routing lab out of network namespaces.
 #
-#   lab.sh up     [--prefix P] [--real-servers N]
+#   lab.sh up     [--prefix P] [--real-servers N] [--sorry-server]
 #   lab.sh down   [--prefix P]
 #   lab.sh config [--prefix P]
+#   lab.sh http-stop  --server S [--prefix P]
+#   lab.sh http-start --server S [--prefix P]
 #
 # The lab is one L2 segment: a "switch" namespace P-sw holds a Linux bridge br0, and every
 # host namespace (P-client, P-dir, P-rs1 .. P-rsN) hangs off it through a veth pair whose
@@ -12,6 +14,10 @@
 # HTTP server that answers GET / with its own name, so a client can see which one it hit.
 # The director gets only its own address: the lvs daemon, started separately with the
 # generated lvs.toml, adds the VIP itself.
+#
+# With --sorry-server, one more real server P-sorry (10.77.0.30) answers "sorry", for a
+# service's sorry_server. http-stop and http-start stop and start the HTTP server of one
+# server (rs1 .. rsN, or sorry), so that health checks can be seen taking it out and back.
 #
 # Every namespace name starts with "P-" so that labs with different prefixes, or leftovers
 # of an earlier run, never collide. State (pids, logs, realserver state, lvs.toml) lives in
@@ -34,10 +40,12 @@ warn() { printf 'lab: warning: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$2" >&2; exit "$1"; }
 usage() {
   cat >&2 <<EOF
-usage: ${0##*/} up     [--prefix P] [--real-servers N]
+usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server]
        ${0##*/} down   [--prefix P]
        ${0##*/} config [--prefix P]
-P matches ^[a-z][a-z0-9]{0,9}\$ (default lvslab); N is 1..$MAX_RS (default 2).
+       ${0##*/} http-stop  --server S [--prefix P]
+       ${0##*/} http-start --server S [--prefix P]
+S is rs1 .. rs$MAX_RS or sorry; P matches ^[a-z][a-z0-9]{0,9}\$ (default lvslab); N is 1..$MAX_RS (default 2).
 EOF
   exit 2
 }
@@ -45,11 +53,25 @@ EOF
 # --- argument parsing: everything is checked before anything is changed ---
 [[ $# -ge 1 ]] || usage
 CMD=$1; shift
-case $CMD in up | down | config) ;; -h | --help | help) usage ;; *) die 2 "unknown command '$CMD' (want up, down or config)" ;; esac
+case $CMD in up | down | config | http-stop | http-start) ;; -h | --help | help) usage ;; *) die 2 "unknown command '$CMD' (want up, down, config, http-stop or http-start)" ;; esac
 PREFIX=lvslab
 NRS=2
+SORRY=0
+SERVER=
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --sorry-server)
+      [[ $CMD == up ]] || die 2 "--sorry-server is only valid with 'up'"
+      SORRY=1; shift ;;
+    --server | --server=*)
+      [[ $CMD == http-stop || $CMD == http-start ]] || die 2 "--server is only valid with 'http-stop' and 'http-start'"
+      if [[ $1 == --server ]]; then
+        [[ $# -ge 2 ]] || die 2 "--server needs a value"
+        SERVER=$2; shift 2
+      else
+        SERVER=${1#--server=}; shift
+      fi
+      ;;
     --prefix) [[ $# -ge 2 ]] || die 2 "--prefix needs a value"; PREFIX=$2; shift 2 ;;
     --prefix=*) PREFIX=${1#--prefix=}; shift ;;
     --real-servers | --real-servers=*)
@@ -75,6 +97,12 @@ done
 if ! [[ $NRS =~ ^[1-9]$ ]] || (( NRS > MAX_RS )); then
   die 2 "--real-servers must be a whole number from 1 to $MAX_RS, not '$NRS'"
 fi
+
+# The one server http-stop and http-start act on: a name this script gave, nothing else.
+if [[ $CMD == http-stop || $CMD == http-start ]]; then
+  [[ $SERVER =~ ^(rs[1-8]|sorry)$ ]] || die 2 "--server must be rs1 .. rs$MAX_RS or sorry, not '$SERVER'"
+fi
+SORRY_ADDR=$SUBNET.30
 
 STATE=$STATE_ROOT/$PREFIX
 CONFIG=$STATE/lvs.toml
@@ -155,7 +183,7 @@ do_down() {
   # the VIP and the sysctls with them, but running `stop` also clears realserver.sh's own
   # state and keeps this script honest about using it symmetrically.
   for ns in "${namespaces[@]}"; do
-    [[ $ns =~ ^$PREFIX-rs[0-9]+$ ]] || continue
+    [[ $ns =~ ^$PREFIX-(rs[0-9]+|sorry)$ ]] || continue
     say "unprovisioning real server $ns"
     LVS_STATE_DIR=$STATE/realserver ip netns exec "$ns" "$REALSERVER" stop "$VIP" --dev eth0 \
       >/dev/null 2>&1 || warn "realserver.sh stop failed in $ns (ignored; the namespace is deleted anyway)"
@@ -221,7 +249,18 @@ add_host() {
 
 # Starts the HTTP server of real server rsI and waits until it answers with its name.
 start_http() {
-  local i=$1 name=rs$1 ns=$PREFIX-rs$1 addr=$SUBNET.$((10 + $1)) dir pid tries body=''
+  start_http_host "rs$1" "$SUBNET.$((10 + $1))"
+}
+
+# The address of a server by name: rsI or sorry.
+server_address() {
+  if [[ $1 == sorry ]]; then printf '%s\n' "$SORRY_ADDR"; else printf '%s\n' "$SUBNET.$((10 + ${1#rs}))"; fi
+}
+
+# Starts the HTTP server of host NAME (namespace P-NAME) on ADDR, and waits until it answers
+# with its name.
+start_http_host() {
+  local name=$1 addr=$2 ns=$PREFIX-$1 dir pid tries body=''
   dir=$STATE/www/$name
   mkdir -p "$dir"
   printf '%s\n' "$name" >"$dir/index.html"
@@ -322,6 +361,13 @@ do_up() {
     start_http "$i"
   done
 
+  if (( SORRY )); then
+    add_host sorry "$SORRY_ADDR"
+    say "provisioning sorry server $PREFIX-sorry with VIP $VIP"
+    LVS_STATE_DIR=$STATE/realserver ip netns exec "$PREFIX-sorry" "$REALSERVER" start "$VIP" --dev eth0 >/dev/null
+    start_http_host sorry "$SORRY_ADDR"
+  fi
+
   write_config
   trap - EXIT
 
@@ -330,6 +376,29 @@ do_up() {
   say "start the director: ip netns exec $NS_DIR lvs director --config $CONFIG"
   say "then try the VIP:   ip netns exec $NS_CLIENT curl http://$VIP/"
   say "tear down:          $0 down --prefix $PREFIX"
+}
+
+# Stops the HTTP server of one server of a running lab (its namespace stays up).
+do_http-stop() {
+  local pidfile=$STATE/http-$SERVER.pid pid
+  [[ -f $pidfile ]] || die 1 "no HTTP server $SERVER is running in lab '$PREFIX'"
+  pid=$(<"$pidfile")
+  if is_http_server "$pid"; then
+    say "stopping HTTP server $SERVER (pid $pid)"
+    stop_pids "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+# Starts the HTTP server of one server of a running lab again.
+do_http-start() {
+  [[ -d $STATE ]] || die 1 "no lab with prefix '$PREFIX' is up"
+  ip netns list | awk '{ print $1 }' | grep -qx "$PREFIX-$SERVER" || die 1 "lab '$PREFIX' has no host $SERVER"
+  if [[ -f $STATE/http-$SERVER.pid ]] && is_http_server "$(<"$STATE/http-$SERVER.pid")"; then
+    die 1 "HTTP server $SERVER is already running"
+  fi
+  PYTHON=$(python3 -c 'import sys; print(sys.executable)') || die 1 "python3 does not run"
+  start_http_host "$SERVER" "$(server_address "$SERVER")"
 }
 
 "do_$CMD"

@@ -33,6 +33,7 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::health::config::{self as health, RawCheck, RawScript, RawSorryServer, ServiceHealth};
 pub use crate::schedule::{SchedFlags, Scheduler};
 use lvs_common::flow::{DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S};
 
@@ -133,6 +134,8 @@ pub struct Service {
     /// Persistence (`-p`, keepalived's `persistence_timeout`), when the service has it.
     pub persistence: Option<Persistence>,
     pub real_servers: Vec<RealServer>,
+    /// Health checking: the checkers of the real servers, quorum, sorry server.
+    pub health: ServiceHealth,
 }
 
 /// A persistent service keeps a client (network) on one real server across connections.
@@ -294,6 +297,25 @@ struct RawService {
     persistence_granularity: Option<Spanned<String>>,
     #[serde(default)]
     real_server: Vec<Spanned<RawRealServer>>,
+    // Health checking, in keepalived's words; validated by `health::config`.
+    #[serde(default)]
+    delay_loop: Option<Spanned<f64>>,
+    #[serde(default)]
+    sorry_server: Option<Spanned<RawSorryServer>>,
+    #[serde(default)]
+    quorum: Option<Spanned<i64>>,
+    #[serde(default)]
+    hysteresis: Option<Spanned<i64>>,
+    #[serde(default)]
+    quorum_up: Option<Spanned<RawScript>>,
+    #[serde(default)]
+    quorum_down: Option<Spanned<RawScript>>,
+    #[serde(default)]
+    alpha: Option<bool>,
+    #[serde(default)]
+    omega: Option<bool>,
+    #[serde(default)]
+    inhibit_on_failure: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -308,10 +330,27 @@ struct RawRealServer {
     uthreshold: Option<Spanned<i64>>,
     #[serde(default)]
     lthreshold: Option<Spanned<i64>>,
+    // Health checking, in keepalived's words; validated by `health::config`.
+    #[serde(default, rename = "HTTP_GET")]
+    http_get: Option<Spanned<RawCheck>>,
+    #[serde(default, rename = "SSL_GET")]
+    ssl_get: Option<Spanned<RawCheck>>,
+    #[serde(default, rename = "TCP_CHECK")]
+    tcp_check: Option<Spanned<RawCheck>>,
+    #[serde(default, rename = "MISC_CHECK")]
+    misc_check: Option<Spanned<RawCheck>>,
+    #[serde(default)]
+    inhibit_on_failure: Option<bool>,
+    #[serde(default)]
+    notify_up: Option<Spanned<RawScript>>,
+    #[serde(default)]
+    notify_down: Option<Spanned<RawScript>>,
+    #[serde(default)]
+    alpha: Option<bool>,
 }
 
 /// Turns byte offsets into line numbers for error messages.
-struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     text: &'a str,
     file: &'a str,
 }
@@ -322,7 +361,12 @@ impl Locator<'_> {
         self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
     }
 
-    fn problem(&self, span: &Range<usize>, field: &str, message: impl Into<String>) -> Problem {
+    pub(crate) fn problem(
+        &self,
+        span: &Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Problem {
         Problem {
             file: self.file.to_owned(),
             line: self.line(span),
@@ -495,11 +539,39 @@ fn validate_service(
         }
     }
 
+    let raw_health = health::RawServiceHealth {
+        delay_loop: raw.delay_loop,
+        sorry_server: raw.sorry_server,
+        quorum: raw.quorum,
+        hysteresis: raw.hysteresis,
+        quorum_up: raw.quorum_up,
+        quorum_down: raw.quorum_down,
+        alpha: raw.alpha,
+        omega: raw.omega,
+        inhibit_on_failure: raw.inhibit_on_failure,
+    };
+    let mut sink = health::Sink { at, problems };
+    let (mut health, inhibit_on_failure) =
+        health::validate_service(raw_health, port, field, &mut sink);
+
     let mut real_servers: Vec<RealServer> = Vec::new();
     for (index, raw_rs) in raw.real_server.into_iter().enumerate() {
         let rs_field = format!("{field}.real_server[{index}]");
         let span = raw_rs.span();
-        if let Some(rs) = validate_real_server(raw_rs.into_inner(), port, &rs_field, at, problems) {
+        let mut raw_rs = raw_rs.into_inner();
+        let raw_rs_health = raw_rs.take_health();
+        let rs = validate_real_server(raw_rs, port, &rs_field, at, problems);
+        let inherited = health::Inherited {
+            delay_loop: health.delay_loop,
+            alpha: health.alpha,
+            inhibit_on_failure,
+            service_port: port,
+            address: rs.as_ref().map(|rs| rs.address),
+        };
+        let mut sink = health::Sink { at, problems };
+        let rs_health =
+            health::validate_real_server(raw_rs_health, &inherited, &rs_field, &mut sink);
+        if let Some(rs) = rs {
             if real_servers.iter().any(|known| known.address == rs.address) {
                 problems.push(at.problem(
                     &span,
@@ -508,6 +580,14 @@ fn validate_service(
                 ));
                 continue;
             }
+            if health.sorry_server == Some(rs.address) {
+                problems.push(at.problem(
+                    &span,
+                    &rs_field,
+                    format!("{} is also the sorry server", rs.address),
+                ));
+            }
+            health.real_servers.insert(rs.address, rs_health);
             real_servers.push(rs);
         }
     }
@@ -523,6 +603,7 @@ fn validate_service(
         sched_flags: sched_flags?,
         persistence,
         real_servers,
+        health,
     })
 }
 
@@ -596,6 +677,22 @@ fn number_in(
             ),
         ));
         None
+    }
+}
+
+impl RawRealServer {
+    /// Takes the health-checking keys out, for `health::config` to validate.
+    fn take_health(&mut self) -> health::RawRealServerHealth {
+        health::RawRealServerHealth {
+            http_get: self.http_get.take(),
+            ssl_get: self.ssl_get.take(),
+            tcp_check: self.tcp_check.take(),
+            misc_check: self.misc_check.take(),
+            inhibit_on_failure: self.inhibit_on_failure.take(),
+            notify_up: self.notify_up.take(),
+            notify_down: self.notify_down.take(),
+            alpha: self.alpha.take(),
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use crate::{
     conntrack,
     control::{self, Envelope, Request, Response},
     dataplane::{BpfDataPlane, DataPlane as _, LoadOptions},
+    health::{self, Supervisor},
     model::{Model, Neighbour},
     netlink::{self, LinkInfo, NeighbourEvent, Netlink},
     provision::director::DirectorHost,
@@ -89,6 +90,10 @@ pub async fn run(
     let result = async {
         director.add_vips().await?;
         let listener = control::bind(&director.config.director.control_socket).await?;
+        // Health checking starts before the first write, so that alpha servers are never
+        // offered flows before their first check passes.
+        let (mut health, initial) = health::start(&director.config);
+        health::apply(&mut director.model, initial);
         resolve_initially(&director.netlink, &director.link, &mut director.model).await?;
         director.model.sync(&mut director.dataplane)?;
         director.mode = attach(
@@ -105,8 +110,9 @@ pub async fn run(
         );
         let (requests, requests_rx) = mpsc::channel(16);
         let server = tokio::spawn(control::serve(listener, requests));
-        let outcome = director.serve(requests_rx, shutdown).await;
+        let outcome = director.serve(&mut health, requests_rx, shutdown).await;
         server.abort();
+        health.shutdown().await;
         outcome
     }
     .await;
@@ -190,7 +196,7 @@ impl Director {
     }
 
     /// Reads the config file again and applies it whole, or not at all.
-    async fn reload(&mut self) -> Result<String> {
+    async fn reload(&mut self, health: &Supervisor) -> Result<String> {
         let path = self
             .config_path
             .clone()
@@ -216,6 +222,8 @@ impl Director {
         self.config.services = new.services;
         self.config.director.timeouts = new.director.timeouts;
         self.config.director.expire_nodest_conn = new.director.expire_nodest_conn;
+        // Unchanged checks keep their state and timers; the supervisor re-sends every status.
+        health.reload(&self.config).await;
         self.after_change().await?;
         let mut message = format!("reloaded {}: {services} services", path.display());
         if !needs_restart.is_empty() {
@@ -305,7 +313,7 @@ impl Director {
     }
 
     /// Applies `lvsadm`'s changes to the wanted services: all of them, or none.
-    async fn apply_changes(&mut self, changes: &[api::Change]) -> Response {
+    async fn apply_changes(&mut self, changes: &[api::Change], health: &Supervisor) -> Response {
         let refuse = |message: String, change: Option<usize>| Response::Error { message, change };
         let current = runtime::rules(&self.config.services, self.config.director.timeouts);
         let next = match current.apply_all(changes) {
@@ -321,6 +329,7 @@ impl Director {
         }
         self.config.services = services;
         self.config.director.timeouts = runtime::config_timeouts(next.timeouts);
+        health.reload(&self.config).await;
         let result = async {
             self.dataplane
                 .set_settings(settings(&self.config.director))?;
@@ -393,7 +402,7 @@ impl Director {
         ))
     }
 
-    async fn answer(&mut self, request: Request) -> Response {
+    async fn answer(&mut self, request: Request, health: &Supervisor) -> Response {
         let error = |error: anyhow::Error| Response::Error {
             message: format!("{error:#}"),
             change: None,
@@ -414,12 +423,12 @@ impl Director {
                 Ok(list) => Response::Connections(list),
                 Err(e) => error(e),
             },
-            Request::Apply { changes } => self.apply_changes(&changes).await,
+            Request::Apply { changes } => self.apply_changes(&changes, health).await,
             Request::Snapshot { connections } => match self.snapshot(connections) {
                 Ok(snapshot) => Response::Snapshot(snapshot),
                 Err(e) => error(e),
             },
-            Request::Reload {} => match self.reload().await {
+            Request::Reload {} => match self.reload(health).await {
                 Ok(message) => {
                     info!("{message}");
                     Response::Done { message }
@@ -436,6 +445,7 @@ impl Director {
     /// shutdown.
     async fn serve(
         &mut self,
+        health: &mut Supervisor,
         mut requests: mpsc::Receiver<Envelope>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
@@ -455,6 +465,7 @@ impl Director {
 
         loop {
             let mut neighbours_changed = false;
+            let mut health_changed = false;
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 Some(event) = events.next() => {
@@ -478,23 +489,26 @@ impl Director {
                     request_resolutions(&self.netlink, &self.link, &self.model, true).await;
                 }
                 _ = sweep.tick() => self.sweep()?,
+                Some(updates) = health.updates() => {
+                    health_changed = health::apply(&mut self.model, updates);
+                }
                 _ = rate_tick.tick() => {
                     let elapsed = last_rate_sample.elapsed().as_secs_f64();
                     last_rate_sample = Instant::now();
                     self.rates.sample(&self.model, &self.dataplane, elapsed)?;
                 }
                 _ = hangup.recv() => {
-                    match self.reload().await {
+                    match self.reload(health).await {
                         Ok(message) => info!("SIGHUP: {message}"),
                         Err(error) => warn!("SIGHUP: reload refused: {error:#}"),
                     }
                 }
                 Some((request, reply)) = requests.recv() => {
-                    let response = self.answer(request).await;
+                    let response = self.answer(request, health).await;
                     let _ = reply.send(response);
                 }
             }
-            if neighbours_changed {
+            if neighbours_changed || health_changed {
                 let report = self.model.sync(&mut self.dataplane)?;
                 info!(?report, "data plane updated");
             }

@@ -16,6 +16,7 @@ pub mod director;
 pub mod doctor;
 #[cfg(test)]
 mod golden;
+pub mod health;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod lvsadm;

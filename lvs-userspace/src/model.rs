@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::{
     config::{RealServer, Service},
     dataplane::{DataPlane, DataPlaneError},
+    health::HealthStatus,
     schedule::{self, Candidate},
 };
 
@@ -147,6 +148,32 @@ struct RealServerState {
     overloaded: bool,
     /// Its counters still hold a previous owner's numbers.
     stats_stale: bool,
+    /// The service's sorry server: it gets flows only when health checking admits it.
+    sorry: bool,
+    /// What health checking last said; none for a server it does not check.
+    health: Option<HealthStatus>,
+}
+
+impl RealServerState {
+    /// The weight it gets in the service's scheduling, or none when it is out of it: the
+    /// configured weight, unless health checking decided otherwise.
+    fn admitted_weight(&self) -> Option<u32> {
+        match &self.health {
+            Some(health) => health.admission.weight(),
+            None if self.sorry => None,
+            None => Some(self.config.weight),
+        }
+    }
+}
+
+/// A service's sorry server as a real server of weight 1 (`sorry_server` in the config).
+fn sorry_server(service: &Service) -> Option<RealServer> {
+    service.health.sorry_server.map(|address| RealServer {
+        address,
+        weight: 1,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    })
 }
 
 /// One service with its data-plane index and the table last written for it.
@@ -262,6 +289,7 @@ impl Model {
                 None => {
                     new_services += 1;
                     new_real_servers += service.real_servers.len();
+                    new_real_servers += usize::from(service.health.sorry_server.is_some());
                 }
             }
         }
@@ -276,13 +304,19 @@ impl Model {
 
     fn new_service(&mut self, service: &Service) -> ServiceState {
         let (index, _) = self.service_indices.allocate();
+        let mut real_servers: Vec<RealServerState> = service
+            .real_servers
+            .iter()
+            .map(|rs| self.new_real_server(rs))
+            .collect();
+        if let Some(sorry) = sorry_server(service) {
+            let mut state = self.new_real_server(&sorry);
+            state.sorry = true;
+            real_servers.push(state);
+        }
         ServiceState {
             index,
-            real_servers: service
-                .real_servers
-                .iter()
-                .map(|rs| self.new_real_server(rs))
-                .collect(),
+            real_servers,
             service: service.clone(),
             table: Vec::new(),
             entry: None,
@@ -299,6 +333,8 @@ impl Model {
             written: None,
             overloaded: false,
             stats_stale: true,
+            sorry: false,
+            health: None,
         }
     }
 
@@ -307,7 +343,7 @@ impl Model {
         for rs in &service.real_servers {
             let kept = old
                 .iter()
-                .position(|known| known.config.address == rs.address)
+                .position(|known| !known.sorry && known.config.address == rs.address)
                 .map(|at| old.swap_remove(at));
             state.real_servers.push(match kept {
                 Some(mut known) => {
@@ -316,6 +352,17 @@ impl Model {
                 }
                 None => self.new_real_server(rs),
             });
+        }
+        if let Some(sorry) = sorry_server(service) {
+            let kept = old
+                .iter()
+                .position(|known| known.sorry && known.config.address == sorry.address)
+                .map(|at| old.swap_remove(at));
+            state.real_servers.push(kept.unwrap_or_else(|| {
+                let mut fresh = self.new_real_server(&sorry);
+                fresh.sorry = true;
+                fresh
+            }));
         }
         self.retired_real_servers
             .extend(old.into_iter().map(|rs| Retired {
@@ -389,6 +436,31 @@ impl Model {
         self.counts = counts;
     }
 
+    /// Records what health checking says about a real server (or the sorry server) of a
+    /// service; returns whether its admission changed, so that a `sync` is needed.
+    pub fn set_health(
+        &mut self,
+        service: ServiceKey,
+        address: Ipv4Addr,
+        status: HealthStatus,
+    ) -> bool {
+        let Some(rs) = self
+            .services
+            .iter_mut()
+            .find(|s| s.service.key() == service)
+            .and_then(|s| {
+                s.real_servers
+                    .iter_mut()
+                    .find(|rs| rs.config.address == address)
+            })
+        else {
+            return false;
+        };
+        let before = rs.admitted_weight();
+        rs.health = Some(status);
+        rs.admitted_weight() != before
+    }
+
     /// Writes whatever differs between the wanted state and what was written before.
     pub fn sync(&mut self, dataplane: &mut dyn DataPlane) -> Result<SyncReport, DataPlaneError> {
         let mut report = SyncReport::default();
@@ -449,8 +521,10 @@ impl Model {
                     forwarding: rs
                         .written
                         .is_some_and(|e| e.flags & REAL_SERVER_USABLE != 0)
-                        && rs.config.weight > 0
+                        && rs.admitted_weight().is_some_and(|w| w > 0)
                         && !rs.overloaded,
+                    sorry: rs.sorry,
+                    health: rs.health.as_ref(),
                 })
                 .collect(),
         })
@@ -492,12 +566,13 @@ fn sync_service(
         .iter()
         .zip(&wanted)
         .filter(|(rs, entry)| entry.flags & REAL_SERVER_USABLE != 0 && !rs.overloaded)
-        .map(|(rs, _)| {
+        .filter_map(|(rs, _)| Some((rs, rs.admitted_weight()?)))
+        .map(|(rs, weight)| {
             let connections = counts.get(&rs.id).copied().unwrap_or_default();
             Candidate {
                 id: rs.id,
                 identity: identity(rs.config.address, service.service.port),
-                weight: rs.config.weight,
+                weight,
                 active: connections.active,
                 inactive: connections.inactive,
             }
@@ -581,6 +656,10 @@ pub struct RealServerView<'a> {
     pub overloaded: bool,
     /// Whether new flows can be sent to it.
     pub forwarding: bool,
+    /// Whether it is the service's sorry server.
+    pub sorry: bool,
+    /// What health checking last said about it.
+    pub health: Option<&'a HealthStatus>,
 }
 
 /// The entry a real server should have: usable only with a resolved MAC.

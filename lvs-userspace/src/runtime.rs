@@ -159,10 +159,16 @@ fn service(rules: &ServiceRules, known: Option<&Service>) -> Result<Service, Run
         sched_flags,
         persistence,
         real_servers: Vec::new(),
+        health: Default::default(),
     });
     service.scheduler = scheduler;
     service.sched_flags = sched_flags;
     service.persistence = persistence;
+    // Health settings of real servers that left the service go with them.
+    service
+        .health
+        .real_servers
+        .retain(|address, _| real_servers.iter().any(|rs| rs.address == *address));
     service.real_servers = real_servers;
     Ok(service)
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::Timeouts,
     dataplane::{DataPlane, DataPlaneError},
+    health::{Admission, HealthState, HealthStatus},
     model::{Model, Neighbour},
     rates::{RateBook, Rates},
 };
@@ -70,6 +71,12 @@ pub struct RealServerStatus {
     pub packets: u64,
     pub bytes: u64,
     pub rates: Rates,
+    /// Whether it is the service's sorry server.
+    #[serde(default)]
+    pub sorry_server: bool,
+    /// Health checking's state, admission and last check result (with its time).
+    #[serde(default)]
+    pub health: Option<HealthStatus>,
 }
 
 impl Status {
@@ -106,10 +113,15 @@ impl Status {
                         Some(format!("not on a subnet of {interface}")),
                     ),
                 };
+                // As ipvsadm shows what IPVS holds: the weight in effect.
+                let weight = rs
+                    .health
+                    .and_then(|h| h.admission.weight())
+                    .unwrap_or(rs.weight);
                 real_servers.push(RealServerStatus {
                     address: rs.address.to_string(),
                     port: view.service.port,
-                    weight: rs.weight,
+                    weight,
                     upper_threshold: rs.config.upper_threshold,
                     lower_threshold: rs.config.lower_threshold,
                     overloaded: rs.overloaded,
@@ -124,6 +136,8 @@ impl Status {
                     packets: rs_stats.packets,
                     bytes: rs_stats.bytes,
                     rates: rates.real_server(rs.id),
+                    sorry_server: rs.sorry,
+                    health: rs.health.cloned(),
                 });
             }
             let service = view.service;
@@ -199,10 +213,11 @@ impl Status {
             );
             for rs in &service.real_servers {
                 let neighbour = rs.mac.clone().unwrap_or_else(|| rs.neighbour.clone());
-                let note = match (&rs.reason, rs.forwarding) {
-                    (Some(reason), _) => format!("  ({reason})"),
-                    (None, false) => "  (not forwarding)".to_owned(),
-                    (None, true) => String::new(),
+                let note = match (&rs.reason, rs.forwarding, health_note(rs)) {
+                    (_, _, Some(health)) => format!("  ({health})"),
+                    (Some(reason), _, None) => format!("  ({reason})"),
+                    (None, false, None) => "  (not forwarding)".to_owned(),
+                    (None, true, None) => String::new(),
                 };
                 let _ = writeln!(
                     out,
@@ -223,6 +238,26 @@ impl Status {
             let _ = writeln!(out, "  {:<22} {:>12}", counter.name, counter.value);
         }
         out
+    }
+}
+
+/// What health checking adds to a real server's line, when it has something to say.
+fn health_note(rs: &RealServerStatus) -> Option<String> {
+    let health = rs.health.as_ref()?;
+    let last = health.last_result.as_ref().map(|r| r.detail.as_str());
+    match (health.state, health.admission, last) {
+        (HealthState::SorryActive | HealthState::SorryStandby, _, _) => {
+            Some(health.state.name().to_owned())
+        }
+        (HealthState::Down, Admission::Weight(_), Some(last)) => {
+            Some(format!("down, inhibited: {last}"))
+        }
+        (HealthState::Down, _, Some(last)) => Some(format!("down, removed: {last}")),
+        (HealthState::Down, _, None) => Some("down until a check passes".into()),
+        (HealthState::Up, Admission::Removed, _) => {
+            Some("up, out while the sorry server serves".into())
+        }
+        (HealthState::Up, _, _) => None,
     }
 }
 

@@ -50,7 +50,8 @@ enum Task {
     Test,
     /// cargo fmt --check, and clippy on the host crates and on the eBPF crate.
     Lint,
-    /// Benchmarks: the data plane's per-packet cost against an empty XDP program.
+    /// Benchmarks: the data plane's per-packet cost against an empty XDP program, and the
+    /// controller's cost of health checking 1,000 and 10,000 real servers.
     Bench,
     /// Build or remove the demo lab by hand (`up` or `down`), see scripts/lab.sh.
     Lab {
@@ -109,6 +110,8 @@ fn main() -> Result<()> {
                 "e2e",
                 "--test",
                 "provision",
+                "--test",
+                "health_e2e",
                 "--",
                 "--ignored",
                 "--test-threads=1",
@@ -124,6 +127,7 @@ fn main() -> Result<()> {
             let mut bench = Command::new("cargo");
             bench.args(["bench", "-p", "lvs-userspace", "--bench", "dataplane"]);
             bench.args(["--bench", "scaling"]);
+            bench.args(["--bench", "health"]);
             as_root(&mut bench)
         }
         Task::Lab { args } => {

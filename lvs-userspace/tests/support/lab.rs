@@ -70,6 +70,16 @@ pub struct Requests {
 impl Lab {
     /// Builds the lab with `real_servers` real servers under namespace prefix `prefix`.
     pub fn up(repo: &Path, prefix: &str, real_servers: u8) -> Result<Self, String> {
+        Self::up_with(repo, prefix, real_servers, false)
+    }
+
+    /// Builds the lab, with a sorry server (`SORRY_SERVER`, answering "sorry") if asked.
+    pub fn up_with(
+        repo: &Path,
+        prefix: &str,
+        real_servers: u8,
+        sorry_server: bool,
+    ) -> Result<Self, String> {
         let lab = Self {
             repo: repo.to_owned(),
             prefix: prefix.to_owned(),
@@ -77,14 +87,53 @@ impl Lab {
             director: None,
             keep: false,
         };
-        lab.script(&[
-            "up",
-            "--prefix",
-            prefix,
-            "--real-servers",
-            &real_servers.to_string(),
-        ])?;
+        let count = real_servers.to_string();
+        let mut args = vec!["up", "--prefix", prefix, "--real-servers", &count];
+        if sorry_server {
+            args.push("--sorry-server");
+        }
+        lab.script(&args)?;
         Ok(lab)
+    }
+
+    /// Stops the HTTP server of one server ("rs1".., or "sorry"); its host stays up.
+    pub fn stop_http(&self, server: &str) -> Result<(), String> {
+        self.script(&["http-stop", "--prefix", &self.prefix, "--server", server])
+    }
+
+    /// Starts the HTTP server of one server again.
+    pub fn start_http(&self, server: &str) -> Result<(), String> {
+        self.script(&["http-start", "--prefix", &self.prefix, "--server", server])
+    }
+
+    /// Polls the status until `wanted` holds for it, or `timeout` passes; returns the status
+    /// and how long it took.
+    pub fn wait_for_status(
+        &mut self,
+        lvs: &Path,
+        timeout: Duration,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<(serde_json::Value, Duration), String> {
+        let started = Instant::now();
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < timeout {
+            if let Some(child) = self.director.as_mut() {
+                if let Ok(Some(exit)) = child.try_wait() {
+                    return Err(format!("the director exited ({exit}):\n{}", self.log()));
+                }
+            }
+            match self.status(lvs) {
+                Ok(status) if wanted(&status) => return Ok((status, started.elapsed())),
+                Ok(status) => last = status.to_string(),
+                Err(error) => last = error,
+            }
+            sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "not true within {timeout:?}: {what}; last status: {last}\nlog:\n{}",
+            self.log()
+        ))
     }
 
     /// Leaves the lab and the director running when this value is dropped.
@@ -371,6 +420,19 @@ pub fn forwarding_count(status: &serde_json::Value) -> usize {
         .flat_map(|s| s["real_servers"].as_array().into_iter().flatten())
         .filter(|rs| rs["forwarding"].as_bool() == Some(true))
         .count()
+}
+
+/// The address of the lab's sorry server (`up_with(.., true)`).
+pub const SORRY_SERVER: &str = "10.77.0.30";
+
+/// Whether the status document says new flows go to the real server at `address`.
+pub fn is_forwarding(status: &serde_json::Value, address: &str) -> bool {
+    status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["real_servers"].as_array().into_iter().flatten())
+        .any(|rs| rs["address"] == address && rs["forwarding"].as_bool() == Some(true))
 }
 
 /// A verdict counter from the status document.

@@ -1,0 +1,384 @@
+//! The health keywords in a config file: values, defaults, inheritance, and errors reported
+//! as `file:line: field: message`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::*;
+use crate::config::{self, Config};
+
+const FULL: &str = r#"
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+delay_loop = 6
+quorum = 2
+hysteresis = 1
+quorum_up = "/etc/lvs/quorum.sh 'up now'"
+quorum_down = ["/etc/lvs/quorum.sh", "down"]
+sorry_server = { address = "10.0.0.99", port = 80 }
+alpha = true
+omega = true
+inhibit_on_failure = true
+
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+notify_up = "/etc/lvs/notify.sh up"
+notify_down = "/etc/lvs/notify.sh down"
+[virtual_server.real_server.HTTP_GET]
+connect_timeout = 3
+nb_get_retry = 2
+delay_before_retry = 0.5
+warmup = 4
+http_protocol = "1.1"
+virtualhost = "www.example.test"
+connect_port = 8080
+bindto = "10.0.0.1"
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/health"
+status_code = [200, "300-399"]
+digest = "9b3a0c85a887a256d6939da88aabd8cd"
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/other"
+virtualhost = "other.test"
+
+[[virtual_server.real_server]]
+address = "10.0.0.12"
+inhibit_on_failure = false
+alpha = false
+[virtual_server.real_server.SSL_GET]
+enable_sni = true
+sni_name = "tls.example.test"
+verify_certificate = true
+ca_file = "/etc/lvs/ca.pem"
+[[virtual_server.real_server.SSL_GET.url]]
+path = "/"
+
+[[virtual_server.real_server]]
+address = "10.0.0.13"
+[virtual_server.real_server.TCP_CHECK]
+connect_ip = "10.0.1.13"
+
+[[virtual_server.real_server]]
+address = "10.0.0.14"
+[virtual_server.real_server.MISC_CHECK]
+misc_path = "/usr/local/bin/check --host '10.0.0.14'"
+misc_timeout = 2
+misc_dynamic = true
+
+[[virtual_server.real_server]]
+address = "10.0.0.15"
+"#;
+
+fn parse(text: &str) -> Config {
+    config::parse(text, "lvs.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_keyword_is_read() {
+    let config = parse(FULL);
+    let health = &config.services[0].health;
+    assert_eq!(health.delay_loop, Duration::from_secs(6));
+    assert_eq!((health.quorum, health.hysteresis), (2, 1));
+    assert_eq!(
+        health.quorum_up.as_ref().unwrap().argv,
+        ["/etc/lvs/quorum.sh", "up now"]
+    );
+    assert_eq!(
+        health.quorum_down.as_ref().unwrap().argv,
+        ["/etc/lvs/quorum.sh", "down"]
+    );
+    assert_eq!(health.sorry_server, Some(Ipv4Addr::new(10, 0, 0, 99)));
+    assert!(health.alpha && health.omega);
+
+    let rs = |last| &health.real_servers[&Ipv4Addr::new(10, 0, 0, last)];
+    let http = rs(11);
+    assert!(http.inhibit_on_failure, "inherited from the service");
+    assert_eq!(
+        http.notify_down.as_ref().unwrap().argv,
+        ["/etc/lvs/notify.sh", "down"]
+    );
+    let check = http.check.as_ref().unwrap();
+    assert_eq!(
+        check.timing,
+        Timing {
+            delay_loop: Duration::from_secs(6),
+            connect_timeout: Duration::from_secs(3),
+            retry: 2,
+            delay_before_retry: Duration::from_millis(500),
+            warmup: Duration::from_secs(4),
+            alpha: true,
+        }
+    );
+    let Probe::Http(probe) = &check.probe else {
+        panic!("{check:?}")
+    };
+    assert_eq!(
+        probe.endpoint,
+        Endpoint {
+            connect: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 8080),
+            bind: Some(Ipv4Addr::new(10, 0, 0, 1)),
+        }
+    );
+    assert_eq!(probe.version, HttpVersion::Http11);
+    assert_eq!(probe.tls, None);
+    assert_eq!(
+        probe.urls[0].status,
+        StatusCodes(vec![(200, 200), (300, 399)])
+    );
+    assert_eq!(probe.urls[0].digest.unwrap()[..2], [0x9b, 0x3a]);
+    assert_eq!(
+        probe.urls[0].virtualhost.as_deref(),
+        Some("www.example.test")
+    );
+    assert_eq!(probe.urls[1].virtualhost.as_deref(), Some("other.test"));
+    assert_eq!(probe.urls[1].status, StatusCodes::default());
+    assert_eq!(
+        check.to_string(),
+        "HTTP_GET http://10.0.0.11:8080/health,/other"
+    );
+
+    let ssl = rs(12);
+    assert!(!ssl.inhibit_on_failure);
+    let ssl_check = ssl.check.as_ref().unwrap();
+    assert!(!ssl_check.timing.alpha, "the real server's alpha wins");
+    assert_eq!(ssl_check.timing.retry, 1, "keepalived's default");
+    let Probe::Http(ssl_probe) = &ssl_check.probe else {
+        panic!()
+    };
+    assert_eq!(
+        ssl_probe.tls,
+        Some(TlsOptions {
+            sni: Some("tls.example.test".into()),
+            verify: true,
+            ca_file: Some("/etc/lvs/ca.pem".into()),
+        })
+    );
+    assert_eq!(
+        ssl_probe.version,
+        HttpVersion::Http10,
+        "keepalived's default"
+    );
+    assert_eq!(ssl_probe.endpoint.connect.port(), 80);
+
+    let tcp = rs(13).check.as_ref().unwrap();
+    assert_eq!(tcp.to_string(), "TCP_CHECK 10.0.1.13:80");
+    assert_eq!(tcp.timing.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+
+    let misc = rs(14).check.as_ref().unwrap();
+    let Probe::Misc(probe) = &misc.probe else {
+        panic!()
+    };
+    assert_eq!(
+        probe.command.argv,
+        ["/usr/local/bin/check", "--host", "10.0.0.14"]
+    );
+    assert_eq!(probe.timeout, Duration::from_secs(2));
+    assert!(probe.dynamic);
+    assert_eq!(misc.timing.retry, 0, "scripts are not retried by default");
+
+    assert_eq!(rs(15).check, None);
+    assert!(health.is_checked());
+}
+
+#[test]
+fn defaults_are_keepalived_s() {
+    let config = parse(
+        "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.1\"\nport = 443\n\
+         [[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n\
+         [virtual_server.real_server.MISC_CHECK]\nmisc_path = [\"/bin/true\"]\n",
+    );
+    let health = &config.services[0].health;
+    assert_eq!(health.delay_loop, DEFAULT_DELAY_LOOP);
+    assert_eq!((health.quorum, health.hysteresis), (1, 0));
+    let check = health.real_servers[&Ipv4Addr::new(10, 0, 0, 2)]
+        .check
+        .as_ref()
+        .unwrap();
+    let Probe::Misc(misc) = &check.probe else {
+        panic!()
+    };
+    assert_eq!(
+        misc.timeout, DEFAULT_DELAY_LOOP,
+        "misc_timeout defaults to delay_loop"
+    );
+    assert!(!config.services[0].health.alpha);
+}
+
+/// Replaces `from` in the full file and returns the error text.
+fn error_of(from: &str, to: &str) -> String {
+    assert!(FULL.contains(from), "fixture does not contain {from:?}");
+    match config::parse(&FULL.replacen(from, to, 1), "lvs.toml") {
+        Ok(_) => panic!("accepted {to:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn bad_values_are_reported_with_file_line_and_field() {
+    let vs = "virtual_server[0]";
+    let cases = [
+        (
+            "delay_loop = 6",
+            "delay_loop = 0",
+            format!("lvs.toml:8: {vs}.delay_loop: 0 is not a number of seconds more than 0"),
+        ),
+        (
+            "quorum = 2",
+            "quorum = 0",
+            format!("lvs.toml:9: {vs}.quorum: quorum must be at least 1"),
+        ),
+        (
+            "hysteresis = 1",
+            "hysteresis = -1",
+            format!("lvs.toml:10: {vs}.hysteresis: -1 is out of range"),
+        ),
+        (
+            "quorum_up = \"/etc/lvs/quorum.sh 'up now'\"",
+            "quorum_up = \"/x 'unclosed\"",
+            format!("lvs.toml:11: {vs}.quorum_up: cannot split"),
+        ),
+        (
+            "quorum_down = [\"/etc/lvs/quorum.sh\", \"down\"]",
+            "quorum_down = []",
+            format!("lvs.toml:12: {vs}.quorum_down: no program given"),
+        ),
+        (
+            "port = 80 }",
+            "port = 81 }",
+            format!("lvs.toml:13: {vs}.sorry_server.port: direct routing cannot change the port"),
+        ),
+        (
+            "address = \"10.0.0.99\"",
+            "address = \"10.0.0.11\"",
+            format!("{vs}.real_server[0]: 10.0.0.11 is also the sorry server"),
+        ),
+        (
+            "nb_get_retry = 2",
+            "nb_get_retry = -2",
+            format!("lvs.toml:24: {vs}.real_server[0].HTTP_GET.retry: -2 is out of range"),
+        ),
+        (
+            "http_protocol = \"1.1\"",
+            "http_protocol = \"2\"",
+            format!(
+                "lvs.toml:27: {vs}.real_server[0].HTTP_GET.http_protocol: unknown HTTP version \"2\""
+            ),
+        ),
+        (
+            "connect_port = 8080",
+            "connect_port = 0",
+            format!(
+                "lvs.toml:29: {vs}.real_server[0].HTTP_GET.connect_port: port 0 is out of range"
+            ),
+        ),
+        (
+            "bindto = \"10.0.0.1\"",
+            "bindto = \"nowhere\"",
+            format!(
+                "lvs.toml:30: {vs}.real_server[0].HTTP_GET.bindto: \"nowhere\" is not a usable IPv4 address"
+            ),
+        ),
+        (
+            "path = \"/health\"",
+            "path = \"health\"",
+            format!(
+                "lvs.toml:32: {vs}.real_server[0].HTTP_GET.url[0].path: \"health\" is not a request path"
+            ),
+        ),
+        (
+            "status_code = [200, \"300-399\"]",
+            "status_code = [200, \"399-300\"]",
+            format!(
+                "lvs.toml:33: {vs}.real_server[0].HTTP_GET.url[0].status_code: \"399-300\" is not a status code"
+            ),
+        ),
+        (
+            "status_code = [200, \"300-399\"]",
+            "status_code = 700",
+            format!(
+                "lvs.toml:33: {vs}.real_server[0].HTTP_GET.url[0].status_code: 700 is not a status code"
+            ),
+        ),
+        (
+            "digest = \"9b3a0c85a887a256d6939da88aabd8cd\"",
+            "digest = \"xyz\"",
+            format!(
+                "lvs.toml:34: {vs}.real_server[0].HTTP_GET.url[0].digest: \"xyz\" is not an MD5 digest"
+            ),
+        ),
+        (
+            "connect_timeout = 3",
+            "connect_timeout = 3\nmisc_dynamic = true",
+            format!(
+                "lvs.toml:24: {vs}.real_server[0].HTTP_GET.misc_dynamic: not a HTTP_GET keyword (it belongs to MISC_CHECK)"
+            ),
+        ),
+        (
+            "connect_ip = \"10.0.1.13\"",
+            "connect_ip = \"10.0.1.13\"\n[[virtual_server.real_server.TCP_CHECK.url]]\npath = \"/\"",
+            format!(
+                "{vs}.real_server[2].TCP_CHECK.url: not a TCP_CHECK keyword (it belongs to HTTP_GET and SSL_GET)"
+            ),
+        ),
+        (
+            "misc_timeout = 2",
+            "misc_timeout = 2\nconnect_port = 1",
+            format!("{vs}.real_server[3].MISC_CHECK.connect_port: not a MISC_CHECK keyword"),
+        ),
+        (
+            "sni_name = \"tls.example.test\"",
+            "",
+            format!("{vs}.real_server[1].SSL_GET.enable_sni: SNI needs a name"),
+        ),
+        (
+            "verify_certificate = true",
+            "verify_certificate = false",
+            format!(
+                "{vs}.real_server[1].SSL_GET.ca_file: ca_file is only used with verify_certificate = true"
+            ),
+        ),
+        (
+            "misc_path = \"/usr/local/bin/check --host '10.0.0.14'\"",
+            "",
+            format!("{vs}.real_server[3].MISC_CHECK.misc_path: MISC_CHECK needs misc_path"),
+        ),
+        (
+            "[[virtual_server.real_server.HTTP_GET.url]]\npath = \"/health\"",
+            "[virtual_server.real_server.TCP_CHECK]\n[[virtual_server.real_server.HTTP_GET.url]]\npath = \"/health\"",
+            format!(
+                "{vs}.real_server[0].TCP_CHECK: a real server has one checker; HTTP_GET is already set"
+            ),
+        ),
+        (
+            "nb_get_retry = 2",
+            "nb_get_retry = 2\nretry = 3",
+            "duplicate field `retry`".to_owned(),
+        ),
+        (
+            "warmup = 4",
+            "warmup = 4\nfall = 3",
+            "lvs.toml:27: toml: unknown field `fall`".to_owned(),
+        ),
+    ];
+    for (from, to, expected) in cases {
+        let error = error_of(from, to);
+        assert!(
+            error.contains(&expected),
+            "for {to:?}:\n got: {error}\nwant: {expected}"
+        );
+    }
+}
+
+#[test]
+fn a_checker_without_url_is_an_error() {
+    let text = "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.1\"\nport = 80\n\
+         [[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n[virtual_server.real_server.HTTP_GET]\n";
+    let error = config::parse(text, "x.toml").unwrap_err().to_string();
+    assert!(
+        error.contains("virtual_server[0].real_server[0].HTTP_GET.url: at least one url"),
+        "{error}"
+    );
+}

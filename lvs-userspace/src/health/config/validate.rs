@@ -1,0 +1,768 @@
+//! The raw serde shapes of the health keywords, and their validation into `super`'s types.
+//! Problems are reported as `file:line: field: message` through the main config's locator.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+    time::Duration,
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Check, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_BEFORE_RETRY, Endpoint, HttpProbe, HttpVersion,
+    MAX_SECONDS, MiscProbe, Probe, RealServerHealth, Script, ServiceHealth, StatusCodes, Timing,
+    TlsOptions, UrlCheck,
+};
+use crate::config::{Locator, Problem};
+
+/// A script: a command line (split into words, no shell) or an argv array.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum RawScript {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+/// `sorry_server = { address = "...", port = 80 }`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawSorryServer {
+    address: Spanned<String>,
+    #[serde(default)]
+    port: Option<Spanned<i64>>,
+}
+
+/// One checker block (`HTTP_GET`, `SSL_GET`, `TCP_CHECK`, `MISC_CHECK`). They share one shape
+/// so that the common keywords are read once; keys that do not belong to the block's kind
+/// are reported by `validate_check`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    #[serde(default)]
+    delay_loop: Option<Spanned<f64>>,
+    #[serde(default)]
+    connect_timeout: Option<Spanned<f64>>,
+    #[serde(default, alias = "nb_get_retry")]
+    retry: Option<Spanned<i64>>,
+    #[serde(default)]
+    delay_before_retry: Option<Spanned<f64>>,
+    #[serde(default)]
+    warmup: Option<Spanned<f64>>,
+    #[serde(default)]
+    alpha: Option<bool>,
+    #[serde(default)]
+    connect_ip: Option<Spanned<String>>,
+    #[serde(default)]
+    connect_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    bindto: Option<Spanned<String>>,
+    // HTTP_GET / SSL_GET
+    #[serde(default)]
+    url: Vec<Spanned<RawUrl>>,
+    #[serde(default)]
+    http_protocol: Option<Spanned<String>>,
+    #[serde(default)]
+    virtualhost: Option<Spanned<String>>,
+    // SSL_GET
+    #[serde(default)]
+    enable_sni: Option<Spanned<bool>>,
+    #[serde(default)]
+    sni_name: Option<Spanned<String>>,
+    #[serde(default)]
+    verify_certificate: Option<Spanned<bool>>,
+    #[serde(default)]
+    ca_file: Option<Spanned<PathBuf>>,
+    // MISC_CHECK
+    #[serde(default)]
+    misc_path: Option<Spanned<RawScript>>,
+    #[serde(default)]
+    misc_timeout: Option<Spanned<f64>>,
+    #[serde(default)]
+    misc_dynamic: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawUrl {
+    path: Spanned<String>,
+    #[serde(default)]
+    status_code: Option<Spanned<RawStatusCodes>>,
+    #[serde(default)]
+    digest: Option<Spanned<String>>,
+    #[serde(default)]
+    virtualhost: Option<Spanned<String>>,
+}
+
+/// `status_code = 200`, `"200-299"`, or a list of either.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum RawStatusCodes {
+    One(RawStatusItem),
+    List(Vec<RawStatusItem>),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum RawStatusItem {
+    Code(i64),
+    Text(String),
+}
+
+/// The service-level keys, gathered by the main config.
+#[derive(Default)]
+pub struct RawServiceHealth {
+    pub delay_loop: Option<Spanned<f64>>,
+    pub sorry_server: Option<Spanned<RawSorryServer>>,
+    pub quorum: Option<Spanned<i64>>,
+    pub hysteresis: Option<Spanned<i64>>,
+    pub quorum_up: Option<Spanned<RawScript>>,
+    pub quorum_down: Option<Spanned<RawScript>>,
+    pub alpha: Option<bool>,
+    pub omega: Option<bool>,
+    pub inhibit_on_failure: Option<bool>,
+}
+
+/// The real-server-level keys, gathered by the main config.
+#[derive(Default)]
+pub struct RawRealServerHealth {
+    pub http_get: Option<Spanned<RawCheck>>,
+    pub ssl_get: Option<Spanned<RawCheck>>,
+    pub tcp_check: Option<Spanned<RawCheck>>,
+    pub misc_check: Option<Spanned<RawCheck>>,
+    pub inhibit_on_failure: Option<bool>,
+    pub notify_up: Option<Spanned<RawScript>>,
+    pub notify_down: Option<Spanned<RawScript>>,
+    pub alpha: Option<bool>,
+}
+
+/// Where problems go: the locator, the problem list and the field path of the service.
+pub(crate) struct Sink<'a, 'b> {
+    pub at: &'a Locator<'b>,
+    pub problems: &'a mut Vec<Problem>,
+}
+
+impl Sink<'_, '_> {
+    fn report(&mut self, span: &std::ops::Range<usize>, field: &str, message: impl Into<String>) {
+        self.problems.push(self.at.problem(span, field, message));
+    }
+}
+
+/// Validates the service-level keys. `real_servers` is filled later, one real server at a
+/// time, by `validate_real_server`. Returns the service defaults the real servers inherit.
+pub(crate) fn validate_service(
+    raw: RawServiceHealth,
+    service_port: Option<u16>,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> (ServiceHealth, bool) {
+    let mut health = ServiceHealth::default();
+    if let Some(delay) = seconds(&raw.delay_loop, &format!("{field}.delay_loop"), true, sink) {
+        health.delay_loop = delay;
+    }
+    if let Some(sorry) = raw.sorry_server {
+        let span = sorry.span();
+        let sorry = sorry.into_inner();
+        health.sorry_server = address(&sorry.address, &format!("{field}.sorry_server"), sink);
+        if let (Some(port), Some(service_port)) = (sorry.port.as_ref(), service_port) {
+            if *port.get_ref() != i64::from(service_port) {
+                sink.report(
+                    &span,
+                    &format!("{field}.sorry_server.port"),
+                    format!(
+                        "direct routing cannot change the port: the sorry server must listen \
+                         on the service port {service_port}, not {}",
+                        port.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(quorum) = count(&raw.quorum, &format!("{field}.quorum"), sink) {
+        if quorum == 0 {
+            let span = raw.quorum.as_ref().map(Spanned::span).unwrap_or_default();
+            sink.report(
+                &span,
+                &format!("{field}.quorum"),
+                "quorum must be at least 1",
+            );
+        } else {
+            health.quorum = quorum;
+        }
+    }
+    if let Some(hysteresis) = count(&raw.hysteresis, &format!("{field}.hysteresis"), sink) {
+        health.hysteresis = hysteresis;
+    }
+    health.quorum_up = script(raw.quorum_up, &format!("{field}.quorum_up"), sink);
+    health.quorum_down = script(raw.quorum_down, &format!("{field}.quorum_down"), sink);
+    health.alpha = raw.alpha.unwrap_or(false);
+    health.omega = raw.omega.unwrap_or(false);
+    (health, raw.inhibit_on_failure.unwrap_or(false))
+}
+
+/// What a real server inherits from its service.
+pub(crate) struct Inherited {
+    pub delay_loop: Duration,
+    pub alpha: bool,
+    pub inhibit_on_failure: bool,
+    pub service_port: Option<u16>,
+    pub address: Option<Ipv4Addr>,
+}
+
+/// Validates one real server's keys and its checker.
+pub(crate) fn validate_real_server(
+    raw: RawRealServerHealth,
+    inherited: &Inherited,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> RealServerHealth {
+    let alpha = raw.alpha.unwrap_or(inherited.alpha);
+    let checkers = [
+        ("HTTP_GET", raw.http_get),
+        ("SSL_GET", raw.ssl_get),
+        ("TCP_CHECK", raw.tcp_check),
+        ("MISC_CHECK", raw.misc_check),
+    ];
+    let mut check = None;
+    let mut seen: Option<&str> = None;
+    for (kind, raw_check) in checkers {
+        let Some(raw_check) = raw_check else { continue };
+        let check_field = format!("{field}.{kind}");
+        if let Some(first) = seen {
+            sink.report(
+                &raw_check.span(),
+                &check_field,
+                format!("a real server has one checker; {first} is already set"),
+            );
+            continue;
+        }
+        seen = Some(kind);
+        check = validate_check(
+            kind,
+            raw_check.into_inner(),
+            inherited,
+            alpha,
+            &check_field,
+            sink,
+        );
+    }
+    RealServerHealth {
+        inhibit_on_failure: raw
+            .inhibit_on_failure
+            .unwrap_or(inherited.inhibit_on_failure),
+        notify_up: script(raw.notify_up, &format!("{field}.notify_up"), sink),
+        notify_down: script(raw.notify_down, &format!("{field}.notify_down"), sink),
+        check,
+    }
+}
+
+fn validate_check(
+    kind: &str,
+    raw: RawCheck,
+    inherited: &Inherited,
+    alpha: bool,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<Check> {
+    let before = sink.problems.len();
+    reject_foreign_keys(kind, &raw, field, sink);
+    let is_misc = kind == "MISC_CHECK";
+    let delay_loop = seconds(&raw.delay_loop, &format!("{field}.delay_loop"), true, sink)
+        .unwrap_or(inherited.delay_loop);
+    let timing = Timing {
+        delay_loop,
+        connect_timeout: seconds(
+            &raw.connect_timeout,
+            &format!("{field}.connect_timeout"),
+            true,
+            sink,
+        )
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        // keepalived retries network checks once by default and scripts not at all.
+        retry: count(&raw.retry, &format!("{field}.retry"), sink).unwrap_or(u32::from(!is_misc)),
+        delay_before_retry: seconds(
+            &raw.delay_before_retry,
+            &format!("{field}.delay_before_retry"),
+            false,
+            sink,
+        )
+        .unwrap_or(if is_misc {
+            Duration::ZERO
+        } else {
+            DEFAULT_DELAY_BEFORE_RETRY
+        }),
+        warmup: seconds(&raw.warmup, &format!("{field}.warmup"), false, sink)
+            .unwrap_or(Duration::ZERO),
+        alpha: raw.alpha.unwrap_or(alpha),
+    };
+    let probe = match kind {
+        "MISC_CHECK" => validate_misc(&raw, inherited, delay_loop, field, sink).map(Probe::Misc),
+        "TCP_CHECK" => endpoint(&raw, inherited, field, sink).map(Probe::Tcp),
+        _ => validate_http(kind == "SSL_GET", raw, inherited, field, sink).map(Probe::Http),
+    };
+    if sink.problems.len() != before {
+        return None;
+    }
+    Some(Check {
+        probe: probe?,
+        timing,
+    })
+}
+
+/// Reports keys that belong to another kind of checker, naming the kinds they belong to.
+fn reject_foreign_keys(kind: &str, raw: &RawCheck, field: &str, sink: &mut Sink<'_, '_>) {
+    let http = kind == "HTTP_GET" || kind == "SSL_GET";
+    let network = kind != "MISC_CHECK";
+    let mut foreign: Vec<(&str, std::ops::Range<usize>, &str)> = Vec::new();
+    let span = |s: Option<std::ops::Range<usize>>| s.unwrap_or_default();
+    if !network {
+        for (name, s) in [
+            ("connect_ip", raw.connect_ip.as_ref().map(Spanned::span)),
+            ("connect_port", raw.connect_port.as_ref().map(Spanned::span)),
+            ("bindto", raw.bindto.as_ref().map(Spanned::span)),
+            (
+                "connect_timeout",
+                raw.connect_timeout.as_ref().map(Spanned::span),
+            ),
+        ] {
+            if s.is_some() {
+                foreign.push((name, span(s), "HTTP_GET, SSL_GET and TCP_CHECK"));
+            }
+        }
+    }
+    if !http {
+        if let Some(first) = raw.url.first() {
+            foreign.push(("url", first.span(), "HTTP_GET and SSL_GET"));
+        }
+        for (name, s) in [
+            (
+                "http_protocol",
+                raw.http_protocol.as_ref().map(Spanned::span),
+            ),
+            ("virtualhost", raw.virtualhost.as_ref().map(Spanned::span)),
+        ] {
+            if s.is_some() {
+                foreign.push((name, span(s), "HTTP_GET and SSL_GET"));
+            }
+        }
+    }
+    if kind != "SSL_GET" {
+        for (name, s) in [
+            ("enable_sni", raw.enable_sni.as_ref().map(Spanned::span)),
+            ("sni_name", raw.sni_name.as_ref().map(Spanned::span)),
+            (
+                "verify_certificate",
+                raw.verify_certificate.as_ref().map(Spanned::span),
+            ),
+            ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
+        ] {
+            if s.is_some() {
+                foreign.push((name, span(s), "SSL_GET"));
+            }
+        }
+    }
+    if network {
+        for (name, s) in [
+            ("misc_path", raw.misc_path.as_ref().map(Spanned::span)),
+            ("misc_timeout", raw.misc_timeout.as_ref().map(Spanned::span)),
+            ("misc_dynamic", raw.misc_dynamic.as_ref().map(Spanned::span)),
+        ] {
+            if s.is_some() {
+                foreign.push((name, span(s), "MISC_CHECK"));
+            }
+        }
+    }
+    for (name, s, owners) in foreign {
+        sink.report(
+            &s,
+            &format!("{field}.{name}"),
+            format!("not a {kind} keyword (it belongs to {owners})"),
+        );
+    }
+}
+
+fn endpoint(
+    raw: &RawCheck,
+    inherited: &Inherited,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<Endpoint> {
+    let ip = match raw.connect_ip.as_ref() {
+        Some(ip) => address(ip, &format!("{field}.connect_ip"), sink)?,
+        None => inherited.address?,
+    };
+    let port = match raw.connect_port.as_ref() {
+        Some(port) => port_number(port, &format!("{field}.connect_port"), sink)?,
+        None => inherited.service_port?,
+    };
+    let bind = match raw.bindto.as_ref() {
+        Some(bind) => Some(address(bind, &format!("{field}.bindto"), sink)?),
+        None => None,
+    };
+    Some(Endpoint {
+        connect: SocketAddrV4::new(ip, port),
+        bind,
+    })
+}
+
+fn validate_http(
+    tls: bool,
+    raw: RawCheck,
+    inherited: &Inherited,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<HttpProbe> {
+    let endpoint = endpoint(&raw, inherited, field, sink);
+    let version = match raw.http_protocol.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("1.0") => HttpVersion::Http10,
+        Some("1.1") => HttpVersion::Http11,
+        Some(other) => {
+            let span = raw
+                .http_protocol
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or_default();
+            sink.report(
+                &span,
+                &format!("{field}.http_protocol"),
+                format!("unknown HTTP version {other:?} (expected \"1.0\" or \"1.1\")"),
+            );
+            HttpVersion::Http10
+        }
+    };
+    let checker_host = raw
+        .virtualhost
+        .as_ref()
+        .and_then(|h| host_name(h, &format!("{field}.virtualhost"), sink));
+    if raw.url.is_empty() {
+        sink.report(
+            &(0..0),
+            &format!("{field}.url"),
+            "at least one url { path = \"...\" } is needed",
+        );
+    }
+    let mut urls = Vec::new();
+    for (index, url) in raw.url.into_iter().enumerate() {
+        let url_field = format!("{field}.url[{index}]");
+        if let Some(url) = validate_url(url.into_inner(), &checker_host, &url_field, sink) {
+            urls.push(url);
+        }
+    }
+    let tls = tls.then(|| {
+        let enable_sni = raw.enable_sni.as_ref().is_some_and(|e| *e.get_ref());
+        let sni_name = raw
+            .sni_name
+            .as_ref()
+            .and_then(|n| host_name(n, &format!("{field}.sni_name"), sink));
+        let sni = if enable_sni {
+            let name = sni_name.or_else(|| checker_host.clone());
+            if name.is_none() {
+                let span = raw
+                    .enable_sni
+                    .as_ref()
+                    .map(Spanned::span)
+                    .unwrap_or_default();
+                sink.report(
+                    &span,
+                    &format!("{field}.enable_sni"),
+                    "SNI needs a name: set sni_name or virtualhost",
+                );
+            }
+            name
+        } else {
+            if let Some(name) = raw.sni_name.as_ref() {
+                sink.report(
+                    &name.span(),
+                    &format!("{field}.sni_name"),
+                    "sni_name is only sent with enable_sni = true",
+                );
+            }
+            None
+        };
+        let verify = raw
+            .verify_certificate
+            .as_ref()
+            .is_some_and(|v| *v.get_ref());
+        if let (Some(ca), false) = (raw.ca_file.as_ref(), verify) {
+            sink.report(
+                &ca.span(),
+                &format!("{field}.ca_file"),
+                "ca_file is only used with verify_certificate = true",
+            );
+        }
+        TlsOptions {
+            sni,
+            verify,
+            ca_file: raw.ca_file.map(Spanned::into_inner),
+        }
+    });
+    Some(HttpProbe {
+        endpoint: endpoint?,
+        tls,
+        version,
+        urls,
+    })
+}
+
+fn validate_url(
+    raw: RawUrl,
+    checker_host: &Option<String>,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<UrlCheck> {
+    let path = raw.path.get_ref();
+    let path_ok = path.starts_with('/')
+        && path
+            .parse::<hyper::Uri>()
+            .is_ok_and(|uri| uri.path_and_query().is_some());
+    if !path_ok {
+        sink.report(
+            &raw.path.span(),
+            &format!("{field}.path"),
+            format!("{path:?} is not a request path (it starts with '/')"),
+        );
+    }
+    let status = match raw.status_code.as_ref() {
+        None => Some(StatusCodes::default()),
+        Some(codes) => status_codes(codes, &format!("{field}.status_code"), sink),
+    };
+    let digest = match raw.digest.as_ref() {
+        None => Some(None),
+        Some(digest) => match parse_md5(digest.get_ref()) {
+            Some(bytes) => Some(Some(bytes)),
+            None => {
+                sink.report(
+                    &digest.span(),
+                    &format!("{field}.digest"),
+                    format!(
+                        "{:?} is not an MD5 digest (32 hex digits)",
+                        digest.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let virtualhost = match raw.virtualhost.as_ref() {
+        Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
+        None => checker_host.clone(),
+    };
+    if !path_ok {
+        return None;
+    }
+    Some(UrlCheck {
+        path: raw.path.into_inner(),
+        status: status?,
+        digest: digest?,
+        virtualhost,
+    })
+}
+
+fn validate_misc(
+    raw: &RawCheck,
+    inherited: &Inherited,
+    delay_loop: Duration,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<MiscProbe> {
+    let Some(path) = raw.misc_path.as_ref() else {
+        sink.report(
+            &(0..0),
+            &format!("{field}.misc_path"),
+            "MISC_CHECK needs misc_path",
+        );
+        return None;
+    };
+    let command = script_of(
+        path.get_ref(),
+        &path.span(),
+        &format!("{field}.misc_path"),
+        sink,
+    )?;
+    let timeout = seconds(
+        &raw.misc_timeout,
+        &format!("{field}.misc_timeout"),
+        true,
+        sink,
+    )
+    .unwrap_or(delay_loop);
+    Some(MiscProbe {
+        command,
+        timeout,
+        dynamic: raw.misc_dynamic.as_ref().is_some_and(|d| *d.get_ref()),
+        real_server: inherited.address?,
+    })
+}
+
+fn status_codes(
+    raw: &Spanned<RawStatusCodes>,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<StatusCodes> {
+    let items: Vec<&RawStatusItem> = match raw.get_ref() {
+        RawStatusCodes::One(item) => vec![item],
+        RawStatusCodes::List(items) => items.iter().collect(),
+    };
+    let mut ranges = Vec::new();
+    for item in items {
+        match parse_status_item(item) {
+            Some(range) => ranges.push(range),
+            None => {
+                let shown = match item {
+                    RawStatusItem::Code(code) => code.to_string(),
+                    RawStatusItem::Text(text) => format!("{text:?}"),
+                };
+                sink.report(
+                    &raw.span(),
+                    field,
+                    format!("{shown} is not a status code (100-599) or a range like \"200-299\""),
+                );
+                return None;
+            }
+        }
+    }
+    if ranges.is_empty() {
+        sink.report(&raw.span(), field, "no status code given");
+        return None;
+    }
+    Some(StatusCodes(ranges))
+}
+
+fn parse_status_item(item: &RawStatusItem) -> Option<(u16, u16)> {
+    let valid = |code: u16| (100..=599).contains(&code);
+    let (low, high) = match item {
+        RawStatusItem::Code(code) => {
+            let code = u16::try_from(*code).ok()?;
+            (code, code)
+        }
+        RawStatusItem::Text(text) => match text.split_once('-') {
+            Some((low, high)) => (low.trim().parse().ok()?, high.trim().parse().ok()?),
+            None => {
+                let code = text.trim().parse().ok()?;
+                (code, code)
+            }
+        },
+    };
+    (valid(low) && valid(high) && low <= high).then_some((low, high))
+}
+
+fn parse_md5(text: &str) -> Option<[u8; 16]> {
+    let text = text.trim();
+    if text.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
+/// A Host header value or SNI name: printable, no spaces, not empty.
+fn host_name(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Option<String> {
+    let name = raw.get_ref();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        sink.report(&raw.span(), field, format!("{name:?} is not a host name"));
+        return None;
+    }
+    Some(name.clone())
+}
+
+fn script(raw: Option<Spanned<RawScript>>, field: &str, sink: &mut Sink<'_, '_>) -> Option<Script> {
+    let raw = raw?;
+    script_of(raw.get_ref(), &raw.span(), field, sink)
+}
+
+fn script_of(
+    raw: &RawScript,
+    span: &std::ops::Range<usize>,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<Script> {
+    let argv = match raw {
+        RawScript::Argv(argv) => argv.clone(),
+        RawScript::Line(line) => match shell_words::split(line) {
+            Ok(words) => words,
+            Err(error) => {
+                sink.report(
+                    span,
+                    field,
+                    format!("cannot split {line:?} into words: {error}"),
+                );
+                return None;
+            }
+        },
+    };
+    if argv.first().is_none_or(|program| program.is_empty()) {
+        sink.report(span, field, "no program given");
+        return None;
+    }
+    Some(Script { argv })
+}
+
+fn seconds(
+    raw: &Option<Spanned<f64>>,
+    field: &str,
+    positive: bool,
+    sink: &mut Sink<'_, '_>,
+) -> Option<Duration> {
+    let raw = raw.as_ref()?;
+    let value = *raw.get_ref();
+    let low_ok = if positive { value > 0.0 } else { value >= 0.0 };
+    if !value.is_finite() || !low_ok || value > MAX_SECONDS {
+        let range = if positive { "more than 0" } else { "0 or more" };
+        sink.report(
+            &raw.span(),
+            field,
+            format!("{value} is not a number of seconds {range} and at most {MAX_SECONDS}"),
+        );
+        return None;
+    }
+    Some(Duration::from_secs_f64(value))
+}
+
+fn count(raw: &Option<Spanned<i64>>, field: &str, sink: &mut Sink<'_, '_>) -> Option<u32> {
+    let raw = raw.as_ref()?;
+    match u32::try_from(*raw.get_ref()) {
+        Ok(value) if value <= 1_000_000 => Some(value),
+        _ => {
+            sink.report(
+                &raw.span(),
+                field,
+                format!("{} is out of range 0..=1000000", raw.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Option<Ipv4Addr> {
+    match raw.get_ref().parse::<Ipv4Addr>() {
+        Ok(addr) if !addr.is_unspecified() && !addr.is_broadcast() && !addr.is_multicast() => {
+            Some(addr)
+        }
+        _ => {
+            sink.report(
+                &raw.span(),
+                field,
+                format!("{:?} is not a usable IPv4 address", raw.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+fn port_number(raw: &Spanned<i64>, field: &str, sink: &mut Sink<'_, '_>) -> Option<u16> {
+    match u16::try_from(*raw.get_ref()) {
+        Ok(port) if port != 0 => Some(port),
+        _ => {
+            sink.report(
+                &raw.span(),
+                field,
+                format!("port {} is out of range 1..=65535", raw.get_ref()),
+            );
+            None
+        }
+    }
+}

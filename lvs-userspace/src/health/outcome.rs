@@ -1,0 +1,143 @@
+//! What one check attempt found, and what health checking publishes about a real server.
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The result of one check attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The check passed. `detail` says what was seen ("status 200", "connected"); `weight`
+    /// is a weight the check itself asked for (`misc_dynamic`).
+    Pass { detail: String, weight: Option<u32> },
+    /// The check failed, and why.
+    Fail(Failure),
+}
+
+impl Outcome {
+    pub fn pass(detail: impl Into<String>) -> Self {
+        Outcome::Pass {
+            detail: detail.into(),
+            weight: None,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        matches!(self, Outcome::Pass { .. })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Pass { detail, .. } => f.write_str(detail),
+            Outcome::Fail(failure) => failure.fmt(f),
+        }
+    }
+}
+
+/// Why a check failed, in the words an operator reads in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// No complete answer within the timeout.
+    Timeout(Duration),
+    /// The connection was refused (nothing listens on the port).
+    Refused,
+    /// Another connection failure (no route, reset, unreachable...).
+    Connect(String),
+    /// The TLS handshake failed (including certificate verification, when asked for).
+    Tls(String),
+    /// The answer was not valid HTTP, or the connection ended before it was complete.
+    Http(String),
+    /// The status code is not one of the accepted ones.
+    Status(u16),
+    /// The body's MD5 is not the expected one.
+    DigestMismatch { expected: String, got: String },
+    /// The program exited with a failing code.
+    Exit(i32),
+    /// The program was killed by a signal.
+    Signal(i32),
+    /// The program could not be started.
+    Spawn(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Timeout(after) => write!(f, "timeout after {after:?}"),
+            Failure::Refused => f.write_str("connection refused"),
+            Failure::Connect(error) => write!(f, "connection failed: {error}"),
+            Failure::Tls(error) => write!(f, "TLS failed: {error}"),
+            Failure::Http(error) => write!(f, "bad HTTP answer: {error}"),
+            Failure::Status(code) => write!(f, "status {code}"),
+            Failure::DigestMismatch { expected, got } => {
+                write!(f, "digest mismatch: expected {expected}, got {got}")
+            }
+            Failure::Exit(code) => write!(f, "exit code {code}"),
+            Failure::Signal(signal) => write!(f, "killed by signal {signal}"),
+            Failure::Spawn(error) => write!(f, "cannot start: {error}"),
+        }
+    }
+}
+
+/// What health checking lets a real server of a service have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// In the service's scheduling with this weight (0: quiesced, as `inhibit_on_failure`).
+    Weight(u32),
+    /// Out of the service's scheduling, as keepalived removes it from IPVS.
+    Removed,
+}
+
+impl Admission {
+    pub fn weight(self) -> Option<u32> {
+        match self {
+            Admission::Weight(weight) => Some(weight),
+            Admission::Removed => None,
+        }
+    }
+}
+
+/// The health state of a real server, or of a service's sorry server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Up,
+    Down,
+    /// A sorry server that gets the traffic: the service lost its quorum.
+    SorryActive,
+    /// A sorry server waiting: the service has its quorum.
+    SorryStandby,
+}
+
+impl HealthState {
+    pub fn name(self) -> &'static str {
+        match self {
+            HealthState::Up => "up",
+            HealthState::Down => "down",
+            HealthState::SorryActive => "sorry server, active",
+            HealthState::SorryStandby => "sorry server, standby",
+        }
+    }
+}
+
+/// The last result of a check, for status output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub passed: bool,
+    /// What was seen: "status 200", "connection refused", "exit code 1"...
+    pub detail: String,
+    /// When the attempt ended, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// What health checking publishes about one real server (or sorry server) of one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    pub state: HealthState,
+    pub admission: Admission,
+    /// The checker, as "HTTP_GET http://10.0.0.1:80/health"; none for an unchecked server.
+    pub checker: Option<String>,
+    pub last_result: Option<CheckResult>,
+}

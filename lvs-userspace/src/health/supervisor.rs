@@ -1,0 +1,608 @@
+//! The health-checking task: it schedules checks, runs them with bounded concurrency, feeds
+//! their results to the state machines, runs notifiers, and publishes what changed.
+//!
+//! It is one tokio task that owns all health state; checks run in tasks of their own (at most
+//! one attempt per check at a time, at most `max_concurrent_checks` at once), so neither a
+//! slow real server nor a burst of checks can hold up the director's event loop, which only
+//! receives batches of updates. Updates are coalesced per real server while the director has
+//! not taken them yet, so a slow reader never makes the supervisor wait or queue without end.
+//!
+//! A reload keeps every check whose definition did not change, with its state and its place
+//! in the timer queue: a flapping or edited server does not reset anybody else's timers.
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::poll_fn,
+    net::Ipv4Addr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures::future::BoxFuture;
+use lvs_common::ServiceKey;
+use tokio::{
+    sync::{Semaphore, mpsc, oneshot},
+    task::JoinSet,
+};
+use tokio_util::time::{DelayQueue, delay_queue};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    health::{
+        config::{Check, Probe, Script},
+        http::{self, TlsConfigs},
+        misc,
+        outcome::{Admission, CheckResult, HealthState, HealthStatus, Outcome},
+        plan::{self, MemberRef, Plan, ServicePlan},
+        script::{self, ScriptEnd},
+        state::{CheckState, Member, Pool, omega_notifiers},
+        tcp,
+    },
+};
+
+/// Runs one attempt of a check. The real one probes the network or runs a program; tests
+/// use a fake.
+pub trait Prober: Send + Sync + 'static {
+    fn probe(&self, check: Arc<Check>) -> BoxFuture<'static, Outcome>;
+}
+
+/// The real checkers.
+#[derive(Default)]
+pub struct Checkers {
+    tls: Arc<TlsConfigs>,
+}
+
+impl Prober for Checkers {
+    fn probe(&self, check: Arc<Check>) -> BoxFuture<'static, Outcome> {
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let timeout = check.timing.connect_timeout;
+            match &check.probe {
+                Probe::Http(probe) => http::probe(probe, timeout, &tls).await,
+                Probe::Tcp(endpoint) => tcp::probe(endpoint, timeout).await,
+                Probe::Misc(probe) => misc::probe(probe).await,
+            }
+        })
+    }
+}
+
+/// Limits of the supervisor.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Check attempts running at once, over all checks.
+    pub max_concurrent_checks: usize,
+    /// Notifier programs running at once.
+    pub max_concurrent_notifiers: usize,
+    /// How long a notifier may run before it is killed.
+    pub notifier_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_concurrent_checks: 256,
+            max_concurrent_notifiers: 16,
+            notifier_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A change in the health of one real server (or sorry server) of one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthUpdate {
+    pub service: ServiceKey,
+    pub address: Ipv4Addr,
+    pub status: HealthStatus,
+}
+
+enum Command {
+    Reload(Box<Config>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Counters for benchmarks and status.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub checks_completed: AtomicU64,
+}
+
+/// The handle the director holds.
+pub struct Supervisor {
+    updates: mpsc::Receiver<Vec<HealthUpdate>>,
+    commands: mpsc::Sender<Command>,
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<Stats>,
+}
+
+impl Supervisor {
+    /// Starts checking. Returns the handle and the initial health of every real server under
+    /// checking (alpha servers start down), to apply before the data plane is first written.
+    pub fn start(
+        config: &Config,
+        prober: Arc<dyn Prober>,
+        options: Options,
+    ) -> (Self, Vec<HealthUpdate>) {
+        let (updates_tx, updates) = mpsc::channel(4);
+        let (commands, commands_rx) = mpsc::channel(4);
+        let stats = Arc::new(Stats::default());
+        let mut engine = Engine::new(prober, &options, stats.clone());
+        engine.apply_plan(plan::plan(config), false);
+        let initial = engine.take_pending();
+        let task = tokio::spawn(engine.run(commands_rx, updates_tx));
+        (
+            Self {
+                updates,
+                commands,
+                task,
+                stats,
+            },
+            initial,
+        )
+    }
+
+    /// The next batch of updates; `None` once the supervisor has stopped.
+    pub async fn updates(&mut self) -> Option<Vec<HealthUpdate>> {
+        self.updates.recv().await
+    }
+
+    /// Applies a new configuration: unchanged checks keep their state and timers.
+    pub async fn reload(&self, config: &Config) {
+        let _ = self
+            .commands
+            .send(Command::Reload(Box::new(config.clone())))
+            .await;
+    }
+
+    /// Stops checking; with `omega`, runs the down notifiers first and waits for them
+    /// (each bounded by the notifier timeout).
+    pub async fn shutdown(self) {
+        let (done, wait) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        let _ = self.task.await;
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+/// One check's runtime state.
+struct CheckEntry {
+    state: CheckState,
+    /// Its entry in the timer queue, while it waits for its next attempt.
+    queued: Option<delay_queue::Key>,
+    /// The attempt running, if any (attempt numbers tell stale results apart after reloads).
+    running: Option<u64>,
+    last: Option<CheckResult>,
+    followers: Vec<MemberRef>,
+}
+
+/// A service's runtime state.
+struct ServiceRun {
+    plan: ServicePlan,
+    pool: Pool,
+    /// What was last published for each member, and for the sorry server.
+    members: Vec<HealthStatus>,
+    sorry: Option<HealthStatus>,
+}
+
+/// The end of one attempt.
+struct Finished {
+    check: Arc<Check>,
+    attempt: u64,
+    outcome: Outcome,
+    at: SystemTime,
+}
+
+struct Engine {
+    prober: Arc<dyn Prober>,
+    permits: Arc<Semaphore>,
+    notifier_permits: Arc<Semaphore>,
+    notifier_timeout: Duration,
+    checks: HashMap<Arc<Check>, CheckEntry>,
+    queue: DelayQueue<Arc<Check>>,
+    attempts: JoinSet<Finished>,
+    notifiers: JoinSet<()>,
+    services: Vec<ServiceRun>,
+    pending: HashMap<(ServiceKey, Ipv4Addr), HealthStatus>,
+    /// Numbers attempts across all checks, so that a result of a check removed by a reload
+    /// can never pass for an attempt of a check added back later.
+    last_attempt: u64,
+    stats: Arc<Stats>,
+}
+
+impl Engine {
+    fn new(prober: Arc<dyn Prober>, options: &Options, stats: Arc<Stats>) -> Self {
+        Self {
+            prober,
+            permits: Arc::new(Semaphore::new(options.max_concurrent_checks.max(1))),
+            notifier_permits: Arc::new(Semaphore::new(options.max_concurrent_notifiers.max(1))),
+            notifier_timeout: options.notifier_timeout,
+            checks: HashMap::new(),
+            queue: DelayQueue::new(),
+            attempts: JoinSet::new(),
+            notifiers: JoinSet::new(),
+            services: Vec::new(),
+            pending: HashMap::new(),
+            last_attempt: 0,
+            stats,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        updates: mpsc::Sender<Vec<HealthUpdate>>,
+    ) {
+        loop {
+            tokio::select! {
+                Some(expired) = poll_fn(|cx| self.queue.poll_expired(cx)) => {
+                    self.start_attempt(expired.into_inner());
+                }
+                Some(joined) = self.attempts.join_next() => match joined {
+                    Ok(finished) => self.finish(finished),
+                    Err(error) => warn!(%error, "a health check task failed"),
+                },
+                Some(_) = self.notifiers.join_next() => {}
+                command = commands.recv() => match command {
+                    Some(Command::Reload(config)) => self.apply_plan(plan::plan(&config), true),
+                    Some(Command::Shutdown(done)) => {
+                        self.omega().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    // The handle is gone: nobody listens any more.
+                    None => return,
+                },
+                permit = updates.reserve(), if !self.pending.is_empty() => match permit {
+                    Ok(permit) => permit.send(self.take_pending()),
+                    Err(_) => self.pending.clear(),
+                },
+            }
+        }
+    }
+
+    fn take_pending(&mut self) -> Vec<HealthUpdate> {
+        self.pending
+            .drain()
+            .map(|((service, address), status)| HealthUpdate {
+                service,
+                address,
+                status,
+            })
+            .collect()
+    }
+
+    /// Installs a plan: keeps the checks that did not change (state, timer and all), drops
+    /// the others, schedules the new ones, and re-evaluates every service. `notify` is false
+    /// at start, where nothing has changed yet from anybody's point of view.
+    fn apply_plan(&mut self, plan: Plan, notify: bool) {
+        let Plan { services, checks } = plan;
+        let wanted: HashSet<&Arc<Check>> = checks.keys().collect();
+        let removed: Vec<Arc<Check>> = self
+            .checks
+            .keys()
+            .filter(|check| !wanted.contains(check))
+            .cloned()
+            .collect();
+        for check in removed {
+            if let Some(entry) = self.checks.remove(&check) {
+                if let Some(key) = entry.queued {
+                    self.queue.remove(&key);
+                }
+            }
+        }
+        for (check, followers) in checks {
+            match self.checks.get_mut(&check) {
+                Some(entry) => entry.followers = followers,
+                None => {
+                    let queued = Some(self.queue.insert(check.clone(), plan::first_delay(&check)));
+                    self.checks.insert(
+                        check.clone(),
+                        CheckEntry {
+                            state: CheckState::new(&check.timing),
+                            queued,
+                            running: None,
+                            last: None,
+                            followers,
+                        },
+                    );
+                }
+            }
+        }
+        let mut old: HashMap<ServiceKey, Pool> = self
+            .services
+            .drain(..)
+            .map(|run| (run.plan.key, run.pool))
+            .collect();
+        for plan in services {
+            let has_sorry = plan.sorry_server.is_some();
+            // A service that stays keeps its quorum state, so a reload does not fire
+            // quorum notifiers for nothing.
+            let pool = match old.remove(&plan.key) {
+                Some(mut pool) => {
+                    pool.quorum = plan.quorum;
+                    pool.hysteresis = plan.hysteresis;
+                    pool.has_sorry_server = has_sorry;
+                    pool
+                }
+                None => Pool::new(plan.quorum, plan.hysteresis, has_sorry),
+            };
+            self.services.push(ServiceRun {
+                members: Vec::new(),
+                sorry: None,
+                plan,
+                pool,
+            });
+        }
+        for index in 0..self.services.len() {
+            self.evaluate(index, notify, None);
+        }
+    }
+
+    fn start_attempt(&mut self, check: Arc<Check>) {
+        let Some(entry) = self.checks.get_mut(&check) else {
+            return;
+        };
+        entry.queued = None;
+        self.last_attempt += 1;
+        let attempt = self.last_attempt;
+        entry.running = Some(attempt);
+        let permits = self.permits.clone();
+        let prober = self.prober.clone();
+        self.attempts.spawn(async move {
+            // Waiting for a permit happens here, in the attempt's task, so a full house
+            // never blocks the supervisor's loop.
+            let _permit = permits.acquire_owned().await;
+            let outcome = prober.probe(check.clone()).await;
+            Finished {
+                check,
+                attempt,
+                outcome,
+                at: SystemTime::now(),
+            }
+        });
+    }
+
+    fn finish(&mut self, finished: Finished) {
+        let Finished {
+            check,
+            attempt,
+            outcome,
+            at,
+        } = finished;
+        let Some(entry) = self.checks.get_mut(&check) else {
+            return; // The check was removed by a reload while it ran.
+        };
+        if entry.running != Some(attempt) {
+            return;
+        }
+        self.stats.checks_completed.fetch_add(1, Ordering::Relaxed);
+        entry.running = None;
+        let step = entry.state.record(&check.timing, &outcome);
+        entry.last = Some(CheckResult {
+            passed: outcome.passed(),
+            detail: outcome.to_string(),
+            at_unix_ms: at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        });
+        entry.queued = Some(self.queue.insert(check.clone(), step.next));
+        let followers = entry.followers.clone();
+        let last = entry.last.clone();
+
+        if let Some(up) = step.changed {
+            self.log_transition(&check, &followers, up, &outcome);
+            for member in &followers {
+                self.notify_member(*member, up, &outcome);
+            }
+        }
+        if step.changed.is_some() || step.weight_changed {
+            let services: HashSet<usize> = followers.iter().map(|m| m.service).collect();
+            for service in services {
+                self.evaluate(service, true, Some(&outcome));
+            }
+        } else {
+            // Only the last result changed: publish it without re-deciding the pool.
+            for member in followers {
+                let run = &mut self.services[member.service];
+                if let Some(status) = run.members.get_mut(member.member) {
+                    status.last_result = last.clone();
+                    let address = run.plan.members[member.member].address;
+                    self.pending.insert((run.plan.key, address), status.clone());
+                }
+            }
+        }
+    }
+
+    /// Re-decides a service's pool and publishes what changed.
+    fn evaluate(&mut self, index: usize, notify: bool, reason: Option<&Outcome>) {
+        let run = &self.services[index];
+        let members: Vec<Member> = run
+            .plan
+            .members
+            .iter()
+            .map(|m| {
+                let state = m.check.as_ref().and_then(|c| self.checks.get(c));
+                Member {
+                    weight: m.weight,
+                    inhibit_on_failure: m.inhibit_on_failure,
+                    up: state.is_none_or(|s| s.state.is_up()),
+                    dynamic_weight: state.and_then(|s| s.state.weight()),
+                }
+            })
+            .collect();
+        let run = &mut self.services[index];
+        let verdict = run.pool.evaluate(&members);
+        let mut statuses = Vec::with_capacity(members.len());
+        for ((plan, member), admission) in run
+            .plan
+            .members
+            .iter()
+            .zip(&members)
+            .zip(&verdict.admissions)
+        {
+            let entry = plan.check.as_ref().and_then(|c| self.checks.get(c));
+            let status = HealthStatus {
+                state: if member.up {
+                    HealthState::Up
+                } else {
+                    HealthState::Down
+                },
+                admission: *admission,
+                checker: plan.check.as_ref().map(|c| c.to_string()),
+                last_result: entry.and_then(|e| e.last.clone()),
+            };
+            let before = run.members.get(statuses.len());
+            if before.is_some_and(|b| b.admission != status.admission) {
+                info!(
+                    service = %run.plan.name,
+                    real_server = %plan.address,
+                    admission = ?status.admission,
+                    "real server admission changed"
+                );
+            }
+            if before != Some(&status) {
+                self.pending
+                    .insert((run.plan.key, plan.address), status.clone());
+            }
+            statuses.push(status);
+        }
+        run.members = statuses;
+        if let (Some(address), Some(admission)) = (run.plan.sorry_server, verdict.sorry_server) {
+            let status = HealthStatus {
+                state: if admission == Admission::Removed {
+                    HealthState::SorryStandby
+                } else {
+                    HealthState::SorryActive
+                },
+                admission,
+                checker: None,
+                last_result: None,
+            };
+            if run.sorry.as_ref() != Some(&status) {
+                if run.sorry.is_some() || status.state == HealthState::SorryActive {
+                    info!(
+                        service = %run.plan.name,
+                        sorry_server = %address,
+                        state = status.state.name(),
+                        "sorry server {}",
+                        if status.state == HealthState::SorryActive { "in" } else { "out" }
+                    );
+                }
+                self.pending.insert((run.plan.key, address), status.clone());
+                run.sorry = Some(status);
+            }
+        }
+        if let Some(gained) = verdict.quorum_changed {
+            let why = reason
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "configuration".into());
+            if gained {
+                info!(service = %run.plan.name, live_weight = verdict.live_weight, quorum = run.plan.quorum, "quorum gained");
+            } else {
+                warn!(service = %run.plan.name, live_weight = verdict.live_weight, quorum = run.plan.quorum, reason = %why, "quorum lost");
+            }
+            let script = if gained {
+                run.plan.quorum_up.clone()
+            } else {
+                run.plan.quorum_down.clone()
+            };
+            if let (true, Some(script)) = (notify, script) {
+                let env = vec![
+                    (
+                        "LVS_EVENT",
+                        if gained { "quorum_up" } else { "quorum_down" }.to_owned(),
+                    ),
+                    ("LVS_SERVICE", run.plan.name.clone()),
+                ];
+                self.spawn_notifier(script, env);
+            }
+        }
+    }
+
+    fn log_transition(&self, check: &Check, followers: &[MemberRef], up: bool, outcome: &Outcome) {
+        for member in followers {
+            let run = &self.services[member.service];
+            let address = run.plan.members[member.member].address;
+            if up {
+                info!(service = %run.plan.name, real_server = %address, checker = %check, result = %outcome, "real server up");
+            } else {
+                warn!(service = %run.plan.name, real_server = %address, checker = %check, reason = %outcome, "real server down");
+            }
+        }
+    }
+
+    fn notify_member(&mut self, member: MemberRef, up: bool, outcome: &Outcome) {
+        let run = &self.services[member.service];
+        let plan = &run.plan.members[member.member];
+        let script = if up {
+            &plan.notify_up
+        } else {
+            &plan.notify_down
+        };
+        if let Some(script) = script.clone() {
+            let env = vec![
+                ("LVS_EVENT", if up { "up" } else { "down" }.to_owned()),
+                ("LVS_SERVICE", run.plan.name.clone()),
+                ("LVS_REAL_SERVER", plan.address.to_string()),
+                ("LVS_REASON", outcome.to_string()),
+            ];
+            self.spawn_notifier(script, env);
+        }
+    }
+
+    fn spawn_notifier(&mut self, script: Script, env: Vec<(&'static str, String)>) {
+        let permits = self.notifier_permits.clone();
+        let timeout = self.notifier_timeout;
+        self.notifiers.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            match script::run(&script, &env, timeout).await {
+                ScriptEnd::Exited(0) => {}
+                end => warn!(notifier = %script, ?end, "a notifier did not succeed"),
+            }
+        });
+    }
+
+    /// keepalived's omega: at shutdown, the down notifiers of the servers that are up, and
+    /// the quorum-down notifier of services that have their quorum, for services that ask.
+    async fn omega(&mut self) {
+        let mut scripts = Vec::new();
+        for run in &self.services {
+            let members: Vec<(bool, Option<&Script>)> = run
+                .plan
+                .members
+                .iter()
+                .zip(&run.members)
+                .map(|(plan, status)| (status.state == HealthState::Up, plan.notify_down.as_ref()))
+                .collect();
+            for script in omega_notifiers(
+                run.plan.omega,
+                &members,
+                run.pool.has_quorum(),
+                run.plan.quorum_down.as_ref(),
+            ) {
+                scripts.push((script.clone(), run.plan.name.clone()));
+            }
+        }
+        for (script, service) in scripts {
+            let env = vec![
+                ("LVS_EVENT", "shutdown".to_owned()),
+                ("LVS_SERVICE", service),
+            ];
+            self.spawn_notifier(script, env);
+        }
+        self.attempts.abort_all();
+        // Every notifier is bounded by its own timeout, so this wait is bounded too.
+        while self.notifiers.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
