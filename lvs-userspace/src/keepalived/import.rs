@@ -514,9 +514,6 @@ impl Importer {
                         .and_then(|ip| self.ipv4(s, ip, "checker address"))
                         .map(|ip| ip.to_string());
                 }
-                "bind_port" if !misc => {
-                    checker.bind_port = self.value(s).and_then(|port| self.port(s, port));
-                }
                 "connect_timeout" if !misc => checker.connect_timeout = self.number(s),
                 "retry" | "nb_get_retry" => checker.retry = self.number(s),
                 "delay_before_retry" => checker.delay_before_retry = self.number(s),
@@ -526,7 +523,6 @@ impl Importer {
                 "misc_path" if misc => checker.misc_path = self.text(s),
                 "misc_timeout" if misc => checker.misc_timeout = self.number(s),
                 "misc_dynamic" if misc => checker.misc_dynamic = self.flag(s),
-                "user" if misc => checker.user = Some(s.args.join(" ")),
                 other => self.problem(s, format!("{other} in {} is not imported", at.keyword)),
             }
         }

@@ -104,8 +104,6 @@ pub struct Checker {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bindto: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bind_port: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<u32>,
@@ -121,8 +119,6 @@ pub struct Checker {
     pub misc_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub misc_dynamic: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub url: Vec<Url>,
 }

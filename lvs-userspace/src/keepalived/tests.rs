@@ -21,6 +21,7 @@ fn what_is_not_imported_is_reported_with_its_line() {
         "line 71: mh-port only applies to the mh scheduler",
         "line 82: SMTP_CHECK is not supported by lvs",
         "line 92: one-packet scheduling (ops) is not supported by lvs",
+        "line 99: user in MISC_CHECK is not imported",
         "line 106: lb_kind NAT is not supported (lvs does direct routing, DR); the service is not imported",
         "line 112: firewall-mark services are not supported by lvs",
         "line 116: IPv6 services are not supported by lvs (IPv4 only)",
@@ -56,6 +57,10 @@ fn the_output_is_valid_toml_with_the_keys_lvs_reads() {
         web["real_server"][1]["TCP_CHECK"]["retry"].as_integer(),
         Some(3)
     );
+    // And the director accepts it as its configuration, health checks included.
+    let config = crate::config::parse(&text, "imported.toml")
+        .unwrap_or_else(|e| panic!("the import is not a valid lvs config: {e}"));
+    assert_eq!(config.services.len(), 4);
 }
 
 #[test]
