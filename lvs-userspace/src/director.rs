@@ -290,12 +290,12 @@ impl Director {
         let flows = self.dataplane.flows()?;
         let templates = self.dataplane.templates()?;
         let timeouts = self.template_timeouts();
+        let generations = self.model.generations();
         let destinations: HashMap<(u32, u32), (Ipv4Addr, u16)> = self
             .model
             .services()
             .flat_map(|view| {
                 let port = view.service.port;
-                let generations = self.model.generations();
                 view.real_servers
                     .iter()
                     .map(|rs| ((rs.id, generations[&rs.id]), (rs.address, port)))
