@@ -663,8 +663,15 @@ pub struct RealServerView<'a> {
 }
 
 /// The entry a real server should have: usable only with a resolved MAC.
+///
+/// A server that health checking took out of the service (down, or a sorry server on standby)
+/// is unusable too, as keepalived deletes it from IPVS: its existing flows then follow the
+/// director's `expire_nodest_conn` rule (scheduled anew, or dropped until they expire). A
+/// server kept at weight 0 (`inhibit_on_failure`) stays usable: its flows carry on.
 fn wanted_entry(rs: &RealServerState, neighbour: Option<&Neighbour>) -> RealServerEntry {
-    let mac = neighbour.and_then(Neighbour::mac);
+    let mac = neighbour
+        .and_then(Neighbour::mac)
+        .filter(|_| rs.admitted_weight().is_some());
     RealServerEntry {
         addr: rs.config.address.octets(),
         mac: mac.unwrap_or([0; 6]),
@@ -853,5 +860,74 @@ weight = 0
             MacAddr([0x02, 0xab, 0, 1, 0x10, 0xff]).to_string(),
             "02:ab:00:01:10:ff"
         );
+    }
+
+    #[test]
+    fn health_removes_inhibits_and_brings_in_the_sorry_server() {
+        use crate::health::{Admission, HealthState};
+        let text = CONFIG.replacen(
+            "port = 80\n",
+            "port = 80\nsorry_server = { address = \"10.0.0.9\" }\n",
+            1,
+        );
+        let mut m = Model::new(&config::parse(&text, "test.toml").unwrap().services).unwrap();
+        let mut dp = FakeDataPlane::default();
+        for (last, mac) in [(11, 11), (12, 12), (9, 9)] {
+            m.set_neighbour(Ipv4Addr::new(10, 0, 0, last), resolved(mac));
+        }
+        m.sync(&mut dp).unwrap();
+        // The sorry server (id 2, after the two real servers) gets nothing by default.
+        assert_eq!(ids_in_table(&dp, 0), [0, 1].into_iter().collect());
+
+        let web = ServiceKey {
+            addr: [10, 0, 0, 100],
+            port: 80u16.to_be_bytes(),
+            protocol: lvs_common::IPPROTO_TCP,
+            _pad: 0,
+        };
+        let status = |admission| HealthStatus {
+            state: HealthState::Down,
+            admission,
+            checker: None,
+            last_result: None,
+        };
+        let eleven = Ipv4Addr::new(10, 0, 0, 11);
+        assert!(m.set_health(web, eleven, status(Admission::Removed)));
+        assert!(!m.set_health(web, eleven, status(Admission::Removed)));
+        m.sync(&mut dp).unwrap();
+        assert_eq!(ids_in_table(&dp, 0), [1].into_iter().collect());
+        assert_eq!(
+            dp.real_servers[&0].flags, 0,
+            "removed: its flows follow expire_nodest_conn"
+        );
+        assert!(m.set_health(web, eleven, status(Admission::Weight(0))));
+        m.sync(&mut dp).unwrap();
+        assert_eq!(
+            ids_in_table(&dp, 0),
+            [1].into_iter().collect(),
+            "weight 0 gets no new flows"
+        );
+        assert_eq!(
+            dp.real_servers[&0].flags, REAL_SERVER_USABLE,
+            "inhibited: its flows carry on"
+        );
+        assert!(m.set_health(web, Ipv4Addr::new(10, 0, 0, 12), status(Admission::Removed)));
+        assert!(m.set_health(
+            web,
+            Ipv4Addr::new(10, 0, 0, 9),
+            status(Admission::Weight(1))
+        ));
+        m.sync(&mut dp).unwrap();
+        assert_eq!(
+            ids_in_table(&dp, 0),
+            [2].into_iter().collect(),
+            "only the sorry server is left"
+        );
+        let views: Vec<_> = m.services().collect();
+        let sorry = &views[0].real_servers[2];
+        assert!(sorry.sorry && sorry.forwarding);
+        assert!(!views[0].real_servers[0].forwarding);
+        // An unknown service or address changes nothing.
+        assert!(!m.set_health(web, Ipv4Addr::new(10, 0, 0, 77), status(Admission::Removed)));
     }
 }
