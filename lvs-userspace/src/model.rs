@@ -185,9 +185,21 @@ struct ServiceState {
     real_servers: Vec<RealServerState>,
     /// Shadow of the service's table (a ring or a hash table); empty until first written.
     table: Vec<u32>,
+    /// What the table was built from, and the `SERVICE_*` flags and ring length it gave: a
+    /// sync with the same inputs (most of them, as the sweep syncs every second) skips the
+    /// build, which for a Maglev table takes milliseconds.
+    planned: Option<(PlanInputs, u32, u32)>,
     /// The service entry last written.
     entry: Option<ServiceEntry>,
     stats_stale: bool,
+}
+
+/// Everything a service's table depends on.
+#[derive(Debug, PartialEq, Eq)]
+struct PlanInputs {
+    scheduler: schedule::Scheduler,
+    sched_flags: schedule::SchedFlags,
+    candidates: Vec<Candidate>,
 }
 
 /// A service or real server taken out of the wanted state, whose entries `sync` must clear.
@@ -319,6 +331,7 @@ impl Model {
             real_servers,
             service: service.clone(),
             table: Vec::new(),
+            planned: None,
             entry: None,
             stats_stale: true,
         }
@@ -561,6 +574,10 @@ fn sync_service(
         }
     }
 
+    let scheduler = service.service.scheduler;
+    // Only the connection-count schedulers look at counts; leaving them out for the others
+    // keeps their inputs unchanged from one sweep to the next.
+    let follows_connections = scheduler.follows_connections();
     let candidates: Vec<Candidate> = service
         .real_servers
         .iter()
@@ -568,7 +585,11 @@ fn sync_service(
         .filter(|(rs, entry)| entry.flags & REAL_SERVER_USABLE != 0 && !rs.overloaded)
         .filter_map(|(rs, _)| Some((rs, rs.admitted_weight()?)))
         .map(|(rs, weight)| {
-            let connections = counts.get(&rs.id).copied().unwrap_or_default();
+            let connections = counts
+                .get(&rs.id)
+                .copied()
+                .filter(|_| follows_connections)
+                .unwrap_or_default();
             Candidate {
                 id: rs.id,
                 identity: identity(rs.config.address, service.service.port),
@@ -578,30 +599,39 @@ fn sync_service(
             }
         })
         .collect();
-    let plan = schedule::plan(
-        service.service.scheduler,
-        service.service.sched_flags,
-        &candidates,
-    );
-    let changed = changed_slots(&service.table, &plan.table);
-    if !changed.is_empty() {
-        dataplane.set_lookup_slots(service.index, &changed)?;
-        report.slots_written += changed.len();
-    }
+    let inputs = PlanInputs {
+        scheduler,
+        sched_flags: service.service.sched_flags,
+        candidates,
+    };
+    let mut changed = Vec::new();
+    let (flags, ring_len) = match &service.planned {
+        Some((known, flags, ring_len)) if *known == inputs => (*flags, *ring_len),
+        _ => {
+            let plan = schedule::plan(inputs.scheduler, inputs.sched_flags, &inputs.candidates);
+            changed = changed_slots(&service.table, &plan.table);
+            if !changed.is_empty() {
+                dataplane.set_lookup_slots(service.index, &changed)?;
+                report.slots_written += changed.len();
+            }
+            service.table = plan.table;
+            service.planned = Some((inputs, plan.flags, plan.ring_len));
+            (plan.flags, plan.ring_len)
+        }
+    };
     let entry = ServiceEntry {
         index: service.index,
-        flags: plan.flags,
-        ring_len: plan.ring_len,
+        flags,
+        ring_len,
         persist_timeout_s: service.service.persistence.map_or(0, |p| p.timeout),
         persist_mask: service
             .service
             .persistence
             .map_or([255; 4], |p| p.netmask.octets()),
     };
-    if plan.ring_len > 0 && (!changed.is_empty() || service.entry != Some(entry)) {
-        dataplane.reset_cursors(service.index, plan.ring_len)?;
+    if ring_len > 0 && (!changed.is_empty() || service.entry != Some(entry)) {
+        dataplane.reset_cursors(service.index, ring_len)?;
     }
-    service.table = plan.table;
     if service.entry != Some(entry) {
         dataplane.set_service(service.service.key(), entry)?;
         report.services_installed += usize::from(service.entry.is_none());
