@@ -15,7 +15,7 @@ use crate::{
     ipvsadm::rules::{RuleSet, ServiceRules},
     rates::Rates,
     schedule::{SchedFlags, Scheduler},
-    status::Status,
+    status::{RealServerStatus, Status},
 };
 
 /// Why a rule table cannot become the director's services.
@@ -212,6 +212,10 @@ fn unicast(address: Ipv4Addr) -> Result<(), RuntimeError> {
 }
 
 /// `lvsadm -L`'s snapshot from the director's status and connection list.
+///
+/// Real servers are listed as ipvsadm lists IPVS under keepalived: what is in effect, not what
+/// is configured. A server that health checking removed is left out, an inhibited one shows
+/// weight 0, and a sorry server appears only while it takes the traffic.
 pub fn snapshot(
     status: &Status,
     services: &[Service],
@@ -222,50 +226,78 @@ pub fn snapshot(
     let entries = rules
         .services
         .iter()
-        .map(|service_rules| {
-            let key = service_rules.service;
-            let shown = status.services.iter().find(|s| {
-                s.address == key.address.to_string()
-                    && s.port == key.port
-                    && s.protocol == key.protocol.name()
-            });
-            ServiceEntry {
-                service: key,
-                config: service_rules.config,
-                stats: shown
-                    .map_or_else(Stats::default, |s| stats(s.connections, s.packets, s.bytes)),
-                rates: shown.map_or_else(api::snapshot::Rates::default, |s| rates(s.rates)),
-                real_servers: service_rules
-                    .real_servers
-                    .iter()
-                    .map(|server| {
-                        let rs = shown.and_then(|s| {
-                            s.real_servers
-                                .iter()
-                                .find(|rs| rs.address == server.address.to_string())
-                        });
-                        RealServerEntry {
-                            server: *server,
-                            port: key.port,
-                            active_conns: rs.map_or(0, |rs| rs.active_connections),
-                            inactive_conns: rs.map_or(0, |rs| rs.inactive_connections),
-                            persistent_conns: rs.map_or(0, |rs| rs.persistent_connections),
-                            stats: rs.map_or_else(Stats::default, |rs| {
-                                stats(rs.connections, rs.packets, rs.bytes)
-                            }),
-                            rates: rs
-                                .map_or_else(api::snapshot::Rates::default, |rs| rates(rs.rates)),
-                        }
-                    })
-                    .collect(),
-            }
-        })
+        .map(|service_rules| service_entry(service_rules, status))
         .collect();
     Snapshot {
         connection_table_size,
         timeouts: rules.timeouts,
         services: entries,
         connections: connections.iter().filter_map(connection).collect(),
+    }
+}
+
+fn service_entry(service_rules: &ServiceRules, status: &Status) -> ServiceEntry {
+    let key = service_rules.service;
+    let shown = status.services.iter().find(|s| {
+        s.address == key.address.to_string()
+            && s.port == key.port
+            && s.protocol == key.protocol.name()
+    });
+    let shown_servers = shown.map_or(&[][..], |s| &s.real_servers[..]);
+    let configured = service_rules.real_servers.iter().filter_map(|server| {
+        let rs = shown_servers
+            .iter()
+            .find(|rs| !rs.sorry_server && rs.address == server.address.to_string());
+        match rs {
+            Some(rs) => Some(real_server_entry(
+                RealServerConfig {
+                    weight: rs.weight_in_effect()?,
+                    ..*server
+                },
+                key.port,
+                Some(rs),
+            )),
+            // Not in the director's state yet: shown as configured, with nothing counted.
+            None => Some(real_server_entry(*server, key.port, None)),
+        }
+    });
+    let sorry = shown_servers
+        .iter()
+        .filter(|rs| rs.sorry_server)
+        .filter_map(|rs| {
+            let server = RealServerConfig {
+                address: rs.address.parse().ok()?,
+                forward: ForwardMethod::Route,
+                weight: rs.weight_in_effect()?,
+                u_threshold: rs.upper_threshold,
+                l_threshold: rs.lower_threshold,
+            };
+            Some(real_server_entry(server, key.port, Some(rs)))
+        });
+    ServiceEntry {
+        service: key,
+        config: service_rules.config,
+        stats: shown.map_or_else(Stats::default, |s| stats(s.connections, s.packets, s.bytes)),
+        rates: shown.map_or_else(api::snapshot::Rates::default, |s| rates(s.rates)),
+        real_servers: configured.chain(sorry).collect(),
+    }
+}
+
+fn real_server_entry(
+    server: RealServerConfig,
+    port: u16,
+    rs: Option<&RealServerStatus>,
+) -> RealServerEntry {
+    RealServerEntry {
+        server,
+        port,
+        active_conns: rs.map_or(0, |rs| rs.active_connections),
+        inactive_conns: rs.map_or(0, |rs| rs.inactive_connections),
+        persistent_conns: rs.map_or(0, |rs| rs.persistent_connections),
+        stats: rs.map_or_else(Stats::default, |rs| {
+            stats(rs.connections, rs.packets, rs.bytes)
+        }),
+        rates: rs.map_or_else(api::snapshot::Rates::default, |rs| rates(rs.rates)),
     }
 }
 
@@ -401,6 +433,95 @@ uthreshold = 100
                 .unwrap_err()
                 .0
                 .contains("cannot be a service or server address")
+        );
+    }
+
+    #[test]
+    fn the_listing_shows_what_health_checking_left_in_effect() {
+        use crate::{
+            dataplane::FakeDataPlane,
+            health::{Admission, HealthState, HealthStatus},
+            model::Model,
+            rates::RateBook,
+        };
+        let text = CONFIG.replacen(
+            "persistence_timeout = 60\n",
+            "persistence_timeout = 60\nsorry_server = { address = \"10.0.0.9\" }\n",
+            1,
+        ) + "[[virtual_server.real_server]]\naddress = \"10.0.0.12\"\nweight = 3\n\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.13\"\nweight = 4\n";
+        let services = config::parse(&text, "t.toml").unwrap().services;
+        let mut model = Model::new(&services).unwrap();
+        let service = services[0].key();
+        let health = |state, admission| HealthStatus {
+            state,
+            admission,
+            checker: None,
+            last_result: None,
+        };
+        let listed = |model: &Model| {
+            let status = Status::collect(
+                model,
+                &FakeDataPlane::default(),
+                &RateBook::default(),
+                Timeouts::default(),
+                "eth0",
+                "native",
+            )
+            .unwrap();
+            snapshot(&status, &services, &[], 4096).services[0]
+                .real_servers
+                .iter()
+                .map(|rs| (rs.server.address.to_string(), rs.server.weight))
+                .collect::<Vec<_>>()
+        };
+        let listing = |entries: &[(&str, u32)]| {
+            entries
+                .iter()
+                .map(|(address, weight)| ((*address).to_owned(), *weight))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            listed(&model),
+            listing(&[("10.0.0.11", 2), ("10.0.0.12", 3), ("10.0.0.13", 4)]),
+            "unchecked servers are listed as configured; the sorry server waits unlisted"
+        );
+
+        let address = |last| Ipv4Addr::new(10, 0, 0, last);
+        model.set_health(
+            service,
+            address(11),
+            health(HealthState::Down, Admission::Removed),
+        );
+        model.set_health(
+            service,
+            address(12),
+            health(HealthState::Down, Admission::Weight(0)),
+        );
+        model.set_health(
+            service,
+            address(13),
+            health(HealthState::Up, Admission::Weight(4)),
+        );
+        model.set_health(
+            service,
+            address(9),
+            health(HealthState::SorryActive, Admission::Weight(1)),
+        );
+        assert_eq!(
+            listed(&model),
+            listing(&[("10.0.0.12", 0), ("10.0.0.13", 4), ("10.0.0.9", 1)]),
+            "removed: absent; inhibited: weight 0; the active sorry server is listed"
+        );
+
+        model.set_health(
+            service,
+            address(9),
+            health(HealthState::SorryStandby, Admission::Removed),
+        );
+        assert_eq!(
+            listed(&model),
+            listing(&[("10.0.0.12", 0), ("10.0.0.13", 4)])
         );
     }
 

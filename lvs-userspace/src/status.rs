@@ -79,6 +79,18 @@ pub struct RealServerStatus {
     pub health: Option<HealthStatus>,
 }
 
+impl RealServerStatus {
+    /// The weight it has in the service's scheduling, or none when it is out of it: health
+    /// checking removed it, or it is a sorry server on standby.
+    pub fn weight_in_effect(&self) -> Option<u32> {
+        match &self.health {
+            Some(health) => health.admission.weight(),
+            None if self.sorry_server => None,
+            None => Some(self.weight),
+        }
+    }
+}
+
 impl Status {
     /// Reads the counters from the data plane and combines them with the model.
     pub fn collect(
