@@ -287,6 +287,8 @@ pub enum Request {
     /// The rule table, counters and timeouts; with `connections`, the connection table too
     /// (it can be large, so only `-c` asks for it).
     Snapshot { connections: bool },
+    /// Reads the daemon's config file again and applies the difference, as SIGHUP does.
+    Reload {},
 }
 
 /// The daemon's answer to a [`Request`].
@@ -303,6 +305,10 @@ pub enum Response {
         change: Option<usize>,
     },
     Snapshot(Snapshot),
+    /// A reload was applied; `message` says what it changed.
+    Done {
+        message: String,
+    },
 }
 
 #[cfg(test)]

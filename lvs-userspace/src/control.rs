@@ -268,6 +268,54 @@ mod tests {
         );
     }
 
+    /// lvsadm speaks `api`'s requests and answers; the daemon decodes them as its own.
+    #[test]
+    fn lvsadm_requests_and_the_daemons_answers_agree_on_the_wire() {
+        let requests = [
+            (
+                api::Request::Apply { changes: vec![] },
+                Request::Apply { changes: vec![] },
+            ),
+            (
+                api::Request::Snapshot { connections: true },
+                Request::Snapshot { connections: true },
+            ),
+            (api::Request::Reload {}, Request::Reload {}),
+        ];
+        for (sent, decoded) in requests {
+            let line = serde_json::to_string(&sent).unwrap();
+            assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), decoded);
+        }
+        let answers = [
+            (Response::Ok, api::Response::Ok),
+            (
+                Response::Done {
+                    message: "reloaded".into(),
+                },
+                api::Response::Done {
+                    message: "reloaded".into(),
+                },
+            ),
+            (
+                Response::Error {
+                    message: "No such service".into(),
+                    change: Some(1),
+                },
+                api::Response::Error {
+                    message: "No such service".into(),
+                    change: Some(1),
+                },
+            ),
+        ];
+        for (sent, decoded) in answers {
+            let line = serde_json::to_string(&sent).unwrap();
+            assert_eq!(
+                serde_json::from_str::<api::Response>(&line).unwrap(),
+                decoded
+            );
+        }
+    }
+
     #[tokio::test]
     async fn malformed_requests_get_clear_errors() {
         let (_dir, path) = server().await;

@@ -274,22 +274,11 @@ fn long_lived_connections_survive_server_changes_and_new_ones_follow_the_weights
 }
 
 fn lvsadm(lab: &Lab, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lvsadm"))
-        .arg("--socket")
-        .arg(lab.control_socket())
-        .args(args)
-        .output()
-        .unwrap()
+    lab.lvsadm(Path::new(env!("CARGO_BIN_EXE_lvsadm")), args)
 }
 
 fn lvsadm_ok(lab: &Lab, args: &[&str]) -> String {
-    let output = lvsadm(lab, args);
-    assert!(
-        output.status.success(),
-        "lvsadm {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    lab.lvsadm_ok(Path::new(env!("CARGO_BIN_EXE_lvsadm")), args)
 }
 
 #[test]
@@ -375,6 +364,35 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
         lvsadm_ok(&lab, &["-Sn"]).lines().count(),
         saved.lines().count() - 1
     );
+
+    // `lvsadm --reload` applies the edited file: what lvsadm changed gives way to it, as
+    // with keepalived, and the held connection to rs1 carries on.
+    write_config(&lab, &base, &[("10.77.0.11", 1), ("10.77.0.12", 2)]);
+    let reloaded = lvsadm_ok(&lab, &["--reload"]);
+    assert!(reloaded.starts_with("reloaded "), "{reloaded}");
+    let listing = lvsadm_ok(&lab, &["-Ln"]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("  -> 10.77.0.12:80") && l.contains("Route   2 ")),
+        "{listing}"
+    );
+    assert!(!listing.contains("10.77.0.13"), "{listing}");
+
+    // A bad file is refused whole, with its line, and nothing changes.
+    std::fs::write(
+        lab.config_path(),
+        format!("{base}\n[[virtual_server.real_server]]\naddress = \"10.77.0.11\"\nweight = -1\n"),
+    )
+    .unwrap();
+    let refused = lvsadm(&lab, &["--reload"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(&lab.config_path().display().to_string()) && stderr.contains("weight"),
+        "{stderr}"
+    );
+    assert_eq!(lvsadm_ok(&lab, &["-Ln"]), listing);
 
     let answer = download
         .finish()

@@ -35,6 +35,10 @@ fn lvs() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lvs"))
 }
 
+fn lvsadm() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lvsadm"))
+}
+
 fn real_server(i: u8) -> String {
     format!("10.77.0.{}", 10 + i)
 }
@@ -108,6 +112,13 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
         "{rs2}"
     );
     assert!(rs2["health"]["last_result"]["at_unix_ms"].as_u64().unwrap() > 0);
+    // As ipvsadm shows IPVS under keepalived: the removed server is not listed.
+    let listing = lab.lvsadm_ok(lvsadm(), &["-Ln"]);
+    assert!(
+        !listing.contains(&format!("-> {}:80", real_server(2)))
+            && listing.contains(&format!("-> {}:80", real_server(1))),
+        "{listing}"
+    );
     let log = lab.log();
     assert!(
         log.contains("real server down") && log.contains("connection refused"),
@@ -164,6 +175,12 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
     assert!(
         table.contains("sorry server, active") && table.contains("down, removed"),
         "{table}"
+    );
+    let listing = lab.lvsadm_ok(lvsadm(), &["-Ln"]);
+    let listed: Vec<&str> = listing.lines().filter(|l| l.starts_with("  -> ")).collect();
+    assert!(
+        listed.len() == 2 && listed[1].starts_with(&format!("  -> {SORRY_SERVER}:80")),
+        "only the sorry server is listed:\n{listing}"
     );
 
     // One comes back: the sorry server steps aside.

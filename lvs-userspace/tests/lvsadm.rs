@@ -117,6 +117,37 @@ fn a_refused_change_prints_the_daemons_message_and_fails() {
 }
 
 #[test]
+fn reload_asks_the_daemon_and_prints_what_it_says() {
+    let dir = TempDir::new("reload");
+    let socket = dir.socket();
+    let daemon = fake_daemon(
+        &socket,
+        r#"{"done":{"message":"reloaded /etc/lvs/lvs.toml: 1 services"}}"#,
+    );
+    let output = lvsadm(&["--reload", "--socket", socket.to_str().unwrap()], "");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "reloaded /etc/lvs/lvs.toml: 1 services\n"
+    );
+    assert_eq!(daemon.join().unwrap(), "{\"command\":\"reload\"}\n");
+
+    // A file the daemon refuses: its reason on stderr, a failure exit.
+    std::fs::remove_file(&socket).unwrap();
+    let daemon = fake_daemon(
+        &socket,
+        r#"{"error":{"message":"/etc/lvs/lvs.toml:3: weight: invalid type"}}"#,
+    );
+    let output = lvsadm(&["--reload", "--socket", socket.to_str().unwrap()], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "/etc/lvs/lvs.toml:3: weight: invalid type\n"
+    );
+    daemon.join().unwrap();
+}
+
+#[test]
 fn a_restore_refused_by_the_daemon_names_the_line() {
     let dir = TempDir::new("restore");
     let socket = dir.socket();

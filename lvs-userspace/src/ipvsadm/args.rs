@@ -185,6 +185,10 @@ pub struct Args {
     pub nosort: u8,
 
     // lvsadm's own.
+    /// Have the daemon read its config file again and apply the difference, as SIGHUP does.
+    /// Unchanged services keep their flows; a bad file is refused whole and nothing changes.
+    #[arg(long = "reload", action = ArgAction::Count, help_heading = LVSADM)]
+    pub reload: u8,
     /// Print the listing as JSON.
     #[arg(long = "json", action = ArgAction::Count, help_heading = LVSADM)]
     pub json: u8,

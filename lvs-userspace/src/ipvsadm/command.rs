@@ -26,6 +26,8 @@ pub enum Command {
     Save { numeric: bool },
     /// `-R`: rules follow on standard input.
     Restore,
+    /// `--reload` (lvsadm's own): the daemon reads its config file again.
+    Reload,
 }
 
 /// A listing: what to show and how.
@@ -99,6 +101,7 @@ enum Kind {
     Restore,
     Save,
     Zero,
+    Reload,
 }
 
 impl Kind {
@@ -116,6 +119,7 @@ impl Kind {
             Kind::Restore => "restore",
             Kind::Save => "save",
             Kind::Zero => "zero",
+            Kind::Reload => "reload",
         }
     }
 
@@ -132,7 +136,7 @@ impl Kind {
             Kind::DeleteServer => b"xx+xxx+xxxxxxxxxxxxx",
             Kind::Save => b" xxxxxxxxxxxxxxxxxxx",
             Kind::Zero => b"xx xxxxxxxxxxxxxxxxx",
-            Kind::Flush | Kind::Set | Kind::Restore => b"xxxxxxxxxxxxxxxxxxxx",
+            Kind::Flush | Kind::Set | Kind::Restore | Kind::Reload => b"xxxxxxxxxxxxxxxxxxxx",
         }
     }
 }
@@ -272,6 +276,7 @@ fn command_kind(args: &Args) -> Result<Option<Kind>, UsageError> {
         (args.restore, Kind::Restore),
         (args.save, Kind::Save),
         (args.zero, Kind::Zero),
+        (args.reload, Kind::Reload),
     ];
     let total: u32 = counts.iter().map(|(n, _)| u32::from(*n)).sum();
     if total > 1 {
@@ -479,6 +484,7 @@ fn build(kind: Kind, given: Given, values: &Values, args: &Args) -> Result<Comma
             });
         }
         Kind::Restore => return Ok(Command::Restore),
+        Kind::Reload => return Ok(Command::Reload),
     };
     Ok(Command::Change(change))
 }

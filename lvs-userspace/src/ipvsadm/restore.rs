@@ -83,7 +83,7 @@ fn parse_line(words: &[&str], names: &dyn Resolver) -> Result<Change, String> {
     }
     match Command::from_args(&args, names).map_err(|error| error.to_string())? {
         Command::Change(change) => Ok(change),
-        Command::List(_) | Command::Save { .. } | Command::Restore => Err(
+        Command::List(_) | Command::Save { .. } | Command::Restore | Command::Reload => Err(
             "only commands that change the table (-A -E -D -C -a -e -d -Z --set) can be restored"
                 .into(),
         ),

@@ -44,32 +44,43 @@ impl From<ControlError> for ClientError {
 /// Applies `changes` in order, all or none.
 pub async fn apply(socket: &Path, changes: Vec<Change>) -> Result<(), ClientError> {
     match call(socket, &Request::Apply { changes }).await? {
-        Answer::Ok => Ok(()),
-        Answer::Snapshot(_) => Err(ClientError::Unexpected("a snapshot", "ok")),
+        Response::Ok => Ok(()),
+        other => Err(unexpected(&other, "ok")),
     }
 }
 
 /// The daemon's state; the connection table too when `connections`.
 pub async fn snapshot(socket: &Path, connections: bool) -> Result<Snapshot, ClientError> {
     match call(socket, &Request::Snapshot { connections }).await? {
-        Answer::Snapshot(snapshot) => Ok(snapshot),
-        Answer::Ok => Err(ClientError::Unexpected("ok", "a snapshot")),
+        Response::Snapshot(snapshot) => Ok(snapshot),
+        other => Err(unexpected(&other, "a snapshot")),
     }
 }
 
-/// A successful answer.
-enum Answer {
-    Ok,
-    Snapshot(Snapshot),
+/// Has the daemon read its config file again; the answer says what changed.
+pub async fn reload(socket: &Path) -> Result<String, ClientError> {
+    match call(socket, &Request::Reload {}).await? {
+        Response::Done { message } => Ok(message),
+        other => Err(unexpected(&other, "a reload's result")),
+    }
 }
 
 /// Sends a request; an error answer becomes `ClientError::Rejected`.
-async fn call(socket: &Path, request: &Request) -> Result<Answer, ClientError> {
+async fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
     match control::exchange(socket, request).await? {
-        Response::Ok => Ok(Answer::Ok),
-        Response::Snapshot(snapshot) => Ok(Answer::Snapshot(snapshot)),
         Response::Error { message, change } => Err(ClientError::Rejected { message, change }),
+        answer => Ok(answer),
     }
+}
+
+fn unexpected(answer: &Response, expected: &'static str) -> ClientError {
+    let answered = match answer {
+        Response::Ok => "ok",
+        Response::Snapshot(_) => "a snapshot",
+        Response::Done { .. } => "a reload's result",
+        Response::Error { .. } => "an error",
+    };
+    ClientError::Unexpected(answered, expected)
 }
 
 #[cfg(test)]
@@ -156,6 +167,20 @@ mod tests {
         let snapshot = snapshot(&path, true).await.unwrap();
         assert_eq!(snapshot.connection_table_size, 4096);
         assert!(snapshot.connections.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reload_returns_the_daemons_message() {
+        let (path, daemon) = one_shot(r#"{"done":{"message":"reloaded /etc/lvs/lvs.toml"}}"#).await;
+        assert_eq!(reload(&path).await.unwrap(), "reloaded /etc/lvs/lvs.toml");
+        assert_eq!(daemon.await.unwrap(), "{\"command\":\"reload\"}\n");
+
+        let (path, _daemon) = one_shot(r#"{"ok":null}"#).await;
+        let error = reload(&path).await.unwrap_err();
+        assert!(
+            matches!(error, ClientError::Unexpected("ok", "a reload's result")),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]

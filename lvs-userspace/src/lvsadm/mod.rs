@@ -68,6 +68,9 @@ pub async fn run(
             Some(save::render(&snapshot, numeric, names))
         }),
         Command::Restore => return restore_rules(socket, names, &rules()?, err).await,
+        Command::Reload => client::reload(socket)
+            .await
+            .map(|message| Some(format!("{message}\n"))),
     };
     match result {
         Ok(text) => {

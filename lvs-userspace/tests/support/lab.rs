@@ -214,6 +214,27 @@ impl Lab {
         serde_json::from_slice(&output.stdout).map_err(|e| format!("lvs status --json: {e}"))
     }
 
+    /// Runs `lvsadm` (the binary at `lvsadm`) against the director's control socket.
+    pub fn lvsadm(&self, lvsadm: &Path, args: &[&str]) -> std::process::Output {
+        Command::new(lvsadm)
+            .arg("--socket")
+            .arg(self.control_socket())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running lvsadm {args:?}: {e}"))
+    }
+
+    /// Runs `lvsadm` and returns what it printed; it must succeed.
+    pub fn lvsadm_ok(&self, lvsadm: &Path, args: &[&str]) -> String {
+        let output = self.lvsadm(lvsadm, args);
+        assert!(
+            output.status.success(),
+            "lvsadm {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// `lvs status` as a table, for people.
     pub fn status_table(&self, lvs: &Path) -> String {
         Command::new(lvs)

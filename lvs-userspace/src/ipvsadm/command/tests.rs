@@ -143,6 +143,7 @@ fn other_changes() {
     );
     assert_eq!(parse("-S -n"), Ok(Command::Save { numeric: true }));
     assert_eq!(parse("-R"), Ok(Command::Restore));
+    assert_eq!(parse("--reload"), Ok(Command::Reload));
 }
 
 #[test]
@@ -183,6 +184,11 @@ fn bad_command_lines_get_ipvsadm_messages() {
     let cases = [
         ("-A -E -t 10.0.0.1:80", "multiple commands specified"),
         ("-Ln -L", "multiple commands specified"),
+        ("--reload -C", "multiple commands specified"),
+        (
+            "--reload -t 10.0.0.1:80",
+            "Illegal 'service-address' option with the 'reload' command",
+        ),
         (
             "-n",
             "Try `lvsadm -h' or 'lvsadm --help' for more information.",

@@ -105,6 +105,7 @@ fn every_bad_line_is_reported_and_nothing_is_returned() {
 -A -u [2001:db8::1]:53
 --set 1 2
 -A -t 10.0.0.1:84 extra
+--reload
 ";
     let errors = parse(text, &NumericOnly).unwrap_err();
     let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -125,6 +126,7 @@ fn every_bad_line_is_reported_and_nothing_is_returned() {
         "line 15: IPv6 services and real servers are not supported by lvs (IPv4 only)",
         "line 16: --set option requires 3 timeout values",
         "line 17: unexpected argument extra",
+        "line 18: only commands that change the table (-A -E -D -C -a -e -d -Z --set) can be restored",
     ];
     assert_eq!(got, expected);
 }
