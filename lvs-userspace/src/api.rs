@@ -27,31 +27,7 @@ pub const MAX_TIMEOUT: u32 = 86400 * 31;
 /// The persistence granularity when `-M` is not given: one client address.
 pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
 
-/// The transport protocol of a virtual service (`-t` or `-u`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    /// The name ipvsadm prints in listings.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        }
-    }
-
-    /// The ipvsadm option that names a service of this protocol.
-    pub const fn option(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "-t",
-            Protocol::Udp => "-u",
-        }
-    }
-}
+pub use crate::config::{Protocol, Timeouts};
 
 /// What identifies a virtual service: protocol, VIP and port. The derived order (protocol,
 /// then address, then port) is the order ipvsadm lists services in.
@@ -224,16 +200,6 @@ pub struct RealServerConfig {
     pub u_threshold: u32,
     /// Lower connection threshold (`-y`); 0 means none.
     pub l_threshold: u32,
-}
-
-/// Connection timeouts in seconds (`--set tcp tcpfin udp`). In a change, 0 leaves that
-/// timeout as it is, as in ipvsadm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Timeouts {
-    pub tcp: u32,
-    pub tcp_fin: u32,
-    pub udp: u32,
 }
 
 /// One change to the rule table: every mutating ipvsadm command.

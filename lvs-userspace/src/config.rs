@@ -69,21 +69,30 @@ pub struct Director {
     pub expire_nodest_conn: bool,
 }
 
-/// Idle timeouts in seconds (`ipvsadm --set tcp tcpfin udp`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Idle timeouts in seconds (`ipvsadm --set tcp tcpfin udp`). In an `lvsadm --set` change,
+/// 0 leaves that timeout as it is, as in ipvsadm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
+    /// ESTABLISHED TCP connections.
     pub tcp: u32,
-    pub tcpfin: u32,
+    /// TCP connections after a FIN (IPVS's FIN_WAIT).
+    pub tcp_fin: u32,
     pub udp: u32,
+}
+
+impl Timeouts {
+    /// IPVS's timeouts before any `--set`: TCP 15 minutes, TCP after FIN 2 minutes, UDP 5.
+    pub const DEFAULT: Timeouts = Timeouts {
+        tcp: DEFAULT_TCP_TIMEOUT_S,
+        tcp_fin: DEFAULT_TCPFIN_TIMEOUT_S,
+        udp: DEFAULT_UDP_TIMEOUT_S,
+    };
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            tcp: DEFAULT_TCP_TIMEOUT_S,
-            tcpfin: DEFAULT_TCPFIN_TIMEOUT_S,
-            udp: DEFAULT_UDP_TIMEOUT_S,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -98,8 +107,13 @@ pub enum XdpMode {
     Generic,
 }
 
-/// The transport protocol of a virtual service (`-t` or `-u` in ipvsadm).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The transport protocol of a virtual service (`-t` or `-u` in ipvsadm). Its derived order
+/// (TCP before UDP) is the order ipvsadm lists services in; the control API names it in
+/// lower case.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -114,10 +128,19 @@ impl Protocol {
         }
     }
 
+    /// The name ipvsadm prints in listings.
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
+        }
+    }
+
+    /// The ipvsadm option that names a service of this protocol.
+    pub const fn option(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "-t",
+            Protocol::Udp => "-u",
         }
     }
 }
@@ -445,7 +468,7 @@ fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Prob
     };
     let timeouts = Timeouts {
         tcp: timeout(&raw.timeout_tcp, "timeout_tcp", defaults.tcp),
-        tcpfin: timeout(&raw.timeout_tcpfin, "timeout_tcpfin", defaults.tcpfin),
+        tcp_fin: timeout(&raw.timeout_tcpfin, "timeout_tcpfin", defaults.tcp_fin),
         udp: timeout(&raw.timeout_udp, "timeout_udp", defaults.udp),
     };
     let flow_table_size = number_in(

@@ -139,7 +139,7 @@ fn settings(director: &config::Director) -> Settings {
     } else {
         SETTINGS_DROP_NODEST
     };
-    Settings::with_timeouts(timeouts.tcp, timeouts.tcpfin, timeouts.udp, flags)
+    Settings::with_timeouts(timeouts.tcp, timeouts.tcp_fin, timeouts.udp, flags)
 }
 
 /// The running director's state, owned by the one task that changes the data plane.
@@ -328,7 +328,7 @@ impl Director {
             return refuse(error.to_string(), None);
         }
         self.config.services = services;
-        self.config.director.timeouts = runtime::config_timeouts(next.timeouts);
+        self.config.director.timeouts = next.timeouts;
         health.reload(&self.config).await;
         let result = async {
             self.dataplane

@@ -27,7 +27,7 @@ pub struct RuntimeError(pub String);
 pub fn rules(services: &[Service], timeouts: Timeouts) -> RuleSet {
     RuleSet {
         services: services.iter().map(service_rules).collect(),
-        timeouts: api_timeouts(timeouts),
+        timeouts,
     }
 }
 
@@ -63,28 +63,9 @@ fn service_rules(service: &Service) -> ServiceRules {
 
 fn service_key(service: &Service) -> ServiceKey {
     ServiceKey {
-        protocol: match service.protocol {
-            Protocol::Tcp => api::Protocol::Tcp,
-            Protocol::Udp => api::Protocol::Udp,
-        },
+        protocol: service.protocol,
         address: service.address,
         port: service.port,
-    }
-}
-
-pub fn api_timeouts(timeouts: Timeouts) -> api::Timeouts {
-    api::Timeouts {
-        tcp: timeouts.tcp,
-        tcp_fin: timeouts.tcpfin,
-        udp: timeouts.udp,
-    }
-}
-
-pub fn config_timeouts(timeouts: api::Timeouts) -> Timeouts {
-    Timeouts {
-        tcp: timeouts.tcp,
-        tcpfin: timeouts.tcp_fin,
-        udp: timeouts.udp,
     }
 }
 
@@ -151,10 +132,7 @@ fn service(rules: &ServiceRules, known: Option<&Service>) -> Result<Service, Run
     let mut service = known.cloned().unwrap_or_else(|| Service {
         address: key.address,
         port: key.port,
-        protocol: match key.protocol {
-            api::Protocol::Tcp => Protocol::Tcp,
-            api::Protocol::Udp => Protocol::Udp,
-        },
+        protocol: key.protocol,
         scheduler,
         sched_flags,
         persistence,
@@ -334,9 +312,9 @@ fn connection(c: &conntrack::Connection) -> Option<Connection> {
     };
     Some(Connection {
         protocol: if c.protocol == "TCP" {
-            api::Protocol::Tcp
+            Protocol::Tcp
         } else {
-            api::Protocol::Udp
+            Protocol::Udp
         },
         expires: u32::try_from(c.expires_s).unwrap_or(u32::MAX),
         state,
@@ -527,7 +505,7 @@ uthreshold = 100
 
     fn table_key() -> ServiceKey {
         ServiceKey {
-            protocol: api::Protocol::Tcp,
+            protocol: Protocol::Tcp,
             address: Ipv4Addr::new(10, 0, 0, 100),
             port: 80,
         }

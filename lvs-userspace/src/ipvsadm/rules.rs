@@ -13,13 +13,6 @@ use crate::api::{
     snapshot::{RealServerEntry, ServiceEntry, Snapshot},
 };
 
-/// IPVS's timeouts before any `--set`: TCP 15 minutes, TCP after FIN 2 minutes, UDP 5.
-pub const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
-    tcp: 900,
-    tcp_fin: 120,
-    udp: 300,
-};
-
 /// The services and timeouts, without counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSet {
@@ -32,7 +25,7 @@ impl Default for RuleSet {
     fn default() -> Self {
         RuleSet {
             services: Vec::new(),
-            timeouts: DEFAULT_TIMEOUTS,
+            timeouts: Timeouts::DEFAULT,
         }
     }
 }

@@ -44,7 +44,7 @@ fn save_then_restore_gives_the_same_table() {
     let snapshot = fixture::snapshot();
     let expected = saved_order(RuleSet::from_snapshot(&snapshot));
     let mut expected_without_timeouts = expected.clone();
-    expected_without_timeouts.timeouts = crate::ipvsadm::rules::DEFAULT_TIMEOUTS;
+    expected_without_timeouts.timeouts = crate::api::Timeouts::DEFAULT;
 
     let numeric = save::render(&snapshot, true, &NumericOnly);
     assert_eq!(restored(&numeric, &NumericOnly), expected_without_timeouts);
