@@ -27,7 +27,10 @@ pub const MAX_TIMEOUT: u32 = 86400 * 31;
 /// The persistence granularity when `-M` is not given: one client address.
 pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
 
-pub use crate::config::{Protocol, Timeouts};
+pub use crate::{
+    config::{Protocol, Timeouts},
+    schedule::{SchedFlags, Scheduler},
+};
 
 /// What identifies a virtual service: protocol, VIP and port. The derived order (protocol,
 /// then address, then port) is the order ipvsadm lists services in.
@@ -42,101 +45,6 @@ pub struct ServiceKey {
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
-    }
-}
-
-/// A scheduler, by its ipvsadm name. These are the ones lvs implements; ipvsadm's `lblc`,
-/// `lblcr`, `fo`, `ovf` and `twos` are not among them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scheduler {
-    Rr,
-    Wrr,
-    Lc,
-    Wlc,
-    Sed,
-    Nq,
-    Sh,
-    Dh,
-    Mh,
-}
-
-impl Scheduler {
-    pub const ALL: [Scheduler; 9] = [
-        Scheduler::Rr,
-        Scheduler::Wrr,
-        Scheduler::Lc,
-        Scheduler::Wlc,
-        Scheduler::Sed,
-        Scheduler::Nq,
-        Scheduler::Sh,
-        Scheduler::Dh,
-        Scheduler::Mh,
-    ];
-
-    /// ipvsadm's default when `-s` is not given.
-    pub const DEFAULT: Scheduler = Scheduler::Wlc;
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Scheduler::Rr => "rr",
-            Scheduler::Wrr => "wrr",
-            Scheduler::Lc => "lc",
-            Scheduler::Wlc => "wlc",
-            Scheduler::Sed => "sed",
-            Scheduler::Nq => "nq",
-            Scheduler::Sh => "sh",
-            Scheduler::Dh => "dh",
-            Scheduler::Mh => "mh",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Scheduler> {
-        Scheduler::ALL.into_iter().find(|s| s.name() == name)
-    }
-}
-
-impl fmt::Display for Scheduler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The three generic scheduler flags of IPVS (`-b`). Their meaning depends on the scheduler:
-/// for `sh` and `mh`, flag 1 is "fallback" (`sh-fallback`, `mh-fallback`: pick another server
-/// when the hashed one is unavailable) and flag 2 is "port" (`sh-port`, `mh-port`: hash the
-/// source port too). Other schedulers ignore them, as in the kernel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SchedFlags {
-    pub flag_1: bool,
-    pub flag_2: bool,
-    pub flag_3: bool,
-}
-
-impl SchedFlags {
-    pub const fn is_empty(self) -> bool {
-        !(self.flag_1 || self.flag_2 || self.flag_3)
-    }
-
-    /// The names ipvsadm prints for these flags under `scheduler`, in its order.
-    pub fn names(self, scheduler: Scheduler) -> Vec<&'static str> {
-        let (one, two, three) = match scheduler {
-            Scheduler::Sh => ("sh-fallback", "sh-port", None),
-            Scheduler::Mh => ("mh-fallback", "mh-port", None),
-            _ => ("flag-1", "flag-2", Some("flag-3")),
-        };
-        let mut names = Vec::new();
-        if self.flag_1 {
-            names.push(one);
-        }
-        if self.flag_2 {
-            names.push(two);
-        }
-        if let (true, Some(three)) = (self.flag_3, three) {
-            names.push(three);
-        }
-        names
     }
 }
 
@@ -296,7 +204,7 @@ mod tests {
                 Change::AddService {
                     service: web(),
                     config: ServiceConfig {
-                        scheduler: Scheduler::Wlc,
+                        scheduler: Scheduler::WeightedLeastConnection,
                         sched_flags: SchedFlags::default(),
                         persistence: Some(Persistence {
                             timeout: 300,
@@ -314,7 +222,7 @@ mod tests {
         let json = serde_json::to_string(&request).unwrap();
         assert_eq!(
             json,
-            r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc","sched_flags":{"flag_1":false,"flag_2":false,"flag_3":false},"persistence":{"timeout":300,"netmask":"255.255.255.255"}}},{"op":"delete_server","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"address":"10.0.0.11"},{"op":"clear"}]}"#
+            r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc","sched_flags":{"fallback":false,"port":false},"persistence":{"timeout":300,"netmask":"255.255.255.255"}}},{"op":"delete_server","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"address":"10.0.0.11"},{"op":"clear"}]}"#
         );
         assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);
     }
@@ -369,18 +277,5 @@ mod tests {
             assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), response);
         }
         assert_eq!(serde_json::to_string(&Response::Ok).unwrap(), r#""ok""#);
-    }
-
-    #[test]
-    fn sched_flag_names_follow_the_scheduler() {
-        let flags = SchedFlags {
-            flag_1: true,
-            flag_2: true,
-            flag_3: true,
-        };
-        assert_eq!(flags.names(Scheduler::Sh), ["sh-fallback", "sh-port"]);
-        assert_eq!(flags.names(Scheduler::Mh), ["mh-fallback", "mh-port"]);
-        assert_eq!(flags.names(Scheduler::Rr), ["flag-1", "flag-2", "flag-3"]);
-        assert!(SchedFlags::default().is_empty());
     }
 }

@@ -14,7 +14,6 @@ use crate::{
     conntrack,
     ipvsadm::rules::{RuleSet, ServiceRules},
     rates::Rates,
-    schedule::{SchedFlags, Scheduler},
     status::{RealServerStatus, Status},
 };
 
@@ -35,13 +34,8 @@ fn service_rules(service: &Service) -> ServiceRules {
     ServiceRules {
         service: service_key(service),
         config: ServiceConfig {
-            scheduler: api::Scheduler::from_name(service.scheduler.name())
-                .unwrap_or(api::Scheduler::DEFAULT),
-            sched_flags: api::SchedFlags {
-                flag_1: service.sched_flags.fallback,
-                flag_2: service.sched_flags.port,
-                flag_3: false,
-            },
+            scheduler: service.scheduler,
+            sched_flags: service.sched_flags,
             persistence: service.persistence.map(|p| api::Persistence {
                 timeout: p.timeout,
                 netmask: p.netmask,
@@ -96,22 +90,14 @@ fn service(rules: &ServiceRules, known: Option<&Service>) -> Result<Service, Run
             "{key}: port 0 services are not supported"
         )));
     }
-    let scheduler: Scheduler = rules
-        .config
-        .scheduler
-        .name()
-        .parse()
-        .map_err(|e: crate::schedule::SchedulerError| RuntimeError(e.to_string()))?;
-    if rules.config.sched_flags.flag_3 {
-        return Err(RuntimeError(format!(
-            "scheduler flag \"flag-3\" has no meaning for scheduler {scheduler}"
-        )));
-    }
-    let sched_flags = SchedFlags::parse(
+    let ServiceConfig {
         scheduler,
-        rules.config.sched_flags.names(rules.config.scheduler),
-    )
-    .map_err(|e| RuntimeError(e.to_string()))?;
+        sched_flags,
+        ..
+    } = rules.config;
+    sched_flags
+        .check(scheduler)
+        .map_err(|e| RuntimeError(format!("{key}: {e}")))?;
     let persistence = match rules.config.persistence {
         Some(p) if p.timeout == 0 || !config::is_netmask(p.netmask) => {
             return Err(RuntimeError(format!(
@@ -328,6 +314,7 @@ fn connection(c: &conntrack::Connection) -> Option<Connection> {
 mod tests {
     use super::*;
     use crate::api::Change;
+    use crate::schedule::{SchedFlags, Scheduler};
 
     const CONFIG: &str = r#"
 [director]
@@ -354,8 +341,8 @@ uthreshold = 100
     fn services_round_trip_through_the_rule_table() {
         let services = wanted();
         let table = rules(&services, Timeouts::default());
-        assert_eq!(table.services[0].config.scheduler, api::Scheduler::Mh);
-        assert!(table.services[0].config.sched_flags.flag_2);
+        assert_eq!(table.services[0].config.scheduler, Scheduler::MaglevHashing);
+        assert!(table.services[0].config.sched_flags.port);
         assert_eq!(table.services[0].real_servers[0].u_threshold, 100);
         assert_eq!(self::services(&table, &services).unwrap(), services);
     }
@@ -379,8 +366,8 @@ uthreshold = 100
                 Change::EditService {
                     service: key,
                     config: ServiceConfig {
-                        scheduler: api::Scheduler::Rr,
-                        sched_flags: api::SchedFlags::default(),
+                        scheduler: Scheduler::RoundRobin,
+                        sched_flags: SchedFlags::default(),
                         persistence: None,
                     },
                 },
@@ -397,12 +384,11 @@ uthreshold = 100
     fn bad_rules_are_refused_with_a_reason() {
         let services = wanted();
         let mut table = rules(&services, Timeouts::default());
-        table.services[0].config.sched_flags.flag_3 = true;
-        assert!(
-            self::services(&table, &services)
-                .unwrap_err()
-                .0
-                .contains("flag-3")
+        // The service's mh-port flag, sent over the socket for a scheduler it means nothing to.
+        table.services[0].config.scheduler = Scheduler::RoundRobin;
+        assert_eq!(
+            self::services(&table, &services).unwrap_err().0,
+            "TCP 10.0.0.100:80: scheduler flag \"flag-2\" does not apply to scheduler rr"
         );
         let mut table = rules(&services, Timeouts::default());
         table.services[0].real_servers[0].address = Ipv4Addr::BROADCAST;

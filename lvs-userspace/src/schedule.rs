@@ -31,19 +31,31 @@ use crate::maglev::{self, Backend};
 /// The most entries a service's schedule ring may hold: the slots of its lookup table.
 pub const RING_CAPACITY: usize = LOOKUP_TABLE_SIZE as usize - 1;
 
-/// A scheduler, named as ipvsadm's `-s` names it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// A scheduler, named as ipvsadm's `-s` names it (in the config, the control API and
+/// listings alike).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Scheduler {
+    #[serde(rename = "rr")]
     RoundRobin,
+    #[serde(rename = "wrr")]
     WeightedRoundRobin,
+    #[serde(rename = "lc")]
     LeastConnection,
     /// The default, as in ipvsadm.
     #[default]
+    #[serde(rename = "wlc")]
     WeightedLeastConnection,
+    #[serde(rename = "sed")]
     ShortestExpectedDelay,
+    #[serde(rename = "nq")]
     NeverQueue,
+    #[serde(rename = "sh")]
     SourceHashing,
+    #[serde(rename = "dh")]
     DestinationHashing,
+    #[serde(rename = "mh")]
     MaglevHashing,
 }
 
@@ -75,6 +87,9 @@ impl Scheduler {
         Scheduler::MaglevHashing,
     ];
 
+    /// ipvsadm's default when `-s` is not given.
+    pub const DEFAULT: Scheduler = Scheduler::WeightedLeastConnection;
+
     pub const fn name(self) -> &'static str {
         match self {
             Scheduler::RoundRobin => "rr",
@@ -87,6 +102,11 @@ impl Scheduler {
             Scheduler::DestinationHashing => "dh",
             Scheduler::MaglevHashing => "mh",
         }
+    }
+
+    /// Whether `-b` flags mean something for it: the source-hashing schedulers'.
+    pub const fn takes_flags(self) -> bool {
+        matches!(self, Scheduler::SourceHashing | Scheduler::MaglevHashing)
     }
 
     /// Whether new connections walk a ring (as opposed to hashing into a table).
@@ -130,8 +150,13 @@ impl FromStr for Scheduler {
     }
 }
 
-/// ipvsadm's `-b` scheduler flags, for `sh` and `mh`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// ipvsadm's `-b` scheduler flags. They mean something only for `sh` and `mh` (IPVS's
+/// generic `flag-1` and `flag-2` are their fallback and port flags; `flag-3` means nothing
+/// to either), so lvs refuses them for every other scheduler rather than ignore them.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(default, deny_unknown_fields)]
 pub struct SchedFlags {
     /// `sh-fallback`/`mh-fallback` (`flag-1`): another server when the hashed one is
     /// unavailable. Always the behaviour of lvs (see the module comment); kept to be listed
@@ -160,11 +185,7 @@ impl SchedFlags {
                 "mh-port" => (Some(Scheduler::MaglevHashing), 2),
                 _ => return Err(SchedulerError::UnknownFlag(name.to_owned())),
             };
-            let hashes_source = matches!(
-                scheduler,
-                Scheduler::SourceHashing | Scheduler::MaglevHashing
-            );
-            if prefix.is_some_and(|p| p != scheduler) || !hashes_source || which == 3 {
+            if prefix.is_some_and(|p| p != scheduler) || !scheduler.takes_flags() || which == 3 {
                 return Err(SchedulerError::FlagNotForScheduler {
                     flag: name.to_owned(),
                     scheduler,
@@ -178,17 +199,34 @@ impl SchedFlags {
         Ok(flags)
     }
 
-    /// The flags as ipvsadm lists them for `scheduler` (`sh-fallback,sh-port`).
+    pub const fn is_empty(self) -> bool {
+        !(self.fallback || self.port)
+    }
+
+    /// Refuses flags that mean nothing for `scheduler`, as [`SchedFlags::parse`] does; for
+    /// flags that arrive already typed (the control API).
+    pub fn check(self, scheduler: Scheduler) -> Result<(), SchedulerError> {
+        match self.names(scheduler).into_iter().next() {
+            Some(flag) if !scheduler.takes_flags() => {
+                Err(SchedulerError::FlagNotForScheduler { flag, scheduler })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The flags as ipvsadm lists them for `scheduler` (`sh-fallback,sh-port`; `flag-1` and
+    /// `flag-2` for a scheduler that takes none, which [`SchedFlags::check`] refuses).
     pub fn names(self, scheduler: Scheduler) -> Vec<String> {
-        let prefix = scheduler.name();
-        let mut names = Vec::new();
-        if self.fallback {
-            names.push(format!("{prefix}-fallback"));
-        }
-        if self.port {
-            names.push(format!("{prefix}-port"));
-        }
-        names
+        let (fallback, port) = if scheduler.takes_flags() {
+            let prefix = scheduler.name();
+            (format!("{prefix}-fallback"), format!("{prefix}-port"))
+        } else {
+            ("flag-1".to_owned(), "flag-2".to_owned())
+        };
+        [(self.fallback, fallback), (self.port, port)]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect()
     }
 }
 

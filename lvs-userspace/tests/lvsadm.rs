@@ -65,7 +65,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
-const SNAPSHOT: &str = r#"{"snapshot":{"connection_table_size":4096,"timeouts":{"tcp":900,"tcp_fin":120,"udp":300},"services":[{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc","sched_flags":{"flag_1":false,"flag_2":false,"flag_3":false},"persistence":null},"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rates":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0},"real_servers":[{"server":{"address":"10.0.0.11","forward":"route","weight":1,"u_threshold":0,"l_threshold":0},"port":80,"active_conns":2,"inactive_conns":3,"persistent_conns":0,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rates":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}]}]}}"#;
+const SNAPSHOT: &str = r#"{"snapshot":{"connection_table_size":4096,"timeouts":{"tcp":900,"tcp_fin":120,"udp":300},"services":[{"service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc","sched_flags":{"fallback":false,"port":false},"persistence":null},"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rates":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0},"real_servers":[{"server":{"address":"10.0.0.11","forward":"route","weight":1,"u_threshold":0,"l_threshold":0},"port":80,"active_conns":2,"inactive_conns":3,"persistent_conns":0,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rates":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}]}]}}"#;
 
 #[test]
 fn lists_what_the_daemon_sends_in_ipvsadm_layout() {
@@ -112,7 +112,7 @@ fn a_refused_change_prints_the_daemons_message_and_fails() {
     assert_eq!(text(&output.stderr), "Service already exists\n");
     assert_eq!(
         daemon.join().unwrap(),
-        "{\"command\":\"apply\",\"changes\":[{\"op\":\"add_service\",\"service\":{\"protocol\":\"tcp\",\"address\":\"10.0.0.1\",\"port\":80},\"config\":{\"scheduler\":\"rr\",\"sched_flags\":{\"flag_1\":false,\"flag_2\":false,\"flag_3\":false},\"persistence\":null}}]}\n"
+        "{\"command\":\"apply\",\"changes\":[{\"op\":\"add_service\",\"service\":{\"protocol\":\"tcp\",\"address\":\"10.0.0.1\",\"port\":80},\"config\":{\"scheduler\":\"rr\",\"sched_flags\":{\"fallback\":false,\"port\":false},\"persistence\":null}}]}\n"
     );
 }
 

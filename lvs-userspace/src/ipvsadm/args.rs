@@ -91,8 +91,8 @@ pub struct Args {
     /// Scheduler: rr wrr lc wlc sed nq sh dh mh (default wlc).
     #[arg(short = 's', long = "scheduler", value_name = "SCHEDULER", action = ArgAction::Append, allow_hyphen_values = true, help_heading = OPTIONS)]
     pub scheduler: Vec<String>,
-    /// Scheduler flags, comma-separated: sh-fallback, sh-port, mh-fallback, mh-port, flag-1,
-    /// flag-2, flag-3.
+    /// Scheduler flags for sh and mh, comma-separated: sh-fallback, sh-port, mh-fallback,
+    /// mh-port (or IPVS's generic flag-1 for fallback, flag-2 for port).
     #[arg(short = 'b', long = "sched-flags", value_name = "FLAGS", action = ArgAction::Append, allow_hyphen_values = true, help_heading = OPTIONS)]
     pub sched_flags: Vec<String>,
     /// Persistent service, with a timeout in seconds (default 300).

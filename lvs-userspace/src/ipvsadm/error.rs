@@ -63,6 +63,14 @@ pub enum UsageError {
     UnsupportedScheduler(String),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error(
+        "scheduler flag `{flag}' has no meaning for scheduler {scheduler}: lvs takes \
+         sh-fallback, sh-port, mh-fallback and mh-port"
+    )]
+    MeaninglessSchedFlag {
+        flag: String,
+        scheduler: crate::api::Scheduler,
+    },
     #[error("IPv6 services and real servers are not supported by lvs (IPv4 only)")]
     Ipv6,
     #[error("{address} cannot be a {role} address: it is not a unicast address")]

@@ -54,14 +54,19 @@ fn service(protocol: Protocol, address: Ipv4Addr, port: u16, scheduler: Schedule
 /// persistence with and without a mask, scheduler flags, thresholds and a name long enough
 /// to be cut.
 pub fn snapshot() -> Snapshot {
-    let mut dns = service(Protocol::Udp, ip(10, 0, 0, 2), 53, Scheduler::Rr);
+    let mut dns = service(Protocol::Udp, ip(10, 0, 0, 2), 53, Scheduler::RoundRobin);
     let mut dns_server = server(ip(10, 0, 0, 21), 53, 1);
     dns_server.server.u_threshold = 100;
     dns_server.server.l_threshold = 50;
     dns_server.inactive_conns = 7;
     dns.real_servers.push(dns_server);
 
-    let mut web = service(Protocol::Tcp, ip(10, 0, 0, 1), 80, Scheduler::Wlc);
+    let mut web = service(
+        Protocol::Tcp,
+        ip(10, 0, 0, 1),
+        80,
+        Scheduler::WeightedLeastConnection,
+    );
     let mut second = server(ip(10, 0, 0, 12), 80, 2);
     second.active_conns = 1234;
     second.inactive_conns = 56;
@@ -97,11 +102,15 @@ pub fn snapshot() -> Snapshot {
         outbps: 0,
     };
 
-    let mut tls = service(Protocol::Tcp, ip(10, 0, 0, 1), 443, Scheduler::Sh);
+    let mut tls = service(
+        Protocol::Tcp,
+        ip(10, 0, 0, 1),
+        443,
+        Scheduler::SourceHashing,
+    );
     tls.config.sched_flags = SchedFlags {
-        flag_1: true,
-        flag_2: true,
-        flag_3: false,
+        fallback: true,
+        port: true,
     };
     tls.config.persistence = Some(Persistence {
         timeout: 300,
@@ -109,8 +118,13 @@ pub fn snapshot() -> Snapshot {
     });
     tls.real_servers.push(server(ip(10, 0, 0, 11), 443, 0));
 
-    let mut maglev = service(Protocol::Tcp, ip(192, 168, 100, 200), 65535, Scheduler::Mh);
-    maglev.config.sched_flags.flag_2 = true;
+    let mut maglev = service(
+        Protocol::Tcp,
+        ip(192, 168, 100, 200),
+        65535,
+        Scheduler::MaglevHashing,
+    );
+    maglev.config.sched_flags.port = true;
     maglev.config.persistence = Some(Persistence {
         timeout: 3600,
         netmask: Ipv4Addr::BROADCAST,

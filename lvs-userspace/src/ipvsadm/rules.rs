@@ -206,7 +206,7 @@ mod tests {
 
     fn config() -> ServiceConfig {
         ServiceConfig {
-            scheduler: Scheduler::Wlc,
+            scheduler: Scheduler::WeightedLeastConnection,
             sched_flags: Default::default(),
             persistence: None,
         }
@@ -349,7 +349,7 @@ mod tests {
             Change::EditService {
                 service: web(),
                 config: ServiceConfig {
-                    scheduler: Scheduler::Rr,
+                    scheduler: Scheduler::RoundRobin,
                     ..config()
                 },
             },
@@ -365,7 +365,7 @@ mod tests {
             rules.apply(change).unwrap();
         }
         assert_eq!(rules.services[0].real_servers, [server(11, 0)]);
-        assert_eq!(rules.services[0].config.scheduler, Scheduler::Rr);
+        assert_eq!(rules.services[0].config.scheduler, Scheduler::RoundRobin);
         assert_eq!(
             rules.timeouts,
             Timeouts {

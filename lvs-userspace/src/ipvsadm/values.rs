@@ -4,7 +4,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{UsageError, names::Resolver};
-use crate::api::{MAX_TIMEOUT, Protocol, SchedFlags, Scheduler};
+use crate::{
+    api::{MAX_TIMEOUT, Protocol, SchedFlags, Scheduler},
+    schedule::SchedulerError,
+};
 
 /// What a `host[:port]` argument names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,41 +93,29 @@ pub fn netmask(text: &str, names: &dyn Resolver) -> Result<Ipv4Addr, UsageError>
 
 /// A scheduler name: one lvs has, one of ipvsadm's that lvs lacks, or an unknown one.
 pub fn scheduler(name: &str) -> Result<Scheduler, UsageError> {
-    const IPVS_ONLY: [&str; 5] = ["lblc", "lblcr", "fo", "ovf", "twos"];
-    if let Some(scheduler) = Scheduler::from_name(name) {
-        Ok(scheduler)
-    } else if IPVS_ONLY.contains(&name) {
-        Err(UsageError::UnsupportedScheduler(name.to_owned()))
-    } else {
-        Err(UsageError::UnknownScheduler)
-    }
+    name.parse().map_err(|error| match error {
+        SchedulerError::Unsupported(name) => UsageError::UnsupportedScheduler(name),
+        _ => UsageError::UnknownScheduler,
+    })
 }
 
-/// Comma-separated scheduler flags; the named ones must fit the scheduler.
+/// Comma-separated scheduler flags; they must mean something for the scheduler. ipvsadm
+/// splits with strtok, so empty items between commas are skipped.
 pub fn sched_flags(text: &str, scheduler: Scheduler) -> Result<SchedFlags, UsageError> {
-    let mut flags = SchedFlags::default();
-    // ipvsadm splits with strtok, so empty items between commas are skipped.
-    for flag in text.split(',').filter(|f| !f.is_empty()) {
-        let (bit, needs) = match flag {
-            "flag-1" => (1, None),
-            "flag-2" => (2, None),
-            "flag-3" => (3, None),
-            "sh-fallback" => (1, Some(Scheduler::Sh)),
-            "sh-port" => (2, Some(Scheduler::Sh)),
-            "mh-fallback" => (1, Some(Scheduler::Mh)),
-            "mh-port" => (2, Some(Scheduler::Mh)),
-            _ => return Err(UsageError::InvalidSchedFlag(flag.to_owned())),
-        };
-        if needs.is_some_and(|needed| needed != scheduler) {
-            return Err(UsageError::IncompatibleSchedFlag(flag.to_owned()));
+    let names = text.split(',').filter(|name| !name.is_empty());
+    SchedFlags::parse(scheduler, names).map_err(|error| match error {
+        SchedulerError::FlagNotForScheduler { flag, .. }
+            if flag.starts_with("sh-") || flag.starts_with("mh-") =>
+        {
+            UsageError::IncompatibleSchedFlag(flag)
         }
-        match bit {
-            1 => flags.flag_1 = true,
-            2 => flags.flag_2 = true,
-            _ => flags.flag_3 = true,
+        SchedulerError::FlagNotForScheduler { flag, scheduler } => {
+            UsageError::MeaninglessSchedFlag { flag, scheduler }
         }
-    }
-    Ok(flags)
+        SchedulerError::UnknownFlag(flag)
+        | SchedulerError::Unsupported(flag)
+        | SchedulerError::Unknown(flag) => UsageError::InvalidSchedFlag(flag),
+    })
 }
 
 #[cfg(test)]
@@ -189,26 +180,49 @@ mod tests {
     #[test]
     fn scheduler_flags_follow_ipvsadm() {
         let both = SchedFlags {
-            flag_1: true,
-            flag_2: true,
-            flag_3: false,
+            fallback: true,
+            port: true,
         };
-        assert_eq!(sched_flags("sh-fallback,sh-port", Scheduler::Sh), Ok(both));
-        assert_eq!(sched_flags("mh-port,mh-fallback", Scheduler::Mh), Ok(both));
-        assert_eq!(sched_flags("flag-1,flag-2", Scheduler::Wlc), Ok(both));
         assert_eq!(
-            sched_flags("sh-port", Scheduler::Mh),
+            sched_flags("sh-fallback,sh-port", Scheduler::SourceHashing),
+            Ok(both)
+        );
+        assert_eq!(
+            sched_flags("mh-port,mh-fallback", Scheduler::MaglevHashing),
+            Ok(both)
+        );
+        assert_eq!(
+            sched_flags("flag-1,,flag-2", Scheduler::MaglevHashing),
+            Ok(both)
+        );
+        assert_eq!(
+            sched_flags("flag-1", Scheduler::WeightedLeastConnection),
+            Err(UsageError::MeaninglessSchedFlag {
+                flag: "flag-1".into(),
+                scheduler: Scheduler::WeightedLeastConnection
+            })
+        );
+        assert_eq!(
+            sched_flags("flag-3", Scheduler::SourceHashing).map_err(|e| e.to_string()),
+            Err(
+                "scheduler flag `flag-3' has no meaning for scheduler sh: lvs takes sh-fallback, \
+                 sh-port, mh-fallback and mh-port"
+                    .into()
+            )
+        );
+        assert_eq!(
+            sched_flags("sh-port", Scheduler::MaglevHashing),
             Err(UsageError::IncompatibleSchedFlag("sh-port".into()))
         );
         assert_eq!(
-            sched_flags("sh-port,bogus", Scheduler::Sh),
+            sched_flags("sh-port,bogus", Scheduler::SourceHashing),
             Err(UsageError::InvalidSchedFlag("bogus".into()))
         );
     }
 
     #[test]
     fn scheduler_names() {
-        assert_eq!(scheduler("mh"), Ok(Scheduler::Mh));
+        assert_eq!(scheduler("mh"), Ok(Scheduler::MaglevHashing));
         assert_eq!(
             scheduler("lblcr"),
             Err(UsageError::UnsupportedScheduler("lblcr".into()))

@@ -41,7 +41,7 @@ fn services_get_ipvsadm_defaults() {
         Change::AddService {
             service: web(),
             config: ServiceConfig {
-                scheduler: Scheduler::Wlc,
+                scheduler: Scheduler::WeightedLeastConnection,
                 sched_flags: SchedFlags::default(),
                 persistence: None,
             },
@@ -52,9 +52,9 @@ fn services_get_ipvsadm_defaults() {
         Change::EditService {
             service: web(),
             config: ServiceConfig {
-                scheduler: Scheduler::Sh,
+                scheduler: Scheduler::SourceHashing,
                 sched_flags: SchedFlags {
-                    flag_2: true,
+                    port: true,
                     ..SchedFlags::default()
                 },
                 persistence: Some(Persistence {
@@ -73,7 +73,7 @@ fn services_get_ipvsadm_defaults() {
                 port: 53,
             },
             config: ServiceConfig {
-                scheduler: Scheduler::Mh,
+                scheduler: Scheduler::MaglevHashing,
                 sched_flags: SchedFlags::default(),
                 persistence: Some(Persistence {
                     timeout: 60,
