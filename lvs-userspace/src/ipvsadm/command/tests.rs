@@ -363,6 +363,11 @@ fn bad_command_lines_get_ipvsadm_messages() {
             "invalid scheduler flag `fast'",
         ),
         (
+            "-A -t 10.0.0.1:80 -s rr -b flag-1",
+            "scheduler flag `flag-1' has no meaning for scheduler rr: lvs takes sh-fallback, \
+             sh-port, mh-fallback and mh-port",
+        ),
+        (
             "-A -t 0.0.0.0:80",
             "0.0.0.0 cannot be a virtual service address: it is not a unicast address",
         ),
