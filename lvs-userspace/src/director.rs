@@ -360,7 +360,7 @@ impl Director {
                 service.is_none_or(|key| {
                     view.service.address == key.address
                         && view.service.port == key.port
-                        && view.service.protocol.name() == key.protocol.name()
+                        && view.service.protocol == key.protocol
                 })
             })
             .map(|view| {
