@@ -316,6 +316,17 @@ struct RawService {
     omega: Option<bool>,
     #[serde(default)]
     inhibit_on_failure: Option<bool>,
+    // Defaults for the real servers' checkers, as in keepalived.
+    #[serde(default)]
+    connect_timeout: Option<Spanned<f64>>,
+    #[serde(default, alias = "nb_get_retry")]
+    retry: Option<Spanned<i64>>,
+    #[serde(default)]
+    delay_before_retry: Option<Spanned<f64>>,
+    #[serde(default)]
+    warmup: Option<Spanned<f64>>,
+    #[serde(default)]
+    virtualhost: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -347,6 +358,19 @@ struct RawRealServer {
     notify_down: Option<Spanned<RawScript>>,
     #[serde(default)]
     alpha: Option<bool>,
+    // Defaults for the real server's checker, as in keepalived.
+    #[serde(default)]
+    delay_loop: Option<Spanned<f64>>,
+    #[serde(default)]
+    connect_timeout: Option<Spanned<f64>>,
+    #[serde(default, alias = "nb_get_retry")]
+    retry: Option<Spanned<i64>>,
+    #[serde(default)]
+    delay_before_retry: Option<Spanned<f64>>,
+    #[serde(default)]
+    warmup: Option<Spanned<f64>>,
+    #[serde(default)]
+    virtualhost: Option<Spanned<String>>,
 }
 
 /// Turns byte offsets into line numbers for error messages.
@@ -549,9 +573,14 @@ fn validate_service(
         alpha: raw.alpha,
         omega: raw.omega,
         inhibit_on_failure: raw.inhibit_on_failure,
+        connect_timeout: raw.connect_timeout,
+        retry: raw.retry,
+        delay_before_retry: raw.delay_before_retry,
+        warmup: raw.warmup,
+        virtualhost: raw.virtualhost,
     };
     let mut sink = health::Sink { at, problems };
-    let (mut health, inhibit_on_failure) =
+    let (mut health, service_defaults) =
         health::validate_service(raw_health, port, field, &mut sink);
 
     let mut real_servers: Vec<RealServer> = Vec::new();
@@ -562,9 +591,7 @@ fn validate_service(
         let raw_rs_health = raw_rs.take_health();
         let rs = validate_real_server(raw_rs, port, &rs_field, at, problems);
         let inherited = health::Inherited {
-            delay_loop: health.delay_loop,
-            alpha: health.alpha,
-            inhibit_on_failure,
+            service: &service_defaults,
             service_port: port,
             address: rs.as_ref().map(|rs| rs.address),
         };
@@ -692,6 +719,12 @@ impl RawRealServer {
             notify_up: self.notify_up.take(),
             notify_down: self.notify_down.take(),
             alpha: self.alpha.take(),
+            delay_loop: self.delay_loop.take(),
+            connect_timeout: self.connect_timeout.take(),
+            retry: self.retry.take(),
+            delay_before_retry: self.delay_before_retry.take(),
+            warmup: self.warmup.take(),
+            virtualhost: self.virtualhost.take(),
         }
     }
 }

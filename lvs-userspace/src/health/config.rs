@@ -48,6 +48,7 @@ use std::{
     time::Duration,
 };
 
+mod timing;
 mod validate;
 
 pub(crate) use validate::{Inherited, Sink, validate_real_server, validate_service};

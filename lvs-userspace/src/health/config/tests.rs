@@ -382,3 +382,187 @@ fn a_checker_without_url_is_an_error() {
         "{error}"
     );
 }
+
+const LEVELS: &str = r#"
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+delay_loop = 6
+connect_timeout = 4
+retry = 3
+delay_before_retry = 2
+warmup = 5
+virtualhost = "service.test"
+
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+[virtual_server.real_server.TCP_CHECK]
+
+[[virtual_server.real_server]]
+address = "10.0.0.12"
+delay_loop = 7
+nb_get_retry = 2
+warmup = 0
+virtualhost = "server.test"
+[virtual_server.real_server.HTTP_GET]
+connect_timeout = 1
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/"
+
+[[virtual_server.real_server]]
+address = "10.0.0.13"
+connect_timeout = 9
+[virtual_server.real_server.MISC_CHECK]
+misc_path = "/bin/true"
+
+[[virtual_server.real_server]]
+address = "10.0.0.14"
+[virtual_server.real_server.HTTP_GET]
+virtualhost = "checker.test"
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/a"
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/b"
+virtualhost = "url.test"
+"#;
+
+fn check_of(config: &Config, last: u8) -> &Check {
+    config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, last)]
+        .check
+        .as_ref()
+        .unwrap()
+}
+
+fn hosts_of(check: &Check) -> Vec<Option<&str>> {
+    let Probe::Http(probe) = &check.probe else {
+        panic!("{check:?}")
+    };
+    probe
+        .urls
+        .iter()
+        .map(|url| url.virtualhost.as_deref())
+        .collect()
+}
+
+#[test]
+fn checkers_inherit_timing_from_the_real_server_then_the_service() {
+    let config = parse(LEVELS);
+    let from_service = check_of(&config, 11).timing;
+    assert_eq!(
+        from_service,
+        Timing {
+            delay_loop: Duration::from_secs(6),
+            connect_timeout: Duration::from_secs(4),
+            retry: 3,
+            delay_before_retry: Duration::from_secs(2),
+            warmup: Duration::from_secs(5),
+            alpha: false,
+        },
+        "every value from the service"
+    );
+    let mixed = check_of(&config, 12).timing;
+    assert_eq!(
+        mixed,
+        Timing {
+            delay_loop: Duration::from_secs(7),
+            connect_timeout: Duration::from_secs(1),
+            retry: 2,
+            delay_before_retry: Duration::from_secs(2),
+            warmup: Duration::ZERO,
+            alpha: false,
+        },
+        "checker over real server over service"
+    );
+    let program = check_of(&config, 13);
+    assert_eq!(program.timing.retry, 3, "retry is inherited by scripts too");
+    assert_eq!(
+        program.timing.connect_timeout, DEFAULT_CONNECT_TIMEOUT,
+        "a script has no connection to time out"
+    );
+    let Probe::Misc(misc) = &program.probe else {
+        panic!()
+    };
+    assert_eq!(
+        misc.timeout,
+        Duration::from_secs(6),
+        "misc_timeout defaults to the inherited delay_loop"
+    );
+}
+
+#[test]
+fn virtualhost_is_inherited_down_to_each_url() {
+    let config = parse(LEVELS);
+    assert_eq!(hosts_of(check_of(&config, 12)), [Some("server.test")]);
+    assert_eq!(
+        hosts_of(check_of(&config, 14)),
+        [Some("checker.test"), Some("url.test")]
+    );
+    let only_service = LEVELS.replace("virtualhost = \"checker.test\"\n", "");
+    assert_eq!(
+        hosts_of(check_of(&parse(&only_service), 14)),
+        [Some("service.test"), Some("url.test")]
+    );
+}
+
+#[test]
+fn bad_inherited_values_name_their_own_level() {
+    let vs = "virtual_server[0]";
+    let cases = [
+        (
+            "connect_timeout = 4",
+            "connect_timeout = 0",
+            format!("lvs.toml:9: {vs}.connect_timeout: 0 is not a number of seconds more than 0"),
+        ),
+        (
+            "retry = 3",
+            "retry = -1",
+            format!("lvs.toml:10: {vs}.retry: -1 is out of range 0..=1000000"),
+        ),
+        (
+            "delay_before_retry = 2",
+            "delay_before_retry = -2",
+            format!(
+                "lvs.toml:11: {vs}.delay_before_retry: -2 is not a number of seconds 0 or more"
+            ),
+        ),
+        (
+            "warmup = 5",
+            "warmup = 100000",
+            format!("lvs.toml:12: {vs}.warmup: 100000 is not a number of seconds"),
+        ),
+        (
+            "virtualhost = \"service.test\"",
+            "virtualhost = \"two words\"",
+            format!("lvs.toml:13: {vs}.virtualhost: \"two words\" is not a host name"),
+        ),
+        (
+            "delay_loop = 7",
+            "delay_loop = -7",
+            format!("lvs.toml:21: {vs}.real_server[1].delay_loop: -7 is not a number of seconds"),
+        ),
+        (
+            "nb_get_retry = 2",
+            "nb_get_retry = 2.5",
+            "lvs.toml:22: toml: invalid type: floating point `2.5`, expected i64".to_owned(),
+        ),
+        (
+            "connect_timeout = 9",
+            "connect_timeout = \"9\"",
+            "lvs.toml:32: toml: invalid type: string \"9\", expected f64".to_owned(),
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(LEVELS.contains(from), "fixture does not contain {from:?}");
+        let error = match config::parse(&LEVELS.replacen(from, to, 1), "lvs.toml") {
+            Ok(_) => panic!("accepted {to:?}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains(&expected),
+            "for {to:?}:\n got: {error}\nwant: {expected}"
+        );
+    }
+}

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Check, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_BEFORE_RETRY, Endpoint, HttpProbe, HttpVersion,
-    MAX_SECONDS, MiscProbe, Probe, RealServerHealth, Script, ServiceHealth, StatusCodes, Timing,
-    TlsOptions, UrlCheck,
+    Check, DEFAULT_DELAY_LOOP, Endpoint, HttpProbe, HttpVersion, MAX_SECONDS, MiscProbe, Probe,
+    RealServerHealth, Script, ServiceHealth, StatusCodes, TlsOptions, UrlCheck,
+    timing::{CheckerKind, RawTiming, TimingLevel},
 };
 use crate::config::{Locator, Problem};
 
@@ -110,10 +110,16 @@ pub enum RawStatusItem {
     Text(String),
 }
 
-/// The service-level keys, gathered by the main config.
+/// The service-level keys, gathered by the main config. The timing keys and `virtualhost`
+/// are defaults for the real servers' checkers.
 #[derive(Default)]
 pub struct RawServiceHealth {
     pub delay_loop: Option<Spanned<f64>>,
+    pub connect_timeout: Option<Spanned<f64>>,
+    pub retry: Option<Spanned<i64>>,
+    pub delay_before_retry: Option<Spanned<f64>>,
+    pub warmup: Option<Spanned<f64>>,
+    pub virtualhost: Option<Spanned<String>>,
     pub sorry_server: Option<Spanned<RawSorryServer>>,
     pub quorum: Option<Spanned<i64>>,
     pub hysteresis: Option<Spanned<i64>>,
@@ -124,7 +130,22 @@ pub struct RawServiceHealth {
     pub inhibit_on_failure: Option<bool>,
 }
 
-/// The real-server-level keys, gathered by the main config.
+impl RawServiceHealth {
+    fn timing(&self) -> RawTiming<'_> {
+        RawTiming {
+            delay_loop: self.delay_loop.as_ref(),
+            connect_timeout: self.connect_timeout.as_ref(),
+            retry: self.retry.as_ref(),
+            delay_before_retry: self.delay_before_retry.as_ref(),
+            warmup: self.warmup.as_ref(),
+            alpha: self.alpha,
+        }
+    }
+}
+
+/// The real-server-level keys, gathered by the main config. The timing keys and
+/// `virtualhost` are defaults for the real server's checker, and take their own defaults
+/// from the service.
 #[derive(Default)]
 pub struct RawRealServerHealth {
     pub http_get: Option<Spanned<RawCheck>>,
@@ -135,6 +156,38 @@ pub struct RawRealServerHealth {
     pub notify_up: Option<Spanned<RawScript>>,
     pub notify_down: Option<Spanned<RawScript>>,
     pub alpha: Option<bool>,
+    pub delay_loop: Option<Spanned<f64>>,
+    pub connect_timeout: Option<Spanned<f64>>,
+    pub retry: Option<Spanned<i64>>,
+    pub delay_before_retry: Option<Spanned<f64>>,
+    pub warmup: Option<Spanned<f64>>,
+    pub virtualhost: Option<Spanned<String>>,
+}
+
+impl RawRealServerHealth {
+    fn timing(&self) -> RawTiming<'_> {
+        RawTiming {
+            delay_loop: self.delay_loop.as_ref(),
+            connect_timeout: self.connect_timeout.as_ref(),
+            retry: self.retry.as_ref(),
+            delay_before_retry: self.delay_before_retry.as_ref(),
+            warmup: self.warmup.as_ref(),
+            alpha: self.alpha,
+        }
+    }
+}
+
+impl RawCheck {
+    fn timing(&self) -> RawTiming<'_> {
+        RawTiming {
+            delay_loop: self.delay_loop.as_ref(),
+            connect_timeout: self.connect_timeout.as_ref(),
+            retry: self.retry.as_ref(),
+            delay_before_retry: self.delay_before_retry.as_ref(),
+            warmup: self.warmup.as_ref(),
+            alpha: self.alpha,
+        }
+    }
 }
 
 /// Where problems go: the locator, the problem list and the field path of the service.
@@ -144,9 +197,22 @@ pub(crate) struct Sink<'a, 'b> {
 }
 
 impl Sink<'_, '_> {
-    fn report(&mut self, span: &std::ops::Range<usize>, field: &str, message: impl Into<String>) {
+    pub(super) fn report(
+        &mut self,
+        span: &std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         self.problems.push(self.at.problem(span, field, message));
     }
+}
+
+/// What the real servers of a service take from it, where they do not set their own.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServiceDefaults {
+    pub timing: TimingLevel,
+    pub inhibit_on_failure: bool,
+    pub virtualhost: Option<String>,
 }
 
 /// Validates the service-level keys. `real_servers` is filled later, one real server at a
@@ -156,11 +222,15 @@ pub(crate) fn validate_service(
     service_port: Option<u16>,
     field: &str,
     sink: &mut Sink<'_, '_>,
-) -> (ServiceHealth, bool) {
+) -> (ServiceHealth, ServiceDefaults) {
     let mut health = ServiceHealth::default();
-    if let Some(delay) = seconds(&raw.delay_loop, &format!("{field}.delay_loop"), true, sink) {
-        health.delay_loop = delay;
-    }
+    let timing = TimingLevel::validate(raw.timing(), field, sink);
+    health.delay_loop = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+    health.alpha = timing.alpha.unwrap_or(false);
+    let virtualhost = raw
+        .virtualhost
+        .as_ref()
+        .and_then(|host| host_name(host, &format!("{field}.virtualhost"), sink));
     if let Some(sorry) = raw.sorry_server {
         let span = sorry.span();
         let sorry = sorry.into_inner();
@@ -196,28 +266,45 @@ pub(crate) fn validate_service(
     }
     health.quorum_up = script(raw.quorum_up, &format!("{field}.quorum_up"), sink);
     health.quorum_down = script(raw.quorum_down, &format!("{field}.quorum_down"), sink);
-    health.alpha = raw.alpha.unwrap_or(false);
     health.omega = raw.omega.unwrap_or(false);
-    (health, raw.inhibit_on_failure.unwrap_or(false))
+    let defaults = ServiceDefaults {
+        timing,
+        inhibit_on_failure: raw.inhibit_on_failure.unwrap_or(false),
+        virtualhost,
+    };
+    (health, defaults)
 }
 
-/// What a real server inherits from its service.
-pub(crate) struct Inherited {
-    pub delay_loop: Duration,
-    pub alpha: bool,
-    pub inhibit_on_failure: bool,
+/// What a real server inherits from its service, and what its checker needs to know of it.
+pub(crate) struct Inherited<'a> {
+    pub service: &'a ServiceDefaults,
     pub service_port: Option<u16>,
     pub address: Option<Ipv4Addr>,
+}
+
+/// What a checker inherits: the timing and `virtualhost` its real server (or else its
+/// service) sets.
+struct CheckerDefaults {
+    timing: TimingLevel,
+    virtualhost: Option<String>,
 }
 
 /// Validates one real server's keys and its checker.
 pub(crate) fn validate_real_server(
     raw: RawRealServerHealth,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> RealServerHealth {
-    let alpha = raw.alpha.unwrap_or(inherited.alpha);
+    let timing = TimingLevel::validate(raw.timing(), field, sink).or(inherited.service.timing);
+    let virtualhost = match raw.virtualhost.as_ref() {
+        Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
+        None => inherited.service.virtualhost.clone(),
+    };
+    let defaults = CheckerDefaults {
+        timing,
+        virtualhost,
+    };
     let checkers = [
         ("HTTP_GET", raw.http_get),
         ("SSL_GET", raw.ssl_get),
@@ -242,7 +329,7 @@ pub(crate) fn validate_real_server(
             kind,
             raw_check.into_inner(),
             inherited,
-            alpha,
+            &defaults,
             &check_field,
             sink,
         );
@@ -250,7 +337,7 @@ pub(crate) fn validate_real_server(
     RealServerHealth {
         inhibit_on_failure: raw
             .inhibit_on_failure
-            .unwrap_or(inherited.inhibit_on_failure),
+            .unwrap_or(inherited.service.inhibit_on_failure),
         notify_up: script(raw.notify_up, &format!("{field}.notify_up"), sink),
         notify_down: script(raw.notify_down, &format!("{field}.notify_down"), sink),
         check,
@@ -260,46 +347,28 @@ pub(crate) fn validate_real_server(
 fn validate_check(
     kind: &str,
     raw: RawCheck,
-    inherited: &Inherited,
-    alpha: bool,
+    inherited: &Inherited<'_>,
+    defaults: &CheckerDefaults,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<Check> {
     let before = sink.problems.len();
     reject_foreign_keys(kind, &raw, field, sink);
-    let is_misc = kind == "MISC_CHECK";
-    let delay_loop = seconds(&raw.delay_loop, &format!("{field}.delay_loop"), true, sink)
-        .unwrap_or(inherited.delay_loop);
-    let timing = Timing {
-        delay_loop,
-        connect_timeout: seconds(
-            &raw.connect_timeout,
-            &format!("{field}.connect_timeout"),
-            true,
-            sink,
-        )
-        .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        // keepalived retries network checks once by default and scripts not at all.
-        retry: count(&raw.retry, &format!("{field}.retry"), sink).unwrap_or(u32::from(!is_misc)),
-        delay_before_retry: seconds(
-            &raw.delay_before_retry,
-            &format!("{field}.delay_before_retry"),
-            false,
-            sink,
-        )
-        .unwrap_or(if is_misc {
-            Duration::ZERO
-        } else {
-            DEFAULT_DELAY_BEFORE_RETRY
-        }),
-        warmup: seconds(&raw.warmup, &format!("{field}.warmup"), false, sink)
-            .unwrap_or(Duration::ZERO),
-        alpha: raw.alpha.unwrap_or(alpha),
+    let checker_kind = match kind {
+        "MISC_CHECK" => CheckerKind::Program,
+        _ => CheckerKind::Network,
     };
+    let timing = TimingLevel::validate(raw.timing(), field, sink)
+        .or(defaults.timing)
+        .resolve(checker_kind);
     let probe = match kind {
-        "MISC_CHECK" => validate_misc(&raw, inherited, delay_loop, field, sink).map(Probe::Misc),
+        "MISC_CHECK" => {
+            validate_misc(&raw, inherited, timing.delay_loop, field, sink).map(Probe::Misc)
+        }
         "TCP_CHECK" => endpoint(&raw, inherited, field, sink).map(Probe::Tcp),
-        _ => validate_http(kind == "SSL_GET", raw, inherited, field, sink).map(Probe::Http),
+        _ => {
+            validate_http(kind == "SSL_GET", raw, inherited, defaults, field, sink).map(Probe::Http)
+        }
     };
     if sink.problems.len() != before {
         return None;
@@ -384,7 +453,7 @@ fn reject_foreign_keys(kind: &str, raw: &RawCheck, field: &str, sink: &mut Sink<
 
 fn endpoint(
     raw: &RawCheck,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<Endpoint> {
@@ -409,7 +478,8 @@ fn endpoint(
 fn validate_http(
     tls: bool,
     raw: RawCheck,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
+    defaults: &CheckerDefaults,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<HttpProbe> {
@@ -431,10 +501,10 @@ fn validate_http(
             HttpVersion::Http10
         }
     };
-    let checker_host = raw
-        .virtualhost
-        .as_ref()
-        .and_then(|h| host_name(h, &format!("{field}.virtualhost"), sink));
+    let checker_host = match raw.virtualhost.as_ref() {
+        Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
+        None => defaults.virtualhost.clone(),
+    };
     if raw.url.is_empty() {
         sink.report(
             &(0..0),
@@ -561,7 +631,7 @@ fn validate_url(
 
 fn validate_misc(
     raw: &RawCheck,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
     delay_loop: Duration,
     field: &str,
     sink: &mut Sink<'_, '_>,
@@ -701,7 +771,7 @@ fn script_of(
     Some(Script { argv })
 }
 
-fn seconds(
+pub(super) fn seconds(
     raw: &Option<Spanned<f64>>,
     field: &str,
     positive: bool,
@@ -722,7 +792,11 @@ fn seconds(
     Some(Duration::from_secs_f64(value))
 }
 
-fn count(raw: &Option<Spanned<i64>>, field: &str, sink: &mut Sink<'_, '_>) -> Option<u32> {
+pub(super) fn count(
+    raw: &Option<Spanned<i64>>,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<u32> {
     let raw = raw.as_ref()?;
     match u32::try_from(*raw.get_ref()) {
         Ok(value) if value <= 1_000_000 => Some(value),
