@@ -52,15 +52,19 @@ fn the_output_is_valid_toml_with_the_keys_lvs_reads() {
     let checker = &web["real_server"][0]["HTTP_GET"];
     assert_eq!(checker["retry"].as_integer(), Some(3));
     assert_eq!(checker["url"][1]["status_code"].as_integer(), Some(200));
-    // The service-level retry fills in the TCP_CHECK that has none.
-    assert_eq!(
-        web["real_server"][1]["TCP_CHECK"]["retry"].as_integer(),
-        Some(3)
-    );
+    // The service-level retry stays at the service level, where lvs inherits it...
+    assert_eq!(web["retry"].as_integer(), Some(3));
+    assert!(web["real_server"][1]["TCP_CHECK"].get("retry").is_none());
     // And the director accepts it as its configuration, health checks included.
     let config = crate::config::parse(&text, "imported.toml")
         .unwrap_or_else(|e| panic!("the import is not a valid lvs config: {e}"));
     assert_eq!(config.services.len(), 4);
+    // ...so the TCP_CHECK that sets none still retries 3 times, as under keepalived.
+    let tcp = config.services[0].health.real_servers[&"192.0.2.22".parse().unwrap()]
+        .check
+        .as_ref()
+        .unwrap();
+    assert_eq!(tcp.timing.retry, 3);
 }
 
 #[test]
