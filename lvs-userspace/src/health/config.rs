@@ -212,10 +212,40 @@ pub struct HttpProbe {
     pub urls: Vec<UrlCheck>,
 }
 
+/// `http_protocol`: the request's version and `Connection` header, as keepalived sends them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HttpVersion {
+    /// "1.0" (the default): HTTP/1.0 without a `Connection` header.
     Http10,
+    /// "1.0C": HTTP/1.0 with `Connection: close`.
+    Http10Close,
+    /// "1.0K": HTTP/1.0 with `Connection: keep-alive` (keepalived's genhash offers it to
+    /// test servers that keep connections open).
+    Http10KeepAlive,
+    /// "1.1": HTTP/1.1 with `Connection: close`.
     Http11,
+}
+
+impl HttpVersion {
+    /// Reads keepalived's spelling ("1.0C" and "1.0c" alike).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "1.0" => Some(Self::Http10),
+            "1.0C" | "1.0c" => Some(Self::Http10Close),
+            "1.0K" | "1.0k" => Some(Self::Http10KeepAlive),
+            "1.1" => Some(Self::Http11),
+            _ => None,
+        }
+    }
+
+    /// The `Connection` header the request carries, if any.
+    pub fn connection(self) -> Option<&'static str> {
+        match self {
+            Self::Http10 => None,
+            Self::Http10Close | Self::Http11 => Some("close"),
+            Self::Http10KeepAlive => Some("keep-alive"),
+        }
+    }
 }
 
 /// One `url` block.

@@ -199,14 +199,19 @@ fn request(http: &HttpProbe, url: &UrlCheck) -> Result<Request<Empty<Bytes>>, Fa
         }
         None => http.endpoint.connect.to_string(),
     };
-    Request::get(url.path.as_str())
+    let mut request = Request::get(url.path.as_str())
         .version(match http.version {
-            HttpVersion::Http10 => Version::HTTP_10,
+            HttpVersion::Http10 | HttpVersion::Http10Close | HttpVersion::Http10KeepAlive => {
+                Version::HTTP_10
+            }
             HttpVersion::Http11 => Version::HTTP_11,
         })
         .header(header::HOST, host)
-        .header(header::USER_AGENT, USER_AGENT)
-        .header(header::CONNECTION, "close")
+        .header(header::USER_AGENT, USER_AGENT);
+    if let Some(connection) = http.version.connection() {
+        request = request.header(header::CONNECTION, connection);
+    }
+    request
         .body(Empty::new())
         .map_err(|e| Failure::Http(format!("building the request: {e}")))
 }

@@ -13,6 +13,8 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
+use crate::health::config::HttpVersion;
+
 use super::{
     output::{
         Checker, Config, Director, Endpoint, RealServer, Seconds, Timing, Url, VirtualServer,
@@ -555,6 +557,7 @@ impl Importer {
                 }
                 _ if self.timing(s, &mut checker.timing) => {}
                 "virtualhost" if http => checker.virtualhost = self.text(s),
+                "http_protocol" if http => checker.http_protocol = self.http_protocol(s),
                 "url" if http => checker.url.push(self.url(s)),
                 "misc_path" if misc => checker.misc_path = self.text(s),
                 "misc_timeout" if misc => checker.misc_timeout = self.number(s),
@@ -563,6 +566,19 @@ impl Importer {
             }
         }
         checker
+    }
+
+    /// `http_protocol`, in lvs's spelling (keepalived takes "1.0c" for "1.0C").
+    fn http_protocol(&mut self, at: &Statement) -> Option<String> {
+        let text = self.value(at)?;
+        if HttpVersion::parse(text).is_none() {
+            self.problem(
+                at,
+                format!("http_protocol {text} is not one of 1.0, 1.0C, 1.0K and 1.1"),
+            );
+            return None;
+        }
+        Some(text.to_ascii_uppercase())
     }
 
     fn url(&mut self, at: &Statement) -> Url {

@@ -566,3 +566,36 @@ fn bad_inherited_values_name_their_own_level() {
         );
     }
 }
+
+#[test]
+fn http_protocol_takes_keepalived_s_spellings() {
+    let cases = [
+        ("1.0", HttpVersion::Http10),
+        ("1.0C", HttpVersion::Http10Close),
+        ("1.0c", HttpVersion::Http10Close),
+        ("1.0K", HttpVersion::Http10KeepAlive),
+        ("1.1", HttpVersion::Http11),
+    ];
+    for (text, expected) in cases {
+        let config = parse(&FULL.replace(
+            "http_protocol = \"1.1\"",
+            &format!("http_protocol = \"{text}\""),
+        ));
+        let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+            .check
+            .as_ref()
+            .unwrap();
+        let Probe::Http(probe) = &check.probe else {
+            panic!()
+        };
+        assert_eq!(probe.version, expected, "{text}");
+    }
+    let error = error_of("http_protocol = \"1.1\"", "http_protocol = \"1.1K\"");
+    assert!(
+        error.contains(
+            "lvs.toml:27: virtual_server[0].real_server[0].HTTP_GET.http_protocol: unknown HTTP \
+             version \"1.1K\" (expected \"1.0\", \"1.0C\", \"1.0K\" or \"1.1\")"
+        ),
+        "{error}"
+    );
+}

@@ -484,22 +484,19 @@ fn validate_http(
     sink: &mut Sink<'_, '_>,
 ) -> Option<HttpProbe> {
     let endpoint = endpoint(&raw, inherited, field, sink);
-    let version = match raw.http_protocol.as_ref().map(|v| v.get_ref().as_str()) {
-        None | Some("1.0") => HttpVersion::Http10,
-        Some("1.1") => HttpVersion::Http11,
-        Some(other) => {
-            let span = raw
-                .http_protocol
-                .as_ref()
-                .map(Spanned::span)
-                .unwrap_or_default();
+    let version = match raw.http_protocol.as_ref() {
+        None => HttpVersion::Http10,
+        Some(text) => HttpVersion::parse(text.get_ref()).unwrap_or_else(|| {
             sink.report(
-                &span,
+                &text.span(),
                 &format!("{field}.http_protocol"),
-                format!("unknown HTTP version {other:?} (expected \"1.0\" or \"1.1\")"),
+                format!(
+                    "unknown HTTP version {:?} (expected \"1.0\", \"1.0C\", \"1.0K\" or \"1.1\")",
+                    text.get_ref()
+                ),
             );
             HttpVersion::Http10
-        }
+        }),
     };
     let checker_host = match raw.virtualhost.as_ref() {
         Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
