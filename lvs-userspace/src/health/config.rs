@@ -48,9 +48,11 @@ use std::{
     time::Duration,
 };
 
+mod body_regex;
 mod timing;
 mod validate;
 
+pub use body_regex::{BodyRegex, MAX_BODY_MATCHED};
 pub(crate) use validate::{Inherited, Sink, validate_real_server, validate_service};
 pub use validate::{
     RawCheck, RawRealServerHealth, RawScript, RawServiceHealth, RawSorryServer, RawStatusCodes,
@@ -257,6 +259,8 @@ pub struct UrlCheck {
     pub digest: Option<[u8; 16]>,
     /// The Host header (the url's own, else the checker's); the connect address otherwise.
     pub virtualhost: Option<String>,
+    /// What the body must (or must not) match.
+    pub regex: Option<BodyRegex>,
 }
 
 /// Accepted status codes: single codes and ranges.

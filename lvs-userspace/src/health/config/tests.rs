@@ -599,3 +599,120 @@ fn http_protocol_takes_keepalived_s_spellings() {
         "{error}"
     );
 }
+
+const REGEX: &str = r#"
+[director]
+interface = "eth0"
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+[virtual_server.real_server.HTTP_GET]
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/health"
+regex = "status: (ok|degraded)"
+regex_no_match = false
+regex_options = "caseless multiline"
+regex_min_offset = 2
+regex_max_offset = 100
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/errors"
+regex = "error"
+regex_no_match = true
+regex_options = ["caseless"]
+"#;
+
+fn regexes(config: &Config) -> Vec<&BodyRegex> {
+    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+        .check
+        .as_ref()
+        .unwrap();
+    let Probe::Http(probe) = &check.probe else {
+        panic!()
+    };
+    probe
+        .urls
+        .iter()
+        .map(|url| url.regex.as_ref().unwrap())
+        .collect()
+}
+
+#[test]
+fn url_regex_keys_are_read() {
+    let config = parse(REGEX);
+    let [health, errors] = regexes(&config)[..] else {
+        panic!()
+    };
+    assert_eq!(
+        health,
+        &BodyRegex::new(
+            "status: (ok|degraded)",
+            &["multiline".into(), "caseless".into()],
+            false,
+            2,
+            Some(100)
+        )
+        .unwrap()
+    );
+    assert!(health.finds(b"--STATUS: OK"));
+    assert!(
+        !health.finds(b"STATUS: OK"),
+        "starts before regex_min_offset"
+    );
+    assert_eq!(errors.pattern(), "error");
+    assert!(errors.judge(b"no ERROR here").is_err());
+    assert!(errors.judge(b"fine").is_ok());
+}
+
+#[test]
+fn bad_regex_keys_are_reported_with_file_line_and_field() {
+    let url = "virtual_server[0].real_server[0].HTTP_GET.url";
+    let cases = [
+        (
+            "regex = \"status: (ok|degraded)\"",
+            "regex = \"status: (ok\"",
+            format!("x.toml:12: {url}[0].regex: invalid regex \"status: (ok\": unclosed group"),
+        ),
+        (
+            "regex = \"error\"",
+            "regex = \"(e)\\\\1\"",
+            format!("x.toml:19: {url}[1].regex: invalid regex"),
+        ),
+        (
+            "regex_options = \"caseless multiline\"",
+            "regex_options = \"caseless alt_bsux\"",
+            format!(
+                "x.toml:14: {url}[0].regex_options: \"alt_bsux\" is not a regex option lvs supports"
+            ),
+        ),
+        (
+            "regex_min_offset = 2",
+            "regex_min_offset = 200",
+            format!(
+                "x.toml:15: {url}[0].regex_min_offset: regex_min_offset 200 is past regex_max_offset 100"
+            ),
+        ),
+        (
+            "regex_max_offset = 100",
+            "regex_max_offset = -1",
+            format!("x.toml:16: {url}[0].regex_max_offset: -1 is not an offset (0 or more)"),
+        ),
+        (
+            "regex = \"error\"\n",
+            "",
+            format!("x.toml:19: {url}[1].regex_no_match: needs regex"),
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(REGEX.contains(from), "fixture does not contain {from:?}");
+        let error = match config::parse(&REGEX.replacen(from, to, 1), "x.toml") {
+            Ok(_) => panic!("accepted {to:?}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains(&expected),
+            "for {to:?}:\n got: {error}\nwant: {expected}"
+        );
+    }
+}

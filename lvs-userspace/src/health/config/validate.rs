@@ -13,6 +13,7 @@ use toml::Spanned;
 use super::{
     Check, DEFAULT_DELAY_LOOP, Endpoint, HttpProbe, HttpVersion, MAX_SECONDS, MiscProbe, Probe,
     RealServerHealth, Script, ServiceHealth, StatusCodes, TlsOptions, UrlCheck,
+    body_regex::{self, RawRegex, RawWords},
     timing::{CheckerKind, RawTiming, TimingLevel},
 };
 use crate::config::{Locator, Problem};
@@ -93,6 +94,16 @@ pub struct RawUrl {
     digest: Option<Spanned<String>>,
     #[serde(default)]
     virtualhost: Option<Spanned<String>>,
+    #[serde(default)]
+    regex: Option<Spanned<String>>,
+    #[serde(default)]
+    regex_no_match: Option<Spanned<bool>>,
+    #[serde(default)]
+    regex_options: Option<Spanned<RawWords>>,
+    #[serde(default)]
+    regex_min_offset: Option<Spanned<i64>>,
+    #[serde(default)]
+    regex_max_offset: Option<Spanned<i64>>,
 }
 
 /// `status_code = 200`, `"200-299"`, or a list of either.
@@ -615,6 +626,17 @@ fn validate_url(
         Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
         None => checker_host.clone(),
     };
+    let regex = body_regex::validate(
+        RawRegex {
+            regex: raw.regex.as_ref(),
+            no_match: raw.regex_no_match.as_ref(),
+            options: raw.regex_options.as_ref(),
+            min_offset: raw.regex_min_offset.as_ref(),
+            max_offset: raw.regex_max_offset.as_ref(),
+        },
+        field,
+        sink,
+    );
     if !path_ok {
         return None;
     }
@@ -623,6 +645,7 @@ fn validate_url(
         status: status?,
         digest: digest?,
         virtualhost,
+        regex: regex.ok()?,
     })
 }
 

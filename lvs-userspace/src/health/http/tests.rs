@@ -21,7 +21,7 @@ use tokio_rustls::{
 };
 
 use super::*;
-use crate::health::config::{Endpoint, StatusCodes};
+use crate::health::config::{BodyRegex, Endpoint, StatusCodes};
 
 /// How the test server answers.
 #[derive(Clone)]
@@ -150,6 +150,7 @@ fn url(path: &str) -> UrlCheck {
         status: StatusCodes::default(),
         digest: None,
         virtualhost: None,
+        regex: None,
     }
 }
 
@@ -319,6 +320,76 @@ async fn the_request_carries_version_host_and_path() {
         heads[1]
     );
     assert!(heads[2].starts_with("GET /a HTTP/1.1\r\n"), "{}", heads[2]);
+}
+
+fn with_regex(path: &str, pattern: &str, no_match: bool) -> UrlCheck {
+    let mut u = url(path);
+    u.regex = Some(BodyRegex::new(pattern, &[], no_match, 0, None).unwrap());
+    u
+}
+
+#[tokio::test]
+async fn the_body_must_match_the_regex() {
+    let server = serve(Reply::ok("db: up\nstatus: ok\n"), None).await;
+    let cases = [
+        (with_regex("/", r"status: (ok|degraded)", false), Ok(())),
+        (
+            with_regex("/", r"status: down", false),
+            Err("body does not match regex \"status: down\""),
+        ),
+        (with_regex("/", r"(?i)error", true), Ok(())),
+        (
+            with_regex("/", r"db: up", true),
+            Err("body matches regex \"db: up\" (regex_no_match)"),
+        ),
+    ];
+    for (u, expected) in cases {
+        let outcome = check(&http_probe(server.port, vec![u], None)).await;
+        match expected {
+            Ok(()) => assert_eq!(outcome, Outcome::pass("status 200")),
+            Err(reason) => assert_eq!(outcome.to_string(), reason),
+        }
+    }
+    // With a digest too, both must hold.
+    let mut both = with_regex("/", "status: ok", false);
+    both.digest = Some(md5_of("db: up\nstatus: ok\n"));
+    assert!(
+        check(&http_probe(server.port, vec![both.clone()], None))
+            .await
+            .passed()
+    );
+    both.digest = Some(md5_of("other"));
+    let outcome = check(&http_probe(server.port, vec![both], None)).await;
+    assert!(
+        matches!(outcome, Outcome::Fail(Failure::DigestMismatch { .. })),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_regex_sees_the_first_mib_of_a_large_body() {
+    let body: &'static str = Box::leak(format!("{}needle", "a".repeat(MAX_BODY_MATCHED)).into());
+    let server = serve(Reply::ok(body), None).await;
+    let outcome = check(&http_probe(
+        server.port,
+        vec![with_regex("/", "^a+$", false)],
+        None,
+    ))
+    .await;
+    assert!(outcome.passed(), "{outcome:?}");
+    let outcome = check(&http_probe(
+        server.port,
+        vec![with_regex("/", "needle", false)],
+        None,
+    ))
+    .await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Fail(Failure::Regex { matched: false, .. })
+        ),
+        "{outcome:?}"
+    );
 }
 
 const VERSIONS: [HttpVersion; 4] = [
