@@ -341,15 +341,17 @@ struct RawRealServer {
     uthreshold: Option<Spanned<i64>>,
     #[serde(default)]
     lthreshold: Option<Spanned<i64>>,
-    // Health checking, in keepalived's words; validated by `health::config`.
+    // Health checking, in keepalived's words; validated by `health::config`. The checker
+    // tables are not `Spanned`: toml cannot give the span of a table that is only implied
+    // by its `[[...HTTP_GET.url]]` sub-tables, and fails on such a file.
     #[serde(default, rename = "HTTP_GET")]
-    http_get: Option<Spanned<RawCheck>>,
+    http_get: Option<RawCheck>,
     #[serde(default, rename = "SSL_GET")]
-    ssl_get: Option<Spanned<RawCheck>>,
+    ssl_get: Option<RawCheck>,
     #[serde(default, rename = "TCP_CHECK")]
-    tcp_check: Option<Spanned<RawCheck>>,
+    tcp_check: Option<RawCheck>,
     #[serde(default, rename = "MISC_CHECK")]
-    misc_check: Option<Spanned<RawCheck>>,
+    misc_check: Option<RawCheck>,
     #[serde(default)]
     inhibit_on_failure: Option<bool>,
     #[serde(default)]
@@ -588,7 +590,7 @@ fn validate_service(
         let rs_field = format!("{field}.real_server[{index}]");
         let span = raw_rs.span();
         let mut raw_rs = raw_rs.into_inner();
-        let raw_rs_health = raw_rs.take_health();
+        let raw_rs_health = raw_rs.take_health(span.clone());
         let rs = validate_real_server(raw_rs, port, &rs_field, at, problems);
         let inherited = health::Inherited {
             service: &service_defaults,
@@ -708,9 +710,11 @@ fn number_in(
 }
 
 impl RawRealServer {
-    /// Takes the health-checking keys out, for `health::config` to validate.
-    fn take_health(&mut self) -> health::RawRealServerHealth {
+    /// Takes the health-checking keys out, for `health::config` to validate; `span` is the
+    /// real server's block.
+    fn take_health(&mut self, span: Range<usize>) -> health::RawRealServerHealth {
         health::RawRealServerHealth {
+            span,
             http_get: self.http_get.take(),
             ssl_get: self.ssl_get.take(),
             tcp_check: self.tcp_check.take(),

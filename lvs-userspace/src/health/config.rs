@@ -49,10 +49,12 @@ use std::{
 };
 
 mod body_regex;
+pub(crate) mod run_as;
 mod timing;
 mod validate;
 
 pub use body_regex::{BodyRegex, MAX_BODY_MATCHED};
+pub use run_as::RunAs;
 pub(crate) use validate::{Inherited, Sink, validate_real_server, validate_service};
 pub use validate::{
     RawCheck, RawRealServerHealth, RawScript, RawServiceHealth, RawSorryServer, RawStatusCodes,
@@ -304,6 +306,8 @@ pub struct MiscProbe {
     pub dynamic: bool,
     /// The real server it stands for, so that one script for two servers is two checks.
     pub real_server: Ipv4Addr,
+    /// `user`: who the program runs as, instead of the director's own user.
+    pub run_as: Option<RunAs>,
 }
 
 /// A program and its arguments, run without a shell.

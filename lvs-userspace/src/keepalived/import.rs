@@ -13,7 +13,7 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use crate::health::config::HttpVersion;
+use crate::health::config::{HttpVersion, run_as};
 
 use super::{
     output::{
@@ -386,10 +386,16 @@ impl Importer {
                 "quorum_up" => service.quorum_up = self.text(s),
                 "quorum_down" => service.quorum_down = self.text(s),
                 "omega" => service.omega = self.flag(s),
-                "ha_suspend" => service.ha_suspend = self.flag(s),
+                "ha_suspend" => self.problem(
+                    s,
+                    "ha_suspend is not supported by lvs (it checks real servers whether or not \
+                     the VIP is up)",
+                ),
                 "virtualhost" => service.virtualhost = self.text(s),
                 "sorry_server" => service.sorry_server = self.endpoint(s, "sorry server"),
-                "sorry_server_inhibit" => service.sorry_server_inhibit = self.flag(s),
+                "sorry_server_inhibit" => {
+                    self.problem(s, "sorry_server_inhibit is not supported by lvs");
+                }
                 "inhibit_on_failure" => service.inhibit_on_failure = self.boolean(s),
                 "real_server" => {
                     if let Some(server) = self.real_server(s, port) {
@@ -562,10 +568,24 @@ impl Importer {
                 "misc_path" if misc => checker.misc_path = self.text(s),
                 "misc_timeout" if misc => checker.misc_timeout = self.number(s),
                 "misc_dynamic" if misc => checker.misc_dynamic = self.flag(s),
+                "user" if misc => checker.user = self.user(s),
                 other => self.problem(s, format!("{other} in {} is not imported", at.keyword)),
             }
         }
         checker
+    }
+
+    /// MISC_CHECK's `user USERNAME [[:]GROUPNAME]`, as lvs writes it: "user" or "user:group".
+    /// The names are not looked up here: this machine may not be the director.
+    fn user(&mut self, at: &Statement) -> Option<String> {
+        match run_as::parse_spec(&at.args.join(" ")) {
+            Ok((user, None)) => Some(user.to_owned()),
+            Ok((user, Some(group))) => Some(format!("{user}:{group}")),
+            Err(_) => {
+                self.problem(at, "user takes a user name and optionally a group name");
+                None
+            }
+        }
     }
 
     /// `http_protocol`, in lvs's spelling (keepalived takes "1.0c" for "1.0C").
@@ -588,6 +608,21 @@ impl Importer {
                 "path" => url.path = self.text(s),
                 "digest" => url.digest = self.text(s),
                 "virtualhost" => url.virtualhost = self.text(s),
+                "regex" => url.regex = self.text(s),
+                "regex_no_match" => url.regex_no_match = self.flag(s),
+                "regex_options" => {
+                    if s.args.is_empty() {
+                        self.problem(s, "regex_options takes one or more options");
+                    }
+                    url.regex_options = s.args.clone();
+                }
+                "regex_min_offset" => url.regex_min_offset = self.number(s),
+                "regex_max_offset" => url.regex_max_offset = self.number(s),
+                "regex_stack" => self.problem(
+                    s,
+                    "regex_stack in url is not imported: lvs's regex engine does not backtrack \
+                     and needs no stack",
+                ),
                 "status_code" => {
                     url.status_code = self.value(s).and_then(|code| match code.parse() {
                         Ok(code @ 100..=599) => Some(code),

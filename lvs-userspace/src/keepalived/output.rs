@@ -87,11 +87,7 @@ pub struct VirtualServer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub omega: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ha_suspend: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sorry_server_inhibit: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<Endpoint>,
     pub real_server: Vec<RealServer>,

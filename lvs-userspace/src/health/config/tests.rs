@@ -716,3 +716,98 @@ fn bad_regex_keys_are_reported_with_file_line_and_field() {
         );
     }
 }
+
+const MISC_USER: &str = r#"
+[director]
+interface = "eth0"
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+[virtual_server.real_server.MISC_CHECK]
+misc_path = "/usr/local/bin/check"
+user = "root"
+"#;
+
+fn run_as_in(text: &str) -> Option<RunAs> {
+    let config = parse(text);
+    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+        .check
+        .clone()
+        .unwrap();
+    let Probe::Misc(misc) = check.probe else {
+        panic!()
+    };
+    misc.run_as
+}
+
+#[test]
+fn misc_check_user_names_a_user_and_maybe_a_group() {
+    let root = RunAs {
+        user: "root".into(),
+        group: None,
+        uid: 0,
+        gid: 0,
+    };
+    assert_eq!(run_as_in(MISC_USER), Some(root.clone()));
+    assert_eq!(
+        run_as_in(&MISC_USER.replace("\"root\"", "\"root:root\"")),
+        Some(RunAs {
+            group: Some("root".into()),
+            ..root
+        })
+    );
+    assert_eq!(run_as_in(&MISC_USER.replace("user = \"root\"\n", "")), None);
+
+    let field = "virtual_server[0].real_server[0]";
+    let cases = [
+        (
+            "\"lvs-no-such-user\"",
+            format!(
+                "x.toml:11: {field}.MISC_CHECK.user: there is no user \"lvs-no-such-user\" on this system"
+            ),
+        ),
+        (
+            "\"root lvs-no-such-group\"",
+            format!(
+                "x.toml:11: {field}.MISC_CHECK.user: there is no group \"lvs-no-such-group\" on this system"
+            ),
+        ),
+        (
+            "\"a b c\"",
+            format!("x.toml:11: {field}.MISC_CHECK.user: \"a b c\" is not a user name"),
+        ),
+    ];
+    for (to, expected) in cases {
+        let text = MISC_USER.replace("\"root\"", to);
+        let error = config::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(error.contains(&expected), "got: {error}\nwant: {expected}");
+    }
+    let on_http = FULL.replace(
+        "connect_timeout = 3\n",
+        "connect_timeout = 3\nuser = \"root\"\n",
+    );
+    let error = config::parse(&on_http, "lvs.toml").unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "lvs.toml:24: virtual_server[0].real_server[0].HTTP_GET.user: not a HTTP_GET keyword \
+             (it belongs to MISC_CHECK)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_checker_table_implied_by_its_urls_is_read() {
+    let text = "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.1\"\n\
+                port = 80\nretry = 2\n[[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n\
+                [[virtual_server.real_server.HTTP_GET.url]]\npath = \"/\"\n";
+    let config = parse(text);
+    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 2)]
+        .check
+        .as_ref()
+        .unwrap();
+    assert_eq!(check.to_string(), "HTTP_GET http://10.0.0.2:80/");
+    assert_eq!(check.timing.retry, 2);
+}

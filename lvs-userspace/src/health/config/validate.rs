@@ -14,6 +14,7 @@ use super::{
     Check, DEFAULT_DELAY_LOOP, Endpoint, HttpProbe, HttpVersion, MAX_SECONDS, MiscProbe, Probe,
     RealServerHealth, Script, ServiceHealth, StatusCodes, TlsOptions, UrlCheck,
     body_regex::{self, RawRegex, RawWords},
+    run_as,
     timing::{CheckerKind, RawTiming, TimingLevel},
 };
 use crate::config::{Locator, Problem};
@@ -82,6 +83,8 @@ pub struct RawCheck {
     misc_timeout: Option<Spanned<f64>>,
     #[serde(default)]
     misc_dynamic: Option<Spanned<bool>>,
+    #[serde(default)]
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -159,10 +162,12 @@ impl RawServiceHealth {
 /// from the service.
 #[derive(Default)]
 pub struct RawRealServerHealth {
-    pub http_get: Option<Spanned<RawCheck>>,
-    pub ssl_get: Option<Spanned<RawCheck>>,
-    pub tcp_check: Option<Spanned<RawCheck>>,
-    pub misc_check: Option<Spanned<RawCheck>>,
+    /// The real server's block, where problems of a checker as a whole are reported.
+    pub span: std::ops::Range<usize>,
+    pub http_get: Option<RawCheck>,
+    pub ssl_get: Option<RawCheck>,
+    pub tcp_check: Option<RawCheck>,
+    pub misc_check: Option<RawCheck>,
     pub inhibit_on_failure: Option<bool>,
     pub notify_up: Option<Spanned<RawScript>>,
     pub notify_down: Option<Spanned<RawScript>>,
@@ -329,21 +334,14 @@ pub(crate) fn validate_real_server(
         let check_field = format!("{field}.{kind}");
         if let Some(first) = seen {
             sink.report(
-                &raw_check.span(),
+                &raw.span,
                 &check_field,
                 format!("a real server has one checker; {first} is already set"),
             );
             continue;
         }
         seen = Some(kind);
-        check = validate_check(
-            kind,
-            raw_check.into_inner(),
-            inherited,
-            &defaults,
-            &check_field,
-            sink,
-        );
+        check = validate_check(kind, raw_check, inherited, &defaults, &check_field, sink);
     }
     RealServerHealth {
         inhibit_on_failure: raw
@@ -447,6 +445,7 @@ fn reject_foreign_keys(kind: &str, raw: &RawCheck, field: &str, sink: &mut Sink<
             ("misc_path", raw.misc_path.as_ref().map(Spanned::span)),
             ("misc_timeout", raw.misc_timeout.as_ref().map(Spanned::span)),
             ("misc_dynamic", raw.misc_dynamic.as_ref().map(Spanned::span)),
+            ("user", raw.user.as_ref().map(Spanned::span)),
         ] {
             if s.is_some() {
                 foreign.push((name, span(s), "MISC_CHECK"));
@@ -677,11 +676,16 @@ fn validate_misc(
         sink,
     )
     .unwrap_or(delay_loop);
+    let run_as = match raw.user.as_ref() {
+        Some(user) => Some(run_as::validate(user, &format!("{field}.user"), sink)?),
+        None => None,
+    };
     Some(MiscProbe {
         command,
         timeout,
         dynamic: raw.misc_dynamic.as_ref().is_some_and(|d| *d.get_ref()),
         real_server: inherited.address?,
+        run_as,
     })
 }
 
