@@ -378,7 +378,7 @@ fn a_checker_without_url_is_an_error() {
          [[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n[virtual_server.real_server.HTTP_GET]\n";
     let error = config::parse(text, "x.toml").unwrap_err().to_string();
     assert!(
-        error.contains("virtual_server[0].real_server[0].HTTP_GET.url: at least one url"),
+        error.contains("x.toml:6: virtual_server[0].real_server[0].HTTP_GET.url: at least one url"),
         "{error}"
     );
 }

@@ -303,6 +303,9 @@ pub(crate) struct Inherited<'a> {
 struct CheckerDefaults {
     timing: TimingLevel,
     virtualhost: Option<String>,
+    /// The real server's block: where a problem of the checker as a whole (a missing key)
+    /// is reported.
+    block: std::ops::Range<usize>,
 }
 
 /// Validates one real server's keys and its checker.
@@ -320,6 +323,7 @@ pub(crate) fn validate_real_server(
     let defaults = CheckerDefaults {
         timing,
         virtualhost,
+        block: raw.span.clone(),
     };
     let checkers = [
         ("HTTP_GET", raw.http_get),
@@ -371,9 +375,15 @@ fn validate_check(
         .or(defaults.timing)
         .resolve(checker_kind);
     let probe = match kind {
-        "MISC_CHECK" => {
-            validate_misc(&raw, inherited, timing.delay_loop, field, sink).map(Probe::Misc)
-        }
+        "MISC_CHECK" => validate_misc(
+            &raw,
+            inherited,
+            &defaults.block,
+            timing.delay_loop,
+            field,
+            sink,
+        )
+        .map(Probe::Misc),
         "TCP_CHECK" => endpoint(&raw, inherited, field, sink).map(Probe::Tcp),
         _ => {
             validate_http(kind == "SSL_GET", raw, inherited, defaults, field, sink).map(Probe::Http)
@@ -514,7 +524,7 @@ fn validate_http(
     };
     if raw.url.is_empty() {
         sink.report(
-            &(0..0),
+            &defaults.block,
             &format!("{field}.url"),
             "at least one url { path = \"...\" } is needed",
         );
@@ -651,13 +661,14 @@ fn validate_url(
 fn validate_misc(
     raw: &RawCheck,
     inherited: &Inherited<'_>,
+    block: &std::ops::Range<usize>,
     delay_loop: Duration,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<MiscProbe> {
     let Some(path) = raw.misc_path.as_ref() else {
         sink.report(
-            &(0..0),
+            block,
             &format!("{field}.misc_path"),
             "MISC_CHECK needs misc_path",
         );
