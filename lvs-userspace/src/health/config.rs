@@ -26,17 +26,24 @@
 //! connect_timeout = 3
 //! retry = 2                       # alias nb_get_retry
 //! delay_before_retry = 1
+//! http_protocol = "1.0C"          # or "1.0" (default), "1.0K", "1.1"
 //! [[virtual_server.real_server.HTTP_GET.url]]
 //! path = "/health"
 //! status_code = [200, "300-399"]
 //! digest = "9b3a0c85a887a256d6939da88aabd8cd"
+//! regex = "status: ok"            # regex_no_match, regex_options, regex_{min,max}_offset
 //! ```
+//!
+//! The timing keys (`delay_loop`, `connect_timeout`, `retry`, `delay_before_retry`,
+//! `warmup`, `alpha`) and `virtualhost` may also be written on the service and the real
+//! server; a checker takes each from the nearest level that sets it (`timing`).
 //!
 //! Scripts (`misc_path`, `notify_*`, `quorum_*`) are run directly, never through a shell: a
 //! string is split into words like a shell would split it (quotes honoured, nothing
 //! expanded), an array is the argv itself. To use a shell, say so: `["/bin/sh", "-c", "..."]`.
 //!
-//! Everything here is pure. This file holds the validated values; `validate` holds the raw
+//! Everything here is pure, except that `MISC_CHECK`'s `user` is looked up in the system's
+//! user and group databases (`run_as`). This file holds the validated values; `validate` holds the raw
 //! serde shapes the main config embeds, and turns them into these values, reporting problems
 //! as `file:line: field: message` through the main config's locator.
 
