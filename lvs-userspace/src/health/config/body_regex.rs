@@ -24,8 +24,11 @@ use crate::health::outcome::Failure;
 /// matched on its first MiB (its digest still covers all of it).
 pub const MAX_BODY_MATCHED: usize = 1 << 20;
 
+/// What a `regex_options` word does to the pattern.
+type ApplyOption = fn(&mut RegexBuilder);
+
 /// The `regex_options` accepted, and what each does to the pattern.
-const OPTIONS: [(&str, fn(&mut RegexBuilder)); 9] = [
+const OPTIONS: [(&str, ApplyOption); 9] = [
     ("caseless", |b| {
         b.case_insensitive(true);
     }),
