@@ -339,6 +339,17 @@ struct RawService {
     omega: Option<bool>,
     #[serde(default)]
     inhibit_on_failure: Option<bool>,
+    // Defaults for the real servers' checkers, as in keepalived.
+    #[serde(default)]
+    connect_timeout: Option<Spanned<f64>>,
+    #[serde(default, alias = "nb_get_retry")]
+    retry: Option<Spanned<i64>>,
+    #[serde(default)]
+    delay_before_retry: Option<Spanned<f64>>,
+    #[serde(default)]
+    warmup: Option<Spanned<f64>>,
+    #[serde(default)]
+    virtualhost: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -353,15 +364,17 @@ struct RawRealServer {
     uthreshold: Option<Spanned<i64>>,
     #[serde(default)]
     lthreshold: Option<Spanned<i64>>,
-    // Health checking, in keepalived's words; validated by `health::config`.
+    // Health checking, in keepalived's words; validated by `health::config`. The checker
+    // tables are not `Spanned`: toml cannot give the span of a table that is only implied
+    // by its `[[...HTTP_GET.url]]` sub-tables, and fails on such a file.
     #[serde(default, rename = "HTTP_GET")]
-    http_get: Option<Spanned<RawCheck>>,
+    http_get: Option<RawCheck>,
     #[serde(default, rename = "SSL_GET")]
-    ssl_get: Option<Spanned<RawCheck>>,
+    ssl_get: Option<RawCheck>,
     #[serde(default, rename = "TCP_CHECK")]
-    tcp_check: Option<Spanned<RawCheck>>,
+    tcp_check: Option<RawCheck>,
     #[serde(default, rename = "MISC_CHECK")]
-    misc_check: Option<Spanned<RawCheck>>,
+    misc_check: Option<RawCheck>,
     #[serde(default)]
     inhibit_on_failure: Option<bool>,
     #[serde(default)]
@@ -370,6 +383,19 @@ struct RawRealServer {
     notify_down: Option<Spanned<RawScript>>,
     #[serde(default)]
     alpha: Option<bool>,
+    // Defaults for the real server's checker, as in keepalived.
+    #[serde(default)]
+    delay_loop: Option<Spanned<f64>>,
+    #[serde(default)]
+    connect_timeout: Option<Spanned<f64>>,
+    #[serde(default, alias = "nb_get_retry")]
+    retry: Option<Spanned<i64>>,
+    #[serde(default)]
+    delay_before_retry: Option<Spanned<f64>>,
+    #[serde(default)]
+    warmup: Option<Spanned<f64>>,
+    #[serde(default)]
+    virtualhost: Option<Spanned<String>>,
 }
 
 /// Turns byte offsets into line numbers for error messages.
@@ -572,9 +598,14 @@ fn validate_service(
         alpha: raw.alpha,
         omega: raw.omega,
         inhibit_on_failure: raw.inhibit_on_failure,
+        connect_timeout: raw.connect_timeout,
+        retry: raw.retry,
+        delay_before_retry: raw.delay_before_retry,
+        warmup: raw.warmup,
+        virtualhost: raw.virtualhost,
     };
     let mut sink = health::Sink { at, problems };
-    let (mut health, inhibit_on_failure) =
+    let (mut health, service_defaults) =
         health::validate_service(raw_health, port, field, &mut sink);
 
     let mut real_servers: Vec<RealServer> = Vec::new();
@@ -582,12 +613,10 @@ fn validate_service(
         let rs_field = format!("{field}.real_server[{index}]");
         let span = raw_rs.span();
         let mut raw_rs = raw_rs.into_inner();
-        let raw_rs_health = raw_rs.take_health();
+        let raw_rs_health = raw_rs.take_health(span.clone());
         let rs = validate_real_server(raw_rs, port, &rs_field, at, problems);
         let inherited = health::Inherited {
-            delay_loop: health.delay_loop,
-            alpha: health.alpha,
-            inhibit_on_failure,
+            service: &service_defaults,
             service_port: port,
             address: rs.as_ref().map(|rs| rs.address),
         };
@@ -704,9 +733,11 @@ fn number_in(
 }
 
 impl RawRealServer {
-    /// Takes the health-checking keys out, for `health::config` to validate.
-    fn take_health(&mut self) -> health::RawRealServerHealth {
+    /// Takes the health-checking keys out, for `health::config` to validate; `span` is the
+    /// real server's block.
+    fn take_health(&mut self, span: Range<usize>) -> health::RawRealServerHealth {
         health::RawRealServerHealth {
+            span,
             http_get: self.http_get.take(),
             ssl_get: self.ssl_get.take(),
             tcp_check: self.tcp_check.take(),
@@ -715,6 +746,12 @@ impl RawRealServer {
             notify_up: self.notify_up.take(),
             notify_down: self.notify_down.take(),
             alpha: self.alpha.take(),
+            delay_loop: self.delay_loop.take(),
+            connect_timeout: self.connect_timeout.take(),
+            retry: self.retry.take(),
+            delay_before_retry: self.delay_before_retry.take(),
+            warmup: self.warmup.take(),
+            virtualhost: self.virtualhost.take(),
         }
     }
 }

@@ -26,17 +26,24 @@
 //! connect_timeout = 3
 //! retry = 2                       # alias nb_get_retry
 //! delay_before_retry = 1
+//! http_protocol = "1.0C"          # or "1.0" (default), "1.0K", "1.1"
 //! [[virtual_server.real_server.HTTP_GET.url]]
 //! path = "/health"
 //! status_code = [200, "300-399"]
 //! digest = "9b3a0c85a887a256d6939da88aabd8cd"
+//! regex = "status: ok"            # regex_no_match, regex_options, regex_{min,max}_offset
 //! ```
+//!
+//! The timing keys (`delay_loop`, `connect_timeout`, `retry`, `delay_before_retry`,
+//! `warmup`, `alpha`) and `virtualhost` may also be written on the service and the real
+//! server; a checker takes each from the nearest level that sets it (`timing`).
 //!
 //! Scripts (`misc_path`, `notify_*`, `quorum_*`) are run directly, never through a shell: a
 //! string is split into words like a shell would split it (quotes honoured, nothing
 //! expanded), an array is the argv itself. To use a shell, say so: `["/bin/sh", "-c", "..."]`.
 //!
-//! Everything here is pure. This file holds the validated values; `validate` holds the raw
+//! Everything here is pure, except that `MISC_CHECK`'s `user` is looked up in the system's
+//! user and group databases (`run_as`). This file holds the validated values; `validate` holds the raw
 //! serde shapes the main config embeds, and turns them into these values, reporting problems
 //! as `file:line: field: message` through the main config's locator.
 
@@ -48,8 +55,13 @@ use std::{
     time::Duration,
 };
 
+mod body_regex;
+pub(crate) mod run_as;
+mod timing;
 mod validate;
 
+pub use body_regex::{BodyRegex, MAX_BODY_MATCHED};
+pub use run_as::RunAs;
 pub(crate) use validate::{Inherited, Sink, validate_real_server, validate_service};
 pub use validate::{
     RawCheck, RawRealServerHealth, RawScript, RawServiceHealth, RawSorryServer, RawStatusCodes,
@@ -211,10 +223,40 @@ pub struct HttpProbe {
     pub urls: Vec<UrlCheck>,
 }
 
+/// `http_protocol`: the request's version and `Connection` header, as keepalived sends them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HttpVersion {
+    /// "1.0" (the default): HTTP/1.0 without a `Connection` header.
     Http10,
+    /// "1.0C": HTTP/1.0 with `Connection: close`.
+    Http10Close,
+    /// "1.0K": HTTP/1.0 with `Connection: keep-alive` (keepalived's genhash offers it to
+    /// test servers that keep connections open).
+    Http10KeepAlive,
+    /// "1.1": HTTP/1.1 with `Connection: close`.
     Http11,
+}
+
+impl HttpVersion {
+    /// Reads keepalived's spelling ("1.0C" and "1.0c" alike).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "1.0" => Some(Self::Http10),
+            "1.0C" | "1.0c" => Some(Self::Http10Close),
+            "1.0K" | "1.0k" => Some(Self::Http10KeepAlive),
+            "1.1" => Some(Self::Http11),
+            _ => None,
+        }
+    }
+
+    /// The `Connection` header the request carries, if any.
+    pub fn connection(self) -> Option<&'static str> {
+        match self {
+            Self::Http10 => None,
+            Self::Http10Close | Self::Http11 => Some("close"),
+            Self::Http10KeepAlive => Some("keep-alive"),
+        }
+    }
 }
 
 /// One `url` block.
@@ -226,6 +268,8 @@ pub struct UrlCheck {
     pub digest: Option<[u8; 16]>,
     /// The Host header (the url's own, else the checker's); the connect address otherwise.
     pub virtualhost: Option<String>,
+    /// What the body must (or must not) match.
+    pub regex: Option<BodyRegex>,
 }
 
 /// Accepted status codes: single codes and ranges.
@@ -269,6 +313,8 @@ pub struct MiscProbe {
     pub dynamic: bool,
     /// The real server it stands for, so that one script for two servers is two checks.
     pub real_server: Ipv4Addr,
+    /// `user`: who the program runs as, instead of the director's own user.
+    pub run_as: Option<RunAs>,
 }
 
 /// A program and its arguments, run without a shell.

@@ -1,5 +1,5 @@
 //! `HTTP_GET` and `SSL_GET`: a GET of each configured URL on a fresh connection, judged by its
-//! status code and, when asked, the MD5 digest of its body.
+//! status code and, when asked, the MD5 digest of its body and a regex over it.
 //!
 //! HTTP is spoken by hyper's connection API rather than a pooled client, because a check must
 //! be exactly one new connection to `connect_ip:connect_port` from `bindto`, with the Host
@@ -35,7 +35,7 @@ use tokio_rustls::{
 };
 
 use crate::health::{
-    config::{HttpProbe, HttpVersion, TlsOptions, UrlCheck},
+    config::{HttpProbe, HttpVersion, MAX_BODY_MATCHED, TlsOptions, UrlCheck},
     outcome::{Failure, Outcome},
     tcp,
 };
@@ -199,14 +199,19 @@ fn request(http: &HttpProbe, url: &UrlCheck) -> Result<Request<Empty<Bytes>>, Fa
         }
         None => http.endpoint.connect.to_string(),
     };
-    Request::get(url.path.as_str())
+    let mut request = Request::get(url.path.as_str())
         .version(match http.version {
-            HttpVersion::Http10 => Version::HTTP_10,
+            HttpVersion::Http10 | HttpVersion::Http10Close | HttpVersion::Http10KeepAlive => {
+                Version::HTTP_10
+            }
             HttpVersion::Http11 => Version::HTTP_11,
         })
         .header(header::HOST, host)
-        .header(header::USER_AGENT, USER_AGENT)
-        .header(header::CONNECTION, "close")
+        .header(header::USER_AGENT, USER_AGENT);
+    if let Some(connection) = http.version.connection() {
+        request = request.header(header::CONNECTION, connection);
+    }
+    request
         .body(Empty::new())
         .map_err(|e| Failure::Http(format!("building the request: {e}")))
 }
@@ -250,15 +255,23 @@ async fn judge(response: hyper::Response<Incoming>, url: &UrlCheck) -> Result<u1
     if !url.status.accepts(status) {
         return Err(Failure::Status(status));
     }
-    if let Some(expected) = url.digest {
-        let mut body = response.into_body();
-        let mut md5 = Md5::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Failure::Http(format!("reading the body: {e}")))?;
-            if let Some(data) = frame.data_ref() {
-                md5.update(data);
+    if url.digest.is_none() && url.regex.is_none() {
+        return Ok(status);
+    }
+    let mut body = response.into_body();
+    let mut md5 = Md5::new();
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::Http(format!("reading the body: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            md5.update(data);
+            if url.regex.is_some() {
+                let room = MAX_BODY_MATCHED.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
             }
         }
+    }
+    if let Some(expected) = url.digest {
         let got: [u8; 16] = md5.finalize().into();
         if got != expected {
             return Err(Failure::DigestMismatch {
@@ -266,6 +279,9 @@ async fn judge(response: hyper::Response<Incoming>, url: &UrlCheck) -> Result<u1
                 got: hex(&got),
             });
         }
+    }
+    if let Some(regex) = &url.regex {
+        regex.judge(&kept)?;
     }
     Ok(status)
 }

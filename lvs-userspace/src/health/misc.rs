@@ -12,7 +12,7 @@ use crate::health::{
 pub async fn probe(misc: &MiscProbe) -> Outcome {
     let env = [("LVS_REAL_SERVER", misc.real_server.to_string())];
     outcome(
-        script::run(&misc.command, &env, misc.timeout).await,
+        script::run_as(&misc.command, &env, misc.timeout, misc.run_as.as_ref()).await,
         misc.dynamic,
         misc.timeout,
     )
@@ -62,6 +62,7 @@ mod tests {
             timeout,
             dynamic,
             real_server: Ipv4Addr::new(127, 0, 0, 1),
+            run_as: None,
         }
     }
 
@@ -185,6 +186,57 @@ mod tests {
             panic!("{outcome:?}");
         };
         assert!(reason.contains("/nonexistent/check"), "{reason}");
+    }
+
+    /// The program runs as the configured user and group. As root (the director's case)
+    /// that is `nobody`, with its own group and then another one, and no supplementary
+    /// groups; unprivileged, only the test's own user can be taken, which still checks
+    /// that the ids reach the program.
+    #[tokio::test]
+    async fn user_runs_the_program_as_that_user_and_group() {
+        use crate::health::config::RunAs;
+        use nix::unistd::{User, geteuid};
+
+        let dir = tempfile::tempdir().unwrap();
+        // The program must be reachable by the user it runs as.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = script(
+            dir.path(),
+            "whoami",
+            "[ \"$(id -u)\" = \"$1\" ] && [ \"$(id -g)\" = \"$2\" ] || exit 1\n\
+             [ -z \"$3\" ] || [ \"$(id -G)\" = \"$3\" ] || exit 3",
+        );
+        let privileged = geteuid().is_root();
+        let targets = if privileged {
+            let nobody = RunAs::resolve("nobody", None).unwrap();
+            let with_group = RunAs::resolve("nobody", Some("daemon")).unwrap();
+            assert_ne!(nobody.uid, 0);
+            assert_ne!(nobody.gid, with_group.gid);
+            vec![nobody, with_group]
+        } else {
+            let me = User::from_uid(geteuid()).unwrap().unwrap();
+            vec![RunAs::resolve(&me.name, None).unwrap()]
+        };
+        for who in targets {
+            let groups = if privileged {
+                who.gid.to_string()
+            } else {
+                String::new()
+            };
+            let argv = vec![
+                path.display().to_string(),
+                who.uid.to_string(),
+                who.gid.to_string(),
+                groups,
+            ];
+            let mut probe_config = misc(argv, false, Duration::from_secs(10));
+            probe_config.run_as = Some(who.clone());
+            assert_eq!(
+                probe(&probe_config).await,
+                Outcome::pass("exit code 0"),
+                "as {who:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -53,6 +53,8 @@ pub enum Failure {
     Status(u16),
     /// The body's MD5 is not the expected one.
     DigestMismatch { expected: String, got: String },
+    /// The body does not match the url's regex, or (`regex_no_match`) it does.
+    Regex { pattern: String, matched: bool },
     /// The program exited with a failing code.
     Exit(i32),
     /// The program was killed by a signal.
@@ -73,6 +75,14 @@ impl fmt::Display for Failure {
             Failure::DigestMismatch { expected, got } => {
                 write!(f, "digest mismatch: expected {expected}, got {got}")
             }
+            Failure::Regex {
+                pattern,
+                matched: false,
+            } => write!(f, "body does not match regex {pattern:?}"),
+            Failure::Regex {
+                pattern,
+                matched: true,
+            } => write!(f, "body matches regex {pattern:?} (regex_no_match)"),
             Failure::Exit(code) => write!(f, "exit code {code}"),
             Failure::Signal(signal) => write!(f, "killed by signal {signal}"),
             Failure::Spawn(error) => write!(f, "cannot start: {error}"),

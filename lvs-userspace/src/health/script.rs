@@ -7,7 +7,7 @@ use std::{process::Stdio, time::Duration};
 
 use tokio::process::Command;
 
-use crate::health::config::Script;
+use crate::health::config::{RunAs, Script};
 
 /// How a program run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,18 @@ pub enum ScriptEnd {
 
 /// Runs `script` with extra environment variables, and waits at most `timeout`.
 pub async fn run(script: &Script, env: &[(&str, String)], timeout: Duration) -> ScriptEnd {
+    run_as(script, env, timeout, None).await
+}
+
+/// Runs `script` as `run` does, and as the given user and group when there is one. The
+/// child sets its group, drops every supplementary group (std does, when it is privileged
+/// to) and then sets its user, before it runs the program.
+pub async fn run_as(
+    script: &Script,
+    env: &[(&str, String)],
+    timeout: Duration,
+    who: Option<&RunAs>,
+) -> ScriptEnd {
     let Some((program, args)) = script.argv.split_first() else {
         return ScriptEnd::NotStarted("no program given".into());
     };
@@ -35,6 +47,9 @@ pub async fn run(script: &Script, env: &[(&str, String)], timeout: Duration) -> 
         .process_group(0)
         // If the supervisor drops the run (shutdown, reload), the program does not outlive it.
         .kill_on_drop(true);
+    if let Some(who) = who {
+        command.uid(who.uid).gid(who.gid);
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => return ScriptEnd::NotStarted(format!("{program}: {error}")),

@@ -13,8 +13,12 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
+use crate::health::config::{HttpVersion, run_as};
+
 use super::{
-    output::{Checker, Config, Director, Endpoint, RealServer, Url, VirtualServer},
+    output::{
+        Checker, Config, Director, Endpoint, RealServer, Seconds, Timing, Url, VirtualServer,
+    },
     syntax::{self, Statement, SyntaxError},
 };
 
@@ -220,7 +224,62 @@ impl Importer {
         }
     }
 
-    /// A keyword without a value, such as `alpha`.
+    /// A keepalived `<TIMER>`: seconds, fractions allowed.
+    fn timer(&mut self, at: &Statement) -> Option<Seconds> {
+        let value = self.value(at)?;
+        match value.parse::<f64>() {
+            Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Some(Seconds(seconds)),
+            _ => {
+                self.problem(
+                    at,
+                    format!("{}: {value:?} is not a number of seconds", at.keyword),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a timing keyword (`delay_loop`, `connect_timeout`, `retry`, `nb_get_retry`,
+    /// `delay_before_retry`, `warmup`, `alpha`) into `timing`; false for other keywords.
+    fn timing(&mut self, at: &Statement, timing: &mut Timing) -> bool {
+        match at.keyword.as_str() {
+            "delay_loop" => timing.delay_loop = self.timer(at),
+            "connect_timeout" => timing.connect_timeout = self.timer(at),
+            "retry" | "nb_get_retry" => timing.retry = self.number(at),
+            "delay_before_retry" => timing.delay_before_retry = self.timer(at),
+            "warmup" => timing.warmup = self.timer(at),
+            "alpha" => timing.alpha = self.boolean(at),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A keepalived `[<BOOL>]`: the keyword alone is true, or one of on|off|true|false|yes|no.
+    fn boolean(&mut self, at: &Statement) -> Option<bool> {
+        match at.args.as_slice() {
+            [] => Some(true),
+            [value] => match value.to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" => Some(true),
+                "off" | "false" | "no" => Some(false),
+                _ => {
+                    self.problem(
+                        at,
+                        format!(
+                            "{}: {value:?} is not one of on|off|true|false|yes|no",
+                            at.keyword
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.problem(at, format!("{} takes at most one value", at.keyword));
+                None
+            }
+        }
+    }
+
+    /// A keyword without a value, such as `omega`.
     fn flag(&mut self, at: &Statement) -> Option<bool> {
         if !at.args.is_empty() {
             self.problem(at, format!("{} takes no value", at.keyword));
@@ -279,9 +338,6 @@ impl Importer {
             protocol: "TCP".into(),
             ..VirtualServer::default()
         };
-        // Checker settings at the service level are defaults for its checkers.
-        let mut defaults = Checker::default();
-        let mut inhibit_on_failure = None;
         let mut forwards_elsewhere = false;
         let mut sched_flags: Vec<&Statement> = Vec::new();
         for statement in at.block.as_deref().unwrap_or_default() {
@@ -324,22 +380,23 @@ impl Importer {
                         sched_flags.push(s);
                     }
                 }
-                "delay_loop" => service.delay_loop = self.number(s),
+                _ if self.timing(s, &mut service.timing) => {}
                 "quorum" => service.quorum = self.number(s),
                 "hysteresis" => service.hysteresis = self.number(s),
                 "quorum_up" => service.quorum_up = self.text(s),
                 "quorum_down" => service.quorum_down = self.text(s),
-                "alpha" => service.alpha = self.flag(s),
                 "omega" => service.omega = self.flag(s),
-                "ha_suspend" => service.ha_suspend = self.flag(s),
+                "ha_suspend" => self.problem(
+                    s,
+                    "ha_suspend is not supported by lvs (it checks real servers whether or not \
+                     the VIP is up)",
+                ),
                 "virtualhost" => service.virtualhost = self.text(s),
                 "sorry_server" => service.sorry_server = self.endpoint(s, "sorry server"),
-                "sorry_server_inhibit" => service.sorry_server_inhibit = self.flag(s),
-                "inhibit_on_failure" => inhibit_on_failure = self.flag(s),
-                "connect_timeout" => defaults.connect_timeout = self.number(s),
-                "retry" | "nb_get_retry" => defaults.retry = self.number(s),
-                "delay_before_retry" => defaults.delay_before_retry = self.number(s),
-                "warmup" => defaults.warmup = self.number(s),
+                "sorry_server_inhibit" => {
+                    self.problem(s, "sorry_server_inhibit is not supported by lvs");
+                }
+                "inhibit_on_failure" => service.inhibit_on_failure = self.boolean(s),
                 "real_server" => {
                     if let Some(server) = self.real_server(s, port) {
                         if service
@@ -365,22 +422,6 @@ impl Importer {
             }
         }
         service.sched_flags = self.sched_flags(&sched_flags, service.lb_algo.as_deref());
-        for server in &mut service.real_server {
-            server.inhibit_on_failure = server.inhibit_on_failure.or(inhibit_on_failure);
-            for checker in [
-                &mut server.http_get,
-                &mut server.ssl_get,
-                &mut server.tcp_check,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                inherit(checker, &defaults, true);
-            }
-            if let Some(checker) = &mut server.misc_check {
-                inherit(checker, &defaults, false);
-            }
-        }
         (!forwards_elsewhere).then_some(service)
     }
 
@@ -451,7 +492,9 @@ impl Importer {
         for s in at.block.as_deref().unwrap_or_default() {
             match s.keyword.as_str() {
                 "weight" => server.weight = self.weight(s),
-                "inhibit_on_failure" => server.inhibit_on_failure = self.flag(s),
+                "inhibit_on_failure" => server.inhibit_on_failure = self.boolean(s),
+                "virtualhost" => server.virtualhost = self.text(s),
+                _ if self.timing(s, &mut server.timing) => {}
                 "uthreshold" => server.uthreshold = self.number(s),
                 "lthreshold" => server.lthreshold = self.number(s),
                 "notify_up" => server.notify_up = self.text(s),
@@ -514,19 +557,48 @@ impl Importer {
                         .and_then(|ip| self.ipv4(s, ip, "checker address"))
                         .map(|ip| ip.to_string());
                 }
-                "connect_timeout" if !misc => checker.connect_timeout = self.number(s),
-                "retry" | "nb_get_retry" => checker.retry = self.number(s),
-                "delay_before_retry" => checker.delay_before_retry = self.number(s),
-                "warmup" => checker.warmup = self.number(s),
+                // A program has no connection: misc_timeout bounds it.
+                "connect_timeout" if misc => {
+                    self.problem(s, "connect_timeout in MISC_CHECK is not imported (misc_timeout bounds the program)");
+                }
+                _ if self.timing(s, &mut checker.timing) => {}
                 "virtualhost" if http => checker.virtualhost = self.text(s),
+                "http_protocol" if http => checker.http_protocol = self.http_protocol(s),
                 "url" if http => checker.url.push(self.url(s)),
                 "misc_path" if misc => checker.misc_path = self.text(s),
                 "misc_timeout" if misc => checker.misc_timeout = self.number(s),
                 "misc_dynamic" if misc => checker.misc_dynamic = self.flag(s),
+                "user" if misc => checker.user = self.user(s),
                 other => self.problem(s, format!("{other} in {} is not imported", at.keyword)),
             }
         }
         checker
+    }
+
+    /// MISC_CHECK's `user USERNAME [[:]GROUPNAME]`, as lvs writes it: "user" or "user:group".
+    /// The names are not looked up here: this machine may not be the director.
+    fn user(&mut self, at: &Statement) -> Option<String> {
+        match run_as::parse_spec(&at.args.join(" ")) {
+            Ok((user, None)) => Some(user.to_owned()),
+            Ok((user, Some(group))) => Some(format!("{user}:{group}")),
+            Err(_) => {
+                self.problem(at, "user takes a user name and optionally a group name");
+                None
+            }
+        }
+    }
+
+    /// `http_protocol`, in lvs's spelling (keepalived takes "1.0c" for "1.0C").
+    fn http_protocol(&mut self, at: &Statement) -> Option<String> {
+        let text = self.value(at)?;
+        if HttpVersion::parse(text).is_none() {
+            self.problem(
+                at,
+                format!("http_protocol {text} is not one of 1.0, 1.0C, 1.0K and 1.1"),
+            );
+            return None;
+        }
+        Some(text.to_ascii_uppercase())
     }
 
     fn url(&mut self, at: &Statement) -> Url {
@@ -536,6 +608,21 @@ impl Importer {
                 "path" => url.path = self.text(s),
                 "digest" => url.digest = self.text(s),
                 "virtualhost" => url.virtualhost = self.text(s),
+                "regex" => url.regex = self.text(s),
+                "regex_no_match" => url.regex_no_match = self.flag(s),
+                "regex_options" => {
+                    if s.args.is_empty() {
+                        self.problem(s, "regex_options takes one or more options");
+                    }
+                    url.regex_options = s.args.clone();
+                }
+                "regex_min_offset" => url.regex_min_offset = self.number(s),
+                "regex_max_offset" => url.regex_max_offset = self.number(s),
+                "regex_stack" => self.problem(
+                    s,
+                    "regex_stack in url is not imported: lvs's regex engine does not backtrack \
+                     and needs no stack",
+                ),
                 "status_code" => {
                     url.status_code = self.value(s).and_then(|code| match code.parse() {
                         Ok(code @ 100..=599) => Some(code),
@@ -550,15 +637,4 @@ impl Importer {
         }
         url
     }
-}
-
-/// Fills a checker's unset retry and timing settings from the service's; `connects` says
-/// whether the checker makes a connection (MISC_CHECK runs a program instead).
-fn inherit(checker: &mut Checker, defaults: &Checker, connects: bool) {
-    if connects {
-        checker.connect_timeout = checker.connect_timeout.or(defaults.connect_timeout);
-    }
-    checker.retry = checker.retry.or(defaults.retry);
-    checker.delay_before_retry = checker.delay_before_retry.or(defaults.delay_before_retry);
-    checker.warmup = checker.warmup.or(defaults.warmup);
 }

@@ -4,9 +4,44 @@
 //! `HTTP_GET`, `SSL_GET`, `TCP_CHECK` and `MISC_CHECK` with keepalived's keys
 //! (`connect_timeout`, `retry`, `delay_before_retry`, `url` with `path`, `status_code`,
 //! `digest`, ...), and a service keeps `delay_loop`, `sorry_server`, `quorum`,
-//! `hysteresis`, `alpha`, `omega`. Absent values are left out, so lvs's defaults apply.
+//! `hysteresis`, `alpha`, `omega`. The timing keys stay at the level keepalived.conf wrote
+//! them (service, real server or checker), since lvs inherits them the same way. Absent
+//! values are left out, so lvs's defaults apply.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+
+/// A keepalived `<TIMER>`: seconds, fractions allowed. Written as an integer when whole, so
+/// `delay_loop 6` stays `delay_loop = 6`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub f64);
+
+impl Serialize for Seconds {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let whole = self.0.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&self.0);
+        if whole {
+            serializer.serialize_u32(self.0 as u32)
+        } else {
+            serializer.serialize_f64(self.0)
+        }
+    }
+}
+
+/// The timing keys, which keepalived takes at the service, real-server and checker levels.
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+pub struct Timing {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_loop: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_before_retry: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Seconds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<bool>,
+}
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Config {
@@ -37,8 +72,10 @@ pub struct VirtualServer {
     pub persistence_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub persistence_granularity: Option<String>,
+    #[serde(flatten)]
+    pub timing: Timing,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub delay_loop: Option<u32>,
+    pub inhibit_on_failure: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,15 +85,9 @@ pub struct VirtualServer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quorum_down: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub omega: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ha_suspend: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sorry_server_inhibit: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<Endpoint>,
     pub real_server: Vec<RealServer>,
@@ -84,6 +115,10 @@ pub struct RealServer {
     pub notify_up: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify_down: Option<String>,
+    #[serde(flatten)]
+    pub timing: Timing,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtualhost: Option<String>,
     #[serde(rename = "HTTP_GET", skip_serializing_if = "Option::is_none")]
     pub http_get: Option<Checker>,
     #[serde(rename = "SSL_GET", skip_serializing_if = "Option::is_none")]
@@ -103,14 +138,10 @@ pub struct Checker {
     pub connect_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bindto: Option<String>,
+    #[serde(flatten)]
+    pub timing: Timing,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delay_before_retry: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warmup: Option<u32>,
+    pub http_protocol: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +150,9 @@ pub struct Checker {
     pub misc_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub misc_dynamic: Option<bool>,
+    /// `user[:group]` the program runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub url: Vec<Url>,
 }
@@ -133,4 +167,14 @@ pub struct Url {
     pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex_no_match: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regex_options: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex_min_offset: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex_max_offset: Option<u32>,
 }

@@ -378,7 +378,436 @@ fn a_checker_without_url_is_an_error() {
          [[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n[virtual_server.real_server.HTTP_GET]\n";
     let error = config::parse(text, "x.toml").unwrap_err().to_string();
     assert!(
-        error.contains("virtual_server[0].real_server[0].HTTP_GET.url: at least one url"),
+        error.contains("x.toml:6: virtual_server[0].real_server[0].HTTP_GET.url: at least one url"),
         "{error}"
     );
+}
+
+const LEVELS: &str = r#"
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+delay_loop = 6
+connect_timeout = 4
+retry = 3
+delay_before_retry = 2
+warmup = 5
+virtualhost = "service.test"
+
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+[virtual_server.real_server.TCP_CHECK]
+
+[[virtual_server.real_server]]
+address = "10.0.0.12"
+delay_loop = 7
+nb_get_retry = 2
+warmup = 0
+virtualhost = "server.test"
+[virtual_server.real_server.HTTP_GET]
+connect_timeout = 1
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/"
+
+[[virtual_server.real_server]]
+address = "10.0.0.13"
+connect_timeout = 9
+[virtual_server.real_server.MISC_CHECK]
+misc_path = "/bin/true"
+
+[[virtual_server.real_server]]
+address = "10.0.0.14"
+[virtual_server.real_server.HTTP_GET]
+virtualhost = "checker.test"
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/a"
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/b"
+virtualhost = "url.test"
+"#;
+
+fn check_of(config: &Config, last: u8) -> &Check {
+    config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, last)]
+        .check
+        .as_ref()
+        .unwrap()
+}
+
+fn hosts_of(check: &Check) -> Vec<Option<&str>> {
+    let Probe::Http(probe) = &check.probe else {
+        panic!("{check:?}")
+    };
+    probe
+        .urls
+        .iter()
+        .map(|url| url.virtualhost.as_deref())
+        .collect()
+}
+
+#[test]
+fn checkers_inherit_timing_from_the_real_server_then_the_service() {
+    let config = parse(LEVELS);
+    let from_service = check_of(&config, 11).timing;
+    assert_eq!(
+        from_service,
+        Timing {
+            delay_loop: Duration::from_secs(6),
+            connect_timeout: Duration::from_secs(4),
+            retry: 3,
+            delay_before_retry: Duration::from_secs(2),
+            warmup: Duration::from_secs(5),
+            alpha: false,
+        },
+        "every value from the service"
+    );
+    let mixed = check_of(&config, 12).timing;
+    assert_eq!(
+        mixed,
+        Timing {
+            delay_loop: Duration::from_secs(7),
+            connect_timeout: Duration::from_secs(1),
+            retry: 2,
+            delay_before_retry: Duration::from_secs(2),
+            warmup: Duration::ZERO,
+            alpha: false,
+        },
+        "checker over real server over service"
+    );
+    let program = check_of(&config, 13);
+    assert_eq!(program.timing.retry, 3, "retry is inherited by scripts too");
+    assert_eq!(
+        program.timing.connect_timeout, DEFAULT_CONNECT_TIMEOUT,
+        "a script has no connection to time out"
+    );
+    let Probe::Misc(misc) = &program.probe else {
+        panic!()
+    };
+    assert_eq!(
+        misc.timeout,
+        Duration::from_secs(6),
+        "misc_timeout defaults to the inherited delay_loop"
+    );
+}
+
+#[test]
+fn virtualhost_is_inherited_down_to_each_url() {
+    let config = parse(LEVELS);
+    assert_eq!(hosts_of(check_of(&config, 12)), [Some("server.test")]);
+    assert_eq!(
+        hosts_of(check_of(&config, 14)),
+        [Some("checker.test"), Some("url.test")]
+    );
+    let only_service = LEVELS.replace("virtualhost = \"checker.test\"\n", "");
+    assert_eq!(
+        hosts_of(check_of(&parse(&only_service), 14)),
+        [Some("service.test"), Some("url.test")]
+    );
+}
+
+#[test]
+fn bad_inherited_values_name_their_own_level() {
+    let vs = "virtual_server[0]";
+    let cases = [
+        (
+            "connect_timeout = 4",
+            "connect_timeout = 0",
+            format!("lvs.toml:9: {vs}.connect_timeout: 0 is not a number of seconds more than 0"),
+        ),
+        (
+            "retry = 3",
+            "retry = -1",
+            format!("lvs.toml:10: {vs}.retry: -1 is out of range 0..=1000000"),
+        ),
+        (
+            "delay_before_retry = 2",
+            "delay_before_retry = -2",
+            format!(
+                "lvs.toml:11: {vs}.delay_before_retry: -2 is not a number of seconds 0 or more"
+            ),
+        ),
+        (
+            "warmup = 5",
+            "warmup = 100000",
+            format!("lvs.toml:12: {vs}.warmup: 100000 is not a number of seconds"),
+        ),
+        (
+            "virtualhost = \"service.test\"",
+            "virtualhost = \"two words\"",
+            format!("lvs.toml:13: {vs}.virtualhost: \"two words\" is not a host name"),
+        ),
+        (
+            "delay_loop = 7",
+            "delay_loop = -7",
+            format!("lvs.toml:21: {vs}.real_server[1].delay_loop: -7 is not a number of seconds"),
+        ),
+        (
+            "nb_get_retry = 2",
+            "nb_get_retry = 2.5",
+            "lvs.toml:22: toml: invalid type: floating point `2.5`, expected i64".to_owned(),
+        ),
+        (
+            "connect_timeout = 9",
+            "connect_timeout = \"9\"",
+            "lvs.toml:32: toml: invalid type: string \"9\", expected f64".to_owned(),
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(LEVELS.contains(from), "fixture does not contain {from:?}");
+        let error = match config::parse(&LEVELS.replacen(from, to, 1), "lvs.toml") {
+            Ok(_) => panic!("accepted {to:?}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains(&expected),
+            "for {to:?}:\n got: {error}\nwant: {expected}"
+        );
+    }
+}
+
+#[test]
+fn http_protocol_takes_keepalived_s_spellings() {
+    let cases = [
+        ("1.0", HttpVersion::Http10),
+        ("1.0C", HttpVersion::Http10Close),
+        ("1.0c", HttpVersion::Http10Close),
+        ("1.0K", HttpVersion::Http10KeepAlive),
+        ("1.1", HttpVersion::Http11),
+    ];
+    for (text, expected) in cases {
+        let config = parse(&FULL.replace(
+            "http_protocol = \"1.1\"",
+            &format!("http_protocol = \"{text}\""),
+        ));
+        let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+            .check
+            .as_ref()
+            .unwrap();
+        let Probe::Http(probe) = &check.probe else {
+            panic!()
+        };
+        assert_eq!(probe.version, expected, "{text}");
+    }
+    let error = error_of("http_protocol = \"1.1\"", "http_protocol = \"1.1K\"");
+    assert!(
+        error.contains(
+            "lvs.toml:27: virtual_server[0].real_server[0].HTTP_GET.http_protocol: unknown HTTP \
+             version \"1.1K\" (expected \"1.0\", \"1.0C\", \"1.0K\" or \"1.1\")"
+        ),
+        "{error}"
+    );
+}
+
+const REGEX: &str = r#"
+[director]
+interface = "eth0"
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+[virtual_server.real_server.HTTP_GET]
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/health"
+regex = "status: (ok|degraded)"
+regex_no_match = false
+regex_options = "caseless multiline"
+regex_min_offset = 2
+regex_max_offset = 100
+[[virtual_server.real_server.HTTP_GET.url]]
+path = "/errors"
+regex = "error"
+regex_no_match = true
+regex_options = ["caseless"]
+"#;
+
+fn regexes(config: &Config) -> Vec<&BodyRegex> {
+    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+        .check
+        .as_ref()
+        .unwrap();
+    let Probe::Http(probe) = &check.probe else {
+        panic!()
+    };
+    probe
+        .urls
+        .iter()
+        .map(|url| url.regex.as_ref().unwrap())
+        .collect()
+}
+
+#[test]
+fn url_regex_keys_are_read() {
+    let config = parse(REGEX);
+    let [health, errors] = regexes(&config)[..] else {
+        panic!()
+    };
+    assert_eq!(
+        health,
+        &BodyRegex::new(
+            "status: (ok|degraded)",
+            &["multiline".into(), "caseless".into()],
+            false,
+            2,
+            Some(100)
+        )
+        .unwrap()
+    );
+    assert!(health.finds(b"--STATUS: OK"));
+    assert!(
+        !health.finds(b"STATUS: OK"),
+        "starts before regex_min_offset"
+    );
+    assert_eq!(errors.pattern(), "error");
+    assert!(errors.judge(b"no ERROR here").is_err());
+    assert!(errors.judge(b"fine").is_ok());
+}
+
+#[test]
+fn bad_regex_keys_are_reported_with_file_line_and_field() {
+    let url = "virtual_server[0].real_server[0].HTTP_GET.url";
+    let cases = [
+        (
+            "regex = \"status: (ok|degraded)\"",
+            "regex = \"status: (ok\"",
+            format!("x.toml:12: {url}[0].regex: invalid regex \"status: (ok\": unclosed group"),
+        ),
+        (
+            "regex = \"error\"",
+            "regex = \"(e)\\\\1\"",
+            format!("x.toml:19: {url}[1].regex: invalid regex"),
+        ),
+        (
+            "regex_options = \"caseless multiline\"",
+            "regex_options = \"caseless alt_bsux\"",
+            format!(
+                "x.toml:14: {url}[0].regex_options: \"alt_bsux\" is not a regex option lvs supports"
+            ),
+        ),
+        (
+            "regex_min_offset = 2",
+            "regex_min_offset = 200",
+            format!(
+                "x.toml:15: {url}[0].regex_min_offset: regex_min_offset 200 is past regex_max_offset 100"
+            ),
+        ),
+        (
+            "regex_max_offset = 100",
+            "regex_max_offset = -1",
+            format!("x.toml:16: {url}[0].regex_max_offset: -1 is not an offset (0 or more)"),
+        ),
+        (
+            "regex = \"error\"\n",
+            "",
+            format!("x.toml:19: {url}[1].regex_no_match: needs regex"),
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(REGEX.contains(from), "fixture does not contain {from:?}");
+        let error = match config::parse(&REGEX.replacen(from, to, 1), "x.toml") {
+            Ok(_) => panic!("accepted {to:?}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            error.contains(&expected),
+            "for {to:?}:\n got: {error}\nwant: {expected}"
+        );
+    }
+}
+
+const MISC_USER: &str = r#"
+[director]
+interface = "eth0"
+[[virtual_server]]
+address = "10.0.0.100"
+port = 80
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+[virtual_server.real_server.MISC_CHECK]
+misc_path = "/usr/local/bin/check"
+user = "root"
+"#;
+
+fn run_as_in(text: &str) -> Option<RunAs> {
+    let config = parse(text);
+    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+        .check
+        .clone()
+        .unwrap();
+    let Probe::Misc(misc) = check.probe else {
+        panic!()
+    };
+    misc.run_as
+}
+
+#[test]
+fn misc_check_user_names_a_user_and_maybe_a_group() {
+    let root = RunAs {
+        user: "root".into(),
+        group: None,
+        uid: 0,
+        gid: 0,
+    };
+    assert_eq!(run_as_in(MISC_USER), Some(root.clone()));
+    assert_eq!(
+        run_as_in(&MISC_USER.replace("\"root\"", "\"root:root\"")),
+        Some(RunAs {
+            group: Some("root".into()),
+            ..root
+        })
+    );
+    assert_eq!(run_as_in(&MISC_USER.replace("user = \"root\"\n", "")), None);
+
+    let field = "virtual_server[0].real_server[0]";
+    let cases = [
+        (
+            "\"lvs-no-such-user\"",
+            format!(
+                "x.toml:11: {field}.MISC_CHECK.user: there is no user \"lvs-no-such-user\" on this system"
+            ),
+        ),
+        (
+            "\"root lvs-no-such-group\"",
+            format!(
+                "x.toml:11: {field}.MISC_CHECK.user: there is no group \"lvs-no-such-group\" on this system"
+            ),
+        ),
+        (
+            "\"a b c\"",
+            format!("x.toml:11: {field}.MISC_CHECK.user: \"a b c\" is not a user name"),
+        ),
+    ];
+    for (to, expected) in cases {
+        let text = MISC_USER.replace("\"root\"", to);
+        let error = config::parse(&text, "x.toml").unwrap_err().to_string();
+        assert!(error.contains(&expected), "got: {error}\nwant: {expected}");
+    }
+    let on_http = FULL.replace(
+        "connect_timeout = 3\n",
+        "connect_timeout = 3\nuser = \"root\"\n",
+    );
+    let error = config::parse(&on_http, "lvs.toml").unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "lvs.toml:24: virtual_server[0].real_server[0].HTTP_GET.user: not a HTTP_GET keyword \
+             (it belongs to MISC_CHECK)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_checker_table_implied_by_its_urls_is_read() {
+    let text = "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.1\"\n\
+                port = 80\nretry = 2\n[[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n\
+                [[virtual_server.real_server.HTTP_GET.url]]\npath = \"/\"\n";
+    let config = parse(text);
+    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 2)]
+        .check
+        .as_ref()
+        .unwrap();
+    assert_eq!(check.to_string(), "HTTP_GET http://10.0.0.2:80/");
+    assert_eq!(check.timing.retry, 2);
 }

@@ -11,9 +11,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Check, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_BEFORE_RETRY, Endpoint, HttpProbe, HttpVersion,
-    MAX_SECONDS, MiscProbe, Probe, RealServerHealth, Script, ServiceHealth, StatusCodes, Timing,
-    TlsOptions, UrlCheck,
+    Check, DEFAULT_DELAY_LOOP, Endpoint, HttpProbe, HttpVersion, MAX_SECONDS, MiscProbe, Probe,
+    RealServerHealth, Script, ServiceHealth, StatusCodes, TlsOptions, UrlCheck,
+    body_regex::{self, RawRegex, RawWords},
+    run_as,
+    timing::{CheckerKind, RawTiming, TimingLevel},
 };
 use crate::config::{Locator, Problem};
 
@@ -81,6 +83,8 @@ pub struct RawCheck {
     misc_timeout: Option<Spanned<f64>>,
     #[serde(default)]
     misc_dynamic: Option<Spanned<bool>>,
+    #[serde(default)]
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -93,6 +97,16 @@ pub struct RawUrl {
     digest: Option<Spanned<String>>,
     #[serde(default)]
     virtualhost: Option<Spanned<String>>,
+    #[serde(default)]
+    regex: Option<Spanned<String>>,
+    #[serde(default)]
+    regex_no_match: Option<Spanned<bool>>,
+    #[serde(default)]
+    regex_options: Option<Spanned<RawWords>>,
+    #[serde(default)]
+    regex_min_offset: Option<Spanned<i64>>,
+    #[serde(default)]
+    regex_max_offset: Option<Spanned<i64>>,
 }
 
 /// `status_code = 200`, `"200-299"`, or a list of either.
@@ -110,10 +124,16 @@ pub enum RawStatusItem {
     Text(String),
 }
 
-/// The service-level keys, gathered by the main config.
+/// The service-level keys, gathered by the main config. The timing keys and `virtualhost`
+/// are defaults for the real servers' checkers.
 #[derive(Default)]
 pub struct RawServiceHealth {
     pub delay_loop: Option<Spanned<f64>>,
+    pub connect_timeout: Option<Spanned<f64>>,
+    pub retry: Option<Spanned<i64>>,
+    pub delay_before_retry: Option<Spanned<f64>>,
+    pub warmup: Option<Spanned<f64>>,
+    pub virtualhost: Option<Spanned<String>>,
     pub sorry_server: Option<Spanned<RawSorryServer>>,
     pub quorum: Option<Spanned<i64>>,
     pub hysteresis: Option<Spanned<i64>>,
@@ -124,17 +144,66 @@ pub struct RawServiceHealth {
     pub inhibit_on_failure: Option<bool>,
 }
 
-/// The real-server-level keys, gathered by the main config.
+impl RawServiceHealth {
+    fn timing(&self) -> RawTiming<'_> {
+        RawTiming {
+            delay_loop: self.delay_loop.as_ref(),
+            connect_timeout: self.connect_timeout.as_ref(),
+            retry: self.retry.as_ref(),
+            delay_before_retry: self.delay_before_retry.as_ref(),
+            warmup: self.warmup.as_ref(),
+            alpha: self.alpha,
+        }
+    }
+}
+
+/// The real-server-level keys, gathered by the main config. The timing keys and
+/// `virtualhost` are defaults for the real server's checker, and take their own defaults
+/// from the service.
 #[derive(Default)]
 pub struct RawRealServerHealth {
-    pub http_get: Option<Spanned<RawCheck>>,
-    pub ssl_get: Option<Spanned<RawCheck>>,
-    pub tcp_check: Option<Spanned<RawCheck>>,
-    pub misc_check: Option<Spanned<RawCheck>>,
+    /// The real server's block, where problems of a checker as a whole are reported.
+    pub span: std::ops::Range<usize>,
+    pub http_get: Option<RawCheck>,
+    pub ssl_get: Option<RawCheck>,
+    pub tcp_check: Option<RawCheck>,
+    pub misc_check: Option<RawCheck>,
     pub inhibit_on_failure: Option<bool>,
     pub notify_up: Option<Spanned<RawScript>>,
     pub notify_down: Option<Spanned<RawScript>>,
     pub alpha: Option<bool>,
+    pub delay_loop: Option<Spanned<f64>>,
+    pub connect_timeout: Option<Spanned<f64>>,
+    pub retry: Option<Spanned<i64>>,
+    pub delay_before_retry: Option<Spanned<f64>>,
+    pub warmup: Option<Spanned<f64>>,
+    pub virtualhost: Option<Spanned<String>>,
+}
+
+impl RawRealServerHealth {
+    fn timing(&self) -> RawTiming<'_> {
+        RawTiming {
+            delay_loop: self.delay_loop.as_ref(),
+            connect_timeout: self.connect_timeout.as_ref(),
+            retry: self.retry.as_ref(),
+            delay_before_retry: self.delay_before_retry.as_ref(),
+            warmup: self.warmup.as_ref(),
+            alpha: self.alpha,
+        }
+    }
+}
+
+impl RawCheck {
+    fn timing(&self) -> RawTiming<'_> {
+        RawTiming {
+            delay_loop: self.delay_loop.as_ref(),
+            connect_timeout: self.connect_timeout.as_ref(),
+            retry: self.retry.as_ref(),
+            delay_before_retry: self.delay_before_retry.as_ref(),
+            warmup: self.warmup.as_ref(),
+            alpha: self.alpha,
+        }
+    }
 }
 
 /// Where problems go: the locator, the problem list and the field path of the service.
@@ -144,9 +213,22 @@ pub(crate) struct Sink<'a, 'b> {
 }
 
 impl Sink<'_, '_> {
-    fn report(&mut self, span: &std::ops::Range<usize>, field: &str, message: impl Into<String>) {
+    pub(super) fn report(
+        &mut self,
+        span: &std::ops::Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         self.problems.push(self.at.problem(span, field, message));
     }
+}
+
+/// What the real servers of a service take from it, where they do not set their own.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServiceDefaults {
+    pub timing: TimingLevel,
+    pub inhibit_on_failure: bool,
+    pub virtualhost: Option<String>,
 }
 
 /// Validates the service-level keys. `real_servers` is filled later, one real server at a
@@ -156,11 +238,15 @@ pub(crate) fn validate_service(
     service_port: Option<u16>,
     field: &str,
     sink: &mut Sink<'_, '_>,
-) -> (ServiceHealth, bool) {
+) -> (ServiceHealth, ServiceDefaults) {
     let mut health = ServiceHealth::default();
-    if let Some(delay) = seconds(&raw.delay_loop, &format!("{field}.delay_loop"), true, sink) {
-        health.delay_loop = delay;
-    }
+    let timing = TimingLevel::validate(raw.timing(), field, sink);
+    health.delay_loop = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+    health.alpha = timing.alpha.unwrap_or(false);
+    let virtualhost = raw
+        .virtualhost
+        .as_ref()
+        .and_then(|host| host_name(host, &format!("{field}.virtualhost"), sink));
     if let Some(sorry) = raw.sorry_server {
         let span = sorry.span();
         let sorry = sorry.into_inner();
@@ -196,28 +282,49 @@ pub(crate) fn validate_service(
     }
     health.quorum_up = script(raw.quorum_up, &format!("{field}.quorum_up"), sink);
     health.quorum_down = script(raw.quorum_down, &format!("{field}.quorum_down"), sink);
-    health.alpha = raw.alpha.unwrap_or(false);
     health.omega = raw.omega.unwrap_or(false);
-    (health, raw.inhibit_on_failure.unwrap_or(false))
+    let defaults = ServiceDefaults {
+        timing,
+        inhibit_on_failure: raw.inhibit_on_failure.unwrap_or(false),
+        virtualhost,
+    };
+    (health, defaults)
 }
 
-/// What a real server inherits from its service.
-pub(crate) struct Inherited {
-    pub delay_loop: Duration,
-    pub alpha: bool,
-    pub inhibit_on_failure: bool,
+/// What a real server inherits from its service, and what its checker needs to know of it.
+pub(crate) struct Inherited<'a> {
+    pub service: &'a ServiceDefaults,
     pub service_port: Option<u16>,
     pub address: Option<Ipv4Addr>,
+}
+
+/// What a checker inherits: the timing and `virtualhost` its real server (or else its
+/// service) sets.
+struct CheckerDefaults {
+    timing: TimingLevel,
+    virtualhost: Option<String>,
+    /// The real server's block: where a problem of the checker as a whole (a missing key)
+    /// is reported.
+    block: std::ops::Range<usize>,
 }
 
 /// Validates one real server's keys and its checker.
 pub(crate) fn validate_real_server(
     raw: RawRealServerHealth,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> RealServerHealth {
-    let alpha = raw.alpha.unwrap_or(inherited.alpha);
+    let timing = TimingLevel::validate(raw.timing(), field, sink).or(inherited.service.timing);
+    let virtualhost = match raw.virtualhost.as_ref() {
+        Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
+        None => inherited.service.virtualhost.clone(),
+    };
+    let defaults = CheckerDefaults {
+        timing,
+        virtualhost,
+        block: raw.span.clone(),
+    };
     let checkers = [
         ("HTTP_GET", raw.http_get),
         ("SSL_GET", raw.ssl_get),
@@ -231,26 +338,19 @@ pub(crate) fn validate_real_server(
         let check_field = format!("{field}.{kind}");
         if let Some(first) = seen {
             sink.report(
-                &raw_check.span(),
+                &raw.span,
                 &check_field,
                 format!("a real server has one checker; {first} is already set"),
             );
             continue;
         }
         seen = Some(kind);
-        check = validate_check(
-            kind,
-            raw_check.into_inner(),
-            inherited,
-            alpha,
-            &check_field,
-            sink,
-        );
+        check = validate_check(kind, raw_check, inherited, &defaults, &check_field, sink);
     }
     RealServerHealth {
         inhibit_on_failure: raw
             .inhibit_on_failure
-            .unwrap_or(inherited.inhibit_on_failure),
+            .unwrap_or(inherited.service.inhibit_on_failure),
         notify_up: script(raw.notify_up, &format!("{field}.notify_up"), sink),
         notify_down: script(raw.notify_down, &format!("{field}.notify_down"), sink),
         check,
@@ -260,46 +360,34 @@ pub(crate) fn validate_real_server(
 fn validate_check(
     kind: &str,
     raw: RawCheck,
-    inherited: &Inherited,
-    alpha: bool,
+    inherited: &Inherited<'_>,
+    defaults: &CheckerDefaults,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<Check> {
     let before = sink.problems.len();
     reject_foreign_keys(kind, &raw, field, sink);
-    let is_misc = kind == "MISC_CHECK";
-    let delay_loop = seconds(&raw.delay_loop, &format!("{field}.delay_loop"), true, sink)
-        .unwrap_or(inherited.delay_loop);
-    let timing = Timing {
-        delay_loop,
-        connect_timeout: seconds(
-            &raw.connect_timeout,
-            &format!("{field}.connect_timeout"),
-            true,
-            sink,
-        )
-        .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        // keepalived retries network checks once by default and scripts not at all.
-        retry: count(&raw.retry, &format!("{field}.retry"), sink).unwrap_or(u32::from(!is_misc)),
-        delay_before_retry: seconds(
-            &raw.delay_before_retry,
-            &format!("{field}.delay_before_retry"),
-            false,
-            sink,
-        )
-        .unwrap_or(if is_misc {
-            Duration::ZERO
-        } else {
-            DEFAULT_DELAY_BEFORE_RETRY
-        }),
-        warmup: seconds(&raw.warmup, &format!("{field}.warmup"), false, sink)
-            .unwrap_or(Duration::ZERO),
-        alpha: raw.alpha.unwrap_or(alpha),
+    let checker_kind = match kind {
+        "MISC_CHECK" => CheckerKind::Program,
+        _ => CheckerKind::Network,
     };
+    let timing = TimingLevel::validate(raw.timing(), field, sink)
+        .or(defaults.timing)
+        .resolve(checker_kind);
     let probe = match kind {
-        "MISC_CHECK" => validate_misc(&raw, inherited, delay_loop, field, sink).map(Probe::Misc),
+        "MISC_CHECK" => validate_misc(
+            &raw,
+            inherited,
+            &defaults.block,
+            timing.delay_loop,
+            field,
+            sink,
+        )
+        .map(Probe::Misc),
         "TCP_CHECK" => endpoint(&raw, inherited, field, sink).map(Probe::Tcp),
-        _ => validate_http(kind == "SSL_GET", raw, inherited, field, sink).map(Probe::Http),
+        _ => {
+            validate_http(kind == "SSL_GET", raw, inherited, defaults, field, sink).map(Probe::Http)
+        }
     };
     if sink.problems.len() != before {
         return None;
@@ -367,6 +455,7 @@ fn reject_foreign_keys(kind: &str, raw: &RawCheck, field: &str, sink: &mut Sink<
             ("misc_path", raw.misc_path.as_ref().map(Spanned::span)),
             ("misc_timeout", raw.misc_timeout.as_ref().map(Spanned::span)),
             ("misc_dynamic", raw.misc_dynamic.as_ref().map(Spanned::span)),
+            ("user", raw.user.as_ref().map(Spanned::span)),
         ] {
             if s.is_some() {
                 foreign.push((name, span(s), "MISC_CHECK"));
@@ -384,7 +473,7 @@ fn reject_foreign_keys(kind: &str, raw: &RawCheck, field: &str, sink: &mut Sink<
 
 fn endpoint(
     raw: &RawCheck,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<Endpoint> {
@@ -409,35 +498,33 @@ fn endpoint(
 fn validate_http(
     tls: bool,
     raw: RawCheck,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
+    defaults: &CheckerDefaults,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<HttpProbe> {
     let endpoint = endpoint(&raw, inherited, field, sink);
-    let version = match raw.http_protocol.as_ref().map(|v| v.get_ref().as_str()) {
-        None | Some("1.0") => HttpVersion::Http10,
-        Some("1.1") => HttpVersion::Http11,
-        Some(other) => {
-            let span = raw
-                .http_protocol
-                .as_ref()
-                .map(Spanned::span)
-                .unwrap_or_default();
+    let version = match raw.http_protocol.as_ref() {
+        None => HttpVersion::Http10,
+        Some(text) => HttpVersion::parse(text.get_ref()).unwrap_or_else(|| {
             sink.report(
-                &span,
+                &text.span(),
                 &format!("{field}.http_protocol"),
-                format!("unknown HTTP version {other:?} (expected \"1.0\" or \"1.1\")"),
+                format!(
+                    "unknown HTTP version {:?} (expected \"1.0\", \"1.0C\", \"1.0K\" or \"1.1\")",
+                    text.get_ref()
+                ),
             );
             HttpVersion::Http10
-        }
+        }),
     };
-    let checker_host = raw
-        .virtualhost
-        .as_ref()
-        .and_then(|h| host_name(h, &format!("{field}.virtualhost"), sink));
+    let checker_host = match raw.virtualhost.as_ref() {
+        Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
+        None => defaults.virtualhost.clone(),
+    };
     if raw.url.is_empty() {
         sink.report(
-            &(0..0),
+            &defaults.block,
             &format!("{field}.url"),
             "at least one url { path = \"...\" } is needed",
         );
@@ -548,6 +635,17 @@ fn validate_url(
         Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
         None => checker_host.clone(),
     };
+    let regex = body_regex::validate(
+        RawRegex {
+            regex: raw.regex.as_ref(),
+            no_match: raw.regex_no_match.as_ref(),
+            options: raw.regex_options.as_ref(),
+            min_offset: raw.regex_min_offset.as_ref(),
+            max_offset: raw.regex_max_offset.as_ref(),
+        },
+        field,
+        sink,
+    );
     if !path_ok {
         return None;
     }
@@ -556,19 +654,21 @@ fn validate_url(
         status: status?,
         digest: digest?,
         virtualhost,
+        regex: regex.ok()?,
     })
 }
 
 fn validate_misc(
     raw: &RawCheck,
-    inherited: &Inherited,
+    inherited: &Inherited<'_>,
+    block: &std::ops::Range<usize>,
     delay_loop: Duration,
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> Option<MiscProbe> {
     let Some(path) = raw.misc_path.as_ref() else {
         sink.report(
-            &(0..0),
+            block,
             &format!("{field}.misc_path"),
             "MISC_CHECK needs misc_path",
         );
@@ -587,11 +687,16 @@ fn validate_misc(
         sink,
     )
     .unwrap_or(delay_loop);
+    let run_as = match raw.user.as_ref() {
+        Some(user) => Some(run_as::validate(user, &format!("{field}.user"), sink)?),
+        None => None,
+    };
     Some(MiscProbe {
         command,
         timeout,
         dynamic: raw.misc_dynamic.as_ref().is_some_and(|d| *d.get_ref()),
         real_server: inherited.address?,
+        run_as,
     })
 }
 
@@ -701,7 +806,7 @@ fn script_of(
     Some(Script { argv })
 }
 
-fn seconds(
+pub(super) fn seconds(
     raw: &Option<Spanned<f64>>,
     field: &str,
     positive: bool,
@@ -722,7 +827,11 @@ fn seconds(
     Some(Duration::from_secs_f64(value))
 }
 
-fn count(raw: &Option<Spanned<i64>>, field: &str, sink: &mut Sink<'_, '_>) -> Option<u32> {
+pub(super) fn count(
+    raw: &Option<Spanned<i64>>,
+    field: &str,
+    sink: &mut Sink<'_, '_>,
+) -> Option<u32> {
     let raw = raw.as_ref()?;
     match u32::try_from(*raw.get_ref()) {
         Ok(value) if value <= 1_000_000 => Some(value),

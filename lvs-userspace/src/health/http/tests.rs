@@ -21,7 +21,7 @@ use tokio_rustls::{
 };
 
 use super::*;
-use crate::health::config::{Endpoint, StatusCodes};
+use crate::health::config::{BodyRegex, Endpoint, StatusCodes};
 
 /// How the test server answers.
 #[derive(Clone)]
@@ -30,6 +30,8 @@ struct Reply {
     body: &'static str,
     /// Wait this long before answering.
     delay: Duration,
+    /// Answer `Connection: keep-alive` and keep the connection open afterwards.
+    keep_open: bool,
 }
 
 impl Reply {
@@ -38,6 +40,7 @@ impl Reply {
             status: 200,
             body,
             delay: Duration::ZERO,
+            keep_open: false,
         }
     }
 }
@@ -122,13 +125,22 @@ where
         .heads
         .push(String::from_utf8_lossy(&head).into_owned());
     tokio::time::sleep(reply.delay).await;
+    let connection = if reply.keep_open {
+        "keep-alive"
+    } else {
+        "close"
+    };
     let response = format!(
-        "HTTP/1.1 {} Test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} Test\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{}",
         reply.status,
         reply.body.len(),
         reply.body
     );
     let _ = stream.write_all(response.as_bytes()).await;
+    if reply.keep_open {
+        // Far longer than any check's timeout: the check must not wait for the close.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
     let _ = stream.shutdown().await;
 }
 
@@ -138,6 +150,7 @@ fn url(path: &str) -> UrlCheck {
         status: StatusCodes::default(),
         digest: None,
         virtualhost: None,
+        regex: None,
     }
 }
 
@@ -307,6 +320,129 @@ async fn the_request_carries_version_host_and_path() {
         heads[1]
     );
     assert!(heads[2].starts_with("GET /a HTTP/1.1\r\n"), "{}", heads[2]);
+}
+
+fn with_regex(path: &str, pattern: &str, no_match: bool) -> UrlCheck {
+    let mut u = url(path);
+    u.regex = Some(BodyRegex::new(pattern, &[], no_match, 0, None).unwrap());
+    u
+}
+
+#[tokio::test]
+async fn the_body_must_match_the_regex() {
+    let server = serve(Reply::ok("db: up\nstatus: ok\n"), None).await;
+    let cases = [
+        (with_regex("/", r"status: (ok|degraded)", false), Ok(())),
+        (
+            with_regex("/", r"status: down", false),
+            Err("body does not match regex \"status: down\""),
+        ),
+        (with_regex("/", r"(?i)error", true), Ok(())),
+        (
+            with_regex("/", r"db: up", true),
+            Err("body matches regex \"db: up\" (regex_no_match)"),
+        ),
+    ];
+    for (u, expected) in cases {
+        let outcome = check(&http_probe(server.port, vec![u], None)).await;
+        match expected {
+            Ok(()) => assert_eq!(outcome, Outcome::pass("status 200")),
+            Err(reason) => assert_eq!(outcome.to_string(), reason),
+        }
+    }
+    // With a digest too, both must hold.
+    let mut both = with_regex("/", "status: ok", false);
+    both.digest = Some(md5_of("db: up\nstatus: ok\n"));
+    assert!(
+        check(&http_probe(server.port, vec![both.clone()], None))
+            .await
+            .passed()
+    );
+    both.digest = Some(md5_of("other"));
+    let outcome = check(&http_probe(server.port, vec![both], None)).await;
+    assert!(
+        matches!(outcome, Outcome::Fail(Failure::DigestMismatch { .. })),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_regex_sees_the_first_mib_of_a_large_body() {
+    let body: &'static str = Box::leak(format!("{}needle", "a".repeat(MAX_BODY_MATCHED)).into());
+    let server = serve(Reply::ok(body), None).await;
+    let outcome = check(&http_probe(
+        server.port,
+        vec![with_regex("/", "^a+$", false)],
+        None,
+    ))
+    .await;
+    assert!(outcome.passed(), "{outcome:?}");
+    let outcome = check(&http_probe(
+        server.port,
+        vec![with_regex("/", "needle", false)],
+        None,
+    ))
+    .await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Fail(Failure::Regex { matched: false, .. })
+        ),
+        "{outcome:?}"
+    );
+}
+
+const VERSIONS: [HttpVersion; 4] = [
+    HttpVersion::Http10,
+    HttpVersion::Http10Close,
+    HttpVersion::Http10KeepAlive,
+    HttpVersion::Http11,
+];
+
+#[tokio::test]
+async fn http_protocol_sets_the_version_and_the_connection_header() {
+    let expected = [
+        ("GET /v HTTP/1.0\r\n", None),
+        ("GET /v HTTP/1.0\r\n", Some("close")),
+        ("GET /v HTTP/1.0\r\n", Some("keep-alive")),
+        ("GET /v HTTP/1.1\r\n", Some("close")),
+    ];
+    for (version, (request_line, connection)) in VERSIONS.into_iter().zip(expected) {
+        let server = serve(Reply::ok("x"), None).await;
+        let mut probe_config = http_probe(server.port, vec![url("/v")], None);
+        probe_config.version = version;
+        assert!(check(&probe_config).await.passed(), "{version:?}");
+        let head = server.seen.lock().unwrap().heads[0].clone();
+        assert!(head.starts_with(request_line), "{version:?}: {head}");
+        let header = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("connection")
+                .then(|| value.trim().to_owned())
+        });
+        assert_eq!(header.as_deref(), connection, "{version:?}: {head}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_kept_open_does_not_hold_the_check() {
+    let server = serve(
+        Reply {
+            keep_open: true,
+            ..Reply::ok("still here")
+        },
+        None,
+    )
+    .await;
+    for version in VERSIONS {
+        let mut probe_config = http_probe(server.port, vec![url("/")], None);
+        probe_config.version = version;
+        probe_config.urls[0].digest = Some(md5_of("still here"));
+        assert_eq!(
+            check(&probe_config).await,
+            Outcome::pass("status 200"),
+            "{version:?}: the whole body is read by its length, not by the close"
+        );
+    }
 }
 
 #[tokio::test]
