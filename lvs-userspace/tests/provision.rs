@@ -547,7 +547,8 @@ struct Answer {
 #[ignore = "needs root: network namespaces and XDP"]
 fn a_real_servers_mac_change_is_followed_while_traffic_runs() {
     const NEW_MAC: &str = "02:00:00:6c:00:11";
-    const REQUESTS: usize = 60;
+    const REQUESTS_AFTER: usize = 30;
+    const MAX_REQUESTS: usize = 1000;
     let mut lab = Lab::up(repo(), "lvsp6m", 2).unwrap_or_else(|e| panic!("{e}"));
     let director = lab.namespace("dir");
     let director_sysctl = |path: &str| {
@@ -595,33 +596,40 @@ fn a_real_servers_mac_change_is_followed_while_traffic_runs() {
         text(&shown)
     );
 
-    // Traffic from the client, bounded in count and by curl's timeout, while the MAC changes.
+    // Traffic from the client while the MAC changes: it goes on until REQUESTS_AFTER requests
+    // were sent after the change, bounded by MAX_REQUESTS in all, by 30 s, and by curl's
+    // timeout each.
+    // (A fixed count could all be sent before the change on a fast machine.)
     let changed = Arc::new(AtomicBool::new(false));
     let client = lab.namespace("client");
     let traffic = {
         let changed = Arc::clone(&changed);
         std::thread::spawn(move || {
-            (0..REQUESTS)
-                .map(|_| {
-                    let after_change = changed.load(Ordering::SeqCst);
-                    let output = Command::new("ip")
-                        .args(["netns", "exec", &client])
-                        .args(["curl", "--silent", "--show-error", "--max-time", "3"])
-                        .arg(format!("http://{VIP}/"))
-                        .output();
-                    let result = match output {
-                        Ok(o) if o.status.success() => {
-                            Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
-                        }
-                        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    Answer {
-                        after_change,
-                        result,
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut answers = Vec::new();
+            while answers.len() < MAX_REQUESTS
+                && Instant::now() < deadline
+                && answers.iter().filter(|a: &&Answer| a.after_change).count() < REQUESTS_AFTER
+            {
+                let after_change = changed.load(Ordering::SeqCst);
+                let output = Command::new("ip")
+                    .args(["netns", "exec", &client])
+                    .args(["curl", "--silent", "--show-error", "--max-time", "3"])
+                    .arg(format!("http://{VIP}/"))
+                    .output();
+                let result = match output {
+                    Ok(o) if o.status.success() => {
+                        Ok(String::from_utf8_lossy(&o.stdout).trim().to_owned())
                     }
-                })
-                .collect::<Vec<_>>()
+                    Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+                    Err(e) => Err(e.to_string()),
+                };
+                answers.push(Answer {
+                    after_change,
+                    result,
+                });
+            }
+            answers
         })
     };
     sleep(Duration::from_millis(500));
