@@ -17,18 +17,11 @@ pub mod snapshot;
 
 pub use snapshot::Snapshot;
 
-/// The persistence timeout when `-p` is given without a value, in seconds (ipvsadm's man
-/// page says 300; this is the value operators expect to see).
-pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
-
 /// The longest timeout ipvsadm accepts: 31 days, in seconds.
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
 
-/// The persistence granularity when `-M` is not given: one client address.
-pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
-
 pub use crate::{
-    config::{Protocol, Timeouts},
+    config::{DEFAULT_NETMASK, DEFAULT_PERSISTENCE_TIMEOUT, Persistence, Protocol, Timeouts},
     schedule::{SchedFlags, Scheduler},
 };
 
@@ -46,17 +39,6 @@ impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
     }
-}
-
-/// Persistence (`-p` and `-M`): a client, or a client network, keeps its real server for
-/// `timeout` seconds after its last connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Persistence {
-    pub timeout: u32,
-    /// Client addresses are masked with this before they are matched: the persistence
-    /// granularity. Always a contiguous mask.
-    pub netmask: Ipv4Addr,
 }
 
 /// Everything about a virtual service that `-A` sets and `-E` replaces.

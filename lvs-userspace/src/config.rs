@@ -161,8 +161,10 @@ pub struct Service {
     pub health: ServiceHealth,
 }
 
-/// A persistent service keeps a client (network) on one real server across connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A persistent service keeps a client (network) on one real server across connections
+/// (`-p` and `-M`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Persistence {
     /// Seconds a client's template outlives its last connection (ipvsadm's default is 300).
     pub timeout: u32,
@@ -171,8 +173,11 @@ pub struct Persistence {
     pub netmask: Ipv4Addr,
 }
 
-/// ipvsadm's default persistence timeout.
+/// ipvsadm's default persistence timeout, when `-p` is given without a value.
 pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
+
+/// The persistence granularity when `-M` is not given: one client address.
+pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
 
 impl Service {
     /// The data plane's key for this service.
@@ -696,7 +701,7 @@ fn validate_persistence(
     });
     timeout.map(|timeout| Persistence {
         timeout,
-        netmask: netmask.unwrap_or(Ipv4Addr::BROADCAST),
+        netmask: netmask.unwrap_or(DEFAULT_NETMASK),
     })
 }
 

@@ -10,7 +10,7 @@ use crate::{
         self, ForwardMethod, RealServerConfig, ServiceConfig, ServiceKey,
         snapshot::{Connection, ConnectionState, RealServerEntry, ServiceEntry, Snapshot, Stats},
     },
-    config::{self, Persistence, Protocol, RealServer, Service, Timeouts},
+    config::{self, Protocol, RealServer, Service, Timeouts},
     conntrack,
     ipvsadm::rules::{RuleSet, ServiceRules},
     rates::Rates,
@@ -36,10 +36,7 @@ fn service_rules(service: &Service) -> ServiceRules {
         config: ServiceConfig {
             scheduler: service.scheduler,
             sched_flags: service.sched_flags,
-            persistence: service.persistence.map(|p| api::Persistence {
-                timeout: p.timeout,
-                netmask: p.netmask,
-            }),
+            persistence: service.persistence,
         },
         real_servers: service
             .real_servers
@@ -104,11 +101,7 @@ fn service(rules: &ServiceRules, known: Option<&Service>) -> Result<Service, Run
                 "{key}: persistence needs a timeout and a contiguous netmask"
             )));
         }
-        Some(p) => Some(Persistence {
-            timeout: p.timeout,
-            netmask: p.netmask,
-        }),
-        None => None,
+        other => other,
     };
     let real_servers = rules
         .real_servers
