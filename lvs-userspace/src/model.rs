@@ -527,6 +527,7 @@ impl Model {
                     config: &rs.config,
                     address: rs.config.address,
                     weight: rs.config.weight,
+                    admitted_weight: rs.admitted_weight(),
                     id: rs.id,
                     neighbour: self.neighbour(rs.config.address),
                     connections: self.counts.get(&rs.id).copied().unwrap_or_default(),
@@ -679,7 +680,11 @@ pub struct ServiceView<'a> {
 pub struct RealServerView<'a> {
     pub config: &'a RealServer,
     pub address: Ipv4Addr,
+    /// The configured weight.
     pub weight: u32,
+    /// The weight it has in the service's scheduling, or none when health checking took it
+    /// out (or it is a sorry server on standby).
+    pub admitted_weight: Option<u32>,
     pub id: u32,
     pub neighbour: &'a Neighbour,
     pub connections: ConnectionCounts,

@@ -52,7 +52,11 @@ pub struct ServiceStatus {
 pub struct RealServerStatus {
     pub address: String,
     pub port: u16,
+    /// The weight in effect, or the configured one while it is out of the service.
     pub weight: u32,
+    /// Whether it is in the service's scheduling: not removed by health checking, and not a
+    /// sorry server on standby.
+    pub in_effect: bool,
     pub upper_threshold: u32,
     pub lower_threshold: u32,
     /// Over its upper threshold: takes no new connections.
@@ -80,14 +84,9 @@ pub struct RealServerStatus {
 }
 
 impl RealServerStatus {
-    /// The weight it has in the service's scheduling, or none when it is out of it: health
-    /// checking removed it, or it is a sorry server on standby.
+    /// The weight it has in the service's scheduling, or none when it is out of it.
     pub fn weight_in_effect(&self) -> Option<u32> {
-        match &self.health {
-            Some(health) => health.admission.weight(),
-            None if self.sorry_server => None,
-            None => Some(self.weight),
-        }
+        self.in_effect.then_some(self.weight)
     }
 }
 
@@ -125,15 +124,12 @@ impl Status {
                         Some(format!("not on a subnet of {interface}")),
                     ),
                 };
-                // As ipvsadm shows what IPVS holds: the weight in effect.
-                let weight = rs
-                    .health
-                    .and_then(|h| h.admission.weight())
-                    .unwrap_or(rs.weight);
                 real_servers.push(RealServerStatus {
                     address: rs.address.to_string(),
                     port: view.service.port,
-                    weight,
+                    // As ipvsadm shows what IPVS holds: the weight in effect.
+                    weight: rs.admitted_weight.unwrap_or(rs.weight),
+                    in_effect: rs.admitted_weight.is_some(),
                     upper_threshold: rs.config.upper_threshold,
                     lower_threshold: rs.config.lower_threshold,
                     overloaded: rs.overloaded,
