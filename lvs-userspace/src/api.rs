@@ -18,7 +18,7 @@ pub mod snapshot;
 
 pub use snapshot::Snapshot;
 
-use crate::{conntrack, status::Status};
+use crate::{config, conntrack, status::Status};
 
 /// The longest timeout ipvsadm accepts: 31 days, in seconds.
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
@@ -38,6 +38,17 @@ pub struct ServiceKey {
     pub port: u16,
 }
 
+impl ServiceKey {
+    /// The key of one of the director's services.
+    pub fn of(service: &config::Service) -> Self {
+        ServiceKey {
+            protocol: service.protocol,
+            address: service.address,
+            port: service.port,
+        }
+    }
+}
+
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
@@ -53,6 +64,17 @@ pub struct ServiceConfig {
     pub sched_flags: SchedFlags,
     #[serde(default)]
     pub persistence: Option<Persistence>,
+}
+
+impl ServiceConfig {
+    /// What `-A` would have set for one of the director's services.
+    pub fn of(service: &config::Service) -> Self {
+        ServiceConfig {
+            scheduler: service.scheduler,
+            sched_flags: service.sched_flags,
+            persistence: service.persistence,
+        }
+    }
 }
 
 /// How packets reach a real server. lvs does direct routing only (ipvsadm's `-g`, shown as
@@ -93,6 +115,19 @@ pub struct RealServerConfig {
     pub u_threshold: u32,
     /// Lower connection threshold (`-y`); 0 means none.
     pub l_threshold: u32,
+}
+
+impl RealServerConfig {
+    /// What `-a` would have set for one of the director's real servers.
+    pub fn of(server: &config::RealServer) -> Self {
+        RealServerConfig {
+            address: server.address,
+            forward: ForwardMethod::Route,
+            weight: server.weight,
+            u_threshold: server.upper_threshold,
+            l_threshold: server.lower_threshold,
+        }
+    }
 }
 
 /// One change to the rule table: every mutating ipvsadm command.
