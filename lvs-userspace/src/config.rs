@@ -33,8 +33,17 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::health::config::{self as health, RawCheck, RawScript, RawSorryServer, ServiceHealth};
+pub use crate::base::diagnostics::Problem;
 pub use crate::schedule::{SchedFlags, Scheduler};
+use crate::{
+    base::{
+        diagnostics::Locator,
+        values::{
+            Netmask, Port, Threshold, Thresholds, Timeout, UnicastAddress, ValueError, Weight,
+        },
+    },
+    health::config::{self as health, RawCheck, RawScript, RawSorryServer, ServiceHealth},
+};
 use lvs_common::flow::{DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S};
 
 /// The default location of the control socket.
@@ -224,25 +233,6 @@ pub enum ConfigError {
     Invalid { problems: Vec<Problem> },
 }
 
-/// One problem in a configuration file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub line: usize,
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.file, self.line, self.field, self.message
-        )
-    }
-}
-
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -254,9 +244,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `file` names it in error messages.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let locate = Locator { text, file };
+    let locate = Locator::new(text, file);
     let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Invalid {
-        problems: vec![locate.toml_error(&error)],
+        problems: vec![toml_problem(&locate, &error)],
     })?;
     let mut problems = Vec::new();
     let config = validate(raw, &locate, &mut problems);
@@ -403,38 +393,12 @@ struct RawRealServer {
     virtualhost: Option<Spanned<String>>,
 }
 
-/// Turns byte offsets into line numbers for error messages.
-pub(crate) struct Locator<'a> {
-    text: &'a str,
-    file: &'a str,
-}
-
-impl Locator<'_> {
-    fn line(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
-    }
-
-    pub(crate) fn problem(
-        &self,
-        span: &Range<usize>,
-        field: &str,
-        message: impl Into<String>,
-    ) -> Problem {
-        Problem {
-            file: self.file.to_owned(),
-            line: self.line(span),
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    fn toml_error(&self, error: &toml::de::Error) -> Problem {
-        let span = error.span().unwrap_or(0..0);
-        // toml's message repeats the location and the source line; the first line is the point.
-        let message = error.message().lines().next().unwrap_or("invalid TOML");
-        self.problem(&span, "toml", message)
-    }
+/// A TOML syntax or shape error as a problem. toml's message repeats the location and the
+/// source line; its first line is the point.
+fn toml_problem(at: &Locator<'_>, error: &toml::de::Error) -> Problem {
+    let span = error.span().unwrap_or(0..0);
+    let message = error.message().lines().next().unwrap_or("invalid TOML");
+    at.problem(&span, "toml", message)
 }
 
 fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Config {
@@ -488,14 +452,14 @@ fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Prob
     };
     let defaults = Timeouts::default();
     let mut timeout = |raw: &Option<Spanned<i64>>, name: &str, default: u32| {
-        number_in(
-            raw,
+        checked(
+            raw.as_ref(),
             &format!("director.{name}"),
-            1..=i64::from(u32::MAX / 1000),
+            Timeout::new,
             at,
             problems,
         )
-        .unwrap_or(default)
+        .map_or(default, Timeout::get)
     };
     let timeouts = Timeouts {
         tcp: timeout(&raw.timeout_tcp, "timeout_tcp", defaults.tcp),
@@ -671,10 +635,10 @@ fn validate_persistence(
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Persistence> {
-    let timeout = number_in(
-        &raw.persistence_timeout,
+    let timeout = checked(
+        raw.persistence_timeout.as_ref(),
         &format!("{field}.persistence_timeout"),
-        1..=i64::from(u32::MAX / 1000),
+        Timeout::new,
         at,
         problems,
     );
@@ -683,7 +647,8 @@ fn validate_persistence(
             .get_ref()
             .parse::<Ipv4Addr>()
             .ok()
-            .filter(|m| is_netmask(*m));
+            .and_then(|m| Netmask::new(m).ok())
+            .map(Netmask::get);
         if parsed.is_none() {
             problems.push(at.problem(
                 &mask.span(),
@@ -700,15 +665,28 @@ fn validate_persistence(
         parsed
     });
     timeout.map(|timeout| Persistence {
-        timeout,
+        timeout: timeout.get(),
         netmask: netmask.unwrap_or(DEFAULT_NETMASK),
     })
 }
 
-/// Whether the address is a netmask: ones followed by zeros.
+/// Whether the address is a netmask: ones followed by zeros (the rule of `base::values::Netmask`).
 pub fn is_netmask(mask: Ipv4Addr) -> bool {
-    let bits = u32::from(mask);
-    bits.leading_ones() + bits.trailing_zeros() == 32
+    Netmask::new(mask).is_ok()
+}
+
+/// An optional field that must pass `rule`; reports the rule's error at the value otherwise.
+fn checked<T>(
+    raw: Option<&Spanned<i64>>,
+    field: &str,
+    rule: impl Fn(i64) -> Result<T, ValueError>,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let raw = raw?;
+    rule(*raw.get_ref())
+        .map_err(|error| problems.push(at.problem(&raw.span(), field, error.to_string())))
+        .ok()
 }
 
 /// An optional integer field that must lie in `range`; reports the problem otherwise.
@@ -785,39 +763,35 @@ fn validate_real_server(
         }
     }
     let weight = match raw.weight.as_ref() {
-        None => Some(1),
-        Some(w) => match u32::try_from(*w.get_ref()) {
-            // ipvsadm accepts weights from 0 to 65535.
-            Ok(weight) if weight <= 65535 => Some(weight),
-            _ => {
-                problems.push(at.problem(
-                    &w.span(),
-                    &format!("{field}.weight"),
-                    format!("weight {} is out of range 0..=65535", w.get_ref()),
-                ));
-                None
-            }
-        },
+        None => Some(Weight::DEFAULT),
+        weight => checked(
+            weight,
+            &format!("{field}.weight"),
+            Weight::new,
+            at,
+            problems,
+        ),
     };
-    let upper_threshold = number_in(
-        &raw.uthreshold,
+    let upper_threshold = checked(
+        raw.uthreshold.as_ref(),
         &format!("{field}.uthreshold"),
-        0..=i64::from(u32::MAX),
+        Threshold::new,
         at,
         problems,
     );
-    let lower_threshold = number_in(
-        &raw.lthreshold,
+    let lower_threshold = checked(
+        raw.lthreshold.as_ref(),
         &format!("{field}.lthreshold"),
-        0..=i64::from(u32::MAX),
+        Threshold::new,
         at,
         problems,
     );
-    if let (Some(upper), Some(lower)) = (upper_threshold, lower_threshold)
-        && upper != 0
-        && lower > upper
-        && let Some(raw_lower) = raw.lthreshold.as_ref()
+    let upper = upper_threshold.unwrap_or_default().get();
+    let lower = lower_threshold.unwrap_or_default().get();
+    if let (Err(ValueError::LowerAboveUpper { upper, lower }), Some(raw_lower)) =
+        (Thresholds::new(upper, lower), raw.lthreshold.as_ref())
     {
+        // keepalived's keywords name the thresholds in this file.
         problems.push(at.problem(
             &raw_lower.span(),
             &format!("{field}.lthreshold"),
@@ -826,37 +800,28 @@ fn validate_real_server(
     }
     Some(RealServer {
         address: address?,
-        weight: weight?,
-        upper_threshold: upper_threshold.unwrap_or(0),
-        lower_threshold: lower_threshold.unwrap_or(0),
+        weight: weight?.get(),
+        upper_threshold: upper,
+        lower_threshold: lower,
     })
 }
 
+/// A service or real server address: a unicast IPv4 address.
 fn parse_ipv4(
     raw: &Spanned<String>,
     field: &str,
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Ipv4Addr> {
-    match raw.get_ref().parse::<Ipv4Addr>() {
-        Ok(addr) if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() => {
-            problems.push(at.problem(
-                &raw.span(),
-                field,
-                format!("{addr} cannot be a service or server address"),
-            ));
-            None
-        }
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.push(at.problem(
-                &raw.span(),
-                field,
-                format!("{:?} is not an IPv4 address", raw.get_ref()),
-            ));
-            None
-        }
-    }
+    let message = match raw.get_ref().parse::<Ipv4Addr>() {
+        Ok(address) => match UnicastAddress::new(address) {
+            Ok(address) => return Some(address.get()),
+            Err(error) => error.to_string(),
+        },
+        Err(_) => format!("{:?} is not an IPv4 address", raw.get_ref()),
+    };
+    problems.push(at.problem(&raw.span(), field, message));
+    None
 }
 
 fn parse_port(
@@ -865,17 +830,7 @@ fn parse_port(
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<u16> {
-    match u16::try_from(*raw.get_ref()) {
-        Ok(port) if port != 0 => Some(port),
-        _ => {
-            problems.push(at.problem(
-                &raw.span(),
-                field,
-                format!("port {} is out of range 1..=65535", raw.get_ref()),
-            ));
-            None
-        }
-    }
+    checked(Some(raw), field, Port::new, at, problems).map(Port::get)
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use crate::health::config::{HttpVersion, run_as};
+use crate::{
+    base::values::{Netmask, Port, StatusCode, Weight},
+    health::config::{HttpVersion, run_as},
+};
 
 use super::{
     output::{
@@ -215,13 +218,11 @@ impl Importer {
     }
 
     fn port(&mut self, at: &Statement, text: &str) -> Option<u16> {
-        match text.parse::<u16>() {
-            Ok(port) if port != 0 => Some(port),
-            _ => {
-                self.problem(at, format!("{text:?} is not a port (1 to 65535)"));
-                None
-            }
+        let port = text.parse().ok().and_then(|n| Port::new(n).ok());
+        if port.is_none() {
+            self.problem(at, format!("{text:?} is not a port (1 to 65535)"));
         }
+        port.map(Port::get)
     }
 
     /// A keepalived `<TIMER>`: seconds, fractions allowed.
@@ -443,10 +444,10 @@ impl Importer {
 
     fn netmask(&mut self, at: &Statement) -> Option<String> {
         let text = self.value(at)?;
-        let mask = text.parse::<Ipv4Addr>().ok().filter(|mask| {
-            let bits = u32::from(*mask);
-            bits.leading_ones() + bits.trailing_zeros() == 32
-        });
+        let mask = text
+            .parse::<Ipv4Addr>()
+            .ok()
+            .and_then(|mask| Netmask::new(mask).ok());
         if mask.is_none() {
             self.problem(at, format!("{text:?} is not an IPv4 netmask"));
         }
@@ -514,12 +515,13 @@ impl Importer {
     }
 
     fn weight(&mut self, at: &Statement) -> Option<u32> {
-        let weight = self.number(at)?;
-        if weight > 65535 {
-            self.problem(at, format!("weight {weight} is out of range 0..=65535"));
-            return None;
+        match Weight::try_from(self.number(at)?) {
+            Ok(weight) => Some(weight.get()),
+            Err(error) => {
+                self.problem(at, error.to_string());
+                None
+            }
         }
-        Some(weight)
     }
 
     fn set_checker(&mut self, at: &Statement, slot: &mut Option<Checker>) {
@@ -624,11 +626,13 @@ impl Importer {
                      and needs no stack",
                 ),
                 "status_code" => {
-                    url.status_code = self.value(s).and_then(|code| match code.parse() {
-                        Ok(code @ 100..=599) => Some(code),
-                        _ => {
-                            self.problem(s, format!("{code:?} is not an HTTP status code"));
-                            None
+                    url.status_code = self.value(s).and_then(|code| {
+                        match code.parse().ok().and_then(|n| StatusCode::new(n).ok()) {
+                            Some(code) => Some(code.get()),
+                            None => {
+                                self.problem(s, format!("{code:?} is not an HTTP status code"));
+                                None
+                            }
                         }
                     });
                 }

@@ -17,7 +17,10 @@ use super::{
     run_as,
     timing::{CheckerKind, RawTiming, TimingLevel},
 };
-use crate::config::{Locator, Problem};
+use crate::base::{
+    diagnostics::{Locator, Problem},
+    values::{Count, Port, StatusCode, UnicastAddress},
+};
 
 /// A script: a command line (split into words, no shell) or an argv array.
 #[derive(Deserialize, Debug)]
@@ -735,7 +738,7 @@ fn status_codes(
 }
 
 fn parse_status_item(item: &RawStatusItem) -> Option<(u16, u16)> {
-    let valid = |code: u16| (100..=599).contains(&code);
+    let valid = |code: u16| StatusCode::new(i64::from(code)).is_ok();
     let (low, high) = match item {
         RawStatusItem::Code(code) => {
             let code = u16::try_from(*code).ok()?;
@@ -833,25 +836,24 @@ pub(super) fn count(
     sink: &mut Sink<'_, '_>,
 ) -> Option<u32> {
     let raw = raw.as_ref()?;
-    match u32::try_from(*raw.get_ref()) {
-        Ok(value) if value <= 1_000_000 => Some(value),
-        _ => {
-            sink.report(
-                &raw.span(),
-                field,
-                format!("{} is out of range 0..=1000000", raw.get_ref()),
-            );
+    match Count::new(*raw.get_ref()) {
+        Ok(count) => Some(count.get()),
+        Err(error) => {
+            sink.report(&raw.span(), field, error.to_string());
             None
         }
     }
 }
 
 fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Option<Ipv4Addr> {
-    match raw.get_ref().parse::<Ipv4Addr>() {
-        Ok(addr) if !addr.is_unspecified() && !addr.is_broadcast() && !addr.is_multicast() => {
-            Some(addr)
-        }
-        _ => {
+    let unicast = raw
+        .get_ref()
+        .parse::<Ipv4Addr>()
+        .ok()
+        .and_then(|addr| UnicastAddress::new(addr).ok());
+    match unicast {
+        Some(addr) => Some(addr.get()),
+        None => {
             sink.report(
                 &raw.span(),
                 field,
@@ -863,14 +865,10 @@ fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Optio
 }
 
 fn port_number(raw: &Spanned<i64>, field: &str, sink: &mut Sink<'_, '_>) -> Option<u16> {
-    match u16::try_from(*raw.get_ref()) {
-        Ok(port) if port != 0 => Some(port),
-        _ => {
-            sink.report(
-                &raw.span(),
-                field,
-                format!("port {} is out of range 1..=65535", raw.get_ref()),
-            );
+    match Port::new(*raw.get_ref()) {
+        Ok(port) => Some(port.get()),
+        Err(error) => {
+            sink.report(&raw.span(), field, error.to_string());
             None
         }
     }
