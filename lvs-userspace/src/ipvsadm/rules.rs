@@ -14,7 +14,8 @@ use crate::{
         Change, RealServerConfig, ServiceConfig, ServiceKey, Timeouts,
         snapshot::{RealServerEntry, ServiceEntry, Snapshot},
     },
-    config::{self, RealServer, Service},
+    base::values::{Netmask, Port, Thresholds, Timeout, UnicastAddress, ValueError, Weight},
+    config::{RealServer, Service},
 };
 
 /// The services and timeouts, without counters.
@@ -239,19 +240,18 @@ fn real_server(server: &RealServerConfig) -> RealServer {
 }
 
 /// What the wire's types leave open about a service: lvsadm checks all of it before it sends,
-/// but the socket takes requests from any root process.
+/// but the socket takes requests from any root process. The rules are `base::values`'s; the
+/// words are the daemon's.
 fn check_service(key: ServiceKey, config: ServiceConfig) -> Result<(), ApplyError> {
     let invalid = |reason: String| ApplyError::Invalid(format!("{key}: {reason}"));
     unicast(key.address)?;
-    if key.port == 0 {
-        return Err(invalid("port 0 services are not supported".into()));
-    }
+    Port::new(key.port.into()).map_err(|_| invalid("port 0 services are not supported".into()))?;
     config
         .sched_flags
         .check(config.scheduler)
         .map_err(|e| invalid(e.to_string()))?;
     if let Some(p) = config.persistence
-        && (p.timeout == 0 || !config::is_netmask(p.netmask))
+        && (Timeout::new(p.timeout.into()).is_err() || Netmask::new(p.netmask).is_err())
     {
         return Err(invalid(
             "persistence needs a timeout and a contiguous netmask".into(),
@@ -262,29 +262,17 @@ fn check_service(key: ServiceKey, config: ServiceConfig) -> Result<(), ApplyErro
 
 /// What the wire's types leave open about a real server.
 fn check_server(server: &RealServerConfig) -> Result<(), ApplyError> {
+    let invalid = |error: ValueError| ApplyError::Invalid(error.to_string());
     unicast(server.address)?;
-    if server.weight > 65535 {
-        return Err(ApplyError::Invalid(format!(
-            "weight {} is out of range 0..=65535",
-            server.weight
-        )));
-    }
-    if server.u_threshold != 0 && server.l_threshold > server.u_threshold {
-        return Err(ApplyError::Invalid(format!(
-            "lower threshold {} is above upper threshold {}",
-            server.l_threshold, server.u_threshold
-        )));
-    }
+    Weight::try_from(server.weight).map_err(invalid)?;
+    Thresholds::new(server.u_threshold, server.l_threshold).map_err(invalid)?;
     Ok(())
 }
 
 fn unicast(address: Ipv4Addr) -> Result<(), ApplyError> {
-    if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
-        return Err(ApplyError::Invalid(format!(
-            "{address} cannot be a service or server address"
-        )));
-    }
-    Ok(())
+    UnicastAddress::new(address)
+        .map(|_| ())
+        .map_err(|error| ApplyError::Invalid(error.to_string()))
 }
 
 #[cfg(test)]
@@ -480,5 +468,89 @@ mod tests {
         assert_eq!(RuleSet::from_snapshot(&snapshot), rules);
         rules.apply(&Change::Clear {}).unwrap();
         assert!(rules.services.is_empty());
+    }
+
+    /// Values a raw socket client can send that lvsadm never would: refused by
+    /// `base::values`'s rules, with the daemon's words, and the table unchanged.
+    #[test]
+    fn values_out_of_range_are_refused_with_a_reason() {
+        let mut rules = RuleSet::default();
+        rules
+            .apply(&Change::AddService {
+                service: web(),
+                config: config(),
+            })
+            .unwrap();
+        let persistent = |timeout, netmask| ServiceConfig {
+            persistence: Some(crate::api::Persistence { timeout, netmask }),
+            ..config()
+        };
+        let cases = [
+            (
+                Change::AddService {
+                    service: ServiceKey { port: 0, ..web() },
+                    config: config(),
+                },
+                "TCP 10.0.0.1:0: port 0 services are not supported",
+            ),
+            (
+                Change::AddService {
+                    service: ServiceKey {
+                        address: Ipv4Addr::new(224, 0, 0, 1),
+                        ..web()
+                    },
+                    config: config(),
+                },
+                "224.0.0.1 cannot be a service or server address",
+            ),
+            (
+                Change::EditService {
+                    service: web(),
+                    config: persistent(0, Ipv4Addr::BROADCAST),
+                },
+                "TCP 10.0.0.1:80: persistence needs a timeout and a contiguous netmask",
+            ),
+            (
+                Change::EditService {
+                    service: web(),
+                    config: persistent(300, Ipv4Addr::new(255, 0, 255, 0)),
+                },
+                "TCP 10.0.0.1:80: persistence needs a timeout and a contiguous netmask",
+            ),
+            (
+                Change::AddServer {
+                    service: web(),
+                    server: server(11, 65536),
+                },
+                "weight 65536 is out of range 0..=65535",
+            ),
+            (
+                Change::AddServer {
+                    service: web(),
+                    server: RealServerConfig {
+                        u_threshold: 10,
+                        l_threshold: 11,
+                        ..server(11, 1)
+                    },
+                },
+                "lower threshold 11 is above upper threshold 10",
+            ),
+            (
+                Change::EditServer {
+                    service: web(),
+                    server: RealServerConfig {
+                        address: Ipv4Addr::UNSPECIFIED,
+                        ..server(11, 1)
+                    },
+                },
+                "0.0.0.0 cannot be a service or server address",
+            ),
+        ];
+        for (change, expected) in cases {
+            let before = rules.clone();
+            let error = rules.apply(&change).unwrap_err();
+            assert_eq!(error.to_string(), expected, "{change:?}");
+            assert_eq!(rules, before, "{change:?} changed the table");
+        }
     }
 }
