@@ -233,7 +233,9 @@ impl Model {
         Ok(model)
     }
 
-    /// The wanted services, as they were last applied.
+    /// The wanted services, as they were last applied. The model is the director's only copy
+    /// of them: an `lvsadm` batch starts from these (`runtime::apply_changes`) and health
+    /// checking is handed these.
     pub fn wanted(&self) -> Vec<Service> {
         self.services.iter().map(|s| s.service.clone()).collect()
     }
