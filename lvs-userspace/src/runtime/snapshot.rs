@@ -107,3 +107,102 @@ fn connection(c: &conntrack::Connection) -> Connection {
         destination: c.destination,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, net::Ipv4Addr};
+
+    use super::*;
+    use crate::{
+        api::{ForwardMethod, Protocol, Scheduler, snapshot::ConnectionState},
+        config,
+        dataplane::FakeDataPlane,
+        model::ConnectionCounts,
+    };
+
+    #[test]
+    fn services_servers_counts_and_connections_come_typed_from_the_model() {
+        let services = config::parse(
+            "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
+             port = 53\nprotocol = \"UDP\"\nlb_algo = \"rr\"\n\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.11\"\nweight = 3\nuthreshold = 9\n\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.12\"\n",
+            "t.toml",
+        )
+        .unwrap()
+        .services;
+        let mut model = Model::new(&services).unwrap();
+        let counts = ConnectionCounts {
+            active: 2,
+            inactive: 3,
+            persistent: 1,
+        };
+        model.set_connection_counts(HashMap::from([(1, counts)]));
+        let connection = conntrack::Connection {
+            protocol: Protocol::Udp,
+            expires_s: u64::MAX,
+            state: ConnectionState::Udp,
+            source: "10.0.0.2:5353".parse().unwrap(),
+            virtual_address: "10.0.0.100:53".parse().unwrap(),
+            destination: "10.0.0.12:53".parse().unwrap(),
+            template: false,
+        };
+        let snapshot = collect(
+            &model,
+            &FakeDataPlane::default(),
+            &RateBook::default(),
+            Timeouts::DEFAULT,
+            &[connection],
+            4096,
+        )
+        .unwrap();
+        assert_eq!(snapshot.connection_table_size, 4096);
+        assert_eq!(snapshot.timeouts, Timeouts::DEFAULT);
+        let [service] = &snapshot.services[..] else {
+            panic!("{snapshot:?}");
+        };
+        assert_eq!(
+            service.service,
+            ServiceKey {
+                protocol: Protocol::Udp,
+                address: Ipv4Addr::new(10, 0, 0, 100),
+                port: 53,
+            }
+        );
+        assert_eq!(service.config.scheduler, Scheduler::RoundRobin);
+        let servers: Vec<_> = service
+            .real_servers
+            .iter()
+            .map(|rs| {
+                (
+                    rs.server,
+                    rs.port,
+                    rs.active_conns,
+                    rs.inactive_conns,
+                    rs.persistent_conns,
+                )
+            })
+            .collect();
+        let server = |last, weight, u_threshold| RealServerConfig {
+            address: Ipv4Addr::new(10, 0, 0, last),
+            forward: ForwardMethod::Route,
+            weight,
+            u_threshold,
+            l_threshold: 0,
+        };
+        assert_eq!(
+            servers,
+            [
+                (server(11, 3, 9), 53, 0, 0, 0),
+                (server(12, 1, 0), 53, 2, 3, 1)
+            ]
+        );
+        let [listed] = &snapshot.connections[..] else {
+            panic!("{snapshot:?}");
+        };
+        assert_eq!(listed.expires, u32::MAX, "clamped, not wrapped");
+        assert_eq!(listed.state, ConnectionState::Udp);
+        assert_eq!(listed.virtual_service, connection.virtual_address);
+        assert_eq!(listed.destination, connection.destination);
+    }
+}
