@@ -28,6 +28,11 @@ pub fn start(config: &Config) -> (Supervisor, Vec<HealthUpdate>) {
 
 /// Gives the model what health checking said; returns whether an admission changed (then
 /// the data plane needs a `sync`).
+///
+/// The model does not know health checking: it takes one `base::health::HealthStatus` at a
+/// time through `Model::set_health`, so the two are tested apart. This loop belongs to the
+/// daemon, which owns both; it stays here, with its signature, until the director calls
+/// `set_health` itself, and it is the only place health checking names the model.
 pub fn apply(model: &mut Model, updates: Vec<HealthUpdate>) -> bool {
     let mut changed = false;
     for update in updates {
