@@ -188,7 +188,7 @@ pub struct Persistence {
 pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
 
 /// The persistence granularity when `-M` is not given: one client address.
-pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+pub const DEFAULT_NETMASK: Ipv4Addr = Netmask::HOST.get();
 
 impl Service {
     /// The data plane's key for this service.
