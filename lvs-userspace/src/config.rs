@@ -40,6 +40,7 @@ use crate::{
         diagnostics::Locator,
         values::{
             Netmask, Port, Threshold, Thresholds, Timeout, UnicastAddress, ValueError, Weight,
+            same_port,
         },
     },
     health::config::{
@@ -723,17 +724,14 @@ fn validate_real_server(
     let address = parse_ipv4(&raw.address, &format!("{field}.address"), at, problems);
     if let Some(raw_port) = raw.port.as_ref() {
         let port = parse_port(raw_port, &format!("{field}.port"), at, problems);
-        if let (Some(port), Some(service_port)) = (port, service_port) {
-            if port != service_port {
-                problems.push(at.problem(
-                    &raw_port.span(),
-                    &format!("{field}.port"),
-                    format!(
-                        "direct routing cannot change the port: the real server must listen \
-                         on the service port {service_port}, not {port}"
-                    ),
-                ));
-            }
+        if let (Some(port), Some(service_port)) = (port, service_port)
+            && let Err(error) = same_port("real server", service_port, i64::from(port))
+        {
+            problems.push(at.problem(
+                &raw_port.span(),
+                &format!("{field}.port"),
+                error.to_string(),
+            ));
         }
     }
     let weight = match raw.weight.as_ref() {

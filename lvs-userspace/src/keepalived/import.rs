@@ -14,7 +14,7 @@ use std::{
 };
 
 use crate::{
-    base::values::{Netmask, Port, StatusCode, Weight},
+    base::values::{Netmask, Port, StatusCode, Weight, same_port},
     health::config::{HttpVersion, run_as},
 };
 
@@ -475,14 +475,8 @@ impl Importer {
 
     fn real_server(&mut self, at: &Statement, service_port: u16) -> Option<RealServer> {
         let Endpoint { address, port } = self.endpoint(at, "real server")?;
-        if port != service_port {
-            self.problem(
-                at,
-                format!(
-                    "direct routing cannot change the port: the real server must listen on the \
-                     service port {service_port}, not {port}; the server is not imported"
-                ),
-            );
+        if let Err(error) = same_port("real server", service_port, i64::from(port)) {
+            self.problem(at, format!("{error}; the server is not imported"));
             return None;
         }
         let mut server = RealServer {

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::base::{
     diagnostics::{Locator, Problem},
-    values::{Count, Port, StatusCode, UnicastAddress},
+    values::{Count, Port, StatusCode, UnicastAddress, same_port},
 };
 
 /// A script: a command line (split into words, no shell) or an argv array.
@@ -195,18 +195,14 @@ pub(crate) fn validate_service(
         let span = sorry.span();
         let sorry = sorry.into_inner();
         health.sorry_server = address(&sorry.address, &format!("{field}.sorry_server"), sink);
-        if let (Some(port), Some(service_port)) = (sorry.port.as_ref(), service_port) {
-            if *port.get_ref() != i64::from(service_port) {
-                sink.report(
-                    &span,
-                    &format!("{field}.sorry_server.port"),
-                    format!(
-                        "direct routing cannot change the port: the sorry server must listen \
-                         on the service port {service_port}, not {}",
-                        port.get_ref()
-                    ),
-                );
-            }
+        if let (Some(port), Some(service_port)) = (sorry.port.as_ref(), service_port)
+            && let Err(error) = same_port("sorry server", service_port, *port.get_ref())
+        {
+            sink.report(
+                &span,
+                &format!("{field}.sorry_server.port"),
+                error.to_string(),
+            );
         }
     }
     if let Some(quorum) = count(&raw.quorum, &format!("{field}.quorum"), sink) {
