@@ -16,6 +16,7 @@ use std::{
 use crate::{
     base::values::{Netmask, Port, StatusCode, Weight, same_port},
     health::config::{HttpVersion, run_as},
+    schedule::Scheduler,
 };
 
 use super::{
@@ -156,9 +157,6 @@ const UNSUPPORTED_CHECKERS: [&str; 6] = [
     "FILE_CHECK",
     "BFD_CHECK",
 ];
-
-/// The schedulers lvs has, by their keepalived (and ipvsadm) names.
-const SCHEDULERS: [&str; 9] = ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh"];
 
 #[derive(Default)]
 struct Importer {
@@ -428,14 +426,18 @@ impl Importer {
 
     fn scheduler(&mut self, at: &Statement) -> Option<String> {
         let name = self.value(at)?;
-        if SCHEDULERS.contains(&name) {
+        // keepalived names the schedulers as ipvsadm does, so lvs's own list decides.
+        if Scheduler::ALL
+            .iter()
+            .any(|scheduler| scheduler.name() == name)
+        {
             Some(name.to_owned())
         } else {
             self.problem(
                 at,
                 format!(
                     "scheduler {name} is not supported by lvs (it has {}); lvs's default applies",
-                    SCHEDULERS.join(" ")
+                    Scheduler::ALL.map(Scheduler::name).join(" ")
                 ),
             );
             None
