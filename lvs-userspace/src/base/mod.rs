@@ -10,7 +10,8 @@
 //! - `diagnostics`: where a problem in a configuration file is (`Locator`) and what it is
 //!   (`Problem`).
 //! - `health`: what health checking publishes about a real server, which the model keeps and
-//!   the status shows.
+//!   the status shows, and `HealthRecord`, through which health checking hands it over.
+//! - `values::same_port`: direct routing cannot change a server's port.
 
 pub mod diagnostics;
 pub mod health;
