@@ -40,9 +40,12 @@ use crate::{
         diagnostics::Locator,
         values::{
             Netmask, Port, Threshold, Thresholds, Timeout, UnicastAddress, ValueError, Weight,
+            same_port,
         },
     },
-    health::config::{self as health, RawCheck, RawScript, RawSorryServer, ServiceHealth},
+    health::config::{
+        self as health, RawCheck, RawScript, RawSorryServer, ServiceHealth, with_timing_keys,
+    },
 };
 use lvs_common::flow::{DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S};
 
@@ -186,7 +189,7 @@ pub struct Persistence {
 pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
 
 /// The persistence granularity when `-M` is not given: one client address.
-pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+pub const DEFAULT_NETMASK: Ipv4Addr = Netmask::HOST.get();
 
 impl Service {
     /// The data plane's key for this service.
@@ -296,101 +299,83 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
-    address: Spanned<String>,
-    port: Spanned<i64>,
-    #[serde(default)]
-    protocol: Option<Spanned<String>>,
-    #[serde(default, alias = "lvs_sched")]
-    lb_algo: Option<Spanned<String>>,
-    #[serde(default)]
-    lb_kind: Option<Spanned<String>>,
-    #[serde(default)]
-    sched_flags: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    persistence_timeout: Option<Spanned<i64>>,
-    #[serde(default)]
-    persistence_granularity: Option<Spanned<String>>,
-    #[serde(default)]
-    real_server: Vec<Spanned<RawRealServer>>,
-    // Health checking, in keepalived's words; validated by `health::config`.
-    #[serde(default)]
-    delay_loop: Option<Spanned<f64>>,
-    #[serde(default)]
-    sorry_server: Option<Spanned<RawSorryServer>>,
-    #[serde(default)]
-    quorum: Option<Spanned<i64>>,
-    #[serde(default)]
-    hysteresis: Option<Spanned<i64>>,
-    #[serde(default)]
-    quorum_up: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    quorum_down: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    alpha: Option<bool>,
-    #[serde(default)]
-    omega: Option<bool>,
-    #[serde(default)]
-    inhibit_on_failure: Option<bool>,
-    // Defaults for the real servers' checkers, as in keepalived.
-    #[serde(default)]
-    connect_timeout: Option<Spanned<f64>>,
-    #[serde(default, alias = "nb_get_retry")]
-    retry: Option<Spanned<i64>>,
-    #[serde(default)]
-    delay_before_retry: Option<Spanned<f64>>,
-    #[serde(default)]
-    warmup: Option<Spanned<f64>>,
-    #[serde(default)]
-    virtualhost: Option<Spanned<String>>,
+with_timing_keys! {
+    /// A `[[virtual_server]]`. Its timing keys (`with_timing_keys`) are defaults for its real
+    /// servers' checkers, as in keepalived.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawService {
+        address: Spanned<String>,
+        port: Spanned<i64>,
+        #[serde(default)]
+        protocol: Option<Spanned<String>>,
+        #[serde(default, alias = "lvs_sched")]
+        lb_algo: Option<Spanned<String>>,
+        #[serde(default)]
+        lb_kind: Option<Spanned<String>>,
+        #[serde(default)]
+        sched_flags: Option<Spanned<Vec<String>>>,
+        #[serde(default)]
+        persistence_timeout: Option<Spanned<i64>>,
+        #[serde(default)]
+        persistence_granularity: Option<Spanned<String>>,
+        #[serde(default)]
+        real_server: Vec<Spanned<RawRealServer>>,
+        // Health checking, in keepalived's words; validated by `health::config`.
+        #[serde(default)]
+        sorry_server: Option<Spanned<RawSorryServer>>,
+        #[serde(default)]
+        quorum: Option<Spanned<i64>>,
+        #[serde(default)]
+        hysteresis: Option<Spanned<i64>>,
+        #[serde(default)]
+        quorum_up: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        quorum_down: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        omega: Option<bool>,
+        #[serde(default)]
+        inhibit_on_failure: Option<bool>,
+        #[serde(default)]
+        virtualhost: Option<Spanned<String>>,
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRealServer {
-    address: Spanned<String>,
-    #[serde(default)]
-    port: Option<Spanned<i64>>,
-    #[serde(default)]
-    weight: Option<Spanned<i64>>,
-    #[serde(default)]
-    uthreshold: Option<Spanned<i64>>,
-    #[serde(default)]
-    lthreshold: Option<Spanned<i64>>,
-    // Health checking, in keepalived's words; validated by `health::config`. The checker
-    // tables are not `Spanned`: toml cannot give the span of a table that is only implied
-    // by its `[[...HTTP_GET.url]]` sub-tables, and fails on such a file.
-    #[serde(default, rename = "HTTP_GET")]
-    http_get: Option<RawCheck>,
-    #[serde(default, rename = "SSL_GET")]
-    ssl_get: Option<RawCheck>,
-    #[serde(default, rename = "TCP_CHECK")]
-    tcp_check: Option<RawCheck>,
-    #[serde(default, rename = "MISC_CHECK")]
-    misc_check: Option<RawCheck>,
-    #[serde(default)]
-    inhibit_on_failure: Option<bool>,
-    #[serde(default)]
-    notify_up: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    notify_down: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    alpha: Option<bool>,
-    // Defaults for the real server's checker, as in keepalived.
-    #[serde(default)]
-    delay_loop: Option<Spanned<f64>>,
-    #[serde(default)]
-    connect_timeout: Option<Spanned<f64>>,
-    #[serde(default, alias = "nb_get_retry")]
-    retry: Option<Spanned<i64>>,
-    #[serde(default)]
-    delay_before_retry: Option<Spanned<f64>>,
-    #[serde(default)]
-    warmup: Option<Spanned<f64>>,
-    #[serde(default)]
-    virtualhost: Option<Spanned<String>>,
+with_timing_keys! {
+    /// A `[[virtual_server.real_server]]`. Its timing keys (`with_timing_keys`) are defaults for
+    /// its checker, as in keepalived.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRealServer {
+        address: Spanned<String>,
+        #[serde(default)]
+        port: Option<Spanned<i64>>,
+        #[serde(default)]
+        weight: Option<Spanned<i64>>,
+        #[serde(default)]
+        uthreshold: Option<Spanned<i64>>,
+        #[serde(default)]
+        lthreshold: Option<Spanned<i64>>,
+        // Health checking, in keepalived's words; validated by `health::config`. The checker
+        // tables are not `Spanned`: toml cannot give the span of a table that is only implied
+        // by its `[[...HTTP_GET.url]]` sub-tables, and fails on such a file.
+        #[serde(default, rename = "HTTP_GET")]
+        http_get: Option<RawCheck>,
+        #[serde(default, rename = "SSL_GET")]
+        ssl_get: Option<RawCheck>,
+        #[serde(default, rename = "TCP_CHECK")]
+        tcp_check: Option<RawCheck>,
+        #[serde(default, rename = "MISC_CHECK")]
+        misc_check: Option<RawCheck>,
+        #[serde(default)]
+        inhibit_on_failure: Option<bool>,
+        #[serde(default)]
+        notify_up: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        notify_down: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        virtualhost: Option<Spanned<String>>,
+    }
 }
 
 /// A TOML syntax or shape error as a problem. toml's message repeats the location and the
@@ -558,19 +543,14 @@ fn validate_service(
     }
 
     let raw_health = health::RawServiceHealth {
-        delay_loop: raw.delay_loop,
+        timing: raw.timing(),
         sorry_server: raw.sorry_server,
         quorum: raw.quorum,
         hysteresis: raw.hysteresis,
         quorum_up: raw.quorum_up,
         quorum_down: raw.quorum_down,
-        alpha: raw.alpha,
         omega: raw.omega,
         inhibit_on_failure: raw.inhibit_on_failure,
-        connect_timeout: raw.connect_timeout,
-        retry: raw.retry,
-        delay_before_retry: raw.delay_before_retry,
-        warmup: raw.warmup,
         virtualhost: raw.virtualhost,
     };
     let mut sink = health::Sink { at, problems };
@@ -728,12 +708,7 @@ impl RawRealServer {
             inhibit_on_failure: self.inhibit_on_failure.take(),
             notify_up: self.notify_up.take(),
             notify_down: self.notify_down.take(),
-            alpha: self.alpha.take(),
-            delay_loop: self.delay_loop.take(),
-            connect_timeout: self.connect_timeout.take(),
-            retry: self.retry.take(),
-            delay_before_retry: self.delay_before_retry.take(),
-            warmup: self.warmup.take(),
+            timing: self.timing(),
             virtualhost: self.virtualhost.take(),
         }
     }
@@ -749,17 +724,14 @@ fn validate_real_server(
     let address = parse_ipv4(&raw.address, &format!("{field}.address"), at, problems);
     if let Some(raw_port) = raw.port.as_ref() {
         let port = parse_port(raw_port, &format!("{field}.port"), at, problems);
-        if let (Some(port), Some(service_port)) = (port, service_port) {
-            if port != service_port {
-                problems.push(at.problem(
-                    &raw_port.span(),
-                    &format!("{field}.port"),
-                    format!(
-                        "direct routing cannot change the port: the real server must listen \
-                         on the service port {service_port}, not {port}"
-                    ),
-                ));
-            }
+        if let (Some(port), Some(service_port)) = (port, service_port)
+            && let Err(error) = same_port("real server", service_port, i64::from(port))
+        {
+            problems.push(at.problem(
+                &raw_port.span(),
+                &format!("{field}.port"),
+                error.to_string(),
+            ));
         }
     }
     let weight = match raw.weight.as_ref() {

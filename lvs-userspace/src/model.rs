@@ -23,7 +23,7 @@ use lvs_common::{
 use serde::Serialize;
 
 use crate::{
-    base::health::HealthStatus,
+    base::health::{HealthRecord, HealthStatus},
     config::{RealServer, Service},
     dataplane::{DataPlane, DataPlaneError},
     schedule::{self, Candidate},
@@ -215,6 +215,13 @@ pub struct SyncReport {
     pub slots_written: usize,
     pub services_installed: usize,
     pub services_removed: usize,
+}
+
+/// Health checking records its verdicts through this, without naming the model.
+impl HealthRecord<ServiceKey> for Model {
+    fn set_health(&mut self, service: ServiceKey, address: Ipv4Addr, status: HealthStatus) -> bool {
+        Model::set_health(self, service, address, status)
+    }
 }
 
 impl Model {

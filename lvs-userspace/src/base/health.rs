@@ -3,7 +3,19 @@
 //! the status shows it; health checking produces it. It lives here, apart from both, so that
 //! neither imports the other.
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
+
+/// What keeps health checking's verdicts: the director's model. Health checking hands its
+/// updates to one without knowing what it is, so it does not import the model, and either
+/// can be tested without the other. `Service` is what names a service (the data plane's
+/// key).
+pub trait HealthRecord<Service> {
+    /// Records the status of a real server (or the sorry server) of a service; returns
+    /// whether its admission changed, so that the data plane needs a `sync`.
+    fn set_health(&mut self, service: Service, address: Ipv4Addr, status: HealthStatus) -> bool;
+}
 
 /// What health checking lets a real server of a service have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,15 @@ pub enum ValueError {
     Count(i64),
     #[error("{0} is not an HTTP status code (100-599)")]
     StatusCode(i64),
+    #[error(
+        "direct routing cannot change the port: the {role} must listen on the service port \
+         {service}, not {server}"
+    )]
+    PortChanged {
+        role: &'static str,
+        service: u16,
+        server: i64,
+    },
 }
 
 /// Defines `TryFrom<$from>` through `$new` and `From<$type> for $into`, which serde's
@@ -284,6 +293,21 @@ impl StatusCode {
 
 conversions!(StatusCode, i64 => StatusCode::new, u16);
 
+/// In direct routing the frame reaches a real server (or the sorry server, the `role`) as
+/// the client sent it, so the server listens on the service's port: a port given for it must
+/// be that one.
+pub fn same_port(role: &'static str, service: u16, server: i64) -> Result<(), ValueError> {
+    if server == i64::from(service) {
+        Ok(())
+    } else {
+        Err(ValueError::PortChanged {
+            role,
+            service,
+            server,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +485,35 @@ mod tests {
                 (600, "600 is not an HTTP status code (100-599)"),
                 (-200, "-200 is not an HTTP status code (100-599)"),
             ],
+        );
+    }
+
+    #[test]
+    fn direct_routing_keeps_the_port() {
+        let real_server = |(service, server): (u16, i64)| {
+            same_port("real server", service, server).map(|()| "same")
+        };
+        check(
+            real_server,
+            &[
+                ((80, 80), "same"),
+                ((65535, 65535), "same"),
+                (
+                    (80, 8080),
+                    "direct routing cannot change the port: the real server must listen on the \
+                     service port 80, not 8080",
+                ),
+                (
+                    (80, 70000),
+                    "direct routing cannot change the port: the real server must listen on the \
+                     service port 80, not 70000",
+                ),
+            ],
+        );
+        assert_eq!(
+            same_port("sorry server", 53, 54).unwrap_err().to_string(),
+            "direct routing cannot change the port: the sorry server must listen on the service \
+             port 53, not 54"
         );
     }
 

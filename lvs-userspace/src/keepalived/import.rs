@@ -14,8 +14,9 @@ use std::{
 };
 
 use crate::{
-    base::values::{Netmask, Port, StatusCode, Weight},
+    base::values::{Netmask, Port, StatusCode, Weight, same_port},
     health::config::{HttpVersion, run_as},
+    schedule::Scheduler,
 };
 
 use super::{
@@ -156,9 +157,6 @@ const UNSUPPORTED_CHECKERS: [&str; 6] = [
     "FILE_CHECK",
     "BFD_CHECK",
 ];
-
-/// The schedulers lvs has, by their keepalived (and ipvsadm) names.
-const SCHEDULERS: [&str; 9] = ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh"];
 
 #[derive(Default)]
 struct Importer {
@@ -428,14 +426,18 @@ impl Importer {
 
     fn scheduler(&mut self, at: &Statement) -> Option<String> {
         let name = self.value(at)?;
-        if SCHEDULERS.contains(&name) {
+        // keepalived names the schedulers as ipvsadm does, so lvs's own list decides.
+        if Scheduler::ALL
+            .iter()
+            .any(|scheduler| scheduler.name() == name)
+        {
             Some(name.to_owned())
         } else {
             self.problem(
                 at,
                 format!(
                     "scheduler {name} is not supported by lvs (it has {}); lvs's default applies",
-                    SCHEDULERS.join(" ")
+                    Scheduler::ALL.map(Scheduler::name).join(" ")
                 ),
             );
             None
@@ -475,14 +477,8 @@ impl Importer {
 
     fn real_server(&mut self, at: &Statement, service_port: u16) -> Option<RealServer> {
         let Endpoint { address, port } = self.endpoint(at, "real server")?;
-        if port != service_port {
-            self.problem(
-                at,
-                format!(
-                    "direct routing cannot change the port: the real server must listen on the \
-                     service port {service_port}, not {port}; the server is not imported"
-                ),
-            );
+        if let Err(error) = same_port("real server", service_port, i64::from(port)) {
+            self.problem(at, format!("{error}; the server is not imported"));
             return None;
         }
         let mut server = RealServer {
