@@ -1,8 +1,9 @@
-//! The runtime control API that `lvsadm` speaks to the daemon: typed requests for every
-//! ipvsadm command and the daemon's answers.
+//! The control socket's one wire: the typed requests that `lvsadm`, `lvs status` and `lvs
+//! reload` send to the daemon, and the daemon's answers.
 //!
 //! The encoding is the control socket's (newline-delimited JSON, see `control`): one
-//! [`Request`] per line, one [`Response`] per line. Every mutating ipvsadm command becomes a
+//! [`Request`] per line, one [`Response`] per line. The daemon decodes exactly the types its
+//! clients encode, so the two sides cannot drift apart. Every mutating ipvsadm command becomes a
 //! [`Change`]; a request carries a list of them that the daemon applies in order, all or
 //! none, so that `lvsadm -R` restores a whole file or nothing. The values here are already
 //! validated by their types (an IPv4 address, a port, a scheduler name), but the daemon still
@@ -16,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub mod snapshot;
 
 pub use snapshot::Snapshot;
+
+use crate::{config, conntrack, status::Status};
 
 /// The longest timeout ipvsadm accepts: 31 days, in seconds.
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
@@ -35,6 +38,17 @@ pub struct ServiceKey {
     pub port: u16,
 }
 
+impl ServiceKey {
+    /// The key of one of the director's services.
+    pub fn of(service: &config::Service) -> Self {
+        ServiceKey {
+            protocol: service.protocol,
+            address: service.address,
+            port: service.port,
+        }
+    }
+}
+
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
@@ -50,6 +64,17 @@ pub struct ServiceConfig {
     pub sched_flags: SchedFlags,
     #[serde(default)]
     pub persistence: Option<Persistence>,
+}
+
+impl ServiceConfig {
+    /// What `-A` would have set for one of the director's services.
+    pub fn of(service: &config::Service) -> Self {
+        ServiceConfig {
+            scheduler: service.scheduler,
+            sched_flags: service.sched_flags,
+            persistence: service.persistence,
+        }
+    }
 }
 
 /// How packets reach a real server. lvs does direct routing only (ipvsadm's `-g`, shown as
@@ -90,6 +115,19 @@ pub struct RealServerConfig {
     pub u_threshold: u32,
     /// Lower connection threshold (`-y`); 0 means none.
     pub l_threshold: u32,
+}
+
+impl RealServerConfig {
+    /// What `-a` would have set for one of the director's real servers.
+    pub fn of(server: &config::RealServer) -> Self {
+        RealServerConfig {
+            address: server.address,
+            forward: ForwardMethod::Route,
+            weight: server.weight,
+            u_threshold: server.upper_threshold,
+            l_threshold: server.lower_threshold,
+        }
+    }
 }
 
 /// One change to the rule table: every mutating ipvsadm command.
@@ -133,10 +171,16 @@ pub enum Change {
     SetTimeouts { timeouts: Timeouts },
 }
 
-/// A request from lvsadm to the daemon.
+/// A request to the daemon. Variants without data are struct variants (not unit ones) so that
+/// `deny_unknown_fields` rejects stray fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
+    /// `lvs status`: the services, real servers, neighbour states and counters.
+    Status {},
+    /// Every live connection and persistence template in the daemon's own listing
+    /// (`conntrack::Connection`); `lvsadm -Lc` asks for a [`Request::Snapshot`] instead.
+    Connections {},
     /// Applies the changes in order, all or none: if one fails, the state is as before and
     /// the answer names the failing change.
     Apply { changes: Vec<Change> },
@@ -148,9 +192,13 @@ pub enum Request {
 }
 
 /// The daemon's answer to a [`Request`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
+    /// The answer to [`Request::Status`].
+    Status(Status),
+    /// The answer to [`Request::Connections`].
+    Connections(Vec<conntrack::Connection>),
     /// Every change was applied.
     Ok,
     /// Nothing was changed. `message` reads like ipvsadm's ("No such service"); `change` is

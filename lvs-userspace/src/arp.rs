@@ -13,7 +13,7 @@ use std::{
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, SlicedPacket};
 use tokio::io::{Interest, unix::AsyncFd};
 
-use crate::model::MacAddr;
+use crate::base::mac::MacAddr;
 
 /// The shortest Ethernet frame (without the FCS); shorter ones are padded.
 const MIN_FRAME: usize = 60;

@@ -33,8 +33,20 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::health::config::{self as health, RawCheck, RawScript, RawSorryServer, ServiceHealth};
+pub use crate::base::diagnostics::Problem;
 pub use crate::schedule::{SchedFlags, Scheduler};
+use crate::{
+    base::{
+        diagnostics::Locator,
+        values::{
+            Netmask, Port, Threshold, Thresholds, Timeout, UnicastAddress, ValueError, Weight,
+            same_port,
+        },
+    },
+    health::config::{
+        self as health, RawCheck, RawScript, RawSorryServer, ServiceHealth, with_timing_keys,
+    },
+};
 use lvs_common::flow::{DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S};
 
 /// The default location of the control socket.
@@ -177,7 +189,7 @@ pub struct Persistence {
 pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
 
 /// The persistence granularity when `-M` is not given: one client address.
-pub const DEFAULT_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+pub const DEFAULT_NETMASK: Ipv4Addr = Netmask::HOST.get();
 
 impl Service {
     /// The data plane's key for this service.
@@ -224,25 +236,6 @@ pub enum ConfigError {
     Invalid { problems: Vec<Problem> },
 }
 
-/// One problem in a configuration file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub line: usize,
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}: {}: {}",
-            self.file, self.line, self.field, self.message
-        )
-    }
-}
-
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -254,9 +247,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates configuration text; `file` names it in error messages.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let locate = Locator { text, file };
+    let locate = Locator::new(text, file);
     let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Invalid {
-        problems: vec![locate.toml_error(&error)],
+        problems: vec![toml_problem(&locate, &error)],
     })?;
     let mut problems = Vec::new();
     let config = validate(raw, &locate, &mut problems);
@@ -306,135 +299,91 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
-    address: Spanned<String>,
-    port: Spanned<i64>,
-    #[serde(default)]
-    protocol: Option<Spanned<String>>,
-    #[serde(default, alias = "lvs_sched")]
-    lb_algo: Option<Spanned<String>>,
-    #[serde(default)]
-    lb_kind: Option<Spanned<String>>,
-    #[serde(default)]
-    sched_flags: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    persistence_timeout: Option<Spanned<i64>>,
-    #[serde(default)]
-    persistence_granularity: Option<Spanned<String>>,
-    #[serde(default)]
-    real_server: Vec<Spanned<RawRealServer>>,
-    // Health checking, in keepalived's words; validated by `health::config`.
-    #[serde(default)]
-    delay_loop: Option<Spanned<f64>>,
-    #[serde(default)]
-    sorry_server: Option<Spanned<RawSorryServer>>,
-    #[serde(default)]
-    quorum: Option<Spanned<i64>>,
-    #[serde(default)]
-    hysteresis: Option<Spanned<i64>>,
-    #[serde(default)]
-    quorum_up: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    quorum_down: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    alpha: Option<bool>,
-    #[serde(default)]
-    omega: Option<bool>,
-    #[serde(default)]
-    inhibit_on_failure: Option<bool>,
-    // Defaults for the real servers' checkers, as in keepalived.
-    #[serde(default)]
-    connect_timeout: Option<Spanned<f64>>,
-    #[serde(default, alias = "nb_get_retry")]
-    retry: Option<Spanned<i64>>,
-    #[serde(default)]
-    delay_before_retry: Option<Spanned<f64>>,
-    #[serde(default)]
-    warmup: Option<Spanned<f64>>,
-    #[serde(default)]
-    virtualhost: Option<Spanned<String>>,
+with_timing_keys! {
+    /// A `[[virtual_server]]`. Its timing keys (`with_timing_keys`) are defaults for its real
+    /// servers' checkers, as in keepalived.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawService {
+        address: Spanned<String>,
+        port: Spanned<i64>,
+        #[serde(default)]
+        protocol: Option<Spanned<String>>,
+        #[serde(default, alias = "lvs_sched")]
+        lb_algo: Option<Spanned<String>>,
+        #[serde(default)]
+        lb_kind: Option<Spanned<String>>,
+        #[serde(default)]
+        sched_flags: Option<Spanned<Vec<String>>>,
+        #[serde(default)]
+        persistence_timeout: Option<Spanned<i64>>,
+        #[serde(default)]
+        persistence_granularity: Option<Spanned<String>>,
+        #[serde(default)]
+        real_server: Vec<Spanned<RawRealServer>>,
+        // Health checking, in keepalived's words; validated by `health::config`.
+        #[serde(default)]
+        sorry_server: Option<Spanned<RawSorryServer>>,
+        #[serde(default)]
+        quorum: Option<Spanned<i64>>,
+        #[serde(default)]
+        hysteresis: Option<Spanned<i64>>,
+        #[serde(default)]
+        quorum_up: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        quorum_down: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        omega: Option<bool>,
+        #[serde(default)]
+        inhibit_on_failure: Option<bool>,
+        #[serde(default)]
+        virtualhost: Option<Spanned<String>>,
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRealServer {
-    address: Spanned<String>,
-    #[serde(default)]
-    port: Option<Spanned<i64>>,
-    #[serde(default)]
-    weight: Option<Spanned<i64>>,
-    #[serde(default)]
-    uthreshold: Option<Spanned<i64>>,
-    #[serde(default)]
-    lthreshold: Option<Spanned<i64>>,
-    // Health checking, in keepalived's words; validated by `health::config`. The checker
-    // tables are not `Spanned`: toml cannot give the span of a table that is only implied
-    // by its `[[...HTTP_GET.url]]` sub-tables, and fails on such a file.
-    #[serde(default, rename = "HTTP_GET")]
-    http_get: Option<RawCheck>,
-    #[serde(default, rename = "SSL_GET")]
-    ssl_get: Option<RawCheck>,
-    #[serde(default, rename = "TCP_CHECK")]
-    tcp_check: Option<RawCheck>,
-    #[serde(default, rename = "MISC_CHECK")]
-    misc_check: Option<RawCheck>,
-    #[serde(default)]
-    inhibit_on_failure: Option<bool>,
-    #[serde(default)]
-    notify_up: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    notify_down: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    alpha: Option<bool>,
-    // Defaults for the real server's checker, as in keepalived.
-    #[serde(default)]
-    delay_loop: Option<Spanned<f64>>,
-    #[serde(default)]
-    connect_timeout: Option<Spanned<f64>>,
-    #[serde(default, alias = "nb_get_retry")]
-    retry: Option<Spanned<i64>>,
-    #[serde(default)]
-    delay_before_retry: Option<Spanned<f64>>,
-    #[serde(default)]
-    warmup: Option<Spanned<f64>>,
-    #[serde(default)]
-    virtualhost: Option<Spanned<String>>,
+with_timing_keys! {
+    /// A `[[virtual_server.real_server]]`. Its timing keys (`with_timing_keys`) are defaults for
+    /// its checker, as in keepalived.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRealServer {
+        address: Spanned<String>,
+        #[serde(default)]
+        port: Option<Spanned<i64>>,
+        #[serde(default)]
+        weight: Option<Spanned<i64>>,
+        #[serde(default)]
+        uthreshold: Option<Spanned<i64>>,
+        #[serde(default)]
+        lthreshold: Option<Spanned<i64>>,
+        // Health checking, in keepalived's words; validated by `health::config`. The checker
+        // tables are not `Spanned`: toml cannot give the span of a table that is only implied
+        // by its `[[...HTTP_GET.url]]` sub-tables, and fails on such a file.
+        #[serde(default, rename = "HTTP_GET")]
+        http_get: Option<RawCheck>,
+        #[serde(default, rename = "SSL_GET")]
+        ssl_get: Option<RawCheck>,
+        #[serde(default, rename = "TCP_CHECK")]
+        tcp_check: Option<RawCheck>,
+        #[serde(default, rename = "MISC_CHECK")]
+        misc_check: Option<RawCheck>,
+        #[serde(default)]
+        inhibit_on_failure: Option<bool>,
+        #[serde(default)]
+        notify_up: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        notify_down: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        virtualhost: Option<Spanned<String>>,
+    }
 }
 
-/// Turns byte offsets into line numbers for error messages.
-pub(crate) struct Locator<'a> {
-    text: &'a str,
-    file: &'a str,
-}
-
-impl Locator<'_> {
-    fn line(&self, span: &Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
-    }
-
-    pub(crate) fn problem(
-        &self,
-        span: &Range<usize>,
-        field: &str,
-        message: impl Into<String>,
-    ) -> Problem {
-        Problem {
-            file: self.file.to_owned(),
-            line: self.line(span),
-            field: field.to_owned(),
-            message: message.into(),
-        }
-    }
-
-    fn toml_error(&self, error: &toml::de::Error) -> Problem {
-        let span = error.span().unwrap_or(0..0);
-        // toml's message repeats the location and the source line; the first line is the point.
-        let message = error.message().lines().next().unwrap_or("invalid TOML");
-        self.problem(&span, "toml", message)
-    }
+/// A TOML syntax or shape error as a problem. toml's message repeats the location and the
+/// source line; its first line is the point.
+fn toml_problem(at: &Locator<'_>, error: &toml::de::Error) -> Problem {
+    let span = error.span().unwrap_or(0..0);
+    let message = error.message().lines().next().unwrap_or("invalid TOML");
+    at.problem(&span, "toml", message)
 }
 
 fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Config {
@@ -488,14 +437,14 @@ fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Prob
     };
     let defaults = Timeouts::default();
     let mut timeout = |raw: &Option<Spanned<i64>>, name: &str, default: u32| {
-        number_in(
-            raw,
+        checked(
+            raw.as_ref(),
             &format!("director.{name}"),
-            1..=i64::from(u32::MAX / 1000),
+            Timeout::new,
             at,
             problems,
         )
-        .unwrap_or(default)
+        .map_or(default, Timeout::get)
     };
     let timeouts = Timeouts {
         tcp: timeout(&raw.timeout_tcp, "timeout_tcp", defaults.tcp),
@@ -594,19 +543,14 @@ fn validate_service(
     }
 
     let raw_health = health::RawServiceHealth {
-        delay_loop: raw.delay_loop,
+        timing: raw.timing(),
         sorry_server: raw.sorry_server,
         quorum: raw.quorum,
         hysteresis: raw.hysteresis,
         quorum_up: raw.quorum_up,
         quorum_down: raw.quorum_down,
-        alpha: raw.alpha,
         omega: raw.omega,
         inhibit_on_failure: raw.inhibit_on_failure,
-        connect_timeout: raw.connect_timeout,
-        retry: raw.retry,
-        delay_before_retry: raw.delay_before_retry,
-        warmup: raw.warmup,
         virtualhost: raw.virtualhost,
     };
     let mut sink = health::Sink { at, problems };
@@ -671,10 +615,10 @@ fn validate_persistence(
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Persistence> {
-    let timeout = number_in(
-        &raw.persistence_timeout,
+    let timeout = checked(
+        raw.persistence_timeout.as_ref(),
         &format!("{field}.persistence_timeout"),
-        1..=i64::from(u32::MAX / 1000),
+        Timeout::new,
         at,
         problems,
     );
@@ -683,7 +627,8 @@ fn validate_persistence(
             .get_ref()
             .parse::<Ipv4Addr>()
             .ok()
-            .filter(|m| is_netmask(*m));
+            .and_then(|m| Netmask::new(m).ok())
+            .map(Netmask::get);
         if parsed.is_none() {
             problems.push(at.problem(
                 &mask.span(),
@@ -700,15 +645,28 @@ fn validate_persistence(
         parsed
     });
     timeout.map(|timeout| Persistence {
-        timeout,
+        timeout: timeout.get(),
         netmask: netmask.unwrap_or(DEFAULT_NETMASK),
     })
 }
 
-/// Whether the address is a netmask: ones followed by zeros.
+/// Whether the address is a netmask: ones followed by zeros (the rule of `base::values::Netmask`).
 pub fn is_netmask(mask: Ipv4Addr) -> bool {
-    let bits = u32::from(mask);
-    bits.leading_ones() + bits.trailing_zeros() == 32
+    Netmask::new(mask).is_ok()
+}
+
+/// An optional field that must pass `rule`; reports the rule's error at the value otherwise.
+fn checked<T>(
+    raw: Option<&Spanned<i64>>,
+    field: &str,
+    rule: impl Fn(i64) -> Result<T, ValueError>,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let raw = raw?;
+    rule(*raw.get_ref())
+        .map_err(|error| problems.push(at.problem(&raw.span(), field, error.to_string())))
+        .ok()
 }
 
 /// An optional integer field that must lie in `range`; reports the problem otherwise.
@@ -750,12 +708,7 @@ impl RawRealServer {
             inhibit_on_failure: self.inhibit_on_failure.take(),
             notify_up: self.notify_up.take(),
             notify_down: self.notify_down.take(),
-            alpha: self.alpha.take(),
-            delay_loop: self.delay_loop.take(),
-            connect_timeout: self.connect_timeout.take(),
-            retry: self.retry.take(),
-            delay_before_retry: self.delay_before_retry.take(),
-            warmup: self.warmup.take(),
+            timing: self.timing(),
             virtualhost: self.virtualhost.take(),
         }
     }
@@ -771,53 +724,46 @@ fn validate_real_server(
     let address = parse_ipv4(&raw.address, &format!("{field}.address"), at, problems);
     if let Some(raw_port) = raw.port.as_ref() {
         let port = parse_port(raw_port, &format!("{field}.port"), at, problems);
-        if let (Some(port), Some(service_port)) = (port, service_port) {
-            if port != service_port {
-                problems.push(at.problem(
-                    &raw_port.span(),
-                    &format!("{field}.port"),
-                    format!(
-                        "direct routing cannot change the port: the real server must listen \
-                         on the service port {service_port}, not {port}"
-                    ),
-                ));
-            }
+        if let (Some(port), Some(service_port)) = (port, service_port)
+            && let Err(error) = same_port("real server", service_port, i64::from(port))
+        {
+            problems.push(at.problem(
+                &raw_port.span(),
+                &format!("{field}.port"),
+                error.to_string(),
+            ));
         }
     }
     let weight = match raw.weight.as_ref() {
-        None => Some(1),
-        Some(w) => match u32::try_from(*w.get_ref()) {
-            // ipvsadm accepts weights from 0 to 65535.
-            Ok(weight) if weight <= 65535 => Some(weight),
-            _ => {
-                problems.push(at.problem(
-                    &w.span(),
-                    &format!("{field}.weight"),
-                    format!("weight {} is out of range 0..=65535", w.get_ref()),
-                ));
-                None
-            }
-        },
+        None => Some(Weight::DEFAULT),
+        weight => checked(
+            weight,
+            &format!("{field}.weight"),
+            Weight::new,
+            at,
+            problems,
+        ),
     };
-    let upper_threshold = number_in(
-        &raw.uthreshold,
+    let upper_threshold = checked(
+        raw.uthreshold.as_ref(),
         &format!("{field}.uthreshold"),
-        0..=i64::from(u32::MAX),
+        Threshold::new,
         at,
         problems,
     );
-    let lower_threshold = number_in(
-        &raw.lthreshold,
+    let lower_threshold = checked(
+        raw.lthreshold.as_ref(),
         &format!("{field}.lthreshold"),
-        0..=i64::from(u32::MAX),
+        Threshold::new,
         at,
         problems,
     );
-    if let (Some(upper), Some(lower)) = (upper_threshold, lower_threshold)
-        && upper != 0
-        && lower > upper
-        && let Some(raw_lower) = raw.lthreshold.as_ref()
+    let upper = upper_threshold.unwrap_or_default().get();
+    let lower = lower_threshold.unwrap_or_default().get();
+    if let (Err(ValueError::LowerAboveUpper { upper, lower }), Some(raw_lower)) =
+        (Thresholds::new(upper, lower), raw.lthreshold.as_ref())
     {
+        // keepalived's keywords name the thresholds in this file.
         problems.push(at.problem(
             &raw_lower.span(),
             &format!("{field}.lthreshold"),
@@ -826,37 +772,28 @@ fn validate_real_server(
     }
     Some(RealServer {
         address: address?,
-        weight: weight?,
-        upper_threshold: upper_threshold.unwrap_or(0),
-        lower_threshold: lower_threshold.unwrap_or(0),
+        weight: weight?.get(),
+        upper_threshold: upper,
+        lower_threshold: lower,
     })
 }
 
+/// A service or real server address: a unicast IPv4 address.
 fn parse_ipv4(
     raw: &Spanned<String>,
     field: &str,
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Ipv4Addr> {
-    match raw.get_ref().parse::<Ipv4Addr>() {
-        Ok(addr) if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() => {
-            problems.push(at.problem(
-                &raw.span(),
-                field,
-                format!("{addr} cannot be a service or server address"),
-            ));
-            None
-        }
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.push(at.problem(
-                &raw.span(),
-                field,
-                format!("{:?} is not an IPv4 address", raw.get_ref()),
-            ));
-            None
-        }
-    }
+    let message = match raw.get_ref().parse::<Ipv4Addr>() {
+        Ok(address) => match UnicastAddress::new(address) {
+            Ok(address) => return Some(address.get()),
+            Err(error) => error.to_string(),
+        },
+        Err(_) => format!("{:?} is not an IPv4 address", raw.get_ref()),
+    };
+    problems.push(at.problem(&raw.span(), field, message));
+    None
 }
 
 fn parse_port(
@@ -865,17 +802,7 @@ fn parse_port(
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<u16> {
-    match u16::try_from(*raw.get_ref()) {
-        Ok(port) if port != 0 => Some(port),
-        _ => {
-            problems.push(at.problem(
-                &raw.span(),
-                field,
-                format!("port {} is out of range 1..=65535", raw.get_ref()),
-            ));
-            None
-        }
-    }
+    checked(Some(raw), field, Port::new, at, problems).map(Port::get)
 }
 
 #[cfg(test)]

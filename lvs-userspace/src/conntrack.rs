@@ -7,7 +7,10 @@
 //! connection-count schedulers (`lc`, `wlc`, `sed`, `nq`) follow. Counts are therefore at most
 //! one sweep old.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
 
 use lvs_common::{
     IPPROTO_TCP,
@@ -15,7 +18,11 @@ use lvs_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::ConnectionCounts;
+use crate::{
+    api::snapshot::ConnectionState,
+    config::Protocol,
+    model::{ConnectionCounts, Model},
+};
 
 /// What one sweep found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -71,20 +78,106 @@ pub fn sweep(
     result
 }
 
-/// One connection as `ipvsadm -Lnc` lists it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The persistence timeouts of the persistent services, in ns, keyed as templates key their
+/// service (VIP, port, protocol).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TemplateTimeouts(HashMap<([u8; 4], [u8; 2], u8), u64>);
+
+impl TemplateTimeouts {
+    /// The timeouts of the model's wanted services.
+    pub fn of(model: &Model) -> Self {
+        Self(
+            model
+                .services()
+                .filter_map(|view| {
+                    let service = view.service;
+                    let timeout = u64::from(service.persistence?.timeout) * 1_000_000_000;
+                    let key = (
+                        service.address.octets(),
+                        service.port.to_be_bytes(),
+                        service.protocol.number(),
+                    );
+                    Some((key, timeout))
+                })
+                .collect(),
+        )
+    }
+
+    /// The timeout of a template's service, or none when the service is gone or no longer
+    /// persistent (its templates then expire).
+    pub fn get(&self, key: &PersistKey) -> Option<u64> {
+        self.0.get(&(key.vip, key.vport, key.protocol)).copied()
+    }
+}
+
+/// One connection as `ipvsadm -Lnc` lists it. Its JSON (the control socket's `connections`
+/// answer) names the protocol as ipvsadm prints it ("TCP") and addresses as `a.b.c.d:port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
-    /// "TCP" or "UDP".
-    pub protocol: String,
+    #[serde(with = "protocol_name")]
+    pub protocol: Protocol,
     /// Seconds until the connection expires if idle.
     pub expires_s: u64,
-    /// IPVS's state name ("ESTABLISHED", "SYN_RECV", ... or "UDP"); "NONE" for templates.
-    pub state: String,
-    pub source: String,
-    pub virtual_address: String,
-    pub destination: String,
+    /// IPVS's state (`NONE` for templates).
+    pub state: ConnectionState,
+    pub source: SocketAddrV4,
+    pub virtual_address: SocketAddrV4,
+    pub destination: SocketAddrV4,
     /// A persistence template rather than a connection.
     pub template: bool,
+}
+
+/// A protocol by the name ipvsadm prints ("TCP", "UDP").
+mod protocol_name {
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+
+    use crate::config::Protocol;
+
+    pub fn serialize<S: Serializer>(protocol: &Protocol, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(protocol.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Protocol, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        [Protocol::Tcp, Protocol::Udp]
+            .into_iter()
+            .find(|protocol| protocol.name() == name)
+            .ok_or_else(|| D::Error::custom(format!("unknown protocol {name:?}")))
+    }
+}
+
+/// The live connections and templates of the model's services, with their destinations (the
+/// real server each was scheduled to, while it is still that server).
+pub fn list(
+    model: &Model,
+    flows: &[(FlowKey, FlowEntry)],
+    templates: &[(PersistKey, PersistEntry)],
+    now_ns: u64,
+    settings: &Settings,
+) -> Vec<Connection> {
+    let generations = model.generations();
+    let destinations: HashMap<(u32, u32), SocketAddrV4> = model
+        .services()
+        .flat_map(|view| {
+            let port = view.service.port;
+            view.real_servers
+                .iter()
+                .filter_map(|rs| {
+                    let generation = *generations.get(&rs.id)?;
+                    Some(((rs.id, generation), SocketAddrV4::new(rs.address, port)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let timeouts = TemplateTimeouts::of(model);
+    connections(
+        flows,
+        templates,
+        now_ns,
+        settings,
+        |id, generation| destinations.get(&(id, generation)).copied(),
+        |key| timeouts.get(key),
+    )
 }
 
 /// The live connections and templates, with their destinations resolved through
@@ -94,10 +187,16 @@ pub fn connections(
     templates: &[(PersistKey, PersistEntry)],
     now_ns: u64,
     settings: &Settings,
-    destination: impl Fn(u32, u32) -> Option<(Ipv4Addr, u16)>,
+    destination: impl Fn(u32, u32) -> Option<SocketAddrV4>,
     template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
 ) -> Vec<Connection> {
-    let protocol = |number: u8| if number == IPPROTO_TCP { "TCP" } else { "UDP" };
+    let protocol = |number: u8| {
+        if number == IPPROTO_TCP {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        }
+    };
     let remaining = |last_seen: u64, timeout: u64| {
         timeout.saturating_sub(now_ns.saturating_sub(last_seen)) / 1_000_000_000
     };
@@ -107,17 +206,17 @@ pub fn connections(
         if now_ns.saturating_sub(entry.last_seen_ns) > timeout {
             continue;
         }
-        let Some((address, port)) = destination(entry.real_server_id, entry.generation) else {
+        let Some(destination) = destination(entry.real_server_id, entry.generation) else {
             continue;
         };
-        let state = FlowState::from_u8(entry.state).map_or("NONE", FlowState::name);
+        let state = FlowState::from_u8(entry.state).map_or(ConnectionState::None, Into::into);
         list.push(Connection {
-            protocol: protocol(key.protocol).to_owned(),
+            protocol: protocol(key.protocol),
             expires_s: remaining(entry.last_seen_ns, timeout),
-            state: state.to_owned(),
+            state,
             source: endpoint(key.src_addr, key.src_port),
             virtual_address: endpoint(key.dst_addr, key.dst_port),
-            destination: format!("{address}:{port}"),
+            destination,
             template: false,
         });
     }
@@ -128,33 +227,27 @@ pub fn connections(
         if now_ns.saturating_sub(entry.last_seen_ns) > timeout {
             continue;
         }
-        let Some((address, port)) = destination(entry.real_server_id, entry.generation) else {
+        let Some(destination) = destination(entry.real_server_id, entry.generation) else {
             continue;
         };
-        // IPVS lists a template with the client's port and the real server's port as 0.
+        // IPVS lists a template with the client's port as 0.
         list.push(Connection {
-            protocol: protocol(key.protocol).to_owned(),
+            protocol: protocol(key.protocol),
             expires_s: remaining(entry.last_seen_ns, timeout),
-            state: "NONE".to_owned(),
+            state: ConnectionState::None,
             source: endpoint(key.client, [0, 0]),
             virtual_address: endpoint(key.vip, key.vport),
-            destination: format!("{address}:{port}"),
+            destination,
             template: true,
         });
     }
     // Connections first, then templates; each by service and client, so the list is stable.
-    list.sort_by(|a, b| {
-        (a.template, &a.virtual_address, &a.source).cmp(&(
-            b.template,
-            &b.virtual_address,
-            &b.source,
-        ))
-    });
+    list.sort_by_key(|c| (c.template, c.virtual_address, c.source));
     list
 }
 
-fn endpoint(addr: [u8; 4], port: [u8; 2]) -> String {
-    format!("{}:{}", Ipv4Addr::from(addr), u16::from_be_bytes(port))
+fn endpoint(addr: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(addr), u16::from_be_bytes(port))
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock the data plane stamps flows with
@@ -312,7 +405,8 @@ mod tests {
             1010 * S,
             &settings(),
             |id, generation| {
-                (id == 0 && generation == 1).then_some((Ipv4Addr::new(10, 0, 0, 11), 80))
+                (id == 0 && generation == 1)
+                    .then_some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 80))
             },
             |_| Some(300 * S),
         );
@@ -320,24 +414,118 @@ mod tests {
             list,
             [
                 Connection {
-                    protocol: "TCP".into(),
+                    protocol: Protocol::Tcp,
                     expires_s: 890,
-                    state: "ESTABLISHED".into(),
-                    source: "10.0.0.2:40000".into(),
-                    virtual_address: "10.0.0.100:80".into(),
-                    destination: "10.0.0.11:80".into(),
+                    state: ConnectionState::Established,
+                    source: "10.0.0.2:40000".parse().unwrap(),
+                    virtual_address: "10.0.0.100:80".parse().unwrap(),
+                    destination: "10.0.0.11:80".parse().unwrap(),
                     template: false,
                 },
                 Connection {
-                    protocol: "TCP".into(),
+                    protocol: Protocol::Tcp,
                     expires_s: 290,
-                    state: "NONE".into(),
-                    source: "10.0.0.0:0".into(),
-                    virtual_address: "10.0.0.100:80".into(),
-                    destination: "10.0.0.11:80".into(),
+                    state: ConnectionState::None,
+                    source: "10.0.0.0:0".parse().unwrap(),
+                    virtual_address: "10.0.0.100:80".parse().unwrap(),
+                    destination: "10.0.0.11:80".parse().unwrap(),
                     template: true,
                 },
             ]
+        );
+    }
+
+    /// The `connections` answer keeps the JSON it had when these fields were strings.
+    #[test]
+    fn a_connection_lists_in_ipvsadm_words_on_the_wire() {
+        let connection = Connection {
+            protocol: Protocol::Udp,
+            expires_s: 290,
+            state: ConnectionState::Udp,
+            source: "10.0.0.2:5353".parse().unwrap(),
+            virtual_address: "10.0.0.100:53".parse().unwrap(),
+            destination: "10.0.0.11:53".parse().unwrap(),
+            template: false,
+        };
+        let json = serde_json::to_string(&connection).unwrap();
+        assert_eq!(
+            json,
+            r#"{"protocol":"UDP","expires_s":290,"state":"UDP","source":"10.0.0.2:5353","virtual_address":"10.0.0.100:53","destination":"10.0.0.11:53","template":false}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Connection>(&json).unwrap(),
+            connection
+        );
+        let error =
+            serde_json::from_str::<Connection>(&json.replace("\"UDP\",\"exp", "\"SCTP\",\"exp"))
+                .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown protocol \"SCTP\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_list_follows_the_models_real_servers_and_persistent_services() {
+        use crate::config;
+        let services = config::parse(
+            "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
+             port = 80\npersistence_timeout = 300\n[[virtual_server.real_server]]\n\
+             address = \"10.0.0.11\"\n[[virtual_server.real_server]]\naddress = \"10.0.0.12\"\n",
+            "t.toml",
+        )
+        .unwrap()
+        .services;
+        let model = Model::new(&services).unwrap();
+        let timeouts = TemplateTimeouts::of(&model);
+        let (key, _) = template(0, 0);
+        assert_eq!(timeouts.get(&key), Some(300 * S));
+        let other = PersistKey {
+            vport: 81u16.to_be_bytes(),
+            ..key
+        };
+        assert_eq!(
+            timeouts.get(&other),
+            Option::None,
+            "not a persistent service"
+        );
+
+        // Ids are handed out in order: 10.0.0.11 is 0 and 10.0.0.12 is 1, both generation 1.
+        let flows = [
+            (flow(40000, IPPROTO_TCP), entry(1, 1, Established, 1000)),
+            (flow(40001, IPPROTO_TCP), entry(0, 1, SynRecv, 1000)),
+            (flow(40002, IPPROTO_TCP), entry(0, 2, Established, 1000)),
+        ];
+        let templates = [template(0, 1000)];
+        let listed = list(&model, &flows, &templates, 1010 * S, &settings())
+            .into_iter()
+            .map(|c| {
+                (
+                    c.source.port(),
+                    c.destination.to_string(),
+                    c.state,
+                    c.template,
+                )
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(
+            listed,
+            [
+                (
+                    40000,
+                    "10.0.0.12:80".to_owned(),
+                    ConnectionState::Established,
+                    false
+                ),
+                (
+                    40001,
+                    "10.0.0.11:80".to_owned(),
+                    ConnectionState::SynRecv,
+                    false
+                ),
+                (0, "10.0.0.11:80".to_owned(), ConnectionState::None, true),
+            ],
+            "a flow of a replaced generation is not listed"
         );
     }
 }

@@ -3,6 +3,7 @@
 //! Each request is one JSON object on a line; each answer is one JSON object on a line. A
 //! line that is not a valid request gets an error answer and changes nothing. The server
 //! does not own any state: it hands each request to the director loop and relays the answer.
+//! The wire's types are `crate::api`'s, the same for the daemon and every client.
 
 use std::{
     io,
@@ -11,54 +12,16 @@ use std::{
 };
 
 use futures::{SinkExt as _, StreamExt as _};
-use serde::{Deserialize, Serialize};
 use tokio::{
     net::{UnixListener, UnixStream},
     sync::{mpsc, oneshot},
 };
 use tokio_util::codec::{Framed, LinesCodec};
 
-use crate::{api, conntrack::Connection, status::Status};
+pub use crate::api::{Request, Response};
 
 /// The longest request line accepted; anything longer is an error, not a buffer to grow.
 const MAX_LINE: usize = 64 * 1024;
-
-/// A request to the daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    /// The services, real servers, neighbour states and counters. A struct variant (not a
-    /// unit one) so that `deny_unknown_fields` rejects stray fields.
-    Status {},
-    /// Every live connection and persistence template (`ipvsadm -Lnc`).
-    Connections {},
-    /// Reads the config file again and applies the difference, as SIGHUP does.
-    Reload {},
-    /// `lvsadm`'s changes (see `api::Request::Apply`): all applied, or none.
-    Apply { changes: Vec<api::Change> },
-    /// `lvsadm -L`'s view (see `api::Request::Snapshot`).
-    Snapshot { connections: bool },
-}
-
-/// The daemon's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Response {
-    Status(Status),
-    Connections(Vec<Connection>),
-    Done {
-        message: String,
-    },
-    /// Every change of an `apply` was made (`api::Response::Ok`).
-    Ok,
-    Snapshot(api::Snapshot),
-    /// Nothing was changed. `change` is the index of the failing change of an `apply`.
-    Error {
-        message: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        change: Option<usize>,
-    },
-}
 
 /// A request with the channel its answer goes back on.
 pub type Envelope = (Request, oneshot::Sender<Response>);
@@ -181,16 +144,6 @@ async fn answer(line: &str, requests: &mpsc::Sender<Envelope>) -> Response {
 
 /// Sends one request to the daemon and returns its answer.
 pub async fn call(path: &Path, request: &Request) -> Result<Response, ControlError> {
-    exchange(path, request).await
-}
-
-/// Sends one request of any serialisable type and decodes the answer as `A`: the framing of
-/// [`call`] for request types defined elsewhere (`crate::api`, which `lvsadm` speaks).
-pub async fn exchange<Q, A>(path: &Path, request: &Q) -> Result<A, ControlError>
-where
-    Q: Serialize,
-    A: serde::de::DeserializeOwned,
-{
     let stream = UnixStream::connect(path)
         .await
         .map_err(|source| ControlError::NotRunning {
@@ -217,6 +170,7 @@ mod tests {
     use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
     use super::*;
+    use crate::status::Status;
 
     fn status() -> Status {
         Status {
@@ -268,51 +222,54 @@ mod tests {
         );
     }
 
-    /// lvsadm speaks `api`'s requests and answers; the daemon decodes them as its own.
+    /// The lines lvsadm, `lvs status` and `lvs reload` send decode to the requests the daemon
+    /// serves, and the daemon's answers encode to the lines those clients decode: one type
+    /// each way, with the JSON shapes fixed here.
     #[test]
     fn lvsadm_requests_and_the_daemons_answers_agree_on_the_wire() {
         let requests = [
             (
-                api::Request::Apply { changes: vec![] },
+                r#"{"command":"apply","changes":[]}"#,
                 Request::Apply { changes: vec![] },
             ),
             (
-                api::Request::Snapshot { connections: true },
+                r#"{"command":"snapshot","connections":true}"#,
                 Request::Snapshot { connections: true },
             ),
-            (api::Request::Reload {}, Request::Reload {}),
+            (r#"{"command":"reload"}"#, Request::Reload {}),
+            (r#"{"command":"status"}"#, Request::Status {}),
+            (r#"{"command":"connections"}"#, Request::Connections {}),
         ];
-        for (sent, decoded) in requests {
-            let line = serde_json::to_string(&sent).unwrap();
-            assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), decoded);
+        for (line, decoded) in requests {
+            assert_eq!(serde_json::from_str::<Request>(line).unwrap(), decoded);
+            assert_eq!(serde_json::to_string(&decoded).unwrap(), line);
         }
         let answers = [
-            (Response::Ok, api::Response::Ok),
+            (Response::Ok, r#""ok""#),
             (
                 Response::Done {
                     message: "reloaded".into(),
                 },
-                api::Response::Done {
-                    message: "reloaded".into(),
-                },
+                r#"{"done":{"message":"reloaded"}}"#,
             ),
             (
                 Response::Error {
                     message: "No such service".into(),
                     change: Some(1),
                 },
-                api::Response::Error {
-                    message: "No such service".into(),
-                    change: Some(1),
+                r#"{"error":{"message":"No such service","change":1}}"#,
+            ),
+            (
+                Response::Error {
+                    message: "the daemon is shutting down".into(),
+                    change: None,
                 },
+                r#"{"error":{"message":"the daemon is shutting down"}}"#,
             ),
         ];
-        for (sent, decoded) in answers {
-            let line = serde_json::to_string(&sent).unwrap();
-            assert_eq!(
-                serde_json::from_str::<api::Response>(&line).unwrap(),
-                decoded
-            );
+        for (sent, line) in answers {
+            assert_eq!(serde_json::to_string(&sent).unwrap(), line);
+            assert_eq!(serde_json::from_str::<Response>(line).unwrap(), sent);
         }
     }
 

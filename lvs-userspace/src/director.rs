@@ -8,7 +8,6 @@
 //! `reload` request applies an edited config file whole, or not at all.
 
 use std::{
-    collections::HashMap,
     future::Future,
     net::Ipv4Addr,
     path::PathBuf,
@@ -83,29 +82,29 @@ pub async fn run(
         model,
         dataplane,
         rates: RateBook::default(),
-        config,
+        settings: config.director,
         config_path,
         added_vips: Vec::new(),
     };
     let result = async {
         director.add_vips().await?;
-        let listener = control::bind(&director.config.director.control_socket).await?;
+        let listener = control::bind(&director.settings.control_socket).await?;
         // Health checking starts before the first write, so that alpha servers are never
         // offered flows before their first check passes.
-        let (mut health, initial) = health::start(&director.config);
+        let (mut health, initial) = health::start(&director.config());
         health::apply(&mut director.model, initial);
         resolve_initially(&director.netlink, &director.link, &mut director.model).await?;
         director.model.sync(&mut director.dataplane)?;
         director.mode = attach(
             &mut director.dataplane,
             director.link.index,
-            director.config.director.xdp_mode,
+            director.settings.xdp_mode,
         )?;
         host.set_up(&director.interface, &director.dataplane.maps())?;
         info!(
             interface = %director.interface,
             mode = director.mode,
-            services = director.config.services.len(),
+            services = director.model.services().count(),
             "director running"
         );
         let (requests, requests_rx) = mpsc::channel(16);
@@ -126,7 +125,7 @@ pub async fn run(
         director.remove_vip(vip).await;
     }
     host.tear_down();
-    let _ = std::fs::remove_file(&director.config.director.control_socket);
+    let _ = std::fs::remove_file(&director.settings.control_socket);
     info!("director stopped");
     result
 }
@@ -151,17 +150,26 @@ struct Director {
     model: Model,
     dataplane: BpfDataPlane,
     rates: RateBook,
-    /// The configuration in force (its services as last applied).
-    config: Config,
+    /// The director settings in force. The wanted services are the model's alone.
+    settings: config::Director,
     config_path: Option<PathBuf>,
     /// VIPs this director put on the interface, and must take off.
     added_vips: Vec<Ipv4Addr>,
 }
 
 impl Director {
+    /// The configuration in force, as health checking takes it: the settings and the model's
+    /// wanted services.
+    fn config(&self) -> Config {
+        Config {
+            director: self.settings.clone(),
+            services: self.model.wanted(),
+        }
+    }
+
     /// Puts every service's VIP on the interface, unless another system owns them.
     async fn add_vips(&mut self) -> Result<()> {
-        if !self.config.director.manage_vips {
+        if !self.settings.manage_vips {
             return Ok(());
         }
         for vip in self.model.virtual_addresses() {
@@ -213,25 +221,11 @@ impl Director {
             ),
             other => anyhow::anyhow!("{other}; nothing changed"),
         })?;
-        let needs_restart = restart_only_changes(&self.config.director, &new.director);
-        self.model
-            .apply(&new.services)
-            .context("the new configuration does not fit; nothing changed")?;
-        self.dataplane.set_settings(settings(&new.director))?;
-        let services = new.services.len();
-        self.config.services = new.services;
-        self.config.director.timeouts = new.director.timeouts;
-        self.config.director.expire_nodest_conn = new.director.expire_nodest_conn;
+        let message = runtime::reload(&mut self.model, &mut self.settings, new, &path)?;
+        self.dataplane.set_settings(settings(&self.settings))?;
         // Unchanged checks keep their state and timers; the supervisor re-sends every status.
-        health.reload(&self.config).await;
+        health.reload(&self.config()).await;
         self.after_change().await?;
-        let mut message = format!("reloaded {}: {services} services", path.display());
-        if !needs_restart.is_empty() {
-            message.push_str(&format!(
-                "; these take effect only after a restart: {}",
-                needs_restart.join(", ")
-            ));
-        }
         Ok(message)
     }
 
@@ -251,14 +245,14 @@ impl Director {
         let now = conntrack::monotonic_ns();
         let flows = self.dataplane.flows()?;
         let templates = self.dataplane.templates()?;
-        let timeouts = self.template_timeouts();
+        let timeouts = conntrack::TemplateTimeouts::of(&self.model);
         let found = conntrack::sweep(
             &flows,
             &templates,
             now,
-            &settings(&self.config.director),
+            &settings(&self.settings),
             &self.model.generations(),
-            |key| timeouts.get(&(key.vip, key.vport, key.protocol)).copied(),
+            |key| timeouts.get(key),
         );
         self.dataplane.remove_flows(&found.expired_flows)?;
         self.dataplane.remove_templates(&found.expired_templates)?;
@@ -267,77 +261,32 @@ impl Director {
         Ok(())
     }
 
-    /// Persistence timeouts in ns by service (VIP, port, protocol) as the templates key them.
-    fn template_timeouts(&self) -> HashMap<([u8; 4], [u8; 2], u8), u64> {
-        self.config
-            .services
-            .iter()
-            .filter_map(|s| {
-                let timeout = u64::from(s.persistence?.timeout) * 1_000_000_000;
-                Some((
-                    (
-                        s.address.octets(),
-                        s.port.to_be_bytes(),
-                        s.protocol.number(),
-                    ),
-                    timeout,
-                ))
-            })
-            .collect()
-    }
-
     fn connections(&self) -> Result<Vec<conntrack::Connection>> {
         let flows = self.dataplane.flows()?;
         let templates = self.dataplane.templates()?;
-        let timeouts = self.template_timeouts();
-        let generations = self.model.generations();
-        let destinations: HashMap<(u32, u32), (Ipv4Addr, u16)> = self
-            .model
-            .services()
-            .flat_map(|view| {
-                let port = view.service.port;
-                view.real_servers
-                    .iter()
-                    .map(|rs| ((rs.id, generations[&rs.id]), (rs.address, port)))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        Ok(conntrack::connections(
+        Ok(conntrack::list(
+            &self.model,
             &flows,
             &templates,
             conntrack::monotonic_ns(),
-            &settings(&self.config.director),
-            |id, generation| destinations.get(&(id, generation)).copied(),
-            |key| timeouts.get(&(key.vip, key.vport, key.protocol)).copied(),
+            &settings(&self.settings),
         ))
     }
 
     /// Applies `lvsadm`'s changes to the wanted services: all of them, or none.
     async fn apply_changes(&mut self, changes: &[api::Change], health: &Supervisor) -> Response {
-        let refuse = |message: String, change: Option<usize>| Response::Error { message, change };
-        let current = runtime::rules(&self.config.services, self.config.director.timeouts);
-        let next = match current.apply_all(changes) {
-            Ok(next) => next,
-            Err((index, error)) => return refuse(error.to_string(), Some(index)),
+        let applied = match runtime::apply_changes(&mut self.model, self.settings.timeouts, changes)
+        {
+            Ok(applied) => applied,
+            Err(refusal) => return refusal.into(),
         };
-        let services = match runtime::services(&next, &self.config.services) {
-            Ok(services) => services,
-            Err(error) => return refuse(error.to_string(), None),
-        };
-        if let Err(error) = self.model.apply(&services) {
-            return refuse(error.to_string(), None);
-        }
-        self.config.services = services;
-        self.config.director.timeouts = next.timeouts;
-        health.reload(&self.config).await;
+        self.settings.timeouts = applied.timeouts;
+        health.reload(&self.config()).await;
         let result = async {
-            self.dataplane
-                .set_settings(settings(&self.config.director))?;
+            self.dataplane.set_settings(settings(&self.settings))?;
             self.after_change().await?;
-            for change in changes {
-                if let api::Change::Zero { service } = change {
-                    self.zero(service.as_ref())?;
-                }
+            for service in &applied.zeroed {
+                self.zero(service.as_ref())?;
             }
             anyhow::Ok(())
         }
@@ -347,32 +296,18 @@ impl Director {
                 info!(changes = changes.len(), "applied lvsadm changes");
                 Response::Ok
             }
-            Err(error) => refuse(format!("{error:#}"), None),
+            Err(error) => Response::Error {
+                message: format!("{error:#}"),
+                change: None,
+            },
         }
     }
 
     /// Zeroes the counters (and rates) of one service and its real servers, or of all.
     fn zero(&mut self, service: Option<&api::ServiceKey>) -> Result<()> {
-        let targets: Vec<(u32, Vec<u32>)> = self
-            .model
-            .services()
-            .filter(|view| {
-                service.is_none_or(|key| {
-                    view.service.address == key.address
-                        && view.service.port == key.port
-                        && view.service.protocol == key.protocol
-                })
-            })
-            .map(|view| {
-                (
-                    view.index,
-                    view.real_servers.iter().map(|rs| rs.id).collect(),
-                )
-            })
-            .collect();
-        for (index, ids) in targets {
-            self.dataplane.zero_service_stats(index)?;
-            for id in ids {
+        for counters in runtime::counters_to_zero(&self.model, service) {
+            self.dataplane.zero_service_stats(counters.service_index)?;
+            for id in counters.real_server_ids {
                 self.dataplane.zero_real_server_stats(id)?;
             }
         }
@@ -381,25 +316,19 @@ impl Director {
     }
 
     fn snapshot(&self, with_connections: bool) -> Result<api::Snapshot> {
-        let status = Status::collect(
-            &self.model,
-            &self.dataplane,
-            &self.rates,
-            self.config.director.timeouts,
-            &self.interface,
-            self.mode,
-        )?;
         let connections = if with_connections {
             self.connections()?
         } else {
             Vec::new()
         };
-        Ok(runtime::snapshot(
-            &status,
-            &self.config.services,
+        Ok(runtime::snapshot::collect(
+            &self.model,
+            &self.dataplane,
+            &self.rates,
+            self.settings.timeouts,
             &connections,
-            self.config.director.flow_table_size,
-        ))
+            self.settings.flow_table_size,
+        )?)
     }
 
     async fn answer(&mut self, request: Request, health: &Supervisor) -> Response {
@@ -412,7 +341,7 @@ impl Director {
                 &self.model,
                 &self.dataplane,
                 &self.rates,
-                self.config.director.timeouts,
+                self.settings.timeouts,
                 &self.interface,
                 self.mode,
             ) {
@@ -514,30 +443,6 @@ impl Director {
             }
         }
     }
-}
-
-/// Director settings a reload cannot change while running, by name, when they differ.
-fn restart_only_changes(old: &config::Director, new: &config::Director) -> Vec<&'static str> {
-    let mut names = Vec::new();
-    if old.interface != new.interface {
-        names.push("interface");
-    }
-    if old.xdp_mode != new.xdp_mode {
-        names.push("xdp_mode");
-    }
-    if old.manage_vips != new.manage_vips {
-        names.push("manage_vips");
-    }
-    if old.control_socket != new.control_socket {
-        names.push("control_socket");
-    }
-    if old.trace_packets != new.trace_packets {
-        names.push("trace_packets");
-    }
-    if old.flow_table_size != new.flow_table_size {
-        names.push("flow_table_size");
-    }
-    names
 }
 
 /// Attaches in the configured mode; in `auto`, native first and generic as a fallback.

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod arp;
+pub mod base;
 pub mod config;
 pub mod conntrack;
 pub mod control;

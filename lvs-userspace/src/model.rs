@@ -15,7 +15,7 @@
 //! 5. last, the ids of real servers removed from a service are freed. A freed id given to
 //!    another server gets a new generation, so flows of the old one never reach the new one.
 
-use std::{collections::HashMap, fmt, net::Ipv4Addr};
+use std::{collections::HashMap, net::Ipv4Addr};
 
 use lvs_common::{
     MAX_REAL_SERVERS, MAX_SERVICES, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry, ServiceKey,
@@ -23,9 +23,9 @@ use lvs_common::{
 use serde::Serialize;
 
 use crate::{
+    base::health::{HealthRecord, HealthStatus},
     config::{RealServer, Service},
     dataplane::{DataPlane, DataPlaneError},
-    health::HealthStatus,
     schedule::{self, Candidate},
 };
 
@@ -53,22 +53,9 @@ impl Neighbour {
     }
 }
 
-/// A MAC address that prints and serializes as `aa:bb:cc:dd:ee:ff`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl Serialize for MacAddr {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
+// The MAC address moved to `base`; this re-export keeps `model::MacAddr` working for the
+// modules that still name it there.
+pub use crate::base::mac::MacAddr;
 
 /// A real server's connections, as `ipvsadm -L` shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -230,6 +217,13 @@ pub struct SyncReport {
     pub services_removed: usize,
 }
 
+/// Health checking records its verdicts through this, without naming the model.
+impl HealthRecord<ServiceKey> for Model {
+    fn set_health(&mut self, service: ServiceKey, address: Ipv4Addr, status: HealthStatus) -> bool {
+        Model::set_health(self, service, address, status)
+    }
+}
+
 impl Model {
     /// A model of the given services (in order: indices and ids are handed out in it).
     pub fn new(services: &[Service]) -> Result<Self, ModelError> {
@@ -246,7 +240,9 @@ impl Model {
         Ok(model)
     }
 
-    /// The wanted services, as they were last applied.
+    /// The wanted services, as they were last applied. The model is the director's only copy
+    /// of them: an `lvsadm` batch starts from these (`runtime::apply_changes`) and health
+    /// checking is handed these.
     pub fn wanted(&self) -> Vec<Service> {
         self.services.iter().map(|s| s.service.clone()).collect()
     }
@@ -899,7 +895,7 @@ weight = 0
 
     #[test]
     fn health_removes_inhibits_and_brings_in_the_sorry_server() {
-        use crate::health::{Admission, HealthState};
+        use crate::base::health::{Admission, HealthState};
         let text = CONFIG.replacen(
             "port = 80\n",
             "port = 80\nsorry_server = { address = \"10.0.0.9\" }\n",

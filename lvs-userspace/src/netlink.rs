@@ -16,7 +16,7 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, MulticastGroup, packet_core::NetlinkPayload};
 
-use crate::model::{MacAddr, Neighbour};
+use crate::{base::mac::MacAddr, model::Neighbour};
 
 /// Errors of netlink requests, with what was being done.
 #[derive(Debug, thiserror::Error)]

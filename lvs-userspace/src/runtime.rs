@@ -1,313 +1,169 @@
-//! The bridge between `lvsadm`'s rule-table API (`api`, `ipvsadm::rules`) and the director's
-//! own description of its services (`config::Service`): the daemon turns its wanted services
-//! into a `RuleSet`, lets the `RuleSet` apply an `apply` request (with ipvsadm's errors), and
-//! turns the result back into services for `Model::apply`. Pure.
+//! What the running director does with its wanted services, decided in pure functions: an
+//! `lvsadm` batch applied to them (with ipvsadm's answers), a reloaded file taken in, and the
+//! counters a `-Z` zeroes. The model ([`Model`]) is the one place that holds the wanted
+//! services; these functions change it all or not at all. `snapshot` builds what `lvsadm -L`
+//! shows from the model's views.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+pub mod snapshot;
+
+use std::path::Path;
 
 use crate::{
-    api::{
-        self, ForwardMethod, RealServerConfig, ServiceConfig, ServiceKey,
-        snapshot::{Connection, ConnectionState, RealServerEntry, ServiceEntry, Snapshot, Stats},
-    },
-    config::{self, Protocol, RealServer, Service, Timeouts},
-    conntrack,
-    ipvsadm::rules::{RuleSet, ServiceRules},
-    rates::Rates,
-    status::{RealServerStatus, Status},
+    api::{Change, Response, ServiceKey, Timeouts},
+    config::{self, Config},
+    ipvsadm::rules::RuleSet,
+    model::{Model, ModelError},
 };
 
-/// Why a rule table cannot become the director's services.
+/// Why an `apply` changed nothing, as the control socket answers it.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct RuntimeError(pub String);
+#[error("{message}")]
+pub struct Refusal {
+    pub message: String,
+    /// The index of the change that does not fit, when one change is to blame.
+    pub change: Option<usize>,
+}
 
-/// The wanted services and timeouts as ipvsadm's rule table.
-pub fn rules(services: &[Service], timeouts: Timeouts) -> RuleSet {
-    RuleSet {
-        services: services.iter().map(service_rules).collect(),
+impl From<Refusal> for Response {
+    fn from(refusal: Refusal) -> Self {
+        Response::Error {
+            message: refusal.message,
+            change: refusal.change,
+        }
+    }
+}
+
+/// What an applied batch asks of the director besides the new wanted services, which are
+/// already in the model.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The timeouts in force afterwards (`--set` changes them).
+    pub timeouts: Timeouts,
+    /// Each `-Z` of the batch, in order: one service, or all of them.
+    pub zeroed: Vec<Option<ServiceKey>>,
+}
+
+/// Applies `lvsadm`'s changes to the model's wanted services, all or none: the whole batch is
+/// checked on a copy (ipvsadm's answers, the values the wire leaves open) and must fit the
+/// maps before the model changes. The data plane follows at the model's next `sync`.
+pub fn apply_changes(
+    model: &mut Model,
+    timeouts: Timeouts,
+    changes: &[Change],
+) -> Result<Applied, Refusal> {
+    let current = RuleSet {
+        services: model.wanted(),
         timeouts,
-    }
-}
-
-fn service_rules(service: &Service) -> ServiceRules {
-    ServiceRules {
-        service: service_key(service),
-        config: ServiceConfig {
-            scheduler: service.scheduler,
-            sched_flags: service.sched_flags,
-            persistence: service.persistence,
-        },
-        real_servers: service
-            .real_servers
-            .iter()
-            .map(|rs| RealServerConfig {
-                address: rs.address,
-                forward: ForwardMethod::Route,
-                weight: rs.weight,
-                u_threshold: rs.upper_threshold,
-                l_threshold: rs.lower_threshold,
-            })
-            .collect(),
-    }
-}
-
-fn service_key(service: &Service) -> ServiceKey {
-    ServiceKey {
-        protocol: service.protocol,
-        address: service.address,
-        port: service.port,
-    }
-}
-
-/// The services a rule table describes. Services and real servers that were already wanted
-/// keep what the rule table does not describe (health checks, for one) from `previous`.
-pub fn services(rules: &RuleSet, previous: &[Service]) -> Result<Vec<Service>, RuntimeError> {
-    if rules.services.len() > lvs_common::MAX_SERVICES as usize {
-        return Err(RuntimeError(format!(
-            "too many services: at most {}",
-            lvs_common::MAX_SERVICES
-        )));
-    }
-    rules
-        .services
+    };
+    let next = current
+        .apply_all(changes)
+        .map_err(|(index, error)| Refusal {
+            message: error.to_string(),
+            change: Some(index),
+        })?;
+    model.apply(&next.services).map_err(|error| Refusal {
+        message: error.to_string(),
+        change: None,
+    })?;
+    let zeroed = changes
         .iter()
-        .map(|wanted| {
-            let known = previous.iter().find(|s| service_key(s) == wanted.service);
-            service(wanted, known)
+        .filter_map(|change| match change {
+            Change::Zero { service } => Some(*service),
+            _ => None,
+        })
+        .collect();
+    Ok(Applied {
+        timeouts: next.timeouts,
+        zeroed,
+    })
+}
+
+/// A reloaded file that does not fit the maps; nothing changed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the new configuration does not fit; nothing changed")]
+pub struct DoesNotFit(#[source] pub ModelError);
+
+/// Takes in a reloaded, validated file: its services replace the model's wanted services, and
+/// the director settings a running director can change replace those in `settings`. Returns
+/// what to tell the operator, naming the settings that only a restart applies.
+pub fn reload(
+    model: &mut Model,
+    settings: &mut config::Director,
+    new: Config,
+    path: &Path,
+) -> Result<String, DoesNotFit> {
+    let needs_restart = restart_only_changes(settings, &new.director);
+    model.apply(&new.services).map_err(DoesNotFit)?;
+    settings.timeouts = new.director.timeouts;
+    settings.expire_nodest_conn = new.director.expire_nodest_conn;
+    let mut message = format!(
+        "reloaded {}: {} services",
+        path.display(),
+        new.services.len()
+    );
+    if !needs_restart.is_empty() {
+        message.push_str(&format!(
+            "; these take effect only after a restart: {}",
+            needs_restart.join(", ")
+        ));
+    }
+    Ok(message)
+}
+
+/// Director settings a reload cannot change while running, by name, when they differ.
+fn restart_only_changes(old: &config::Director, new: &config::Director) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if old.interface != new.interface {
+        names.push("interface");
+    }
+    if old.xdp_mode != new.xdp_mode {
+        names.push("xdp_mode");
+    }
+    if old.manage_vips != new.manage_vips {
+        names.push("manage_vips");
+    }
+    if old.control_socket != new.control_socket {
+        names.push("control_socket");
+    }
+    if old.trace_packets != new.trace_packets {
+        names.push("trace_packets");
+    }
+    if old.flow_table_size != new.flow_table_size {
+        names.push("flow_table_size");
+    }
+    names
+}
+
+/// The data-plane counters of one service, and of its real servers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub service_index: u32,
+    pub real_server_ids: Vec<u32>,
+}
+
+/// The counters `-Z` zeroes: those of one service and its real servers (sorry server
+/// included), or of every service with `None`.
+pub fn counters_to_zero(model: &Model, service: Option<&ServiceKey>) -> Vec<Counters> {
+    model
+        .services()
+        .filter(|view| service.is_none_or(|key| ServiceKey::of(view.service) == *key))
+        .map(|view| Counters {
+            service_index: view.index,
+            real_server_ids: view.real_servers.iter().map(|rs| rs.id).collect(),
         })
         .collect()
 }
 
-fn service(rules: &ServiceRules, known: Option<&Service>) -> Result<Service, RuntimeError> {
-    let key = rules.service;
-    unicast(key.address)?;
-    if key.port == 0 {
-        return Err(RuntimeError(format!(
-            "{key}: port 0 services are not supported"
-        )));
-    }
-    let ServiceConfig {
-        scheduler,
-        sched_flags,
-        ..
-    } = rules.config;
-    sched_flags
-        .check(scheduler)
-        .map_err(|e| RuntimeError(format!("{key}: {e}")))?;
-    let persistence = match rules.config.persistence {
-        Some(p) if p.timeout == 0 || !config::is_netmask(p.netmask) => {
-            return Err(RuntimeError(format!(
-                "{key}: persistence needs a timeout and a contiguous netmask"
-            )));
-        }
-        other => other,
-    };
-    let real_servers = rules
-        .real_servers
-        .iter()
-        .map(|rs| real_server(rs, known))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut service = known.cloned().unwrap_or_else(|| Service {
-        address: key.address,
-        port: key.port,
-        protocol: key.protocol,
-        scheduler,
-        sched_flags,
-        persistence,
-        real_servers: Vec::new(),
-        health: Default::default(),
-    });
-    service.scheduler = scheduler;
-    service.sched_flags = sched_flags;
-    service.persistence = persistence;
-    // Health settings of real servers that left the service go with them.
-    service
-        .health
-        .real_servers
-        .retain(|address, _| real_servers.iter().any(|rs| rs.address == *address));
-    service.real_servers = real_servers;
-    Ok(service)
-}
-
-fn real_server(rs: &RealServerConfig, known: Option<&Service>) -> Result<RealServer, RuntimeError> {
-    unicast(rs.address)?;
-    if rs.weight > 65535 {
-        return Err(RuntimeError(format!(
-            "weight {} is out of range 0..=65535",
-            rs.weight
-        )));
-    }
-    if rs.u_threshold != 0 && rs.l_threshold > rs.u_threshold {
-        return Err(RuntimeError(format!(
-            "lower threshold {} is above upper threshold {}",
-            rs.l_threshold, rs.u_threshold
-        )));
-    }
-    let mut server = known
-        .and_then(|s| s.real_servers.iter().find(|k| k.address == rs.address))
-        .cloned()
-        .unwrap_or(RealServer {
-            address: rs.address,
-            weight: rs.weight,
-            upper_threshold: rs.u_threshold,
-            lower_threshold: rs.l_threshold,
-        });
-    server.weight = rs.weight;
-    server.upper_threshold = rs.u_threshold;
-    server.lower_threshold = rs.l_threshold;
-    Ok(server)
-}
-
-fn unicast(address: Ipv4Addr) -> Result<(), RuntimeError> {
-    if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
-        return Err(RuntimeError(format!(
-            "{address} cannot be a service or server address"
-        )));
-    }
-    Ok(())
-}
-
-/// `lvsadm -L`'s snapshot from the director's status and connection list.
-///
-/// Real servers are listed as ipvsadm lists IPVS under keepalived: what is in effect, not what
-/// is configured. A server that health checking removed is left out, an inhibited one shows
-/// weight 0, and a sorry server appears only while it takes the traffic.
-pub fn snapshot(
-    status: &Status,
-    services: &[Service],
-    connections: &[conntrack::Connection],
-    connection_table_size: u32,
-) -> Snapshot {
-    let rules = rules(services, status.timeouts);
-    let entries = rules
-        .services
-        .iter()
-        .map(|service_rules| service_entry(service_rules, status))
-        .collect();
-    Snapshot {
-        connection_table_size,
-        timeouts: rules.timeouts,
-        services: entries,
-        connections: connections.iter().filter_map(connection).collect(),
-    }
-}
-
-fn service_entry(service_rules: &ServiceRules, status: &Status) -> ServiceEntry {
-    let key = service_rules.service;
-    let shown = status.services.iter().find(|s| {
-        s.address == key.address.to_string()
-            && s.port == key.port
-            && s.protocol == key.protocol.name()
-    });
-    let shown_servers = shown.map_or(&[][..], |s| &s.real_servers[..]);
-    let configured = service_rules.real_servers.iter().filter_map(|server| {
-        let rs = shown_servers
-            .iter()
-            .find(|rs| !rs.sorry_server && rs.address == server.address.to_string());
-        match rs {
-            Some(rs) => Some(real_server_entry(
-                RealServerConfig {
-                    weight: rs.weight_in_effect()?,
-                    ..*server
-                },
-                key.port,
-                Some(rs),
-            )),
-            // Not in the director's state yet: shown as configured, with nothing counted.
-            None => Some(real_server_entry(*server, key.port, None)),
-        }
-    });
-    let sorry = shown_servers
-        .iter()
-        .filter(|rs| rs.sorry_server)
-        .filter_map(|rs| {
-            let server = RealServerConfig {
-                address: rs.address.parse().ok()?,
-                forward: ForwardMethod::Route,
-                weight: rs.weight_in_effect()?,
-                u_threshold: rs.upper_threshold,
-                l_threshold: rs.lower_threshold,
-            };
-            Some(real_server_entry(server, key.port, Some(rs)))
-        });
-    ServiceEntry {
-        service: key,
-        config: service_rules.config,
-        stats: shown.map_or_else(Stats::default, |s| stats(s.connections, s.packets, s.bytes)),
-        rates: shown.map_or_else(api::snapshot::Rates::default, |s| rates(s.rates)),
-        real_servers: configured.chain(sorry).collect(),
-    }
-}
-
-fn real_server_entry(
-    server: RealServerConfig,
-    port: u16,
-    rs: Option<&RealServerStatus>,
-) -> RealServerEntry {
-    RealServerEntry {
-        server,
-        port,
-        active_conns: rs.map_or(0, |rs| rs.active_connections),
-        inactive_conns: rs.map_or(0, |rs| rs.inactive_connections),
-        persistent_conns: rs.map_or(0, |rs| rs.persistent_connections),
-        stats: rs.map_or_else(Stats::default, |rs| {
-            stats(rs.connections, rs.packets, rs.bytes)
-        }),
-        rates: rs.map_or_else(api::snapshot::Rates::default, |rs| rates(rs.rates)),
-    }
-}
-
-/// In direct routing replies never pass the director: outbound counters stay zero.
-fn stats(connections: u64, packets: u64, bytes: u64) -> Stats {
-    Stats {
-        conns: connections,
-        inpkts: packets,
-        outpkts: 0,
-        inbytes: bytes,
-        outbytes: 0,
-    }
-}
-
-fn rates(rates: Rates) -> api::snapshot::Rates {
-    api::snapshot::Rates {
-        cps: rates.connections.round() as u64,
-        inpps: rates.packets.round() as u64,
-        outpps: 0,
-        inbps: rates.bytes.round() as u64,
-        outbps: 0,
-    }
-}
-
-fn connection(c: &conntrack::Connection) -> Option<Connection> {
-    let state = match c.state.as_str() {
-        "ESTABLISHED" => ConnectionState::Established,
-        "SYN_RECV" => ConnectionState::SynRecv,
-        "FIN_WAIT" => ConnectionState::FinWait,
-        "TIME_WAIT" => ConnectionState::TimeWait,
-        "CLOSE" => ConnectionState::Close,
-        "UDP" => ConnectionState::Udp,
-        _ => ConnectionState::None,
-    };
-    Some(Connection {
-        protocol: if c.protocol == "TCP" {
-            Protocol::Tcp
-        } else {
-            Protocol::Udp
-        },
-        expires: u32::try_from(c.expires_s).unwrap_or(u32::MAX),
-        state,
-        source: c.source.parse::<SocketAddrV4>().ok()?,
-        virtual_service: c.virtual_address.parse().ok()?,
-        destination: c.destination.parse().ok()?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use crate::api::Change;
-    use crate::schedule::{SchedFlags, Scheduler};
+    use crate::{
+        api::{ForwardMethod, Protocol, RealServerConfig, ServiceConfig},
+        config::Service,
+        schedule::{SchedFlags, Scheduler},
+    };
 
     const CONFIG: &str = r#"
 [director]
@@ -330,31 +186,45 @@ uthreshold = 100
         config::parse(CONFIG, "t.toml").unwrap().services
     }
 
+    fn server(last: u8, weight: u32) -> RealServerConfig {
+        RealServerConfig {
+            address: Ipv4Addr::new(10, 0, 0, last),
+            forward: ForwardMethod::Route,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
     #[test]
-    fn services_round_trip_through_the_rule_table() {
+    fn the_models_services_are_the_rule_table() {
         let services = wanted();
-        let table = rules(&services, Timeouts::default());
-        assert_eq!(table.services[0].config.scheduler, Scheduler::MaglevHashing);
-        assert!(table.services[0].config.sched_flags.port);
-        assert_eq!(table.services[0].real_servers[0].u_threshold, 100);
-        assert_eq!(self::services(&table, &services).unwrap(), services);
+        let config = ServiceConfig::of(&services[0]);
+        assert_eq!(config.scheduler, Scheduler::MaglevHashing);
+        assert!(config.sched_flags.port);
+        assert_eq!(
+            RealServerConfig::of(&services[0].real_servers[0]).u_threshold,
+            100
+        );
+        let mut model = Model::new(&services).unwrap();
+        let applied = apply_changes(&mut model, Timeouts::default(), &[]).unwrap();
+        assert_eq!(model.wanted(), services);
+        assert_eq!(applied.timeouts, Timeouts::default());
+        assert!(applied.zeroed.is_empty());
     }
 
     #[test]
     fn changes_become_services() {
         let services = wanted();
+        let mut model = Model::new(&services).unwrap();
         let key = table_key();
-        let table = rules(&services, Timeouts::default())
-            .apply_all(&[
+        let applied = apply_changes(
+            &mut model,
+            Timeouts::default(),
+            &[
                 Change::AddServer {
                     service: key,
-                    server: RealServerConfig {
-                        address: Ipv4Addr::new(10, 0, 0, 12),
-                        forward: ForwardMethod::Route,
-                        weight: 0,
-                        u_threshold: 0,
-                        l_threshold: 0,
-                    },
+                    server: server(12, 0),
                 },
                 Change::EditService {
                     service: key,
@@ -364,33 +234,227 @@ uthreshold = 100
                         persistence: None,
                     },
                 },
-            ])
-            .unwrap();
-        let next = self::services(&table, &services).unwrap();
+                Change::Zero { service: Some(key) },
+                Change::SetTimeouts {
+                    timeouts: Timeouts {
+                        tcp: 0,
+                        tcp_fin: 30,
+                        udp: 0,
+                    },
+                },
+            ],
+        )
+        .unwrap();
+        let next = model.wanted();
         assert_eq!(next[0].scheduler, Scheduler::RoundRobin);
         assert_eq!(next[0].persistence, None);
         assert_eq!(next[0].real_servers.len(), 2);
         assert_eq!(next[0].real_servers[1].weight, 0);
+        assert_eq!(applied.zeroed, [Some(key)]);
+        assert_eq!(applied.timeouts.tcp_fin, 30);
+        assert_eq!(applied.timeouts.tcp, Timeouts::default().tcp);
     }
 
     #[test]
-    fn bad_rules_are_refused_with_a_reason() {
+    fn bad_rules_are_refused_with_a_reason_and_change_nothing() {
         let services = wanted();
-        let mut table = rules(&services, Timeouts::default());
+        let mut model = Model::new(&services).unwrap();
+        let refuse = |model: &mut Model, changes: &[Change]| {
+            let refusal = apply_changes(model, Timeouts::default(), changes).unwrap_err();
+            assert_eq!(model.wanted(), services, "{changes:?} changed the services");
+            refusal
+        };
         // The service's mh-port flag, sent over the socket for a scheduler it means nothing to.
-        table.services[0].config.scheduler = Scheduler::RoundRobin;
+        let rr = ServiceConfig {
+            scheduler: Scheduler::RoundRobin,
+            ..ServiceConfig::of(&services[0])
+        };
+        let refusal = refuse(
+            &mut model,
+            &[
+                Change::DeleteServer {
+                    service: table_key(),
+                    address: Ipv4Addr::new(10, 0, 0, 11),
+                },
+                Change::EditService {
+                    service: table_key(),
+                    config: rr,
+                },
+            ],
+        );
         assert_eq!(
-            self::services(&table, &services).unwrap_err().0,
-            "TCP 10.0.0.100:80: scheduler flag \"flag-2\" does not apply to scheduler rr"
+            refusal,
+            Refusal {
+                message:
+                    "TCP 10.0.0.100:80: scheduler flag \"flag-2\" does not apply to scheduler rr"
+                        .into(),
+                change: Some(1),
+            }
         );
-        let mut table = rules(&services, Timeouts::default());
-        table.services[0].real_servers[0].address = Ipv4Addr::BROADCAST;
+        let refusal = refuse(
+            &mut model,
+            &[Change::AddServer {
+                service: table_key(),
+                server: RealServerConfig {
+                    address: Ipv4Addr::BROADCAST,
+                    ..server(12, 1)
+                },
+            }],
+        );
         assert!(
-            self::services(&table, &services)
-                .unwrap_err()
-                .0
-                .contains("cannot be a service or server address")
+            refusal
+                .message
+                .contains("cannot be a service or server address"),
+            "{refusal}"
         );
+        let refusal = refuse(
+            &mut model,
+            &[Change::DeleteService {
+                service: ServiceKey {
+                    port: 81,
+                    ..table_key()
+                },
+            }],
+        );
+        assert_eq!(refusal.message, "No such service");
+        assert_eq!(
+            Response::from(refusal),
+            Response::Error {
+                message: "No such service".into(),
+                change: Some(0),
+            }
+        );
+    }
+
+    #[test]
+    fn a_batch_that_does_not_fit_the_maps_changes_nothing() {
+        let services = wanted();
+        let mut model = Model::new(&services).unwrap();
+        let changes: Vec<Change> = (1..=lvs_common::MAX_SERVICES)
+            .map(|port| Change::AddService {
+                service: ServiceKey {
+                    port: 1000 + port as u16,
+                    ..table_key()
+                },
+                config: ServiceConfig::of(&services[0]),
+            })
+            .collect();
+        let refusal = apply_changes(&mut model, Timeouts::default(), &changes).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal {
+                message: format!("too many services: at most {}", lvs_common::MAX_SERVICES),
+                change: None,
+            }
+        );
+        assert_eq!(model.wanted(), services);
+    }
+
+    #[test]
+    fn health_checks_stay_with_the_services_and_servers_that_stay() {
+        let text = CONFIG.to_owned()
+            + "TCP_CHECK = {}\n[[virtual_server.real_server]]\naddress = \"10.0.0.12\"\n\
+               TCP_CHECK = {}\n";
+        let services = config::parse(&text, "t.toml").unwrap().services;
+        assert_eq!(services[0].health.real_servers.len(), 2);
+        let mut model = Model::new(&services).unwrap();
+        let key = table_key();
+        apply_changes(
+            &mut model,
+            Timeouts::default(),
+            &[
+                Change::EditServer {
+                    service: key,
+                    server: RealServerConfig {
+                        u_threshold: 0,
+                        ..server(11, 5)
+                    },
+                },
+                Change::DeleteServer {
+                    service: key,
+                    address: Ipv4Addr::new(10, 0, 0, 12),
+                },
+            ],
+        )
+        .unwrap();
+        let next = model.wanted();
+        assert_eq!(next[0].real_servers[0].weight, 5);
+        assert_eq!(
+            next[0].health.real_servers.keys().collect::<Vec<_>>(),
+            [&Ipv4Addr::new(10, 0, 0, 11)],
+            "the deleted server's check goes with it"
+        );
+
+        // Deleted and added again in one batch (a rules file after -C): the checks stay.
+        apply_changes(
+            &mut model,
+            Timeouts::default(),
+            &[
+                Change::Clear {},
+                Change::AddService {
+                    service: key,
+                    config: ServiceConfig::of(&next[0]),
+                },
+                Change::AddServer {
+                    service: key,
+                    server: server(11, 5),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(model.wanted()[0].health, next[0].health);
+    }
+
+    #[test]
+    fn a_reload_replaces_the_services_and_names_what_needs_a_restart() {
+        let mut model = Model::new(&wanted()).unwrap();
+        let mut settings = config::parse(CONFIG, "t.toml").unwrap().director;
+        let edited = CONFIG
+            .replace(
+                "interface = \"eth0\"",
+                "interface = \"eth1\"\ntimeout_tcp = 60",
+            )
+            .replace("weight = 2", "weight = 7");
+        let new = config::parse(&edited, "t.toml").unwrap();
+        let message = reload(
+            &mut model,
+            &mut settings,
+            new,
+            Path::new("/etc/lvs/lvs.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            message,
+            "reloaded /etc/lvs/lvs.toml: 1 services; these take effect only after a restart: interface"
+        );
+        assert_eq!(model.wanted()[0].real_servers[0].weight, 7);
+        assert_eq!(settings.timeouts.tcp, 60);
+        assert_eq!(settings.interface, "eth0", "the running interface stays");
+    }
+
+    #[test]
+    fn zero_names_one_service_or_all() {
+        let text = CONFIG.to_owned()
+            + "[[virtual_server]]\naddress = \"10.0.0.101\"\nport = 53\nprotocol = \"UDP\"\n\
+               [[virtual_server.real_server]]\naddress = \"10.0.0.21\"\n\
+               [[virtual_server.real_server]]\naddress = \"10.0.0.22\"\n";
+        let services = config::parse(&text, "t.toml").unwrap().services;
+        let model = Model::new(&services).unwrap();
+        let dns = ServiceKey {
+            protocol: Protocol::Udp,
+            address: Ipv4Addr::new(10, 0, 0, 101),
+            port: 53,
+        };
+        assert_eq!(
+            counters_to_zero(&model, Some(&dns)),
+            [Counters {
+                service_index: 1,
+                real_server_ids: vec![1, 2],
+            }]
+        );
+        assert_eq!(counters_to_zero(&model, None).len(), 2);
+        let missing = ServiceKey { port: 54, ..dns };
+        assert!(counters_to_zero(&model, Some(&missing)).is_empty());
     }
 
     #[test]
@@ -417,16 +481,16 @@ uthreshold = 100
             last_result: None,
         };
         let listed = |model: &Model| {
-            let status = Status::collect(
+            snapshot::collect(
                 model,
                 &FakeDataPlane::default(),
                 &RateBook::default(),
                 Timeouts::default(),
-                "eth0",
-                "native",
+                &[],
+                4096,
             )
-            .unwrap();
-            snapshot(&status, &services, &[], 4096).services[0]
+            .unwrap()
+            .services[0]
                 .real_servers
                 .iter()
                 .map(|rs| (rs.server.address.to_string(), rs.server.weight))

@@ -3,6 +3,7 @@
 
 use std::{fmt, net::SocketAddrV4};
 
+use lvs_common::flow::FlowState;
 use serde::{Deserialize, Serialize};
 
 use super::{Protocol, RealServerConfig, ServiceConfig, ServiceKey, Timeouts};
@@ -121,6 +122,21 @@ impl ConnectionState {
     }
 }
 
+impl From<FlowState> for ConnectionState {
+    /// The data plane's states are IPVS's input-only subset.
+    fn from(state: FlowState) -> Self {
+        match state {
+            FlowState::None => ConnectionState::None,
+            FlowState::Established => ConnectionState::Established,
+            FlowState::SynRecv => ConnectionState::SynRecv,
+            FlowState::FinWait => ConnectionState::FinWait,
+            FlowState::TimeWait => ConnectionState::TimeWait,
+            FlowState::Close => ConnectionState::Close,
+            FlowState::Udp => ConnectionState::Udp,
+        }
+    }
+}
+
 impl fmt::Display for ConnectionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -149,6 +165,15 @@ mod tests {
         ] {
             let json = serde_json::to_string(&state).unwrap();
             assert_eq!(json, format!("\"{}\"", state.name()));
+        }
+    }
+
+    #[test]
+    fn the_data_planes_states_keep_their_names() {
+        for value in 0..=u8::MAX {
+            if let Some(state) = FlowState::from_u8(value) {
+                assert_eq!(ConnectionState::from(state).name(), state.name());
+            }
         }
     }
 }

@@ -9,8 +9,8 @@ use std::{
 
 use super::report::{Check, Finding, Report, Status};
 use crate::{
+    base::mac::MacAddr,
     config::{Config, Protocol, RealServer, Service},
-    model::MacAddr,
     netlink::on_link,
     provision::director::arp_ignore_all_problem,
 };

@@ -13,8 +13,8 @@ use tokio::{net::TcpStream, time::Instant};
 use super::plan::{HealthResult, HealthTarget, Plan};
 use crate::{
     arp::{ArpSocket, request_frame},
+    base::mac::MacAddr,
     config::Protocol,
-    model::MacAddr,
     netlink::on_link,
 };
 

@@ -18,7 +18,9 @@ pub use supervisor::{Checkers, HealthUpdate, Options, Prober, Supervisor};
 
 use std::sync::Arc;
 
-use crate::{config::Config, model::Model};
+use lvs_common::ServiceKey;
+
+use crate::{base::health::HealthRecord, config::Config};
 
 /// Starts health checking for a configuration with the real checkers: the supervisor and
 /// the initial health of the checked real servers.
@@ -26,9 +28,9 @@ pub fn start(config: &Config) -> (Supervisor, Vec<HealthUpdate>) {
     Supervisor::start(config, Arc::new(Checkers::default()), Options::default())
 }
 
-/// Gives the model what health checking said; returns whether an admission changed (then
-/// the data plane needs a `sync`).
-pub fn apply(model: &mut Model, updates: Vec<HealthUpdate>) -> bool {
+/// Gives the model (any `HealthRecord`) what health checking said; returns whether an
+/// admission changed (then the data plane needs a `sync`).
+pub fn apply(model: &mut impl HealthRecord<ServiceKey>, updates: Vec<HealthUpdate>) -> bool {
     let mut changed = false;
     for update in updates {
         changed |= model.set_health(update.service, update.address, update.status);
@@ -41,3 +43,59 @@ pub mod plan;
 pub mod script;
 pub mod supervisor;
 pub mod tcp;
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashMap, net::Ipv4Addr};
+
+    use super::*;
+
+    /// A record that keeps each server's admission, as the model does.
+    #[derive(Default)]
+    struct Record(HashMap<(ServiceKey, Ipv4Addr), Admission>);
+
+    impl HealthRecord<ServiceKey> for Record {
+        fn set_health(
+            &mut self,
+            service: ServiceKey,
+            address: Ipv4Addr,
+            status: HealthStatus,
+        ) -> bool {
+            self.0.insert((service, address), status.admission) != Some(status.admission)
+        }
+    }
+
+    #[test]
+    fn apply_hands_every_update_over_and_says_whether_an_admission_changed() {
+        let service = ServiceKey {
+            addr: [10, 0, 0, 1],
+            port: 80u16.to_be_bytes(),
+            protocol: lvs_common::IPPROTO_TCP,
+            _pad: 0,
+        };
+        let update = |last, admission| HealthUpdate {
+            service,
+            address: Ipv4Addr::new(10, 0, 0, last),
+            status: HealthStatus {
+                state: HealthState::Up,
+                admission,
+                checker: None,
+                last_result: None,
+            },
+        };
+        let mut record = Record::default();
+        let both = vec![
+            update(11, Admission::Weight(1)),
+            update(12, Admission::Removed),
+        ];
+        assert!(apply(&mut record, both));
+        assert_eq!(record.0.len(), 2);
+        assert!(!apply(&mut record, vec![update(11, Admission::Weight(1))]));
+        assert!(!apply(&mut record, Vec::new()));
+        let one_changes = vec![
+            update(11, Admission::Weight(1)),
+            update(12, Admission::Weight(0)),
+        ];
+        assert!(apply(&mut record, one_changes));
+    }
+}

@@ -1,8 +1,12 @@
 //! What one check attempt found, and what health checking publishes about a real server.
+//!
+//! What is published (admission, state, last result) is the project's vocabulary in
+//! `base::health`, so the model keeps it without importing health checking; it is re-exported
+//! here under its old names.
 
 use std::{fmt, time::Duration};
 
-use serde::{Deserialize, Serialize};
+pub use crate::base::health::{Admission, CheckResult, HealthState, HealthStatus};
 
 /// The result of one check attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,66 +92,4 @@ impl fmt::Display for Failure {
             Failure::Spawn(error) => write!(f, "cannot start: {error}"),
         }
     }
-}
-
-/// What health checking lets a real server of a service have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Admission {
-    /// In the service's scheduling with this weight (0: quiesced, as `inhibit_on_failure`).
-    Weight(u32),
-    /// Out of the service's scheduling, as keepalived removes it from IPVS.
-    Removed,
-}
-
-impl Admission {
-    pub fn weight(self) -> Option<u32> {
-        match self {
-            Admission::Weight(weight) => Some(weight),
-            Admission::Removed => None,
-        }
-    }
-}
-
-/// The health state of a real server, or of a service's sorry server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthState {
-    Up,
-    Down,
-    /// A sorry server that gets the traffic: the service lost its quorum.
-    SorryActive,
-    /// A sorry server waiting: the service has its quorum.
-    SorryStandby,
-}
-
-impl HealthState {
-    pub fn name(self) -> &'static str {
-        match self {
-            HealthState::Up => "up",
-            HealthState::Down => "down",
-            HealthState::SorryActive => "sorry server, active",
-            HealthState::SorryStandby => "sorry server, standby",
-        }
-    }
-}
-
-/// The last result of a check, for status output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub passed: bool,
-    /// What was seen: "status 200", "connection refused", "exit code 1"...
-    pub detail: String,
-    /// When the attempt ended, in milliseconds since the Unix epoch.
-    pub at_unix_ms: u64,
-}
-
-/// What health checking publishes about one real server (or sorry server) of one service.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthStatus {
-    pub state: HealthState,
-    pub admission: Admission,
-    /// The checker, as "HTTP_GET http://10.0.0.1:80/health"; none for an unchecked server.
-    pub checker: Option<String>,
-    pub last_result: Option<CheckResult>,
 }

@@ -14,6 +14,7 @@ use crate::api::{
     Change, DEFAULT_NETMASK, ForwardMethod, Persistence, Protocol, RealServerConfig, ServiceConfig,
     ServiceKey, Timeouts,
 };
+use crate::base::values::{Port, UnicastAddress, Weight};
 
 /// What lvsadm was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -403,7 +404,17 @@ impl Values {
                 .map(|text| values::number(text, 0, max).ok_or(error))
                 .transpose()
         };
-        values.weight = limited(&args.weight, 65535, UsageError::IllegalWeight)?;
+        values.weight = args
+            .weight
+            .first()
+            .map(|text| {
+                values::integer(text)
+                    .and_then(|n| Weight::new(n).ok())
+                    .map(Weight::get)
+                    .ok_or(UsageError::IllegalWeight)
+            })
+            .transpose()?;
+        // ipvsadm reads the thresholds as C ints.
         let int_max = i64::from(i32::MAX);
         values.u_threshold = limited(&args.u_threshold, int_max, UsageError::IllegalUThreshold)?;
         values.l_threshold = limited(&args.l_threshold, int_max, UsageError::IllegalLThreshold)?;
@@ -503,7 +514,8 @@ fn service_config(
         (None, Some(_)) => return Err(UsageError::NetmaskWithoutPersistence),
         (None, None) => None,
     };
-    if service.port == 0 {
+    // Port 0 is ipvsadm's "every port" of a persistent service, which lvs does not serve.
+    if Port::new(i64::from(service.port)).is_err() {
         return Err(match persistence {
             None => UsageError::ZeroPort,
             Some(_) => UsageError::AllPorts,
@@ -539,10 +551,9 @@ fn real_server(values: &Values) -> Result<RealServerConfig, UsageError> {
 }
 
 fn unicast(address: Ipv4Addr, role: &'static str) -> Result<(), UsageError> {
-    if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
-        return Err(UsageError::NotUnicast { address, role });
-    }
-    Ok(())
+    UnicastAddress::new(address)
+        .map(drop)
+        .map_err(|_| UsageError::NotUnicast { address, role })
 }
 
 fn list(given: Given, values: &Values, args: &Args) -> Result<List, UsageError> {

@@ -2,22 +2,27 @@
 //! the timeouts, with the kernel's answers ("Service already exists", "No such
 //! destination", ...) for changes that do not fit.
 //!
-//! The daemon can check a whole batch here, on a copy, before it touches the data plane
-//! ([`RuleSet::apply_all`]); the tests use it to prove that `-S` then `-R` rebuilds the same
-//! table.
+//! The table holds the director's own services (`config::Service`), so the daemon applies a
+//! batch of `lvsadm` changes to a copy of its wanted services ([`RuleSet::apply_all`]) and
+//! hands the result to the model as it is, with no other representation in between. The
+//! tests use it to prove that `-S` then `-R` rebuilds the same table.
 
 use std::net::Ipv4Addr;
 
-use crate::api::{
-    Change, RealServerConfig, ServiceConfig, ServiceKey, Timeouts,
-    snapshot::{RealServerEntry, ServiceEntry, Snapshot},
+use crate::{
+    api::{
+        Change, RealServerConfig, ServiceConfig, ServiceKey, Timeouts,
+        snapshot::{RealServerEntry, ServiceEntry, Snapshot},
+    },
+    base::values::{Netmask, Port, Thresholds, Timeout, UnicastAddress, ValueError, Weight},
+    config::{RealServer, Service},
 };
 
 /// The services and timeouts, without counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSet {
-    /// In the order they were added (what `--nosort` shows).
-    pub services: Vec<ServiceRules>,
+    /// In the order they were added (what `--nosort` shows); each one's real servers too.
+    pub services: Vec<Service>,
     pub timeouts: Timeouts,
 }
 
@@ -30,16 +35,8 @@ impl Default for RuleSet {
     }
 }
 
-/// One service and its real servers, in the order they were added.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceRules {
-    pub service: ServiceKey,
-    pub config: ServiceConfig,
-    pub real_servers: Vec<RealServerConfig>,
-}
-
 /// Why a change does not fit the table, in the kernel's words as ipvsadm prints them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
     #[error("Service already exists")]
     ServiceExists,
@@ -52,19 +49,33 @@ pub enum ApplyError {
     DestinationExists,
     #[error("No such destination")]
     NoSuchDestination,
+    /// A value that lvsadm never sends but a raw socket client could: an address that is not
+    /// unicast, port 0, a weight out of range, a scheduler flag for a scheduler it means
+    /// nothing to.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl RuleSet {
-    /// The rules of a snapshot (counters dropped).
+    /// The rules of a snapshot (counters dropped; no health checking).
     pub fn from_snapshot(snapshot: &Snapshot) -> RuleSet {
         RuleSet {
             services: snapshot
                 .services
                 .iter()
-                .map(|entry| ServiceRules {
-                    service: entry.service,
-                    config: entry.config,
-                    real_servers: entry.real_servers.iter().map(|rs| rs.server).collect(),
+                .map(|entry| Service {
+                    address: entry.service.address,
+                    port: entry.service.port,
+                    protocol: entry.service.protocol,
+                    scheduler: entry.config.scheduler,
+                    sched_flags: entry.config.sched_flags,
+                    persistence: entry.config.persistence,
+                    real_servers: entry
+                        .real_servers
+                        .iter()
+                        .map(|rs| real_server(&rs.server))
+                        .collect(),
+                    health: Default::default(),
                 })
                 .collect(),
             timeouts: snapshot.timeouts,
@@ -79,17 +90,17 @@ impl RuleSet {
             services: self
                 .services
                 .iter()
-                .map(|rules| ServiceEntry {
-                    service: rules.service,
-                    config: rules.config,
+                .map(|service| ServiceEntry {
+                    service: ServiceKey::of(service),
+                    config: ServiceConfig::of(service),
                     stats: Default::default(),
                     rates: Default::default(),
-                    real_servers: rules
+                    real_servers: service
                         .real_servers
                         .iter()
                         .map(|server| RealServerEntry {
-                            server: *server,
-                            port: rules.service.port,
+                            server: RealServerConfig::of(server),
+                            port: service.port,
                             active_conns: 0,
                             inactive_conns: 0,
                             persistent_conns: 0,
@@ -105,10 +116,25 @@ impl RuleSet {
 
     /// Applies `changes` in order to a copy and returns it, or the index of the first change
     /// that does not fit and why; `self` is never changed.
+    ///
+    /// Health checking is not part of the rule table: a service that was in `self` keeps its
+    /// checks (even when the batch deleted and added it again), less those of real servers it
+    /// no longer has.
     pub fn apply_all(&self, changes: &[Change]) -> Result<RuleSet, (usize, ApplyError)> {
         let mut next = self.clone();
         for (index, change) in changes.iter().enumerate() {
             next.apply(change).map_err(|error| (index, error))?;
+        }
+        for service in &mut next.services {
+            let key = ServiceKey::of(service);
+            if let Some(known) = self.services.iter().find(|s| ServiceKey::of(s) == key) {
+                service.health = known.health.clone();
+            }
+            let servers = &service.real_servers;
+            service
+                .health
+                .real_servers
+                .retain(|address, _| servers.iter().any(|rs| rs.address == *address));
         }
         Ok(next)
     }
@@ -117,18 +143,27 @@ impl RuleSet {
     pub fn apply(&mut self, change: &Change) -> Result<(), ApplyError> {
         match *change {
             Change::AddService { service, config } => {
+                check_service(service, config)?;
                 if self.find(&service).is_some() {
                     return Err(ApplyError::ServiceExists);
                 }
-                self.services.push(ServiceRules {
-                    service,
-                    config,
+                self.services.push(Service {
+                    address: service.address,
+                    port: service.port,
+                    protocol: service.protocol,
+                    scheduler: config.scheduler,
+                    sched_flags: config.sched_flags,
+                    persistence: config.persistence,
                     real_servers: Vec::new(),
+                    health: Default::default(),
                 });
             }
             Change::EditService { service, config } => {
-                self.service_mut(&service, ApplyError::NoSuchService)?
-                    .config = config;
+                check_service(service, config)?;
+                let known = self.service_mut(&service, ApplyError::NoSuchService)?;
+                known.scheduler = config.scheduler;
+                known.sched_flags = config.sched_flags;
+                known.persistence = config.persistence;
             }
             Change::DeleteService { service } => {
                 let index = self.find(&service).ok_or(ApplyError::NoSuchService)?;
@@ -136,21 +171,23 @@ impl RuleSet {
             }
             Change::Clear {} => self.services.clear(),
             Change::AddServer { service, server } => {
-                let rules = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
-                if position(rules, server.address).is_some() {
+                check_server(&server)?;
+                let known = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
+                if position(known, server.address).is_some() {
                     return Err(ApplyError::DestinationExists);
                 }
-                rules.real_servers.push(server);
+                known.real_servers.push(real_server(&server));
             }
             Change::EditServer { service, server } => {
-                let rules = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
-                let index = position(rules, server.address).ok_or(ApplyError::NoSuchDestination)?;
-                rules.real_servers[index] = server;
+                check_server(&server)?;
+                let known = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
+                let index = position(known, server.address).ok_or(ApplyError::NoSuchDestination)?;
+                known.real_servers[index] = real_server(&server);
             }
             Change::DeleteServer { service, address } => {
-                let rules = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
-                let index = position(rules, address).ok_or(ApplyError::NoSuchDestination)?;
-                rules.real_servers.remove(index);
+                let known = self.service_mut(&service, ApplyError::ServiceNotDefined)?;
+                let index = position(known, address).ok_or(ApplyError::NoSuchDestination)?;
+                known.real_servers.remove(index);
             }
             Change::Zero { service } => {
                 if let Some(service) = service {
@@ -171,24 +208,71 @@ impl RuleSet {
     }
 
     fn find(&self, service: &ServiceKey) -> Option<usize> {
-        self.services.iter().position(|s| s.service == *service)
+        self.services
+            .iter()
+            .position(|s| ServiceKey::of(s) == *service)
     }
 
     fn service_mut(
         &mut self,
         service: &ServiceKey,
         missing: ApplyError,
-    ) -> Result<&mut ServiceRules, ApplyError> {
+    ) -> Result<&mut Service, ApplyError> {
         let index = self.find(service).ok_or(missing)?;
         Ok(&mut self.services[index])
     }
 }
 
-fn position(rules: &ServiceRules, address: Ipv4Addr) -> Option<usize> {
-    rules
+fn position(service: &Service, address: Ipv4Addr) -> Option<usize> {
+    service
         .real_servers
         .iter()
         .position(|rs| rs.address == address)
+}
+
+fn real_server(server: &RealServerConfig) -> RealServer {
+    RealServer {
+        address: server.address,
+        weight: server.weight,
+        upper_threshold: server.u_threshold,
+        lower_threshold: server.l_threshold,
+    }
+}
+
+/// What the wire's types leave open about a service: lvsadm checks all of it before it sends,
+/// but the socket takes requests from any root process. The rules are `base::values`'s; the
+/// words are the daemon's.
+fn check_service(key: ServiceKey, config: ServiceConfig) -> Result<(), ApplyError> {
+    let invalid = |reason: String| ApplyError::Invalid(format!("{key}: {reason}"));
+    unicast(key.address)?;
+    Port::new(key.port.into()).map_err(|_| invalid("port 0 services are not supported".into()))?;
+    config
+        .sched_flags
+        .check(config.scheduler)
+        .map_err(|e| invalid(e.to_string()))?;
+    if let Some(p) = config.persistence
+        && (Timeout::new(p.timeout.into()).is_err() || Netmask::new(p.netmask).is_err())
+    {
+        return Err(invalid(
+            "persistence needs a timeout and a contiguous netmask".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What the wire's types leave open about a real server.
+fn check_server(server: &RealServerConfig) -> Result<(), ApplyError> {
+    let invalid = |error: ValueError| ApplyError::Invalid(error.to_string());
+    unicast(server.address)?;
+    Weight::try_from(server.weight).map_err(invalid)?;
+    Thresholds::new(server.u_threshold, server.l_threshold).map_err(invalid)?;
+    Ok(())
+}
+
+fn unicast(address: Ipv4Addr) -> Result<(), ApplyError> {
+    UnicastAddress::new(address)
+        .map(|_| ())
+        .map_err(|error| ApplyError::Invalid(error.to_string()))
 }
 
 #[cfg(test)]
@@ -327,7 +411,10 @@ mod tests {
         );
         assert_eq!(rules, RuleSet::default());
         let applied = rules.apply_all(&changes[..2]).unwrap();
-        assert_eq!(applied.services[0].real_servers, [server(11, 1)]);
+        assert_eq!(
+            applied.services[0].real_servers,
+            [real_server(&server(11, 1))]
+        );
     }
 
     #[test]
@@ -364,8 +451,11 @@ mod tests {
         for change in &changes {
             rules.apply(change).unwrap();
         }
-        assert_eq!(rules.services[0].real_servers, [server(11, 0)]);
-        assert_eq!(rules.services[0].config.scheduler, Scheduler::RoundRobin);
+        assert_eq!(
+            rules.services[0].real_servers,
+            [real_server(&server(11, 0))]
+        );
+        assert_eq!(rules.services[0].scheduler, Scheduler::RoundRobin);
         assert_eq!(
             rules.timeouts,
             Timeouts {
@@ -378,5 +468,89 @@ mod tests {
         assert_eq!(RuleSet::from_snapshot(&snapshot), rules);
         rules.apply(&Change::Clear {}).unwrap();
         assert!(rules.services.is_empty());
+    }
+
+    /// Values a raw socket client can send that lvsadm never would: refused by
+    /// `base::values`'s rules, with the daemon's words, and the table unchanged.
+    #[test]
+    fn values_out_of_range_are_refused_with_a_reason() {
+        let mut rules = RuleSet::default();
+        rules
+            .apply(&Change::AddService {
+                service: web(),
+                config: config(),
+            })
+            .unwrap();
+        let persistent = |timeout, netmask| ServiceConfig {
+            persistence: Some(crate::api::Persistence { timeout, netmask }),
+            ..config()
+        };
+        let cases = [
+            (
+                Change::AddService {
+                    service: ServiceKey { port: 0, ..web() },
+                    config: config(),
+                },
+                "TCP 10.0.0.1:0: port 0 services are not supported",
+            ),
+            (
+                Change::AddService {
+                    service: ServiceKey {
+                        address: Ipv4Addr::new(224, 0, 0, 1),
+                        ..web()
+                    },
+                    config: config(),
+                },
+                "224.0.0.1 cannot be a service or server address",
+            ),
+            (
+                Change::EditService {
+                    service: web(),
+                    config: persistent(0, Ipv4Addr::BROADCAST),
+                },
+                "TCP 10.0.0.1:80: persistence needs a timeout and a contiguous netmask",
+            ),
+            (
+                Change::EditService {
+                    service: web(),
+                    config: persistent(300, Ipv4Addr::new(255, 0, 255, 0)),
+                },
+                "TCP 10.0.0.1:80: persistence needs a timeout and a contiguous netmask",
+            ),
+            (
+                Change::AddServer {
+                    service: web(),
+                    server: server(11, 65536),
+                },
+                "weight 65536 is out of range 0..=65535",
+            ),
+            (
+                Change::AddServer {
+                    service: web(),
+                    server: RealServerConfig {
+                        u_threshold: 10,
+                        l_threshold: 11,
+                        ..server(11, 1)
+                    },
+                },
+                "lower threshold 11 is above upper threshold 10",
+            ),
+            (
+                Change::EditServer {
+                    service: web(),
+                    server: RealServerConfig {
+                        address: Ipv4Addr::UNSPECIFIED,
+                        ..server(11, 1)
+                    },
+                },
+                "0.0.0.0 cannot be a service or server address",
+            ),
+        ];
+        for (change, expected) in cases {
+            let before = rules.clone();
+            let error = rules.apply(&change).unwrap_err();
+            assert_eq!(error.to_string(), expected, "{change:?}");
+            assert_eq!(rules, before, "{change:?} changed the table");
+        }
     }
 }

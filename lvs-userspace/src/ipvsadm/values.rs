@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::{UsageError, names::Resolver};
 use crate::{
     api::{MAX_TIMEOUT, Protocol, SchedFlags, Scheduler},
+    base::values::Netmask,
     schedule::SchedulerError,
 };
 
@@ -61,9 +62,15 @@ pub fn address_port(
     Ok(AddressPort { address, port })
 }
 
+/// A decimal number, as ipvsadm's `string_to_number` reads it, for a value type's rule to
+/// check.
+pub fn integer(text: &str) -> Option<i64> {
+    text.parse().ok()
+}
+
 /// A decimal number within `min..=max`, as ipvsadm's `string_to_number` reads it.
 pub fn number(text: &str, min: i64, max: i64) -> Option<u32> {
-    let value: i64 = text.parse().ok()?;
+    let value = integer(text)?;
     (min..=max)
         .contains(&value)
         .then(|| u32::try_from(value).ok())
@@ -84,11 +91,9 @@ pub fn netmask(text: &str, names: &dyn Resolver) -> Result<Ipv4Addr, UsageError>
         .ok()
         .or_else(|| names.host_address(text))
         .ok_or(UsageError::IllegalNetmask)?;
-    let bits = u32::from(mask);
-    if bits.leading_ones() + bits.trailing_zeros() != 32 {
-        return Err(UsageError::IllegalNetmask);
-    }
-    Ok(mask)
+    Netmask::new(mask)
+        .map(Netmask::get)
+        .map_err(|_| UsageError::IllegalNetmask)
 }
 
 /// A scheduler name: one lvs has, one of ipvsadm's that lvs lacks, or an unknown one.

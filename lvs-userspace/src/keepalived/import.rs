@@ -13,7 +13,11 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use crate::health::config::{HttpVersion, run_as};
+use crate::{
+    base::values::{Netmask, Port, StatusCode, Weight, same_port},
+    health::config::{HttpVersion, run_as},
+    schedule::Scheduler,
+};
 
 use super::{
     output::{
@@ -154,9 +158,6 @@ const UNSUPPORTED_CHECKERS: [&str; 6] = [
     "BFD_CHECK",
 ];
 
-/// The schedulers lvs has, by their keepalived (and ipvsadm) names.
-const SCHEDULERS: [&str; 9] = ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "mh"];
-
 #[derive(Default)]
 struct Importer {
     problems: Vec<Problem>,
@@ -215,13 +216,11 @@ impl Importer {
     }
 
     fn port(&mut self, at: &Statement, text: &str) -> Option<u16> {
-        match text.parse::<u16>() {
-            Ok(port) if port != 0 => Some(port),
-            _ => {
-                self.problem(at, format!("{text:?} is not a port (1 to 65535)"));
-                None
-            }
+        let port = text.parse().ok().and_then(|n| Port::new(n).ok());
+        if port.is_none() {
+            self.problem(at, format!("{text:?} is not a port (1 to 65535)"));
         }
+        port.map(Port::get)
     }
 
     /// A keepalived `<TIMER>`: seconds, fractions allowed.
@@ -427,14 +426,18 @@ impl Importer {
 
     fn scheduler(&mut self, at: &Statement) -> Option<String> {
         let name = self.value(at)?;
-        if SCHEDULERS.contains(&name) {
+        // keepalived names the schedulers as ipvsadm does, so lvs's own list decides.
+        if Scheduler::ALL
+            .iter()
+            .any(|scheduler| scheduler.name() == name)
+        {
             Some(name.to_owned())
         } else {
             self.problem(
                 at,
                 format!(
                     "scheduler {name} is not supported by lvs (it has {}); lvs's default applies",
-                    SCHEDULERS.join(" ")
+                    Scheduler::ALL.map(Scheduler::name).join(" ")
                 ),
             );
             None
@@ -443,10 +446,10 @@ impl Importer {
 
     fn netmask(&mut self, at: &Statement) -> Option<String> {
         let text = self.value(at)?;
-        let mask = text.parse::<Ipv4Addr>().ok().filter(|mask| {
-            let bits = u32::from(*mask);
-            bits.leading_ones() + bits.trailing_zeros() == 32
-        });
+        let mask = text
+            .parse::<Ipv4Addr>()
+            .ok()
+            .and_then(|mask| Netmask::new(mask).ok());
         if mask.is_none() {
             self.problem(at, format!("{text:?} is not an IPv4 netmask"));
         }
@@ -474,14 +477,8 @@ impl Importer {
 
     fn real_server(&mut self, at: &Statement, service_port: u16) -> Option<RealServer> {
         let Endpoint { address, port } = self.endpoint(at, "real server")?;
-        if port != service_port {
-            self.problem(
-                at,
-                format!(
-                    "direct routing cannot change the port: the real server must listen on the \
-                     service port {service_port}, not {port}; the server is not imported"
-                ),
-            );
+        if let Err(error) = same_port("real server", service_port, i64::from(port)) {
+            self.problem(at, format!("{error}; the server is not imported"));
             return None;
         }
         let mut server = RealServer {
@@ -514,12 +511,13 @@ impl Importer {
     }
 
     fn weight(&mut self, at: &Statement) -> Option<u32> {
-        let weight = self.number(at)?;
-        if weight > 65535 {
-            self.problem(at, format!("weight {weight} is out of range 0..=65535"));
-            return None;
+        match Weight::try_from(self.number(at)?) {
+            Ok(weight) => Some(weight.get()),
+            Err(error) => {
+                self.problem(at, error.to_string());
+                None
+            }
         }
-        Some(weight)
     }
 
     fn set_checker(&mut self, at: &Statement, slot: &mut Option<Checker>) {
@@ -624,11 +622,13 @@ impl Importer {
                      and needs no stack",
                 ),
                 "status_code" => {
-                    url.status_code = self.value(s).and_then(|code| match code.parse() {
-                        Ok(code @ 100..=599) => Some(code),
-                        _ => {
-                            self.problem(s, format!("{code:?} is not an HTTP status code"));
-                            None
+                    url.status_code = self.value(s).and_then(|code| {
+                        match code.parse().ok().and_then(|n| StatusCode::new(n).ok()) {
+                            Some(code) => Some(code.get()),
+                            None => {
+                                self.problem(s, format!("{code:?} is not an HTTP status code"));
+                                None
+                            }
                         }
                     });
                 }

@@ -1,5 +1,4 @@
-//! lvsadm's side of the control socket: requests of `crate::api` through
-//! `crate::control`'s framing.
+//! lvsadm's side of the control socket: requests of `crate::api` through `crate::control`.
 
 use std::{io, path::Path};
 
@@ -67,7 +66,7 @@ pub async fn reload(socket: &Path) -> Result<String, ClientError> {
 
 /// Sends a request; an error answer becomes `ClientError::Rejected`.
 async fn call(socket: &Path, request: &Request) -> Result<Response, ClientError> {
-    match control::exchange(socket, request).await? {
+    match control::call(socket, request).await? {
         Response::Error { message, change } => Err(ClientError::Rejected { message, change }),
         answer => Ok(answer),
     }
@@ -79,6 +78,8 @@ fn unexpected(answer: &Response, expected: &'static str) -> ClientError {
         Response::Snapshot(_) => "a snapshot",
         Response::Done { .. } => "a reload's result",
         Response::Error { .. } => "an error",
+        Response::Status(_) => "a status",
+        Response::Connections(_) => "a connection list",
     };
     ClientError::Unexpected(answered, expected)
 }

@@ -811,3 +811,34 @@ fn a_checker_table_implied_by_its_urls_is_read() {
     assert_eq!(check.to_string(), "HTTP_GET http://10.0.0.2:80/");
     assert_eq!(check.timing.retry, 2);
 }
+
+#[test]
+fn every_level_takes_every_timing_key() {
+    // The six keys, with `nb_get_retry` for `retry`, written at one level only: the checker
+    // gets them from whichever level wrote them.
+    let keys = "delay_loop = 7\nconnect_timeout = 2\nnb_get_retry = 4\n\
+                delay_before_retry = 1.5\nwarmup = 3\nalpha = true\n";
+    let expected = Timing {
+        delay_loop: Duration::from_secs(7),
+        connect_timeout: Duration::from_secs(2),
+        retry: 4,
+        delay_before_retry: Duration::from_millis(1500),
+        warmup: Duration::from_secs(3),
+        alpha: true,
+    };
+    let check = |service: &str, real_server: &str, checker: &str| {
+        let text = format!(
+            "[director]\ninterface = \"eth0\"\n\
+             [[virtual_server]]\naddress = \"10.0.0.1\"\nport = 80\n{service}\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n{real_server}\
+             [virtual_server.real_server.TCP_CHECK]\n{checker}"
+        );
+        let config = config::parse(&text, "x.toml").expect("valid");
+        let health = &config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 2)];
+        let timing = health.check.as_ref().expect("a checker").timing;
+        assert_eq!(timing, expected, "{text}");
+    };
+    check(keys, "", "");
+    check("", keys, "");
+    check("", "", keys);
+}

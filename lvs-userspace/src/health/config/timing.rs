@@ -15,15 +15,60 @@ use super::{
 };
 
 /// The timing keys as one level (service, real server or checker) writes them.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RawTiming<'a> {
-    pub delay_loop: Option<&'a Spanned<f64>>,
-    pub connect_timeout: Option<&'a Spanned<f64>>,
-    pub retry: Option<&'a Spanned<i64>>,
-    pub delay_before_retry: Option<&'a Spanned<f64>>,
-    pub warmup: Option<&'a Spanned<f64>>,
+#[derive(Clone, Debug, Default)]
+pub struct RawTiming {
+    pub delay_loop: Option<Spanned<f64>>,
+    pub connect_timeout: Option<Spanned<f64>>,
+    pub retry: Option<Spanned<i64>>,
+    pub delay_before_retry: Option<Spanned<f64>>,
+    pub warmup: Option<Spanned<f64>>,
     pub alpha: Option<bool>,
 }
+
+/// Declares the raw (serde) shape of a level that takes the timing keys: the struct as
+/// written, plus the timing keys, plus a `timing()` that gathers them. The keys are declared
+/// here once; a struct cannot embed `RawTiming` with `#[serde(flatten)]`, because flatten
+/// does not work with `deny_unknown_fields`, which every raw shape has.
+macro_rules! with_timing_keys {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_attr:meta])* $field_vis:vis $field:ident : $type:ty,)*
+        }
+    ) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $($(#[$field_attr])* $field_vis $field: $type,)*
+            #[serde(default)]
+            delay_loop: Option<toml::Spanned<f64>>,
+            #[serde(default)]
+            connect_timeout: Option<toml::Spanned<f64>>,
+            #[serde(default, alias = "nb_get_retry")]
+            retry: Option<toml::Spanned<i64>>,
+            #[serde(default)]
+            delay_before_retry: Option<toml::Spanned<f64>>,
+            #[serde(default)]
+            warmup: Option<toml::Spanned<f64>>,
+            #[serde(default)]
+            alpha: Option<bool>,
+        }
+
+        impl $name {
+            /// The timing keys this level sets.
+            fn timing(&self) -> $crate::health::config::RawTiming {
+                $crate::health::config::RawTiming {
+                    delay_loop: self.delay_loop.clone(),
+                    connect_timeout: self.connect_timeout.clone(),
+                    retry: self.retry.clone(),
+                    delay_before_retry: self.delay_before_retry.clone(),
+                    warmup: self.warmup.clone(),
+                    alpha: self.alpha,
+                }
+            }
+        }
+    };
+}
+pub(crate) use with_timing_keys;
 
 /// The valid timing values one level sets; `None` where it sets nothing (or something
 /// invalid, which is reported).
@@ -49,21 +94,21 @@ pub(crate) enum CheckerKind {
 impl TimingLevel {
     /// Validates one level's keys; `field` is the level's field path
     /// (`virtual_server[0]`, `virtual_server[0].real_server[1]`, `....HTTP_GET`).
-    pub(crate) fn validate(raw: RawTiming<'_>, field: &str, sink: &mut Sink<'_, '_>) -> Self {
-        let seconds_of = |raw: Option<&Spanned<f64>>, name: &str, positive, sink: &mut _| {
-            seconds(&raw.cloned(), &format!("{field}.{name}"), positive, sink)
+    pub(crate) fn validate(raw: &RawTiming, field: &str, sink: &mut Sink<'_, '_>) -> Self {
+        let seconds_of = |raw: &Option<Spanned<f64>>, name: &str, positive, sink: &mut _| {
+            seconds(raw, &format!("{field}.{name}"), positive, sink)
         };
         Self {
-            delay_loop: seconds_of(raw.delay_loop, "delay_loop", true, sink),
-            connect_timeout: seconds_of(raw.connect_timeout, "connect_timeout", true, sink),
-            retry: count(&raw.retry.cloned(), &format!("{field}.retry"), sink),
+            delay_loop: seconds_of(&raw.delay_loop, "delay_loop", true, sink),
+            connect_timeout: seconds_of(&raw.connect_timeout, "connect_timeout", true, sink),
+            retry: count(&raw.retry, &format!("{field}.retry"), sink),
             delay_before_retry: seconds_of(
-                raw.delay_before_retry,
+                &raw.delay_before_retry,
                 "delay_before_retry",
                 false,
                 sink,
             ),
-            warmup: seconds_of(raw.warmup, "warmup", false, sink),
+            warmup: seconds_of(&raw.warmup, "warmup", false, sink),
             alpha: raw.alpha,
         }
     }

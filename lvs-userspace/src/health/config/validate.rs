@@ -15,9 +15,12 @@ use super::{
     RealServerHealth, Script, ServiceHealth, StatusCodes, TlsOptions, UrlCheck,
     body_regex::{self, RawRegex, RawWords},
     run_as,
-    timing::{CheckerKind, RawTiming, TimingLevel},
+    timing::{CheckerKind, RawTiming, TimingLevel, with_timing_keys},
 };
-use crate::config::{Locator, Problem};
+use crate::base::{
+    diagnostics::{Locator, Problem},
+    values::{Count, Port, StatusCode, UnicastAddress, same_port},
+};
 
 /// A script: a command line (split into words, no shell) or an argv array.
 #[derive(Deserialize, Debug)]
@@ -36,55 +39,45 @@ pub struct RawSorryServer {
     port: Option<Spanned<i64>>,
 }
 
-/// One checker block (`HTTP_GET`, `SSL_GET`, `TCP_CHECK`, `MISC_CHECK`). They share one shape
-/// so that the common keywords are read once; keys that do not belong to the block's kind
-/// are reported by `validate_check`.
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct RawCheck {
-    #[serde(default)]
-    delay_loop: Option<Spanned<f64>>,
-    #[serde(default)]
-    connect_timeout: Option<Spanned<f64>>,
-    #[serde(default, alias = "nb_get_retry")]
-    retry: Option<Spanned<i64>>,
-    #[serde(default)]
-    delay_before_retry: Option<Spanned<f64>>,
-    #[serde(default)]
-    warmup: Option<Spanned<f64>>,
-    #[serde(default)]
-    alpha: Option<bool>,
-    #[serde(default)]
-    connect_ip: Option<Spanned<String>>,
-    #[serde(default)]
-    connect_port: Option<Spanned<i64>>,
-    #[serde(default)]
-    bindto: Option<Spanned<String>>,
-    // HTTP_GET / SSL_GET
-    #[serde(default)]
-    url: Vec<Spanned<RawUrl>>,
-    #[serde(default)]
-    http_protocol: Option<Spanned<String>>,
-    #[serde(default)]
-    virtualhost: Option<Spanned<String>>,
-    // SSL_GET
-    #[serde(default)]
-    enable_sni: Option<Spanned<bool>>,
-    #[serde(default)]
-    sni_name: Option<Spanned<String>>,
-    #[serde(default)]
-    verify_certificate: Option<Spanned<bool>>,
-    #[serde(default)]
-    ca_file: Option<Spanned<PathBuf>>,
-    // MISC_CHECK
-    #[serde(default)]
-    misc_path: Option<Spanned<RawScript>>,
-    #[serde(default)]
-    misc_timeout: Option<Spanned<f64>>,
-    #[serde(default)]
-    misc_dynamic: Option<Spanned<bool>>,
-    #[serde(default)]
-    user: Option<Spanned<String>>,
+with_timing_keys! {
+    /// One checker block (`HTTP_GET`, `SSL_GET`, `TCP_CHECK`, `MISC_CHECK`). They share one shape
+    /// so that the common keywords are read once; keys that do not belong to the block's kind
+    /// are reported by `validate_check`. The timing keys come with `with_timing_keys`.
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawCheck {
+        #[serde(default)]
+        connect_ip: Option<Spanned<String>>,
+        #[serde(default)]
+        connect_port: Option<Spanned<i64>>,
+        #[serde(default)]
+        bindto: Option<Spanned<String>>,
+        // HTTP_GET / SSL_GET
+        #[serde(default)]
+        url: Vec<Spanned<RawUrl>>,
+        #[serde(default)]
+        http_protocol: Option<Spanned<String>>,
+        #[serde(default)]
+        virtualhost: Option<Spanned<String>>,
+        // SSL_GET
+        #[serde(default)]
+        enable_sni: Option<Spanned<bool>>,
+        #[serde(default)]
+        sni_name: Option<Spanned<String>>,
+        #[serde(default)]
+        verify_certificate: Option<Spanned<bool>>,
+        #[serde(default)]
+        ca_file: Option<Spanned<PathBuf>>,
+        // MISC_CHECK
+        #[serde(default)]
+        misc_path: Option<Spanned<RawScript>>,
+        #[serde(default)]
+        misc_timeout: Option<Spanned<f64>>,
+        #[serde(default)]
+        misc_dynamic: Option<Spanned<bool>>,
+        #[serde(default)]
+        user: Option<Spanned<String>>,
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -128,33 +121,15 @@ pub enum RawStatusItem {
 /// are defaults for the real servers' checkers.
 #[derive(Default)]
 pub struct RawServiceHealth {
-    pub delay_loop: Option<Spanned<f64>>,
-    pub connect_timeout: Option<Spanned<f64>>,
-    pub retry: Option<Spanned<i64>>,
-    pub delay_before_retry: Option<Spanned<f64>>,
-    pub warmup: Option<Spanned<f64>>,
+    pub timing: RawTiming,
     pub virtualhost: Option<Spanned<String>>,
     pub sorry_server: Option<Spanned<RawSorryServer>>,
     pub quorum: Option<Spanned<i64>>,
     pub hysteresis: Option<Spanned<i64>>,
     pub quorum_up: Option<Spanned<RawScript>>,
     pub quorum_down: Option<Spanned<RawScript>>,
-    pub alpha: Option<bool>,
     pub omega: Option<bool>,
     pub inhibit_on_failure: Option<bool>,
-}
-
-impl RawServiceHealth {
-    fn timing(&self) -> RawTiming<'_> {
-        RawTiming {
-            delay_loop: self.delay_loop.as_ref(),
-            connect_timeout: self.connect_timeout.as_ref(),
-            retry: self.retry.as_ref(),
-            delay_before_retry: self.delay_before_retry.as_ref(),
-            warmup: self.warmup.as_ref(),
-            alpha: self.alpha,
-        }
-    }
 }
 
 /// The real-server-level keys, gathered by the main config. The timing keys and
@@ -171,39 +146,8 @@ pub struct RawRealServerHealth {
     pub inhibit_on_failure: Option<bool>,
     pub notify_up: Option<Spanned<RawScript>>,
     pub notify_down: Option<Spanned<RawScript>>,
-    pub alpha: Option<bool>,
-    pub delay_loop: Option<Spanned<f64>>,
-    pub connect_timeout: Option<Spanned<f64>>,
-    pub retry: Option<Spanned<i64>>,
-    pub delay_before_retry: Option<Spanned<f64>>,
-    pub warmup: Option<Spanned<f64>>,
+    pub timing: RawTiming,
     pub virtualhost: Option<Spanned<String>>,
-}
-
-impl RawRealServerHealth {
-    fn timing(&self) -> RawTiming<'_> {
-        RawTiming {
-            delay_loop: self.delay_loop.as_ref(),
-            connect_timeout: self.connect_timeout.as_ref(),
-            retry: self.retry.as_ref(),
-            delay_before_retry: self.delay_before_retry.as_ref(),
-            warmup: self.warmup.as_ref(),
-            alpha: self.alpha,
-        }
-    }
-}
-
-impl RawCheck {
-    fn timing(&self) -> RawTiming<'_> {
-        RawTiming {
-            delay_loop: self.delay_loop.as_ref(),
-            connect_timeout: self.connect_timeout.as_ref(),
-            retry: self.retry.as_ref(),
-            delay_before_retry: self.delay_before_retry.as_ref(),
-            warmup: self.warmup.as_ref(),
-            alpha: self.alpha,
-        }
-    }
 }
 
 /// Where problems go: the locator, the problem list and the field path of the service.
@@ -240,7 +184,7 @@ pub(crate) fn validate_service(
     sink: &mut Sink<'_, '_>,
 ) -> (ServiceHealth, ServiceDefaults) {
     let mut health = ServiceHealth::default();
-    let timing = TimingLevel::validate(raw.timing(), field, sink);
+    let timing = TimingLevel::validate(&raw.timing, field, sink);
     health.delay_loop = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
     health.alpha = timing.alpha.unwrap_or(false);
     let virtualhost = raw
@@ -251,18 +195,14 @@ pub(crate) fn validate_service(
         let span = sorry.span();
         let sorry = sorry.into_inner();
         health.sorry_server = address(&sorry.address, &format!("{field}.sorry_server"), sink);
-        if let (Some(port), Some(service_port)) = (sorry.port.as_ref(), service_port) {
-            if *port.get_ref() != i64::from(service_port) {
-                sink.report(
-                    &span,
-                    &format!("{field}.sorry_server.port"),
-                    format!(
-                        "direct routing cannot change the port: the sorry server must listen \
-                         on the service port {service_port}, not {}",
-                        port.get_ref()
-                    ),
-                );
-            }
+        if let (Some(port), Some(service_port)) = (sorry.port.as_ref(), service_port)
+            && let Err(error) = same_port("sorry server", service_port, *port.get_ref())
+        {
+            sink.report(
+                &span,
+                &format!("{field}.sorry_server.port"),
+                error.to_string(),
+            );
         }
     }
     if let Some(quorum) = count(&raw.quorum, &format!("{field}.quorum"), sink) {
@@ -315,7 +255,7 @@ pub(crate) fn validate_real_server(
     field: &str,
     sink: &mut Sink<'_, '_>,
 ) -> RealServerHealth {
-    let timing = TimingLevel::validate(raw.timing(), field, sink).or(inherited.service.timing);
+    let timing = TimingLevel::validate(&raw.timing, field, sink).or(inherited.service.timing);
     let virtualhost = match raw.virtualhost.as_ref() {
         Some(host) => host_name(host, &format!("{field}.virtualhost"), sink),
         None => inherited.service.virtualhost.clone(),
@@ -371,7 +311,7 @@ fn validate_check(
         "MISC_CHECK" => CheckerKind::Program,
         _ => CheckerKind::Network,
     };
-    let timing = TimingLevel::validate(raw.timing(), field, sink)
+    let timing = TimingLevel::validate(&raw.timing(), field, sink)
         .or(defaults.timing)
         .resolve(checker_kind);
     let probe = match kind {
@@ -735,7 +675,7 @@ fn status_codes(
 }
 
 fn parse_status_item(item: &RawStatusItem) -> Option<(u16, u16)> {
-    let valid = |code: u16| (100..=599).contains(&code);
+    let valid = |code: u16| StatusCode::new(i64::from(code)).is_ok();
     let (low, high) = match item {
         RawStatusItem::Code(code) => {
             let code = u16::try_from(*code).ok()?;
@@ -833,25 +773,24 @@ pub(super) fn count(
     sink: &mut Sink<'_, '_>,
 ) -> Option<u32> {
     let raw = raw.as_ref()?;
-    match u32::try_from(*raw.get_ref()) {
-        Ok(value) if value <= 1_000_000 => Some(value),
-        _ => {
-            sink.report(
-                &raw.span(),
-                field,
-                format!("{} is out of range 0..=1000000", raw.get_ref()),
-            );
+    match Count::new(*raw.get_ref()) {
+        Ok(count) => Some(count.get()),
+        Err(error) => {
+            sink.report(&raw.span(), field, error.to_string());
             None
         }
     }
 }
 
 fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Option<Ipv4Addr> {
-    match raw.get_ref().parse::<Ipv4Addr>() {
-        Ok(addr) if !addr.is_unspecified() && !addr.is_broadcast() && !addr.is_multicast() => {
-            Some(addr)
-        }
-        _ => {
+    let unicast = raw
+        .get_ref()
+        .parse::<Ipv4Addr>()
+        .ok()
+        .and_then(|addr| UnicastAddress::new(addr).ok());
+    match unicast {
+        Some(addr) => Some(addr.get()),
+        None => {
             sink.report(
                 &raw.span(),
                 field,
@@ -863,14 +802,10 @@ fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Optio
 }
 
 fn port_number(raw: &Spanned<i64>, field: &str, sink: &mut Sink<'_, '_>) -> Option<u16> {
-    match u16::try_from(*raw.get_ref()) {
-        Ok(port) if port != 0 => Some(port),
-        _ => {
-            sink.report(
-                &raw.span(),
-                field,
-                format!("port {} is out of range 1..=65535", raw.get_ref()),
-            );
+    match Port::new(*raw.get_ref()) {
+        Ok(port) => Some(port.get()),
+        Err(error) => {
+            sink.report(&raw.span(), field, error.to_string());
             None
         }
     }

@@ -20,7 +20,7 @@ fn restored(text: &str, names: &dyn Resolver) -> RuleSet {
 fn saved_order(rules: RuleSet) -> RuleSet {
     let snapshot = rules.to_snapshot(4096);
     let mut sorted = RuleSet::from_snapshot(&snapshot);
-    sorted.services.sort_by_key(|s| s.service);
+    sorted.services.sort_by_key(crate::api::ServiceKey::of);
     for service in &mut sorted.services {
         service.real_servers.sort_by_key(|rs| rs.address);
     }
@@ -81,7 +81,7 @@ ipvsadm -a -u 10.0.0.2:53 -r 10.0.0.21 -w 0
     let table = restored(text, &NumericOnly);
     assert_eq!(table.services.len(), 3);
     let dns = &table.services[1];
-    assert_eq!(dns.config.persistence.map(|p| p.timeout), Some(300));
+    assert_eq!(dns.persistence.map(|p| p.timeout), Some(300));
     assert_eq!(dns.real_servers[0].weight, 0);
 }
 

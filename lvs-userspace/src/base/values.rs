@@ -1,0 +1,559 @@
+//! Validated values: each type holds only what its rule allows, and the rule is written here
+//! once. The front ends (the config file, lvsadm and `-R` files, the keepalived import, the
+//! health config, the daemon's checks of API changes) validate through these types.
+//!
+//! A `ValueError` reads as the config file reports it (`weight 70000 is out of range
+//! 0..=65535`); a front end whose users know other words (ipvsadm's `illegal weight
+//! specified`, keepalived's `"0" is not a port (1 to 65535)`) maps the error to them. Types
+//! that travel in messages implement `Deserialize` through the same rule, so a value out of
+//! range cannot even decode.
+
+use std::{fmt, net::Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a value was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("weight {0} is out of range 0..={max}", max = Weight::MAX)]
+    Weight(i64),
+    #[error("port {0} is out of range 1..=65535")]
+    Port(i64),
+    #[error("{0} cannot be a service or server address")]
+    NotUnicast(Ipv4Addr),
+    #[error("{0} is not a netmask (its one bits must come first)")]
+    NotNetmask(Ipv4Addr),
+    #[error("{0} is out of range 0..={max}", max = u32::MAX)]
+    Threshold(i64),
+    #[error("lower threshold {lower} is above upper threshold {upper}")]
+    LowerAboveUpper { upper: u32, lower: u32 },
+    #[error("{0} is out of range 1..={max}", max = Timeout::MAX)]
+    Timeout(i64),
+    #[error("{0} is out of range 0..={max}", max = Count::MAX)]
+    Count(i64),
+    #[error("{0} is not an HTTP status code (100-599)")]
+    StatusCode(i64),
+    #[error(
+        "direct routing cannot change the port: the {role} must listen on the service port \
+         {service}, not {server}"
+    )]
+    PortChanged {
+        role: &'static str,
+        service: u16,
+        server: i64,
+    },
+}
+
+/// Defines `TryFrom<$from>` through `$new` and `From<$type> for $into`, which serde's
+/// `try_from` and `into` attributes use.
+macro_rules! conversions {
+    ($type:ident, $from:ty => $new:path, $into:ty) => {
+        impl TryFrom<$from> for $type {
+            type Error = ValueError;
+
+            fn try_from(value: $from) -> Result<Self, ValueError> {
+                $new(value)
+            }
+        }
+
+        impl From<$type> for $into {
+            fn from(value: $type) -> $into {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+/// A real server's weight: its relative share of new connections, 0 to 65535 as in ipvsadm
+/// and IPVS. 0 quiesces the server: it keeps its connections but gets no new ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct Weight(u32);
+
+impl Weight {
+    pub const MAX: u32 = 65535;
+    /// ipvsadm's (and keepalived's) weight when none is given.
+    pub const DEFAULT: Weight = Weight(1);
+
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u32::try_from(value) {
+            Ok(weight) if weight <= Self::MAX => Ok(Weight(weight)),
+            _ => Err(ValueError::Weight(value)),
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for Weight {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+conversions!(Weight, i64 => Weight::new, u32);
+
+impl TryFrom<u32> for Weight {
+    type Error = ValueError;
+
+    fn try_from(value: u32) -> Result<Self, ValueError> {
+        Weight::new(i64::from(value))
+    }
+}
+
+/// A TCP or UDP port a service (or a checker) uses: 1 to 65535. Port 0 (ipvsadm's "every
+/// port" of a persistent service) is not a port lvs serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u16")]
+pub struct Port(u16);
+
+impl Port {
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u16::try_from(value) {
+            Ok(port) if port != 0 => Ok(Port(port)),
+            _ => Err(ValueError::Port(value)),
+        }
+    }
+
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+}
+
+conversions!(Port, i64 => Port::new, u16);
+
+/// An address a service, a real server, a sorry server or a checker can have: an IPv4
+/// address that names one host. The unspecified address, the broadcast address and
+/// multicast addresses name none or many, so no frame could be addressed to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "Ipv4Addr", into = "Ipv4Addr")]
+pub struct UnicastAddress(Ipv4Addr);
+
+impl UnicastAddress {
+    pub fn new(address: Ipv4Addr) -> Result<Self, ValueError> {
+        if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
+            Err(ValueError::NotUnicast(address))
+        } else {
+            Ok(UnicastAddress(address))
+        }
+    }
+
+    pub const fn get(self) -> Ipv4Addr {
+        self.0
+    }
+}
+
+conversions!(UnicastAddress, Ipv4Addr => UnicastAddress::new, Ipv4Addr);
+
+/// A persistence netmask (ipvsadm's `-M`, keepalived's `persistence_granularity`): one bits
+/// followed by zero bits, since clients that share a template form a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Ipv4Addr", into = "Ipv4Addr")]
+pub struct Netmask(Ipv4Addr);
+
+impl Netmask {
+    /// One client address per template: ipvsadm's default.
+    pub const HOST: Netmask = Netmask(Ipv4Addr::BROADCAST);
+
+    pub fn new(mask: Ipv4Addr) -> Result<Self, ValueError> {
+        let bits = u32::from(mask);
+        if bits.leading_ones() + bits.trailing_zeros() == 32 {
+            Ok(Netmask(mask))
+        } else {
+            Err(ValueError::NotNetmask(mask))
+        }
+    }
+
+    pub const fn get(self) -> Ipv4Addr {
+        self.0
+    }
+}
+
+conversions!(Netmask, Ipv4Addr => Netmask::new, Ipv4Addr);
+
+/// A connection threshold of a real server (ipvsadm's `-x` and `-y`, keepalived's
+/// `uthreshold` and `lthreshold`); 0 means none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct Threshold(u32);
+
+impl Threshold {
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        u32::try_from(value)
+            .map(Threshold)
+            .map_err(|_| ValueError::Threshold(value))
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+conversions!(Threshold, i64 => Threshold::new, u32);
+
+/// A real server's two connection thresholds. At `upper` connections the server takes no
+/// new ones until it is back at `lower`. An upper threshold of 0 means no limit; a lower one
+/// of 0 means three quarters of the upper one, as in IPVS. A lower threshold above a set
+/// upper one would never let the server back in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Thresholds {
+    upper: u32,
+    lower: u32,
+}
+
+impl Thresholds {
+    pub fn new(upper: u32, lower: u32) -> Result<Self, ValueError> {
+        if upper != 0 && lower > upper {
+            return Err(ValueError::LowerAboveUpper { upper, lower });
+        }
+        Ok(Thresholds { upper, lower })
+    }
+
+    pub const fn upper(self) -> u32 {
+        self.upper
+    }
+
+    pub const fn lower(self) -> u32 {
+        self.lower
+    }
+}
+
+/// An idle timeout (`--set tcp tcpfin udp`, `timeout_tcp`) or a persistence timeout (`-p`,
+/// `persistence_timeout`), in seconds: at least 1, and few enough that the data plane's
+/// milliseconds fit in 32 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct Timeout(u32);
+
+impl Timeout {
+    pub const MAX: u32 = u32::MAX / 1000;
+
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u32::try_from(value) {
+            Ok(seconds) if (1..=Self::MAX).contains(&seconds) => Ok(Timeout(seconds)),
+            _ => Err(ValueError::Timeout(value)),
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+conversions!(Timeout, i64 => Timeout::new, u32);
+
+/// A count in the health config: `quorum`, `hysteresis`, `retry`. A million is far more
+/// than any service has real servers or any check needs retries, and keeps sums in range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct Count(u32);
+
+impl Count {
+    pub const MAX: u32 = 1_000_000;
+
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u32::try_from(value) {
+            Ok(count) if count <= Self::MAX => Ok(Count(count)),
+            _ => Err(ValueError::Count(value)),
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+conversions!(Count, i64 => Count::new, u32);
+
+/// An HTTP status code a check accepts (keepalived's `status_code`): 100 to 599.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u16")]
+pub struct StatusCode(u16);
+
+impl StatusCode {
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u16::try_from(value) {
+            Ok(code) if (100..=599).contains(&code) => Ok(StatusCode(code)),
+            _ => Err(ValueError::StatusCode(value)),
+        }
+    }
+
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+}
+
+conversions!(StatusCode, i64 => StatusCode::new, u16);
+
+/// In direct routing the frame reaches a real server (or the sorry server, the `role`) as
+/// the client sent it, so the server listens on the service's port: a port given for it must
+/// be that one.
+pub fn same_port(role: &'static str, service: u16, server: i64) -> Result<(), ValueError> {
+    if server == i64::from(service) {
+        Ok(())
+    } else {
+        Err(ValueError::PortChanged {
+            role,
+            service,
+            server,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks a rule on each input: the value it keeps, or the message of its error.
+    fn check<T: fmt::Display, I: fmt::Debug + Copy>(
+        rule: impl Fn(I) -> Result<T, ValueError>,
+        cases: &[(I, &str)],
+    ) {
+        for &(input, expected) in cases {
+            let got = match rule(input) {
+                Ok(value) => value.to_string(),
+                Err(error) => error.to_string(),
+            };
+            assert_eq!(got, expected, "for {input:?}");
+        }
+    }
+
+    #[test]
+    fn weight() {
+        check(
+            Weight::new,
+            &[
+                (0, "0"),
+                (1, "1"),
+                (65535, "65535"),
+                (65536, "weight 65536 is out of range 0..=65535"),
+                (-1, "weight -1 is out of range 0..=65535"),
+                (
+                    i64::MAX,
+                    "weight 9223372036854775807 is out of range 0..=65535",
+                ),
+            ],
+        );
+        assert_eq!(Weight::default().get(), 1);
+        assert_eq!(Weight::try_from(70000u32), Err(ValueError::Weight(70000)));
+    }
+
+    #[test]
+    fn port() {
+        check(
+            Port::new,
+            &[
+                (1, "1"),
+                (80, "80"),
+                (65535, "65535"),
+                (0, "port 0 is out of range 1..=65535"),
+                (65536, "port 65536 is out of range 1..=65535"),
+                (-80, "port -80 is out of range 1..=65535"),
+            ],
+        );
+    }
+
+    #[test]
+    fn unicast_address() {
+        let ip = |text: &str| text.parse::<Ipv4Addr>().expect("an address");
+        check(
+            UnicastAddress::new,
+            &[
+                (ip("192.0.2.10"), "192.0.2.10"),
+                (ip("10.0.0.1"), "10.0.0.1"),
+                (ip("127.0.0.1"), "127.0.0.1"),
+                (
+                    ip("0.0.0.0"),
+                    "0.0.0.0 cannot be a service or server address",
+                ),
+                (
+                    ip("255.255.255.255"),
+                    "255.255.255.255 cannot be a service or server address",
+                ),
+                (
+                    ip("224.0.0.1"),
+                    "224.0.0.1 cannot be a service or server address",
+                ),
+                (
+                    ip("239.255.255.255"),
+                    "239.255.255.255 cannot be a service or server address",
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn netmask() {
+        let ip = |text: &str| text.parse::<Ipv4Addr>().expect("an address");
+        check(
+            Netmask::new,
+            &[
+                (ip("255.255.255.255"), "255.255.255.255"),
+                (ip("255.255.255.0"), "255.255.255.0"),
+                (ip("255.128.0.0"), "255.128.0.0"),
+                (ip("0.0.0.0"), "0.0.0.0"),
+                (
+                    ip("255.0.255.0"),
+                    "255.0.255.0 is not a netmask (its one bits must come first)",
+                ),
+                (
+                    ip("0.0.0.255"),
+                    "0.0.0.255 is not a netmask (its one bits must come first)",
+                ),
+            ],
+        );
+        assert_eq!(Netmask::HOST.get(), Ipv4Addr::BROADCAST);
+    }
+
+    #[test]
+    fn threshold() {
+        check(
+            Threshold::new,
+            &[
+                (0, "0"),
+                (4294967295, "4294967295"),
+                (4294967296, "4294967296 is out of range 0..=4294967295"),
+                (-1, "-1 is out of range 0..=4294967295"),
+            ],
+        );
+    }
+
+    #[test]
+    fn thresholds() {
+        let both = |(upper, lower): (u32, u32)| {
+            Thresholds::new(upper, lower).map(|t| format!("{}/{}", t.upper(), t.lower()))
+        };
+        check(
+            both,
+            &[
+                ((0, 0), "0/0"),
+                ((100, 0), "100/0"),
+                ((100, 100), "100/100"),
+                ((100, 75), "100/75"),
+                // With no upper threshold the lower one has nothing to be above.
+                ((0, 20), "0/20"),
+                ((10, 20), "lower threshold 20 is above upper threshold 10"),
+            ],
+        );
+    }
+
+    #[test]
+    fn timeout() {
+        check(
+            Timeout::new,
+            &[
+                (1, "1"),
+                (300, "300"),
+                (4294967, "4294967"),
+                (0, "0 is out of range 1..=4294967"),
+                (4294968, "4294968 is out of range 1..=4294967"),
+                (-5, "-5 is out of range 1..=4294967"),
+            ],
+        );
+    }
+
+    #[test]
+    fn count() {
+        check(
+            Count::new,
+            &[
+                (0, "0"),
+                (1_000_000, "1000000"),
+                (1_000_001, "1000001 is out of range 0..=1000000"),
+                (-1, "-1 is out of range 0..=1000000"),
+            ],
+        );
+    }
+
+    #[test]
+    fn status_code() {
+        check(
+            StatusCode::new,
+            &[
+                (100, "100"),
+                (200, "200"),
+                (599, "599"),
+                (99, "99 is not an HTTP status code (100-599)"),
+                (600, "600 is not an HTTP status code (100-599)"),
+                (-200, "-200 is not an HTTP status code (100-599)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn direct_routing_keeps_the_port() {
+        let real_server = |(service, server): (u16, i64)| {
+            same_port("real server", service, server).map(|()| "same")
+        };
+        check(
+            real_server,
+            &[
+                ((80, 80), "same"),
+                ((65535, 65535), "same"),
+                (
+                    (80, 8080),
+                    "direct routing cannot change the port: the real server must listen on the \
+                     service port 80, not 8080",
+                ),
+                (
+                    (80, 70000),
+                    "direct routing cannot change the port: the real server must listen on the \
+                     service port 80, not 70000",
+                ),
+            ],
+        );
+        assert_eq!(
+            same_port("sorry server", 53, 54).unwrap_err().to_string(),
+            "direct routing cannot change the port: the sorry server must listen on the service \
+             port 53, not 54"
+        );
+    }
+
+    #[test]
+    fn a_value_out_of_range_does_not_decode() {
+        let check = |json: &str, expected: Result<&str, &str>| {
+            #[derive(Debug, Deserialize, Serialize)]
+            struct Server {
+                address: UnicastAddress,
+                weight: Weight,
+                port: Port,
+            }
+            let got = serde_json::from_str::<Server>(json)
+                .map(|server| serde_json::to_string(&server).expect("serializes"))
+                .map_err(|error| error.to_string());
+            match (got, expected) {
+                (Ok(got), Ok(expected)) => assert_eq!(got, expected, "{json}"),
+                (Err(got), Err(expected)) => {
+                    assert!(got.contains(expected), "{json}: {got}");
+                }
+                (got, expected) => panic!("{json}: got {got:?}, want {expected:?}"),
+            }
+        };
+        let good = r#"{"address":"10.0.0.1","weight":3,"port":80}"#;
+        check(good, Ok(good));
+        check(
+            r#"{"address":"10.0.0.1","weight":70000,"port":80}"#,
+            Err("weight 70000 is out of range 0..=65535"),
+        );
+        check(
+            r#"{"address":"224.0.0.1","weight":1,"port":80}"#,
+            Err("224.0.0.1 cannot be a service or server address"),
+        );
+        check(
+            r#"{"address":"10.0.0.1","weight":1,"port":0}"#,
+            Err("port 0 is out of range 1..=65535"),
+        );
+        check(
+            r#"{"address":"10.0.0.1","weight":-1,"port":80}"#,
+            Err("weight -1 is out of range 0..=65535"),
+        );
+    }
+}
