@@ -109,9 +109,13 @@ pub async fn run(
             "director running"
         );
         let (requests, requests_rx) = mpsc::channel(16);
-        let server = tokio::spawn(control::serve(listener, requests));
+        let stop_server = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(control::serve(listener, requests, stop_server.clone()));
         let outcome = director.serve(&mut health, requests_rx, shutdown).await;
-        server.abort();
+        stop_server.cancel();
+        if let Err(error) = server.await {
+            warn!(%error, "the control server failed");
+        }
         health.shutdown().await;
         outcome
     }
