@@ -8,9 +8,7 @@ use tracing::{info, warn};
 
 use super::{Director, HealthChecks, settings};
 use crate::{
-    api,
-    config::{self},
-    conntrack,
+    api, config, conntrack,
     control::{Request, Response},
     dataplane::DataPlane,
     netlink::DirectorNetlink,

@@ -204,13 +204,15 @@ where
                 "director running"
             );
             let (requests, requests_rx) = mpsc::channel(16);
-            let stop_server = CancellationToken::new();
-            let server = tokio::spawn(control::serve(listener, requests, stop_server.clone()));
             let sources = event_loop::Sources::new(
                 director.netlink.neighbour_events()?,
                 hangups,
                 requests_rx,
             );
+            // Nothing fails between starting the control server and stopping it below, so
+            // its task never outlives this function.
+            let stop_server = CancellationToken::new();
+            let server = tokio::spawn(control::serve(listener, requests, stop_server.clone()));
             let outcome = director.event_loop(&mut health, sources, shutdown).await;
             // Every connection task ends before the daemon's state goes away.
             stop_server.cancel();
