@@ -19,6 +19,7 @@
 //! - `attach`: attaching in the configured XDP mode.
 //! - `checks`, `host`: the health-checking and host seams, with their real implementations.
 //! - `packet_log`: the program's per-packet log, when `trace_packets` is on.
+//! - `tests`: all of it driven with in-memory parts (`tests/fakes.rs`), without root.
 
 mod attach;
 mod checks;

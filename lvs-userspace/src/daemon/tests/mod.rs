@@ -1,211 +1,35 @@
 //! The daemon driven without root: an in-memory data plane, netlink, health checking and
 //! host, a control socket in a temporary directory, and SIGHUP as a channel.
 
+mod fakes;
+
 use std::{
     net::Ipv4Addr,
-    path::Path,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-use futures::{StreamExt as _, channel::mpsc::UnboundedSender, stream::BoxStream};
+use futures::StreamExt as _;
 use netlink_packet_route::neighbour::NeighbourState;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::{Director, HealthChecks, Host, Parts, event_loop::Event};
+use self::fakes::{
+    FakeHealth, FakeHost, FakeNetlink, IF_INDEX, MAC1, MAC2, OTHER_VIP, RS1, RS2, VIP, config_text,
+    link, reachable,
+};
+use super::{Director, Parts, event_loop::Event};
 use crate::{
     config::{self, Config, XdpMode},
     control::{self, Request, Response},
     dataplane::{AttachMode, FakeDataPlane},
     health::{Admission, HealthState, HealthStatus, HealthUpdate},
     model::Model,
-    netlink::{DirectorNetlink, LinkInfo, NeighbourEntry, NeighbourEvent, NetlinkError},
-    provision::director::DirectorHostError,
+    netlink::{NeighbourEntry, NeighbourEvent},
     rates::RateBook,
 };
-
-const IF_INDEX: u32 = 2;
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
-const OTHER_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
-const RS1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
-const RS2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 12);
-const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
-const MAC2: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
-
-/// The config file: one `rr` service with the given VIP and real servers.
-fn config_text(socket: &Path, vip: Ipv4Addr, servers: &[Ipv4Addr]) -> String {
-    let mut text = format!(
-        "[director]\ninterface = \"eth0\"\ncontrol_socket = \"{}\"\n\n\
-         [[virtual_server]]\naddress = \"{vip}\"\nport = 80\nlb_algo = \"rr\"\n",
-        socket.display()
-    );
-    for server in servers {
-        text.push_str(&format!(
-            "\n[[virtual_server.real_server]]\naddress = \"{server}\"\nweight = 1\n"
-        ));
-    }
-    text
-}
-
-fn link() -> LinkInfo {
-    LinkInfo {
-        index: IF_INDEX,
-        mac: [2, 0, 0, 0, 0, 1],
-        networks: vec![(Ipv4Addr::new(10, 0, 0, 1), 24)],
-    }
-}
-
-fn reachable(address: Ipv4Addr, mac: [u8; 6]) -> NeighbourEntry {
-    NeighbourEntry {
-        address,
-        if_index: IF_INDEX,
-        state: NeighbourState::Reachable,
-        mac: Some(mac),
-    }
-}
-
-/// The kernel as netlink shows it: addresses on the interface and its neighbour table.
-#[derive(Default)]
-struct Kernel {
-    addresses: Vec<Ipv4Addr>,
-    neighbours: Vec<NeighbourEntry>,
-    resolutions: Vec<Ipv4Addr>,
-    events: Option<futures::channel::mpsc::UnboundedReceiver<NeighbourEvent>>,
-}
-
-/// Routing netlink in memory; clones share one kernel, so a test can look and change it.
-#[derive(Clone, Default)]
-struct FakeNetlink(Arc<Mutex<Kernel>>);
-
-impl FakeNetlink {
-    /// A kernel that knows both real servers; also returns the sender of neighbour events.
-    fn new() -> (Self, UnboundedSender<NeighbourEvent>) {
-        let (events, receiver) = futures::channel::mpsc::unbounded();
-        let netlink = Self::default();
-        {
-            let mut kernel = netlink.kernel();
-            kernel.neighbours = vec![reachable(RS1, MAC1), reachable(RS2, MAC2)];
-            kernel.events = Some(receiver);
-        }
-        (netlink, events)
-    }
-
-    fn kernel(&self) -> std::sync::MutexGuard<'_, Kernel> {
-        self.0.lock().unwrap()
-    }
-
-    fn addresses(&self) -> Vec<Ipv4Addr> {
-        let mut addresses = self.kernel().addresses.clone();
-        addresses.sort();
-        addresses
-    }
-}
-
-impl DirectorNetlink for FakeNetlink {
-    async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
-        match name {
-            "eth0" => Ok(link()),
-            _ => Err(NetlinkError::NoSuchInterface { name: name.into() }),
-        }
-    }
-
-    async fn add_address(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-        _: u8,
-    ) -> Result<bool, NetlinkError> {
-        assert_eq!(index, IF_INDEX);
-        let mut kernel = self.kernel();
-        if kernel.addresses.contains(&address) {
-            return Ok(false);
-        }
-        kernel.addresses.push(address);
-        Ok(true)
-    }
-
-    async fn remove_address(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-        _: u8,
-    ) -> Result<(), NetlinkError> {
-        assert_eq!(index, IF_INDEX);
-        self.kernel().addresses.retain(|&a| a != address);
-        Ok(())
-    }
-
-    async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
-        let kernel = self.kernel();
-        Ok(kernel
-            .neighbours
-            .iter()
-            .filter(|e| e.if_index == index)
-            .cloned()
-            .collect())
-    }
-
-    async fn request_resolution(&self, _: u32, address: Ipv4Addr) -> Result<(), NetlinkError> {
-        self.kernel().resolutions.push(address);
-        Ok(())
-    }
-
-    fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError> {
-        let events = self.kernel().events.take().ok_or_else(|| {
-            NetlinkError::Socket(std::io::Error::other("the events were taken already"))
-        })?;
-        Ok(events.boxed())
-    }
-}
-
-/// Health checking by hand: the test sends the updates; reloads are counted.
-struct FakeHealth {
-    updates: mpsc::Receiver<Vec<HealthUpdate>>,
-    reloads: Arc<AtomicUsize>,
-}
-
-impl FakeHealth {
-    fn new() -> (Self, mpsc::Sender<Vec<HealthUpdate>>, Arc<AtomicUsize>) {
-        let (sender, updates) = mpsc::channel(4);
-        let reloads = Arc::new(AtomicUsize::new(0));
-        let health = Self {
-            updates,
-            reloads: reloads.clone(),
-        };
-        (health, sender, reloads)
-    }
-}
-
-impl HealthChecks for FakeHealth {
-    async fn updates(&mut self) -> Option<Vec<HealthUpdate>> {
-        self.updates.recv().await
-    }
-
-    async fn reload(&self, _: &Config) {
-        self.reloads.fetch_add(1, Ordering::SeqCst);
-    }
-
-    async fn shutdown(self) {}
-}
-
-/// The host's set-up, recorded.
-#[derive(Clone, Default)]
-struct FakeHost(Arc<Mutex<Vec<&'static str>>>);
-
-impl Host<FakeDataPlane> for FakeHost {
-    fn set_up(&mut self, interface: &str, _: &FakeDataPlane) -> Result<(), DirectorHostError> {
-        assert_eq!(interface, "eth0");
-        self.0.lock().unwrap().push("set up");
-        Ok(())
-    }
-
-    fn tear_down(&mut self) {
-        self.0.lock().unwrap().push("torn down");
-    }
-}
 
 /// A director on the in-memory parts, its config file in `dir`, brought in line with the
 /// config as the daemon's start does.
