@@ -4,19 +4,30 @@
 //! line that is not a valid request gets an error answer and changes nothing. The server
 //! does not own any state: it hands each request to the director loop and relays the answer.
 //! The wire's types are `crate::api`'s, the same for the daemon and every client.
+//!
+//! The server is bounded ([`Limits`]): at most [`MAX_CONNECTIONS`] connections at once, and
+//! a growing pause after each failed `accept`. Its shutdown is a cancellation token: the
+//! accept loop stops, every connection task ends, and `serve` returns only after all have.
 
 use std::{
+    future::Future,
     io,
     os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
 };
 
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::{
     net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
 };
-use tokio_util::codec::{Framed, LinesCodec};
+use tokio_util::{
+    codec::{Framed, LinesCodec},
+    sync::CancellationToken,
+    task::TaskTracker,
+};
 
 pub use crate::api::{Request, Response};
 
@@ -77,17 +88,165 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(listener)
 }
 
-/// Accepts connections until the listener is dropped, relaying requests to `requests`.
-pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Envelope>) {
+/// How many control connections are served at once. Each connection's requests are answered
+/// one after another by the one daemon task, so more connections add no throughput; the bound
+/// keeps a misbehaving client from holding unbounded tasks and descriptors.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// The first pause after a failed `accept`, doubled after each further failure.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between `accept` attempts: long enough not to spin on EMFILE, short
+/// enough that the socket answers soon after descriptors are free again.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How the control server is bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once. A connection beyond the bound is answered with one error
+    /// line ("too many control connections") and closed at once, rather than left waiting
+    /// with no answer: `lvsadm` then fails with a message the operator can act on.
+    pub max_connections: usize,
+    /// The pauses after failed `accept` calls (see [`Backoff`]).
+    pub backoff: Backoff,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            backoff: Backoff::new(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX),
+        }
+    }
+}
+
+/// Exponential backoff between failed `accept` calls. An accept that fails (EMFILE, ENFILE,
+/// ENOBUFS...) usually fails again at once, so retrying at once would spin a core; the pause
+/// doubles up to a ceiling and starts over after an accept succeeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        let max = max.max(min);
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The pause before the next attempt, after one more failure.
+    pub fn failed(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.max);
+        pause
+    }
+
+    /// An accept succeeded: the next failure pauses the shortest time again.
+    pub fn succeeded(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Where the control server takes its connections from: a `UnixListener`, or a stand-in in
+/// tests that fails on demand.
+pub trait Accept {
+    fn accept(&mut self) -> impl Future<Output = io::Result<UnixStream>> + Send;
+}
+
+impl Accept for UnixListener {
+    async fn accept(&mut self) -> io::Result<UnixStream> {
+        UnixListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+/// Accepts connections and relays their requests to `requests` until `shutdown` is
+/// cancelled, then ends every connection and returns once all their tasks have ended.
+pub async fn serve(
+    listener: impl Accept,
+    requests: mpsc::Sender<Envelope>,
+    shutdown: CancellationToken,
+) {
+    serve_with(listener, requests, shutdown, Limits::default()).await;
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(
+    mut listener: impl Accept,
+    requests: mpsc::Sender<Envelope>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut backoff = limits.backoff;
+    let connections = TaskTracker::new();
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, requests.clone()));
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(stream) => {
+                backoff.succeeded();
+                let shutdown = shutdown.clone();
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let requests = requests.clone();
+                        connections.spawn(async move {
+                            tokio::select! {
+                                () = shutdown.cancelled() => {}
+                                () = serve_connection(stream, requests) => {}
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            limit = limits.max_connections,
+                            "control connection refused: too many at once"
+                        );
+                        connections.spawn(async move {
+                            tokio::select! {
+                                () = shutdown.cancelled() => {}
+                                () = refuse_connection(stream, limits.max_connections) => {}
+                            }
+                        });
+                    }
+                }
             }
             Err(error) => {
-                tracing::warn!(%error, "accepting a control connection failed");
+                let pause = backoff.failed();
+                tracing::warn!(
+                    %error,
+                    pause_ms = pause.as_millis() as u64,
+                    "accepting a control connection failed; trying again after a pause"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
             }
         }
+    }
+    // Connection tasks watch the same token, so each ends at its next await point; waiting
+    // for them means no task outlives the server, and so none outlives the daemon's state.
+    connections.close();
+    connections.wait().await;
+}
+
+/// Answers a connection over the bound with one error line, then closes it.
+async fn refuse_connection(stream: UnixStream, limit: usize) {
+    let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
+    let response = Response::Error {
+        message: format!("too many control connections (at most {limit} at once); try again"),
+        change: None,
+    };
+    if let Ok(encoded) = serde_json::to_string(&response) {
+        let _ = lines.send(encoded).await;
     }
 }
 
@@ -189,7 +348,7 @@ mod tests {
         let path = dir.path().join("run/lvs.sock");
         let listener = bind(&path).await.unwrap();
         let (tx, mut rx) = mpsc::channel::<Envelope>(4);
-        tokio::spawn(serve(listener, tx));
+        tokio::spawn(serve(listener, tx, CancellationToken::new()));
         tokio::spawn(async move {
             while let Some((Request::Status {}, reply)) = rx.recv().await {
                 let _ = reply.send(Response::Status(status()));
@@ -330,6 +489,174 @@ mod tests {
             error.to_string().contains("is the daemon running?"),
             "{error}"
         );
+    }
+
+    /// A listener whose first `failures` accepts fail as EMFILE does; it records when each
+    /// accept was called.
+    struct Flaky {
+        failures: usize,
+        calls: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+        inner: UnixListener,
+    }
+
+    impl Accept for Flaky {
+        async fn accept(&mut self) -> io::Result<UnixStream> {
+            self.calls.lock().unwrap().push(tokio::time::Instant::now());
+            if self.failures > 0 {
+                self.failures -= 1;
+                return Err(io::Error::from_raw_os_error(libc::EMFILE));
+            }
+            UnixListener::accept(&self.inner)
+                .await
+                .map(|(stream, _)| stream)
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_ceiling_and_starts_over_after_a_success() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(10), ms(50));
+        let pauses: Vec<Duration> = (0..5).map(|_| backoff.failed()).collect();
+        assert_eq!(pauses, [ms(10), ms(20), ms(40), ms(50), ms(50)]);
+        backoff.succeeded();
+        assert_eq!(backoff.failed(), ms(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_accepts_are_retried_after_growing_pauses_and_then_served() {
+        let dir = tempdir::TempDir::new();
+        let path = dir.path().join("lvs.sock");
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listener = Flaky {
+            failures: 4,
+            calls: calls.clone(),
+            inner: bind(&path).await.unwrap(),
+        };
+        let (tx, mut rx) = mpsc::channel::<Envelope>(4);
+        let shutdown = CancellationToken::new();
+        let limits = Limits {
+            max_connections: 4,
+            backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(30)),
+        };
+        let server = tokio::spawn(serve_with(listener, tx, shutdown.clone(), limits));
+        tokio::spawn(async move {
+            while let Some((_, reply)) = rx.recv().await {
+                let _ = reply.send(Response::Status(status()));
+            }
+        });
+        // The fifth accept succeeds, so this request is answered after the four pauses.
+        assert_eq!(
+            call(&path, &Request::Status {}).await.unwrap(),
+            Response::Status(status())
+        );
+        let calls = calls.lock().unwrap().clone();
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).take(4).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(gaps, [ms(10), ms(20), ms(30), ms(30)]);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_bound_get_a_clear_error_and_later_ones_are_served() {
+        let dir = tempdir::TempDir::new();
+        let path = dir.path().join("lvs.sock");
+        let listener = bind(&path).await.unwrap();
+        let (tx, mut rx) = mpsc::channel::<Envelope>(4);
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_with(listener, tx, shutdown.clone(), limits));
+        tokio::spawn(async move {
+            while let Some((_, reply)) = rx.recv().await {
+                let _ = reply.send(Response::Status(status()));
+            }
+        });
+        let request = "{\"command\":\"status\"}\n";
+        // Two connections that stay open, each answered once, so both hold their place.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let stream = UnixStream::connect(&path).await.unwrap();
+            let mut stream = BufReader::new(stream);
+            stream
+                .get_mut()
+                .write_all(request.as_bytes())
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_line(&mut answer).await.unwrap();
+            assert!(answer.contains("\"status\""), "{answer}");
+            held.push(stream);
+        }
+        let answer = raw_exchange(&path, request).await;
+        let response: Response = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            response,
+            Response::Error {
+                message: "too many control connections (at most 2 at once); try again".into(),
+                change: None,
+            }
+        );
+        // Once a held connection closes, its place is free again.
+        drop(held.pop());
+        let served = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(Response::Status(_)) = call(&path, &Request::Status {}).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(served.is_ok(), "a freed place was never reused");
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_every_connection_and_then_serve_returns() {
+        let dir = tempdir::TempDir::new();
+        let path = dir.path().join("lvs.sock");
+        let listener = bind(&path).await.unwrap();
+        // A daemon that takes requests and never answers, so one connection waits on it.
+        let (tx, mut rx) = mpsc::channel::<Envelope>(4);
+        let unanswered = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(envelope) = rx.recv().await {
+                kept.push(envelope);
+            }
+            kept.len()
+        });
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, tx, shutdown.clone()));
+        let mut idle = UnixStream::connect(&path).await.unwrap();
+        let mut waiting = UnixStream::connect(&path).await.unwrap();
+        waiting
+            .write_all(b"{\"command\":\"status\"}\n")
+            .await
+            .unwrap();
+        // Let the request reach the daemon before shutting down.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve returned")
+            .unwrap();
+        // Both connections were closed by the server: each reads end of file.
+        for stream in [&mut idle, &mut waiting] {
+            let mut rest = Vec::new();
+            let read = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncReadExt::read_to_end(stream, &mut rest),
+            )
+            .await
+            .expect("the connection was closed");
+            assert_eq!(read.unwrap(), 0);
+        }
+        // Every sender is gone with the tasks, so the stand-in daemon's queue ends too.
+        assert_eq!(unanswered.await.unwrap(), 1);
     }
 
     /// A minimal temporary directory, removed on drop.

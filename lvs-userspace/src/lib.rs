@@ -2,7 +2,7 @@
 //! configuration and the kernel's neighbour table, and answers on a control socket.
 //!
 //! Pure logic (`config`, `schedule`, `maglev`, `model`, `conntrack`, `rates`, `runtime`,
-//! `status`) is separate from I/O (`dataplane`, `netlink`, `control`, `director`), so most of
+//! `status`) is separate from I/O (`dataplane`, `netlink`, `control`, `daemon`), so most of
 //! it is tested without root. `provision` sets up real servers and the director's host
 //! reversibly; `doctor` (with `arp`) checks a cluster from the director.
 
@@ -12,8 +12,8 @@ pub mod base;
 pub mod config;
 pub mod conntrack;
 pub mod control;
+pub mod daemon;
 pub mod dataplane;
-pub mod director;
 pub mod doctor;
 #[cfg(test)]
 mod golden;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use lvs_userspace::{
     config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
     control::{self, Request, Response},
-    director, doctor, keepalived,
+    daemon, doctor, keepalived,
     netlink::Netlink,
     provision::{
         realserver::{DEFAULT_STATE_DIR, RealServer, RealServerError},
@@ -139,7 +139,12 @@ fn run(command: Command) -> Result<ExitCode> {
             let Some(config) = load_config(&path) else {
                 return Ok(ExitCode::from(EX_USAGE));
             };
-            runtime.block_on(director::run(config, Some(path), shutdown_signal()))?;
+            runtime.block_on(async {
+                // Bound before anything else, so that a second daemon on the same socket is
+                // refused before it touches the interface.
+                let listener = control::bind(&config.director.control_socket).await?;
+                daemon::run(config, Some(path), listener, shutdown_signal()).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => Ok(match load_config(&config) {

@@ -3,9 +3,12 @@
 //! servers' MACs). Pure interpretation of the answers (`classify`, `on_link`) is kept apart
 //! from the requests so it is tested without root.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    future::Future,
+    net::{IpAddr, Ipv4Addr},
+};
 
-use futures::{Stream, StreamExt as _, TryStreamExt as _};
+use futures::{Stream, StreamExt as _, TryStreamExt as _, stream::BoxStream};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressMessage},
@@ -323,6 +326,77 @@ impl Netlink {
             .execute()
             .await
             .map_err(request(format!("resolving {address}")))
+    }
+}
+
+/// What the director daemon asks of routing netlink: its interface, the VIPs it adds and
+/// removes, and the real servers' neighbour entries. The daemon is written against this
+/// trait, so its logic runs against an in-memory stand-in in tests, without root.
+pub trait DirectorNetlink {
+    /// Looks up an interface by name: its index, MAC and IPv4 networks.
+    fn link(&self, name: &str) -> impl Future<Output = Result<LinkInfo, NetlinkError>> + Send;
+    /// Adds `address/prefix`; false when it was already there (then it is not ours to remove).
+    fn add_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
+    /// Removes `address/prefix`, if it is there.
+    fn remove_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    /// The IPv4 neighbour entries of an interface.
+    fn neighbours(
+        &self,
+        index: u32,
+    ) -> impl Future<Output = Result<Vec<NeighbourEntry>, NetlinkError>> + Send;
+    /// Asks the kernel to resolve or re-confirm a neighbour (NTF_USE).
+    fn request_resolution(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    /// The kernel's neighbour-table changes, from now on.
+    fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError>;
+}
+
+impl DirectorNetlink for Netlink {
+    async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        Netlink::link(self, name).await
+    }
+
+    async fn add_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        Netlink::add_address(self, index, address, prefix).await
+    }
+
+    async fn remove_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
+        Netlink::remove_address(self, index, address, prefix).await
+    }
+
+    async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
+        Netlink::neighbours(self, index).await
+    }
+
+    async fn request_resolution(&self, index: u32, address: Ipv4Addr) -> Result<(), NetlinkError> {
+        Netlink::request_resolution(self, index, address).await
+    }
+
+    fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError> {
+        Ok(neighbour_events()?.boxed())
     }
 }
 

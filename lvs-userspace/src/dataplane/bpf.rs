@@ -13,7 +13,7 @@ use lvs_common::{
     map_names,
 };
 
-use super::{DataPlane, DataPlaneError, batch};
+use super::{AttachMode, DataPlane, DataPlaneError, batch};
 
 /// How the object is loaded.
 #[derive(Clone, Copy, Debug)]
@@ -162,32 +162,6 @@ impl BpfDataPlane {
             (map_names::REAL_SERVER_STATS, self.real_server_stats.map()),
         ]
     }
-
-    /// Attaches the program to an interface by index.
-    pub fn attach(&mut self, if_index: u32, mode: XdpMode) -> Result<(), DataPlaneError> {
-        let program = xdp_program(&mut self.ebpf)?;
-        let link = program
-            .attach_to_if_index(if_index, mode)
-            .map_err(|source| DataPlaneError::Program {
-                action: "attaching",
-                source,
-            })?;
-        self.attached = Some(link);
-        Ok(())
-    }
-
-    /// Detaches the program; traffic flows through the kernel as if lvs were not there.
-    pub fn detach(&mut self) -> Result<(), DataPlaneError> {
-        if let Some(link) = self.attached.take() {
-            xdp_program(&mut self.ebpf)?
-                .detach(link)
-                .map_err(|source| DataPlaneError::Program {
-                    action: "detaching",
-                    source,
-                })?;
-        }
-        Ok(())
-    }
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataPlaneError> {
@@ -245,6 +219,34 @@ pub fn possible_cpus() -> u32 {
 }
 
 impl DataPlane for BpfDataPlane {
+    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<(), DataPlaneError> {
+        let flags = match mode {
+            AttachMode::Native => XdpMode::Driver,
+            AttachMode::Generic => XdpMode::Skb,
+        };
+        let program = xdp_program(&mut self.ebpf)?;
+        let link = program
+            .attach_to_if_index(if_index, flags)
+            .map_err(|source| DataPlaneError::Program {
+                action: "attaching",
+                source,
+            })?;
+        self.attached = Some(link);
+        Ok(())
+    }
+
+    fn detach(&mut self) -> Result<(), DataPlaneError> {
+        if let Some(link) = self.attached.take() {
+            xdp_program(&mut self.ebpf)?
+                .detach(link)
+                .map_err(|source| DataPlaneError::Program {
+                    action: "detaching",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError> {
         let entry = DirectorEntry { mac, _pad: [0; 2] };
         self.director

@@ -7,7 +7,7 @@ use lvs_common::{
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
 };
 
-use super::{DataPlane, DataPlaneError};
+use super::{AttachMode, DataPlane, DataPlaneError};
 
 /// The maps' contents as the fake holds them, plus how many slot writes it received.
 #[derive(Debug, Default)]
@@ -24,6 +24,10 @@ pub struct FakeDataPlane {
     pub zeroed_real_servers: Vec<u32>,
     pub flows: HashMap<FlowKey, FlowEntry>,
     pub templates: HashMap<PersistKey, PersistEntry>,
+    /// The interface and mode the program is attached with, if it is.
+    pub attached: Option<(u32, AttachMode)>,
+    /// Refuses native mode, as an interface whose driver has no XDP support does.
+    pub refuse_native: bool,
 }
 
 impl FakeDataPlane {
@@ -38,6 +42,22 @@ impl FakeDataPlane {
 }
 
 impl DataPlane for FakeDataPlane {
+    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<(), DataPlaneError> {
+        if self.refuse_native && mode == AttachMode::Native {
+            return Err(DataPlaneError::Program {
+                action: "attaching",
+                source: aya::programs::ProgramError::NotLoaded,
+            });
+        }
+        self.attached = Some((if_index, mode));
+        Ok(())
+    }
+
+    fn detach(&mut self) -> Result<(), DataPlaneError> {
+        self.attached = None;
+        Ok(())
+    }
+
     fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError> {
         self.director_mac = Some(mac);
         Ok(())

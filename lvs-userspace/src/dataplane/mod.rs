@@ -57,8 +57,34 @@ pub enum DataPlaneError {
     },
 }
 
-/// Writes and reads of the data plane's maps. Every write is of a whole entry.
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver (XDP_FLAGS_DRV_MODE): fastest, needs driver support.
+    Native,
+    /// In the kernel's generic hook (XDP_FLAGS_SKB_MODE): works on any interface, slower.
+    Generic,
+}
+
+impl AttachMode {
+    /// The mode's name as the status shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+        }
+    }
+}
+
+/// Writes and reads of the data plane's maps, and attaching the program to an interface.
+/// Every write is of a whole entry.
 pub trait DataPlane {
+    /// Attaches the program to an interface by index.
+    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<(), DataPlaneError>;
+    /// Detaches the program if it is attached; traffic then flows through the kernel as if
+    /// lvs were not there.
+    fn detach(&mut self) -> Result<(), DataPlaneError>;
+
     fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError>;
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError>;
     fn set_real_server(&mut self, id: u32, entry: RealServerEntry) -> Result<(), DataPlaneError>;

@@ -1,0 +1,34 @@
+//! Health checking as the daemon sees it: batches of updates to apply, a new configuration
+//! to follow, and a shutdown. The real one is the health `Supervisor`; tests send updates by
+//! hand.
+
+use std::future::Future;
+
+use crate::{
+    config::Config,
+    health::{HealthUpdate, Supervisor},
+};
+
+/// The running health checks.
+pub trait HealthChecks {
+    /// The next batch of updates; `None` once checking has stopped.
+    fn updates(&mut self) -> impl Future<Output = Option<Vec<HealthUpdate>>> + Send;
+    /// Follows a new configuration: unchanged checks keep their state and timers.
+    fn reload(&self, config: &Config) -> impl Future<Output = ()> + Send;
+    /// Stops checking (running `omega` notifiers first).
+    fn shutdown(self) -> impl Future<Output = ()> + Send;
+}
+
+impl HealthChecks for Supervisor {
+    async fn updates(&mut self) -> Option<Vec<HealthUpdate>> {
+        Supervisor::updates(self).await
+    }
+
+    async fn reload(&self, config: &Config) {
+        Supervisor::reload(self, config).await;
+    }
+
+    async fn shutdown(self) {
+        Supervisor::shutdown(self).await;
+    }
+}

@@ -1,0 +1,160 @@
+//! The daemon's answers to control requests: the status, the connection list, `lvsadm`'s
+//! changes and listings, and a reload of the config file.
+
+use anyhow::{Context as _, Result};
+use tracing::{info, warn};
+
+use super::{Director, HealthChecks, settings};
+use crate::{
+    api, config, conntrack,
+    control::{Request, Response},
+    dataplane::DataPlane,
+    netlink::DirectorNetlink,
+    runtime,
+    status::Status,
+};
+
+impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
+    /// Reads the config file again and applies it whole, or not at all.
+    pub(super) async fn reload<C: HealthChecks>(&mut self, health: &C) -> Result<String> {
+        let path = self
+            .config_path
+            .clone()
+            .context("the director was started without a config file")?;
+        let new = config::load(&path).map_err(|error| match error {
+            config::ConfigError::Invalid { problems } => anyhow::anyhow!(
+                "{} is not valid, nothing changed:\n{}",
+                path.display(),
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            other => anyhow::anyhow!("{other}; nothing changed"),
+        })?;
+        let message = runtime::reload(&mut self.model, &mut self.settings, new, &path)?;
+        self.dataplane.set_settings(settings(&self.settings))?;
+        // Unchanged checks keep their state and timers; the supervisor re-sends every status.
+        health.reload(&self.config()).await;
+        self.after_change().await?;
+        Ok(message)
+    }
+
+    fn connections(&self) -> Result<Vec<conntrack::Connection>> {
+        let flows = self.dataplane.flows()?;
+        let templates = self.dataplane.templates()?;
+        Ok(conntrack::list(
+            &self.model,
+            &flows,
+            &templates,
+            conntrack::monotonic_ns(),
+            &settings(&self.settings),
+        ))
+    }
+
+    /// Applies `lvsadm`'s changes to the wanted services: all of them, or none.
+    async fn apply_changes<C: HealthChecks>(
+        &mut self,
+        changes: &[api::Change],
+        health: &C,
+    ) -> Response {
+        let applied = match runtime::apply_changes(&mut self.model, self.settings.timeouts, changes)
+        {
+            Ok(applied) => applied,
+            Err(refusal) => return refusal.into(),
+        };
+        self.settings.timeouts = applied.timeouts;
+        health.reload(&self.config()).await;
+        let result = async {
+            self.dataplane.set_settings(settings(&self.settings))?;
+            self.after_change().await?;
+            for service in &applied.zeroed {
+                self.zero(service.as_ref())?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                info!(changes = changes.len(), "applied lvsadm changes");
+                Response::Ok
+            }
+            Err(error) => Response::Error {
+                message: format!("{error:#}"),
+                change: None,
+            },
+        }
+    }
+
+    /// Zeroes the counters (and rates) of one service and its real servers, or of all.
+    fn zero(&mut self, service: Option<&api::ServiceKey>) -> Result<()> {
+        for counters in runtime::counters_to_zero(&self.model, service) {
+            self.dataplane.zero_service_stats(counters.service_index)?;
+            for id in counters.real_server_ids {
+                self.dataplane.zero_real_server_stats(id)?;
+            }
+        }
+        self.rates.reset();
+        Ok(())
+    }
+
+    fn snapshot(&self, with_connections: bool) -> Result<api::Snapshot> {
+        let connections = if with_connections {
+            self.connections()?
+        } else {
+            Vec::new()
+        };
+        Ok(runtime::snapshot::collect(
+            &self.model,
+            &self.dataplane,
+            &self.rates,
+            self.settings.timeouts,
+            &connections,
+            self.settings.flow_table_size,
+        )?)
+    }
+
+    pub(super) async fn answer<C: HealthChecks>(
+        &mut self,
+        request: Request,
+        health: &C,
+    ) -> Response {
+        let error = |error: anyhow::Error| Response::Error {
+            message: format!("{error:#}"),
+            change: None,
+        };
+        match request {
+            Request::Status {} => match Status::collect(
+                &self.model,
+                &self.dataplane,
+                &self.rates,
+                self.settings.timeouts,
+                &self.interface,
+                self.mode,
+            ) {
+                Ok(status) => Response::Status(status),
+                Err(e) => error(e.into()),
+            },
+            Request::Connections {} => match self.connections() {
+                Ok(list) => Response::Connections(list),
+                Err(e) => error(e),
+            },
+            Request::Apply { changes } => self.apply_changes(&changes, health).await,
+            Request::Snapshot { connections } => match self.snapshot(connections) {
+                Ok(snapshot) => Response::Snapshot(snapshot),
+                Err(e) => error(e),
+            },
+            Request::Reload {} => match self.reload(health).await {
+                Ok(message) => {
+                    info!("{message}");
+                    Response::Done { message }
+                }
+                Err(e) => {
+                    warn!("reload refused: {e:#}");
+                    error(e)
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The event loop: the sources of events (neighbour notifications, timers, health checking,
+//! SIGHUP, control requests) and what the daemon does for each.
+//!
+//! A new source is a field of [`Sources`], a branch of [`Sources::next`] and a variant of
+//! [`Event`]; its handling is one arm of [`Director::handle`], which tests call directly.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use futures::{StreamExt as _, stream::BoxStream};
+use tokio::{
+    sync::mpsc,
+    time::{Interval, MissedTickBehavior},
+};
+use tracing::{info, warn};
+
+use super::{Director, HealthChecks, neighbours, settings};
+use crate::{
+    conntrack,
+    control::Envelope,
+    dataplane::DataPlane,
+    health::{self, HealthUpdate},
+    netlink::{DirectorNetlink, NeighbourEvent},
+    rates,
+};
+
+/// How often the neighbour table is read again even without a notification.
+const NEIGHBOUR_RESYNC: Duration = Duration::from_secs(1);
+/// How often resolved real servers are re-confirmed (see `Netlink::request_resolution`).
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
+/// How often the flow table is swept: expired connections deleted and counts refreshed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Something the daemon acts on.
+pub(super) enum Event {
+    /// The kernel changed a neighbour entry.
+    Neighbour(NeighbourEvent),
+    /// Time to read the neighbour table again and ask for unresolved servers.
+    ResyncNeighbours,
+    /// Time to re-confirm every resolved real server.
+    RefreshNeighbours,
+    /// Time to sweep the flow table.
+    Sweep,
+    /// Health checking changed some real servers' admissions.
+    Health(Vec<HealthUpdate>),
+    /// Time to sample the rate estimators; `elapsed` seconds since the last sample.
+    SampleRates { elapsed: f64 },
+    /// SIGHUP: read the config file again.
+    Hangup,
+    /// A control request and where its answer goes.
+    Request(Envelope),
+}
+
+/// Where events come from, apart from health checking, which the loop holds separately
+/// because a reload talks to it too.
+pub(super) struct Sources {
+    neighbour_events: BoxStream<'static, NeighbourEvent>,
+    hangups: BoxStream<'static, ()>,
+    requests: mpsc::Receiver<Envelope>,
+    resync: Interval,
+    refresh: Interval,
+    sweep: Interval,
+    rate_tick: Interval,
+    last_rate_sample: Instant,
+}
+
+impl Sources {
+    pub(super) fn new(
+        neighbour_events: BoxStream<'static, NeighbourEvent>,
+        hangups: BoxStream<'static, ()>,
+        requests: mpsc::Receiver<Envelope>,
+    ) -> Self {
+        let timer = |period| {
+            let mut timer = tokio::time::interval(period);
+            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            timer
+        };
+        Self {
+            neighbour_events,
+            hangups,
+            requests,
+            resync: timer(NEIGHBOUR_RESYNC),
+            refresh: timer(NEIGHBOUR_REFRESH),
+            sweep: timer(SWEEP_INTERVAL),
+            rate_tick: timer(Duration::from_secs_f64(rates::SAMPLE_INTERVAL_S)),
+            last_rate_sample: Instant::now(),
+        }
+    }
+
+    /// The next event, or `None` once `shutdown` completes. A source that has ended (a
+    /// stream, health checking) is simply not waited on any more.
+    pub(super) async fn next(
+        &mut self,
+        health: &mut impl HealthChecks,
+        shutdown: Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Event> {
+        let event = tokio::select! {
+            () = shutdown => return None,
+            Some(event) = self.neighbour_events.next() => Event::Neighbour(event),
+            _ = self.resync.tick() => Event::ResyncNeighbours,
+            _ = self.refresh.tick() => Event::RefreshNeighbours,
+            _ = self.sweep.tick() => Event::Sweep,
+            Some(updates) = health.updates() => Event::Health(updates),
+            _ = self.rate_tick.tick() => {
+                let elapsed = self.last_rate_sample.elapsed().as_secs_f64();
+                self.last_rate_sample = Instant::now();
+                Event::SampleRates { elapsed }
+            }
+            Some(()) = self.hangups.next() => Event::Hangup,
+            Some(envelope) = self.requests.recv() => Event::Request(envelope),
+        };
+        Some(event)
+    }
+}
+
+impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
+    /// Handles events until `shutdown` completes. An error (the data plane or netlink
+    /// failing) ends the loop and so the daemon.
+    pub(super) async fn event_loop<C: HealthChecks>(
+        &mut self,
+        health: &mut C,
+        mut sources: Sources,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        while let Some(event) = sources.next(health, shutdown.as_mut()).await {
+            self.handle(event, health).await?;
+        }
+        Ok(())
+    }
+
+    /// Does what one event asks.
+    pub(super) async fn handle<C: HealthChecks>(&mut self, event: Event, health: &C) -> Result<()> {
+        let mut neighbours_changed = false;
+        let mut health_changed = false;
+        match event {
+            Event::Neighbour(event) => {
+                let (address, if_index) = match &event {
+                    NeighbourEvent::Changed(e) => (e.address, e.if_index),
+                    NeighbourEvent::Deleted { address, if_index } => (*address, *if_index),
+                };
+                if if_index == self.link.index
+                    && self.model.real_server_addresses().contains(&address)
+                {
+                    neighbours_changed =
+                        neighbours::refresh(&self.netlink, &self.link, &mut self.model).await?;
+                }
+            }
+            Event::ResyncNeighbours => {
+                neighbours::request_resolutions(&self.netlink, &self.link, &self.model, false)
+                    .await;
+                neighbours_changed =
+                    neighbours::refresh(&self.netlink, &self.link, &mut self.model).await?;
+            }
+            Event::RefreshNeighbours => {
+                neighbours::request_resolutions(&self.netlink, &self.link, &self.model, true).await;
+            }
+            Event::Sweep => self.sweep()?,
+            Event::Health(updates) => health_changed = health::apply(&mut self.model, updates),
+            Event::SampleRates { elapsed } => {
+                self.rates.sample(&self.model, &self.dataplane, elapsed)?;
+            }
+            Event::Hangup => match self.reload(health).await {
+                Ok(message) => info!("SIGHUP: {message}"),
+                Err(error) => warn!("SIGHUP: reload refused: {error:#}"),
+            },
+            Event::Request((request, reply)) => {
+                let response = self.answer(request, health).await;
+                let _ = reply.send(response);
+            }
+        }
+        if neighbours_changed || health_changed {
+            let report = self.model.sync(&mut self.dataplane)?;
+            info!(?report, "data plane updated");
+        }
+        Ok(())
+    }
+
+    /// Deletes expired connections and templates and takes in fresh connection counts.
+    fn sweep(&mut self) -> Result<()> {
+        let now = conntrack::monotonic_ns();
+        let flows = self.dataplane.flows()?;
+        let templates = self.dataplane.templates()?;
+        let timeouts = conntrack::TemplateTimeouts::of(&self.model);
+        let found = conntrack::sweep(
+            &flows,
+            &templates,
+            now,
+            &settings(&self.settings),
+            &self.model.generations(),
+            |key| timeouts.get(key),
+        );
+        self.dataplane.remove_flows(&found.expired_flows)?;
+        self.dataplane.remove_templates(&found.expired_templates)?;
+        self.model.set_connection_counts(found.counts);
+        self.model.sync(&mut self.dataplane)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,29 @@
+//! The director's changes to its host (settings it relies on, pinned maps), as the daemon
+//! sees them: made once the program is attached, undone at exit.
+
+use crate::{
+    dataplane::BpfDataPlane,
+    provision::director::{DirectorHost, DirectorHostError},
+};
+
+/// The host's set-up for a data plane of type `D`.
+pub trait Host<D> {
+    /// Applies the settings the director relies on and pins the data plane's maps.
+    fn set_up(&mut self, interface: &str, dataplane: &D) -> Result<(), DirectorHostError>;
+    /// Undoes `set_up` as far as it can; failures are logged, never returned.
+    fn tear_down(&mut self);
+}
+
+impl Host<BpfDataPlane> for DirectorHost {
+    fn set_up(
+        &mut self,
+        interface: &str,
+        dataplane: &BpfDataPlane,
+    ) -> Result<(), DirectorHostError> {
+        DirectorHost::set_up(self, interface, &dataplane.maps())
+    }
+
+    fn tear_down(&mut self) {
+        DirectorHost::tear_down(self);
+    }
+}

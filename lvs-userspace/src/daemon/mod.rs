@@ -1,0 +1,290 @@
+//! The director daemon: sets the data plane up from a validated config, keeps it in line with
+//! the kernel's neighbour table, answers the control socket, and undoes what it did at exit.
+//!
+//! One task owns the model and the data plane; the neighbour watcher, the timers, signals and
+//! the control server only send it events. So no lock guards the maps, and every change to
+//! them goes through `Model::sync`. Once a second it sweeps the flow table (expiry and
+//! connection counts) and every two seconds it samples the rate estimators; SIGHUP or a
+//! `reload` request applies an edited config file whole, or not at all.
+//!
+//! The daemon is written against traits for everything it does to the host: the data plane
+//! (`DataPlane`), routing netlink (`DirectorNetlink`), health checking (`HealthChecks`), the
+//! host's settings and pins (`Host`); the control listener, SIGHUP and the shutdown signal are
+//! passed in. [`run`] wires the real ones; tests drive [`serve`] with in-memory stand-ins.
+//!
+//! - `event_loop`: the event sources and what each event does.
+//! - `dispatch`: the answers to control requests (status, `lvsadm` changes, reload).
+//! - `neighbours`: resolving real servers and following the kernel's neighbour table.
+//! - `vips`: the VIPs the daemon puts on the interface and takes off again.
+//! - `attach`: attaching in the configured XDP mode.
+//! - `checks`, `host`: the health-checking and host seams, with their real implementations.
+//! - `packet_log`: the program's per-packet log, when `trace_packets` is on.
+//! - `tests`: all of it driven with in-memory parts (`tests/fakes.rs`), without root.
+
+mod attach;
+mod checks;
+mod dispatch;
+mod event_loop;
+mod host;
+mod neighbours;
+mod packet_log;
+#[cfg(test)]
+mod tests;
+mod vips;
+
+use std::{future::Future, net::Ipv4Addr, path::PathBuf};
+
+use anyhow::{Context as _, Result};
+use futures::{StreamExt as _, stream::BoxStream};
+use lvs_common::flow::{SETTINGS_DROP_NODEST, Settings};
+use tokio::{
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use checks::HealthChecks;
+pub use host::Host;
+
+use crate::{
+    config::{self, Config},
+    control::{self, Accept},
+    dataplane::{BpfDataPlane, DataPlane, LoadOptions},
+    health::{self, HealthUpdate},
+    model::Model,
+    netlink::{DirectorNetlink, LinkInfo, Netlink},
+    provision::director::DirectorHost,
+    rates::RateBook,
+};
+
+/// Runs the director until `shutdown` completes, then detaches and cleans up. `config_path`
+/// is where a reload (SIGHUP or the control API) reads the configuration again; `listener`
+/// is the control socket, bound by the caller (`control::bind`) so that a second daemon is
+/// refused before it touches anything.
+pub async fn run(
+    config: Config,
+    config_path: Option<PathBuf>,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let socket = config.director.control_socket.clone();
+    let parts = async {
+        // SIGHUP is caught from the start: one that arrives while the daemon sets up is a
+        // reload once the loop runs, not the default action (exit).
+        let hangups = hangups()?;
+        let netlink = Netlink::connect()?;
+        let interface = &config.director.interface;
+        let link = netlink
+            .link(interface)
+            .await
+            .with_context(|| format!("looking up the director interface {interface}"))?;
+        let mut dataplane = BpfDataPlane::load_with(LoadOptions {
+            trace_packets: config.director.trace_packets,
+            flow_table_size: config.director.flow_table_size,
+        })
+        .context("loading the XDP program")?;
+        if config.director.trace_packets {
+            packet_log::start(&mut dataplane)?;
+        }
+        anyhow::Ok(Parts {
+            dataplane,
+            netlink,
+            link,
+            host: DirectorHost::default(),
+            start_health: health::start,
+            hangups,
+        })
+    }
+    .await;
+    match parts {
+        Ok(parts) => serve(config, config_path, parts, listener, shutdown).await,
+        Err(error) => {
+            // The socket was bound for this daemon; it goes with it.
+            let _ = std::fs::remove_file(&socket);
+            Err(error)
+        }
+    }
+}
+
+/// SIGHUP as a stream of events.
+fn hangups() -> Result<BoxStream<'static, ()>> {
+    let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(futures::stream::unfold(hangup, |mut hangup| async move {
+        hangup.recv().await.map(|()| ((), hangup))
+    })
+    .boxed())
+}
+
+/// What the daemon runs with, ready before it changes anything.
+pub struct Parts<D, N, H, S> {
+    /// The loaded data plane, not attached yet.
+    pub dataplane: D,
+    pub netlink: N,
+    /// The director interface.
+    pub link: LinkInfo,
+    /// The host's settings and pins, set up after attaching and torn down at exit.
+    pub host: H,
+    /// Starts health checking for a configuration: the running checks and the initial
+    /// health of the checked real servers.
+    pub start_health: S,
+    /// Each item is a reload request, as SIGHUP makes.
+    pub hangups: BoxStream<'static, ()>,
+}
+
+/// Sets the director up with `parts`, runs the event loop until `shutdown` completes, and
+/// cleans up whatever happened: detaches, removes the VIPs it added, tears the host down and
+/// removes the control socket.
+pub async fn serve<D, N, H, C, S>(
+    config: Config,
+    config_path: Option<PathBuf>,
+    parts: Parts<D, N, H, S>,
+    listener: impl Accept + Send + 'static,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()>
+where
+    D: DataPlane,
+    N: DirectorNetlink,
+    H: Host<D>,
+    C: HealthChecks,
+    S: FnOnce(&Config) -> (C, Vec<HealthUpdate>),
+{
+    let Parts {
+        dataplane,
+        netlink,
+        link,
+        mut host,
+        start_health,
+        hangups,
+    } = parts;
+    let socket = config.director.control_socket.clone();
+    let model = match Model::new(&config.services) {
+        Ok(model) => model,
+        Err(error) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(anyhow::Error::new(error).context("building the data-plane model"));
+        }
+    };
+    let mut director = Director {
+        interface: config.director.interface.clone(),
+        netlink,
+        link,
+        mode: "detached",
+        model,
+        dataplane,
+        rates: RateBook::default(),
+        settings: config.director,
+        config_path,
+        added_vips: Vec::new(),
+    };
+    let result = async {
+        director.dataplane.set_director(director.link.mac)?;
+        director
+            .dataplane
+            .set_settings(settings(&director.settings))?;
+        director.add_vips().await?;
+        // Health checking starts before the first write, so that alpha servers are never
+        // offered flows before their first check passes.
+        let (mut health, initial) = start_health(&director.config());
+        health::apply(&mut director.model, initial);
+        let outcome = async {
+            neighbours::resolve_initially(&director.netlink, &director.link, &mut director.model)
+                .await?;
+            director.model.sync(&mut director.dataplane)?;
+            director.mode = attach::attach(
+                &mut director.dataplane,
+                director.link.index,
+                director.settings.xdp_mode,
+            )?;
+            host.set_up(&director.interface, &director.dataplane)?;
+            info!(
+                interface = %director.interface,
+                mode = director.mode,
+                services = director.model.services().count(),
+                "director running"
+            );
+            let (requests, requests_rx) = mpsc::channel(16);
+            let sources = event_loop::Sources::new(
+                director.netlink.neighbour_events()?,
+                hangups,
+                requests_rx,
+            );
+            // Nothing fails between starting the control server and stopping it below, so
+            // its task never outlives this function.
+            let stop_server = CancellationToken::new();
+            let server = tokio::spawn(control::serve(listener, requests, stop_server.clone()));
+            let outcome = director.event_loop(&mut health, sources, shutdown).await;
+            // Every connection task ends before the daemon's state goes away.
+            stop_server.cancel();
+            if let Err(error) = server.await {
+                warn!(%error, "the control server failed");
+            }
+            outcome
+        }
+        .await;
+        health.shutdown().await;
+        outcome
+    }
+    .await;
+
+    // Clean-up runs whatever happened above, and reports its own failures without hiding the
+    // original error.
+    if let Err(error) = director.dataplane.detach() {
+        warn!(%error, "detaching the XDP program failed");
+    }
+    director.remove_all_vips().await;
+    host.tear_down();
+    let _ = std::fs::remove_file(&socket);
+    info!("director stopped");
+    result
+}
+
+/// The data plane's settings from the director's config.
+fn settings(director: &config::Director) -> Settings {
+    let timeouts = director.timeouts;
+    let flags = if director.expire_nodest_conn {
+        0
+    } else {
+        SETTINGS_DROP_NODEST
+    };
+    Settings::with_timeouts(timeouts.tcp, timeouts.tcp_fin, timeouts.udp, flags)
+}
+
+/// The running director's state, owned by the one task that changes the data plane.
+struct Director<D, N> {
+    netlink: N,
+    link: LinkInfo,
+    interface: String,
+    mode: &'static str,
+    model: Model,
+    dataplane: D,
+    rates: RateBook,
+    /// The director settings in force. The wanted services are the model's alone.
+    settings: config::Director,
+    config_path: Option<PathBuf>,
+    /// VIPs this director put on the interface, and must take off.
+    added_vips: Vec<Ipv4Addr>,
+}
+
+impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
+    /// The configuration in force, as health checking takes it: the settings and the model's
+    /// wanted services.
+    fn config(&self) -> Config {
+        Config {
+            director: self.settings.clone(),
+            services: self.model.wanted(),
+        }
+    }
+
+    /// Brings VIPs, neighbours and the data plane in line after the wanted services changed.
+    async fn after_change(&mut self) -> Result<()> {
+        self.add_vips().await?;
+        neighbours::request_resolutions(&self.netlink, &self.link, &self.model, false).await;
+        neighbours::refresh(&self.netlink, &self.link, &mut self.model).await?;
+        let report = self.model.sync(&mut self.dataplane)?;
+        info!(?report, "data plane updated");
+        self.remove_unused_vips().await;
+        Ok(())
+    }
+}

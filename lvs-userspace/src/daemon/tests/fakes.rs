@@ -1,0 +1,204 @@
+//! The in-memory stand-ins the daemon's tests run on: a small world of one interface, two
+//! real servers and a VIP, routing netlink, health checking and the host.
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use futures::{StreamExt as _, channel::mpsc::UnboundedSender, stream::BoxStream};
+use netlink_packet_route::neighbour::NeighbourState;
+use tokio::sync::mpsc;
+
+use crate::{
+    config::Config,
+    daemon::{HealthChecks, Host},
+    dataplane::FakeDataPlane,
+    health::HealthUpdate,
+    netlink::{DirectorNetlink, LinkInfo, NeighbourEntry, NeighbourEvent, NetlinkError},
+    provision::director::DirectorHostError,
+};
+
+pub(super) const IF_INDEX: u32 = 2;
+pub(super) const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub(super) const OTHER_VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 101);
+pub(super) const RS1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+pub(super) const RS2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 12);
+pub(super) const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+pub(super) const MAC2: [u8; 6] = [2, 0, 0, 0, 0, 0x12];
+
+/// The config file: one `rr` service with the given VIP and real servers.
+pub(super) fn config_text(socket: &Path, vip: Ipv4Addr, servers: &[Ipv4Addr]) -> String {
+    let mut text = format!(
+        "[director]\ninterface = \"eth0\"\ncontrol_socket = \"{}\"\n\n\
+         [[virtual_server]]\naddress = \"{vip}\"\nport = 80\nlb_algo = \"rr\"\n",
+        socket.display()
+    );
+    for server in servers {
+        text.push_str(&format!(
+            "\n[[virtual_server.real_server]]\naddress = \"{server}\"\nweight = 1\n"
+        ));
+    }
+    text
+}
+
+pub(super) fn link() -> LinkInfo {
+    LinkInfo {
+        index: IF_INDEX,
+        mac: [2, 0, 0, 0, 0, 1],
+        networks: vec![(Ipv4Addr::new(10, 0, 0, 1), 24)],
+    }
+}
+
+pub(super) fn reachable(address: Ipv4Addr, mac: [u8; 6]) -> NeighbourEntry {
+    NeighbourEntry {
+        address,
+        if_index: IF_INDEX,
+        state: NeighbourState::Reachable,
+        mac: Some(mac),
+    }
+}
+
+/// The kernel as netlink shows it: addresses on the interface and its neighbour table.
+#[derive(Default)]
+pub(super) struct Kernel {
+    pub(super) addresses: Vec<Ipv4Addr>,
+    pub(super) neighbours: Vec<NeighbourEntry>,
+    pub(super) resolutions: Vec<Ipv4Addr>,
+    events: Option<futures::channel::mpsc::UnboundedReceiver<NeighbourEvent>>,
+}
+
+/// Routing netlink in memory; clones share one kernel, so a test can look and change it.
+#[derive(Clone, Default)]
+pub(super) struct FakeNetlink(Arc<Mutex<Kernel>>);
+
+impl FakeNetlink {
+    /// A kernel that knows both real servers; also returns the sender of neighbour events.
+    pub(super) fn new() -> (Self, UnboundedSender<NeighbourEvent>) {
+        let (events, receiver) = futures::channel::mpsc::unbounded();
+        let netlink = Self::default();
+        {
+            let mut kernel = netlink.kernel();
+            kernel.neighbours = vec![reachable(RS1, MAC1), reachable(RS2, MAC2)];
+            kernel.events = Some(receiver);
+        }
+        (netlink, events)
+    }
+
+    pub(super) fn kernel(&self) -> std::sync::MutexGuard<'_, Kernel> {
+        self.0.lock().unwrap()
+    }
+
+    pub(super) fn addresses(&self) -> Vec<Ipv4Addr> {
+        let mut addresses = self.kernel().addresses.clone();
+        addresses.sort();
+        addresses
+    }
+}
+
+impl DirectorNetlink for FakeNetlink {
+    async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        match name {
+            "eth0" => Ok(link()),
+            _ => Err(NetlinkError::NoSuchInterface { name: name.into() }),
+        }
+    }
+
+    async fn add_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        _: u8,
+    ) -> Result<bool, NetlinkError> {
+        assert_eq!(index, IF_INDEX);
+        let mut kernel = self.kernel();
+        if kernel.addresses.contains(&address) {
+            return Ok(false);
+        }
+        kernel.addresses.push(address);
+        Ok(true)
+    }
+
+    async fn remove_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        _: u8,
+    ) -> Result<(), NetlinkError> {
+        assert_eq!(index, IF_INDEX);
+        self.kernel().addresses.retain(|&a| a != address);
+        Ok(())
+    }
+
+    async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
+        let kernel = self.kernel();
+        Ok(kernel
+            .neighbours
+            .iter()
+            .filter(|e| e.if_index == index)
+            .cloned()
+            .collect())
+    }
+
+    async fn request_resolution(&self, _: u32, address: Ipv4Addr) -> Result<(), NetlinkError> {
+        self.kernel().resolutions.push(address);
+        Ok(())
+    }
+
+    fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError> {
+        let events = self.kernel().events.take().ok_or_else(|| {
+            NetlinkError::Socket(std::io::Error::other("the events were taken already"))
+        })?;
+        Ok(events.boxed())
+    }
+}
+
+/// Health checking by hand: the test sends the updates; reloads are counted.
+pub(super) struct FakeHealth {
+    updates: mpsc::Receiver<Vec<HealthUpdate>>,
+    reloads: Arc<AtomicUsize>,
+}
+
+impl FakeHealth {
+    pub(super) fn new() -> (Self, mpsc::Sender<Vec<HealthUpdate>>, Arc<AtomicUsize>) {
+        let (sender, updates) = mpsc::channel(4);
+        let reloads = Arc::new(AtomicUsize::new(0));
+        let health = Self {
+            updates,
+            reloads: reloads.clone(),
+        };
+        (health, sender, reloads)
+    }
+}
+
+impl HealthChecks for FakeHealth {
+    async fn updates(&mut self) -> Option<Vec<HealthUpdate>> {
+        self.updates.recv().await
+    }
+
+    async fn reload(&self, _: &Config) {
+        self.reloads.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn shutdown(self) {}
+}
+
+/// The host's set-up, recorded.
+#[derive(Clone, Default)]
+pub(super) struct FakeHost(pub(super) Arc<Mutex<Vec<&'static str>>>);
+
+impl Host<FakeDataPlane> for FakeHost {
+    fn set_up(&mut self, interface: &str, _: &FakeDataPlane) -> Result<(), DirectorHostError> {
+        assert_eq!(interface, "eth0");
+        self.0.lock().unwrap().push("set up");
+        Ok(())
+    }
+
+    fn tear_down(&mut self) {
+        self.0.lock().unwrap().push("torn down");
+    }
+}

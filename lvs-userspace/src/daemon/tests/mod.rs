@@ -1,0 +1,439 @@
+//! The daemon driven without root: an in-memory data plane, netlink, health checking and
+//! host, a control socket in a temporary directory, and SIGHUP as a channel.
+
+mod fakes;
+
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt as _;
+use netlink_packet_route::neighbour::NeighbourState;
+use tokio::sync::oneshot;
+
+use self::fakes::{
+    FakeHealth, FakeHost, FakeNetlink, IF_INDEX, MAC1, MAC2, OTHER_VIP, RS1, RS2, VIP, config_text,
+    link, reachable,
+};
+use super::{Director, Parts, event_loop::Event};
+use crate::{
+    config::{self, Config, XdpMode},
+    control::{self, Request, Response},
+    dataplane::{AttachMode, FakeDataPlane},
+    health::{Admission, HealthState, HealthStatus, HealthUpdate},
+    model::Model,
+    netlink::{NeighbourEntry, NeighbourEvent},
+    rates::RateBook,
+};
+
+/// A director on the in-memory parts, its config file in `dir`, brought in line with the
+/// config as the daemon's start does.
+struct Rig {
+    director: Director<FakeDataPlane, FakeNetlink>,
+    netlink: FakeNetlink,
+    health: FakeHealth,
+    reloads: Arc<AtomicUsize>,
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(servers: &[Ipv4Addr]) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lvs.toml");
+    std::fs::write(
+        &file,
+        config_text(&dir.path().join("lvs.sock"), VIP, servers),
+    )
+    .unwrap();
+    let config = config::load(&file).unwrap();
+    let (netlink, _) = FakeNetlink::new();
+    let (health, _, reloads) = FakeHealth::new();
+    let mut director = Director {
+        netlink: netlink.clone(),
+        link: link(),
+        interface: "eth0".into(),
+        mode: "native",
+        model: Model::new(&config.services).unwrap(),
+        dataplane: FakeDataPlane::default(),
+        rates: RateBook::default(),
+        settings: config.director,
+        config_path: Some(file.clone()),
+        added_vips: Vec::new(),
+    };
+    director.after_change().await.unwrap();
+    Rig {
+        director,
+        netlink,
+        health,
+        reloads,
+        file,
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    async fn handle(&mut self, event: Event) {
+        self.director.handle(event, &self.health).await.unwrap();
+    }
+
+    /// Sends a control request through the loop's handler and returns the answer.
+    async fn request(&mut self, request: Request) -> Response {
+        let (reply, answer) = oneshot::channel();
+        self.handle(Event::Request((request, reply))).await;
+        answer.await.unwrap()
+    }
+
+    fn id(&self, address: Ipv4Addr) -> u32 {
+        self.director
+            .model
+            .services()
+            .flat_map(|view| view.real_servers)
+            .find(|rs| rs.address == address)
+            .map(|rs| rs.id)
+            .unwrap()
+    }
+
+    /// The real-server ids in the ring of the service on `vip`, as the kernel walks it.
+    fn ring(&self, vip: Ipv4Addr) -> Vec<u32> {
+        let key = config::Service::key(
+            self.director
+                .model
+                .wanted()
+                .iter()
+                .find(|s| s.address == vip)
+                .unwrap(),
+        );
+        let entry = self.director.dataplane.services[&key];
+        (0..entry.ring_len)
+            .map(|slot| self.director.dataplane.slot(entry.index, slot))
+            .collect()
+    }
+
+    fn usable_mac(&self, address: Ipv4Addr) -> Option<[u8; 6]> {
+        let entry = self.director.dataplane.real_servers[&self.id(address)];
+        (entry.flags & lvs_common::REAL_SERVER_USABLE != 0).then_some(entry.mac)
+    }
+
+    /// Everything the data plane holds, in a stable order, to compare before and after.
+    fn data_plane(&self) -> Vec<String> {
+        let dataplane = &self.director.dataplane;
+        let mut state: Vec<String> = dataplane
+            .services
+            .iter()
+            .map(|entry| format!("{entry:?}"))
+            .chain(dataplane.real_servers.iter().map(|e| format!("{e:?}")))
+            .chain(
+                dataplane
+                    .lookup
+                    .iter()
+                    .flat_map(|(i, t)| t.iter().map(move |e| format!("{i} {e:?}"))),
+            )
+            .collect();
+        state.push(format!("{:?}", dataplane.settings));
+        state.push(format!("slot writes {}", dataplane.slot_writes));
+        state.sort();
+        state
+    }
+}
+
+#[tokio::test]
+async fn a_reload_applies_the_edited_file_and_moves_the_vips() {
+    let mut rig = rig(&[RS1]).await;
+    assert_eq!(rig.netlink.addresses(), [VIP]);
+    assert_eq!(rig.ring(VIP), [rig.id(RS1)]);
+    let socket = rig.director.settings.control_socket.clone();
+    std::fs::write(&rig.file, config_text(&socket, OTHER_VIP, &[RS1, RS2])).unwrap();
+
+    rig.handle(Event::Hangup).await;
+
+    let services = &rig.director.dataplane.services;
+    assert_eq!(services.len(), 1, "{services:?}");
+    assert_eq!(rig.ring(OTHER_VIP), [rig.id(RS1), rig.id(RS2)]);
+    assert_eq!(rig.usable_mac(RS2), Some(MAC2));
+    assert_eq!(
+        rig.netlink.addresses(),
+        [OTHER_VIP],
+        "the old VIP goes, the new comes"
+    );
+    assert_eq!(
+        rig.reloads.load(Ordering::SeqCst),
+        1,
+        "health follows the reload"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_reload_changes_nothing_and_says_why() {
+    let mut rig = rig(&[RS1]).await;
+    let before = rig.data_plane();
+    let config = rig.director.config();
+    std::fs::write(
+        &rig.file,
+        "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.300\"\n",
+    )
+    .unwrap();
+
+    let answer = rig.request(Request::Reload {}).await;
+    let Response::Error { message, .. } = answer else {
+        panic!("a bad file was accepted: {answer:?}");
+    };
+    assert!(
+        message.contains("is not valid, nothing changed"),
+        "{message}"
+    );
+    // SIGHUP is refused the same way, with only a log line.
+    rig.handle(Event::Hangup).await;
+
+    assert_eq!(rig.data_plane(), before);
+    assert_eq!(rig.director.config(), config);
+    assert_eq!(rig.netlink.addresses(), [VIP]);
+    assert_eq!(rig.reloads.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_lvsadm_change_is_applied_and_a_refused_batch_changes_nothing() {
+    let mut rig = rig(&[RS1]).await;
+    let apply = |changes: &str| -> Request {
+        serde_json::from_str(&format!(
+            "{{\"command\":\"apply\",\"changes\":[{changes}]}}"
+        ))
+        .unwrap()
+    };
+    let add_rs2 = format!(
+        "{{\"op\":\"add_server\",\"service\":{{\"protocol\":\"tcp\",\"address\":\"{VIP}\",\
+         \"port\":80}},\"server\":{{\"address\":\"{RS2}\",\"forward\":\"route\",\"weight\":1,\
+         \"u_threshold\":0,\"l_threshold\":0}}}}"
+    );
+
+    assert_eq!(rig.request(apply(&add_rs2)).await, Response::Ok);
+    assert_eq!(rig.ring(VIP), [rig.id(RS1), rig.id(RS2)]);
+    assert_eq!(rig.usable_mac(RS2), Some(MAC2));
+    assert_eq!(rig.reloads.load(Ordering::SeqCst), 1);
+
+    // The same server again: the whole batch is refused, the first change too.
+    let before = rig.data_plane();
+    let delete_rs1 = format!(
+        "{{\"op\":\"delete_server\",\"service\":{{\"protocol\":\"tcp\",\"address\":\"{VIP}\",\
+         \"port\":80}},\"address\":\"{RS1}\"}}"
+    );
+    let answer = rig.request(apply(&format!("{delete_rs1},{add_rs2}"))).await;
+    assert_eq!(
+        answer,
+        Response::Error {
+            message: "Destination already exists".into(),
+            change: Some(1),
+        }
+    );
+    assert_eq!(rig.data_plane(), before);
+}
+
+#[tokio::test]
+async fn a_health_change_takes_a_server_out_and_back_in() {
+    let mut rig = rig(&[RS1, RS2]).await;
+    let service = rig.director.model.wanted()[0].key();
+    let update = |admission| HealthUpdate {
+        service,
+        address: RS2,
+        status: HealthStatus {
+            state: HealthState::Down,
+            admission,
+            checker: Some("TCP_CHECK 10.0.0.12:80".into()),
+            last_result: None,
+        },
+    };
+
+    rig.handle(Event::Health(vec![update(Admission::Removed)]))
+        .await;
+    assert_eq!(rig.ring(VIP), [rig.id(RS1)]);
+
+    rig.handle(Event::Health(vec![update(Admission::Weight(1))]))
+        .await;
+    assert_eq!(rig.ring(VIP), [rig.id(RS1), rig.id(RS2)]);
+}
+
+#[tokio::test]
+async fn a_neighbour_change_on_the_interface_rewrites_the_real_servers_mac() {
+    let mut rig = rig(&[RS1]).await;
+    assert_eq!(rig.usable_mac(RS1), Some(MAC1));
+    let moved = [2, 0, 0, 0, 0, 0x99];
+    rig.netlink.kernel().neighbours = vec![reachable(RS1, moved)];
+
+    // A notification about another interface does not make the daemon read the table.
+    let elsewhere = NeighbourEntry {
+        if_index: IF_INDEX + 1,
+        ..reachable(RS1, moved)
+    };
+    rig.handle(Event::Neighbour(NeighbourEvent::Changed(elsewhere)))
+        .await;
+    assert_eq!(rig.usable_mac(RS1), Some(MAC1));
+
+    rig.handle(Event::Neighbour(NeighbourEvent::Changed(reachable(
+        RS1, moved,
+    ))))
+    .await;
+    assert_eq!(rig.usable_mac(RS1), Some(moved));
+
+    // The kernel giving up takes the server out.
+    rig.netlink.kernel().neighbours = vec![NeighbourEntry {
+        state: NeighbourState::Failed,
+        mac: None,
+        ..reachable(RS1, moved)
+    }];
+    rig.handle(Event::ResyncNeighbours).await;
+    assert_eq!(rig.usable_mac(RS1), None);
+    assert!(rig.netlink.kernel().resolutions.contains(&RS1));
+}
+
+#[test]
+fn auto_mode_falls_back_to_generic_where_native_is_refused() {
+    let mut dataplane = FakeDataPlane::default();
+    assert_eq!(
+        super::attach::attach(&mut dataplane, 7, XdpMode::Auto).unwrap(),
+        "native"
+    );
+    assert_eq!(dataplane.attached, Some((7, AttachMode::Native)));
+
+    let mut dataplane = FakeDataPlane {
+        refuse_native: true,
+        ..FakeDataPlane::default()
+    };
+    assert_eq!(
+        super::attach::attach(&mut dataplane, 7, XdpMode::Auto).unwrap(),
+        "generic"
+    );
+    assert_eq!(dataplane.attached, Some((7, AttachMode::Generic)));
+    let error = super::attach::attach(&mut dataplane, 7, XdpMode::Native).unwrap_err();
+    assert_eq!(error.to_string(), "attaching in native mode");
+}
+
+/// The whole daemon on injected parts: it answers on the socket it was given, reloads on the
+/// injected SIGHUP, and at shutdown ends the control server, takes its VIPs off, tears the
+/// host down and removes its socket.
+#[tokio::test]
+async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/lvs.sock");
+    let file = dir.path().join("lvs.toml");
+    std::fs::write(&file, config_text(&socket, VIP, &[RS1])).unwrap();
+    let config = config::load(&file).unwrap();
+    let listener = control::bind(&socket).await.unwrap();
+    let (netlink, neighbour_events) = FakeNetlink::new();
+    let (health, health_updates, reloads) = FakeHealth::new();
+    let host = FakeHost::default();
+    let (hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let parts = Parts {
+        dataplane: FakeDataPlane::default(),
+        netlink: netlink.clone(),
+        link: link(),
+        host: host.clone(),
+        start_health: move |_: &Config| (health, Vec::new()),
+        hangups: hangups.boxed(),
+    };
+    let daemon = tokio::spawn(super::serve(
+        config,
+        Some(file.clone()),
+        parts,
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let status = |socket: std::path::PathBuf| async move {
+        match control::call(&socket, &Request::Status {}).await.unwrap() {
+            Response::Status(status) => status,
+            other => panic!("status answered {other:?}"),
+        }
+    };
+    let running = status(socket.clone()).await;
+    assert_eq!(running.xdp_mode, "native");
+    assert_eq!(running.services.len(), 1);
+    assert_eq!(netlink.addresses(), [VIP]);
+    assert_eq!(*host.0.lock().unwrap(), ["set up"]);
+
+    // SIGHUP, injected: the edited file is applied.
+    std::fs::write(&file, config_text(&socket, OTHER_VIP, &[RS1, RS2])).unwrap();
+    hangup.unbounded_send(()).unwrap();
+    let reloaded = tokio::time::timeout(Duration::from_secs(5), async {
+        while netlink.addresses() != [OTHER_VIP] {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(reloaded.is_ok(), "the reload never happened");
+    assert_eq!(reloads.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        status(socket.clone()).await.services[0].real_servers.len(),
+        2
+    );
+
+    // Health checking's updates reach the loop.
+    let service = config::Service::key(&config::load(&file).unwrap().services[0]);
+    let down = HealthUpdate {
+        service,
+        address: RS2,
+        status: HealthStatus {
+            state: HealthState::Down,
+            admission: Admission::Removed,
+            checker: Some("TCP_CHECK 10.0.0.12:80".into()),
+            last_result: None,
+        },
+    };
+    health_updates.send(vec![down]).await.unwrap();
+    let server = |status: &crate::status::Status, address: Ipv4Addr| {
+        status.services[0]
+            .real_servers
+            .iter()
+            .find(|rs| rs.address == address.to_string())
+            .cloned()
+            .unwrap()
+    };
+    let taken_out = tokio::time::timeout(Duration::from_secs(5), async {
+        while server(&status(socket.clone()).await, RS2).in_effect {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(taken_out.is_ok(), "the health update never arrived");
+
+    // So do the kernel's neighbour notifications. The table is also read once a second; a
+    // change seen well within that second came through the notification.
+    let moved = [2, 0, 0, 0, 0, 0x99];
+    netlink.kernel().neighbours = vec![reachable(RS1, moved), reachable(RS2, MAC2)];
+    neighbour_events
+        .unbounded_send(NeighbourEvent::Changed(reachable(RS1, moved)))
+        .unwrap();
+    let moved_mac = Some(crate::model::MacAddr(moved).to_string());
+    let followed = tokio::time::timeout(Duration::from_millis(500), async {
+        while server(&status(socket.clone()).await, RS1).mac != moved_mac {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        followed.is_ok(),
+        "the neighbour notification was not followed"
+    );
+
+    // An idle control connection must not hold the shutdown up.
+    let _idle = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("the daemon stopped")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        netlink.addresses(),
+        [] as [Ipv4Addr; 0],
+        "its VIPs are taken off"
+    );
+    assert_eq!(*host.0.lock().unwrap(), ["set up", "torn down"]);
+    assert!(!socket.exists(), "the socket is removed");
+}

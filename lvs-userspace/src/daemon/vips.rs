@@ -1,0 +1,55 @@
+//! The VIPs the director puts on its interface (with `manage_vips`), and takes off again:
+//! only those it added, never ones it found there.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use tracing::{info, warn};
+
+use super::Director;
+use crate::netlink::DirectorNetlink;
+
+impl<D, N: DirectorNetlink> Director<D, N> {
+    /// Puts every service's VIP on the interface, unless another system owns them.
+    pub(super) async fn add_vips(&mut self) -> Result<()> {
+        if !self.settings.manage_vips {
+            return Ok(());
+        }
+        for vip in self.model.virtual_addresses() {
+            if self.added_vips.contains(&vip) {
+                continue;
+            }
+            if self.netlink.add_address(self.link.index, vip, 32).await? {
+                info!(%vip, interface = %self.interface, "VIP added");
+                self.added_vips.push(vip);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes off the VIPs this director added that no service uses any more.
+    pub(super) async fn remove_unused_vips(&mut self) {
+        let used = self.model.virtual_addresses();
+        let (keep, unused): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) = std::mem::take(&mut self.added_vips)
+            .into_iter()
+            .partition(|vip| used.contains(vip));
+        self.added_vips = keep;
+        for vip in unused {
+            self.remove_vip(vip).await;
+        }
+    }
+
+    /// Takes off every VIP this director added, at exit.
+    pub(super) async fn remove_all_vips(&mut self) {
+        for vip in std::mem::take(&mut self.added_vips) {
+            self.remove_vip(vip).await;
+        }
+    }
+
+    async fn remove_vip(&self, vip: Ipv4Addr) {
+        match self.netlink.remove_address(self.link.index, vip, 32).await {
+            Ok(()) => info!(%vip, "VIP removed"),
+            Err(error) => warn!(%vip, %error, "removing the VIP failed"),
+        }
+    }
+}
