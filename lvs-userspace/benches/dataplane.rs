@@ -29,7 +29,7 @@ mod fixture;
 
 use empty_program::{EmptyProgram, Run};
 use fixture::{RS1_MAC, RS2_MAC, VIP, XDP_PASS, XDP_TX, tcp_ack, tcp_syn};
-use lvs_userspace::dataplane::{BpfDataPlane, test_run};
+use lvs_userspace::io::bpf::{BpfDataPlane, test_run};
 
 /// A destination that is not a virtual service.
 const NOT_A_VIP: [u8; 4] = [10, 0, 0, 50];

@@ -23,8 +23,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use lvs_userspace::{
-    config,
     health::{Checkers, Options, Supervisor},
+    logic::config,
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},

@@ -38,11 +38,15 @@ use lvs_common::{
     flow::{FlowEntry, FlowKey, FlowState},
 };
 use lvs_userspace::{
-    config,
-    conntrack::monotonic_ns,
-    dataplane::{BpfDataPlane, DataPlane, LoadOptions, test_run},
-    maglev::{Backend, build_table},
-    model::{MacAddr, Model, Neighbour},
+    base::mac::MacAddr,
+    io::bpf::{BpfDataPlane, LoadOptions, test_run},
+    logic::{
+        config,
+        conntrack::monotonic_ns,
+        dataplane::DataPlane,
+        maglev::{Backend, build_table},
+        model::{Model, Neighbour},
+    },
 };
 
 struct Matrix {

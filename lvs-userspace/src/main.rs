@@ -6,13 +6,19 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use lvs_userspace::{
-    config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
-    control::{self, Request, Response},
-    daemon, doctor, keepalived,
-    netlink::Netlink,
-    provision::{
-        realserver::{DEFAULT_STATE_DIR, RealServer, RealServerError},
-        sysctl::Sysctls,
+    cli::doctor,
+    daemon,
+    io::{
+        control::{self, Request, Response},
+        netlink::Netlink,
+        provision::{
+            realserver::{DEFAULT_STATE_DIR, RealServer, RealServerError},
+            sysctl::Sysctls,
+        },
+    },
+    logic::{
+        config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
+        keepalived,
     },
 };
 use tracing_subscriber::EnvFilter;

@@ -15,7 +15,10 @@ mod fixture;
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
 use fixture::*;
 use lvs_common::{Counter, LOOKUP_TABLE_SIZE, SERVICE_HASH_SOURCE_PORT, flow::schedule_hash};
-use lvs_userspace::dataplane::{BpfDataPlane, DataPlane, FakeDataPlane, test_run};
+use lvs_userspace::{
+    io::bpf::{BpfDataPlane, test_run},
+    logic::dataplane::{DataPlane, FakeDataPlane},
+};
 
 fn udp(dst_port: u16) -> Vec<u8> {
     let mut frame = Vec::new();

@@ -27,7 +27,7 @@ use std::{
 
 use lab::{Lab, VIP, counter};
 use lvs_common::map_names;
-use lvs_userspace::{dataplane::BpfDataPlane, provision::bpffs::Pins};
+use lvs_userspace::io::{bpf::BpfDataPlane, provision::bpffs::Pins};
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -412,7 +412,7 @@ fn maps_are_pinned_for_bpftool_and_removed_with_the_mount() {
     assert!(problems.is_empty(), "{problems:?}");
     assert!(!services.exists());
     assert!(
-        !lvs_userspace::provision::bpffs::is_bpffs(&root).unwrap(),
+        !lvs_userspace::io::provision::bpffs::is_bpffs(&root).unwrap(),
         "the bpffs mounted for the pins is unmounted again"
     );
     drop(guard);

@@ -22,10 +22,13 @@ use lvs_common::{
     flow::{FlowEntry, FlowKey, FlowState, Settings},
 };
 use lvs_userspace::{
-    config,
-    conntrack::{self, monotonic_ns},
-    dataplane::{BpfDataPlane, DataPlane, LoadOptions, test_run},
-    model::{ConnectionCounts, Model},
+    io::bpf::{BpfDataPlane, LoadOptions, test_run},
+    logic::{
+        config,
+        conntrack::{self, monotonic_ns},
+        dataplane::DataPlane,
+        model::{ConnectionCounts, Model},
+    },
 };
 
 const CONFIG: &str = r#"

@@ -4,8 +4,8 @@ use std::{io::Read as _, process::ExitCode};
 
 use clap::Parser as _;
 use lvs_userspace::{
-    ipvsadm::{Args, Command},
-    lvsadm::{self, Outcome, system_names::SystemNames},
+    cli::lvsadm::{self, Outcome, system_names::SystemNames},
+    logic::ipvsadm::{Args, Command},
 };
 
 /// ipvsadm's exit status for a command line it rejects.

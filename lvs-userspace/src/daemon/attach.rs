@@ -3,7 +3,7 @@
 use anyhow::{Context as _, Result};
 use tracing::warn;
 
-use crate::{
+use crate::logic::{
     config::XdpMode,
     dataplane::{AttachMode, DataPlane},
 };

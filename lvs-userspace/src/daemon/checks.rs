@@ -5,8 +5,8 @@
 use std::future::Future;
 
 use crate::{
-    config::Config,
     health::{HealthUpdate, Supervisor},
+    logic::config::Config,
 };
 
 /// The running health checks.

@@ -6,12 +6,11 @@ use tracing::{info, warn};
 
 use super::{Director, HealthChecks, settings};
 use crate::{
-    api, config, conntrack,
-    control::{Request, Response},
-    dataplane::DataPlane,
-    netlink::DirectorNetlink,
-    runtime,
-    status::Status,
+    io::{
+        control::{Request, Response},
+        netlink::DirectorNetlink,
+    },
+    logic::{api, config, conntrack, dataplane::DataPlane, runtime, status::Status},
 };
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {

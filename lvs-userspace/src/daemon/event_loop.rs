@@ -20,12 +20,12 @@ use tracing::{info, warn};
 
 use super::{Director, HealthChecks, neighbours, settings};
 use crate::{
-    conntrack,
-    control::Envelope,
-    dataplane::DataPlane,
     health::{self, HealthUpdate},
-    netlink::{DirectorNetlink, NeighbourEvent},
-    rates,
+    io::{
+        control::Envelope,
+        netlink::{DirectorNetlink, NeighbourEvent},
+    },
+    logic::{conntrack, dataplane::DataPlane, rates},
 };
 
 /// How often the neighbour table is read again even without a notification.

@@ -1,8 +1,8 @@
 //! The director's changes to its host (settings it relies on, pinned maps), as the daemon
 //! sees them: made once the program is attached, undone at exit.
 
-use crate::{
-    dataplane::BpfDataPlane,
+use crate::io::{
+    bpf::BpfDataPlane,
     provision::director::{DirectorHost, DirectorHostError},
 };
 

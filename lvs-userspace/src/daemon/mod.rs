@@ -49,14 +49,19 @@ pub use checks::HealthChecks;
 pub use host::Host;
 
 use crate::{
-    config::{self, Config},
-    control::{self, Accept},
-    dataplane::{BpfDataPlane, DataPlane, LoadOptions},
     health::{self, HealthUpdate},
-    model::Model,
-    netlink::{DirectorNetlink, LinkInfo, Netlink},
-    provision::director::DirectorHost,
-    rates::RateBook,
+    io::{
+        bpf::{BpfDataPlane, LoadOptions},
+        control::{self, Accept},
+        netlink::{DirectorNetlink, LinkInfo, Netlink},
+        provision::director::DirectorHost,
+    },
+    logic::{
+        config::{self, Config},
+        dataplane::DataPlane,
+        model::Model,
+        rates::RateBook,
+    },
 };
 
 /// Runs the director until `shutdown` completes, then detaches and cleans up. `config_path`

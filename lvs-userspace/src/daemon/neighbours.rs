@@ -6,8 +6,8 @@ use anyhow::Result;
 use tracing::{info, warn};
 
 use crate::{
-    model::{Model, Neighbour},
-    netlink::{self, DirectorNetlink, LinkInfo},
+    io::netlink::{self, DirectorNetlink, LinkInfo},
+    logic::model::{Model, Neighbour},
 };
 
 /// Asks the kernel to resolve every real server, then waits up to a second for answers, so

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, Result};
 
-use crate::dataplane::BpfDataPlane;
+use crate::io::bpf::BpfDataPlane;
 
 /// Forwards the program's aya-log records to tracing, from a task of its own.
 pub(super) fn start(dataplane: &mut BpfDataPlane) -> Result<()> {

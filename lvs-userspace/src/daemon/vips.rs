@@ -7,7 +7,7 @@ use anyhow::Result;
 use tracing::{info, warn};
 
 use super::Director;
-use crate::netlink::DirectorNetlink;
+use crate::io::netlink::DirectorNetlink;
 
 impl<D, N: DirectorNetlink> Director<D, N> {
     /// Puts every service's VIP on the interface, unless another system owns them.

@@ -34,10 +34,9 @@ use tokio_rustls::{
     },
 };
 
-use crate::health::{
-    config::{HttpProbe, HttpVersion, MAX_BODY_MATCHED, TlsOptions, UrlCheck},
-    outcome::{Failure, Outcome},
-    tcp,
+use crate::health::{Failure, Outcome, tcp};
+use crate::logic::config::health::{
+    HttpProbe, HttpVersion, MAX_BODY_MATCHED, TlsOptions, UrlCheck,
 };
 
 /// The User-Agent of health checks, so that real servers can tell them from clients.

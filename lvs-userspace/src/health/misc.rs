@@ -3,10 +3,10 @@
 //! keepalived; exit 0 then means the configured weight.
 
 use crate::health::{
-    config::MiscProbe,
-    outcome::{Failure, Outcome},
+    Failure, Outcome,
     script::{self, ScriptEnd},
 };
+use crate::logic::config::health::MiscProbe;
 
 /// Runs the check program once.
 pub async fn probe(misc: &MiscProbe) -> Outcome {
@@ -46,7 +46,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::health::config::Script;
+    use crate::logic::config::health::Script;
 
     /// Writes an executable script into `dir`.
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -194,7 +194,7 @@ mod tests {
     /// that the ids reach the program.
     #[tokio::test]
     async fn user_runs_the_program_as_that_user_and_group() {
-        use crate::health::config::RunAs;
+        use crate::logic::config::health::RunAs;
         use nix::unistd::{User, geteuid};
 
         let dir = tempfile::tempdir().unwrap();

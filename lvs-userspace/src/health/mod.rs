@@ -9,18 +9,18 @@
 //! - `plan`: which checks run, shared between services when they are the same check.
 //! - `supervisor`: the task that schedules checks and publishes results.
 
-pub mod config;
-pub mod outcome;
 pub mod state;
 
-pub use outcome::{Admission, CheckResult, Failure, HealthState, HealthStatus, Outcome};
+pub use crate::base::health::{
+    Admission, CheckResult, Failure, HealthState, HealthStatus, Outcome,
+};
 pub use supervisor::{Checkers, HealthUpdate, Options, Prober, Supervisor};
 
 use std::sync::Arc;
 
 use lvs_common::ServiceKey;
 
-use crate::{base::health::HealthRecord, config::Config};
+use crate::{base::health::HealthRecord, logic::config::Config};
 
 /// Starts health checking for a configuration with the real checkers: the supervisor and
 /// the initial health of the checked real servers.

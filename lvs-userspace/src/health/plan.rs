@@ -15,9 +15,9 @@ use std::{
 
 use lvs_common::ServiceKey;
 
-use crate::{
+use crate::logic::{
     config::Config,
-    health::config::{Check, Script},
+    config::health::{Check, Script},
 };
 
 /// The checks and the services that follow them.
@@ -135,7 +135,7 @@ pub fn first_delay(check: &Check) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
+    use crate::logic::config;
 
     const SHARED: &str = r#"
 [director]

@@ -7,7 +7,7 @@ use std::{process::Stdio, time::Duration};
 
 use tokio::process::Command;
 
-use crate::health::config::{RunAs, Script};
+use crate::logic::config::health::{RunAs, Script};
 
 /// How a program run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]

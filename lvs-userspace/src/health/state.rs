@@ -15,10 +15,8 @@
 
 use std::time::Duration;
 
-use crate::health::{
-    config::Timing,
-    outcome::{Admission, Outcome},
-};
+use crate::health::{Admission, Outcome};
+use crate::logic::config::health::Timing;
 
 /// The state of one check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,7 +223,7 @@ pub fn omega_notifiers<'a, S>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::outcome::Failure;
+    use crate::base::health::Failure;
 
     fn timing(retry: u32, alpha: bool) -> Timing {
         Timing {

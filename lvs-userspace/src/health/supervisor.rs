@@ -31,16 +31,18 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::{info, warn};
 
 use crate::{
-    config::Config,
     health::{
-        config::{Check, Probe, Script},
+        Admission, CheckResult, HealthState, HealthStatus, Outcome,
         http::{self, TlsConfigs},
         misc,
-        outcome::{Admission, CheckResult, HealthState, HealthStatus, Outcome},
         plan::{self, MemberRef, Plan, ServicePlan},
         script::{self, ScriptEnd},
         state::{CheckState, Member, Pool, omega_notifiers},
         tcp,
+    },
+    logic::config::{
+        Config,
+        health::{Check, Probe, Script},
     },
 };
 

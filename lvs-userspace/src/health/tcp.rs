@@ -5,10 +5,8 @@ use std::{io, net::SocketAddr, time::Duration};
 
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::health::{
-    config::Endpoint,
-    outcome::{Failure, Outcome},
-};
+use crate::health::{Failure, Outcome};
+use crate::logic::config::health::Endpoint;
 
 /// Connects once and closes.
 pub async fn probe(endpoint: &Endpoint, timeout: Duration) -> Outcome {

@@ -7,9 +7,13 @@ use std::net::Ipv4Addr;
 use etherparse::PacketBuilder;
 use lvs_common::flow::Settings;
 use lvs_userspace::{
-    config,
-    dataplane::{BpfDataPlane, DataPlane},
-    model::{MacAddr, Model, Neighbour},
+    base::mac::MacAddr,
+    io::bpf::BpfDataPlane,
+    logic::{
+        config,
+        dataplane::DataPlane,
+        model::{Model, Neighbour},
+    },
 };
 
 pub const XDP_DROP: u32 = 1;

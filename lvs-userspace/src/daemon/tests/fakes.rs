@@ -15,12 +15,13 @@ use netlink_packet_route::neighbour::NeighbourState;
 use tokio::sync::mpsc;
 
 use crate::{
-    config::Config,
     daemon::{HealthChecks, Host},
-    dataplane::FakeDataPlane,
     health::HealthUpdate,
-    netlink::{DirectorNetlink, LinkInfo, NeighbourEntry, NeighbourEvent, NetlinkError},
-    provision::director::DirectorHostError,
+    io::{
+        netlink::{DirectorNetlink, LinkInfo, NeighbourEntry, NeighbourEvent, NetlinkError},
+        provision::director::DirectorHostError,
+    },
+    logic::{config::Config, dataplane::FakeDataPlane},
 };
 
 pub(super) const IF_INDEX: u32 = 2;

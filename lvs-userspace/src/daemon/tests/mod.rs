@@ -22,13 +22,17 @@ use self::fakes::{
 };
 use super::{Director, Parts, event_loop::Event};
 use crate::{
-    config::{self, Config, XdpMode},
-    control::{self, Request, Response},
-    dataplane::{AttachMode, FakeDataPlane},
     health::{Admission, HealthState, HealthStatus, HealthUpdate},
-    model::Model,
-    netlink::{NeighbourEntry, NeighbourEvent},
-    rates::RateBook,
+    io::{
+        control::{self, Request, Response},
+        netlink::{NeighbourEntry, NeighbourEvent},
+    },
+    logic::{
+        config::{self, Config, XdpMode},
+        dataplane::{AttachMode, FakeDataPlane},
+        model::Model,
+        rates::RateBook,
+    },
 };
 
 /// A director on the in-memory parts, its config file in `dir`, brought in line with the
@@ -386,7 +390,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         },
     };
     health_updates.send(vec![down]).await.unwrap();
-    let server = |status: &crate::status::Status, address: Ipv4Addr| {
+    let server = |status: &crate::logic::status::Status, address: Ipv4Addr| {
         status.services[0]
             .real_servers
             .iter()
@@ -409,7 +413,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
     neighbour_events
         .unbounded_send(NeighbourEvent::Changed(reachable(RS1, moved)))
         .unwrap();
-    let moved_mac = Some(crate::model::MacAddr(moved).to_string());
+    let moved_mac = Some(crate::base::mac::MacAddr(moved).to_string());
     let followed = tokio::time::timeout(Duration::from_millis(500), async {
         while server(&status(socket.clone()).await, RS1).mac != moved_mac {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -21,7 +21,7 @@ use tokio_rustls::{
 };
 
 use super::*;
-use crate::health::config::{BodyRegex, Endpoint, StatusCodes};
+use crate::logic::config::health::{BodyRegex, Endpoint, StatusCodes};
 
 /// How the test server answers.
 #[derive(Clone)]

@@ -13,7 +13,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::*;
-use crate::{config, health::outcome::Failure};
+use crate::{base::health::Failure, logic::config};
 
 /// Passes every check except those whose endpoint is listed as failing; records every call.
 #[derive(Default)]

@@ -1,0 +1,622 @@
+//! What the controller asks of the kernel's routing netlink: the director interface, its
+//! addresses (to bring VIPs up and to know its subnets), and the neighbour table (real
+//! servers' MACs). Pure interpretation of the answers (`classify`, `on_link`) is kept apart
+//! from the requests so it is tested without root.
+
+use std::{
+    future::Future,
+    net::{IpAddr, Ipv4Addr},
+};
+
+use futures::{Stream, StreamExt as _, TryStreamExt as _, stream::BoxStream};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressMessage},
+    link::{LinkAttribute, LinkFlags, LinkMessage},
+    neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    },
+};
+use rtnetlink::{Handle, MulticastGroup, packet_core::NetlinkPayload};
+
+use crate::{base::mac::MacAddr, logic::model::Neighbour};
+
+/// Errors of netlink requests, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("opening a netlink socket failed")]
+    Socket(#[source] std::io::Error),
+    #[error("no interface named {name:?}")]
+    NoSuchInterface { name: String },
+    #[error("interface {name:?} has no Ethernet address")]
+    NoMac { name: String },
+    #[error("{action} failed")]
+    Request {
+        action: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+}
+
+/// The director's interface as the controller needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub mac: [u8; 6],
+    /// The IPv4 networks on the interface: (address, prefix length).
+    pub networks: Vec<(Ipv4Addr, u8)>,
+}
+
+/// One IPv4 entry of the kernel's neighbour table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourEntry {
+    pub address: Ipv4Addr,
+    pub if_index: u32,
+    pub state: NeighbourState,
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A change reported by the kernel's neighbour notifications.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeighbourEvent {
+    Changed(NeighbourEntry),
+    Deleted { address: Ipv4Addr, if_index: u32 },
+}
+
+/// An interface of this network namespace, as the kernel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceSummary {
+    pub index: u32,
+    pub name: String,
+    pub loopback: bool,
+}
+
+/// An IPv4 or IPv6 address on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub if_index: u32,
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+/// A connection to routing netlink.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+fn request(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let action = action.into();
+    move |source| NetlinkError::Request { action, source }
+}
+
+/// Whether a netlink error is the kernel's answer `errno` (such as EEXIST).
+fn is_errno(error: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(error, rtnetlink::Error::NetlinkError(e) if e.raw_code() == -errno)
+}
+
+impl Netlink {
+    /// Opens a connection; its driver runs as a task on the current tokio runtime.
+    pub fn connect() -> Result<Self, NetlinkError> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// Looks up an interface by name: its index, MAC and IPv4 networks.
+    pub async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
+        let no_such_interface = || NetlinkError::NoSuchInterface {
+            name: name.to_owned(),
+        };
+        let link = match links.try_next().await {
+            Ok(Some(link)) => link,
+            // The kernel answers ENODEV for an unknown name; other errors are reported as such.
+            Ok(None) => return Err(no_such_interface()),
+            Err(error) if is_errno(&error, libc::ENODEV) => return Err(no_such_interface()),
+            Err(source) => return Err(request(format!("looking up {name}"))(source)),
+        };
+        let mac = link
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::NoMac {
+                name: name.to_owned(),
+            })?;
+        let index = link.header.index;
+        let networks = self
+            .ipv4_addresses(index)
+            .await?
+            .into_iter()
+            .map(|(address, prefix, _)| (address, prefix))
+            .collect();
+        Ok(LinkInfo {
+            index,
+            mac,
+            networks,
+        })
+    }
+
+    /// The IPv4 addresses on an interface, with prefix length and the raw message.
+    async fn ipv4_addresses(
+        &self,
+        index: u32,
+    ) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, NetlinkError> {
+        Ok(self
+            .address_messages(Some(index))
+            .await?
+            .into_iter()
+            .filter_map(|m| match own_address(&m)? {
+                IpAddr::V4(address) => Some((address, m.header.prefix_len, m)),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// The kernel's address messages, of one interface or of all.
+    async fn address_messages(
+        &self,
+        index: Option<u32>,
+    ) -> Result<Vec<AddressMessage>, NetlinkError> {
+        let mut request_builder = self.handle.address().get();
+        if let Some(index) = index {
+            request_builder = request_builder.set_link_index_filter(index);
+        }
+        let messages: Vec<AddressMessage> = request_builder
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing addresses"))?;
+        Ok(messages
+            .into_iter()
+            .filter(|m| index.is_none_or(|index| m.header.index == index))
+            .collect())
+    }
+
+    /// Adds `address/prefix` to an interface. Returns false when it was already there, so the
+    /// caller knows not to remove it at exit.
+    pub async fn add_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        self.add_ip(index, IpAddr::V4(address), prefix).await
+    }
+
+    /// Removes `address/prefix` from an interface, if it is there.
+    pub async fn remove_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
+        self.remove_ip(index, IpAddr::V4(address), prefix)
+            .await
+            .map(|_| ())
+    }
+
+    /// Every interface of this network namespace.
+    pub async fn interfaces(&self) -> Result<Vec<InterfaceSummary>, NetlinkError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing interfaces"))?;
+        Ok(links
+            .iter()
+            .filter_map(|link| {
+                let name = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some(name.clone()),
+                    _ => None,
+                })?;
+                Some(InterfaceSummary {
+                    index: link.header.index,
+                    name,
+                    loopback: link.header.flags.contains(LinkFlags::Loopback),
+                })
+            })
+            .collect())
+    }
+
+    /// Every IPv4 and IPv6 address of this network namespace.
+    pub async fn addresses(&self) -> Result<Vec<InterfaceAddress>, NetlinkError> {
+        Ok(self
+            .address_messages(None)
+            .await?
+            .iter()
+            .filter_map(|m| {
+                Some(InterfaceAddress {
+                    if_index: m.header.index,
+                    address: own_address(m)?,
+                    prefix: m.header.prefix_len,
+                })
+            })
+            .collect())
+    }
+
+    /// Adds an IPv4 or IPv6 `address/prefix` to an interface. Returns false when it was
+    /// already there, so the caller knows it is not its own to remove later.
+    pub async fn add_ip(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        match self
+            .handle
+            .address()
+            .add(index, address, prefix)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(error) if is_errno(&error, libc::EEXIST) => Ok(false),
+            Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
+        }
+    }
+
+    /// Removes an IPv4 or IPv6 `address/prefix` from an interface; returns whether it was
+    /// there.
+    pub async fn remove_ip(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        let mut removed = false;
+        for message in self.address_messages(Some(index)).await? {
+            if message.header.prefix_len == prefix && own_address(&message) == Some(address) {
+                self.handle
+                    .address()
+                    .del(message)
+                    .execute()
+                    .await
+                    .map_err(request(format!("removing {address}/{prefix}")))?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The IPv4 neighbour entries of an interface.
+    pub async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
+        let messages: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing neighbours"))?;
+        Ok(messages
+            .iter()
+            .filter_map(neighbour_entry)
+            .filter(|entry| entry.if_index == index)
+            .collect())
+    }
+
+    /// Asks the kernel to resolve (or re-confirm) a neighbour, as if a packet were waiting
+    /// for it (NTF_USE): an ARP request goes out and the answer lands in the neighbour table.
+    /// This also keeps entries fresh, since frames the data plane sends never pass the
+    /// kernel's neighbour code.
+    pub async fn request_resolution(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(address))
+            .state(NeighbourState::None)
+            .flags(NeighbourFlags::Use)
+            .replace()
+            .execute()
+            .await
+            .map_err(request(format!("resolving {address}")))
+    }
+}
+
+/// What the director daemon asks of routing netlink: its interface, the VIPs it adds and
+/// removes, and the real servers' neighbour entries. The daemon is written against this
+/// trait, so its logic runs against an in-memory stand-in in tests, without root.
+pub trait DirectorNetlink {
+    /// Looks up an interface by name: its index, MAC and IPv4 networks.
+    fn link(&self, name: &str) -> impl Future<Output = Result<LinkInfo, NetlinkError>> + Send;
+    /// Adds `address/prefix`; false when it was already there (then it is not ours to remove).
+    fn add_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
+    /// Removes `address/prefix`, if it is there.
+    fn remove_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    /// The IPv4 neighbour entries of an interface.
+    fn neighbours(
+        &self,
+        index: u32,
+    ) -> impl Future<Output = Result<Vec<NeighbourEntry>, NetlinkError>> + Send;
+    /// Asks the kernel to resolve or re-confirm a neighbour (NTF_USE).
+    fn request_resolution(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    /// The kernel's neighbour-table changes, from now on.
+    fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError>;
+}
+
+impl DirectorNetlink for Netlink {
+    async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        Netlink::link(self, name).await
+    }
+
+    async fn add_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<bool, NetlinkError> {
+        Netlink::add_address(self, index, address, prefix).await
+    }
+
+    async fn remove_address(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), NetlinkError> {
+        Netlink::remove_address(self, index, address, prefix).await
+    }
+
+    async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
+        Netlink::neighbours(self, index).await
+    }
+
+    async fn request_resolution(&self, index: u32, address: Ipv4Addr) -> Result<(), NetlinkError> {
+        Netlink::request_resolution(self, index, address).await
+    }
+
+    fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError> {
+        Ok(neighbour_events()?.boxed())
+    }
+}
+
+/// A stream of neighbour-table changes from the kernel (RTNLGRP_NEIGH).
+pub fn neighbour_events() -> Result<impl Stream<Item = NeighbourEvent>, NetlinkError> {
+    let (connection, _handle, messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Neigh])
+            .map_err(NetlinkError::Socket)?;
+    tokio::spawn(connection);
+    Ok(messages.filter_map(|(message, _)| async move {
+        match message.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)) => {
+                neighbour_entry(&m).map(NeighbourEvent::Changed)
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(m)) => {
+                neighbour_entry(&m).map(|entry| NeighbourEvent::Deleted {
+                    address: entry.address,
+                    if_index: entry.if_index,
+                })
+            }
+            _ => None,
+        }
+    }))
+}
+
+/// The address an address message is about: IFA_LOCAL when present (IPv4; on a
+/// point-to-point link IFA_ADDRESS is the peer), else IFA_ADDRESS (IPv6).
+fn own_address(message: &AddressMessage) -> Option<IpAddr> {
+    let find = |local: bool| {
+        message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(address) if local => Some(*address),
+            AddressAttribute::Address(address) if !local => Some(*address),
+            _ => None,
+        })
+    };
+    find(true).or_else(|| find(false))
+}
+
+fn neighbour_entry(message: &NeighbourMessage) -> Option<NeighbourEntry> {
+    let mut address = None;
+    let mut mac = None;
+    for attribute in &message.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => address = Some(*v4),
+            NeighbourAttribute::LinkLayerAddress(bytes) => {
+                mac = <[u8; 6]>::try_from(bytes.as_slice()).ok();
+            }
+            _ => {}
+        }
+    }
+    Some(NeighbourEntry {
+        address: address?,
+        if_index: message.header.ifindex,
+        state: message.header.state,
+        mac,
+    })
+}
+
+/// What a neighbour entry means for forwarding. Entries that hold a MAC the kernel itself
+/// would use (reachable, stale, being re-probed, static) are usable; an entry the kernel
+/// gave up on, or one still waiting for its first answer, is not.
+pub fn classify(entry: Option<&NeighbourEntry>) -> Neighbour {
+    let Some(entry) = entry else {
+        return Neighbour::Unresolved {
+            reason: "no neighbour entry yet".into(),
+        };
+    };
+    let usable = matches!(
+        entry.state,
+        NeighbourState::Reachable
+            | NeighbourState::Stale
+            | NeighbourState::Delay
+            | NeighbourState::Probe
+            | NeighbourState::Permanent
+            | NeighbourState::Noarp
+    );
+    match (usable, entry.mac) {
+        (true, Some(mac)) if mac != [0; 6] => Neighbour::Resolved { mac: MacAddr(mac) },
+        _ => Neighbour::Unresolved {
+            reason: match entry.state {
+                NeighbourState::Failed => "no ARP reply (neighbour FAILED)".into(),
+                NeighbourState::Incomplete => "waiting for an ARP reply".into(),
+                other => format!("neighbour state {other:?}"),
+            },
+        },
+    }
+}
+
+/// The next state of a real server's neighbour, given the previous one and the kernel's
+/// entry now. A known MAC is kept while the kernel is merely re-resolving (the entry was
+/// garbage-collected, or is waiting for a reply): frames the data plane sends never refresh
+/// the kernel's entries, so they age and vanish even while the server is fine. Only the
+/// kernel giving up (FAILED) takes a server out.
+pub fn next_neighbour(
+    previous: &Neighbour,
+    entry: Option<&NeighbourEntry>,
+    on_link: bool,
+) -> Neighbour {
+    if !on_link {
+        return Neighbour::OffLink;
+    }
+    let fresh = classify(entry);
+    let kernel_gave_up = entry.is_some_and(|e| e.state == NeighbourState::Failed);
+    match (&fresh, previous) {
+        (Neighbour::Unresolved { .. }, Neighbour::Resolved { .. }) if !kernel_gave_up => {
+            previous.clone()
+        }
+        _ => fresh,
+    }
+}
+
+/// Whether `address` is on one of the interface's IPv4 networks, i.e. reachable by L2.
+pub fn on_link(address: Ipv4Addr, networks: &[(Ipv4Addr, u8)]) -> bool {
+    networks.iter().any(|&(network, prefix)| {
+        // A /32 (such as a VIP) is not a segment anything else lives on.
+        if prefix == 0 || prefix >= 32 {
+            return false;
+        }
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        u32::from(network) & mask == u32::from(address) & mask
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: NeighbourState, mac: Option<[u8; 6]>) -> NeighbourEntry {
+        NeighbourEntry {
+            address: Ipv4Addr::new(10, 0, 0, 11),
+            if_index: 2,
+            state,
+            mac,
+        }
+    }
+
+    #[test]
+    fn usable_states_with_a_mac_resolve() {
+        let mac = [2, 0, 0, 0, 0, 0x11];
+        for state in [
+            NeighbourState::Reachable,
+            NeighbourState::Stale,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+            NeighbourState::Permanent,
+        ] {
+            assert_eq!(
+                classify(Some(&entry(state, Some(mac)))),
+                Neighbour::Resolved { mac: MacAddr(mac) },
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_incomplete_and_missing_entries_do_not_resolve() {
+        assert!(matches!(
+            classify(Some(&entry(NeighbourState::Failed, None))),
+            Neighbour::Unresolved { reason } if reason.contains("FAILED")
+        ));
+        assert!(matches!(
+            classify(Some(&entry(NeighbourState::Incomplete, None))),
+            Neighbour::Unresolved { .. }
+        ));
+        assert!(matches!(classify(None), Neighbour::Unresolved { .. }));
+        // A usable state without an address is still unusable.
+        assert!(matches!(
+            classify(Some(&entry(NeighbourState::Reachable, None))),
+            Neighbour::Unresolved { .. }
+        ));
+    }
+
+    #[test]
+    fn a_known_mac_survives_re_resolution_but_not_failure() {
+        let mac = [2, 0, 0, 0, 0, 0x11];
+        let known = Neighbour::Resolved { mac: MacAddr(mac) };
+        assert_eq!(
+            next_neighbour(&known, None, true),
+            known,
+            "entry garbage-collected"
+        );
+        assert_eq!(
+            next_neighbour(&known, Some(&entry(NeighbourState::Incomplete, None)), true),
+            known
+        );
+        assert!(matches!(
+            next_neighbour(&known, Some(&entry(NeighbourState::Failed, None)), true),
+            Neighbour::Unresolved { .. }
+        ));
+        let moved = [2, 0, 0, 0, 0, 0x99];
+        assert_eq!(
+            next_neighbour(
+                &known,
+                Some(&entry(NeighbourState::Reachable, Some(moved))),
+                true
+            ),
+            Neighbour::Resolved {
+                mac: MacAddr(moved)
+            },
+            "a new MAC is followed"
+        );
+        assert_eq!(next_neighbour(&known, None, false), Neighbour::OffLink);
+        assert!(matches!(
+            next_neighbour(&Neighbour::Unknown, None, true),
+            Neighbour::Unresolved { .. }
+        ));
+    }
+
+    #[test]
+    fn on_link_follows_the_interface_networks_and_ignores_host_routes() {
+        let networks = [
+            (Ipv4Addr::new(10, 0, 0, 1), 24),
+            (Ipv4Addr::new(10, 0, 0, 100), 32),
+        ];
+        assert!(on_link(Ipv4Addr::new(10, 0, 0, 11), &networks));
+        assert!(!on_link(Ipv4Addr::new(10, 0, 1, 11), &networks));
+        assert!(!on_link(Ipv4Addr::new(192, 0, 2, 1), &networks));
+        assert!(!on_link(
+            Ipv4Addr::new(10, 0, 0, 11),
+            &[(Ipv4Addr::new(10, 0, 0, 100), 32)]
+        ));
+    }
+}

@@ -1,0 +1,311 @@
+//! The control socket's one wire: the typed requests that `lvsadm`, `lvs status` and `lvs
+//! reload` send to the daemon, and the daemon's answers.
+//!
+//! The encoding is the control socket's (newline-delimited JSON, see `control`): one
+//! [`Request`] per line, one [`Response`] per line. The daemon decodes exactly the types its
+//! clients encode, so the two sides cannot drift apart. Every mutating ipvsadm command becomes a
+//! [`Change`]; a request carries a list of them that the daemon applies in order, all or
+//! none, so that `lvsadm -R` restores a whole file or nothing. The values here are already
+//! validated by their types (an IPv4 address, a port, a scheduler name), but the daemon still
+//! checks every change against its state (does the service exist, is the server already
+//! there) before anything touches the data plane.
+
+use std::{fmt, net::Ipv4Addr};
+
+use serde::{Deserialize, Serialize};
+
+pub mod snapshot;
+
+pub use snapshot::Snapshot;
+
+use crate::logic::{config, conntrack, status::Status};
+
+/// The longest timeout ipvsadm accepts: 31 days, in seconds.
+pub const MAX_TIMEOUT: u32 = 86400 * 31;
+
+pub use crate::logic::{
+    config::{DEFAULT_NETMASK, DEFAULT_PERSISTENCE_TIMEOUT, Persistence, Protocol, Timeouts},
+    schedule::{SchedFlags, Scheduler},
+};
+
+/// What identifies a virtual service: protocol, VIP and port. The derived order (protocol,
+/// then address, then port) is the order ipvsadm lists services in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceKey {
+    pub protocol: Protocol,
+    pub address: Ipv4Addr,
+    pub port: u16,
+}
+
+impl ServiceKey {
+    /// The key of one of the director's services.
+    pub fn of(service: &config::Service) -> Self {
+        ServiceKey {
+            protocol: service.protocol,
+            address: service.address,
+            port: service.port,
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
+    }
+}
+
+/// Everything about a virtual service that `-A` sets and `-E` replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub scheduler: Scheduler,
+    #[serde(default)]
+    pub sched_flags: SchedFlags,
+    #[serde(default)]
+    pub persistence: Option<Persistence>,
+}
+
+impl ServiceConfig {
+    /// What `-A` would have set for one of the director's services.
+    pub fn of(service: &config::Service) -> Self {
+        ServiceConfig {
+            scheduler: service.scheduler,
+            sched_flags: service.sched_flags,
+            persistence: service.persistence,
+        }
+    }
+}
+
+/// How packets reach a real server. lvs does direct routing only (ipvsadm's `-g`, shown as
+/// "Route").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMethod {
+    #[default]
+    Route,
+}
+
+impl ForwardMethod {
+    /// The name in listings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ForwardMethod::Route => "Route",
+        }
+    }
+
+    /// The ipvsadm option.
+    pub const fn option(self) -> &'static str {
+        match self {
+            ForwardMethod::Route => "-g",
+        }
+    }
+}
+
+/// Everything about a real server that `-a` sets and `-e` replaces. In direct routing the
+/// real server listens on the service's port, so a real server is named by its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerConfig {
+    pub address: Ipv4Addr,
+    pub forward: ForwardMethod,
+    /// 0..=65535; 0 quiesces the server (no new connections).
+    pub weight: u32,
+    /// Upper connection threshold (`-x`); 0 means none.
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`); 0 means none.
+    pub l_threshold: u32,
+}
+
+impl RealServerConfig {
+    /// What `-a` would have set for one of the director's real servers.
+    pub fn of(server: &config::RealServer) -> Self {
+        RealServerConfig {
+            address: server.address,
+            forward: ForwardMethod::Route,
+            weight: server.weight,
+            u_threshold: server.upper_threshold,
+            l_threshold: server.lower_threshold,
+        }
+    }
+}
+
+/// One change to the rule table: every mutating ipvsadm command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// `-A`: fails with "Service already exists".
+    AddService {
+        service: ServiceKey,
+        config: ServiceConfig,
+    },
+    /// `-E`: replaces the whole configuration; fails with "No such service".
+    EditService {
+        service: ServiceKey,
+        config: ServiceConfig,
+    },
+    /// `-D`: fails with "No such service".
+    DeleteService { service: ServiceKey },
+    /// `-C`: removes every service.
+    Clear {},
+    /// `-a`: fails with "Service not defined" or "Destination already exists".
+    AddServer {
+        service: ServiceKey,
+        server: RealServerConfig,
+    },
+    /// `-e`: replaces the server's settings; fails with "Service not defined" or "No such
+    /// destination".
+    EditServer {
+        service: ServiceKey,
+        server: RealServerConfig,
+    },
+    /// `-d`: fails with "Service not defined" or "No such destination".
+    DeleteServer {
+        service: ServiceKey,
+        address: Ipv4Addr,
+    },
+    /// `-Z`: zeroes the counters of one service, or of all with `None`; fails with "No such
+    /// service".
+    Zero { service: Option<ServiceKey> },
+    /// `--set`.
+    SetTimeouts { timeouts: Timeouts },
+}
+
+/// A request to the daemon. Variants without data are struct variants (not unit ones) so that
+/// `deny_unknown_fields` rejects stray fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// `lvs status`: the services, real servers, neighbour states and counters.
+    Status {},
+    /// Every live connection and persistence template in the daemon's own listing
+    /// (`conntrack::Connection`); `lvsadm -Lc` asks for a [`Request::Snapshot`] instead.
+    Connections {},
+    /// Applies the changes in order, all or none: if one fails, the state is as before and
+    /// the answer names the failing change.
+    Apply { changes: Vec<Change> },
+    /// The rule table, counters and timeouts; with `connections`, the connection table too
+    /// (it can be large, so only `-c` asks for it).
+    Snapshot { connections: bool },
+    /// Reads the daemon's config file again and applies the difference, as SIGHUP does.
+    Reload {},
+}
+
+/// The daemon's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// The answer to [`Request::Status`].
+    Status(Status),
+    /// The answer to [`Request::Connections`].
+    Connections(Vec<conntrack::Connection>),
+    /// Every change was applied.
+    Ok,
+    /// Nothing was changed. `message` reads like ipvsadm's ("No such service"); `change` is
+    /// the index of the change that failed in an `Apply`, when one did.
+    Error {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<usize>,
+    },
+    Snapshot(Snapshot),
+    /// A reload was applied; `message` says what it changed.
+    Done {
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> ServiceKey {
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            address: Ipv4Addr::new(10, 0, 0, 1),
+            port: 80,
+        }
+    }
+
+    #[test]
+    fn requests_have_a_stable_json_shape() {
+        let request = Request::Apply {
+            changes: vec![
+                Change::AddService {
+                    service: web(),
+                    config: ServiceConfig {
+                        scheduler: Scheduler::WeightedLeastConnection,
+                        sched_flags: SchedFlags::default(),
+                        persistence: Some(Persistence {
+                            timeout: 300,
+                            netmask: DEFAULT_NETMASK,
+                        }),
+                    },
+                },
+                Change::DeleteServer {
+                    service: web(),
+                    address: Ipv4Addr::new(10, 0, 0, 11),
+                },
+                Change::Clear {},
+            ],
+        };
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            json,
+            r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc","sched_flags":{"fallback":false,"port":false},"persistence":{"timeout":300,"netmask":"255.255.255.255"}}},{"op":"delete_server","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"address":"10.0.0.11"},{"op":"clear"}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);
+    }
+
+    #[test]
+    fn malformed_requests_are_rejected_by_the_decoder() {
+        let cases = [
+            (
+                r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"sctp","address":"10.0.0.1","port":80},"config":{"scheduler":"wlc"}}]}"#,
+                "unknown variant `sctp`",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"add_service","service":{"protocol":"tcp","address":"10.0.0.1","port":80},"config":{"scheduler":"lblc"}}]}"#,
+                "unknown variant `lblc`",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"delete_service","service":{"protocol":"tcp","address":"10.0.0.300","port":80}}]}"#,
+                "invalid IPv4 address syntax",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"delete_service","service":{"protocol":"tcp","address":"10.0.0.1","port":65536}}]}"#,
+                "invalid value: integer `65536`",
+            ),
+            (
+                r#"{"command":"apply","changes":[{"op":"clear","everything":true}]}"#,
+                "unknown field `everything`",
+            ),
+            (r#"{"command":"snapshot"}"#, "missing field `connections`"),
+        ];
+        for (json, expected) in cases {
+            let error = serde_json::from_str::<Request>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        for response in [
+            Response::Ok,
+            Response::Error {
+                message: "No such service".into(),
+                change: Some(3),
+            },
+            Response::Error {
+                message: "No such service".into(),
+                change: None,
+            },
+        ] {
+            let json = serde_json::to_string(&response).unwrap();
+            assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), response);
+        }
+        assert_eq!(serde_json::to_string(&Response::Ok).unwrap(), r#""ok""#);
+    }
+}

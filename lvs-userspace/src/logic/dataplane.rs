@@ -1,0 +1,113 @@
+//! The data plane as the controller sees it: a few typed writes and reads of the BPF maps.
+//!
+//! `DataPlane` is the seam between pure logic and the kernel: the director model programs any
+//! implementation, `io::bpf::BpfDataPlane` is the real one, and `FakeDataPlane` records
+//! writes in memory so the model and the daemon are tested without root. The trait lives with
+//! the logic that drives it, so that nothing pure imports the I/O layer.
+
+mod fake;
+
+pub use fake::FakeDataPlane;
+use lvs_common::{
+    Counter, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+};
+
+/// Errors of the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("loading the XDP object failed")]
+    Load(#[source] aya::EbpfError),
+    #[error("the XDP object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("the map {name} has an unexpected type")]
+    MapType {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("writing map {name} failed")]
+    Write {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("reading map {name} failed")]
+    Read {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("batch operation on map {name} failed")]
+    Batch {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the XDP object has no program {name}")]
+    MissingProgram { name: &'static str },
+    #[error("{action} the XDP program failed")]
+    Program {
+        action: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
+
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver (XDP_FLAGS_DRV_MODE): fastest, needs driver support.
+    Native,
+    /// In the kernel's generic hook (XDP_FLAGS_SKB_MODE): works on any interface, slower.
+    Generic,
+}
+
+impl AttachMode {
+    /// The mode's name as the status shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+        }
+    }
+}
+
+/// Writes and reads of the data plane's maps, and attaching the program to an interface.
+/// Every write is of a whole entry.
+pub trait DataPlane {
+    /// Attaches the program to an interface by index.
+    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<(), DataPlaneError>;
+    /// Detaches the program if it is attached; traffic then flows through the kernel as if
+    /// lvs were not there.
+    fn detach(&mut self) -> Result<(), DataPlaneError>;
+
+    fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError>;
+    fn set_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError>;
+    fn set_real_server(&mut self, id: u32, entry: RealServerEntry) -> Result<(), DataPlaneError>;
+    /// Writes `(slot, real-server id)` pairs into a service's lookup table.
+    fn set_lookup_slots(
+        &mut self,
+        service_index: u32,
+        slots: &[(u32, u32)],
+    ) -> Result<(), DataPlaneError>;
+    fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError>;
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError>;
+    /// Restarts a ring-scheduled service's schedule: CPU `c` of `n` starts at entry
+    /// `c * ring_len / n` and walks on from there.
+    fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError>;
+    fn zero_service_stats(&mut self, index: u32) -> Result<(), DataPlaneError>;
+    fn zero_real_server_stats(&mut self, id: u32) -> Result<(), DataPlaneError>;
+
+    /// Every connection in the flow table.
+    fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError>;
+    fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError>;
+    /// Every persistence template.
+    fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError>;
+    fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError>;
+
+    /// Each verdict counter, summed over CPUs, in `Counter::ALL` order.
+    fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError>;
+    fn service_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError>;
+    fn real_server_stats(&self, id: u32) -> Result<TrafficStats, DataPlaneError>;
+}

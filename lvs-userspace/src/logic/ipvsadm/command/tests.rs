@@ -1,0 +1,440 @@
+use clap::Parser as _;
+
+use super::*;
+use crate::logic::{
+    api::{Persistence, SchedFlags, Scheduler},
+    ipvsadm::names::{NumericOnly, Table},
+};
+
+fn parse(line: &str) -> Result<Command, String> {
+    let args = Args::try_parse_from(std::iter::once("lvsadm").chain(line.split_whitespace()))
+        .map_err(|e| e.to_string())?;
+    Command::from_args(&args, &Table::example()).map_err(|e| e.to_string())
+}
+
+fn web() -> ServiceKey {
+    ServiceKey {
+        protocol: Protocol::Tcp,
+        address: Ipv4Addr::new(10, 0, 0, 1),
+        port: 80,
+    }
+}
+
+fn change(line: &str) -> Change {
+    match parse(line) {
+        Ok(Command::Change(change)) => change,
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+fn listing(line: &str) -> List {
+    match parse(line) {
+        Ok(Command::List(list)) => list,
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+#[test]
+fn services_get_ipvsadm_defaults() {
+    assert_eq!(
+        change("-A -t 10.0.0.1:80"),
+        Change::AddService {
+            service: web(),
+            config: ServiceConfig {
+                scheduler: Scheduler::WeightedLeastConnection,
+                sched_flags: SchedFlags::default(),
+                persistence: None,
+            },
+        }
+    );
+    assert_eq!(
+        change("-E -t web.example.com:http -s sh -b sh-port -p -M 255.255.0.0"),
+        Change::EditService {
+            service: web(),
+            config: ServiceConfig {
+                scheduler: Scheduler::SourceHashing,
+                sched_flags: SchedFlags {
+                    port: true,
+                    ..SchedFlags::default()
+                },
+                persistence: Some(Persistence {
+                    timeout: 300,
+                    netmask: Ipv4Addr::new(255, 255, 0, 0),
+                }),
+            },
+        }
+    );
+    assert_eq!(
+        change("--add-service --udp-service 10.0.0.2:domain --scheduler mh --persistent 60"),
+        Change::AddService {
+            service: ServiceKey {
+                protocol: Protocol::Udp,
+                address: Ipv4Addr::new(10, 0, 0, 2),
+                port: 53,
+            },
+            config: ServiceConfig {
+                scheduler: Scheduler::MaglevHashing,
+                sched_flags: SchedFlags::default(),
+                persistence: Some(Persistence {
+                    timeout: 60,
+                    netmask: Ipv4Addr::BROADCAST,
+                }),
+            },
+        }
+    );
+}
+
+#[test]
+fn real_servers_get_ipvsadm_defaults_and_the_service_port() {
+    let server = |weight, u, l| RealServerConfig {
+        address: Ipv4Addr::new(10, 0, 0, 11),
+        forward: ForwardMethod::Route,
+        weight,
+        u_threshold: u,
+        l_threshold: l,
+    };
+    assert_eq!(
+        change("-a -t 10.0.0.1:80 -r 10.0.0.11"),
+        Change::AddServer {
+            service: web(),
+            server: server(1, 0, 0)
+        }
+    );
+    // Direct routing sends to the service port whatever -r says, as ipvsadm does.
+    assert_eq!(
+        change("-e -t 10.0.0.1:80 -r rs1.example.com:8080 -g -w 0 -x 100 -y 50"),
+        Change::EditServer {
+            service: web(),
+            server: server(0, 100, 50)
+        }
+    );
+    assert_eq!(
+        change("-d -t 10.0.0.1:80 -r 10.0.0.11:80"),
+        Change::DeleteServer {
+            service: web(),
+            address: Ipv4Addr::new(10, 0, 0, 11)
+        }
+    );
+}
+
+#[test]
+fn other_changes() {
+    assert_eq!(
+        change("-D -t 10.0.0.1:80"),
+        Change::DeleteService { service: web() }
+    );
+    assert_eq!(change("-C"), Change::Clear {});
+    assert_eq!(change("-Z"), Change::Zero { service: None });
+    assert_eq!(
+        change("-Z -t 10.0.0.1:80"),
+        Change::Zero {
+            service: Some(web())
+        }
+    );
+    assert_eq!(
+        change("--set 900 0 300"),
+        Change::SetTimeouts {
+            timeouts: Timeouts {
+                tcp: 900,
+                tcp_fin: 0,
+                udp: 300
+            }
+        }
+    );
+    assert_eq!(parse("-S -n"), Ok(Command::Save { numeric: true }));
+    assert_eq!(parse("-R"), Ok(Command::Restore));
+    assert_eq!(parse("--reload"), Ok(Command::Reload));
+}
+
+#[test]
+fn list_options() {
+    assert_eq!(
+        parse(""),
+        Ok(Command::List(List {
+            target: ListTarget::All,
+            format: ListFormat::default()
+        }))
+    );
+    assert!(listing("--json").format.json);
+    let list = listing("-Ln");
+    assert_eq!(list.target, ListTarget::All);
+    assert!(list.format.numeric && list.format.sort && !list.format.json);
+    assert_eq!(
+        listing("-L -t 10.0.0.1:80").target,
+        ListTarget::Service(web())
+    );
+    assert_eq!(listing("-Lnc").target, ListTarget::Connections);
+    assert_eq!(listing("-L --timeout").target, ListTarget::Timeouts);
+    let list = listing("-l --stats --rate --exact --nosort --json");
+    assert_eq!(list.format.layout, Layout::Stats);
+    assert!(list.format.exact && !list.format.sort && list.format.json);
+    assert_eq!(
+        listing("-L --rate --thresholds").format.layout,
+        Layout::Rate
+    );
+    assert_eq!(
+        listing("-Lc --persistent-conn").format.layout,
+        Layout::PersistentConn
+    );
+    assert!(listing("-L --sort").format.sort);
+}
+
+#[test]
+fn bad_command_lines_get_ipvsadm_messages() {
+    let cases = [
+        ("-A -E -t 10.0.0.1:80", "multiple commands specified"),
+        ("-Ln -L", "multiple commands specified"),
+        ("--reload -C", "multiple commands specified"),
+        (
+            "--reload -t 10.0.0.1:80",
+            "Illegal 'service-address' option with the 'reload' command",
+        ),
+        (
+            "-n",
+            "Try `lvsadm -h' or 'lvsadm --help' for more information.",
+        ),
+        (
+            "-t 10.0.0.1:80",
+            "Try `lvsadm -h' or 'lvsadm --help' for more information.",
+        ),
+        (
+            "-A",
+            "You need to supply the 'service-address' option for the 'add-service' command",
+        ),
+        (
+            "-a -t 10.0.0.1:80",
+            "You need to supply the 'real-server' option for the 'add-server' command",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -w 3",
+            "Illegal 'weight' option with the 'add-service' command",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -s rr",
+            "Illegal 'scheduler' option with the 'add-server' command",
+        ),
+        (
+            "-d -t 10.0.0.1:80 -r 10.0.0.11 -w 1",
+            "Illegal 'weight' option with the 'delete-server' command",
+        ),
+        (
+            "-C -t 10.0.0.1:80",
+            "Illegal 'service-address' option with the 'flush' command",
+        ),
+        ("-S --json", "Illegal 'json' option with the 'save' command"),
+        (
+            "-A -t 10.0.0.1:80 --json",
+            "Illegal 'json' option with the 'add-service' command",
+        ),
+        (
+            "-L -s rr",
+            "Illegal 'scheduler' option with the 'list' command",
+        ),
+        (
+            "-Lc -t 10.0.0.1:80",
+            "The option 'service-address' conflicts with the 'connection' option in the 'list' command",
+        ),
+        (
+            "-L --timeout -c",
+            "The option 'timeout' conflicts with the 'connection' option in the 'list' command",
+        ),
+        (
+            "-L --timeout --stats",
+            "options conflicts in the list command",
+        ),
+        ("-Lc --rate", "options conflicts in the list command"),
+        (
+            "-L --timeout --persistent-conn",
+            "options conflicts in the list command",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -t 10.0.0.1:81",
+            "multiple 'service-address' options specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -u 10.0.0.1:81",
+            "multiple 'service-address' options specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -w 1 -w 2",
+            "multiple 'weight' options specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -g -g",
+            "multiple 'forwarding-method' options specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -p -p 5",
+            "multiple 'persistent' options specified",
+        ),
+        (
+            "-A -t 10.0.0.300:80",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t 10.0.0.1:65536",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t 10.0.0.1:gopher",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t nowhere.example.com:80",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-A -t 80",
+            "illegal virtual server address[:port] specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.",
+            "illegal real server address[:port] specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -w 65536",
+            "illegal weight specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -w -1",
+            "illegal weight specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -w heavy",
+            "illegal weight specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -x 2147483648",
+            "illegal u_threshold specified",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -y -5",
+            "illegal l_threshold specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -p 0",
+            "invalid timeout value `0' specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -p 2678401",
+            "invalid timeout value `2678401' specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -p soon",
+            "invalid timeout value `soon' specified",
+        ),
+        ("--set 900 120", "--set option requires 3 timeout values"),
+        ("--set 900 120 x", "invalid timeout value `x' specified"),
+        ("--set 1 2 3 4", "unexpected argument 4"),
+        (
+            "-A -t 10.0.0.1:80 -p -M 255.0.255.0",
+            "illegal virtual server persistent mask specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -M 255.255.255.0",
+            "the persistence netmask (-M) needs a persistent service (-p)",
+        ),
+        (
+            "-A -t 10.0.0.1",
+            "Zero port specified for non-persistent service",
+        ),
+        (
+            "-A -t 10.0.0.1:0",
+            "Zero port specified for non-persistent service",
+        ),
+        (
+            "-A -t 10.0.0.1 -p",
+            "a persistent service on every port (port 0) is not supported by lvs",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -s fastest",
+            "Scheduler or persistence engine not found",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -s lblcr",
+            "scheduler `lblcr' is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh)",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -b sh-port",
+            "incompatible scheduler flag `sh-port'",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -s mh -b mh-port,fast",
+            "invalid scheduler flag `fast'",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -s rr -b flag-1",
+            "scheduler flag `flag-1' has no meaning for scheduler rr: lvs takes sh-fallback, \
+             sh-port, mh-fallback and mh-port",
+        ),
+        (
+            "-A -t 0.0.0.0:80",
+            "0.0.0.0 cannot be a virtual service address: it is not a unicast address",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 224.0.0.1",
+            "224.0.0.1 cannot be a real server address: it is not a unicast address",
+        ),
+        (
+            "-A -t [2001:db8::1]:80",
+            "IPv6 services and real servers are not supported by lvs (IPv4 only)",
+        ),
+        (
+            "-A -f 1",
+            "firewall-mark services (-f) are not supported by lvs",
+        ),
+        (
+            "-A -f 1 -6",
+            "firewall-mark services (-f) are not supported by lvs",
+        ),
+        (
+            "-L -6",
+            "-6 applies to firewall-mark services (-f), which lvs does not support",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -m",
+            "masquerading (-m) is not supported: lvs forwards by direct routing (-g)",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r 10.0.0.11 -i",
+            "tunnelling (-i) is not supported: lvs forwards by direct routing (-g)",
+        ),
+        (
+            "-A --sctp-service 10.0.0.1:80",
+            "SCTP services (--sctp-service) are not supported by lvs",
+        ),
+        (
+            "--start-daemon master",
+            "the connection sync daemon (--start-daemon, --stop-daemon) is not supported by lvs",
+        ),
+        (
+            "-L --daemon",
+            "the connection sync daemon (--daemon) is not supported by lvs",
+        ),
+        ("-L extra", "unexpected argument extra"),
+    ];
+    for (line, expected) in cases {
+        match parse(line) {
+            Err(message) => assert_eq!(message, expected, "{line}"),
+            Ok(command) => panic!("{line}: accepted as {command:?}"),
+        }
+    }
+}
+
+#[test]
+fn unknown_options_are_clap_errors() {
+    let error = parse("-A -t 10.0.0.1:80 --frobnicate").unwrap_err();
+    assert!(
+        error.contains("unexpected argument '--frobnicate'"),
+        "{error}"
+    );
+}
+
+#[test]
+fn names_need_a_resolver() {
+    let args = Args::try_parse_from(["lvsadm", "-A", "-t", "web.example.com:http"]).unwrap();
+    assert_eq!(
+        Command::from_args(&args, &NumericOnly),
+        Err(UsageError::IllegalService)
+    );
+}

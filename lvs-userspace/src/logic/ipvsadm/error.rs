@@ -1,0 +1,85 @@
+//! Errors of the command line, worded as ipvsadm words them (lvs's own refusals excepted).
+
+use std::net::Ipv4Addr;
+
+/// A command line (or restore line) that cannot be carried out. The messages are ipvsadm's,
+/// so scripts and operators that know them keep recognising them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("Try `lvsadm -h' or 'lvsadm --help' for more information.")]
+    TryHelp,
+    #[error("multiple commands specified")]
+    MultipleCommands,
+    #[error("multiple '{0}' options specified")]
+    MultipleOptions(&'static str),
+    #[error("You need to supply the '{option}' option for the '{command}' command")]
+    MissingOption {
+        option: &'static str,
+        command: &'static str,
+    },
+    #[error("Illegal '{option}' option with the '{command}' command")]
+    IllegalOption {
+        option: &'static str,
+        command: &'static str,
+    },
+    #[error("The option '{option}' conflicts with the '{other}' option in the '{command}' command")]
+    ConflictingOptions {
+        option: &'static str,
+        other: &'static str,
+        command: &'static str,
+    },
+    #[error("options conflicts in the list command")]
+    ListConflict,
+    #[error("illegal virtual server address[:port] specified")]
+    IllegalService,
+    #[error("illegal real server address[:port] specified")]
+    IllegalRealServer,
+    #[error("illegal virtual server persistent mask specified")]
+    IllegalNetmask,
+    #[error("illegal weight specified")]
+    IllegalWeight,
+    #[error("illegal u_threshold specified")]
+    IllegalUThreshold,
+    #[error("illegal l_threshold specified")]
+    IllegalLThreshold,
+    #[error("invalid timeout value `{0}' specified")]
+    InvalidTimeout(String),
+    #[error("--set option requires 3 timeout values")]
+    SetNeedsThreeValues,
+    #[error("unexpected argument {0}")]
+    UnexpectedArgument(String),
+    #[error("Zero port specified for non-persistent service")]
+    ZeroPort,
+    #[error("invalid scheduler flag `{0}'")]
+    InvalidSchedFlag(String),
+    #[error("incompatible scheduler flag `{0}'")]
+    IncompatibleSchedFlag(String),
+    /// ipvsadm hears this from the kernel; lvsadm knows the list and says it before asking.
+    #[error("Scheduler or persistence engine not found")]
+    UnknownScheduler,
+
+    // lvs's own refusals: things ipvsadm does that lvs does not.
+    #[error("scheduler `{0}' is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh)")]
+    UnsupportedScheduler(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
+    #[error(
+        "scheduler flag `{flag}' has no meaning for scheduler {scheduler}: lvs takes \
+         sh-fallback, sh-port, mh-fallback and mh-port"
+    )]
+    MeaninglessSchedFlag {
+        flag: String,
+        scheduler: crate::logic::api::Scheduler,
+    },
+    #[error("IPv6 services and real servers are not supported by lvs (IPv4 only)")]
+    Ipv6,
+    #[error("{address} cannot be a {role} address: it is not a unicast address")]
+    NotUnicast {
+        address: Ipv4Addr,
+        role: &'static str,
+    },
+    #[error("a persistent service on every port (port 0) is not supported by lvs")]
+    AllPorts,
+    #[error("the persistence netmask (-M) needs a persistent service (-p)")]
+    NetmaskWithoutPersistence,
+}

@@ -1,0 +1,642 @@
+//! From keepalived's `virtual_server` blocks to lvs's TOML config.
+//!
+//! What lvs cannot do (NAT and tunnelling, firewall-mark and IPv6 services, server groups,
+//! checkers other than HTTP_GET, SSL_GET, TCP_CHECK and MISC_CHECK, `include`) is reported
+//! with its line and left out, never approximated: a service that would forward differently
+//! is left out whole. The rest of the file (global_defs, VRRP) is not the director's
+//! business and is skipped silently, except that a VRRP instance's interface is taken as the
+//! director's and tells lvs to leave the VIPs to keepalived.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use crate::{
+    base::values::{Netmask, Port, StatusCode, Weight, same_port},
+    logic::{
+        config::health::{HttpVersion, run_as},
+        schedule::Scheduler,
+    },
+};
+
+use super::{
+    output::{
+        Checker, Config, Director, Endpoint, RealServer, Seconds, Timing, Url, VirtualServer,
+    },
+    syntax::{self, Statement, SyntaxError},
+};
+
+/// The interface written when neither the command line nor a VRRP instance names one.
+const PLACEHOLDER_INTERFACE: &str = "eth0";
+
+/// Something in the file that was not imported, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// The result of an import.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imported {
+    pub config: Config,
+    /// Everything left out; empty when the import is complete.
+    pub problems: Vec<Problem>,
+    /// Notes for the reader of the TOML (where the interface came from, ...).
+    pub notes: Vec<String>,
+}
+
+impl Imported {
+    /// The TOML text, with a header that lists the notes and what was left out.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut text =
+            String::from("# Imported from keepalived.conf by `lvs import-keepalived`.\n");
+        for note in &self.notes {
+            text.push_str(&format!("# {note}\n"));
+        }
+        if !self.problems.is_empty() {
+            text.push_str("# Not imported:\n");
+            for problem in &self.problems {
+                text.push_str(&format!("#   {problem}\n"));
+            }
+        }
+        text.push('\n');
+        text.push_str(&toml::to_string_pretty(&self.config)?);
+        Ok(text)
+    }
+}
+
+/// Imports keepalived.conf text. `interface` is the director's interface when the caller
+/// knows it. Only a syntax error fails the import; everything else is a problem.
+pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxError> {
+    let statements = syntax::parse(text)?;
+    let mut importer = Importer::default();
+    let mut services: Vec<VirtualServer> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut vrrp_interface: Option<String> = None;
+    importer.report_includes(&statements);
+    for statement in &statements {
+        match statement.keyword.as_str() {
+            "virtual_server" => {
+                if let Some(service) = importer.virtual_server(statement) {
+                    let key = (service.address.clone(), service.port, service.protocol.clone());
+                    if seen.insert(key) {
+                        services.push(service);
+                    } else {
+                        importer.problem(statement, "this service is defined twice; the second is not imported");
+                    }
+                }
+            }
+            "virtual_server_group" => importer.problem(
+                statement,
+                "virtual_server_group is not supported by lvs; write its members as virtual_server blocks",
+            ),
+            "vrrp_instance" if vrrp_interface.is_none() => {
+                vrrp_interface = find(statement, "interface")
+                    .and_then(|s| s.args.first().cloned());
+            }
+            _ => {}
+        }
+    }
+    // Reported in the order of the file, whichever pass found them.
+    importer.problems.sort_by_key(|problem| problem.line);
+    let mut notes = Vec::new();
+    let interface = match (interface, &vrrp_interface) {
+        (Some(given), _) => given.to_owned(),
+        (None, Some(vrrp)) => {
+            notes.push(format!(
+                "director.interface is the VRRP instance's interface ({vrrp})."
+            ));
+            vrrp.clone()
+        }
+        (None, None) => {
+            notes.push(format!(
+                "director.interface is a placeholder ({PLACEHOLDER_INTERFACE}): set it, or import with --interface."
+            ));
+            PLACEHOLDER_INTERFACE.to_owned()
+        }
+    };
+    let manage_vips = vrrp_interface.as_ref().map(|_| {
+        notes.push("manage_vips is off: keepalived's VRRP owns the VIPs.".to_owned());
+        false
+    });
+    Ok(Imported {
+        config: Config {
+            director: Director {
+                interface,
+                manage_vips,
+            },
+            virtual_server: services,
+        },
+        problems: importer.problems,
+        notes,
+    })
+}
+
+fn find<'a>(statement: &'a Statement, keyword: &str) -> Option<&'a Statement> {
+    statement
+        .block
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|s| s.keyword == keyword)
+}
+
+/// keepalived's checkers that lvs has no equivalent for yet.
+const UNSUPPORTED_CHECKERS: [&str; 6] = [
+    "SMTP_CHECK",
+    "DNS_CHECK",
+    "UDP_CHECK",
+    "PING_CHECK",
+    "FILE_CHECK",
+    "BFD_CHECK",
+];
+
+#[derive(Default)]
+struct Importer {
+    problems: Vec<Problem>,
+}
+
+impl Importer {
+    fn problem(&mut self, at: &Statement, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: at.line,
+            message: message.into(),
+        });
+    }
+
+    fn report_includes(&mut self, statements: &[Statement]) {
+        for statement in statements {
+            if statement.keyword == "include" {
+                self.problem(
+                    statement,
+                    format!(
+                        "include {} is not followed; import that file on its own",
+                        statement.args.join(" ")
+                    ),
+                );
+            }
+            if let Some(block) = &statement.block {
+                self.report_includes(block);
+            }
+        }
+    }
+
+    /// The one value of a `keyword value` statement.
+    fn value<'a>(&mut self, at: &'a Statement) -> Option<&'a str> {
+        match at.args.as_slice() {
+            [value] => Some(value),
+            _ => {
+                self.problem(at, format!("{} takes one value", at.keyword));
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, at: &Statement) -> Option<String> {
+        self.value(at).map(str::to_owned)
+    }
+
+    fn number(&mut self, at: &Statement) -> Option<u32> {
+        let value = self.value(at)?;
+        let parsed = value.parse().ok();
+        if parsed.is_none() {
+            self.problem(
+                at,
+                format!("{}: {value:?} is not a whole number", at.keyword),
+            );
+        }
+        parsed
+    }
+
+    fn port(&mut self, at: &Statement, text: &str) -> Option<u16> {
+        let port = text.parse().ok().and_then(|n| Port::new(n).ok());
+        if port.is_none() {
+            self.problem(at, format!("{text:?} is not a port (1 to 65535)"));
+        }
+        port.map(Port::get)
+    }
+
+    /// A keepalived `<TIMER>`: seconds, fractions allowed.
+    fn timer(&mut self, at: &Statement) -> Option<Seconds> {
+        let value = self.value(at)?;
+        match value.parse::<f64>() {
+            Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Some(Seconds(seconds)),
+            _ => {
+                self.problem(
+                    at,
+                    format!("{}: {value:?} is not a number of seconds", at.keyword),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads a timing keyword (`delay_loop`, `connect_timeout`, `retry`, `nb_get_retry`,
+    /// `delay_before_retry`, `warmup`, `alpha`) into `timing`; false for other keywords.
+    fn timing(&mut self, at: &Statement, timing: &mut Timing) -> bool {
+        match at.keyword.as_str() {
+            "delay_loop" => timing.delay_loop = self.timer(at),
+            "connect_timeout" => timing.connect_timeout = self.timer(at),
+            "retry" | "nb_get_retry" => timing.retry = self.number(at),
+            "delay_before_retry" => timing.delay_before_retry = self.timer(at),
+            "warmup" => timing.warmup = self.timer(at),
+            "alpha" => timing.alpha = self.boolean(at),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A keepalived `[<BOOL>]`: the keyword alone is true, or one of on|off|true|false|yes|no.
+    fn boolean(&mut self, at: &Statement) -> Option<bool> {
+        match at.args.as_slice() {
+            [] => Some(true),
+            [value] => match value.to_ascii_lowercase().as_str() {
+                "on" | "true" | "yes" => Some(true),
+                "off" | "false" | "no" => Some(false),
+                _ => {
+                    self.problem(
+                        at,
+                        format!(
+                            "{}: {value:?} is not one of on|off|true|false|yes|no",
+                            at.keyword
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.problem(at, format!("{} takes at most one value", at.keyword));
+                None
+            }
+        }
+    }
+
+    /// A keyword without a value, such as `omega`.
+    fn flag(&mut self, at: &Statement) -> Option<bool> {
+        if !at.args.is_empty() {
+            self.problem(at, format!("{} takes no value", at.keyword));
+            return None;
+        }
+        Some(true)
+    }
+
+    fn ipv4(&mut self, at: &Statement, text: &str, what: &str) -> Option<Ipv4Addr> {
+        match text.parse::<Ipv4Addr>() {
+            Ok(address) => Some(address),
+            Err(_) if text.parse::<Ipv6Addr>().is_ok() => {
+                self.problem(
+                    at,
+                    format!("IPv6 {what}s are not supported by lvs (IPv4 only)"),
+                );
+                None
+            }
+            Err(_) => {
+                self.problem(at, format!("{text:?} is not an IPv4 address"));
+                None
+            }
+        }
+    }
+
+    /// `address port`, as virtual_server, real_server and sorry_server give them.
+    fn endpoint(&mut self, at: &Statement, what: &str) -> Option<Endpoint> {
+        let [address, port] = at.args.as_slice() else {
+            self.problem(at, format!("{} takes an address and a port", at.keyword));
+            return None;
+        };
+        let address = self.ipv4(at, address, what)?;
+        let port = self.port(at, port)?;
+        Some(Endpoint {
+            address: address.to_string(),
+            port,
+        })
+    }
+
+    fn virtual_server(&mut self, at: &Statement) -> Option<VirtualServer> {
+        match at.args.first().map(String::as_str) {
+            Some("fwmark") => {
+                self.problem(at, "firewall-mark services are not supported by lvs");
+                return None;
+            }
+            Some("group") => {
+                self.problem(at, "virtual_server group is not supported by lvs");
+                return None;
+            }
+            _ => {}
+        }
+        let Endpoint { address, port } = self.endpoint(at, "service")?;
+        let mut service = VirtualServer {
+            address,
+            port,
+            protocol: "TCP".into(),
+            ..VirtualServer::default()
+        };
+        let mut forwards_elsewhere = false;
+        let mut sched_flags: Vec<&Statement> = Vec::new();
+        for statement in at.block.as_deref().unwrap_or_default() {
+            let s = statement;
+            match s.keyword.as_str() {
+                "lb_algo" | "lvs_sched" => service.lb_algo = self.scheduler(s),
+                "lb_kind" | "lvs_method" => match self.value(s) {
+                    Some(kind) if kind.eq_ignore_ascii_case("DR") => {
+                        service.lb_kind = Some("DR".into());
+                    }
+                    Some(kind) => {
+                        forwards_elsewhere = true;
+                        self.problem(
+                            s,
+                            format!(
+                                "lb_kind {kind} is not supported (lvs does direct routing, DR); \
+                                 the service is not imported"
+                            ),
+                        );
+                    }
+                    None => forwards_elsewhere = true,
+                },
+                "protocol" => match self.value(s).map(str::to_ascii_uppercase).as_deref() {
+                    Some(protocol @ ("TCP" | "UDP")) => service.protocol = protocol.into(),
+                    Some(other) => {
+                        forwards_elsewhere = true;
+                        self.problem(
+                            s,
+                            format!("protocol {other} is not supported by lvs; the service is not imported"),
+                        );
+                    }
+                    None => forwards_elsewhere = true,
+                },
+                "persistence_timeout" => service.persistence_timeout = self.number(s),
+                "persistence_granularity" => {
+                    service.persistence_granularity = self.netmask(s);
+                }
+                "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" => {
+                    if self.flag(s).is_some() {
+                        sched_flags.push(s);
+                    }
+                }
+                _ if self.timing(s, &mut service.timing) => {}
+                "quorum" => service.quorum = self.number(s),
+                "hysteresis" => service.hysteresis = self.number(s),
+                "quorum_up" => service.quorum_up = self.text(s),
+                "quorum_down" => service.quorum_down = self.text(s),
+                "omega" => service.omega = self.flag(s),
+                "ha_suspend" => self.problem(
+                    s,
+                    "ha_suspend is not supported by lvs (it checks real servers whether or not \
+                     the VIP is up)",
+                ),
+                "virtualhost" => service.virtualhost = self.text(s),
+                "sorry_server" => service.sorry_server = self.endpoint(s, "sorry server"),
+                "sorry_server_inhibit" => {
+                    self.problem(s, "sorry_server_inhibit is not supported by lvs");
+                }
+                "inhibit_on_failure" => service.inhibit_on_failure = self.boolean(s),
+                "real_server" => {
+                    if let Some(server) = self.real_server(s, port) {
+                        if service
+                            .real_server
+                            .iter()
+                            .any(|rs| rs.address == server.address)
+                        {
+                            self.problem(
+                                s,
+                                "this real server is listed twice; the second is not imported",
+                            );
+                        } else {
+                            service.real_server.push(server);
+                        }
+                    }
+                }
+                "ops" => self.problem(s, "one-packet scheduling (ops) is not supported by lvs"),
+                "persistence_engine" => {
+                    self.problem(s, "persistence engines are not supported by lvs");
+                }
+                "include" => {}
+                other => self.problem(s, format!("{other} is not imported")),
+            }
+        }
+        service.sched_flags = self.sched_flags(&sched_flags, service.lb_algo.as_deref());
+        (!forwards_elsewhere).then_some(service)
+    }
+
+    fn scheduler(&mut self, at: &Statement) -> Option<String> {
+        let name = self.value(at)?;
+        // keepalived names the schedulers as ipvsadm does, so lvs's own list decides.
+        if Scheduler::ALL
+            .iter()
+            .any(|scheduler| scheduler.name() == name)
+        {
+            Some(name.to_owned())
+        } else {
+            self.problem(
+                at,
+                format!(
+                    "scheduler {name} is not supported by lvs (it has {}); lvs's default applies",
+                    Scheduler::ALL.map(Scheduler::name).join(" ")
+                ),
+            );
+            None
+        }
+    }
+
+    fn netmask(&mut self, at: &Statement) -> Option<String> {
+        let text = self.value(at)?;
+        let mask = text
+            .parse::<Ipv4Addr>()
+            .ok()
+            .and_then(|mask| Netmask::new(mask).ok());
+        if mask.is_none() {
+            self.problem(at, format!("{text:?} is not an IPv4 netmask"));
+        }
+        mask.map(|mask| mask.to_string())
+    }
+
+    /// The flags that fit the scheduler. keepalived ignores a flag of another scheduler,
+    /// with a log line; the import says so.
+    fn sched_flags(&mut self, flags: &[&Statement], scheduler: Option<&str>) -> Vec<String> {
+        let mut kept = Vec::new();
+        for flag in flags {
+            // The flags are named after their scheduler: "sh-port" needs "sh".
+            let needs = &flag.keyword[..2];
+            if scheduler == Some(needs) {
+                kept.push(flag.keyword.clone());
+            } else {
+                self.problem(
+                    flag,
+                    format!("{} only applies to the {needs} scheduler", flag.keyword),
+                );
+            }
+        }
+        kept
+    }
+
+    fn real_server(&mut self, at: &Statement, service_port: u16) -> Option<RealServer> {
+        let Endpoint { address, port } = self.endpoint(at, "real server")?;
+        if let Err(error) = same_port("real server", service_port, i64::from(port)) {
+            self.problem(at, format!("{error}; the server is not imported"));
+            return None;
+        }
+        let mut server = RealServer {
+            address,
+            port,
+            ..RealServer::default()
+        };
+        for s in at.block.as_deref().unwrap_or_default() {
+            match s.keyword.as_str() {
+                "weight" => server.weight = self.weight(s),
+                "inhibit_on_failure" => server.inhibit_on_failure = self.boolean(s),
+                "virtualhost" => server.virtualhost = self.text(s),
+                _ if self.timing(s, &mut server.timing) => {}
+                "uthreshold" => server.uthreshold = self.number(s),
+                "lthreshold" => server.lthreshold = self.number(s),
+                "notify_up" => server.notify_up = self.text(s),
+                "notify_down" => server.notify_down = self.text(s),
+                "HTTP_GET" => self.set_checker(s, &mut server.http_get),
+                "SSL_GET" => self.set_checker(s, &mut server.ssl_get),
+                "TCP_CHECK" => self.set_checker(s, &mut server.tcp_check),
+                "MISC_CHECK" => self.set_checker(s, &mut server.misc_check),
+                checker if UNSUPPORTED_CHECKERS.contains(&checker) => {
+                    self.problem(s, format!("{checker} is not supported by lvs"));
+                }
+                "include" => {}
+                other => self.problem(s, format!("{other} is not imported")),
+            }
+        }
+        Some(server)
+    }
+
+    fn weight(&mut self, at: &Statement) -> Option<u32> {
+        match Weight::try_from(self.number(at)?) {
+            Ok(weight) => Some(weight.get()),
+            Err(error) => {
+                self.problem(at, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn set_checker(&mut self, at: &Statement, slot: &mut Option<Checker>) {
+        if slot.is_some() {
+            self.problem(
+                at,
+                format!(
+                    "a second {} for one real server is not imported",
+                    at.keyword
+                ),
+            );
+            return;
+        }
+        *slot = Some(self.checker(at));
+    }
+
+    fn checker(&mut self, at: &Statement) -> Checker {
+        let http = matches!(at.keyword.as_str(), "HTTP_GET" | "SSL_GET");
+        let misc = at.keyword == "MISC_CHECK";
+        let mut checker = Checker::default();
+        for s in at.block.as_deref().unwrap_or_default() {
+            match s.keyword.as_str() {
+                "connect_ip" if !misc => {
+                    checker.connect_ip = self
+                        .value(s)
+                        .and_then(|ip| self.ipv4(s, ip, "checker address"))
+                        .map(|ip| ip.to_string());
+                }
+                "connect_port" if !misc => {
+                    checker.connect_port = self.value(s).and_then(|port| self.port(s, port));
+                }
+                "bindto" if !misc => {
+                    checker.bindto = self
+                        .value(s)
+                        .and_then(|ip| self.ipv4(s, ip, "checker address"))
+                        .map(|ip| ip.to_string());
+                }
+                // A program has no connection: misc_timeout bounds it.
+                "connect_timeout" if misc => {
+                    self.problem(s, "connect_timeout in MISC_CHECK is not imported (misc_timeout bounds the program)");
+                }
+                _ if self.timing(s, &mut checker.timing) => {}
+                "virtualhost" if http => checker.virtualhost = self.text(s),
+                "http_protocol" if http => checker.http_protocol = self.http_protocol(s),
+                "url" if http => checker.url.push(self.url(s)),
+                "misc_path" if misc => checker.misc_path = self.text(s),
+                "misc_timeout" if misc => checker.misc_timeout = self.number(s),
+                "misc_dynamic" if misc => checker.misc_dynamic = self.flag(s),
+                "user" if misc => checker.user = self.user(s),
+                other => self.problem(s, format!("{other} in {} is not imported", at.keyword)),
+            }
+        }
+        checker
+    }
+
+    /// MISC_CHECK's `user USERNAME [[:]GROUPNAME]`, as lvs writes it: "user" or "user:group".
+    /// The names are not looked up here: this machine may not be the director.
+    fn user(&mut self, at: &Statement) -> Option<String> {
+        match run_as::parse_spec(&at.args.join(" ")) {
+            Ok((user, None)) => Some(user.to_owned()),
+            Ok((user, Some(group))) => Some(format!("{user}:{group}")),
+            Err(_) => {
+                self.problem(at, "user takes a user name and optionally a group name");
+                None
+            }
+        }
+    }
+
+    /// `http_protocol`, in lvs's spelling (keepalived takes "1.0c" for "1.0C").
+    fn http_protocol(&mut self, at: &Statement) -> Option<String> {
+        let text = self.value(at)?;
+        if HttpVersion::parse(text).is_none() {
+            self.problem(
+                at,
+                format!("http_protocol {text} is not one of 1.0, 1.0C, 1.0K and 1.1"),
+            );
+            return None;
+        }
+        Some(text.to_ascii_uppercase())
+    }
+
+    fn url(&mut self, at: &Statement) -> Url {
+        let mut url = Url::default();
+        for s in at.block.as_deref().unwrap_or_default() {
+            match s.keyword.as_str() {
+                "path" => url.path = self.text(s),
+                "digest" => url.digest = self.text(s),
+                "virtualhost" => url.virtualhost = self.text(s),
+                "regex" => url.regex = self.text(s),
+                "regex_no_match" => url.regex_no_match = self.flag(s),
+                "regex_options" => {
+                    if s.args.is_empty() {
+                        self.problem(s, "regex_options takes one or more options");
+                    }
+                    url.regex_options = s.args.clone();
+                }
+                "regex_min_offset" => url.regex_min_offset = self.number(s),
+                "regex_max_offset" => url.regex_max_offset = self.number(s),
+                "regex_stack" => self.problem(
+                    s,
+                    "regex_stack in url is not imported: lvs's regex engine does not backtrack \
+                     and needs no stack",
+                ),
+                "status_code" => {
+                    url.status_code = self.value(s).and_then(|code| {
+                        match code.parse().ok().and_then(|n| StatusCode::new(n).ok()) {
+                            Some(code) => Some(code.get()),
+                            None => {
+                                self.problem(s, format!("{code:?} is not an HTTP status code"));
+                                None
+                            }
+                        }
+                    });
+                }
+                other => self.problem(s, format!("{other} in url is not imported")),
+            }
+        }
+        url
+    }
+}

@@ -1,0 +1,193 @@
+use std::time::Duration;
+
+use super::*;
+use crate::logic::{
+    config::health::{HttpVersion, Probe, Timing},
+    golden,
+};
+
+const REALISTIC: &str = include_str!("testdata/keepalived.conf");
+
+#[test]
+fn a_realistic_file_imports_to_its_golden_toml() {
+    let imported = import(REALISTIC, None).unwrap();
+    golden::check(
+        "src/logic/keepalived/testdata/keepalived.toml",
+        &imported.to_toml().unwrap(),
+    );
+}
+
+#[test]
+fn what_is_not_imported_is_reported_with_its_line() {
+    let imported = import(REALISTIC, None).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    let expected = [
+        "line 55: regex_stack in url is not imported: lvs's regex engine does not backtrack and needs no stack",
+        "line 72: direct routing cannot change the port: the real server must listen on the service port 80, not 8080; the server is not imported",
+        "line 82: mh-port only applies to the mh scheduler",
+        "line 96: SMTP_CHECK is not supported by lvs",
+        "line 106: one-packet scheduling (ops) is not supported by lvs",
+        "line 120: lb_kind NAT is not supported (lvs does direct routing, DR); the service is not imported",
+        "line 126: firewall-mark services are not supported by lvs",
+        "line 130: IPv6 services are not supported by lvs (IPv4 only)",
+        "line 134: virtual_server_group is not supported by lvs; write its members as virtual_server blocks",
+        "line 139: scheduler lblc is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh); lvs's default applies",
+        "line 140: frobnicate is not imported",
+        "line 142: weight 70000 is out of range 0..=65535",
+        "line 146: include /etc/keepalived/conf.d/*.conf is not followed; import that file on its own",
+    ];
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn the_output_is_valid_toml_with_the_keys_lvs_reads() {
+    let imported = import(REALISTIC, Some("bond0")).unwrap();
+    let text = imported.to_toml().unwrap();
+    let value: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(value["director"]["interface"].as_str(), Some("bond0"));
+    assert_eq!(value["director"]["manage_vips"].as_bool(), Some(false));
+    let services = value["virtual_server"].as_array().unwrap();
+    let ports: Vec<i64> = services
+        .iter()
+        .map(|s| s["port"].as_integer().unwrap())
+        .collect();
+    assert_eq!(ports, [80, 443, 53, 25]);
+    let web = &services[0];
+    assert_eq!(web["lb_algo"].as_str(), Some("wlc"));
+    let checker = &web["real_server"][0]["HTTP_GET"];
+    assert_eq!(checker["retry"].as_integer(), Some(3));
+    assert_eq!(checker["url"][1]["status_code"].as_integer(), Some(200));
+    // The service-level retry stays at the service level, where lvs inherits it...
+    assert_eq!(web["retry"].as_integer(), Some(3));
+    assert!(web["real_server"][1]["TCP_CHECK"].get("retry").is_none());
+    // And the director accepts it as its configuration, health checks included.
+    let config = crate::logic::config::parse(&text, "imported.toml")
+        .unwrap_or_else(|e| panic!("the import is not a valid lvs config: {e}"));
+    assert_eq!(config.services.len(), 4);
+    // ...so each checker gets, key by key, the value of the nearest level that sets it, as
+    // under keepalived.
+    let health = &config.services[0].health;
+    let server = |address: &str| &health.real_servers[&address.parse().unwrap()];
+    let http = server("192.0.2.21");
+    assert!(http.inhibit_on_failure, "from the service");
+    let check = http.check.as_ref().unwrap();
+    assert_eq!(
+        check.timing,
+        Timing {
+            delay_loop: Duration::from_secs(6),
+            connect_timeout: Duration::from_secs(3),
+            retry: 3,
+            delay_before_retry: Duration::from_secs(2),
+            warmup: Duration::from_secs(2),
+            alpha: true,
+        }
+    );
+    let Probe::Http(probe) = &check.probe else {
+        panic!("{check:?}")
+    };
+    assert_eq!(probe.version, HttpVersion::Http10Close);
+    assert_eq!(
+        probe.urls[0].virtualhost.as_deref(),
+        Some("www.example.com"),
+        "from the real server"
+    );
+    let regex = probe.urls[1].regex.as_ref().unwrap();
+    assert!(regex.finds(b"<TITLE>welcome"), "regex_options caseless");
+    let tcp = server("192.0.2.22");
+    assert!(!tcp.inhibit_on_failure, "the real server's own");
+    let tcp = tcp.check.as_ref().unwrap();
+    assert_eq!(tcp.timing.retry, 2, "from the real server");
+    assert_eq!(tcp.timing.connect_timeout, Duration::from_secs(5));
+    assert_eq!(tcp.timing.delay_before_retry, Duration::from_millis(1500));
+    let misc = config.services[2].health.real_servers[&"192.0.2.31".parse().unwrap()]
+        .check
+        .as_ref()
+        .unwrap();
+    let Probe::Misc(misc) = &misc.probe else {
+        panic!("{misc:?}")
+    };
+    assert_eq!(
+        misc.run_as
+            .as_ref()
+            .map(|who| (who.user.as_str(), who.group.as_deref())),
+        Some(("nobody", Some("nogroup")))
+    );
+}
+
+#[test]
+fn without_vrrp_the_interface_is_a_named_placeholder() {
+    let imported = import("virtual_server 192.0.2.10 80 {\n lb_algo mh\n}\n", None).unwrap();
+    assert_eq!(imported.config.director.interface, "eth0");
+    assert_eq!(imported.config.director.manage_vips, None);
+    assert!(imported.problems.is_empty());
+    assert!(
+        imported.notes[0].contains("placeholder"),
+        "{:?}",
+        imported.notes
+    );
+}
+
+#[test]
+fn syntax_errors_fail_the_import() {
+    let error = import("virtual_server 192.0.2.10 80 {\n", None).unwrap_err();
+    assert_eq!(error.to_string(), "line 1: `{` is never closed");
+}
+
+#[test]
+fn new_keywords_are_checked_as_they_are_imported() {
+    let text = "virtual_server 192.0.2.10 80 {\n\
+                 delay_before_retry -1\n\
+                 alpha maybe\n\
+                 ha_suspend\n\
+                 virtualhost www.example.com\n\
+                 real_server 192.0.2.21 80 {\n\
+                  MISC_CHECK {\n\
+                   misc_path /bin/true\n\
+                   user a b c\n\
+                   connect_timeout 3\n\
+                  }\n\
+                 }\n\
+                 real_server 192.0.2.22 80 {\n\
+                  HTTP_GET {\n\
+                   http_protocol 2.0\n\
+                   url {\n\
+                    path /\n\
+                    regex_options\n\
+                   }\n\
+                  }\n\
+                 }\n\
+                }\n";
+    let imported = import(text, None).unwrap();
+    // What is imported is a valid lvs config, service-level virtualhost included.
+    crate::logic::config::parse(&imported.to_toml().unwrap(), "imported.toml").unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "line 2: delay_before_retry: \"-1\" is not a number of seconds",
+            "line 3: alpha: \"maybe\" is not one of on|off|true|false|yes|no",
+            "line 4: ha_suspend is not supported by lvs (it checks real servers whether or not the VIP is up)",
+            "line 9: user takes a user name and optionally a group name",
+            "line 10: connect_timeout in MISC_CHECK is not imported (misc_timeout bounds the program)",
+            "line 15: http_protocol 2.0 is not one of 1.0, 1.0C, 1.0K and 1.1",
+            "line 18: regex_options takes one or more options",
+        ]
+    );
+    let user = |spec: &str| {
+        let text = format!(
+            "virtual_server 192.0.2.10 80 {{\n real_server 192.0.2.21 80 {{\n  \
+             MISC_CHECK {{\n   misc_path /bin/true\n   user {spec}\n  }}\n }}\n}}\n"
+        );
+        let imported = import(&text, None).unwrap();
+        assert!(imported.problems.is_empty(), "{:?}", imported.problems);
+        imported.config.virtual_server[0].real_server[0]
+            .misc_check
+            .as_ref()
+            .unwrap()
+            .user
+            .clone()
+    };
+    assert_eq!(user("nobody").as_deref(), Some("nobody"));
+    assert_eq!(user("nobody nogroup").as_deref(), Some("nobody:nogroup"));
+    assert_eq!(user("nobody :nogroup").as_deref(), Some("nobody:nogroup"));
+}

@@ -1,0 +1,18 @@
+//! Pure logic: every decision the controller makes, as functions of values, tested without
+//! root. Nothing here touches the kernel or the network; the data plane is reached through
+//! the `dataplane::DataPlane` trait, which the I/O layer implements.
+
+pub mod api;
+pub mod config;
+pub mod conntrack;
+pub mod dataplane;
+#[cfg(test)]
+pub(crate) mod golden;
+pub mod ipvsadm;
+pub mod keepalived;
+pub mod maglev;
+pub mod model;
+pub mod rates;
+pub mod runtime;
+pub mod schedule;
+pub mod status;

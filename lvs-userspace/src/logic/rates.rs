@@ -1,0 +1,161 @@
+//! Rate estimation as IPVS does it (`ip_vs_est.c`): every two seconds the counters' increase
+//! is turned into a per-second rate and folded into a smoothed average with weight 1/4, so a
+//! rate reflects roughly the last eight seconds.
+
+use std::collections::HashMap;
+
+use lvs_common::TrafficStats;
+use serde::{Deserialize, Serialize};
+
+use crate::logic::{
+    dataplane::{DataPlane, DataPlaneError},
+    model::Model,
+};
+
+/// How often the estimators take a sample, as in IPVS.
+pub const SAMPLE_INTERVAL_S: f64 = 2.0;
+
+/// Smoothed rates, per second. Outbound rates are always zero in direct routing (replies do
+/// not pass the director), so only inbound ones are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    pub connections: f64,
+    pub packets: f64,
+    pub bytes: f64,
+}
+
+/// One counter set's estimator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Estimator {
+    last: Option<TrafficStats>,
+    rates: Rates,
+}
+
+impl Estimator {
+    /// Takes a sample of the counters, `elapsed_s` seconds after the previous one. Counters
+    /// that went down (zeroed with `-Z`, or a reused slot) restart the estimate from zero.
+    pub fn sample(&mut self, stats: TrafficStats, elapsed_s: f64) {
+        let Some(last) = self.last.replace(stats) else {
+            return;
+        };
+        if elapsed_s <= 0.0 {
+            return;
+        }
+        if stats.connections < last.connections
+            || stats.packets < last.packets
+            || stats.bytes < last.bytes
+        {
+            self.rates = Rates::default();
+            return;
+        }
+        let rate = |now: u64, then: u64| (now - then) as f64 / elapsed_s;
+        let smooth = |average: &mut f64, rate: f64| *average += (rate - *average) / 4.0;
+        smooth(
+            &mut self.rates.connections,
+            rate(stats.connections, last.connections),
+        );
+        smooth(&mut self.rates.packets, rate(stats.packets, last.packets));
+        smooth(&mut self.rates.bytes, rate(stats.bytes, last.bytes));
+    }
+
+    pub fn rates(&self) -> Rates {
+        self.rates
+    }
+
+    /// Forgets everything, as `ipvsadm -Z` does for the rates too.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The estimators of every service (by index) and real server (by id).
+#[derive(Debug, Default)]
+pub struct RateBook {
+    services: HashMap<u32, Estimator>,
+    real_servers: HashMap<u32, Estimator>,
+}
+
+impl RateBook {
+    /// Samples every configured service and real server; forgets those no longer configured.
+    pub fn sample(
+        &mut self,
+        model: &Model,
+        dataplane: &dyn DataPlane,
+        elapsed_s: f64,
+    ) -> Result<(), DataPlaneError> {
+        let mut services = HashMap::new();
+        let mut real_servers = HashMap::new();
+        for view in model.services() {
+            let mut estimator = self.services.remove(&view.index).unwrap_or_default();
+            estimator.sample(dataplane.service_stats(view.index)?, elapsed_s);
+            services.insert(view.index, estimator);
+            for rs in &view.real_servers {
+                let mut estimator = self.real_servers.remove(&rs.id).unwrap_or_default();
+                estimator.sample(dataplane.real_server_stats(rs.id)?, elapsed_s);
+                real_servers.insert(rs.id, estimator);
+            }
+        }
+        self.services = services;
+        self.real_servers = real_servers;
+        Ok(())
+    }
+
+    pub fn service(&self, index: u32) -> Rates {
+        self.services
+            .get(&index)
+            .map(Estimator::rates)
+            .unwrap_or_default()
+    }
+
+    pub fn real_server(&self, id: u32) -> Rates {
+        self.real_servers
+            .get(&id)
+            .map(Estimator::rates)
+            .unwrap_or_default()
+    }
+
+    /// Forgets every estimate, for `ipvsadm -Z`.
+    pub fn reset(&mut self) {
+        self.services.values_mut().for_each(Estimator::reset);
+        self.real_servers.values_mut().for_each(Estimator::reset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(connections: u64, packets: u64, bytes: u64) -> TrafficStats {
+        TrafficStats {
+            connections,
+            packets,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn a_steady_rate_is_approached_by_quarters() {
+        let mut e = Estimator::default();
+        e.sample(stats(0, 0, 0), 2.0);
+        assert_eq!(e.rates(), Rates::default(), "one sample has no rate");
+        e.sample(stats(20, 200, 20_000), 2.0);
+        assert_eq!(e.rates().connections, 2.5, "a quarter of 10/s");
+        for i in 2..40u64 {
+            e.sample(stats(20 * i, 200 * i, 20_000 * i), 2.0);
+        }
+        assert!((e.rates().connections - 10.0).abs() < 0.01);
+        assert!((e.rates().packets - 100.0).abs() < 0.1);
+        assert!((e.rates().bytes - 10_000.0).abs() < 10.0);
+    }
+
+    #[test]
+    fn zeroed_counters_restart_the_estimate() {
+        let mut e = Estimator::default();
+        e.sample(stats(0, 0, 0), 2.0);
+        e.sample(stats(100, 100, 100), 2.0);
+        e.sample(stats(0, 0, 0), 2.0);
+        assert_eq!(e.rates(), Rates::default());
+        e.sample(stats(8, 8, 8), 2.0);
+        assert_eq!(e.rates().connections, 1.0);
+    }
+}

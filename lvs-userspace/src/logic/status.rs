@@ -1,0 +1,334 @@
+//! The director's status as the control API returns it, and its text rendering.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    base::health::{Admission, HealthState, HealthStatus},
+    logic::{
+        config::Timeouts,
+        dataplane::{DataPlane, DataPlaneError},
+        model::{Model, Neighbour},
+        rates::{RateBook, Rates},
+    },
+};
+
+/// Everything `lvs status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub interface: String,
+    /// How the program is attached: "native" or "generic".
+    pub xdp_mode: String,
+    pub timeouts: Timeouts,
+    pub counters: Vec<CounterValue>,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterValue {
+    pub name: String,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub protocol: String,
+    pub address: String,
+    pub port: u16,
+    pub scheduler: String,
+    /// ipvsadm's `-b` flags, as it names them.
+    pub sched_flags: Vec<String>,
+    /// Seconds, when the service is persistent.
+    pub persistence_timeout: Option<u32>,
+    pub persistence_netmask: Option<String>,
+    /// Connections scheduled since the start (or the last zeroing).
+    pub connections: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rates: Rates,
+    pub real_servers: Vec<RealServerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RealServerStatus {
+    pub address: String,
+    pub port: u16,
+    /// The weight in effect, or the configured one while it is out of the service.
+    pub weight: u32,
+    /// Whether it is in the service's scheduling: not removed by health checking, and not a
+    /// sorry server on standby.
+    pub in_effect: bool,
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+    /// Over its upper threshold: takes no new connections.
+    pub overloaded: bool,
+    pub active_connections: u32,
+    pub inactive_connections: u32,
+    pub persistent_connections: u32,
+    /// "resolved", "unresolved", "off_link" or "unknown".
+    pub neighbour: String,
+    pub mac: Option<String>,
+    /// Why the MAC is not known, when it is not.
+    pub reason: Option<String>,
+    /// Whether new flows go to it.
+    pub forwarding: bool,
+    pub connections: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rates: Rates,
+    /// Whether it is the service's sorry server.
+    #[serde(default)]
+    pub sorry_server: bool,
+    /// Health checking's state, admission and last check result (with its time).
+    #[serde(default)]
+    pub health: Option<HealthStatus>,
+}
+
+impl RealServerStatus {
+    /// The weight it has in the service's scheduling, or none when it is out of it.
+    pub fn weight_in_effect(&self) -> Option<u32> {
+        self.in_effect.then_some(self.weight)
+    }
+}
+
+impl Status {
+    /// Reads the counters from the data plane and combines them with the model.
+    pub fn collect(
+        model: &Model,
+        dataplane: &dyn DataPlane,
+        rates: &RateBook,
+        timeouts: Timeouts,
+        interface: &str,
+        xdp_mode: &str,
+    ) -> Result<Self, DataPlaneError> {
+        let counters = dataplane
+            .counters()?
+            .into_iter()
+            .map(|(counter, value)| CounterValue {
+                name: counter.name().to_owned(),
+                value,
+            })
+            .collect();
+        let mut services = Vec::new();
+        for view in model.services() {
+            let stats = dataplane.service_stats(view.index)?;
+            let mut real_servers = Vec::new();
+            for rs in &view.real_servers {
+                let rs_stats = dataplane.real_server_stats(rs.id)?;
+                let (neighbour, mac, reason) = match rs.neighbour {
+                    Neighbour::Unknown => ("unknown", None, None),
+                    Neighbour::Resolved { mac } => ("resolved", Some(mac.to_string()), None),
+                    Neighbour::Unresolved { reason } => ("unresolved", None, Some(reason.clone())),
+                    Neighbour::OffLink => (
+                        "off_link",
+                        None,
+                        Some(format!("not on a subnet of {interface}")),
+                    ),
+                };
+                real_servers.push(RealServerStatus {
+                    address: rs.address.to_string(),
+                    port: view.service.port,
+                    // As ipvsadm shows what IPVS holds: the weight in effect.
+                    weight: rs.admitted_weight.unwrap_or(rs.weight),
+                    in_effect: rs.admitted_weight.is_some(),
+                    upper_threshold: rs.config.upper_threshold,
+                    lower_threshold: rs.config.lower_threshold,
+                    overloaded: rs.overloaded,
+                    active_connections: rs.connections.active,
+                    inactive_connections: rs.connections.inactive,
+                    persistent_connections: rs.connections.persistent,
+                    neighbour: neighbour.to_owned(),
+                    mac,
+                    reason,
+                    forwarding: rs.forwarding,
+                    connections: rs_stats.connections,
+                    packets: rs_stats.packets,
+                    bytes: rs_stats.bytes,
+                    rates: rates.real_server(rs.id),
+                    sorry_server: rs.sorry,
+                    health: rs.health.cloned(),
+                });
+            }
+            let service = view.service;
+            services.push(ServiceStatus {
+                protocol: service.protocol.name().to_owned(),
+                address: service.address.to_string(),
+                port: service.port,
+                scheduler: service.scheduler.name().to_owned(),
+                sched_flags: service.sched_flags.names(service.scheduler),
+                persistence_timeout: service.persistence.map(|p| p.timeout),
+                persistence_netmask: service.persistence.map(|p| p.netmask.to_string()),
+                connections: stats.connections,
+                packets: stats.packets,
+                bytes: stats.bytes,
+                rates: rates.service(view.index),
+                real_servers,
+            });
+        }
+        Ok(Self {
+            interface: interface.to_owned(),
+            xdp_mode: xdp_mode.to_owned(),
+            timeouts,
+            counters,
+            services,
+        })
+    }
+
+    /// The value of a verdict counter by name.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.counters
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value)
+    }
+
+    /// A table in the spirit of `ipvsadm -Ln --stats`, plus the verdict counters.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "lvs director on {} ({} XDP)",
+            self.interface, self.xdp_mode
+        );
+        let _ = writeln!(out, "Prot LocalAddress:Port Scheduler");
+        let _ = writeln!(
+            out,
+            "  -> {:<28} {:<7} {:<6} {:>10} {:>9} {:<17} {:>10} {:>10}",
+            "RemoteAddress:Port",
+            "Forward",
+            "Weight",
+            "ActiveConn",
+            "InActConn",
+            "Neighbour",
+            "Packets",
+            "Bytes"
+        );
+        for service in &self.services {
+            let mut scheduler = service.scheduler.clone();
+            if !service.sched_flags.is_empty() {
+                scheduler = format!("{scheduler} ({})", service.sched_flags.join(","));
+            }
+            if let Some(timeout) = service.persistence_timeout {
+                scheduler = format!("{scheduler} persistent {timeout}");
+            }
+            let _ = writeln!(
+                out,
+                "{:<4} {:<28} {:<53} {:>10} {:>10}",
+                service.protocol,
+                format!("{}:{}", service.address, service.port),
+                scheduler,
+                service.packets,
+                service.bytes
+            );
+            for rs in &service.real_servers {
+                let neighbour = rs.mac.clone().unwrap_or_else(|| rs.neighbour.clone());
+                let note = match (&rs.reason, rs.forwarding, health_note(rs)) {
+                    (_, _, Some(health)) => format!("  ({health})"),
+                    (Some(reason), _, None) => format!("  ({reason})"),
+                    (None, false, None) => "  (not forwarding)".to_owned(),
+                    (None, true, None) => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  -> {:<28} {:<7} {:<6} {:>10} {:>9} {:<17} {:>10} {:>10}{note}",
+                    format!("{}:{}", rs.address, rs.port),
+                    "Route",
+                    rs.weight,
+                    rs.active_connections,
+                    rs.inactive_connections,
+                    neighbour,
+                    rs.packets,
+                    rs.bytes
+                );
+            }
+        }
+        let _ = writeln!(out, "Verdicts:");
+        for counter in &self.counters {
+            let _ = writeln!(out, "  {:<22} {:>12}", counter.name, counter.value);
+        }
+        out
+    }
+}
+
+/// What health checking adds to a real server's line, when it has something to say.
+fn health_note(rs: &RealServerStatus) -> Option<String> {
+    let health = rs.health.as_ref()?;
+    let last = health.last_result.as_ref().map(|r| r.detail.as_str());
+    match (health.state, health.admission, last) {
+        (HealthState::SorryActive | HealthState::SorryStandby, _, _) => {
+            Some(health.state.name().to_owned())
+        }
+        (HealthState::Down, Admission::Weight(_), Some(last)) => {
+            Some(format!("down, inhibited: {last}"))
+        }
+        (HealthState::Down, _, Some(last)) => Some(format!("down, removed: {last}")),
+        (HealthState::Down, _, None) => Some("down until a check passes".into()),
+        (HealthState::Up, Admission::Removed, _) => {
+            Some("up, out while the sorry server serves".into())
+        }
+        (HealthState::Up, _, _) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        base::mac::MacAddr,
+        logic::{config, dataplane::FakeDataPlane},
+    };
+
+    #[test]
+    fn renders_services_real_servers_and_counters() {
+        let config = config::parse(
+            "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
+             port = 80\n[[virtual_server.real_server]]\naddress = \"10.0.0.11\"\n\
+             [[virtual_server.real_server]]\naddress = \"10.0.0.12\"\nweight = 2\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut model = Model::new(&config.services).unwrap();
+        let mut dataplane = FakeDataPlane::default();
+        model.set_neighbour(
+            Ipv4Addr::new(10, 0, 0, 11),
+            Neighbour::Resolved {
+                mac: MacAddr([2, 0, 0, 0, 0, 0x11]),
+            },
+        );
+        model.set_neighbour(
+            Ipv4Addr::new(10, 0, 0, 12),
+            Neighbour::Unresolved {
+                reason: "waiting for an ARP reply".into(),
+            },
+        );
+        model.sync(&mut dataplane).unwrap();
+        let status = Status::collect(
+            &model,
+            &dataplane,
+            &RateBook::default(),
+            Timeouts::default(),
+            "eth0",
+            "native",
+        )
+        .unwrap();
+        let text = status.render();
+        let expected = "\
+lvs director on eth0 (native XDP)
+Prot LocalAddress:Port Scheduler
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Neighbour            Packets      Bytes
+TCP  10.0.0.100:80                wlc                                                            0          0
+  -> 10.0.0.11:80                 Route   1               0         0 02:00:00:00:00:11          0          0
+  -> 10.0.0.12:80                 Route   2               0         0 unresolved                 0          0  (waiting for an ARP reply)
+";
+        assert!(text.starts_with(expected), "got:\n{text}");
+        assert!(
+            text.contains("  tx_forwarded                      0\n"),
+            "got:\n{text}"
+        );
+        assert_eq!(status.counter("tx_forwarded"), Some(0));
+        assert_eq!(status.counter("nonexistent"), None);
+    }
+}
