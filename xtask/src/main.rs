@@ -4,13 +4,6 @@
 //! Every command first runs `scripts/bootstrap.sh`, which installs what is missing (and says
 //! so) and skips what is there, so each command works on a fresh machine.
 
-#[path = "../../lvs-userspace/tests/support/lab.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the end-to-end tests, which drive reloads and downloads too"
-)]
-mod lab;
-
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
@@ -20,6 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use clap::{Parser, Subcommand};
+use lvs_test_support::lab;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
