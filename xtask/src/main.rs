@@ -64,9 +64,9 @@ fn main() -> Result<()> {
             ..
         } => {
             bootstrap()?;
-            let lvs = build_release()?;
+            let built = build()?;
             as_root(
-                Command::new(&lvs)
+                Command::new(&built.lvs)
                     .arg("director")
                     .arg("--config")
                     .arg(config),
@@ -79,9 +79,9 @@ fn main() -> Result<()> {
             real_servers,
         } => {
             bootstrap()?;
-            let lvs = build_release()?;
+            let built = build()?;
             ensure_root_or_reexec()?;
-            demo(&repo, &lvs, keep, requests, real_servers)
+            demo(&repo, &built, keep, requests, real_servers)
         }
         Task::Test => {
             bootstrap()?;
@@ -195,10 +195,40 @@ fn ensure_root_or_reexec() -> Result<()> {
     std::process::exit(0);
 }
 
-fn build_release() -> Result<PathBuf> {
-    say("building lvs (release)");
-    run(Command::new("cargo").args(["build", "--release", "-p", "lvs-userspace", "--bin", "lvs"]))?;
-    Ok(repo_root().join("target/release/lvs"))
+/// The two binaries `cargo xtask run` built: the director and its ipvsadm-like client.
+struct Built {
+    lvs: PathBuf,
+    lvsadm: PathBuf,
+}
+
+/// Builds `lvs` and `lvsadm` as `cargo xtask test` will, so that running the demo and then
+/// the tests compiles the workspace once.
+///
+/// Both use the test profile's build (debug): the controller's speed does not matter for the
+/// demo, the data plane is the eBPF object, which is always built in release, and the tests
+/// run these very binaries. The tests' dev-dependencies turn on features of shared
+/// dependencies (tokio's `test-util` among them); cargo unifies those only when a selected
+/// target uses the dev-dependencies, so the smallest integration test (`lvsadm`) is built
+/// with the binaries. Without it, `cargo xtask test` would recompile tokio and everything
+/// above it, the controller included.
+fn build() -> Result<Built> {
+    say("building lvs and lvsadm (debug, shared with `cargo xtask test`)");
+    run(Command::new("cargo").args([
+        "build",
+        "-p",
+        "lvs-userspace",
+        "--bin",
+        "lvs",
+        "--bin",
+        "lvsadm",
+        "--test",
+        "lvsadm",
+    ]))?;
+    let bin = repo_root().join("target/debug");
+    Ok(Built {
+        lvs: bin.join("lvs"),
+        lvsadm: bin.join("lvsadm"),
+    })
 }
 
 fn lint() -> Result<()> {
@@ -233,7 +263,8 @@ fn lint() -> Result<()> {
 
 /// The demo: a lab of namespaces, the director in it, requests from the client, and what
 /// happened, in numbers.
-fn demo(repo: &Path, lvs: &Path, keep: bool, requests: usize, real_servers: u8) -> Result<()> {
+fn demo(repo: &Path, built: &Built, keep: bool, requests: usize, real_servers: u8) -> Result<()> {
+    let lvs = built.lvs.as_path();
     if !(1..=8).contains(&real_servers) {
         bail!("--real-servers must be between 1 and 8");
     }
@@ -282,11 +313,13 @@ fn demo(repo: &Path, lvs: &Path, keep: bool, requests: usize, real_servers: u8) 
     if keep {
         lab.keep();
         println!(
-            "The lab is still up. Try:\n  ip netns exec {client} curl http://{vip}/\n  {lvs} status --socket {socket}\n\
+            "The lab is still up. Try:\n  ip netns exec {client} curl http://{vip}/\n  {lvs} status --socket {socket}\n  \
+             {lvsadm} --socket {socket} -Ln\n\
              Stop it with:\n  cargo xtask lab down --prefix lvsdemo   (this also stops the director)",
             client = lab.namespace("client"),
             vip = lab::VIP,
             lvs = lvs.display(),
+            lvsadm = built.lvsadm.display(),
             socket = lab.control_socket().display(),
         );
         return Ok(());
