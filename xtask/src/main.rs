@@ -86,12 +86,12 @@ fn main() -> Result<()> {
         Task::Test => {
             bootstrap()?;
             say("unit tests (no root)");
-            run(Command::new("cargo").args(["test", "--workspace"]))?;
+            run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end and provisioning \
                  (namespaces), one at a time",
             );
-            let mut root_tests = Command::new("cargo");
+            let mut root_tests = cargo();
             root_tests.args([
                 "test",
                 "-p",
@@ -118,7 +118,7 @@ fn main() -> Result<()> {
         }
         Task::Bench => {
             bootstrap()?;
-            let mut bench = Command::new("cargo");
+            let mut bench = cargo();
             bench.args(["bench", "-p", "lvs-userspace", "--bench", "dataplane"]);
             bench.args(["--bench", "scaling"]);
             bench.args(["--bench", "health"]);
@@ -149,6 +149,32 @@ fn run(command: &mut Command) -> Result<()> {
         .with_context(|| format!("running {command:?}"))?;
     ensure!(status.success(), "{command:?} failed ({status})");
     Ok(())
+}
+
+/// A `cargo` command without the variables `cargo run` set for xtask itself.
+///
+/// Cargo gives the binary it runs the package's CARGO_MANIFEST_DIR, CARGO_PKG_NAME and the
+/// like. Passed on, they reach build scripts that watch them: ring's reruns when
+/// CARGO_MANIFEST_DIR changes, and with it rustls, the controller and both binaries were
+/// rebuilt whenever a build alternated between xtask and a plain `cargo`.
+fn cargo() -> Command {
+    let mut cargo = Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name)
+        {
+            cargo.env_remove(name);
+        }
+    }
+    cargo
 }
 
 fn bootstrap() -> Result<()> {
@@ -213,7 +239,7 @@ struct Built {
 /// above it, the controller included.
 fn build() -> Result<Built> {
     say("building lvs and lvsadm (debug, shared with `cargo xtask test`)");
-    run(Command::new("cargo").args([
+    run(cargo().args([
         "build",
         "-p",
         "lvs-userspace",
@@ -233,9 +259,9 @@ fn build() -> Result<Built> {
 
 fn lint() -> Result<()> {
     say("cargo fmt --check");
-    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     say("clippy: host crates, tests and benches");
-    run(Command::new("cargo").args([
+    run(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -244,7 +270,7 @@ fn lint() -> Result<()> {
         "warnings",
     ]))?;
     say("clippy: the eBPF crate for bpfel-unknown-none");
-    run(Command::new("cargo").env("RUSTC_BOOTSTRAP", "1").args([
+    run(cargo().env("RUSTC_BOOTSTRAP", "1").args([
         "clippy",
         "-p",
         "lvs-ebpf",
