@@ -64,7 +64,7 @@ fn main() -> Result<()> {
             ..
         } => {
             bootstrap()?;
-            let built = build()?;
+            let built = build(Profile::Release)?;
             as_root(
                 Command::new(&built.lvs)
                     .arg("director")
@@ -79,7 +79,7 @@ fn main() -> Result<()> {
             real_servers,
         } => {
             bootstrap()?;
-            let built = build()?;
+            let built = build(Profile::SharedWithTests)?;
             ensure_root_or_reexec()?;
             demo(&repo, &built, keep, requests, real_servers)
         }
@@ -227,19 +227,21 @@ struct Built {
     lvsadm: PathBuf,
 }
 
-/// Builds `lvs` and `lvsadm` as `cargo xtask test` will, so that running the demo and then
-/// the tests compiles the workspace once.
-///
-/// Both use the test profile's build (debug): the controller's speed does not matter for the
-/// demo, the data plane is the eBPF object, which is always built in release, and the tests
-/// run these very binaries. The tests' dev-dependencies turn on features of shared
-/// dependencies (tokio's `test-util` among them); cargo unifies those only when a selected
-/// target uses the dev-dependencies, so the smallest integration test (`lvsadm`) is built
-/// with the binaries. Without it, `cargo xtask test` would recompile tokio and everything
-/// above it, the controller included.
-fn build() -> Result<Built> {
-    say("building lvs and lvsadm (debug, shared with `cargo xtask test`)");
-    run(cargo().args([
+/// How `cargo xtask run` builds the binaries.
+#[derive(Clone, Copy)]
+enum Profile {
+    /// The demo's: the build `cargo xtask test` uses, so that running the demo and then the
+    /// tests compiles the workspace once. It is debug: the controller's speed does not matter
+    /// for the demo, and the data plane is the eBPF object, which is always built in release.
+    SharedWithTests,
+    /// A director on this node's interfaces: release, the build the README installs.
+    Release,
+}
+
+/// Builds `lvs` and `lvsadm` (the README's examples use both) and returns their paths.
+fn build(profile: Profile) -> Result<Built> {
+    let mut command = cargo();
+    command.args([
         "build",
         "-p",
         "lvs-userspace",
@@ -247,13 +249,29 @@ fn build() -> Result<Built> {
         "lvs",
         "--bin",
         "lvsadm",
-        "--test",
-        "lvsadm",
-    ]))?;
-    let bin = repo_root().join("target/debug");
+    ]);
+    let dir = match profile {
+        Profile::SharedWithTests => {
+            say("building lvs and lvsadm (debug, the build `cargo xtask test` uses)");
+            // The tests' dev-dependencies turn on features of shared dependencies (tokio's
+            // `test-util` among them). Cargo unifies those only when a selected target uses
+            // the dev-dependencies, so the smallest integration test (`lvsadm`) is built with
+            // the binaries; without it, `cargo xtask test` would recompile tokio and
+            // everything above it, the controller included.
+            command.args(["--test", "lvsadm"]);
+            "target/debug"
+        }
+        Profile::Release => {
+            say("building lvs and lvsadm (release)");
+            command.arg("--release");
+            "target/release"
+        }
+    };
+    run(&mut command)?;
+    let dir = repo_root().join(dir);
     Ok(Built {
-        lvs: bin.join("lvs"),
-        lvsadm: bin.join("lvsadm"),
+        lvs: dir.join("lvs"),
+        lvsadm: dir.join("lvsadm"),
     })
 }
 
