@@ -65,8 +65,8 @@ fn main() -> Result<()> {
         std::io::stderr().write_all(&output.stderr)?;
         std::io::stderr().write_all(&output.stdout)?;
         bail!(
-            "building the eBPF object failed ({}); is bpf-linker installed? run \
-             scripts/bootstrap.sh\n{cargo:?}",
+            "building the eBPF object failed ({}), its messages are above (when they name \
+             bpf-linker or rust-src, run scripts/bootstrap.sh):\n{cargo:?}",
             output.status
         );
     }
