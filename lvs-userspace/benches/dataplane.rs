@@ -18,14 +18,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, ensure};
-#[path = "support/empty_program.rs"]
-mod empty_program;
-#[path = "../tests/support/fixture.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the data-plane tests, which use other parts"
-)]
-mod fixture;
+use lvs_test_support::{empty_program, fixture};
 
 use empty_program::{EmptyProgram, Run};
 use fixture::{RS1_MAC, RS2_MAC, VIP, XDP_PASS, XDP_TX, tcp_ack, tcp_syn};

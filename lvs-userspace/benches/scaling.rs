@@ -21,15 +21,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-#[path = "support/empty_program.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the dataplane bench, which reads more of a run"
-)]
-mod empty_program;
-#[path = "../tests/support/fixture.rs"]
-#[allow(dead_code, reason = "shared with the tests, which use other parts")]
-mod fixture;
+use lvs_test_support::{empty_program, fixture};
 
 use empty_program::EmptyProgram;
 use fixture::{DIRECTOR_MAC, TcpKind, VIP, XDP_PASS, XDP_TX, default_settings, tcp_from};

@@ -5,12 +5,7 @@
 //! They need root (loading BPF programs), so they are ignored by a plain `cargo test`;
 //! `cargo xtask test` runs them as root, one at a time.
 
-#[path = "support/fixture.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the benchmark, which uses other parts"
-)]
-mod fixture;
+use lvs_test_support::fixture;
 
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
 use fixture::*;

@@ -3,12 +3,7 @@
 //!
 //! Needs root (namespaces, XDP); ignored by a plain `cargo test`, run by `cargo xtask test`.
 
-#[path = "support/lab.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with xtask, which uses the parts this test does not"
-)]
-mod lab;
+use lvs_test_support::lab;
 
 use std::{path::Path, time::Duration};
 

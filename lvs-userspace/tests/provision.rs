@@ -6,12 +6,7 @@
 //! Needs root (namespaces, sysctls, XDP); ignored by a plain `cargo test`, run by
 //! `cargo xtask test` or `cargo test --test provision -- --ignored --test-threads=1`.
 
-#[path = "support/lab.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with xtask, which uses the parts this test does not"
-)]
-mod lab;
+use lvs_test_support::lab;
 
 use std::{
     collections::BTreeMap,

@@ -7,12 +7,7 @@
 //!
 //! They need root, so they are ignored by a plain `cargo test`; `cargo xtask test` runs them.
 
-#[path = "support/fixture.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the benchmark, which uses other parts"
-)]
-mod fixture;
+use lvs_test_support::fixture;
 
 use std::{collections::HashMap, net::Ipv4Addr};
 

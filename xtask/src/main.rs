@@ -4,13 +4,6 @@
 //! Every command first runs `scripts/bootstrap.sh`, which installs what is missing (and says
 //! so) and skips what is there, so each command works on a fresh machine.
 
-#[path = "../../lvs-userspace/tests/support/lab.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the end-to-end tests, which drive reloads and downloads too"
-)]
-mod lab;
-
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
@@ -20,6 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail, ensure};
 use clap::{Parser, Subcommand};
+use lvs_test_support::lab;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -70,9 +64,9 @@ fn main() -> Result<()> {
             ..
         } => {
             bootstrap()?;
-            let lvs = build_release()?;
+            let built = build(Profile::Release)?;
             as_root(
-                Command::new(&lvs)
+                Command::new(&built.lvs)
                     .arg("director")
                     .arg("--config")
                     .arg(config),
@@ -85,19 +79,19 @@ fn main() -> Result<()> {
             real_servers,
         } => {
             bootstrap()?;
-            let lvs = build_release()?;
+            let built = build(Profile::SharedWithTests)?;
             ensure_root_or_reexec()?;
-            demo(&repo, &lvs, keep, requests, real_servers)
+            demo(&repo, &built, keep, requests, real_servers)
         }
         Task::Test => {
             bootstrap()?;
             say("unit tests (no root)");
-            run(Command::new("cargo").args(["test", "--workspace"]))?;
+            run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end and provisioning \
                  (namespaces), one at a time",
             );
-            let mut root_tests = Command::new("cargo");
+            let mut root_tests = cargo();
             root_tests.args([
                 "test",
                 "-p",
@@ -124,7 +118,7 @@ fn main() -> Result<()> {
         }
         Task::Bench => {
             bootstrap()?;
-            let mut bench = Command::new("cargo");
+            let mut bench = cargo();
             bench.args(["bench", "-p", "lvs-userspace", "--bench", "dataplane"]);
             bench.args(["--bench", "scaling"]);
             bench.args(["--bench", "health"]);
@@ -155,6 +149,32 @@ fn run(command: &mut Command) -> Result<()> {
         .with_context(|| format!("running {command:?}"))?;
     ensure!(status.success(), "{command:?} failed ({status})");
     Ok(())
+}
+
+/// A `cargo` command without the variables `cargo run` set for xtask itself.
+///
+/// Cargo gives the binary it runs the package's CARGO_MANIFEST_DIR, CARGO_PKG_NAME and the
+/// like. Passed on, they reach build scripts that watch them: ring's reruns when
+/// CARGO_MANIFEST_DIR changes, and with it rustls, the controller and both binaries were
+/// rebuilt whenever a build alternated between xtask and a plain `cargo`.
+fn cargo() -> Command {
+    let mut cargo = Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name)
+        {
+            cargo.env_remove(name);
+        }
+    }
+    cargo
 }
 
 fn bootstrap() -> Result<()> {
@@ -201,17 +221,65 @@ fn ensure_root_or_reexec() -> Result<()> {
     std::process::exit(0);
 }
 
-fn build_release() -> Result<PathBuf> {
-    say("building lvs (release)");
-    run(Command::new("cargo").args(["build", "--release", "-p", "lvs-userspace", "--bin", "lvs"]))?;
-    Ok(repo_root().join("target/release/lvs"))
+/// The two binaries `cargo xtask run` built: the director and its ipvsadm-like client.
+struct Built {
+    lvs: PathBuf,
+    lvsadm: PathBuf,
+}
+
+/// How `cargo xtask run` builds the binaries.
+#[derive(Clone, Copy)]
+enum Profile {
+    /// The demo's: the build `cargo xtask test` uses, so that running the demo and then the
+    /// tests compiles the workspace once. It is debug: the controller's speed does not matter
+    /// for the demo, and the data plane is the eBPF object, which is always built in release.
+    SharedWithTests,
+    /// A director on this node's interfaces: release, the build the README installs.
+    Release,
+}
+
+/// Builds `lvs` and `lvsadm` (the README's examples use both) and returns their paths.
+fn build(profile: Profile) -> Result<Built> {
+    let mut command = cargo();
+    command.args([
+        "build",
+        "-p",
+        "lvs-userspace",
+        "--bin",
+        "lvs",
+        "--bin",
+        "lvsadm",
+    ]);
+    let dir = match profile {
+        Profile::SharedWithTests => {
+            say("building lvs and lvsadm (debug, the build `cargo xtask test` uses)");
+            // The tests' dev-dependencies turn on features of shared dependencies (tokio's
+            // `test-util` among them). Cargo unifies those only when a selected target uses
+            // the dev-dependencies, so the smallest integration test (`lvsadm`) is built with
+            // the binaries; without it, `cargo xtask test` would recompile tokio and
+            // everything above it, the controller included.
+            command.args(["--test", "lvsadm"]);
+            "target/debug"
+        }
+        Profile::Release => {
+            say("building lvs and lvsadm (release)");
+            command.arg("--release");
+            "target/release"
+        }
+    };
+    run(&mut command)?;
+    let dir = repo_root().join(dir);
+    Ok(Built {
+        lvs: dir.join("lvs"),
+        lvsadm: dir.join("lvsadm"),
+    })
 }
 
 fn lint() -> Result<()> {
     say("cargo fmt --check");
-    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     say("clippy: host crates, tests and benches");
-    run(Command::new("cargo").args([
+    run(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -220,7 +288,7 @@ fn lint() -> Result<()> {
         "warnings",
     ]))?;
     say("clippy: the eBPF crate for bpfel-unknown-none");
-    run(Command::new("cargo").env("RUSTC_BOOTSTRAP", "1").args([
+    run(cargo().env("RUSTC_BOOTSTRAP", "1").args([
         "clippy",
         "-p",
         "lvs-ebpf",
@@ -239,7 +307,8 @@ fn lint() -> Result<()> {
 
 /// The demo: a lab of namespaces, the director in it, requests from the client, and what
 /// happened, in numbers.
-fn demo(repo: &Path, lvs: &Path, keep: bool, requests: usize, real_servers: u8) -> Result<()> {
+fn demo(repo: &Path, built: &Built, keep: bool, requests: usize, real_servers: u8) -> Result<()> {
+    let lvs = built.lvs.as_path();
     if !(1..=8).contains(&real_servers) {
         bail!("--real-servers must be between 1 and 8");
     }
@@ -288,11 +357,13 @@ fn demo(repo: &Path, lvs: &Path, keep: bool, requests: usize, real_servers: u8) 
     if keep {
         lab.keep();
         println!(
-            "The lab is still up. Try:\n  ip netns exec {client} curl http://{vip}/\n  {lvs} status --socket {socket}\n\
+            "The lab is still up. Try:\n  ip netns exec {client} curl http://{vip}/\n  {lvs} status --socket {socket}\n  \
+             {lvsadm} --socket {socket} -Ln\n\
              Stop it with:\n  cargo xtask lab down --prefix lvsdemo   (this also stops the director)",
             client = lab.namespace("client"),
             vip = lab::VIP,
             lvs = lvs.display(),
+            lvsadm = built.lvsadm.display(),
             socket = lab.control_socket().display(),
         );
         return Ok(());

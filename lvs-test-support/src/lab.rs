@@ -1,8 +1,8 @@
 //! Drives the demo lab (`scripts/lab.sh`) and a director running in it.
 //!
-//! Shared by the end-to-end test and `cargo xtask run`, which includes this file with
-//! `#[path]`, so the demo shows exactly what the test checks. Only std and serde_json are
-//! used, and everything it starts is stopped and removed on drop, even after a panic.
+//! Shared by the end-to-end tests and `cargo xtask run`, so the demo shows exactly what the
+//! tests check. Only std and serde_json are used, and everything it starts is stopped and
+//! removed on drop, even after a panic.
 
 use std::{
     collections::BTreeMap,

@@ -1,6 +1,6 @@
 //! An empty XDP program (it only returns a verdict), loaded with a raw bpf(2) call, that the
 //! benchmarks measure the director against. Test programs do not belong in the production
-//! object, so it is built here from two instructions. Included by the benches with `#[path]`.
+//! object, so it is built here from two instructions.
 
 use std::{
     io,

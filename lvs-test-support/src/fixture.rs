@@ -1,6 +1,6 @@
 //! The director set-up shared by the data-plane tests and the data-plane benchmark: the
 //! addresses, a configuration, the maps programmed through the real director model, and
-//! frame builders. Included by both with `#[path]`.
+//! frame builders. Behind the `fixture` feature, as it needs lvs-userspace.
 
 use std::net::Ipv4Addr;
 
