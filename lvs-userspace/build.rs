@@ -1,5 +1,5 @@
 //! Builds the eBPF crate (`lvs-ebpf`) for bpfel-unknown-none and leaves its object in OUT_DIR
-//! as `lvs`, where `src/dataplane/bpf.rs` embeds it.
+//! as `lvs`, where `src/io/bpf.rs` embeds it.
 //!
 //! This is the nested build aya-build does, done here for two reasons a newcomer notices:
 //! - It is quiet. aya-build relays every line of the nested cargo as a `cargo:warning`, some
@@ -26,7 +26,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 
 /// The eBPF package, a sibling of this one in the workspace.
 const PACKAGE: &str = "lvs-ebpf";
-/// Its binary target, the object `src/dataplane/bpf.rs` embeds.
+/// Its binary target, the object `src/io/bpf.rs` embeds.
 const PROGRAM: &str = "lvs";
 
 fn main() -> Result<()> {
