@@ -314,3 +314,46 @@ fn an_empty_director_still_exports_the_totals() {
             .any(|s| s.metric.starts_with("node_ipvs_backend"))
     );
 }
+
+/// Every metric name the exported samples have.
+fn exported_names() -> BTreeSet<String> {
+    scrape(&status()).into_iter().map(|s| s.metric).collect()
+}
+
+/// The Grafana dashboard in docs/ queries only metrics that exist.
+#[test]
+fn the_grafana_dashboard_queries_exported_metrics() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../docs/grafana-dashboard.json"))
+            .expect("the dashboard is JSON");
+    let names = regex::Regex::new(r"\b(?:node_ipvs|lvs)_[a-z_]+").unwrap();
+    let exported = exported_names();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expression");
+            for name in names.find_iter(expr) {
+                assert!(
+                    exported.contains(name.as_str()),
+                    "panel {:?} queries {}, which is not exported",
+                    panel["title"],
+                    name.as_str()
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 10, "the dashboard queries the metrics");
+}
+
+/// The README lists every metric name.
+#[test]
+fn the_readme_lists_every_metric() {
+    let readme = include_str!("../../../../README.md");
+    for name in exported_names() {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not list {name}"
+        );
+    }
+}
