@@ -22,7 +22,7 @@ use super::{Director, HealthChecks, neighbours, settings};
 use crate::{
     health::{self, HealthUpdate},
     io::{
-        control::Envelope,
+        control::{Envelope, Request},
         netlink::{DirectorNetlink, NeighbourEvent},
     },
     logic::{conntrack, dataplane::DataPlane, rates},
@@ -141,7 +141,10 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         // and after anything that changes what it shows, not on every timer.
         let publish = matches!(
             event,
-            Event::SampleRates { .. } | Event::Health(_) | Event::Hangup | Event::Request(_)
+            Event::SampleRates { .. }
+                | Event::Health(_)
+                | Event::Hangup
+                | Event::Request((Request::Apply { .. } | Request::Reload {}, _))
         );
         match event {
             Event::Neighbour(event) => {

@@ -229,6 +229,16 @@ where
                 services = director.model.services().count(),
                 "director running"
             );
+            // The status listener's first document is collected before any server task
+            // starts, since nothing may fail once they run.
+            let status_listener = match status_listener {
+                Some(listener) => {
+                    let (publish, status) = watch::channel(Arc::new(director.status()?));
+                    director.published = Some(publish);
+                    Some((listener, status))
+                }
+                None => None,
+            };
             let (requests, requests_rx) = mpsc::channel(16);
             let sources = event_loop::Sources::new(
                 director.netlink.neighbour_events()?,
@@ -239,21 +249,12 @@ where
             // its task never outlives this function.
             let stop_server = CancellationToken::new();
             let server = tokio::spawn(control::serve(listener, requests, stop_server.clone()));
-            let web = match status_listener {
-                Some(listener) => {
-                    let (publish, status) = watch::channel(Arc::new(director.status()?));
-                    director.published = Some(publish);
-                    if let Ok(address) = listener.local_addr() {
-                        info!(%address, "serving /metrics, /status.json and the status page");
-                    }
-                    Some(tokio::spawn(web::serve(
-                        listener,
-                        status,
-                        stop_server.clone(),
-                    )))
+            let web = status_listener.map(|(listener, status)| {
+                if let Ok(address) = listener.local_addr() {
+                    info!(%address, "serving /metrics, /status.json and the status page");
                 }
-                None => None,
-            };
+                tokio::spawn(web::serve(listener, status, stop_server.clone()))
+            });
             let outcome = director.event_loop(&mut health, sources, shutdown).await;
             // Every connection task ends before the daemon's state goes away.
             stop_server.cancel();
