@@ -382,6 +382,16 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         2
     );
 
+    // Clients of the status listener that take every connection slot, or never finish a
+    // request, hold nothing up: the updates below still arrive in time.
+    let mut stuck = Vec::new();
+    for _ in 0..=crate::io::web::MAX_CONNECTIONS {
+        let mut client = tokio::net::TcpStream::connect(web).await.unwrap();
+        use tokio::io::AsyncWriteExt as _;
+        let _ = client.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+        stuck.push(client);
+    }
+
     // Health checking's updates reach the loop.
     let service = config::Service::key(&config::load(&file).unwrap().services[0]);
     let down = HealthUpdate {
@@ -429,6 +439,9 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         followed.is_ok(),
         "the neighbour notification was not followed"
     );
+
+    drop(stuck);
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // The status listener serves the document the loop published after that change: the same
     // as the control socket's, and the metrics agree with it.
