@@ -394,7 +394,7 @@ fn without_moving_parts(status: &serde_json::Value) -> serde_json::Value {
     status["counters"] = serde_json::Value::Null;
     status["flow_table"]["entries"] = serde_json::Value::Null;
     for service in status["services"].as_array_mut().into_iter().flatten() {
-        for field in ["connections", "packets", "bytes", "rates"] {
+        for field in ["connections", "packets", "bytes", "rates", "recent_rates"] {
             service[field] = serde_json::Value::Null;
         }
         for rs in service["real_servers"].as_array_mut().into_iter().flatten() {

@@ -58,6 +58,10 @@ pub struct ServiceStatus {
     pub packets: u64,
     pub bytes: u64,
     pub rates: Rates,
+    /// The rate estimates after each of the last samples (every 2 s, up to five minutes),
+    /// oldest first: the status page draws them.
+    #[serde(default)]
+    pub recent_rates: Vec<Rates>,
     pub real_servers: Vec<RealServerStatus>,
 }
 
@@ -175,6 +179,7 @@ impl Status {
                 packets: stats.packets,
                 bytes: stats.bytes,
                 rates: rates.service(view.index),
+                recent_rates: rates.service_history(view.index),
                 real_servers,
             });
         }

@@ -388,7 +388,9 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
     for _ in 0..=crate::io::web::MAX_CONNECTIONS {
         let mut client = tokio::net::TcpStream::connect(web).await.unwrap();
         use tokio::io::AsyncWriteExt as _;
-        let _ = client.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+        let _ = client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await;
         stuck.push(client);
     }
 
