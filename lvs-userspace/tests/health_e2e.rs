@@ -234,7 +234,7 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
     );
     wait_until_shown(&mut page, &real_server(2), "up");
     assert_same_page(&mut page);
-    status_page_screenshot(&mut page);
+    status_page_screenshot(&mut page, "");
     // On a phone the page fits the screen's width: wide tables scroll inside their box.
     page.viewport(390, 844, true)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -245,6 +245,7 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
         )
         .is_ok();
     assert!(fits, "the page is wider than a phone's screen");
+    status_page_screenshot(&mut page, "-phone");
     drop(page);
 
     // Every real server stops: the sorry server answers.
@@ -377,12 +378,17 @@ fn assert_metrics_match(samples: &[prometheus_parse::Sample], status: &serde_jso
     }
 }
 
-/// Saves the page as a PNG where `LVS_STATUS_PAGE_SCREENSHOT` says, after some traffic so the
-/// graphs have something to show.
-fn status_page_screenshot(page: &mut Browser) {
+/// Saves the page as a PNG where `LVS_STATUS_PAGE_SCREENSHOT` says (with `suffix` before
+/// the extension), after some traffic so the graphs have something to show.
+fn status_page_screenshot(page: &mut Browser, suffix: &str) {
     let Some(path) = std::env::var_os("LVS_STATUS_PAGE_SCREENSHOT") else {
         return;
     };
+    let path = Path::new(&path);
+    let path = path.with_file_name(format!(
+        "{}{suffix}.png",
+        path.file_stem().unwrap_or_default().to_string_lossy()
+    ));
     let png = page.screenshot(true).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
 }
