@@ -1,11 +1,15 @@
 //! Health checking end to end in network namespaces: real HTTP servers that stop and start,
-//! HTTP_GET checks from the director, and real clients through the VIP.
+//! HTTP_GET checks from the director, and real clients through the VIP. Meanwhile a headless
+//! Chromium in the director's namespace keeps the status page open and the test reads what it
+//! shows, and scrapes `/metrics` against the status document.
+//!
+//! `LVS_STATUS_PAGE_SCREENSHOT=path.png` saves a picture of the page (the README's is one).
 //!
 //! Needs root (namespaces, XDP); ignored by a plain `cargo test`, run by `cargo xtask test`.
 
-use lvs_test_support::lab;
+use lvs_test_support::{browser::Browser, lab};
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use lab::{Lab, SORRY_SERVER, is_forwarding};
 
@@ -21,6 +25,9 @@ const OBSERVATION_MARGIN: Duration = Duration::from_millis(1500);
 
 /// How long the test waits for anything at most, so a broken build fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The status listener, on the director namespace's loopback.
+const STATUS_LISTEN: &str = "127.0.0.1:9100";
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -41,7 +48,8 @@ fn real_server(i: u8) -> String {
 /// The lab's service with an HTTP_GET check on each real server and the sorry server.
 fn config(lab: &Lab) -> String {
     let mut text = format!(
-        "[director]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\ncontrol_socket = \"{}\"\n\n\
+        "[director]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\ncontrol_socket = \"{}\"\n\
+         metrics_listen = \"{STATUS_LISTEN}\"\n\n\
          [[virtual_server]]\naddress = \"{}\"\nport = 80\nprotocol = \"TCP\"\nlb_algo = \"rr\"\n\
          lb_kind = \"DR\"\ndelay_loop = {DELAY_LOOP}\n\
          sorry_server = {{ address = \"{SORRY_SERVER}\", port = 80 }}\n",
@@ -87,6 +95,45 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
         "the sorry server stands by"
     );
 
+    // The status page, open in a real browser from here on: it shows the service and every
+    // real server up, and /metrics agrees with the status document.
+    let mut page = Browser::launch(&lab.namespace("dir"), &lab.state_dir().join("chromium"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    page.open(&format!("http://{STATUS_LISTEN}/"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 1..=3 {
+        wait_until_shown(&mut page, &real_server(i), "up");
+    }
+    let title = page.evaluate("document.getElementById('title').textContent");
+    assert_eq!(
+        title.unwrap_or_else(|e| panic!("{e}")),
+        "lvs director on eth0 (generic XDP)"
+    );
+    let service = format!("TCP {}:80", lab::VIP);
+    let heading = page.evaluate(&format!(
+        "document.querySelector('section[data-service=\"{service}\"] h2').textContent"
+    ));
+    assert!(
+        heading
+            .unwrap_or_else(|e| panic!("{e}"))
+            .as_str()
+            .is_some_and(|h| h.starts_with(&service) && h.contains("rr")),
+        "the service is shown with its scheduler"
+    );
+    assert!(shown(&mut page, SORRY_SERVER, "health").starts_with("sorry server, standby"));
+    page.evaluate("window.lvsTestMark = 'not reloaded'")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let published = page
+        .evaluate("fetch('/status.json').then(r => r.json())")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let from_socket = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        without_moving_parts(&published),
+        without_moving_parts(&from_socket),
+        "/status.json is lvs status --json's document"
+    );
+    assert_metrics_match(&scrape(&mut page), &published);
+
     // One real server's HTTP server stops: it leaves the pool within the bound.
     lab.stop_http("rs2").unwrap_or_else(|e| panic!("{e}"));
     let bound = Duration::from_secs(DELAY_LOOP * (RETRY + 1) + CONNECT_TIMEOUT);
@@ -114,6 +161,29 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
             && listing.contains(&format!("-> {}:80", real_server(1))),
         "{listing}"
     );
+    // The page shows it by itself, with the check's result.
+    wait_until_shown(&mut page, &real_server(2), "down, removed");
+    let check = shown(&mut page, &real_server(2), "check");
+    assert!(check.starts_with("failed: connection refused"), "{check}");
+    assert_eq!(shown(&mut page, &real_server(2), "weight"), "–");
+    assert_same_page(&mut page);
+    let samples = scrape(&mut page);
+    let published = page
+        .evaluate("fetch('/status.json').then(r => r.json())")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_metrics_match(&samples, &published);
+    assert!(!by_server(&samples, "node_ipvs_backend_weight").contains_key(&real_server(2)));
+    assert_eq!(
+        by_server(&samples, "lvs_real_server_health_state").get(&real_server(2)),
+        Some(&1.0),
+        "rs2's state is down"
+    );
+    assert_eq!(
+        by_server(&samples, "lvs_real_server_last_check_passed").get(&real_server(2)),
+        Some(&0.0)
+    );
+    let connections_before = shown(&mut page, &real_server(1), "connections");
+
     let log = lab.log();
     assert!(
         log.contains("real server down") && log.contains("connection refused"),
@@ -132,6 +202,16 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
         seen.answers,
         lab.status_table(lvs())
     );
+
+    // The numbers move on the page without a reload.
+    let expression = format!(
+        "document.querySelector('tr[data-rs=\"{}:80\"] [data-field=\"connections\"]')\
+         .textContent !== '{connections_before}'",
+        real_server(1)
+    );
+    page.wait_for(&expression, PATIENCE)
+        .unwrap_or_else(|e| panic!("rs1's connections never moved on the page: {e}"));
+    assert_same_page(&mut page);
 
     // It starts again: it is back in the pool and gets traffic.
     lab.start_http("rs2").unwrap_or_else(|e| panic!("{e}"));
@@ -152,6 +232,21 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
         answered_by_rs2,
         "rs2 got no request in 60 after coming back"
     );
+    wait_until_shown(&mut page, &real_server(2), "up");
+    assert_same_page(&mut page);
+    status_page_screenshot(&mut page, "");
+    // On a phone the page fits the screen's width: wide tables scroll inside their box.
+    page.viewport(390, 844, true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fits = page
+        .wait_for(
+            "document.documentElement.scrollWidth <= window.innerWidth",
+            Duration::from_secs(2),
+        )
+        .is_ok();
+    assert!(fits, "the page is wider than a phone's screen");
+    status_page_screenshot(&mut page, "-phone");
+    drop(page);
 
     // Every real server stops: the sorry server answers.
     for server in ["rs1", "rs2", "rs3"] {
@@ -188,4 +283,139 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
     assert_eq!(seen.answers.get("rs3"), Some(&10), "{:?}", seen.answers);
 
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// What the status page shows in one field of a real server's row ("" when the row is not
+/// there).
+fn shown(page: &mut Browser, address: &str, field: &str) -> String {
+    let expression = format!(
+        "document.querySelector('tr[data-rs=\"{address}:80\"] [data-field=\"{field}\"]')\
+         ?.textContent ?? ''"
+    );
+    match page.evaluate(&expression) {
+        Ok(value) => value.as_str().unwrap_or_default().to_owned(),
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// Waits until the page shows `health` for the real server at `address`, by itself.
+fn wait_until_shown(page: &mut Browser, address: &str, health: &str) {
+    let expression = format!(
+        "document.querySelector('tr[data-rs=\"{address}:80\"] [data-field=\"health\"]')\
+         ?.textContent === '{health}'"
+    );
+    if let Err(error) = page.wait_for(&expression, PATIENCE) {
+        let text = page.evaluate("document.body.innerText").unwrap_or_default();
+        panic!("the page never showed {address} {health}: {error}\n{text}");
+    }
+}
+
+/// The page has not been reloaded since the mark was set: it refreshed itself.
+fn assert_same_page(page: &mut Browser) {
+    assert_eq!(
+        page.evaluate("window.lvsTestMark")
+            .unwrap_or_else(|e| panic!("{e}")),
+        "not reloaded",
+        "the page was reloaded"
+    );
+}
+
+/// `/metrics` as the page's origin serves it, parsed as Prometheus does.
+fn scrape(page: &mut Browser) -> Vec<prometheus_parse::Sample> {
+    let text = page
+        .evaluate("fetch('/metrics').then(r => r.text())")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = text.as_str().expect("text");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition parses")
+        .samples
+}
+
+/// One metric's values by remote address (real server).
+fn by_server(samples: &[prometheus_parse::Sample], metric: &str) -> BTreeMap<String, f64> {
+    samples
+        .iter()
+        .filter(|s| s.metric == metric && s.labels.get("state").is_none_or(|s| s == "down"))
+        .filter_map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            Some((s.labels.get("remote_address")?.to_owned(), value))
+        })
+        .collect()
+}
+
+/// The scrape agrees with the status document: node_exporter's backends are the real
+/// servers in effect with their weight and connection counts.
+fn assert_metrics_match(samples: &[prometheus_parse::Sample], status: &serde_json::Value) {
+    let servers = status["services"][0]["real_servers"].as_array().unwrap();
+    let in_effect = |field: &str| -> BTreeMap<String, f64> {
+        servers
+            .iter()
+            .filter(|rs| rs["in_effect"] == true)
+            .map(|rs| {
+                (
+                    rs["address"].as_str().unwrap().to_owned(),
+                    rs[field].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        by_server(samples, "node_ipvs_backend_weight"),
+        in_effect("weight")
+    );
+    for sample in samples
+        .iter()
+        .filter(|s| s.metric.starts_with("node_ipvs_backend"))
+    {
+        assert_eq!(sample.labels.get("local_address"), Some(lab::VIP));
+        assert_eq!(sample.labels.get("proto"), Some("TCP"));
+        assert_eq!(sample.labels.get("local_mark"), Some(""));
+    }
+}
+
+/// Saves the page as a PNG where `LVS_STATUS_PAGE_SCREENSHOT` says (with `suffix` before
+/// the extension), after some traffic so the graphs have something to show.
+fn status_page_screenshot(page: &mut Browser, suffix: &str) {
+    let Some(path) = std::env::var_os("LVS_STATUS_PAGE_SCREENSHOT") else {
+        return;
+    };
+    let path = Path::new(&path);
+    let path = path.with_file_name(format!(
+        "{}{suffix}.png",
+        path.file_stem().unwrap_or_default().to_string_lossy()
+    ));
+    let png = page.screenshot(true).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {path:?}: {e}"));
+}
+
+/// A status document without what moves between two reads (counters, rates, connection
+/// counts, the last check's time), to compare two reads of the same director.
+fn without_moving_parts(status: &serde_json::Value) -> serde_json::Value {
+    let mut status = status.clone();
+    status["counters"] = serde_json::Value::Null;
+    status["flow_table"]["entries"] = serde_json::Value::Null;
+    for service in status["services"].as_array_mut().into_iter().flatten() {
+        for field in ["connections", "packets", "bytes", "rates", "recent_rates"] {
+            service[field] = serde_json::Value::Null;
+        }
+        for rs in service["real_servers"].as_array_mut().into_iter().flatten() {
+            for field in [
+                "connections",
+                "packets",
+                "bytes",
+                "rates",
+                "active_connections",
+                "inactive_connections",
+            ] {
+                rs[field] = serde_json::Value::Null;
+            }
+            rs["health"]["last_result"] = serde_json::Value::Null;
+        }
+    }
+    status
 }

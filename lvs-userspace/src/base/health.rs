@@ -69,6 +69,10 @@ pub struct CheckResult {
     pub detail: String,
     /// When the attempt ended, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
+    /// How long the attempt took, from its start (once it had its turn among the checks
+    /// running at once) to its result, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
 }
 
 /// What health checking publishes about one real server (or sorry server) of one service.

@@ -10,7 +10,12 @@ use crate::{
         control::{Request, Response},
         netlink::DirectorNetlink,
     },
-    logic::{api, config, conntrack, dataplane::DataPlane, runtime, status::Status},
+    logic::{
+        api, config, conntrack,
+        dataplane::{DataPlane, DataPlaneError},
+        runtime,
+        status::{FlowTable, Status},
+    },
 };
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
@@ -38,6 +43,22 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         health.reload(&self.config()).await;
         self.after_change().await?;
         Ok(message)
+    }
+
+    /// The status document: what `lvs status` shows and the status listener serves.
+    pub(super) fn status(&self) -> Result<Status, DataPlaneError> {
+        Status::collect(
+            &self.model,
+            &self.dataplane,
+            &self.rates,
+            self.settings.timeouts,
+            &self.interface,
+            self.mode,
+            FlowTable {
+                size: self.settings.flow_table_size,
+                entries: self.flows_in_table,
+            },
+        )
     }
 
     fn connections(&self) -> Result<Vec<conntrack::Connection>> {
@@ -124,14 +145,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             change: None,
         };
         match request {
-            Request::Status {} => match Status::collect(
-                &self.model,
-                &self.dataplane,
-                &self.rates,
-                self.settings.timeouts,
-                &self.interface,
-                self.mode,
-            ) {
+            Request::Status {} => match self.status() {
                 Ok(status) => Response::Status(status),
                 Err(e) => error(e.into()),
             },

@@ -22,7 +22,7 @@ use super::{Director, HealthChecks, neighbours, settings};
 use crate::{
     health::{self, HealthUpdate},
     io::{
-        control::Envelope,
+        control::{Envelope, Request},
         netlink::{DirectorNetlink, NeighbourEvent},
     },
     logic::{conntrack, dataplane::DataPlane, rates},
@@ -137,6 +137,15 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
     pub(super) async fn handle<C: HealthChecks>(&mut self, event: Event, health: &C) -> Result<()> {
         let mut neighbours_changed = false;
         let mut health_changed = false;
+        // The status listener's document is refreshed on the rate tick (the rates change)
+        // and after anything that changes what it shows, not on every timer.
+        let publish = matches!(
+            event,
+            Event::SampleRates { .. }
+                | Event::Health(_)
+                | Event::Hangup
+                | Event::Request((Request::Apply { .. } | Request::Reload {}, _))
+        );
         match event {
             Event::Neighbour(event) => {
                 let (address, if_index) = match &event {
@@ -177,6 +186,9 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             let report = self.model.sync(&mut self.dataplane)?;
             info!(?report, "data plane updated");
         }
+        if publish || neighbours_changed {
+            self.publish_status();
+        }
         Ok(())
     }
 
@@ -197,6 +209,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         self.dataplane.remove_flows(&found.expired_flows)?;
         self.dataplane.remove_templates(&found.expired_templates)?;
         self.model.set_connection_counts(found.counts);
+        self.flows_in_table = (flows.len() - found.expired_flows.len()) as u64;
         self.model.sync(&mut self.dataplane)?;
         Ok(())
     }

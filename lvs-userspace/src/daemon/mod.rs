@@ -9,8 +9,10 @@
 //!
 //! The daemon is written against traits for everything it does to the host: the data plane
 //! (`DataPlane`), routing netlink (`DirectorNetlink`), health checking (`HealthChecks`), the
-//! host's settings and pins (`Host`); the control listener, SIGHUP and the shutdown signal are
-//! passed in. [`run`] wires the real ones; tests drive [`serve`] with in-memory stand-ins.
+//! host's settings and pins (`Host`); the control listener, the status listener, SIGHUP and
+//! the shutdown signal are passed in. The status listener (`io::web`, when `metrics_listen`
+//! is set) reads only what the loop publishes on a watch channel, so it never holds the loop
+//! up. [`run`] wires the real ones; tests drive [`serve`] with in-memory stand-ins.
 //!
 //! - `event_loop`: the event sources and what each event does.
 //! - `dispatch`: the answers to control requests (status, `lvsadm` changes, reload).
@@ -32,15 +34,15 @@ mod packet_log;
 mod tests;
 mod vips;
 
-use std::{future::Future, net::Ipv4Addr, path::PathBuf};
+use std::{future::Future, net::Ipv4Addr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context as _, Result};
-use futures::{StreamExt as _, stream::BoxStream};
+use futures::{StreamExt as _, future::OptionFuture, stream::BoxStream};
 use lvs_common::flow::{SETTINGS_DROP_NODEST, Settings};
 use tokio::{
-    net::UnixListener,
+    net::{TcpListener, UnixListener},
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, watch},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -55,12 +57,14 @@ use crate::{
         control::{self, Accept},
         netlink::{DirectorNetlink, LinkInfo, Netlink},
         provision::director::DirectorHost,
+        web,
     },
     logic::{
         config::{self, Config},
         dataplane::DataPlane,
         model::Model,
         rates::RateBook,
+        status::Status,
     },
 };
 
@@ -93,6 +97,16 @@ pub async fn run(
         if config.director.trace_packets {
             packet_log::start(&mut dataplane)?;
         }
+        // Bound before the interface is touched, so that a port in use stops the daemon
+        // before it changes anything.
+        let status_listener = match config.director.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the status listener on {address}"))?,
+            ),
+            None => None,
+        };
         anyhow::Ok(Parts {
             dataplane,
             netlink,
@@ -100,6 +114,7 @@ pub async fn run(
             host: DirectorHost::default(),
             start_health: health::start,
             hangups,
+            status_listener,
         })
     }
     .await;
@@ -136,6 +151,8 @@ pub struct Parts<D, N, H, S> {
     pub start_health: S,
     /// Each item is a reload request, as SIGHUP makes.
     pub hangups: BoxStream<'static, ()>,
+    /// Where `/metrics`, `/status.json` and the status page are served, if anywhere.
+    pub status_listener: Option<TcpListener>,
 }
 
 /// Sets the director up with `parts`, runs the event loop until `shutdown` completes, and
@@ -162,6 +179,7 @@ where
         mut host,
         start_health,
         hangups,
+        status_listener,
     } = parts;
     let socket = config.director.control_socket.clone();
     let model = match Model::new(&config.services) {
@@ -182,6 +200,8 @@ where
         settings: config.director,
         config_path,
         added_vips: Vec::new(),
+        flows_in_table: 0,
+        published: None,
     };
     let result = async {
         director.dataplane.set_director(director.link.mac)?;
@@ -209,6 +229,16 @@ where
                 services = director.model.services().count(),
                 "director running"
             );
+            // The status listener's first document is collected before any server task
+            // starts, since nothing may fail once they run.
+            let status_listener = match status_listener {
+                Some(listener) => {
+                    let (publish, status) = watch::channel(Arc::new(director.status()?));
+                    director.published = Some(publish);
+                    Some((listener, status))
+                }
+                None => None,
+            };
             let (requests, requests_rx) = mpsc::channel(16);
             let sources = event_loop::Sources::new(
                 director.netlink.neighbour_events()?,
@@ -219,11 +249,20 @@ where
             // its task never outlives this function.
             let stop_server = CancellationToken::new();
             let server = tokio::spawn(control::serve(listener, requests, stop_server.clone()));
+            let web = status_listener.map(|(listener, status)| {
+                if let Ok(address) = listener.local_addr() {
+                    info!(%address, "serving /metrics, /status.json and the status page");
+                }
+                tokio::spawn(web::serve(listener, status, stop_server.clone()))
+            });
             let outcome = director.event_loop(&mut health, sources, shutdown).await;
             // Every connection task ends before the daemon's state goes away.
             stop_server.cancel();
             if let Err(error) = server.await {
                 warn!(%error, "the control server failed");
+            }
+            if let Some(Err(error)) = OptionFuture::from(web).await {
+                warn!(%error, "the status listener failed");
             }
             outcome
         }
@@ -270,6 +309,10 @@ struct Director<D, N> {
     config_path: Option<PathBuf>,
     /// VIPs this director put on the interface, and must take off.
     added_vips: Vec<Ipv4Addr>,
+    /// Connections in the flow table at the last sweep.
+    flows_in_table: u64,
+    /// Where the status listener reads the status document, when there is one.
+    published: Option<watch::Sender<Arc<Status>>>,
 }
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
@@ -279,6 +322,20 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         Config {
             director: self.settings.clone(),
             services: self.model.wanted(),
+        }
+    }
+
+    /// Hands the status listener a fresh status document. Collecting it reads the counters
+    /// from the data plane; a failure is logged and the listener keeps the previous one.
+    fn publish_status(&self) {
+        let Some(publish) = &self.published else {
+            return;
+        };
+        match self.status() {
+            Ok(status) => {
+                publish.send_replace(Arc::new(status));
+            }
+            Err(error) => warn!(%error, "collecting the status for the status listener"),
         }
     }
 

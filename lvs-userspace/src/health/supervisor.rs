@@ -200,6 +200,8 @@ struct Finished {
     attempt: u64,
     outcome: Outcome,
     at: SystemTime,
+    /// How long the probe took.
+    took: Duration,
 }
 
 struct Engine {
@@ -362,12 +364,14 @@ impl Engine {
             // Waiting for a permit happens here, in the attempt's task, so a full house
             // never blocks the supervisor's loop.
             let _permit = permits.acquire_owned().await;
+            let started = tokio::time::Instant::now();
             let outcome = prober.probe(check.clone()).await;
             Finished {
                 check,
                 attempt,
                 outcome,
                 at: SystemTime::now(),
+                took: started.elapsed(),
             }
         });
     }
@@ -378,6 +382,7 @@ impl Engine {
             attempt,
             outcome,
             at,
+            took,
         } = finished;
         let Some(entry) = self.checks.get_mut(&check) else {
             return; // The check was removed by a reload while it ran.
@@ -394,6 +399,7 @@ impl Engine {
             at_unix_ms: at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            duration_ms: Some(took.as_millis() as u64),
         });
         entry.queued = Some(self.queue.insert(check.clone(), step.next));
         let followers = entry.followers.clone();

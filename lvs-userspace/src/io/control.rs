@@ -337,6 +337,7 @@ mod tests {
             xdp_mode: "native".into(),
             timeouts: crate::logic::config::Timeouts::default(),
             counters: vec![],
+            flow_table: Default::default(),
             services: vec![],
         }
     }

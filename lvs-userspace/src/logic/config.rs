@@ -28,7 +28,7 @@ pub mod health;
 use std::{
     collections::HashSet,
     fmt,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     ops::Range,
     path::{Path, PathBuf},
 };
@@ -78,6 +78,9 @@ pub struct Director {
     /// schedules its next packet anew, so a TCP client gets a reset from the new server at once;
     /// `false` drops its packets until it expires, as IPVS does with `expire_nodest_conn = 0`.
     pub expire_nodest_conn: bool,
+    /// Where the status listener serves `/metrics`, `/status.json` and the status page; off
+    /// unless set, so nothing is reachable from the network unless the operator asks for it.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Idle timeouts in seconds (`ipvsadm --set tcp tcpfin udp`). In an `lvsadm --set` change,
@@ -292,6 +295,8 @@ struct RawDirector {
     timeout_udp: Option<Spanned<i64>>,
     #[serde(default = "default_true")]
     expire_nodest_conn: bool,
+    #[serde(default)]
+    metrics_listen: Option<Spanned<String>>,
 }
 
 fn default_true() -> bool {
@@ -458,6 +463,20 @@ fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Prob
         problems,
     )
     .unwrap_or(lvs_common::DEFAULT_FLOW_TABLE_SIZE);
+    let metrics_listen = raw.metrics_listen.as_ref().and_then(|listen| {
+        let parsed = listen.get_ref().parse::<SocketAddr>();
+        if parsed.is_err() {
+            problems.push(at.problem(
+                &listen.span(),
+                "director.metrics_listen",
+                format!(
+                    "{:?} is not an address and port (such as \"127.0.0.1:9100\")",
+                    listen.get_ref()
+                ),
+            ));
+        }
+        parsed.ok()
+    });
     Director {
         interface,
         xdp_mode,
@@ -469,6 +488,7 @@ fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Prob
         flow_table_size,
         timeouts,
         expire_nodest_conn: raw.expire_nodest_conn,
+        metrics_listen,
     }
 }
 
@@ -839,6 +859,7 @@ protocol = "udp"
         assert_eq!(config.director.interface, "eth0");
         assert_eq!(config.director.xdp_mode, XdpMode::Auto);
         assert!(config.director.manage_vips);
+        assert_eq!(config.director.metrics_listen, None, "off unless set");
         assert_eq!(
             config.director.control_socket,
             PathBuf::from(DEFAULT_CONTROL_SOCKET)
@@ -945,6 +966,11 @@ protocol = "udp"
                 "interface = \"eth0\"",
                 "interface = \"eth0\"\ntimeout_tcp = 0",
                 "lvs.toml:4: director.timeout_tcp: 0 is out of range",
+            ),
+            (
+                "interface = \"eth0\"",
+                "interface = \"eth0\"\nmetrics_listen = \"localhost\"",
+                "lvs.toml:4: director.metrics_listen: \"localhost\" is not an address and port",
             ),
             (
                 "lb_kind = \"DR\"",

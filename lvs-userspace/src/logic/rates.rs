@@ -1,8 +1,9 @@
 //! Rate estimation as IPVS does it (`ip_vs_est.c`): every two seconds the counters' increase
 //! is turned into a per-second rate and folded into a smoothed average with weight 1/4, so a
-//! rate reflects roughly the last eight seconds.
+//! rate reflects roughly the last eight seconds. Each service also keeps its last minutes of
+//! estimates, for the status page's graphs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use lvs_common::TrafficStats;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,10 @@ use crate::logic::{
 
 /// How often the estimators take a sample, as in IPVS.
 pub const SAMPLE_INTERVAL_S: f64 = 2.0;
+
+/// How many samples of each service's estimates are kept: five minutes. Only services keep
+/// them; real servers can be thousands.
+pub const HISTORY_SAMPLES: usize = 150;
 
 /// Smoothed rates, per second. Outbound rates are always zero in direct routing (replies do
 /// not pass the director), so only inbound ones are kept.
@@ -73,6 +78,8 @@ impl Estimator {
 pub struct RateBook {
     services: HashMap<u32, Estimator>,
     real_servers: HashMap<u32, Estimator>,
+    /// Each service's estimates after its last samples, oldest first.
+    service_history: HashMap<u32, VecDeque<Rates>>,
 }
 
 impl RateBook {
@@ -85,9 +92,16 @@ impl RateBook {
     ) -> Result<(), DataPlaneError> {
         let mut services = HashMap::new();
         let mut real_servers = HashMap::new();
+        let mut service_history = HashMap::new();
         for view in model.services() {
             let mut estimator = self.services.remove(&view.index).unwrap_or_default();
             estimator.sample(dataplane.service_stats(view.index)?, elapsed_s);
+            let mut history = self.service_history.remove(&view.index).unwrap_or_default();
+            if history.len() == HISTORY_SAMPLES {
+                history.pop_front();
+            }
+            history.push_back(estimator.rates());
+            service_history.insert(view.index, history);
             services.insert(view.index, estimator);
             for rs in &view.real_servers {
                 let mut estimator = self.real_servers.remove(&rs.id).unwrap_or_default();
@@ -97,7 +111,17 @@ impl RateBook {
         }
         self.services = services;
         self.real_servers = real_servers;
+        self.service_history = service_history;
         Ok(())
+    }
+
+    /// A service's estimates after each of its last samples (up to [`HISTORY_SAMPLES`]),
+    /// oldest first.
+    pub fn service_history(&self, index: u32) -> Vec<Rates> {
+        self.service_history
+            .get(&index)
+            .map(|history| history.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn service(&self, index: u32) -> Rates {
@@ -118,6 +142,7 @@ impl RateBook {
     pub fn reset(&mut self) {
         self.services.values_mut().for_each(Estimator::reset);
         self.real_servers.values_mut().for_each(Estimator::reset);
+        self.service_history.values_mut().for_each(VecDeque::clear);
     }
 }
 
@@ -146,6 +171,34 @@ mod tests {
         assert!((e.rates().connections - 10.0).abs() < 0.01);
         assert!((e.rates().packets - 100.0).abs() < 0.1);
         assert!((e.rates().bytes - 10_000.0).abs() < 10.0);
+    }
+
+    /// A service keeps its last minutes of estimates, and forgets them when it goes or the
+    /// rates are zeroed.
+    #[test]
+    fn services_keep_their_recent_estimates() {
+        use crate::logic::{config, dataplane::FakeDataPlane};
+
+        let services = |text: &str| config::parse(text, "t.toml").unwrap().services;
+        let one = "[director]\ninterface = \"eth0\"\n[[virtual_server]]\n\
+                   address = \"10.0.0.100\"\nport = 80\n";
+        let mut model = Model::new(&services(one)).unwrap();
+        let dataplane = FakeDataPlane::default();
+        let mut book = RateBook::default();
+        for _ in 0..HISTORY_SAMPLES + 10 {
+            book.sample(&model, &dataplane, 2.0).unwrap();
+        }
+        assert_eq!(book.service_history(0).len(), HISTORY_SAMPLES);
+        book.reset();
+        assert!(book.service_history(0).is_empty());
+        book.sample(&model, &dataplane, 2.0).unwrap();
+        assert_eq!(book.service_history(0).len(), 1);
+        model.apply(&[]).unwrap();
+        book.sample(&model, &dataplane, 2.0).unwrap();
+        assert!(
+            book.service_history(0).is_empty(),
+            "a removed service's history goes"
+        );
     }
 
     #[test]

@@ -131,6 +131,9 @@ fn restart_only_changes(old: &config::Director, new: &config::Director) -> Vec<&
     if old.flow_table_size != new.flow_table_size {
         names.push("flow_table_size");
     }
+    if old.metrics_listen != new.metrics_listen {
+        names.push("metrics_listen");
+    }
     names
 }
 
@@ -412,7 +415,7 @@ uthreshold = 100
         let edited = CONFIG
             .replace(
                 "interface = \"eth0\"",
-                "interface = \"eth1\"\ntimeout_tcp = 60",
+                "interface = \"eth1\"\ntimeout_tcp = 60\nmetrics_listen = \"127.0.0.1:9100\"",
             )
             .replace("weight = 2", "weight = 7");
         let new = config::parse(&edited, "t.toml").unwrap();
@@ -425,11 +428,13 @@ uthreshold = 100
         .unwrap();
         assert_eq!(
             message,
-            "reloaded /etc/lvs/lvs.toml: 1 services; these take effect only after a restart: interface"
+            "reloaded /etc/lvs/lvs.toml: 1 services; these take effect only after a restart: \
+             interface, metrics_listen"
         );
         assert_eq!(model.wanted()[0].real_servers[0].weight, 7);
         assert_eq!(settings.timeouts.tcp, 60);
         assert_eq!(settings.interface, "eth0", "the running interface stays");
+        assert_eq!(settings.metrics_listen, None, "so does the status listener");
     }
 
     #[test]

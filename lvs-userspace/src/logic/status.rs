@@ -22,7 +22,18 @@ pub struct Status {
     pub xdp_mode: String,
     pub timeouts: Timeouts,
     pub counters: Vec<CounterValue>,
+    /// How full the flow table was at the last sweep.
+    #[serde(default)]
+    pub flow_table: FlowTable,
     pub services: Vec<ServiceStatus>,
+}
+
+/// The flow table's fill: its size (`flow_table_size`) and the entries the last sweep found
+/// alive (connections and persistence templates are in separate maps; this is connections).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTable {
+    pub size: u32,
+    pub entries: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +58,10 @@ pub struct ServiceStatus {
     pub packets: u64,
     pub bytes: u64,
     pub rates: Rates,
+    /// The rate estimates after each of the last samples (every 2 s, up to five minutes),
+    /// oldest first: the status page draws them.
+    #[serde(default)]
+    pub recent_rates: Vec<Rates>,
     pub real_servers: Vec<RealServerStatus>,
 }
 
@@ -101,6 +116,7 @@ impl Status {
         timeouts: Timeouts,
         interface: &str,
         xdp_mode: &str,
+        flow_table: FlowTable,
     ) -> Result<Self, DataPlaneError> {
         let counters = dataplane
             .counters()?
@@ -163,6 +179,7 @@ impl Status {
                 packets: stats.packets,
                 bytes: stats.bytes,
                 rates: rates.service(view.index),
+                recent_rates: rates.service_history(view.index),
                 real_servers,
             });
         }
@@ -171,6 +188,7 @@ impl Status {
             xdp_mode: xdp_mode.to_owned(),
             timeouts,
             counters,
+            flow_table,
             services,
         })
     }
@@ -312,6 +330,7 @@ mod tests {
             Timeouts::default(),
             "eth0",
             "native",
+            FlowTable::default(),
         )
         .unwrap();
         let text = status.render();

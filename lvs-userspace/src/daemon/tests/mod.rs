@@ -68,6 +68,8 @@ async fn rig(servers: &[Ipv4Addr]) -> Rig {
         settings: config.director,
         config_path: Some(file.clone()),
         added_vips: Vec::new(),
+        flows_in_table: 0,
+        published: None,
     };
     director.after_change().await.unwrap();
     Rig {
@@ -331,6 +333,8 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
     let host = FakeHost::default();
     let (hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
     let (stop, stopped) = oneshot::channel::<()>();
+    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = web_listener.local_addr().unwrap();
     let parts = Parts {
         dataplane: FakeDataPlane::default(),
         netlink: netlink.clone(),
@@ -338,6 +342,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         host: host.clone(),
         start_health: move |_: &Config| (health, Vec::new()),
         hangups: hangups.boxed(),
+        status_listener: Some(web_listener),
     };
     let daemon = tokio::spawn(super::serve(
         config,
@@ -376,6 +381,18 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         status(socket.clone()).await.services[0].real_servers.len(),
         2
     );
+
+    // Clients of the status listener that take every connection slot, or never finish a
+    // request, hold nothing up: the updates below still arrive in time.
+    let mut stuck = Vec::new();
+    for _ in 0..=crate::io::web::MAX_CONNECTIONS {
+        let mut client = tokio::net::TcpStream::connect(web).await.unwrap();
+        use tokio::io::AsyncWriteExt as _;
+        let _ = client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await;
+        stuck.push(client);
+    }
 
     // Health checking's updates reach the loop.
     let service = config::Service::key(&config::load(&file).unwrap().services[0]);
@@ -425,8 +442,32 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         "the neighbour notification was not followed"
     );
 
-    // An idle control connection must not hold the shutdown up.
+    drop(stuck);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The status listener serves the document the loop published after that change: the same
+    // as the control socket's, and the metrics agree with it.
+    let published: crate::logic::status::Status =
+        serde_json::from_str(&http_get(web, "/status.json").await).unwrap();
+    assert_eq!(published, status(socket.clone()).await);
+    let metrics = http_get(web, "/metrics").await;
+    let scrape =
+        prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let backends: Vec<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "node_ipvs_backend_weight")
+        .filter_map(|s| s.labels.get("remote_address"))
+        .collect();
+    assert_eq!(
+        backends,
+        [RS1.to_string()],
+        "RS2 was removed by health checking"
+    );
+
+    // An idle control connection must not hold the shutdown up, nor an idle status one.
     let _idle = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let _idle_web = tokio::net::TcpStream::connect(web).await.unwrap();
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), daemon)
         .await
@@ -439,5 +480,25 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         "its VIPs are taken off"
     );
     assert_eq!(*host.0.lock().unwrap(), ["set up", "torn down"]);
+    assert!(
+        tokio::net::TcpStream::connect(web).await.is_err(),
+        "the status listener is closed"
+    );
     assert!(!socket.exists(), "the socket is removed");
+}
+
+/// The body of a GET on the status listener.
+async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: lvs\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }
