@@ -3,7 +3,8 @@
 # Safe to run again: each step checks first and skips what is already there.
 #
 # Steps:
-#   1. Debian packages the lab and the tests use (bpftool, iproute2, ethtool, curl, python3).
+#   1. Debian packages the lab and the tests use (bpftool, iproute2, ethtool, curl, python3,
+#      and keepalived, whose `keepalived -t` checks the VRRP file the keepalived import writes).
 #   2. The rust-src component, because the eBPF crate is built with -Z build-std=core.
 #   3. bpf-linker, built against the LLVM that ships inside the Rust toolchain, so that the
 #      bitcode rustc emits and the linker that reads it agree on the LLVM version.
@@ -24,7 +25,7 @@ install_debian_packages() {
   # command name -> Debian package providing it
   local -A wanted=(
     [bpftool]=bpftool [ip]=iproute2 [ethtool]=ethtool [curl]=curl [python3]=python3
-    [nsenter]=util-linux
+    [nsenter]=util-linux [keepalived]=keepalived
   )
   local missing=()
   for cmd in "${!wanted[@]}"; do

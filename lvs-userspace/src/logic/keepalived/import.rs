@@ -6,6 +6,10 @@
 //! is left out whole. The rest of the file (global_defs, VRRP) is not the director's
 //! business and is skipped silently, except that a VRRP instance's interface is taken as the
 //! director's and tells lvs to leave the VIPs to keepalived.
+//!
+//! A value keepalived takes and that means nothing to lvs (`persistence_timeout 0`, which is
+//! no persistence; `nat_mask`, which only NAT ever used) is checked and left out with a note
+//! that names its line, so that the TOML says what it would have meant.
 
 use std::{
     collections::HashSet,
@@ -14,7 +18,7 @@ use std::{
 };
 
 use crate::{
-    base::values::{Netmask, Port, StatusCode, Weight, same_port},
+    base::values::{Netmask, Port, StatusCode, Timeout, Weight, same_port},
     logic::{
         config::health::{HttpVersion, run_as},
         schedule::Scheduler,
@@ -128,6 +132,8 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
         notes.push("manage_vips is off: keepalived's VRRP owns the VIPs.".to_owned());
         false
     });
+    importer.notes.sort_by_key(|note| note.line);
+    notes.extend(importer.notes.iter().map(ToString::to_string));
     Ok(Imported {
         config: Config {
             director: Director {
@@ -163,11 +169,20 @@ const UNSUPPORTED_CHECKERS: [&str; 6] = [
 #[derive(Default)]
 struct Importer {
     problems: Vec<Problem>,
+    /// Values taken as keepalived takes them but not written, each with why.
+    notes: Vec<Problem>,
 }
 
 impl Importer {
     fn problem(&mut self, at: &Statement, message: impl Into<String>) {
         self.problems.push(Problem {
+            line: at.line,
+            message: message.into(),
+        });
+    }
+
+    fn note(&mut self, at: &Statement, message: impl Into<String>) {
+        self.notes.push(Problem {
             line: at.line,
             message: message.into(),
         });
@@ -341,6 +356,7 @@ impl Importer {
         };
         let mut forwards_elsewhere = false;
         let mut sched_flags: Vec<&Statement> = Vec::new();
+        let mut granularity_at: Option<&Statement> = None;
         for statement in at.block.as_deref().unwrap_or_default() {
             let s = statement;
             match s.keyword.as_str() {
@@ -372,10 +388,37 @@ impl Importer {
                     }
                     None => forwards_elsewhere = true,
                 },
-                "persistence_timeout" => service.persistence_timeout = self.number(s),
+                "persistence_timeout" => {
+                    service.persistence_timeout = self.persistence_timeout(s);
+                }
                 "persistence_granularity" => {
                     service.persistence_granularity = self.netmask(s);
+                    granularity_at = Some(s);
                 }
+                "nat_mask" => {
+                    if self.netmask(s).is_some() {
+                        self.note(
+                            s,
+                            "nat_mask is not written: it only applied to NAT, and lvs does \
+                             direct routing (keepalived 2 no longer reads it)",
+                        );
+                    }
+                }
+                "ip_family" => match self.value(s) {
+                    Some("inet") => {}
+                    Some("inet6") => {
+                        forwards_elsewhere = true;
+                        self.problem(
+                            s,
+                            "IPv6 services are not supported by lvs (IPv4 only); the service \
+                             is not imported",
+                        );
+                    }
+                    Some(other) => {
+                        self.problem(s, format!("ip_family {other:?} is not inet or inet6"));
+                    }
+                    None => {}
+                },
                 "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" => {
                     if self.flag(s).is_some() {
                         sched_flags.push(s);
@@ -423,7 +466,41 @@ impl Importer {
             }
         }
         service.sched_flags = self.sched_flags(&sched_flags, service.lb_algo.as_deref());
+        // keepalived ignores a granularity without persistence; lvs's config says it is a
+        // mistake, so it is left out with a note.
+        if let (Some(at), None, Some(_)) = (
+            granularity_at,
+            service.persistence_timeout,
+            &service.persistence_granularity,
+        ) {
+            service.persistence_granularity = None;
+            self.note(
+                at,
+                "persistence_granularity is not written: the service is not persistent",
+            );
+        }
         (!forwards_elsewhere).then_some(service)
+    }
+
+    /// keepalived's `persistence_timeout`: 0 is no persistence (keepalived 2 reports it
+    /// invalid and runs without persistence), otherwise a timeout lvs can hold.
+    fn persistence_timeout(&mut self, at: &Statement) -> Option<u32> {
+        match self.number(at)? {
+            0 => {
+                self.note(
+                    at,
+                    "persistence_timeout 0 is no persistence, lvs's default; not written",
+                );
+                None
+            }
+            seconds => match Timeout::new(i64::from(seconds)) {
+                Ok(timeout) => Some(timeout.get()),
+                Err(error) => {
+                    self.problem(at, format!("persistence_timeout: {error}"));
+                    None
+                }
+            },
+        }
     }
 
     fn scheduler(&mut self, at: &Statement) -> Option<String> {
