@@ -16,3 +16,4 @@ pub mod rates;
 pub mod runtime;
 pub mod schedule;
 pub mod status;
+pub mod sync;
