@@ -3,9 +3,10 @@
 //! What lvs cannot do (NAT and tunnelling, firewall-mark and IPv6 services, server groups,
 //! checkers other than HTTP_GET, SSL_GET, TCP_CHECK and MISC_CHECK, `include`) is reported
 //! with its line and left out, never approximated: a service that would forward differently
-//! is left out whole. The rest of the file (global_defs, VRRP) is not the director's
-//! business and is skipped silently, except that a VRRP instance's interface is taken as the
-//! director's and tells lvs to leave the VIPs to keepalived.
+//! is left out whole. The rest of the file (global_defs, VRRP) stays keepalived's business
+//! (`--vrrp-out` writes it, see [`super::vrrp`]) and is skipped here, except that a VRRP
+//! instance's interface is taken as the director's and tells lvs to leave the VIPs to
+//! keepalived, and that `lvs_sync_daemon` is reported: lvs has no connection sync daemon yet.
 //!
 //! A value keepalived takes and that means nothing to lvs (`persistence_timeout 0`, which is
 //! no persistence; `nat_mask`, which only NAT ever used) is checked and left out with a note
@@ -86,7 +87,7 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
     let mut services: Vec<VirtualServer> = Vec::new();
     let mut seen = HashSet::new();
     let mut vrrp_interface: Option<String> = None;
-    importer.report_includes(&statements);
+    importer.report_beyond_services(&statements);
     for statement in &statements {
         match statement.keyword.as_str() {
             "virtual_server" => {
@@ -188,7 +189,9 @@ impl Importer {
         });
     }
 
-    fn report_includes(&mut self, statements: &[Statement]) {
+    /// Reports, wherever they are, the statements that reach beyond the virtual_server
+    /// blocks: `include` and the connection sync daemon.
+    fn report_beyond_services(&mut self, statements: &[Statement]) {
         for statement in statements {
             if statement.keyword == "include" {
                 self.problem(
@@ -199,8 +202,21 @@ impl Importer {
                     ),
                 );
             }
+            // keepalived 2 writes `lvs_sync_daemon` in global_defs; keepalived 1 wrote
+            // `lvs_sync_daemon_interface` there or in a vrrp_instance.
+            if statement.keyword.starts_with("lvs_sync_daemon") {
+                self.problem(
+                    statement,
+                    format!(
+                        "{} is not imported: lvs has no connection sync yet (the VRRP file \
+                         keeps it, but the IPVS sync daemon it starts does not see lvs's \
+                         connections)",
+                        statement.keyword
+                    ),
+                );
+            }
             if let Some(block) = &statement.block {
-                self.report_includes(block);
+                self.report_beyond_services(block);
             }
         }
     }

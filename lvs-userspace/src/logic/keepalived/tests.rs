@@ -307,3 +307,30 @@ fn values_keepalived_takes_import_or_are_reported_with_their_line() {
         assert_eq!(got, [expected], "{line}");
     }
 }
+
+#[test]
+fn the_sync_daemon_is_reported_until_lvs_has_connection_sync() {
+    let text = "global_defs {\n lvs_sync_daemon eth0 VI_1 id 51\n}\n\
+                vrrp_instance VI_1 {\n interface eth0\n lvs_sync_daemon_interface eth0\n}\n";
+    let imported = import(text, None).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    let message = |line: usize, keyword: &str| {
+        format!(
+            "line {line}: {keyword} is not imported: lvs has no connection sync yet (the VRRP \
+             file keeps it, but the IPVS sync daemon it starts does not see lvs's connections)"
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            message(2, "lvs_sync_daemon"),
+            message(6, "lvs_sync_daemon_interface")
+        ]
+    );
+    // keepalived keeps it, as written.
+    let vrrp = vrrp_only(text, "in.conf").unwrap();
+    assert!(
+        vrrp.contains(" lvs_sync_daemon eth0 VI_1 id 51\n"),
+        "{vrrp}"
+    );
+}
