@@ -19,9 +19,9 @@ use std::{
 };
 
 use crate::{
-    base::values::{Netmask, Port, StatusCode, Timeout, Weight, same_port},
+    base::values::{Count, Netmask, Port, StatusCode, Thresholds, Timeout, Weight, same_port},
     logic::{
-        config::health::{HttpVersion, run_as},
+        config::health::{self, HttpVersion, run_as},
         schedule::Scheduler,
     },
 };
@@ -256,16 +256,37 @@ impl Importer {
         port.map(Port::get)
     }
 
-    /// A keepalived `<TIMER>`: seconds, fractions allowed.
-    fn timer(&mut self, at: &Statement) -> Option<Seconds> {
+    /// A keepalived `<TIMER>`: seconds, fractions allowed, in the range lvs's config takes
+    /// for the key (`positive`: more than 0). keepalived ignores a 0 `delay_loop` or
+    /// `connect_timeout` as invalid; the import reports it.
+    fn timer(&mut self, at: &Statement, positive: bool) -> Option<Seconds> {
         let value = self.value(at)?;
-        match value.parse::<f64>() {
-            Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Some(Seconds(seconds)),
-            _ => {
-                self.problem(
-                    at,
-                    format!("{}: {value:?} is not a number of seconds", at.keyword),
-                );
+        let Some(seconds) = value
+            .parse::<f64>()
+            .ok()
+            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        else {
+            self.problem(
+                at,
+                format!("{}: {value:?} is not a number of seconds", at.keyword),
+            );
+            return None;
+        };
+        match health::seconds(seconds, positive) {
+            Ok(_) => Some(Seconds(seconds)),
+            Err(message) => {
+                self.problem(at, format!("{}: {message}", at.keyword));
+                None
+            }
+        }
+    }
+
+    /// A count (`retry`, `quorum`, `hysteresis`) in the range lvs's config takes.
+    fn count(&mut self, at: &Statement) -> Option<u32> {
+        match Count::new(i64::from(self.number(at)?)) {
+            Ok(count) => Some(count.get()),
+            Err(error) => {
+                self.problem(at, format!("{}: {error}", at.keyword));
                 None
             }
         }
@@ -275,11 +296,11 @@ impl Importer {
     /// `delay_before_retry`, `warmup`, `alpha`) into `timing`; false for other keywords.
     fn timing(&mut self, at: &Statement, timing: &mut Timing) -> bool {
         match at.keyword.as_str() {
-            "delay_loop" => timing.delay_loop = self.timer(at),
-            "connect_timeout" => timing.connect_timeout = self.timer(at),
-            "retry" | "nb_get_retry" => timing.retry = self.number(at),
-            "delay_before_retry" => timing.delay_before_retry = self.timer(at),
-            "warmup" => timing.warmup = self.timer(at),
+            "delay_loop" => timing.delay_loop = self.timer(at, true),
+            "connect_timeout" => timing.connect_timeout = self.timer(at, true),
+            "retry" | "nb_get_retry" => timing.retry = self.count(at),
+            "delay_before_retry" => timing.delay_before_retry = self.timer(at, false),
+            "warmup" => timing.warmup = self.timer(at, false),
             "alpha" => timing.alpha = self.boolean(at),
             _ => return false,
         }
@@ -441,8 +462,14 @@ impl Importer {
                     }
                 }
                 _ if self.timing(s, &mut service.timing) => {}
-                "quorum" => service.quorum = self.number(s),
-                "hysteresis" => service.hysteresis = self.number(s),
+                "quorum" => match self.count(s) {
+                    Some(0) => self.problem(
+                        s,
+                        "quorum must be at least 1 (keepalived sets 0 to 1; write 1)",
+                    ),
+                    quorum => service.quorum = quorum,
+                },
+                "hysteresis" => service.hysteresis = self.count(s),
                 "quorum_up" => service.quorum_up = self.text(s),
                 "quorum_down" => service.quorum_down = self.text(s),
                 "omega" => service.omega = self.flag(s),
@@ -452,7 +479,23 @@ impl Importer {
                      the VIP is up)",
                 ),
                 "virtualhost" => service.virtualhost = self.text(s),
-                "sorry_server" => service.sorry_server = self.endpoint(s, "sorry server"),
+                "sorry_server" => {
+                    service.sorry_server = self.endpoint(s, "sorry server").map(|sorry| {
+                        // keepalived resets a sorry server's port to the service's ("ports
+                        // don't match - resetting"), as direct routing cannot change it.
+                        if sorry.port != port {
+                            self.note(
+                                s,
+                                format!(
+                                    "sorry_server port {} is the service port {port}, as \
+                                     keepalived resets it",
+                                    sorry.port
+                                ),
+                            );
+                        }
+                        Endpoint { port, ..sorry }
+                    });
+                }
                 "sorry_server_inhibit" => {
                     self.problem(s, "sorry_server_inhibit is not supported by lvs");
                 }
@@ -480,6 +523,14 @@ impl Importer {
                 "include" => {}
                 other => self.problem(s, format!("{other} is not imported")),
             }
+        }
+        let block = at.block.as_deref().unwrap_or_default();
+        if !forwards_elsewhere && !block.iter().any(|s| s.keyword == "protocol") {
+            self.note(
+                at,
+                "no protocol: TCP is written; keepalived 2.2 reports the omission and uses UDP, \
+                 so write `protocol` to say which",
+            );
         }
         service.sched_flags = self.sched_flags(&sched_flags, service.lb_algo.as_deref());
         // keepalived ignores a granularity without persistence; lvs's config says it is a
@@ -581,6 +632,7 @@ impl Importer {
             port,
             ..RealServer::default()
         };
+        let mut lthreshold_at: Option<&Statement> = None;
         for s in at.block.as_deref().unwrap_or_default() {
             match s.keyword.as_str() {
                 "weight" => server.weight = self.weight(s),
@@ -588,7 +640,10 @@ impl Importer {
                 "virtualhost" => server.virtualhost = self.text(s),
                 _ if self.timing(s, &mut server.timing) => {}
                 "uthreshold" => server.uthreshold = self.number(s),
-                "lthreshold" => server.lthreshold = self.number(s),
+                "lthreshold" => {
+                    server.lthreshold = self.number(s);
+                    lthreshold_at = Some(s);
+                }
                 "notify_up" => server.notify_up = self.text(s),
                 "notify_down" => server.notify_down = self.text(s),
                 "HTTP_GET" => self.set_checker(s, &mut server.http_get),
@@ -600,6 +655,12 @@ impl Importer {
                 }
                 "include" => {}
                 other => self.problem(s, format!("{other} is not imported")),
+            }
+        }
+        if let (Some(at), Some(lower)) = (lthreshold_at, server.lthreshold) {
+            if let Err(error) = Thresholds::new(server.uthreshold.unwrap_or(0), lower) {
+                self.problem(at, error.to_string());
+                server.lthreshold = None;
             }
         }
         Some(server)

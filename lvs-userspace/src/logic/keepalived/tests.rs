@@ -275,6 +275,11 @@ fn values_keepalived_takes_import_or_are_reported_with_their_line() {
         "ip_family inet",
         "persistence_timeout 2678400",
         "persistence_granularity 255.255.255.0",
+        "delay_before_retry 0",
+        "warmup 0",
+        "delay_loop 0.5",
+        "quorum 1",
+        "sorry_server 192.0.2.99 8080",
     ] {
         let imported = import(&service(line), None).unwrap();
         assert!(
@@ -300,6 +305,28 @@ fn values_keepalived_takes_import_or_are_reported_with_their_line() {
             "line 2: persistence_timeout: \"-5\" is not a whole number",
         ),
         ("smtp_alert", "line 2: smtp_alert is not imported"),
+        // keepalived ignores these as invalid, or corrects them; lvs's config would refuse
+        // them, so the import says so rather than write them.
+        (
+            "delay_loop 0",
+            "line 2: delay_loop: 0 is not a number of seconds more than 0 and at most 86400",
+        ),
+        (
+            "connect_timeout 0",
+            "line 2: connect_timeout: 0 is not a number of seconds more than 0 and at most 86400",
+        ),
+        (
+            "delay_loop 100000",
+            "line 2: delay_loop: 100000 is not a number of seconds more than 0 and at most 86400",
+        ),
+        (
+            "quorum 0",
+            "line 2: quorum must be at least 1 (keepalived sets 0 to 1; write 1)",
+        ),
+        (
+            "retry 2000000",
+            "line 2: retry: 2000000 is out of range 0..=1000000",
+        ),
     ];
     for (line, expected) in cases {
         let imported = import(&service(line), None).unwrap();
@@ -333,4 +360,33 @@ fn the_sync_daemon_is_reported_until_lvs_has_connection_sync() {
         vrrp.contains(" lvs_sync_daemon eth0 VI_1 id 51\n"),
         "{vrrp}"
     );
+}
+
+#[test]
+fn keepalived_corrections_are_noted_and_contradictions_reported() {
+    let text = "virtual_server 192.0.2.10 80 {\n\
+                 sorry_server 192.0.2.99 8080\n\
+                 real_server 192.0.2.21 80 {\n\
+                  uthreshold 3\n\
+                  lthreshold 5\n\
+                 }\n\
+                }\n";
+    let imported = import(text, None).unwrap();
+    let problems: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        ["line 5: lower threshold 5 is above upper threshold 3"]
+    );
+    assert!(
+        imported.notes.contains(
+            &"line 2: sorry_server port 8080 is the service port 80, as keepalived resets it"
+                .to_owned()
+        ),
+        "{:?}",
+        imported.notes
+    );
+    let service = &imported.config.virtual_server[0];
+    assert_eq!(service.sorry_server.as_ref().map(|s| s.port), Some(80));
+    assert_eq!(service.real_server[0].lthreshold, None);
+    crate::logic::config::parse(&imported.to_toml().unwrap(), "imported.toml").unwrap();
 }
