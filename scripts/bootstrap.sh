@@ -4,7 +4,8 @@
 #
 # Steps:
 #   1. Debian packages the lab and the tests use (bpftool, iproute2, ethtool, curl, python3,
-#      and chromium, which the health end-to-end test drives headless to load the status page).
+#      chromium, which the health end-to-end test drives headless to load the status page, and
+#      keepalived, whose `keepalived -t` checks the VRRP file the keepalived import writes).
 #   2. The rust-src component, because the eBPF crate is built with -Z build-std=core.
 #   3. bpf-linker, built against the LLVM that ships inside the Rust toolchain, so that the
 #      bitcode rustc emits and the linker that reads it agree on the LLVM version.
@@ -25,7 +26,7 @@ install_debian_packages() {
   # command name -> Debian package providing it
   local -A wanted=(
     [bpftool]=bpftool [ip]=iproute2 [ethtool]=ethtool [curl]=curl [python3]=python3
-    [nsenter]=util-linux [chromium]=chromium
+    [nsenter]=util-linux [chromium]=chromium [keepalived]=keepalived
   )
   local missing=()
   for cmd in "${!wanted[@]}"; do

@@ -58,6 +58,11 @@ enum Command {
         /// The director's interface (default: the first VRRP instance's).
         #[arg(long)]
         interface: Option<String>,
+        /// Also write the keepalived.conf that keepalived keeps running beside lvs: the
+        /// file without its virtual_server and virtual_server_group blocks (global_defs,
+        /// VRRP, scripts and notify kept as written).
+        #[arg(long, value_name = "VRRP.conf")]
+        vrrp_out: Option<PathBuf>,
     },
     /// Show the running director's services, real servers and counters.
     Status {
@@ -162,9 +167,11 @@ fn run(command: Command) -> Result<ExitCode> {
         }),
         Command::Status { socket, json } => runtime.block_on(status(&socket, json)),
         Command::Reload { socket } => runtime.block_on(reload(&socket)),
-        Command::ImportKeepalived { file, interface } => {
-            import_keepalived(&file, interface.as_deref())
-        }
+        Command::ImportKeepalived {
+            file,
+            interface,
+            vrrp_out,
+        } => import_keepalived(&file, interface.as_deref(), vrrp_out.as_deref()),
         Command::Realserver { action } => runtime.block_on(realserver(action)),
         Command::Doctor { config, json } => {
             let Some(config) = load_config(&config) else {
@@ -264,8 +271,13 @@ async fn reload(socket: &std::path::Path) -> Result<ExitCode> {
     }
 }
 
-/// Prints the TOML for a keepalived.conf, and on stderr everything left out.
-fn import_keepalived(file: &std::path::Path, interface: Option<&str>) -> Result<ExitCode> {
+/// Prints the TOML for a keepalived.conf, and on stderr everything left out; with
+/// `vrrp_out`, also writes keepalived's part of the file there.
+fn import_keepalived(
+    file: &std::path::Path,
+    interface: Option<&str>,
+    vrrp_out: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let imported = match keepalived::import(&text, interface) {
@@ -275,7 +287,24 @@ fn import_keepalived(file: &std::path::Path, interface: Option<&str>) -> Result<
             return Ok(ExitCode::from(EX_USAGE));
         }
     };
-    print!("{}", imported.to_toml().context("writing the TOML")?);
+    let toml = imported.to_toml().context("writing the TOML")?;
+    // Both halves are made before either is written, so a file that cannot be split
+    // leaves nothing half done.
+    if let Some(out) = vrrp_out {
+        let vrrp = match keepalived::vrrp_only(&text, &file.display().to_string()) {
+            Ok(vrrp) => vrrp,
+            Err(error) => {
+                let (line, message) = match &error {
+                    keepalived::SplitError::Syntax(e) => (e.line, &e.message),
+                    keepalived::SplitError::SharedLine(p) => (p.line, &p.message),
+                };
+                eprintln!("{}:{line}: {message}", file.display());
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+        };
+        std::fs::write(out, vrrp).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    print!("{toml}");
     for problem in &imported.problems {
         eprintln!("{}:{}: {}", file.display(), problem.line, problem.message);
     }

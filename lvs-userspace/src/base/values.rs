@@ -42,6 +42,14 @@ pub enum ValueError {
         service: u16,
         server: i64,
     },
+    #[error("sync id {0} is out of range 0..=255")]
+    SyncId(i64),
+    #[error(
+        "sync message length {0} is out of range {min}..={max}",
+        min = SyncMaxLen::MIN,
+        max = SyncMaxLen::MAX
+    )]
+    SyncMaxLen(i64),
 }
 
 /// Defines `TryFrom<$from>` through `$new` and `From<$type> for $into`, which serde's
@@ -308,6 +316,54 @@ pub fn same_port(role: &'static str, service: u16, server: i64) -> Result<(), Va
     }
 }
 
+/// The sync id of connection sync (ipvsadm's `--syncid`, keepalived's `lvs_sync_daemon ...
+/// id`): directors exchange connections only within one id, so that several pairs can share
+/// a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u8")]
+pub struct SyncId(u8);
+
+impl SyncId {
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        u8::try_from(value)
+            .map(SyncId)
+            .map_err(|_| ValueError::SyncId(value))
+    }
+
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+conversions!(SyncId, i64 => SyncId::new, u8);
+
+/// The largest connection-sync message, in bytes of UDP payload (ipvsadm's `--sync-maxlen`).
+/// The default fits a 1500-byte MTU after the IPv4 and UDP headers, so a message is never
+/// fragmented; the least holds one entry; the most is the largest IPv4 UDP payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u16")]
+pub struct SyncMaxLen(u16);
+
+impl SyncMaxLen {
+    /// A header (20 bytes), one entry (28) and the HMAC (32): see `logic::sync::wire`.
+    pub const MIN: u16 = 80;
+    pub const MAX: u16 = 65507;
+    pub const DEFAULT: SyncMaxLen = SyncMaxLen(1472);
+
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u16::try_from(value) {
+            Ok(length) if (Self::MIN..=Self::MAX).contains(&length) => Ok(SyncMaxLen(length)),
+            _ => Err(ValueError::SyncMaxLen(value)),
+        }
+    }
+
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+}
+
+conversions!(SyncMaxLen, i64 => SyncMaxLen::new, u16);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +570,32 @@ mod tests {
             same_port("sorry server", 53, 54).unwrap_err().to_string(),
             "direct routing cannot change the port: the sorry server must listen on the service \
              port 53, not 54"
+        );
+    }
+
+    #[test]
+    fn sync_ids_and_message_lengths() {
+        check(
+            SyncId::new,
+            &[
+                (0, "0"),
+                (255, "255"),
+                (256, "sync id 256 is out of range 0..=255"),
+                (-1, "sync id -1 is out of range 0..=255"),
+            ],
+        );
+        check(
+            SyncMaxLen::new,
+            &[
+                (80, "80"),
+                (1472, "1472"),
+                (65507, "65507"),
+                (79, "sync message length 79 is out of range 80..=65507"),
+                (
+                    65508,
+                    "sync message length 65508 is out of range 80..=65507",
+                ),
+            ],
         );
     }
 

@@ -17,4 +17,5 @@ pub mod rates;
 pub mod runtime;
 pub mod schedule;
 pub mod status;
+pub mod sync;
 pub mod web;

@@ -79,6 +79,20 @@ pub const DEFAULT_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
 /// The longest interval or timeout accepted: a day. Anything longer is a typo.
 pub(crate) const MAX_SECONDS: f64 = 86_400.0;
 
+/// The rule for a timing key in seconds: finite, more than 0 (`delay_loop`,
+/// `connect_timeout`) or 0 or more (`delay_before_retry`, `warmup`) as `positive` says, and
+/// at most [`MAX_SECONDS`]. The config file and the keepalived import both check with it.
+pub fn seconds(value: f64, positive: bool) -> Result<Duration, String> {
+    let low_ok = if positive { value > 0.0 } else { value >= 0.0 };
+    if !value.is_finite() || !low_ok || value > MAX_SECONDS {
+        let range = if positive { "more than 0" } else { "0 or more" };
+        return Err(format!(
+            "{value} is not a number of seconds {range} and at most {MAX_SECONDS}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
 /// A service's health settings and its real servers' checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceHealth {

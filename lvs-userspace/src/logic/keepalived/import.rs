@@ -3,9 +3,14 @@
 //! What lvs cannot do (NAT and tunnelling, firewall-mark and IPv6 services, server groups,
 //! checkers other than HTTP_GET, SSL_GET, TCP_CHECK and MISC_CHECK, `include`) is reported
 //! with its line and left out, never approximated: a service that would forward differently
-//! is left out whole. The rest of the file (global_defs, VRRP) is not the director's
-//! business and is skipped silently, except that a VRRP instance's interface is taken as the
-//! director's and tells lvs to leave the VIPs to keepalived.
+//! is left out whole. The rest of the file (global_defs, VRRP) stays keepalived's business
+//! (`--vrrp-out` writes it, see [`super::vrrp`]) and is skipped here, except that a VRRP
+//! instance's interface is taken as the director's and tells lvs to leave the VIPs to
+//! keepalived, and that `lvs_sync_daemon` is reported: lvs has no connection sync daemon yet.
+//!
+//! A value keepalived takes and that means nothing to lvs (`persistence_timeout 0`, which is
+//! no persistence; `nat_mask`, which only NAT ever used) is checked and left out with a note
+//! that names its line, so that the TOML says what it would have meant.
 
 use std::{
     collections::HashSet,
@@ -14,9 +19,9 @@ use std::{
 };
 
 use crate::{
-    base::values::{Netmask, Port, StatusCode, Weight, same_port},
+    base::values::{Count, Netmask, Port, StatusCode, Thresholds, Timeout, Weight, same_port},
     logic::{
-        config::health::{HttpVersion, run_as},
+        config::health::{self, HttpVersion, run_as},
         schedule::Scheduler,
     },
 };
@@ -82,7 +87,7 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
     let mut services: Vec<VirtualServer> = Vec::new();
     let mut seen = HashSet::new();
     let mut vrrp_interface: Option<String> = None;
-    importer.report_includes(&statements);
+    importer.report_beyond_services(&statements);
     for statement in &statements {
         match statement.keyword.as_str() {
             "virtual_server" => {
@@ -128,6 +133,8 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
         notes.push("manage_vips is off: keepalived's VRRP owns the VIPs.".to_owned());
         false
     });
+    importer.notes.sort_by_key(|note| note.line);
+    notes.extend(importer.notes.iter().map(ToString::to_string));
     Ok(Imported {
         config: Config {
             director: Director {
@@ -163,6 +170,8 @@ const UNSUPPORTED_CHECKERS: [&str; 6] = [
 #[derive(Default)]
 struct Importer {
     problems: Vec<Problem>,
+    /// Values taken as keepalived takes them but not written, each with why.
+    notes: Vec<Problem>,
 }
 
 impl Importer {
@@ -173,7 +182,16 @@ impl Importer {
         });
     }
 
-    fn report_includes(&mut self, statements: &[Statement]) {
+    fn note(&mut self, at: &Statement, message: impl Into<String>) {
+        self.notes.push(Problem {
+            line: at.line,
+            message: message.into(),
+        });
+    }
+
+    /// Reports, wherever they are, the statements that reach beyond the virtual_server
+    /// blocks: `include` and the connection sync daemon.
+    fn report_beyond_services(&mut self, statements: &[Statement]) {
         for statement in statements {
             if statement.keyword == "include" {
                 self.problem(
@@ -184,8 +202,21 @@ impl Importer {
                     ),
                 );
             }
+            // keepalived 2 writes `lvs_sync_daemon` in global_defs; keepalived 1 wrote
+            // `lvs_sync_daemon_interface` there or in a vrrp_instance.
+            if statement.keyword.starts_with("lvs_sync_daemon") {
+                self.problem(
+                    statement,
+                    format!(
+                        "{} is not imported: lvs has no connection sync yet (the VRRP file \
+                         keeps it, but the IPVS sync daemon it starts does not see lvs's \
+                         connections)",
+                        statement.keyword
+                    ),
+                );
+            }
             if let Some(block) = &statement.block {
-                self.report_includes(block);
+                self.report_beyond_services(block);
             }
         }
     }
@@ -225,16 +256,37 @@ impl Importer {
         port.map(Port::get)
     }
 
-    /// A keepalived `<TIMER>`: seconds, fractions allowed.
-    fn timer(&mut self, at: &Statement) -> Option<Seconds> {
+    /// A keepalived `<TIMER>`: seconds, fractions allowed, in the range lvs's config takes
+    /// for the key (`positive`: more than 0). keepalived ignores a 0 `delay_loop` or
+    /// `connect_timeout` as invalid; the import reports it.
+    fn timer(&mut self, at: &Statement, positive: bool) -> Option<Seconds> {
         let value = self.value(at)?;
-        match value.parse::<f64>() {
-            Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Some(Seconds(seconds)),
-            _ => {
-                self.problem(
-                    at,
-                    format!("{}: {value:?} is not a number of seconds", at.keyword),
-                );
+        let Some(seconds) = value
+            .parse::<f64>()
+            .ok()
+            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        else {
+            self.problem(
+                at,
+                format!("{}: {value:?} is not a number of seconds", at.keyword),
+            );
+            return None;
+        };
+        match health::seconds(seconds, positive) {
+            Ok(_) => Some(Seconds(seconds)),
+            Err(message) => {
+                self.problem(at, format!("{}: {message}", at.keyword));
+                None
+            }
+        }
+    }
+
+    /// A count (`retry`, `quorum`, `hysteresis`) in the range lvs's config takes.
+    fn count(&mut self, at: &Statement) -> Option<u32> {
+        match Count::new(i64::from(self.number(at)?)) {
+            Ok(count) => Some(count.get()),
+            Err(error) => {
+                self.problem(at, format!("{}: {error}", at.keyword));
                 None
             }
         }
@@ -244,11 +296,11 @@ impl Importer {
     /// `delay_before_retry`, `warmup`, `alpha`) into `timing`; false for other keywords.
     fn timing(&mut self, at: &Statement, timing: &mut Timing) -> bool {
         match at.keyword.as_str() {
-            "delay_loop" => timing.delay_loop = self.timer(at),
-            "connect_timeout" => timing.connect_timeout = self.timer(at),
-            "retry" | "nb_get_retry" => timing.retry = self.number(at),
-            "delay_before_retry" => timing.delay_before_retry = self.timer(at),
-            "warmup" => timing.warmup = self.timer(at),
+            "delay_loop" => timing.delay_loop = self.timer(at, true),
+            "connect_timeout" => timing.connect_timeout = self.timer(at, true),
+            "retry" | "nb_get_retry" => timing.retry = self.count(at),
+            "delay_before_retry" => timing.delay_before_retry = self.timer(at, false),
+            "warmup" => timing.warmup = self.timer(at, false),
             "alpha" => timing.alpha = self.boolean(at),
             _ => return false,
         }
@@ -341,6 +393,7 @@ impl Importer {
         };
         let mut forwards_elsewhere = false;
         let mut sched_flags: Vec<&Statement> = Vec::new();
+        let mut granularity_at: Option<&Statement> = None;
         for statement in at.block.as_deref().unwrap_or_default() {
             let s = statement;
             match s.keyword.as_str() {
@@ -372,18 +425,51 @@ impl Importer {
                     }
                     None => forwards_elsewhere = true,
                 },
-                "persistence_timeout" => service.persistence_timeout = self.number(s),
+                "persistence_timeout" => {
+                    service.persistence_timeout = self.persistence_timeout(s);
+                }
                 "persistence_granularity" => {
                     service.persistence_granularity = self.netmask(s);
+                    granularity_at = Some(s);
                 }
+                "nat_mask" => {
+                    if self.netmask(s).is_some() {
+                        self.note(
+                            s,
+                            "nat_mask is not written: it only applied to NAT, and lvs does \
+                             direct routing (keepalived 2 no longer reads it)",
+                        );
+                    }
+                }
+                "ip_family" => match self.value(s) {
+                    Some("inet") => {}
+                    Some("inet6") => {
+                        forwards_elsewhere = true;
+                        self.problem(
+                            s,
+                            "IPv6 services are not supported by lvs (IPv4 only); the service \
+                             is not imported",
+                        );
+                    }
+                    Some(other) => {
+                        self.problem(s, format!("ip_family {other:?} is not inet or inet6"));
+                    }
+                    None => {}
+                },
                 "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" => {
                     if self.flag(s).is_some() {
                         sched_flags.push(s);
                     }
                 }
                 _ if self.timing(s, &mut service.timing) => {}
-                "quorum" => service.quorum = self.number(s),
-                "hysteresis" => service.hysteresis = self.number(s),
+                "quorum" => match self.count(s) {
+                    Some(0) => self.problem(
+                        s,
+                        "quorum must be at least 1 (keepalived sets 0 to 1; write 1)",
+                    ),
+                    quorum => service.quorum = quorum,
+                },
+                "hysteresis" => service.hysteresis = self.count(s),
                 "quorum_up" => service.quorum_up = self.text(s),
                 "quorum_down" => service.quorum_down = self.text(s),
                 "omega" => service.omega = self.flag(s),
@@ -393,7 +479,23 @@ impl Importer {
                      the VIP is up)",
                 ),
                 "virtualhost" => service.virtualhost = self.text(s),
-                "sorry_server" => service.sorry_server = self.endpoint(s, "sorry server"),
+                "sorry_server" => {
+                    service.sorry_server = self.endpoint(s, "sorry server").map(|sorry| {
+                        // keepalived resets a sorry server's port to the service's ("ports
+                        // don't match - resetting"), as direct routing cannot change it.
+                        if sorry.port != port {
+                            self.note(
+                                s,
+                                format!(
+                                    "sorry_server port {} is the service port {port}, as \
+                                     keepalived resets it",
+                                    sorry.port
+                                ),
+                            );
+                        }
+                        Endpoint { port, ..sorry }
+                    });
+                }
                 "sorry_server_inhibit" => {
                     self.problem(s, "sorry_server_inhibit is not supported by lvs");
                 }
@@ -422,8 +524,50 @@ impl Importer {
                 other => self.problem(s, format!("{other} is not imported")),
             }
         }
+        let block = at.block.as_deref().unwrap_or_default();
+        if !forwards_elsewhere && !block.iter().any(|s| s.keyword == "protocol") {
+            self.note(
+                at,
+                "no protocol: TCP is written; keepalived 2.2 reports the omission and uses UDP, \
+                 so write `protocol` to say which",
+            );
+        }
         service.sched_flags = self.sched_flags(&sched_flags, service.lb_algo.as_deref());
+        // keepalived ignores a granularity without persistence; lvs's config says it is a
+        // mistake, so it is left out with a note.
+        if let (Some(at), None, Some(_)) = (
+            granularity_at,
+            service.persistence_timeout,
+            &service.persistence_granularity,
+        ) {
+            service.persistence_granularity = None;
+            self.note(
+                at,
+                "persistence_granularity is not written: the service is not persistent",
+            );
+        }
         (!forwards_elsewhere).then_some(service)
+    }
+
+    /// keepalived's `persistence_timeout`: 0 is no persistence (keepalived 2 reports it
+    /// invalid and runs without persistence), otherwise a timeout lvs can hold.
+    fn persistence_timeout(&mut self, at: &Statement) -> Option<u32> {
+        match self.number(at)? {
+            0 => {
+                self.note(
+                    at,
+                    "persistence_timeout 0 is no persistence, lvs's default; not written",
+                );
+                None
+            }
+            seconds => match Timeout::new(i64::from(seconds)) {
+                Ok(timeout) => Some(timeout.get()),
+                Err(error) => {
+                    self.problem(at, format!("persistence_timeout: {error}"));
+                    None
+                }
+            },
+        }
     }
 
     fn scheduler(&mut self, at: &Statement) -> Option<String> {
@@ -488,6 +632,7 @@ impl Importer {
             port,
             ..RealServer::default()
         };
+        let mut lthreshold_at: Option<&Statement> = None;
         for s in at.block.as_deref().unwrap_or_default() {
             match s.keyword.as_str() {
                 "weight" => server.weight = self.weight(s),
@@ -495,7 +640,10 @@ impl Importer {
                 "virtualhost" => server.virtualhost = self.text(s),
                 _ if self.timing(s, &mut server.timing) => {}
                 "uthreshold" => server.uthreshold = self.number(s),
-                "lthreshold" => server.lthreshold = self.number(s),
+                "lthreshold" => {
+                    server.lthreshold = self.number(s);
+                    lthreshold_at = Some(s);
+                }
                 "notify_up" => server.notify_up = self.text(s),
                 "notify_down" => server.notify_down = self.text(s),
                 "HTTP_GET" => self.set_checker(s, &mut server.http_get),
@@ -507,6 +655,12 @@ impl Importer {
                 }
                 "include" => {}
                 other => self.problem(s, format!("{other} is not imported")),
+            }
+        }
+        if let (Some(at), Some(lower)) = (lthreshold_at, server.lthreshold) {
+            if let Err(error) = Thresholds::new(server.uthreshold.unwrap_or(0), lower) {
+                self.problem(at, error.to_string());
+                server.lthreshold = None;
             }
         }
         Some(server)

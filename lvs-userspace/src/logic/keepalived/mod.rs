@@ -1,12 +1,15 @@
-//! `lvs import-keepalived`: keepalived.conf's `virtual_server` blocks as lvs's TOML config.
+//! `lvs import-keepalived`: keepalived.conf's `virtual_server` blocks as lvs's TOML config,
+//! and (`--vrrp-out`) the rest of the file as the keepalived.conf keepalived keeps running.
 //! [`syntax`] reads keepalived's grammar, [`import`] maps the blocks, [`output`] is the TOML
-//! shape. Pure: the caller reads the file and writes the result.
+//! shape, [`vrrp`] cuts the blocks out. Pure: the caller reads the file and writes the result.
 
 pub mod import;
 pub mod output;
 pub mod syntax;
+pub mod vrrp;
 
 pub use import::{Imported, Problem, import};
+pub use vrrp::{SplitError, vrrp_only};
 
 #[cfg(test)]
 mod tests;

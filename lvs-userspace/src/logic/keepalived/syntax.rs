@@ -19,12 +19,14 @@
 
 use std::fmt;
 
-/// One statement, with the line its keyword is on.
+/// One statement, with the line its keyword is on and the line it ends on (its last word,
+/// or the `}` that closes its block), so that a statement can be cut out of the text whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Statement {
     pub keyword: String,
     pub args: Vec<String>,
     pub line: usize,
+    pub end_line: usize,
     pub block: Option<Vec<Statement>>,
 }
 
@@ -56,7 +58,7 @@ pub fn parse(text: &str) -> Result<Vec<Statement>, SyntaxError> {
         tokens: &tokens,
         next: 0,
     };
-    let statements = parser.statements(None)?;
+    let (statements, _) = parser.statements(None)?;
     Ok(statements)
 }
 
@@ -126,8 +128,11 @@ impl Parser<'_> {
     }
 
     /// Statements up to the end of the file (`opened_at` is None) or the `}` that closes a
-    /// block opened at `opened_at`.
-    fn statements(&mut self, opened_at: Option<usize>) -> Result<Vec<Statement>, SyntaxError> {
+    /// block opened at `opened_at`. The line of that `}` comes back with them.
+    fn statements(
+        &mut self,
+        opened_at: Option<usize>,
+    ) -> Result<(Vec<Statement>, usize), SyntaxError> {
         let mut statements = Vec::new();
         while let Some((token, line)) = self.peek().cloned() {
             self.next += 1;
@@ -135,7 +140,7 @@ impl Parser<'_> {
                 Token::LineEnd => {}
                 Token::Close => {
                     return match opened_at {
-                        Some(_) => Ok(statements),
+                        Some(_) => Ok((statements, line)),
                         None => Err(SyntaxError {
                             line,
                             message: "`}` without a matching `{`".into(),
@@ -152,7 +157,7 @@ impl Parser<'_> {
             }
         }
         match opened_at {
-            None => Ok(statements),
+            None => Ok((statements, self.tokens.last().map_or(0, |(_, line)| *line))),
             Some(line) => Err(SyntaxError {
                 line,
                 message: "`{` is never closed".into(),
@@ -162,8 +167,10 @@ impl Parser<'_> {
 
     fn statement(&mut self, keyword: String, line: usize) -> Result<Statement, SyntaxError> {
         let mut args = Vec::new();
-        while let Some((Token::Word(word), _)) = self.peek() {
+        let mut end_line = line;
+        while let Some((Token::Word(word), word_line)) = self.peek() {
             args.push(word.clone());
+            end_line = *word_line;
             self.next += 1;
         }
         // A block may open on a later line: skip line ends, but only if a `{` follows them.
@@ -175,7 +182,9 @@ impl Parser<'_> {
             Some((Token::Open, open_line)) => {
                 let open_line = *open_line;
                 self.next = lookahead + 1;
-                Some(self.statements(Some(open_line))?)
+                let (block, close_line) = self.statements(Some(open_line))?;
+                end_line = close_line;
+                Some(block)
             }
             _ => None,
         };
@@ -183,6 +192,7 @@ impl Parser<'_> {
             keyword,
             args,
             line,
+            end_line,
             block,
         })
     }
@@ -195,13 +205,14 @@ mod tests {
     fn statement(
         keyword: &str,
         args: &[&str],
-        line: usize,
+        (line, end_line): (usize, usize),
         block: Option<Vec<Statement>>,
     ) -> Statement {
         Statement {
             keyword: keyword.into(),
             args: args.iter().map(|a| (*a).into()).collect(),
             line,
+            end_line,
             block,
         }
     }
@@ -228,30 +239,30 @@ virtual_server 10.0.0.1 80
                 statement(
                     "global_defs",
                     &[],
-                    3,
-                    Some(vec![statement("router_id", &["LVS_1"], 4, None)])
+                    (3, 5),
+                    Some(vec![statement("router_id", &["LVS_1"], (4, 4), None)])
                 ),
                 statement(
                     "virtual_server",
                     &["10.0.0.1", "80"],
-                    6,
+                    (6, 12),
                     Some(vec![
                         statement(
                             "MISC_CHECK",
                             &[],
-                            8,
+                            (8, 10),
                             Some(vec![statement(
                                 "misc_path",
                                 &["/usr/bin/check \"web\" # not a comment"],
-                                9,
+                                (9, 9),
                                 None
                             )])
                         ),
                         statement(
                             "TCP_CHECK",
                             &[],
-                            11,
-                            Some(vec![statement("connect_timeout", &["3"], 11, None)])
+                            (11, 11),
+                            Some(vec![statement("connect_timeout", &["3"], (11, 11), None)])
                         ),
                     ])
                 ),

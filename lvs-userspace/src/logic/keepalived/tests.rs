@@ -191,3 +191,202 @@ fn new_keywords_are_checked_as_they_are_imported() {
     assert_eq!(user("nobody nogroup").as_deref(), Some("nobody:nogroup"));
     assert_eq!(user("nobody :nogroup").as_deref(), Some("nobody:nogroup"));
 }
+
+/// The two-director tutorial's keepalived.conf (the MASTER's), split into lvs's TOML and
+/// keepalived's VRRP part.
+const TUTORIAL: &str = include_str!("testdata/tutorial.conf");
+
+#[test]
+fn the_tutorial_splits_into_its_golden_toml_and_vrrp_conf() {
+    let imported = import(TUTORIAL, None).unwrap();
+    assert!(imported.problems.is_empty(), "{:?}", imported.problems);
+    golden::check(
+        "src/logic/keepalived/testdata/tutorial.toml",
+        &imported.to_toml().unwrap(),
+    );
+    golden::check(
+        "src/logic/keepalived/testdata/tutorial.vrrp.conf",
+        &vrrp_only(TUTORIAL, "tutorial.conf").unwrap(),
+    );
+}
+
+#[test]
+fn the_tutorial_imports_to_a_config_lvs_accepts() {
+    let imported = import(TUTORIAL, None).unwrap();
+    assert_eq!(imported.config.director.manage_vips, Some(false));
+    assert_eq!(imported.config.director.interface, "eth0");
+    let config = crate::logic::config::parse(&imported.to_toml().unwrap(), "tutorial.toml")
+        .unwrap_or_else(|e| panic!("the tutorial is not a valid lvs config: {e}"));
+    let [service] = config.services.as_slice() else {
+        panic!("{:?}", config.services)
+    };
+    assert_eq!(service.persistence, None, "persistence_timeout 0 is none");
+    assert_eq!(service.health.real_servers.len(), 3);
+    // Every value the tutorial gives keepalived, checked where lvs keeps it.
+    for server in service.health.real_servers.values() {
+        let check = server.check.as_ref().unwrap();
+        assert_eq!(
+            check.timing,
+            Timing {
+                delay_loop: Duration::from_secs(6),
+                connect_timeout: Duration::from_secs(3),
+                retry: 3,
+                delay_before_retry: Duration::from_secs(3),
+                ..check.timing
+            }
+        );
+        let Probe::Http(probe) = &check.probe else {
+            panic!("{check:?}")
+        };
+        assert_eq!(probe.urls[0].path, "/");
+        assert_eq!(probe.urls[0].status.0, [(200, 200)]);
+    }
+    // What keepalived takes and lvs leaves out is said with its line.
+    assert!(
+        imported.notes.contains(
+            &"line 73: nat_mask is not written: it only applied to NAT, and lvs does direct \
+              routing (keepalived 2 no longer reads it)"
+                .to_owned()
+        ),
+        "{:?}",
+        imported.notes
+    );
+    assert!(
+        imported.notes.contains(
+            &"line 74: persistence_timeout 0 is no persistence, lvs's default; not written"
+                .to_owned()
+        ),
+        "{:?}",
+        imported.notes
+    );
+}
+
+#[test]
+fn values_keepalived_takes_import_or_are_reported_with_their_line() {
+    let service = |line: &str| {
+        format!(
+            "virtual_server 192.0.2.10 80 {{\n {line}\n real_server 192.0.2.21 80 {{\n }}\n}}\n"
+        )
+    };
+    // Imported, and lvs check accepts the result.
+    for line in [
+        "persistence_timeout 0",
+        "nat_mask 255.255.255.0",
+        "ip_family inet",
+        "persistence_timeout 2678400",
+        "persistence_granularity 255.255.255.0",
+        "delay_before_retry 0",
+        "warmup 0",
+        "delay_loop 0.5",
+        "quorum 1",
+        "sorry_server 192.0.2.99 8080",
+    ] {
+        let imported = import(&service(line), None).unwrap();
+        assert!(
+            imported.problems.is_empty(),
+            "{line}: {:?}",
+            imported.problems
+        );
+        crate::logic::config::parse(&imported.to_toml().unwrap(), "imported.toml")
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+    // Reported, with the line.
+    let cases = [
+        (
+            "nat_mask 255.0.255.0",
+            "line 2: \"255.0.255.0\" is not an IPv4 netmask",
+        ),
+        (
+            "ip_family inet6",
+            "line 2: IPv6 services are not supported by lvs (IPv4 only); the service is not imported",
+        ),
+        (
+            "persistence_timeout -5",
+            "line 2: persistence_timeout: \"-5\" is not a whole number",
+        ),
+        ("smtp_alert", "line 2: smtp_alert is not imported"),
+        // keepalived ignores these as invalid, or corrects them; lvs's config would refuse
+        // them, so the import says so rather than write them.
+        (
+            "delay_loop 0",
+            "line 2: delay_loop: 0 is not a number of seconds more than 0 and at most 86400",
+        ),
+        (
+            "connect_timeout 0",
+            "line 2: connect_timeout: 0 is not a number of seconds more than 0 and at most 86400",
+        ),
+        (
+            "delay_loop 100000",
+            "line 2: delay_loop: 100000 is not a number of seconds more than 0 and at most 86400",
+        ),
+        (
+            "quorum 0",
+            "line 2: quorum must be at least 1 (keepalived sets 0 to 1; write 1)",
+        ),
+        (
+            "retry 2000000",
+            "line 2: retry: 2000000 is out of range 0..=1000000",
+        ),
+    ];
+    for (line, expected) in cases {
+        let imported = import(&service(line), None).unwrap();
+        let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(got, [expected], "{line}");
+    }
+}
+
+#[test]
+fn the_sync_daemon_is_reported_until_lvs_has_connection_sync() {
+    let text = "global_defs {\n lvs_sync_daemon eth0 VI_1 id 51\n}\n\
+                vrrp_instance VI_1 {\n interface eth0\n lvs_sync_daemon_interface eth0\n}\n";
+    let imported = import(text, None).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    let message = |line: usize, keyword: &str| {
+        format!(
+            "line {line}: {keyword} is not imported: lvs has no connection sync yet (the VRRP \
+             file keeps it, but the IPVS sync daemon it starts does not see lvs's connections)"
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            message(2, "lvs_sync_daemon"),
+            message(6, "lvs_sync_daemon_interface")
+        ]
+    );
+    // keepalived keeps it, as written.
+    let vrrp = vrrp_only(text, "in.conf").unwrap();
+    assert!(
+        vrrp.contains(" lvs_sync_daemon eth0 VI_1 id 51\n"),
+        "{vrrp}"
+    );
+}
+
+#[test]
+fn keepalived_corrections_are_noted_and_contradictions_reported() {
+    let text = "virtual_server 192.0.2.10 80 {\n\
+                 sorry_server 192.0.2.99 8080\n\
+                 real_server 192.0.2.21 80 {\n\
+                  uthreshold 3\n\
+                  lthreshold 5\n\
+                 }\n\
+                }\n";
+    let imported = import(text, None).unwrap();
+    let problems: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        ["line 5: lower threshold 5 is above upper threshold 3"]
+    );
+    assert!(
+        imported.notes.contains(
+            &"line 2: sorry_server port 8080 is the service port 80, as keepalived resets it"
+                .to_owned()
+        ),
+        "{:?}",
+        imported.notes
+    );
+    let service = &imported.config.virtual_server[0];
+    assert_eq!(service.sorry_server.as_ref().map(|s| s.port), Some(80));
+    assert_eq!(service.real_server[0].lthreshold, None);
+    crate::logic::config::parse(&imported.to_toml().unwrap(), "imported.toml").unwrap();
+}

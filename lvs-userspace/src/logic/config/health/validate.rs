@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Check, DEFAULT_DELAY_LOOP, Endpoint, HttpProbe, HttpVersion, MAX_SECONDS, MiscProbe, Probe,
+    Check, DEFAULT_DELAY_LOOP, Endpoint, HttpProbe, HttpVersion, MiscProbe, Probe,
     RealServerHealth, Script, ServiceHealth, StatusCodes, TlsOptions, UrlCheck,
     body_regex::{self, RawRegex, RawWords},
     run_as,
@@ -753,18 +753,13 @@ pub(super) fn seconds(
     sink: &mut Sink<'_, '_>,
 ) -> Option<Duration> {
     let raw = raw.as_ref()?;
-    let value = *raw.get_ref();
-    let low_ok = if positive { value > 0.0 } else { value >= 0.0 };
-    if !value.is_finite() || !low_ok || value > MAX_SECONDS {
-        let range = if positive { "more than 0" } else { "0 or more" };
-        sink.report(
-            &raw.span(),
-            field,
-            format!("{value} is not a number of seconds {range} and at most {MAX_SECONDS}"),
-        );
-        return None;
+    match super::seconds(*raw.get_ref(), positive) {
+        Ok(duration) => Some(duration),
+        Err(message) => {
+            sink.report(&raw.span(), field, message);
+            None
+        }
     }
-    Some(Duration::from_secs_f64(value))
 }
 
 pub(super) fn count(
