@@ -600,3 +600,63 @@ fn a_flood_of_new_flows_does_not_evict_flows_that_keep_sending() {
     );
     assert!(bench.dataplane.flows().unwrap().len() <= TABLE as usize);
 }
+
+/// An established packet writes its flow entry only when its state changes or its stamp is
+/// old (up to a second, or a sixteenth of the state's timeout), so a busy flow's entry is not
+/// written on every packet; an old stamp is renewed.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn an_established_flow_is_stamped_only_when_its_stamp_is_old_or_its_state_changes() {
+    let mut bench = Bench::new();
+    bench.send(1000, 1, TcpKind::Syn);
+    let opened = bench.flow(1000, 1).unwrap();
+    // Backdate the stamp by half a second: younger than the stamp interval for ESTABLISHED
+    // (900 s / 16 is more than 1 s), so the ACK below must leave it alone, state aside.
+    let key = FlowKey {
+        src_addr: CLIENT,
+        dst_addr: VIP,
+        src_port: 1000u16.to_be_bytes(),
+        dst_port: 1u16.to_be_bytes(),
+        protocol: 6,
+        _pad: [0; 3],
+    };
+    bench.send(1000, 1, TcpKind::Ack);
+    let established = bench.flow(1000, 1).unwrap();
+    assert_eq!(established.state, FlowState::Established as u8);
+    assert!(
+        established.last_seen_ns >= opened.last_seen_ns,
+        "a state change stamps the entry"
+    );
+    let half_a_second_ago = FlowEntry {
+        last_seen_ns: monotonic_ns() - 500_000_000,
+        ..established
+    };
+    bench
+        .dataplane
+        .insert_flows(&[(key, half_a_second_ago)])
+        .unwrap();
+    bench.send(1000, 1, TcpKind::Ack);
+    assert_eq!(
+        bench.flow(1000, 1).unwrap(),
+        half_a_second_ago,
+        "an ACK within the stamp interval does not write the entry"
+    );
+
+    let two_seconds_ago = FlowEntry {
+        last_seen_ns: monotonic_ns() - 2_000_000_000,
+        ..established
+    };
+    bench
+        .dataplane
+        .insert_flows(&[(key, two_seconds_ago)])
+        .unwrap();
+    bench.send(1000, 1, TcpKind::Ack);
+    let renewed = bench.flow(1000, 1).unwrap();
+    assert!(
+        renewed.last_seen_ns > two_seconds_ago.last_seen_ns + 1_500_000_000,
+        "an old stamp is renewed: {} -> {}",
+        two_seconds_ago.last_seen_ns,
+        renewed.last_seen_ns
+    );
+    assert_eq!(renewed.state, FlowState::Established as u8);
+}
