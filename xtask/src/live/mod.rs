@@ -1,0 +1,547 @@
+//! `cargo xtask bench live`: the real daemon forwarding live traffic, side by side with the
+//! floor, in one run.
+//!
+//! A live-frames generator (BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES) on CPU 0 sends
+//! 60-byte UDP frames out of a veth in one namespace; the other end, in the director's
+//! namespace, runs either the floor (an XDP program that swaps the MACs and returns XDP_TX:
+//! the least a DR director can do) or the real `lvs director` daemon in native XDP, its NAPI
+//! threaded and pinned to CPU 1. What the director sends back is counted by the generator
+//! side's veth (`ethtool -S`, its XDP counters; an XDP_DROP program there receives it, which
+//! native XDP_TX on a veth needs). Floor rounds come before and after the daemon's, and each
+//! ratio is to their mean, so drift over the run hits both alike.
+//!
+//! Every round is bounded in time, and the namespaces (and the daemon) are removed on every
+//! exit path, an error or a panic included.
+
+mod net;
+mod rawbpf;
+
+use std::{
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use net::Pair;
+use rawbpf::Sources;
+
+use crate::lab;
+
+const GEN_NS: &str = "lvsbench-gen";
+const DIR_NS: &str = "lvsbench-dir";
+const GEN_IF: &str = "lbg0";
+const DIR_IF: &str = "lbd0";
+const GEN_CPU: usize = 0;
+const DIRECTOR_CPU: usize = 1;
+const DIRECTOR_ADDR: &str = "10.200.0.1/24";
+const REAL_SERVER: &str = "10.200.0.2";
+const VIP: [u8; 4] = [10, 200, 0, 100];
+const VIP_PORT: u16 = 9;
+/// Frames per live-frames syscall: tens of milliseconds of traffic, so the syscall's own
+/// cost (milliseconds) is spread thin and a stop request is honoured quickly.
+const FRAMES_PER_CALL: u32 = 1 << 18;
+const STATE_DIR: &str = "/run/lvs-bench-live";
+
+/// How long each round runs.
+#[derive(Clone, Copy)]
+pub struct Timing {
+    /// Traffic before counting (flows get into the table, caches warm).
+    pub warmup: Duration,
+    /// Traffic counted.
+    pub window: Duration,
+}
+
+/// One traffic pattern and its target (the least fraction of the floor lvs must forward).
+struct Pattern {
+    name: &'static str,
+    sources: Sources,
+    target: f64,
+}
+
+fn patterns(flows: u32) -> [Pattern; 3] {
+    [
+        Pattern {
+            name: "1k established flows",
+            sources: Sources::Cycle { count: 1000 },
+            target: 0.95,
+        },
+        Pattern {
+            name: if flows == 1_000_000 {
+                "1M established flows"
+            } else {
+                "many established flows"
+            },
+            sources: Sources::Cycle { count: flows },
+            target: 0.85,
+        },
+        Pattern {
+            name: "flood of new flows (random sources)",
+            sources: Sources::Random,
+            target: 0.75,
+        },
+    ]
+}
+
+/// What one round measured.
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    /// Frames per second the director sent back (counted where they arrive).
+    forwarded: f64,
+    /// Frames per second the director's interface received.
+    offered: f64,
+    /// Frames per second the generator sent (some are dropped at a full veth ring).
+    generated: f64,
+}
+
+/// The daemon's resource use over a round.
+struct DaemonUse {
+    rss_kib: u64,
+    cpu_per_second: f64,
+}
+
+pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ensure!(
+        cpus >= 2,
+        "the live bench needs two CPUs (generator and director)"
+    );
+    println!(
+        "live bench: 60-byte UDP frames, generator on CPU {GEN_CPU}, director NAPI threaded on \
+         CPU {DIRECTOR_CPU}; each round {:.1} s warm-up + {:.1} s counted",
+        timing.warmup.as_secs_f64(),
+        timing.window.as_secs_f64()
+    );
+    let pair = Pair::up([GEN_NS, DIR_NS], [GEN_IF, DIR_IF])?;
+    net::ip(DIR_NS, &["addr", "add", DIRECTOR_ADDR, "dev", DIR_IF])?;
+    let gen_mac = net::mac(GEN_NS, GEN_IF)?;
+    let dir_mac = net::mac(DIR_NS, DIR_IF)?;
+    // The real server is the generator's interface: it answers the daemon's ARP requests (the
+    // receiver program passes ARP to its stack) and receives what the director forwards.
+    net::ip(
+        GEN_NS,
+        &["addr", "add", &format!("{REAL_SERVER}/24"), "dev", GEN_IF],
+    )?;
+    let receiver = rawbpf::load_xdp("bench_receive", &rawbpf::receiver())?;
+    let _receiver_link = net::in_namespace(GEN_NS, || {
+        rawbpf::attach_native(&receiver, net::if_index(GEN_IF)?)
+    })?;
+    net::thread_napi(GEN_NS, GEN_IF, GEN_CPU)?;
+    let frame = frame(dir_mac, gen_mac);
+    let patterns = patterns(flows);
+
+    let mut floor_before = Vec::new();
+    for pattern in &patterns {
+        floor_before.push(floor_round(&frame, pattern, timing)?);
+    }
+    let (lvs_rates, daemon_use, map_memory) = lvs_rounds(lvs, &frame, &patterns, flows, timing)?;
+    let mut floor_after = Vec::new();
+    for pattern in &patterns {
+        floor_after.push(floor_round(&frame, pattern, timing)?);
+    }
+    drop(pair);
+
+    println!();
+    println!(
+        "{:<38} {:>11} {:>11} {:>9} {:>9} {:>7} {:>8}",
+        "traffic", "floor Mpps", "lvs Mpps", "offered", "sent", "ratio", "target"
+    );
+    for (i, pattern) in patterns.iter().enumerate() {
+        let floor = (floor_before[i].forwarded + floor_after[i].forwarded) / 2.0;
+        let lvs = lvs_rates[i];
+        let ratio = lvs.forwarded / floor;
+        println!(
+            "{:<38} {:>11.2} {:>11.2} {:>9.2} {:>9.2} {:>7.2} {:>7}{}",
+            pattern.name,
+            floor / 1e6,
+            lvs.forwarded / 1e6,
+            lvs.offered / 1e6,
+            lvs.generated / 1e6,
+            ratio,
+            format!(">={:.2}", pattern.target),
+            if ratio >= pattern.target {
+                ""
+            } else {
+                "  (not met)"
+            }
+        );
+    }
+    println!(
+        "floor = an XDP program that swaps the MACs and returns XDP_TX, mean of a round before \
+         and one after lvs's; offered = frames the director's interface received (Mpps), sent = \
+         frames the generator sent (the rest overflowed the veth's ring)"
+    );
+    if let Some(daemon) = daemon_use {
+        println!(
+            "daemon with {flows} live flows: RSS {:.1} MiB, CPU {:.1} ms per second ({:.1}% of a \
+             core)",
+            daemon.rss_kib as f64 / 1024.0,
+            daemon.cpu_per_second * 1e3,
+            daemon.cpu_per_second * 100.0
+        );
+    }
+    for line in map_memory {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The generator's template: Ethernet to the director, IPv4 UDP to the VIP, 60 bytes in all.
+/// The generator rewrites the source address and port of every frame.
+fn frame(dir_mac: [u8; 6], gen_mac: [u8; 6]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(60);
+    frame.extend_from_slice(&dir_mac);
+    frame.extend_from_slice(&gen_mac);
+    frame.extend_from_slice(&[0x08, 0x00]);
+    let payload = 18u16;
+    let ip_len = 20 + 8 + payload;
+    let mut ip = vec![
+        0x45, 0, // version, IHL, DSCP
+    ];
+    ip.extend_from_slice(&ip_len.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]); // id, DF, TTL, UDP, checksum
+    ip.extend_from_slice(&[198, 18, 0, 0]);
+    ip.extend_from_slice(&VIP);
+    let checksum = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&1024u16.to_be_bytes());
+    frame.extend_from_slice(&VIP_PORT.to_be_bytes());
+    frame.extend_from_slice(&(8 + payload).to_be_bytes());
+    frame.extend_from_slice(&[0, 0]); // no UDP checksum
+    frame.resize(60, 0);
+    frame
+}
+
+/// The template's checksum; the generator's source rewrites leave it stale, which nothing
+/// on the path checks (the director does not, and the receiver drops in XDP).
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A round with the floor program attached to the director's interface.
+fn floor_round(frame: &[u8], pattern: &Pattern, timing: Timing) -> Result<Rate> {
+    let floor = rawbpf::load_xdp("bench_floor", &rawbpf::mac_swap())?;
+    let link = net::in_namespace(DIR_NS, || {
+        rawbpf::attach_native(&floor, net::if_index(DIR_IF)?)
+    })?;
+    net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU)?;
+    let rate = measure(frame, pattern, timing, None)?.0;
+    drop(link);
+    println!(
+        "  floor, {:<36} {:>6.2} Mpps (generator {:.2})",
+        pattern.name,
+        rate.forwarded / 1e6,
+        rate.generated / 1e6
+    );
+    Ok(rate)
+}
+
+type LvsResults = (Vec<Rate>, Option<DaemonUse>, Vec<String>);
+
+/// The daemon's rounds: started once, every pattern in turn, stopped.
+fn lvs_rounds(
+    lvs: &Path,
+    frame: &[u8],
+    patterns: &[Pattern],
+    flows: u32,
+    timing: Timing,
+) -> Result<LvsResults> {
+    let mut daemon = Daemon::start(lvs, flows)?;
+    daemon.wait_until_forwarding(Duration::from_secs(20))?;
+    net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU)?;
+    let mut rates = Vec::new();
+    let mut daemon_use = None;
+    let mut map_memory = Vec::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        let watch = (i == 1).then_some(daemon.pid());
+        let (rate, usage) = measure(frame, pattern, timing, watch)?;
+        println!(
+            "  lvs,   {:<36} {:>6.2} Mpps (generator {:.2})",
+            pattern.name,
+            rate.forwarded / 1e6,
+            rate.generated / 1e6
+        );
+        if i == 1 {
+            daemon_use = usage;
+            map_memory = flow_map_memory(flows)
+                .unwrap_or_else(|error| vec![format!("map memory: could not read it: {error:#}")]);
+        }
+        rates.push(rate);
+    }
+    daemon.stop()?;
+    Ok((rates, daemon_use, map_memory))
+}
+
+/// Runs the generator with `pattern` for the warm-up and the window, counting the window.
+/// With `watch`, also the CPU and memory of that process over the window.
+fn measure(
+    frame: &[u8],
+    pattern: &Pattern,
+    timing: Timing,
+    watch: Option<u32>,
+) -> Result<(Rate, Option<DaemonUse>)> {
+    let generator = Generator::start(frame.to_vec(), pattern.sources, timing)?;
+    std::thread::sleep(timing.warmup);
+    let start = Instant::now();
+    let before = (
+        xdp_packets(GEN_NS, GEN_IF)?,
+        xdp_packets(DIR_NS, DIR_IF)?,
+        watch.map(cpu_seconds).transpose()?,
+    );
+    std::thread::sleep(timing.window);
+    let after = (
+        xdp_packets(GEN_NS, GEN_IF)?,
+        xdp_packets(DIR_NS, DIR_IF)?,
+        watch.map(cpu_seconds).transpose()?,
+    );
+    let elapsed = start.elapsed().as_secs_f64();
+    let usage = match (watch, before.2, after.2) {
+        (Some(pid), Some(cpu_before), Some(cpu_after)) => Some(DaemonUse {
+            rss_kib: rss_kib(pid)?,
+            cpu_per_second: (cpu_after - cpu_before) / elapsed,
+        }),
+        _ => None,
+    };
+    let generated = generator.stop()?;
+    Ok((
+        Rate {
+            forwarded: (after.0 - before.0) as f64 / elapsed,
+            offered: (after.1 - before.1) as f64 / elapsed,
+            generated,
+        },
+        usage,
+    ))
+}
+
+/// Frames XDP saw on an interface's receive queues.
+fn xdp_packets(namespace: &str, interface: &str) -> Result<u64> {
+    let stats = net::ethtool_stats(namespace, interface)?;
+    let total = stats
+        .iter()
+        .filter(|(name, _)| name.starts_with("rx_queue_") && name.ends_with("_xdp_packets"))
+        .map(|(_, value)| value)
+        .sum();
+    Ok(total)
+}
+
+/// The generator: a thread on `GEN_CPU` in the generator's namespace, sending until stopped
+/// or until its round's time is up.
+struct Generator {
+    stop: Arc<AtomicBool>,
+    /// Returns the frames per second it sent over its whole run.
+    thread: JoinHandle<Result<f64>>,
+}
+
+impl Generator {
+    fn start(frame: Vec<u8>, sources: Sources, timing: Timing) -> Result<Self> {
+        let counter = rawbpf::per_cpu_counter()?;
+        let program: OwnedFd =
+            rawbpf::load_xdp("bench_generator", &rawbpf::generator(sources, &counter))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + timing.warmup + timing.window + Duration::from_secs(10);
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || -> Result<f64> {
+            let _counter = counter;
+            net::pin(0, GEN_CPU)?;
+            net::enter(GEN_NS)?;
+            let if_index = net::if_index(GEN_IF)?;
+            let start = Instant::now();
+            let mut sent = 0u64;
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                rawbpf::send_live(&program, &frame, FRAMES_PER_CALL, if_index)?;
+                sent += u64::from(FRAMES_PER_CALL);
+            }
+            Ok(sent as f64 / start.elapsed().as_secs_f64())
+        });
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) -> Result<f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?
+    }
+}
+
+/// The `lvs director` daemon in the director's namespace; stopped on drop.
+struct Daemon {
+    child: Option<Child>,
+    lvs: PathBuf,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(lvs: &Path, flows: u32) -> Result<Self> {
+        std::fs::create_dir_all(STATE_DIR)?;
+        let socket = Path::new(STATE_DIR).join("lvs.sock");
+        let config = Path::new(STATE_DIR).join("lvs.toml");
+        // Room for every flow of the largest pattern twice over, so established flows never
+        // compete for the table's room.
+        let table = flows.saturating_mul(2).max(262_144);
+        std::fs::write(
+            &config,
+            format!(
+                "[director]\ninterface = \"{DIR_IF}\"\nxdp_mode = \"native\"\n\
+                 control_socket = \"{}\"\nflow_table_size = {table}\n\n\
+                 [[virtual_server]]\naddress = \"{}\"\nport = {VIP_PORT}\nprotocol = \"UDP\"\n\
+                 lb_algo = \"wlc\"\n[[virtual_server.real_server]]\naddress = \"{REAL_SERVER}\"\n",
+                socket.display(),
+                std::net::Ipv4Addr::from(VIP),
+            ),
+        )?;
+        let log = std::fs::File::create(Path::new(STATE_DIR).join("director.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", DIR_NS])
+            .arg(lvs)
+            .args(["director", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", lvs.display()))?;
+        Ok(Self {
+            child: Some(child),
+            lvs: lvs.to_owned(),
+            socket,
+        })
+    }
+
+    /// `ip netns exec` execs the daemon, so the child's pid is the daemon's.
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn wait_until_forwarding(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "the director exited ({status}); its log is {STATE_DIR}/director.log:\n{}",
+                    std::fs::read_to_string(Path::new(STATE_DIR).join("director.log"))
+                        .unwrap_or_default()
+                );
+            }
+            let output = Command::new(&self.lvs)
+                .args(["status", "--json", "--socket"])
+                .arg(&self.socket)
+                .output()?;
+            if output.status.success()
+                && let Ok(status) = serde_json::from_slice(&output.stdout)
+                && lab::forwarding_count(&status) >= 1
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the director was not forwarding within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill()?;
+        child.wait()?;
+        bail!("the director did not stop within 10 s of SIGTERM; killed")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Err(error) = self.stop() {
+            eprintln!("stopping the director: {error:#}");
+        }
+    }
+}
+
+/// User plus system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks as f64 / per_second)
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/PID/status")
+}
+
+/// The kernel memory of the daemon's maps, from bpftool: the flow table's in total and per
+/// entry and per live flow, and all maps together.
+fn flow_map_memory(flows: u32) -> Result<Vec<String>> {
+    let link = net::run("ip", &["-n", DIR_NS, "-j", "link", "show", DIR_IF])?;
+    let link: serde_json::Value = serde_json::from_slice(&link.stdout)?;
+    let prog_id = link[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .context("no XDP program on the director's interface")?;
+    let prog = net::run(
+        "bpftool",
+        &["-j", "prog", "show", "id", &prog_id.to_string()],
+    )?;
+    let prog: serde_json::Value = serde_json::from_slice(&prog.stdout)?;
+    let mut lines = Vec::new();
+    let mut total = 0u64;
+    for id in prog["map_ids"].as_array().context("map_ids")? {
+        let id = id.as_u64().context("a map id")?;
+        let map = net::run("bpftool", &["-j", "map", "show", "id", &id.to_string()])?;
+        let map: serde_json::Value = serde_json::from_slice(&map.stdout)?;
+        let bytes = map["bytes_memlock"].as_u64().unwrap_or(0);
+        total += bytes;
+        if map["name"] == "FLOWS" {
+            let entries = map["max_entries"].as_u64().unwrap_or(1).max(1);
+            lines.push(format!(
+                "flow table: {:.1} MiB of kernel memory for {entries} entries: {} bytes per \
+                 entry, {} per live flow with {flows} live",
+                bytes as f64 / (1 << 20) as f64,
+                bytes / entries,
+                bytes / u64::from(flows.max(1)),
+            ));
+        }
+    }
+    lines.push(format!(
+        "all maps of the program: {:.1} MiB",
+        total as f64 / (1 << 20) as f64
+    ));
+    Ok(lines)
+}
