@@ -39,7 +39,7 @@ use lvs_common::{
 };
 use lvs_userspace::{
     config,
-    conntrack::monotonic_ns,
+    conntrack::{self, monotonic_ns},
     dataplane::{BpfDataPlane, DataPlane, LoadOptions, test_run},
     maglev::{Backend, build_table},
     model::{MacAddr, Model, Neighbour},
@@ -125,6 +125,34 @@ fn run(matrix: &Matrix) -> Result<()> {
          repeated {} times; empty = an XDP program returning XDP_PASS, timed the same way",
         matrix.new_flow_frames, matrix.repeat
     );
+    println!();
+    println!(
+        "{:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>11}",
+        "live flows", "read ms", "sort ms", "per flow ns", "slice ms", "pass s", "ms per s"
+    );
+    for &flows in matrix.flows {
+        let cost = sweep_cost(flows)?;
+        let steps = flows.div_ceil(conntrack::SWEEP_SLICE).max(1);
+        let pass_s = (steps as f64 * conntrack::SWEEP_STEP_INTERVAL_MS as f64 / 1e3).max(1.0);
+        let whole = cost.read + cost.sort;
+        println!(
+            "{flows:>10} {:>10.1} {:>10.1} {:>12.0} {:>10.1} {:>10.1} {:>11.1}",
+            cost.read.as_secs_f64() * 1e3,
+            cost.sort.as_secs_f64() * 1e3,
+            whole.as_secs_f64() * 1e9 / flows as f64,
+            cost.slice.as_secs_f64() * 1e3,
+            pass_s,
+            whole.as_secs_f64() * 1e3 / pass_s
+        );
+    }
+    println!(
+        "the controller's sweep: read = the whole flow table (batched), sort = counting and \
+         expiring it, slice = reading one step's {} flows; it takes a step every {} ms, so a \
+         pass lasts `pass s` and costs `ms per s` of CPU each second, in slices (median of 3)",
+        conntrack::SWEEP_SLICE,
+        conntrack::SWEEP_STEP_INTERVAL_MS
+    );
+
     println!();
     println!("{:>8} {:>14}", "servers", "Maglev build");
     for &servers in matrix.maglev {
@@ -264,6 +292,59 @@ fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) ->
         .collect();
     dataplane.insert_flows(&flows)?;
     Ok(())
+}
+
+/// What the controller's sweep costs with a number of live flows.
+struct SweepCost {
+    /// Reading the whole flow table.
+    read: Duration,
+    /// Counting and expiring it (`conntrack::sweep`).
+    sort: Duration,
+    /// Reading one step's slice (`conntrack::SWEEP_SLICE` flows).
+    slice: Duration,
+}
+
+/// How long the controller's sweep takes with `flows` live flows, each the median of three.
+fn sweep_cost(flows: usize) -> Result<SweepCost> {
+    let (mut dataplane, model) = director(16, flows)?;
+    fill_flow_table(&mut dataplane, &model, flows)?;
+    let generations = model.generations();
+    let settings = default_settings();
+    let mut reads = Vec::new();
+    let mut sorts = Vec::new();
+    let mut slices = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let table = dataplane.flows()?;
+        reads.push(start.elapsed());
+        ensure!(table.len() >= flows, "the table lost flows");
+        let start = Instant::now();
+        let found = conntrack::sweep(&table, &[], monotonic_ns(), &settings, &generations, |_| {
+            None
+        });
+        sorts.push(start.elapsed());
+        ensure!(
+            found
+                .counts
+                .values()
+                .map(|c| c.active as usize)
+                .sum::<usize>()
+                == flows,
+            "the sweep counted every flow"
+        );
+        let start = Instant::now();
+        let (slice, _) = dataplane.flows_slice(None, conntrack::SWEEP_SLICE)?;
+        slices.push(start.elapsed());
+        ensure!(!slice.is_empty(), "a slice of a full table is not empty");
+    }
+    for times in [&mut reads, &mut sorts, &mut slices] {
+        times.sort();
+    }
+    Ok(SweepCost {
+        read: reads[1],
+        sort: sorts[1],
+        slice: slices[1],
+    })
 }
 
 fn median(values: &mut [u64]) -> f64 {

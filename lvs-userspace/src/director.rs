@@ -46,8 +46,9 @@ const NEIGHBOUR_RESYNC: Duration = Duration::from_secs(1);
 /// How often resolved real servers are re-confirmed (see `Netlink::request_resolution`).
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 
-/// How often the flow table is swept: expired connections deleted and counts refreshed.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the sweep takes a step: a slice of the flow table (expired connections deleted),
+/// and at the end of a pass the counts refreshed (see `conntrack::Sweeper`).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(conntrack::SWEEP_STEP_INTERVAL_MS);
 
 /// Runs the director until `shutdown` completes, then detaches and cleans up. `config_path`
 /// is where a reload (SIGHUP or the control API) reads the configuration again.
@@ -83,6 +84,7 @@ pub async fn run(
         model,
         dataplane,
         rates: RateBook::default(),
+        sweeper: conntrack::Sweeper::default(),
         config,
         config_path,
         added_vips: Vec::new(),
@@ -151,6 +153,8 @@ struct Director {
     model: Model,
     dataplane: BpfDataPlane,
     rates: RateBook,
+    /// The flow-table sweep, which reads the table a slice at a time.
+    sweeper: conntrack::Sweeper,
     /// The configuration in force (its services as last applied).
     config: Config,
     config_path: Option<PathBuf>,
@@ -246,24 +250,22 @@ impl Director {
         Ok(())
     }
 
-    /// Deletes expired connections and templates and takes in fresh connection counts.
+    /// Takes a step of the sweep: deletes the expired connections of a slice of the flow
+    /// table and, when a pass over the table is done, expired templates, and takes in the
+    /// pass's connection counts.
     fn sweep(&mut self) -> Result<()> {
-        let now = conntrack::monotonic_ns();
-        let flows = self.dataplane.flows()?;
-        let templates = self.dataplane.templates()?;
         let timeouts = self.template_timeouts();
-        let found = conntrack::sweep(
-            &flows,
-            &templates,
-            now,
+        let counts = self.sweeper.step(
+            &mut self.dataplane,
+            conntrack::monotonic_ns(),
             &settings(&self.config.director),
             &self.model.generations(),
             |key| timeouts.get(&(key.vip, key.vport, key.protocol)).copied(),
-        );
-        self.dataplane.remove_flows(&found.expired_flows)?;
-        self.dataplane.remove_templates(&found.expired_templates)?;
-        self.model.set_connection_counts(found.counts);
-        self.model.sync(&mut self.dataplane)?;
+        )?;
+        if let Some(counts) = counts {
+            self.model.set_connection_counts(counts);
+            self.model.sync(&mut self.dataplane)?;
+        }
         Ok(())
     }
 

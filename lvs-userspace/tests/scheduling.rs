@@ -660,3 +660,80 @@ fn an_established_flow_is_stamped_only_when_its_stamp_is_old_or_its_state_change
     );
     assert_eq!(renewed.state, FlowState::Established as u8);
 }
+
+/// The controller's sweep reads the flow table a slice at a time; a pass over the real map
+/// must count and expire exactly what one sweep of the whole table does.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn a_sweep_in_slices_computes_what_a_whole_sweep_does() {
+    const FLOWS: usize = 3 * conntrack::SWEEP_SLICE + 1234;
+    let mut bench = Bench::with_table(2 * FLOWS as u32);
+    let generations = bench.model.generations();
+    let ids: Vec<(u32, u32)> = generations.iter().map(|(&id, &g)| (id, g)).collect();
+    let now = monotonic_ns();
+    let flows: Vec<(FlowKey, FlowEntry)> = (0..FLOWS)
+        .map(|i| {
+            let (id, generation) = ids[i % ids.len()];
+            let key = FlowKey {
+                src_addr: [100, 64, (i >> 8) as u8, i as u8],
+                dst_addr: VIP,
+                src_port: ((i >> 16) as u16).to_be_bytes(),
+                dst_port: 1u16.to_be_bytes(),
+                protocol: 6,
+                _pad: [0; 3],
+            };
+            // Every seventh flow idle for longer than ESTABLISHED's 900 s, every fifth closing.
+            let idle_s = if i % 7 == 0 { 1000 } else { 5 };
+            let state = if i % 5 == 0 {
+                FlowState::FinWait
+            } else {
+                FlowState::Established
+            };
+            let entry = FlowEntry {
+                last_seen_ns: now.saturating_sub(idle_s * 1_000_000_000),
+                real_server_id: id,
+                generation,
+                state: state as u8,
+                ..FlowEntry::default()
+            };
+            (key, entry)
+        })
+        .collect();
+    bench.dataplane.insert_flows(&flows).unwrap();
+    let whole = conntrack::sweep(
+        &bench.dataplane.flows().unwrap(),
+        &[],
+        now,
+        &default_settings(),
+        &generations,
+        |_| None,
+    );
+
+    let mut sweeper = conntrack::Sweeper::default();
+    let mut steps = 0;
+    let counts = loop {
+        steps += 1;
+        assert!(steps < 100, "the pass never ended");
+        if let Some(counts) = sweeper
+            .step(
+                &mut bench.dataplane,
+                now,
+                &default_settings(),
+                &generations,
+                |_| None,
+            )
+            .unwrap()
+        {
+            break counts;
+        }
+    };
+    assert!(steps >= 4, "{FLOWS} flows took only {steps} steps");
+    assert_eq!(counts, whole.counts);
+    let left = bench.dataplane.flows().unwrap();
+    assert_eq!(left.len(), FLOWS - whole.expired_flows.len());
+    assert!(
+        left.iter()
+            .all(|(key, _)| !whole.expired_flows.contains(key)),
+        "every expired flow was deleted"
+    );
+}

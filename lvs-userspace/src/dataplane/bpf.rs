@@ -13,7 +13,7 @@ use lvs_common::{
     map_names,
 };
 
-use super::{DataPlane, DataPlaneError, batch};
+use super::{DataPlane, DataPlaneError, FlowSlice, batch};
 
 /// How the object is loaded.
 #[derive(Clone, Copy, Debug)]
@@ -312,6 +312,10 @@ impl DataPlane for BpfDataPlane {
 
     fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError> {
         batch::lookup_all(self.flows.fd()).map_err(batch_error(map_names::FLOWS))
+    }
+
+    fn flows_slice(&self, from: Option<u32>, max: usize) -> Result<FlowSlice, DataPlaneError> {
+        batch::lookup_slice(self.flows.fd(), from, max).map_err(batch_error(map_names::FLOWS))
     }
 
     fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError> {
