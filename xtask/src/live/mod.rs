@@ -10,8 +10,10 @@
 //! native XDP_TX on a veth needs). Floor rounds come before and after the daemon's, and each
 //! ratio is to their mean, so drift over the run hits both alike.
 //!
-//! Every round is bounded in time, and the namespaces (and the daemon) are removed on every
-//! exit path, an error or a panic included.
+//! While it runs, the CPU latency limit (PM QoS) is held at 0 so idle CPUs poll rather than
+//! halt: waking a halted vCPU costs tens of microseconds, long enough to overflow the veth's
+//! ring. Every round is bounded in time, and the namespaces (and the daemon) are removed on
+//! every exit path, an error or a panic included.
 
 mod net;
 mod rawbpf;
@@ -92,10 +94,12 @@ fn patterns(flows: u32) -> [Pattern; 3] {
 /// What one round measured.
 #[derive(Clone, Copy, Default)]
 struct Rate {
-    /// Frames per second the director sent back (counted where they arrive).
+    /// Frames per second the director's XDP program sent back (XDP_TX, the director's
+    /// interface's `xdp_tx` counter): what it forwarded.
     forwarded: f64,
-    /// Frames per second the director's interface received.
-    offered: f64,
+    /// Frames per second that reached the generator's side (its receive queue's XDP count);
+    /// lower than `forwarded` when that side's ring overflows.
+    delivered: f64,
     /// Frames per second the generator sent (some are dropped at a full veth ring).
     generated: f64,
 }
@@ -118,6 +122,7 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
         timing.warmup.as_secs_f64(),
         timing.window.as_secs_f64()
     );
+    let _awake = KeepCpusAwake::new()?;
     let pair = Pair::up([GEN_NS, DIR_NS], [GEN_IF, DIR_IF])?;
     net::ip(DIR_NS, &["addr", "add", DIRECTOR_ADDR, "dev", DIR_IF])?;
     let gen_mac = net::mac(GEN_NS, GEN_IF)?;
@@ -132,6 +137,8 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
     let _receiver_link = net::in_namespace(GEN_NS, || {
         rawbpf::attach_native(&receiver, net::if_index(GEN_IF)?)
     })?;
+    // The generator side's NAPI (which receives what the director sends back) gets a thread
+    // on the generator's core, so the director's core does the director's work only.
     net::thread_napi(GEN_NS, GEN_IF, GEN_CPU)?;
     let frame = frame(dir_mac, gen_mac);
     let patterns = patterns(flows);
@@ -150,7 +157,7 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
     println!();
     println!(
         "{:<38} {:>11} {:>11} {:>9} {:>9} {:>7} {:>8}",
-        "traffic", "floor Mpps", "lvs Mpps", "offered", "sent", "ratio", "target"
+        "traffic", "floor Mpps", "lvs Mpps", "delivered", "sent", "ratio", "target"
     );
     for (i, pattern) in patterns.iter().enumerate() {
         let floor = (floor_before[i].forwarded + floor_after[i].forwarded) / 2.0;
@@ -161,7 +168,7 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
             pattern.name,
             floor / 1e6,
             lvs.forwarded / 1e6,
-            lvs.offered / 1e6,
+            lvs.delivered / 1e6,
             lvs.generated / 1e6,
             ratio,
             format!(">={:.2}", pattern.target),
@@ -174,8 +181,9 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
     }
     println!(
         "floor = an XDP program that swaps the MACs and returns XDP_TX, mean of a round before \
-         and one after lvs's; offered = frames the director's interface received (Mpps), sent = \
-         frames the generator sent (the rest overflowed the veth's ring)"
+         and one after lvs's; Mpps forwarded = the director's XDP_TX count; delivered = what reached \
+         the generator's side; sent = what the generator sent (the rest overflowed the veth's \
+         ring)"
     );
     if let Some(daemon) = daemon_use {
         println!(
@@ -190,6 +198,28 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Holds the PM QoS CPU latency limit at 0 while it lives, so idle CPUs poll instead of
+/// halting. A halted vCPU takes tens of microseconds to wake, during which the generator fills
+/// the director's veth ring and frames are lost: without this, the director's rate (the
+/// floor's too) measures wake-up latency rather than forwarding. Closing the file restores
+/// the system's limit.
+struct KeepCpusAwake {
+    _file: std::fs::File,
+}
+
+impl KeepCpusAwake {
+    fn new() -> Result<Self> {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/cpu_dma_latency")
+            .context("opening /dev/cpu_dma_latency")?;
+        file.write_all(&0i32.to_ne_bytes())
+            .context("setting the CPU latency limit to 0")?;
+        Ok(Self { _file: file })
+    }
 }
 
 /// The generator's template: Ethernet to the director, IPv4 UDP to the VIP, 60 bytes in all.
@@ -298,14 +328,14 @@ fn measure(
     std::thread::sleep(timing.warmup);
     let start = Instant::now();
     let before = (
+        xdp_tx(DIR_NS, DIR_IF)?,
         xdp_packets(GEN_NS, GEN_IF)?,
-        xdp_packets(DIR_NS, DIR_IF)?,
         watch.map(cpu_seconds).transpose()?,
     );
     std::thread::sleep(timing.window);
     let after = (
+        xdp_tx(DIR_NS, DIR_IF)?,
         xdp_packets(GEN_NS, GEN_IF)?,
-        xdp_packets(DIR_NS, DIR_IF)?,
         watch.map(cpu_seconds).transpose()?,
     );
     let elapsed = start.elapsed().as_secs_f64();
@@ -320,7 +350,7 @@ fn measure(
     Ok((
         Rate {
             forwarded: (after.0 - before.0) as f64 / elapsed,
-            offered: (after.1 - before.1) as f64 / elapsed,
+            delivered: (after.1 - before.1) as f64 / elapsed,
             generated,
         },
         usage,
@@ -329,10 +359,19 @@ fn measure(
 
 /// Frames XDP saw on an interface's receive queues.
 fn xdp_packets(namespace: &str, interface: &str) -> Result<u64> {
+    rx_queue_sum(namespace, interface, "_xdp_packets")
+}
+
+/// Frames an interface's XDP program returned XDP_TX for, on all its receive queues.
+fn xdp_tx(namespace: &str, interface: &str) -> Result<u64> {
+    rx_queue_sum(namespace, interface, "_xdp_tx")
+}
+
+fn rx_queue_sum(namespace: &str, interface: &str, suffix: &str) -> Result<u64> {
     let stats = net::ethtool_stats(namespace, interface)?;
     let total = stats
         .iter()
-        .filter(|(name, _)| name.starts_with("rx_queue_") && name.ends_with("_xdp_packets"))
+        .filter(|(name, _)| name.starts_with("rx_queue_") && name.ends_with(suffix))
         .map(|(_, value)| value)
         .sum();
     Ok(total)

@@ -417,9 +417,13 @@ pub fn send_live(program: &OwnedFd, frame: &[u8], repeat: u32, if_index: u32) ->
         ..Default::default()
     };
     // SAFETY: `frame` and `ctx` outlive the call with the sizes given; nothing is written out.
-    unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) }
-        .context("BPF_PROG_RUN in live-frames mode (kernel 5.18 or later)")?;
-    Ok(())
+    match unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) } {
+        // EINTR: a signal cut the run short (the kernel checks for them between batches);
+        // what was sent is sent, and the caller's loop goes on.
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(error) => Err(error).context("BPF_PROG_RUN in live-frames mode (kernel 5.18 or later)"),
+    }
 }
 
 #[repr(C)]
