@@ -204,3 +204,14 @@ impl Drop for Pair {
         }
     }
 }
+
+/// `CLOCK_MONOTONIC_COARSE` in ns: the clock the data plane stamps flows with.
+pub fn coarse_monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write into; the clock always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}

@@ -9,9 +9,13 @@ use std::{
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -285,6 +289,14 @@ pub enum Sources {
     Random,
 }
 
+/// The client address and port of generated flow `n` (network byte order), as the generator
+/// writes them: 198.18.0.0 + (n & 0xffff), port 1024 + (n >> 16).
+pub fn flow_source(n: u32) -> ([u8; 4], [u8; 2]) {
+    let address = SOURCE_BASE.wrapping_add(n & 0xffff).to_be_bytes();
+    let port = (1024u32 + (n >> 16)) as u16;
+    (address, port.to_be_bytes())
+}
+
 /// Offsets in the generator's frame: Ethernet (14) + IPv4 without options (20) + UDP.
 const SRC_ADDR: i16 = 14 + 12;
 const SRC_PORT: i16 = 14 + 20;
@@ -424,6 +436,98 @@ pub fn send_live(program: &OwnedFd, frame: &[u8], repeat: u32, if_index: u32) ->
         Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
         Err(error) => Err(error).context("BPF_PROG_RUN in live-frames mode (kernel 5.18 or later)"),
     }
+}
+
+/// The element-command part of `union bpf_attr` (lookup, next key).
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value_or_next_key: u64,
+    flags: u64,
+}
+
+/// The `batch` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// A map by its id (another process's, such as the daemon's flow table).
+pub fn map_by_id(id: u32) -> Result<OwnedFd> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct GetFdAttr {
+        map_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut attr = GetFdAttr {
+        map_id: id,
+        ..Default::default()
+    };
+    // SAFETY: BPF_MAP_GET_FD_BY_ID's attribute, no pointers.
+    let fd = unsafe { bpf(BPF_MAP_GET_FD_BY_ID, &mut attr) }
+        .with_context(|| format!("opening map {id}"))?;
+    // SAFETY: a new map fd.
+    unsafe { owned(fd) }
+}
+
+/// Some entry of a hash map (the first in its iteration order), or `None` when it is empty.
+/// `K` and `V` must be the map's key and value types, plain bytes.
+pub fn first_entry<K: Copy + Default, V: Copy + Default>(map: &OwnedFd) -> Result<Option<(K, V)>> {
+    let mut key = K::default();
+    let mut attr = ElemAttr {
+        map_fd: u32::try_from(map.as_raw_fd())?,
+        key: 0,
+        value_or_next_key: &mut key as *mut K as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` is as large as the map's key; a null key asks for the first one.
+    match unsafe { bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) } {
+        Ok(_) => {}
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(error) => return Err(error).context("reading the first key of a map"),
+    }
+    let mut value = V::default();
+    let mut attr = ElemAttr {
+        map_fd: u32::try_from(map.as_raw_fd())?,
+        key: &key as *const K as u64,
+        value_or_next_key: &mut value as *mut V as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` and `value` are the map's key and value sizes.
+    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }.context("reading a map entry")?;
+    Ok(Some((key, value)))
+}
+
+/// Writes `keys[i] = values[i]`, thousands per syscall. `K` and `V` must be the map's key and
+/// value types, plain bytes.
+pub fn update_batch<K, V>(map: &OwnedFd, keys: &[K], values: &[V]) -> Result<()> {
+    ensure!(keys.len() == values.len(), "one value per key");
+    const CHUNK: usize = 8192;
+    for (keys, values) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: values.as_ptr() as u64,
+            count: u32::try_from(keys.len())?,
+            map_fd: u32::try_from(map.as_raw_fd())?,
+            ..Default::default()
+        };
+        // SAFETY: `keys` and `values` hold `count` elements of the map's sizes.
+        unsafe { bpf(BPF_MAP_UPDATE_BATCH, &mut attr) }.context("writing a map in batches")?;
+    }
+    Ok(())
 }
 
 #[repr(C)]
