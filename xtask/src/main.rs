@@ -39,11 +39,14 @@ enum BenchKind {
         #[arg(long, default_value_t = 1_000_000)]
         flows: u32,
         /// Seconds of traffic before each round is counted.
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = 1.0)]
         warmup: f64,
         /// Seconds of traffic counted per round.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Repetitions of floor, lvs, floor; the table shows their medians.
+        #[arg(long, default_value_t = 3)]
+        repetitions: u32,
     },
 }
 
@@ -152,6 +155,7 @@ fn main() -> Result<()> {
                     flows,
                     warmup,
                     seconds,
+                    repetitions,
                 }),
         } => {
             ensure!(
@@ -161,6 +165,10 @@ fn main() -> Result<()> {
             ensure!(
                 (0.1..=30.0).contains(&warmup) && (0.1..=30.0).contains(&seconds),
                 "--warmup and --seconds must be between 0.1 and 30"
+            );
+            ensure!(
+                (1..=20).contains(&repetitions),
+                "--repetitions must be between 1 and 20"
             );
             bootstrap()?;
             let lvs = build_release()?;
@@ -172,6 +180,7 @@ fn main() -> Result<()> {
                     warmup: Duration::from_secs_f64(warmup),
                     window: Duration::from_secs_f64(seconds),
                 },
+                repetitions,
             )
         }
         Task::Bench { what: None } => {

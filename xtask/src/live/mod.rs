@@ -110,7 +110,7 @@ struct DaemonUse {
     cpu_per_second: f64,
 }
 
-pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
+pub fn run(lvs: &Path, flows: u32, timing: Timing, repetitions: u32) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     ensure!(
         cpus >= 2,
@@ -143,35 +143,54 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
     let frame = frame(dir_mac, gen_mac);
     let patterns = patterns(flows);
 
-    let mut floor_before = Vec::new();
-    for pattern in &patterns {
-        floor_before.push(floor_round(&frame, pattern, timing)?);
-    }
-    let (lvs_rates, daemon_use, map_memory) = lvs_rounds(lvs, &frame, &patterns, flows, timing)?;
-    let mut floor_after = Vec::new();
-    for pattern in &patterns {
-        floor_after.push(floor_round(&frame, pattern, timing)?);
+    // Repetitions of floor, lvs, floor: the machine's rate drifts between rounds (other work,
+    // the hypervisor), so each repetition's ratio compares rounds taken close together, and
+    // the table shows the median of the repetitions.
+    let mut ratios = vec![Vec::new(); patterns.len()];
+    let mut floors = vec![Vec::new(); patterns.len()];
+    let mut lvs_rates = vec![Vec::new(); patterns.len()];
+    let mut daemon_use = None;
+    let mut map_memory = Vec::new();
+    for repetition in 1..=repetitions {
+        println!("repetition {repetition} of {repetitions}");
+        let before = floor_rounds(&frame, &patterns, timing)?;
+        let (rates, usage, memory) = lvs_rounds(lvs, &frame, &patterns, flows, timing)?;
+        let after = floor_rounds(&frame, &patterns, timing)?;
+        for i in 0..patterns.len() {
+            let floor = (before[i].forwarded + after[i].forwarded) / 2.0;
+            floors[i].push(floor);
+            ratios[i].push(rates[i].forwarded / floor);
+            lvs_rates[i].push(rates[i]);
+        }
+        daemon_use = daemon_use.or(usage);
+        if map_memory.is_empty() {
+            map_memory = memory;
+        }
     }
     drop(pair);
 
     println!();
     println!(
-        "{:<38} {:>11} {:>11} {:>9} {:>9} {:>7} {:>8}",
+        "{:<38} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8}  ratios",
         "traffic", "floor Mpps", "lvs Mpps", "delivered", "sent", "ratio", "target"
     );
     for (i, pattern) in patterns.iter().enumerate() {
-        let floor = (floor_before[i].forwarded + floor_after[i].forwarded) / 2.0;
-        let lvs = lvs_rates[i];
-        let ratio = lvs.forwarded / floor;
+        let ratio = median(&ratios[i]);
+        let pick = |f: fn(&Rate) -> f64| median(&lvs_rates[i].iter().map(f).collect::<Vec<_>>());
         println!(
-            "{:<38} {:>11.2} {:>11.2} {:>9.2} {:>9.2} {:>7.2} {:>7}{}",
+            "{:<38} {:>10.2} {:>9.2} {:>9.2} {:>6.2} {:>7.2} {:>8}  {}{}",
             pattern.name,
-            floor / 1e6,
-            lvs.forwarded / 1e6,
-            lvs.delivered / 1e6,
-            lvs.generated / 1e6,
+            median(&floors[i]) / 1e6,
+            pick(|r| r.forwarded) / 1e6,
+            pick(|r| r.delivered) / 1e6,
+            pick(|r| r.generated) / 1e6,
             ratio,
             format!(">={:.2}", pattern.target),
+            ratios[i]
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" "),
             if ratio >= pattern.target {
                 ""
             } else {
@@ -180,10 +199,10 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing) -> Result<()> {
         );
     }
     println!(
-        "floor = an XDP program that swaps the MACs and returns XDP_TX, mean of a round before \
-         and one after lvs's; Mpps forwarded = the director's XDP_TX count; delivered = what reached \
-         the generator's side; sent = what the generator sent (the rest overflowed the veth's \
-         ring)"
+        "medians of {repetitions} repetitions (ratios: each repetition's). floor = an XDP program \
+         that swaps the MACs and returns XDP_TX, mean of a round before and one after lvs's; \
+         Mpps forwarded = the director's XDP_TX count; delivered = what reached the \
+         generator's side; sent = what the generator sent (the rest overflowed the veth's ring)"
     );
     if let Some(daemon) = daemon_use {
         println!(
@@ -262,22 +281,36 @@ fn ipv4_checksum(header: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// A round with the floor program attached to the director's interface.
-fn floor_round(frame: &[u8], pattern: &Pattern, timing: Timing) -> Result<Rate> {
+/// The floor's rounds: the floor program attached once, every pattern in turn, detached.
+fn floor_rounds(frame: &[u8], patterns: &[Pattern], timing: Timing) -> Result<Vec<Rate>> {
     let floor = rawbpf::load_xdp("bench_floor", &rawbpf::mac_swap())?;
     let link = net::in_namespace(DIR_NS, || {
         rawbpf::attach_native(&floor, net::if_index(DIR_IF)?)
     })?;
     net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU)?;
-    let rate = measure(frame, pattern, timing, None)?.0;
+    let mut rates = Vec::new();
+    for pattern in patterns {
+        let rate = measure(frame, pattern, timing, None)?.0;
+        println!(
+            "  floor, {:<36} {:>6.2} Mpps (generator {:.2})",
+            pattern.name,
+            rate.forwarded / 1e6,
+            rate.generated / 1e6
+        );
+        rates.push(rate);
+    }
     drop(link);
-    println!(
-        "  floor, {:<36} {:>6.2} Mpps (generator {:.2})",
-        pattern.name,
-        rate.forwarded / 1e6,
-        rate.generated / 1e6
-    );
-    Ok(rate)
+    Ok(rates)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 type LvsResults = (Vec<Rate>, Option<DaemonUse>, Vec<String>);
