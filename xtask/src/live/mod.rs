@@ -139,7 +139,7 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing, repetitions: u32) -> Result<(
     })?;
     // The generator side's NAPI (which receives what the director sends back) gets a thread
     // on the generator's core, so the director's core does the director's work only.
-    net::thread_napi(GEN_NS, GEN_IF, GEN_CPU)?;
+    net::thread_napi(GEN_NS, GEN_IF, GEN_CPU, false)?;
     let frame = frame(dir_mac, gen_mac);
     let patterns = patterns(flows);
 
@@ -287,7 +287,7 @@ fn floor_rounds(frame: &[u8], patterns: &[Pattern], timing: Timing) -> Result<Ve
     let link = net::in_namespace(DIR_NS, || {
         rawbpf::attach_native(&floor, net::if_index(DIR_IF)?)
     })?;
-    net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU)?;
+    net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU, true)?;
     let mut rates = Vec::new();
     for pattern in patterns {
         let rate = measure(frame, pattern, timing, None)?.0;
@@ -325,7 +325,7 @@ fn lvs_rounds(
 ) -> Result<LvsResults> {
     let mut daemon = Daemon::start(lvs, flows)?;
     daemon.wait_until_forwarding(Duration::from_secs(20))?;
-    net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU)?;
+    net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU, true)?;
     let mut rates = Vec::new();
     let mut daemon_use = None;
     let mut map_memory = Vec::new();

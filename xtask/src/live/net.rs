@@ -103,7 +103,11 @@ pub fn ethtool_stats(namespace: &str, interface: &str) -> Result<HashMap<String,
 /// Makes the interface's NAPI run in its own kernel thread and pins that thread to `cpu`, so
 /// the generator and the device under test do not share one softirq. Call it after an XDP
 /// program is attached: a veth creates its NAPI instance only then.
-pub fn thread_napi(namespace: &str, interface: &str, cpu: usize) -> Result<()> {
+///
+/// With `realtime`, the thread also runs SCHED_FIFO, so other work that lands on its core
+/// (builds, the daemon itself) waits for it, as on a core dedicated to forwarding; the kernel's
+/// real-time throttling still leaves that other work 5% of the core.
+pub fn thread_napi(namespace: &str, interface: &str, cpu: usize, realtime: bool) -> Result<()> {
     run(
         "ip",
         &[
@@ -127,12 +131,25 @@ pub fn thread_napi(namespace: &str, interface: &str, cpu: usize) -> Result<()> {
         };
         if comm.trim_end().starts_with(&prefix) {
             pin(pid, cpu).with_context(|| format!("pinning {}", comm.trim_end()))?;
+            if realtime {
+                realtime_priority(pid)
+                    .with_context(|| format!("making {} SCHED_FIFO", comm.trim_end()))?;
+            }
             pinned += 1;
         }
     }
     if pinned == 0 {
         bail!("no NAPI thread {prefix}* found after enabling threaded NAPI");
     }
+    Ok(())
+}
+
+/// Makes a task SCHED_FIFO at the lowest real-time priority.
+fn realtime_priority(pid: i32) -> Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: a valid sched_param for SCHED_FIFO.
+    let rc = unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) };
+    ensure!(rc == 0, "{}", std::io::Error::last_os_error());
     Ok(())
 }
 
