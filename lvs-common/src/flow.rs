@@ -7,7 +7,10 @@
 //! director does.
 
 /// Key of the `FLOWS` map: one connection as the director sees it (client to VIP).
-#[repr(C)]
+///
+/// Aligned to 8 so that the data plane copies it onto its stack as two words rather than
+/// sixteen single bytes (its fields are byte arrays, which alone would give it alignment 1).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     /// Client address, network byte order.

@@ -13,6 +13,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod clock;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod packet;
@@ -21,7 +23,6 @@ mod packet;
 mod program {
     use aya_ebpf::{
         bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
-        helpers::bpf_ktime_get_coarse_ns,
         macros::xdp,
         programs::XdpContext,
     };
@@ -36,13 +37,18 @@ mod program {
     use network_types::eth::EthHdr;
 
     use crate::{
+        clock,
         maps::*,
         packet::{self, Flow},
     };
 
-    /// A persistent flow refreshes its client's template at most this often, so a long-lived
-    /// connection keeps the template alive (as in IPVS) without a template write per packet.
-    const TEMPLATE_REFRESH_NS: u64 = 1_000_000_000;
+    /// The longest a flow's `last_seen_ns` may lag behind its last packet. An established
+    /// packet writes its flow entry only when the stamp is older than this (or a sixteenth of
+    /// the state's timeout, if shorter) or its TCP state changes, so a busy flow's entry stays
+    /// clean in every CPU's cache instead of being written on every packet. A flow can
+    /// therefore look idle up to this much longer than it is: at most 1 s, and at most 1/16 of
+    /// its timeout. A persistent flow refreshes its client's template on the same stamp.
+    const STAMP_INTERVAL_NS: u64 = 1_000_000_000;
 
     /// Set to 1 by the controller at load time (`--trace-packets`) to log every forwarding
     /// decision. When 0 the verifier removes the logging branch as dead code, so the default
@@ -84,16 +90,8 @@ mod program {
         // yields the old or the new service, both valid.
         let service = *unsafe { SERVICES.get(key) }.ok_or(Counter::PassNotService)?;
         let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
-        // SAFETY: a helper without arguments.
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
-        let flow_key = FlowKey {
-            src_addr: flow.src_addr,
-            dst_addr: flow.dst_addr,
-            src_port: flow.src_port,
-            dst_port: flow.dst_port,
-            protocol: flow.protocol,
-            _pad: [0; 3],
-        };
+        let now = clock::coarse_now_ns();
+        let flow_key = flow_key(&flow);
 
         let followed = match FLOWS.get_ptr_mut(flow_key) {
             Some(entry) => follow(entry, &flow, &service, settings, now)?,
@@ -110,10 +108,7 @@ mod program {
         let director = DIRECTOR.get(0).ok_or(Counter::Aborted)?;
         let eth: *mut EthHdr = packet::ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
         // SAFETY: bounds checked by `ptr_at`; the frame is ours to rewrite in XDP.
-        unsafe {
-            (*eth).dst_addr = real_server.mac;
-            (*eth).src_addr = director.mac;
-        }
+        unsafe { rewrite_macs(eth.cast(), &real_server.mac, &director.mac) };
 
         let ip_bytes = u64::from(flow.ip_len);
         add_traffic(&SERVICE_STATS, service.index, ip_bytes, new_connections);
@@ -138,6 +133,37 @@ mod program {
         Ok(())
     }
 
+    /// The flow table's key for a frame. Built from a zeroed key so that the padding costs no
+    /// call: a struct literal's `[0; 3]` padding makes LLVM call a byte-wise memset subprogram.
+    #[inline(always)]
+    fn flow_key(flow: &Flow) -> FlowKey {
+        // SAFETY: `FlowKey` is plain bytes; all zeroes is a valid value.
+        let mut key: FlowKey = unsafe { core::mem::zeroed() };
+        key.src_addr = flow.src_addr;
+        key.dst_addr = flow.dst_addr;
+        key.src_port = flow.src_port;
+        key.dst_port = flow.dst_port;
+        key.protocol = flow.protocol;
+        key
+    }
+
+    /// Writes the real server's MAC as the destination and the director's as the source, byte
+    /// by byte. Assigning the `[u8; 6]` fields instead makes LLVM call a byte-wise memmove
+    /// subprogram twice, and each BPF-to-BPF call costs more here than the twelve stores.
+    ///
+    /// # Safety
+    /// `frame` must point at least 12 writable bytes into the packet.
+    #[inline(always)]
+    unsafe fn rewrite_macs(frame: *mut u8, destination: &[u8; 6], source: &[u8; 6]) {
+        for i in 0..6 {
+            // SAFETY: i < 6 and i + 6 < 12, within what the caller vouches for.
+            unsafe {
+                *frame.add(i) = destination[i];
+                *frame.add(6 + i) = source[i];
+            }
+        }
+    }
+
     /// Follows a known connection: its real server if the entry is still valid, `None` when it
     /// must be scheduled anew (it expired, or its real server is gone), or the drop reason when
     /// the director is set to drop packets of connections whose real server is gone.
@@ -152,7 +178,8 @@ mod program {
         // SAFETY: the pointer comes from a successful lookup; the entry is plain data, and a
         // racing update from another CPU can only leave one of two valid values in a field.
         let entry = unsafe { &mut *entry };
-        if now.saturating_sub(entry.last_seen_ns) > settings.timeout_ns(entry.state) {
+        let timeout = settings.timeout_ns(entry.state);
+        if now.saturating_sub(entry.last_seen_ns) > timeout {
             return Ok(None);
         }
         let id = entry.real_server_id;
@@ -167,14 +194,19 @@ mod program {
         };
         if flow.protocol == IPPROTO_TCP {
             let state = FlowState::from_u8(entry.state).unwrap_or(FlowState::Close);
-            entry.state = next_tcp_state(state, flow.tcp_flags) as u8;
+            let next = next_tcp_state(state, flow.tcp_flags) as u8;
+            if next != entry.state {
+                entry.state = next;
+                entry.last_seen_ns = now;
+            }
         }
-        if entry.flags & FLOW_PERSISTENT != 0
-            && now.saturating_sub(entry.last_seen_ns) > TEMPLATE_REFRESH_NS
-        {
-            refresh_template(flow, service, id, now);
+        let idle = now.saturating_sub(entry.last_seen_ns);
+        if idle > (timeout >> 4).min(STAMP_INTERVAL_NS) {
+            entry.last_seen_ns = now;
+            if entry.flags & FLOW_PERSISTENT != 0 {
+                refresh_template(flow, service, id, now);
+            }
         }
-        entry.last_seen_ns = now;
         Ok(Some((id, real_server)))
     }
 
@@ -193,23 +225,46 @@ mod program {
             let id = pick(flow, service)?;
             (id, usable_real_server(id)?)
         };
-        let entry = FlowEntry {
-            last_seen_ns: now,
-            real_server_id: id,
-            generation: real_server.generation,
-            state: initial_state(flow.protocol, flow.tcp_flags) as u8,
-            flags: if service.persist_timeout_s != 0 {
-                FLOW_PERSISTENT
-            } else {
-                0
-            },
-            _pad: [0; 6],
+        let flags = if service.persist_timeout_s != 0 {
+            FLOW_PERSISTENT
+        } else {
+            0
         };
+        let entry = new_flow_entry(
+            now,
+            id,
+            real_server.generation,
+            initial_state(flow.protocol, flow.tcp_flags) as u8,
+            flags,
+        );
         // A full LRU map evicts its least recently used entry instead of failing, so an error
         // here means memory pressure; the packet is still forwarded, and the next one of this
         // connection is scheduled again.
         let _ = FLOWS.insert(flow_key, entry, 0);
         Ok((id, real_server))
+    }
+
+    /// A flow entry built as three words. A struct literal (or a zeroed value) makes LLVM zero
+    /// the padding with a call to a byte-wise memset subprogram, which costs more than the
+    /// whole entry; three word stores cost nothing. The layout is `FlowEntry`'s on a
+    /// little-endian target (bpfel): `last_seen_ns`, then `real_server_id` and `generation`,
+    /// then `state`, `flags` and six bytes of zero padding.
+    #[inline(always)]
+    fn new_flow_entry(
+        last_seen_ns: u64,
+        real_server_id: u32,
+        generation: u32,
+        state: u8,
+        flags: u8,
+    ) -> FlowEntry {
+        let words: [u64; 3] = [
+            last_seen_ns,
+            u64::from(real_server_id) | u64::from(generation) << 32,
+            u64::from(state) | u64::from(flags) << 8,
+        ];
+        // SAFETY: `FlowEntry` is `repr(C)`, 24 bytes of integers and bytes with explicit
+        // padding (size asserted in lvs-common), so any 24 bytes are a valid value.
+        unsafe { core::mem::transmute::<[u64; 3], FlowEntry>(words) }
     }
 
     /// The client's template's real server while the template is valid, or a new pick that

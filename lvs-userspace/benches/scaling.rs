@@ -34,7 +34,7 @@ use lvs_userspace::{
     io::bpf::{BpfDataPlane, LoadOptions, test_run},
     logic::{
         config,
-        conntrack::monotonic_ns,
+        conntrack::{self, monotonic_ns},
         dataplane::DataPlane,
         maglev::{Backend, build_table},
         model::{Model, Neighbour},
@@ -97,30 +97,78 @@ fn main() -> ExitCode {
 fn run(matrix: &Matrix) -> Result<()> {
     let empty = EmptyProgram::load(XDP_PASS)?;
     println!(
-        "{:>8} {:>10} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}",
-        "servers", "live flows", "new ns", "empty ns", "ratio", "estab ns", "empty ns", "ratio"
+        "{:>7} {:>9} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6}",
+        "servers",
+        "flows",
+        "new",
+        "empty",
+        "above",
+        "cycling",
+        "empty",
+        "above",
+        "repeat",
+        "empty",
+        "above"
     );
+    let mut rows = Vec::new();
     for &servers in matrix.servers {
         for &flows in matrix.flows {
             let row = measure(matrix, &empty, servers, flows)?;
             println!(
-                "{:>8} {:>10} {:>12.1} {:>12.1} {:>7.2} {:>12.1} {:>12.1} {:>7.2}",
+                "{:>7} {:>9} | {:>8.0} {:>7.0} {:>6.0} | {:>8.0} {:>7.0} {:>6.0} | {:>8.0} {:>7.0} \
+                 {:>6.0}",
                 servers,
                 flows,
                 row.new_flow,
                 row.new_flow_empty,
-                row.new_flow / row.new_flow_empty,
+                row.new_flow - row.new_flow_empty,
+                row.cycling,
+                row.cycling_empty,
+                row.cycling - row.cycling_empty,
                 row.established,
                 row.established_empty,
-                row.established / row.established_empty
+                row.established - row.established_empty,
             );
+            rows.push((servers, flows, row));
         }
     }
     println!(
-        "new: median of {} first packets, one per BPF_PROG_TEST_RUN call; estab: one packet \
-         repeated {} times; empty = an XDP program returning XDP_PASS, timed the same way",
+        "ns per packet. new: a new flow's first packet; cycling: a packet of an established \
+         flow, each call another of the live flows; both one packet per BPF_PROG_TEST_RUN call, \
+         median of {}; repeat: one established packet repeated {} times in one call. empty = an \
+         XDP program returning XDP_PASS, timed the same way on the same frames; above = lvs - \
+         empty",
         matrix.new_flow_frames, matrix.repeat
     );
+    print_targets(&rows);
+    println!();
+    println!(
+        "{:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>11}",
+        "live flows", "read ms", "sort ms", "per flow ns", "slice ms", "pass s", "ms per s"
+    );
+    for &flows in matrix.flows {
+        let cost = sweep_cost(flows)?;
+        let steps = flows.div_ceil(conntrack::SWEEP_SLICE).max(1);
+        let pass_s = (steps as f64 * conntrack::SWEEP_STEP_INTERVAL_MS as f64 / 1e3).max(1.0);
+        let whole = cost.read + cost.sort;
+        println!(
+            "{flows:>10} {:>10.1} {:>10.1} {:>12.0} {:>10.1} {:>10.1} {:>11.1}",
+            cost.read.as_secs_f64() * 1e3,
+            cost.sort.as_secs_f64() * 1e3,
+            whole.as_secs_f64() * 1e9 / flows as f64,
+            cost.slice.as_secs_f64() * 1e3,
+            pass_s,
+            whole.as_secs_f64() * 1e3 / pass_s
+        );
+    }
+    println!(
+        "the controller's sweep: read = the whole flow table (batched), sort = counting and \
+         expiring it, slice = reading one step's {} flows; it takes a step every {} ms, so a \
+         pass lasts `pass s` and costs `ms per s` of CPU each second, in slices (median of 3)",
+        conntrack::SWEEP_SLICE,
+        conntrack::SWEEP_STEP_INTERVAL_MS
+    );
+
     println!();
     println!("{:>8} {:>14}", "servers", "Maglev build");
     for &servers in matrix.maglev {
@@ -136,8 +184,90 @@ fn run(matrix: &Matrix) -> Result<()> {
 struct Row {
     new_flow: f64,
     new_flow_empty: f64,
+    cycling: f64,
+    cycling_empty: f64,
     established: f64,
     established_empty: f64,
+}
+
+impl Row {
+    fn new_above(&self) -> f64 {
+        self.new_flow - self.new_flow_empty
+    }
+}
+
+/// The issue's targets, each beside what this run measured.
+fn print_targets(rows: &[(usize, usize, Row)]) {
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!();
+    println!("targets (ns above the empty program; ratios within this run):");
+    let worst_new = rows
+        .iter()
+        .map(|(_, _, r)| r.new_above())
+        .fold(0.0, f64::max);
+    println!(
+        "  new flow, one packet per call: <= 400 above empty; worst row {worst_new:.0}: {}",
+        verdict(worst_new <= 400.0)
+    );
+    let worst_cycling = rows
+        .iter()
+        .filter(|(_, flows, _)| *flows <= 100_000)
+        .map(|(_, _, r)| r.cycling - r.cycling_empty)
+        .fold(0.0, f64::max);
+    println!(
+        "  established, cycling over 1k and 100k flows: <= 160 above empty (2 x 80); worst \
+         {worst_cycling:.0}: {}",
+        verdict(worst_cycling <= 160.0)
+    );
+    let at = |servers: usize, flows: usize| {
+        rows.iter()
+            .find(|(s, f, _)| *s == servers && *f == flows)
+            .map(|(_, _, r)| r.new_above())
+    };
+    let servers: Vec<usize> = dedup(rows.iter().map(|(s, _, _)| *s));
+    let flows: Vec<usize> = dedup(rows.iter().map(|(_, f, _)| *f));
+    let (Some(&few_flows), Some(&many_flows)) = (flows.first(), flows.last()) else {
+        return;
+    };
+    let (Some(&few_servers), Some(&many_servers)) = (servers.first(), servers.last()) else {
+        return;
+    };
+    let worst = |pairs: Vec<(Option<f64>, Option<f64>)>| {
+        pairs
+            .into_iter()
+            .filter_map(|(a, b)| Some(b? / a?))
+            .fold(0.0, f64::max)
+    };
+    let by_flows = worst(
+        servers
+            .iter()
+            .map(|&s| (at(s, few_flows), at(s, many_flows)))
+            .collect(),
+    );
+    println!(
+        "  new flow flat from {few_flows} to {many_flows} live flows (within 25%): worst ratio \
+         {by_flows:.2}: {}",
+        verdict(by_flows <= 1.25)
+    );
+    let by_servers = worst(
+        flows
+            .iter()
+            .map(|&f| (at(few_servers, f), at(many_servers, f)))
+            .collect(),
+    );
+    println!(
+        "  new flow flat from {few_servers} to {many_servers} real servers (within 25%): worst \
+         ratio {by_servers:.2}: {}",
+        verdict(by_servers <= 1.25)
+    );
+    println!("  (repeat-mode targets: see the dataplane bench)");
+}
+
+fn dedup(values: impl Iterator<Item = usize>) -> Vec<usize> {
+    let mut all: Vec<usize> = values.collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 fn measure(matrix: &Matrix, empty: &EmptyProgram, servers: usize, flows: usize) -> Result<Row> {
@@ -160,6 +290,24 @@ fn measure(matrix: &Matrix, empty: &EmptyProgram, servers: usize, flows: usize) 
         .as_nanos() as f64;
     let established_empty = empty.run(&established, matrix.repeat)?.nanos as f64;
 
+    // Packets of live flows spread over the whole table, one per call.
+    let step = (flows / usize::from(matrix.new_flow_frames)).max(1);
+    let live: Vec<Vec<u8>> = (0..flows)
+        .step_by(step)
+        .take(usize::from(matrix.new_flow_frames))
+        .map(|i| {
+            let key = flow_key(i);
+            tcp_from(
+                key.src_addr,
+                u16::from_be_bytes(key.src_port),
+                VIP,
+                80,
+                TcpKind::Ack,
+            )
+        })
+        .collect();
+    let (cycling, cycling_empty) = per_call(&mut dataplane, empty, &live, false)?;
+
     let frames: Vec<Vec<u8>> = (0..matrix.new_flow_frames)
         .map(|i| {
             tcp_from(
@@ -171,20 +319,42 @@ fn measure(matrix: &Matrix, empty: &EmptyProgram, servers: usize, flows: usize) 
             )
         })
         .collect();
-    let mut new_ns = Vec::with_capacity(frames.len());
-    let mut empty_ns = Vec::with_capacity(frames.len());
-    for frame in &frames {
-        let outcome = test_run::run(&mut dataplane, frame, 1)?;
-        ensure!(outcome.action == XDP_TX, "a new flow was not forwarded");
-        new_ns.push(outcome.duration.as_nanos() as u64);
-        empty_ns.push(empty.run(frame, 1)?.nanos);
-    }
+    let (new_flow, new_flow_empty) = per_call(&mut dataplane, empty, &frames, true)?;
     Ok(Row {
-        new_flow: median(&mut new_ns),
-        new_flow_empty: median(&mut empty_ns),
+        new_flow,
+        new_flow_empty,
+        cycling,
+        cycling_empty,
         established: established_ns,
         established_empty,
     })
+}
+
+/// Median ns of one call per frame, for lvs and for the empty program on the same frames.
+/// With `new`, each frame must be a new connection (counted by the service's stats).
+fn per_call(
+    dataplane: &mut BpfDataPlane,
+    empty: &EmptyProgram,
+    frames: &[Vec<u8>],
+    new: bool,
+) -> Result<(f64, f64)> {
+    let before = dataplane.service_stats(0)?.connections;
+    let mut lvs_ns = Vec::with_capacity(frames.len());
+    let mut empty_ns = Vec::with_capacity(frames.len());
+    for frame in frames {
+        let outcome = test_run::run(dataplane, frame, 1)?;
+        ensure!(outcome.action == XDP_TX, "a packet was not forwarded");
+        lvs_ns.push(outcome.duration.as_nanos() as u64);
+        empty_ns.push(empty.run(frame, 1)?.nanos);
+    }
+    let scheduled = dataplane.service_stats(0)?.connections - before;
+    let want = if new { frames.len() as u64 } else { 0 };
+    ensure!(
+        scheduled == want,
+        "{scheduled} of {} packets were scheduled as new connections (want {want})",
+        frames.len()
+    );
+    Ok((median(&mut lvs_ns), median(&mut empty_ns)))
 }
 
 /// A director with one `wlc` service and `servers` resolved real servers, with a flow table
@@ -227,6 +397,23 @@ fn server_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8)
 }
 
+/// The key of the `i`th flow `fill_flow_table` writes.
+fn flow_key(i: usize) -> FlowKey {
+    FlowKey {
+        src_addr: [
+            100,
+            64 + (i >> 24) as u8 % 64,
+            (i >> 16) as u8,
+            (i >> 8) as u8,
+        ],
+        dst_addr: VIP,
+        src_port: (i as u16).to_be_bytes(),
+        dst_port: 80u16.to_be_bytes(),
+        protocol: 6,
+        _pad: [0; 3],
+    }
+}
+
 /// Fills the flow table with `count` established connections spread over the real servers.
 fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) -> Result<()> {
     let generations: HashMap<u32, u32> = model.generations();
@@ -235,19 +422,7 @@ fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) ->
     let flows: Vec<(FlowKey, FlowEntry)> = (0..count)
         .map(|i| {
             let (id, generation) = ids[i % ids.len()];
-            let key = FlowKey {
-                src_addr: [
-                    100,
-                    64 + (i >> 24) as u8 % 64,
-                    (i >> 16) as u8,
-                    (i >> 8) as u8,
-                ],
-                dst_addr: VIP,
-                src_port: (i as u16).to_be_bytes(),
-                dst_port: 80u16.to_be_bytes(),
-                protocol: 6,
-                _pad: [0; 3],
-            };
+            let key = flow_key(i);
             let entry = FlowEntry {
                 last_seen_ns: now,
                 real_server_id: id,
@@ -260,6 +435,59 @@ fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) ->
         .collect();
     dataplane.insert_flows(&flows)?;
     Ok(())
+}
+
+/// What the controller's sweep costs with a number of live flows.
+struct SweepCost {
+    /// Reading the whole flow table.
+    read: Duration,
+    /// Counting and expiring it (`conntrack::sweep`).
+    sort: Duration,
+    /// Reading one step's slice (`conntrack::SWEEP_SLICE` flows).
+    slice: Duration,
+}
+
+/// How long the controller's sweep takes with `flows` live flows, each the median of three.
+fn sweep_cost(flows: usize) -> Result<SweepCost> {
+    let (mut dataplane, model) = director(16, flows)?;
+    fill_flow_table(&mut dataplane, &model, flows)?;
+    let generations = model.generations();
+    let settings = default_settings();
+    let mut reads = Vec::new();
+    let mut sorts = Vec::new();
+    let mut slices = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let table = dataplane.flows()?;
+        reads.push(start.elapsed());
+        ensure!(table.len() >= flows, "the table lost flows");
+        let start = Instant::now();
+        let found = conntrack::sweep(&table, &[], monotonic_ns(), &settings, &generations, |_| {
+            None
+        });
+        sorts.push(start.elapsed());
+        ensure!(
+            found
+                .counts
+                .values()
+                .map(|c| c.active as usize)
+                .sum::<usize>()
+                == flows,
+            "the sweep counted every flow"
+        );
+        let start = Instant::now();
+        let (slice, _) = dataplane.flows_slice(None, conntrack::SWEEP_SLICE)?;
+        slices.push(start.elapsed());
+        ensure!(!slice.is_empty(), "a slice of a full table is not empty");
+    }
+    for times in [&mut reads, &mut sorts, &mut slices] {
+        times.sort();
+    }
+    Ok(SweepCost {
+        read: reads[1],
+        sort: sorts[1],
+        slice: slices[1],
+    })
 }
 
 fn median(values: &mut [u64]) -> f64 {

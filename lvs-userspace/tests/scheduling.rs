@@ -598,3 +598,141 @@ fn a_flood_of_new_flows_does_not_evict_flows_that_keep_sending() {
     );
     assert!(bench.dataplane.flows().unwrap().len() <= TABLE as usize);
 }
+
+/// An established packet writes its flow entry only when its state changes or its stamp is
+/// old (up to a second, or a sixteenth of the state's timeout), so a busy flow's entry is not
+/// written on every packet; an old stamp is renewed.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn an_established_flow_is_stamped_only_when_its_stamp_is_old_or_its_state_changes() {
+    let mut bench = Bench::new();
+    bench.send(1000, 1, TcpKind::Syn);
+    let opened = bench.flow(1000, 1).unwrap();
+    // Backdate the stamp by half a second: younger than the stamp interval for ESTABLISHED
+    // (900 s / 16 is more than 1 s), so the ACK below must leave it alone, state aside.
+    let key = FlowKey {
+        src_addr: CLIENT,
+        dst_addr: VIP,
+        src_port: 1000u16.to_be_bytes(),
+        dst_port: 1u16.to_be_bytes(),
+        protocol: 6,
+        _pad: [0; 3],
+    };
+    bench.send(1000, 1, TcpKind::Ack);
+    let established = bench.flow(1000, 1).unwrap();
+    assert_eq!(established.state, FlowState::Established as u8);
+    assert!(
+        established.last_seen_ns >= opened.last_seen_ns,
+        "a state change stamps the entry"
+    );
+    let half_a_second_ago = FlowEntry {
+        last_seen_ns: monotonic_ns() - 500_000_000,
+        ..established
+    };
+    bench
+        .dataplane
+        .insert_flows(&[(key, half_a_second_ago)])
+        .unwrap();
+    bench.send(1000, 1, TcpKind::Ack);
+    assert_eq!(
+        bench.flow(1000, 1).unwrap(),
+        half_a_second_ago,
+        "an ACK within the stamp interval does not write the entry"
+    );
+
+    let two_seconds_ago = FlowEntry {
+        last_seen_ns: monotonic_ns() - 2_000_000_000,
+        ..established
+    };
+    bench
+        .dataplane
+        .insert_flows(&[(key, two_seconds_ago)])
+        .unwrap();
+    bench.send(1000, 1, TcpKind::Ack);
+    let renewed = bench.flow(1000, 1).unwrap();
+    assert!(
+        renewed.last_seen_ns > two_seconds_ago.last_seen_ns + 1_500_000_000,
+        "an old stamp is renewed: {} -> {}",
+        two_seconds_ago.last_seen_ns,
+        renewed.last_seen_ns
+    );
+    assert_eq!(renewed.state, FlowState::Established as u8);
+}
+
+/// The controller's sweep reads the flow table a slice at a time; a pass over the real map
+/// must count and expire exactly what one sweep of the whole table does.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn a_sweep_in_slices_computes_what_a_whole_sweep_does() {
+    const FLOWS: usize = 3 * conntrack::SWEEP_SLICE + 1234;
+    let mut bench = Bench::with_table(2 * FLOWS as u32);
+    let generations = bench.model.generations();
+    let ids: Vec<(u32, u32)> = generations.iter().map(|(&id, &g)| (id, g)).collect();
+    let now = monotonic_ns();
+    let flows: Vec<(FlowKey, FlowEntry)> = (0..FLOWS)
+        .map(|i| {
+            let (id, generation) = ids[i % ids.len()];
+            let key = FlowKey {
+                src_addr: [100, 64, (i >> 8) as u8, i as u8],
+                dst_addr: VIP,
+                src_port: ((i >> 16) as u16).to_be_bytes(),
+                dst_port: 1u16.to_be_bytes(),
+                protocol: 6,
+                _pad: [0; 3],
+            };
+            // Every seventh flow idle for longer than ESTABLISHED's 900 s, every fifth closing.
+            let idle_s = if i % 7 == 0 { 1000 } else { 5 };
+            let state = if i % 5 == 0 {
+                FlowState::FinWait
+            } else {
+                FlowState::Established
+            };
+            let entry = FlowEntry {
+                last_seen_ns: now.saturating_sub(idle_s * 1_000_000_000),
+                real_server_id: id,
+                generation,
+                state: state as u8,
+                ..FlowEntry::default()
+            };
+            (key, entry)
+        })
+        .collect();
+    bench.dataplane.insert_flows(&flows).unwrap();
+    let whole = conntrack::sweep(
+        &bench.dataplane.flows().unwrap(),
+        &[],
+        now,
+        &default_settings(),
+        &generations,
+        |_| None,
+    );
+
+    let mut sweeper = conntrack::Sweeper::default();
+    let mut steps = 0;
+    let pass = loop {
+        steps += 1;
+        assert!(steps < 100, "the pass never ended");
+        if let Some(pass) = sweeper
+            .step(
+                &mut bench.dataplane,
+                now,
+                &default_settings(),
+                &generations,
+                |_| None,
+            )
+            .unwrap()
+        {
+            break pass;
+        }
+    };
+    assert!(steps >= 4, "{FLOWS} flows took only {steps} steps");
+    assert_eq!(pass.counts, whole.counts);
+    let left = bench.dataplane.flows().unwrap();
+    assert_eq!(left.len(), FLOWS - whole.expired_flows.len());
+    assert_eq!(pass.live_flows, left.len() as u64);
+    assert!(
+        left.iter()
+            .all(|(key, _)| !whole.expired_flows.contains(key)),
+        "every expired flow was deleted"
+    );
+}

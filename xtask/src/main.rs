@@ -4,6 +4,8 @@
 //! Every command first runs `scripts/bootstrap.sh`, which installs what is missing (and says
 //! so) and skips what is there, so each command works on a fresh machine.
 
+mod live;
+
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
@@ -20,6 +22,27 @@ use lvs_test_support::lab;
 struct Cli {
     #[command(subcommand)]
     command: Task,
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// The real daemon in native XDP forwarding frames from a live-frames generator through a
+    /// veth, side by side with a MAC-swapping XDP_TX floor, at 1k and many established flows
+    /// and under a flood of new flows; Mpps, ratios, the daemon's RSS and CPU.
+    Live {
+        /// Established flows in the large pattern.
+        #[arg(long, default_value_t = 1_000_000)]
+        flows: u32,
+        /// Seconds of traffic before each round is counted.
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Seconds of traffic counted per round.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Repetitions of floor, lvs, floor; the table shows their medians.
+        #[arg(long, default_value_t = 3)]
+        repetitions: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -44,9 +67,14 @@ enum Task {
     Test,
     /// cargo fmt --check, and clippy on the host crates and on the eBPF crate.
     Lint,
-    /// Benchmarks: the data plane's per-packet cost against an empty XDP program, and the
-    /// controller's cost of health checking 1,000 and 10,000 real servers.
-    Bench,
+    /// Benchmarks. Without a subcommand: the data plane's per-packet cost against an empty XDP
+    /// program (BPF_PROG_TEST_RUN), its scaling with servers and flows, Maglev, and the
+    /// controller's cost of health checking. `live`: the daemon forwarding live traffic
+    /// against the XDP floor.
+    Bench {
+        #[command(subcommand)]
+        what: Option<BenchKind>,
+    },
     /// Build or remove the demo lab by hand (`up` or `down`), see scripts/lab.sh.
     Lab {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -118,7 +146,41 @@ fn main() -> Result<()> {
             bootstrap()?;
             lint()
         }
-        Task::Bench => {
+        Task::Bench {
+            what:
+                Some(BenchKind::Live {
+                    flows,
+                    warmup,
+                    seconds,
+                    repetitions,
+                }),
+        } => {
+            ensure!(
+                (1..=4_000_000).contains(&flows),
+                "--flows must be between 1 and 4000000 (the generator's source space)"
+            );
+            ensure!(
+                (0.1..=30.0).contains(&warmup) && (0.1..=30.0).contains(&seconds),
+                "--warmup and --seconds must be between 0.1 and 30"
+            );
+            ensure!(
+                (1..=20).contains(&repetitions),
+                "--repetitions must be between 1 and 20"
+            );
+            bootstrap()?;
+            let lvs = build(Profile::Release)?.lvs;
+            ensure_root_or_reexec()?;
+            live::run(
+                &lvs,
+                flows,
+                live::Timing {
+                    warmup: Duration::from_secs_f64(warmup),
+                    window: Duration::from_secs_f64(seconds),
+                },
+                repetitions,
+            )
+        }
+        Task::Bench { what: None } => {
             bootstrap()?;
             let mut bench = cargo();
             bench.args(["bench", "-p", "lvs-userspace", "--bench", "dataplane"]);

@@ -32,8 +32,9 @@ use crate::{
 const NEIGHBOUR_RESYNC: Duration = Duration::from_secs(1);
 /// How often resolved real servers are re-confirmed (see `Netlink::request_resolution`).
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
-/// How often the flow table is swept: expired connections deleted and counts refreshed.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the sweep takes a step: a slice of the flow table (expired connections deleted),
+/// and at the end of a pass the counts refreshed (see `conntrack::Sweeper`).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(conntrack::SWEEP_STEP_INTERVAL_MS);
 
 /// Something the daemon acts on.
 pub(super) enum Event {
@@ -192,25 +193,23 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         Ok(())
     }
 
-    /// Deletes expired connections and templates and takes in fresh connection counts.
+    /// Takes a step of the sweep: deletes the expired connections of a slice of the flow
+    /// table and, when a pass over the table is done, expired templates, and takes in the
+    /// pass's connection counts and how full the table is.
     fn sweep(&mut self) -> Result<()> {
-        let now = conntrack::monotonic_ns();
-        let flows = self.dataplane.flows()?;
-        let templates = self.dataplane.templates()?;
         let timeouts = conntrack::TemplateTimeouts::of(&self.model);
-        let found = conntrack::sweep(
-            &flows,
-            &templates,
-            now,
+        let pass = self.sweeper.step(
+            &mut self.dataplane,
+            conntrack::monotonic_ns(),
             &settings(&self.settings),
             &self.model.generations(),
             |key| timeouts.get(key),
-        );
-        self.dataplane.remove_flows(&found.expired_flows)?;
-        self.dataplane.remove_templates(&found.expired_templates)?;
-        self.model.set_connection_counts(found.counts);
-        self.flows_in_table = (flows.len() - found.expired_flows.len()) as u64;
-        self.model.sync(&mut self.dataplane)?;
+        )?;
+        if let Some(pass) = pass {
+            self.model.set_connection_counts(pass.counts);
+            self.flows_in_table = pass.live_flows;
+            self.model.sync(&mut self.dataplane)?;
+        }
         Ok(())
     }
 }

@@ -197,6 +197,7 @@ where
         model,
         dataplane,
         rates: RateBook::default(),
+        sweeper: crate::logic::conntrack::Sweeper::default(),
         settings: config.director,
         config_path,
         added_vips: Vec::new(),
@@ -304,6 +305,8 @@ struct Director<D, N> {
     model: Model,
     dataplane: D,
     rates: RateBook,
+    /// The flow-table sweep, which reads the table a slice at a time.
+    sweeper: crate::logic::conntrack::Sweeper,
     /// The director settings in force. The wanted services are the model's alone.
     settings: config::Director,
     config_path: Option<PathBuf>,

@@ -16,7 +16,7 @@ use lvs_common::{
 mod batch;
 pub mod test_run;
 
-use crate::logic::dataplane::{AttachMode, DataPlane, DataPlaneError};
+use crate::logic::dataplane::{AttachMode, DataPlane, DataPlaneError, FlowSlice};
 
 /// How the object is loaded.
 #[derive(Clone, Copy, Debug)]
@@ -317,6 +317,10 @@ impl DataPlane for BpfDataPlane {
 
     fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError> {
         batch::lookup_all(self.flows.fd()).map_err(batch_error(map_names::FLOWS))
+    }
+
+    fn flows_slice(&self, from: Option<u32>, max: usize) -> Result<FlowSlice, DataPlaneError> {
+        batch::lookup_slice(self.flows.fd(), from, max).map_err(batch_error(map_names::FLOWS))
     }
 
     fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError> {

@@ -21,8 +21,112 @@ use serde::{Deserialize, Serialize};
 use crate::logic::{
     api::snapshot::ConnectionState,
     config::Protocol,
+    dataplane::{DataPlane, DataPlaneError},
     model::{ConnectionCounts, Model},
 };
+
+/// How many flows one step of the sweep reads at most. Reading the flow table costs the
+/// kernel a few hundred ns per flow (its hash walk touches every entry where it lies in
+/// memory): about half a second per million flows on this machine kind. Read whole, a large
+/// table would take that time in one burst every second, from whichever core the controller
+/// runs on, the data plane's included. In slices of this size, taken every
+/// `SWEEP_STEP_INTERVAL_MS`, the controller reads at most 256k flows a second, in bursts of
+/// a few milliseconds; a table of up to that many is still swept whole every second, a larger
+/// one over several.
+pub const SWEEP_SLICE: usize = 32_768;
+/// How often the sweep takes a step (while a pass is under way).
+pub const SWEEP_STEP_INTERVAL_MS: u64 = 125;
+/// A pass starts at most this often: the sweep's period when the table fits in a few slices.
+pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
+
+/// The sweep, a slice of the flow table at a time. Each step expires the idle flows of its
+/// slice; when a pass over the whole table is done, it also expires templates and hands back
+/// the counts of the whole pass, exactly what `sweep` computes over the whole table at once.
+#[derive(Debug, Default)]
+pub struct Sweeper {
+    /// Where the pass under way continues; `None` with `started_ns` set: at the start.
+    position: Option<u32>,
+    /// When the pass under way started (`None`: no pass under way).
+    started_ns: Option<u64>,
+    /// When the last pass started.
+    last_start_ns: Option<u64>,
+    /// The flows' counts so far in this pass.
+    counts: HashMap<u32, ConnectionCounts>,
+    /// The flows this pass left in the table so far.
+    live_flows: u64,
+}
+
+/// What a whole pass of the sweep found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Connection counts per real-server id, as `sweep` gives them.
+    pub counts: HashMap<u32, ConnectionCounts>,
+    /// The flows left in the table (read and not expired), whether or not their real server
+    /// still exists: how full the table is.
+    pub live_flows: u64,
+}
+
+impl Sweeper {
+    /// Takes one step if a pass is due or under way: reads a slice, deletes its expired
+    /// flows, and at the end of a pass expires templates and returns the pass's counts.
+    pub fn step(
+        &mut self,
+        dataplane: &mut dyn DataPlane,
+        now_ns: u64,
+        settings: &Settings,
+        generations: &HashMap<u32, u32>,
+        template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
+    ) -> Result<Option<Pass>, DataPlaneError> {
+        if self.started_ns.is_none() {
+            let due = self
+                .last_start_ns
+                .is_none_or(|last| now_ns.saturating_sub(last) >= SWEEP_PERIOD_NS);
+            if !due {
+                return Ok(None);
+            }
+            self.started_ns = Some(now_ns);
+            self.last_start_ns = Some(now_ns);
+            self.position = None;
+            self.counts.clear();
+            self.live_flows = 0;
+        }
+        let (flows, next) = dataplane.flows_slice(self.position, SWEEP_SLICE)?;
+        let found = sweep(&flows, &[], now_ns, settings, generations, |_| None);
+        dataplane.remove_flows(&found.expired_flows)?;
+        self.live_flows += (flows.len() - found.expired_flows.len()) as u64;
+        add_counts(&mut self.counts, found.counts);
+        if next.is_some() {
+            self.position = next;
+            return Ok(None);
+        }
+        let templates = dataplane.templates()?;
+        let found = sweep(
+            &[],
+            &templates,
+            now_ns,
+            settings,
+            generations,
+            template_timeout_ns,
+        );
+        dataplane.remove_templates(&found.expired_templates)?;
+        add_counts(&mut self.counts, found.counts);
+        self.started_ns = None;
+        self.position = None;
+        Ok(Some(Pass {
+            counts: std::mem::take(&mut self.counts),
+            live_flows: std::mem::take(&mut self.live_flows),
+        }))
+    }
+}
+
+fn add_counts(into: &mut HashMap<u32, ConnectionCounts>, from: HashMap<u32, ConnectionCounts>) {
+    for (id, counts) in from {
+        let total = into.entry(id).or_default();
+        total.active += counts.active;
+        total.inactive += counts.inactive;
+        total.persistent += counts.persistent;
+    }
+}
 
 /// What one sweep found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -393,6 +497,56 @@ mod tests {
             1,
             "service no longer persistent"
         );
+    }
+
+    #[test]
+    fn a_sweeper_pass_counts_expires_and_waits_for_its_period() {
+        let mut dataplane = crate::logic::dataplane::FakeDataPlane::default();
+        let now = 10_000 * S;
+        dataplane.flows.extend([
+            (flow(1, IPPROTO_TCP), entry(0, 1, Established, 10_000 - 10)),
+            (flow(2, IPPROTO_TCP), entry(0, 1, Established, 10_000 - 901)),
+            (flow(3, IPPROTO_UDP), entry(1, 1, Udp, 10_000 - 1)),
+        ]);
+        let (key, template) = template(1, 10_000 - 400);
+        dataplane.templates.insert(key, template);
+        let generations = HashMap::from([(0, 1), (1, 1)]);
+        let mut sweeper = Sweeper::default();
+        let pass = sweeper
+            .step(&mut dataplane, now, &settings(), &generations, |_| {
+                Some(300 * S)
+            })
+            .unwrap()
+            .expect("a small table is swept in one step");
+        assert_eq!(pass.counts[&0].active, 1);
+        assert_eq!(pass.counts[&1].inactive, 1);
+        assert_eq!(pass.counts[&1].persistent, 0, "the template expired");
+        assert_eq!(pass.live_flows, 2);
+        assert_eq!(dataplane.flows.len(), 2, "the idle flow was deleted");
+        assert!(dataplane.templates.is_empty());
+
+        // The next pass waits for the period; then it counts again from zero.
+        let soon = sweeper
+            .step(
+                &mut dataplane,
+                now + S / 2,
+                &settings(),
+                &generations,
+                |_| Option::None,
+            )
+            .unwrap();
+        assert_eq!(soon, Option::None);
+        let again = sweeper
+            .step(&mut dataplane, now + S, &settings(), &generations, |_| {
+                Option::None
+            })
+            .unwrap()
+            .expect("a pass a second later");
+        assert_eq!(
+            again.counts[&0].active, 1,
+            "not added to the last pass's counts"
+        );
+        assert_eq!(again.live_flows, 2, "not added to the last pass's either");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum DataPlaneError {
     },
 }
 
+/// A slice of the flow table and the position after it (`None`: the end).
+pub type FlowSlice = (Vec<(FlowKey, FlowEntry)>, Option<u32>);
+
 /// How the program is attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -101,6 +104,14 @@ pub trait DataPlane {
 
     /// Every connection in the flow table.
     fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError>;
+    /// About `max` connections of the flow table from position `from` (`None`: the start),
+    /// and the position to continue from (`None`: that was the end), so that a large table
+    /// can be read a slice at a time. Entries added or removed meanwhile may or may not be
+    /// seen, as with any walk of a live table. By default the whole table is one slice.
+    fn flows_slice(&self, from: Option<u32>, max: usize) -> Result<FlowSlice, DataPlaneError> {
+        let _ = (from, max);
+        Ok((self.flows()?, None))
+    }
     fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError>;
     /// Every persistence template.
     fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError>;

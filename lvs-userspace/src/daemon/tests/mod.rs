@@ -65,6 +65,7 @@ async fn rig(servers: &[Ipv4Addr]) -> Rig {
         model: Model::new(&config.services).unwrap(),
         dataplane: FakeDataPlane::default(),
         rates: RateBook::default(),
+        sweeper: crate::logic::conntrack::Sweeper::default(),
         settings: config.director,
         config_path: Some(file.clone()),
         added_vips: Vec::new(),

@@ -1,0 +1,618 @@
+//! The live bench's own small XDP programs, written as raw BPF instructions and loaded with
+//! bpf(2): the traffic generator, the floor (a MAC swap) and the receiver (a drop). They are
+//! measuring instruments, so they stay out of the production object; each is a few
+//! instructions, which is less to trust than a second eBPF build.
+
+use std::{
+    io,
+    mem::size_of,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_LINK_CREATE: libc::c_long = 28;
+
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `enum bpf_attach_type`: BPF_XDP.
+const BPF_XDP: u32 = 37;
+/// `XDP_FLAGS_DRV_MODE`: native (driver) mode, or fail.
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// `BPF_F_TEST_XDP_LIVE_FRAMES` (kernel 5.18+): frames the program returns XDP_TX for are
+/// really sent, out of the interface named in the context.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+pub const XDP_DROP: i32 = 1;
+pub const XDP_PASS: i32 = 2;
+pub const XDP_TX: i32 = 3;
+
+/// Helper numbers from `enum bpf_func_id`.
+const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+const HELPER_GET_PRANDOM_U32: i32 = 7;
+
+/// `struct bpf_insn`; destination register in the low nibble of `regs`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+/// Registers by number, as the BPF calling convention names them.
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
+const R5: u8 = 5;
+const R7: u8 = 7;
+const R8: u8 = 8;
+const R9: u8 = 9;
+const R10: u8 = 10;
+
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: dst | (src << 4),
+        off,
+        imm,
+    }
+}
+
+// The few instruction forms the programs use (opcode values from include/uapi/linux/bpf.h).
+fn mov_imm(dst: u8, imm: i32) -> Insn {
+    insn(0xb7, dst, 0, 0, imm)
+}
+fn mov(dst: u8, src: u8) -> Insn {
+    insn(0xbf, dst, src, 0, 0)
+}
+fn add_imm(dst: u8, imm: i32) -> Insn {
+    insn(0x07, dst, 0, 0, imm)
+}
+fn and_imm(dst: u8, imm: i32) -> Insn {
+    insn(0x57, dst, 0, 0, imm)
+}
+fn rsh_imm(dst: u8, imm: i32) -> Insn {
+    insn(0x77, dst, 0, 0, imm)
+}
+/// To big endian (network order), of the low `bits` bits.
+fn to_be(dst: u8, bits: i32) -> Insn {
+    insn(0xdc, dst, 0, 0, bits)
+}
+fn load32(dst: u8, src: u8, off: i16) -> Insn {
+    insn(0x61, dst, src, off, 0)
+}
+fn load16(dst: u8, src: u8, off: i16) -> Insn {
+    insn(0x69, dst, src, off, 0)
+}
+fn load64(dst: u8, src: u8, off: i16) -> Insn {
+    insn(0x79, dst, src, off, 0)
+}
+fn store16(dst: u8, off: i16, src: u8) -> Insn {
+    insn(0x6b, dst, src, off, 0)
+}
+fn store64(dst: u8, off: i16, src: u8) -> Insn {
+    insn(0x7b, dst, src, off, 0)
+}
+fn store32_imm(dst: u8, off: i16, imm: i32) -> Insn {
+    insn(0x62, dst, 0, off, imm)
+}
+/// `if dst > src goto +off`.
+fn jgt(dst: u8, src: u8, off: i16) -> Insn {
+    insn(0x2d, dst, src, off, 0)
+}
+/// `if dst == imm goto +off`.
+fn jeq_imm(dst: u8, imm: i32, off: i16) -> Insn {
+    insn(0x15, dst, 0, off, imm)
+}
+/// `if dst < imm goto +off` (unsigned).
+fn jlt_imm(dst: u8, imm: i32, off: i16) -> Insn {
+    insn(0xa5, dst, 0, off, imm)
+}
+fn call(helper: i32) -> Insn {
+    insn(0x85, 0, 0, 0, helper)
+}
+fn exit() -> Insn {
+    insn(0x95, 0, 0, 0, 0)
+}
+/// `dst = map` (two instructions: a 64-bit immediate naming a map by its fd).
+fn load_map(dst: u8, map: &OwnedFd) -> [Insn; 2] {
+    const BPF_PSEUDO_MAP_FD: u8 = 1;
+    [
+        insn(0x18, dst, BPF_PSEUDO_MAP_FD, 0, map.as_raw_fd()),
+        insn(0, 0, 0, 0, 0),
+    ]
+}
+
+/// bpf(2) with `attr`, which must be the attribute struct of `command`.
+///
+/// # Safety
+/// Every pointer in `attr` must be valid for the kernel to read (and, where the command
+/// writes, to write) for the length given with it.
+unsafe fn bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the caller vouches for `attr`; the kernel reads at most `size_of::<T>()` bytes.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            command,
+            attr as *mut T,
+            size_of::<T>() as libc::c_uint,
+        )
+    };
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(result)
+    }
+}
+
+/// # Safety
+/// `fd` must be a new file descriptor that nothing else owns.
+unsafe fn owned(fd: libc::c_long) -> Result<OwnedFd> {
+    let fd = i32::try_from(fd)?;
+    // SAFETY: as the caller vouches.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+}
+
+/// A per-CPU array of one u64, zeroed: the generator's packet counter.
+pub fn per_cpu_counter() -> Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_PERCPU_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: 1,
+        map_flags: 0,
+    };
+    // SAFETY: BPF_MAP_CREATE's attribute, no pointers.
+    let fd = unsafe { bpf(BPF_MAP_CREATE, &mut attr) }.context("creating the counter map")?;
+    // SAFETY: a new map fd.
+    unsafe { owned(fd) }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+}
+
+/// Loads an XDP program; on refusal the error carries the verifier's log.
+pub fn load_xdp(name: &str, insns: &[Insn]) -> Result<OwnedFd> {
+    let license = c"GPL";
+    let mut prog_name = [0u8; 16];
+    let bytes = name.as_bytes();
+    prog_name[..bytes.len().min(15)].copy_from_slice(&bytes[..bytes.len().min(15)]);
+    let mut log = vec![0u8; 64 * 1024];
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_XDP,
+        insn_cnt: u32::try_from(insns.len())?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: u32::try_from(log.len())?,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name,
+        ..Default::default()
+    };
+    // SAFETY: `insns`, `license` and `log` outlive the call, with the lengths given.
+    match unsafe { bpf(BPF_PROG_LOAD, &mut attr) } {
+        // SAFETY: a new program fd.
+        Ok(fd) => unsafe { owned(fd) },
+        Err(error) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            bail!(
+                "loading the XDP program {name}: {error}\n{}",
+                String::from_utf8_lossy(&log[..end])
+            )
+        }
+    }
+}
+
+/// The floor: swaps the Ethernet addresses and sends the frame back (XDP_TX), which is all a
+/// direct-routing director must do at the least. Frames shorter than a header are passed.
+pub fn mac_swap() -> Vec<Insn> {
+    let mut p = vec![
+        load32(R2, R1, 0), // data
+        load32(R3, R1, 4), // data_end
+        mov(R4, R2),
+        add_imm(R4, 14),
+        jgt(R4, R3, 14), // -> pass
+    ];
+    for word in [0i16, 2, 4] {
+        p.extend([
+            load16(R4, R2, word),
+            load16(R5, R2, 6 + word),
+            store16(R2, word, R5),
+            store16(R2, 6 + word, R4),
+        ]);
+    }
+    p.extend([mov_imm(R0, XDP_TX), exit(), mov_imm(R0, XDP_PASS), exit()]);
+    p
+}
+
+/// The receiver: drops every frame (the veth counts it as an XDP packet and nothing more),
+/// except ARP, which it passes so that the generator's side answers the director's requests.
+pub fn receiver() -> Vec<Insn> {
+    const ETH_P_ARP_ON_THE_WIRE: i32 = u16::from_ne_bytes(0x0806u16.to_be_bytes()) as i32;
+    vec![
+        load32(R2, R1, 0), // data
+        load32(R3, R1, 4), // data_end
+        mov(R4, R2),
+        add_imm(R4, 14),
+        jgt(R4, R3, 4), // -> the second drop
+        load16(R4, R2, 12),
+        jeq_imm(R4, ETH_P_ARP_ON_THE_WIRE, 4), // -> pass
+        mov_imm(R0, XDP_DROP),
+        exit(),
+        // A frame shorter than an Ethernet header lands here and is dropped too.
+        mov_imm(R0, XDP_DROP),
+        exit(),
+        mov_imm(R0, XDP_PASS),
+        exit(),
+    ]
+}
+
+/// Which source each generated frame gets.
+#[derive(Clone, Copy, Debug)]
+pub enum Sources {
+    /// Flow `n % count` of a fixed set: established flows once each has been seen.
+    Cycle { count: u32 },
+    /// A random source address and port per frame: a flood of new flows.
+    Random,
+}
+
+/// The client address and port of generated flow `n` (network byte order), as the generator
+/// writes them: 198.18.0.0 + (n & 0xffff), port 1024 + (n >> 16).
+pub fn flow_source(n: u32) -> ([u8; 4], [u8; 2]) {
+    let address = SOURCE_BASE.wrapping_add(n & 0xffff).to_be_bytes();
+    let port = (1024u32 + (n >> 16)) as u16;
+    (address, port.to_be_bytes())
+}
+
+/// Offsets in the generator's frame: Ethernet (14) + IPv4 without options (20) + UDP.
+const SRC_ADDR: i16 = 14 + 12;
+const SRC_PORT: i16 = 14 + 20;
+const FRAME_MIN: i32 = 14 + 20 + 8;
+/// Flow n comes from 198.18.(n & 0xffff) port 1024 + (n >> 16): up to 4M distinct flows.
+const SOURCE_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
+
+/// The generator: run in live-frames mode, it rewrites the source address and port of its
+/// frame (pages are recycled without being restored, so it writes every time) and sends it
+/// (XDP_TX). `counter` is a per-CPU u64 holding the next flow number.
+pub fn generator(sources: Sources, counter: &OwnedFd) -> Vec<Insn> {
+    let mut p = vec![
+        load32(R7, R1, 0), // data
+        load32(R3, R1, 4), // data_end
+        mov(R4, R7),
+        add_imm(R4, FRAME_MIN),
+    ];
+    let mut body = Vec::new();
+    match sources {
+        Sources::Cycle { count } => {
+            let count = i32::try_from(count).expect("flow counts fit an i32");
+            body.push(store32_imm(R10, -4, 0));
+            body.push(mov(R2, R10));
+            body.push(add_imm(R2, -4));
+            body.extend(load_map(R1, counter));
+            body.extend([
+                call(HELPER_MAP_LOOKUP_ELEM),
+                jeq_imm(R0, 0, 0), // patched below -> out
+                load64(R8, R0, 0),
+                mov(R9, R8),
+                add_imm(R9, 1),
+                jlt_imm(R9, count, 1),
+                mov_imm(R9, 0),
+                store64(R0, 0, R9),
+            ]);
+        }
+        Sources::Random => body.extend([call(HELPER_GET_PRANDOM_U32), mov(R8, R0)]),
+    }
+    body.extend([
+        // Source address: 198.18.0.0 + (n & 0xffff), in network order, as two 16-bit stores
+        // (the frame is only 2-byte aligned at the address).
+        mov(R1, R8),
+        and_imm(R1, 0xffff),
+        add_imm(R1, SOURCE_BASE as i32),
+        to_be(R1, 32),
+        store16(R7, SRC_ADDR, R1),
+        rsh_imm(R1, 16),
+        store16(R7, SRC_ADDR + 2, R1),
+        // Source port: 1024 + (n >> 16).
+        mov(R1, R8),
+        rsh_imm(R1, 16),
+        add_imm(R1, 1024),
+        to_be(R1, 16),
+        store16(R7, SRC_PORT, R1),
+        mov_imm(R0, XDP_TX),
+        exit(),
+    ]);
+    let out = i16::try_from(body.len()).expect("a short program");
+    // Patch the map lookup's null check to jump to `out`, just past the body.
+    if let Sources::Cycle { .. } = sources {
+        let check = body
+            .iter()
+            .position(|i| i.code == 0x15)
+            .expect("the null check");
+        body[check].off = out - i16::try_from(check).expect("a short program") - 1;
+    }
+    p.push(jgt(R4, R3, out));
+    p.extend(body);
+    p.extend([mov_imm(R0, XDP_DROP), exit()]);
+    p
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// `struct xdp_md`, the context given to a live-frames run.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+const _: () = {
+    assert!(size_of::<Insn>() == 8);
+    assert!(size_of::<ProgLoadAttr>() == 64);
+    assert!(size_of::<TestRunAttr>() == 80);
+    assert!(size_of::<XdpMd>() == 24);
+};
+
+/// Runs `program` `repeat` times in live-frames mode on `frame`, as if received on
+/// `if_index` (in the calling thread's network namespace); frames it returns XDP_TX for leave
+/// through that interface.
+pub fn send_live(program: &OwnedFd, frame: &[u8], repeat: u32, if_index: u32) -> Result<()> {
+    let ctx = XdpMd {
+        data_end: u32::try_from(frame.len())?,
+        ingress_ifindex: if_index,
+        ..Default::default()
+    };
+    let mut attr = TestRunAttr {
+        prog_fd: u32::try_from(program.as_raw_fd())?,
+        data_size_in: u32::try_from(frame.len())?,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ctx_size_in: u32::try_from(size_of::<XdpMd>())?,
+        ctx_in: &ctx as *const XdpMd as u64,
+        flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+        ..Default::default()
+    };
+    // SAFETY: `frame` and `ctx` outlive the call with the sizes given; nothing is written out.
+    match unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) } {
+        // EINTR: a signal cut the run short (the kernel checks for them between batches);
+        // what was sent is sent, and the caller's loop goes on.
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(error) => Err(error).context("BPF_PROG_RUN in live-frames mode (kernel 5.18 or later)"),
+    }
+}
+
+/// The element-command part of `union bpf_attr` (lookup, next key).
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value_or_next_key: u64,
+    flags: u64,
+}
+
+/// The `batch` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// A map by its id (another process's, such as the daemon's flow table).
+pub fn map_by_id(id: u32) -> Result<OwnedFd> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct GetFdAttr {
+        map_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut attr = GetFdAttr {
+        map_id: id,
+        ..Default::default()
+    };
+    // SAFETY: BPF_MAP_GET_FD_BY_ID's attribute, no pointers.
+    let fd = unsafe { bpf(BPF_MAP_GET_FD_BY_ID, &mut attr) }
+        .with_context(|| format!("opening map {id}"))?;
+    // SAFETY: a new map fd.
+    unsafe { owned(fd) }
+}
+
+/// Some entry of a hash map (the first in its iteration order), or `None` when it is empty.
+/// `K` and `V` must be the map's key and value types, plain bytes.
+pub fn first_entry<K: Copy + Default, V: Copy + Default>(map: &OwnedFd) -> Result<Option<(K, V)>> {
+    let mut key = K::default();
+    let mut attr = ElemAttr {
+        map_fd: u32::try_from(map.as_raw_fd())?,
+        key: 0,
+        value_or_next_key: &mut key as *mut K as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` is as large as the map's key; a null key asks for the first one.
+    match unsafe { bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) } {
+        Ok(_) => {}
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(error) => return Err(error).context("reading the first key of a map"),
+    }
+    let mut value = V::default();
+    let mut attr = ElemAttr {
+        map_fd: u32::try_from(map.as_raw_fd())?,
+        key: &key as *const K as u64,
+        value_or_next_key: &mut value as *mut V as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` and `value` are the map's key and value sizes.
+    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }.context("reading a map entry")?;
+    Ok(Some((key, value)))
+}
+
+/// Writes `keys[i] = values[i]`, thousands per syscall. `K` and `V` must be the map's key and
+/// value types, plain bytes.
+pub fn update_batch<K, V>(map: &OwnedFd, keys: &[K], values: &[V]) -> Result<()> {
+    ensure!(keys.len() == values.len(), "one value per key");
+    const CHUNK: usize = 8192;
+    for (keys, values) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: values.as_ptr() as u64,
+            count: u32::try_from(keys.len())?,
+            map_fd: u32::try_from(map.as_raw_fd())?,
+            ..Default::default()
+        };
+        // SAFETY: `keys` and `values` hold `count` elements of the map's sizes.
+        unsafe { bpf(BPF_MAP_UPDATE_BATCH, &mut attr) }.context("writing a map in batches")?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+/// Attaches `program` in native XDP mode to `if_index` (in the calling thread's network
+/// namespace). It stays attached until the returned link is closed.
+pub fn attach_native(program: &OwnedFd, if_index: u32) -> Result<OwnedFd> {
+    let mut attr = LinkCreateAttr {
+        prog_fd: u32::try_from(program.as_raw_fd())?,
+        target_ifindex: if_index,
+        attach_type: BPF_XDP,
+        flags: XDP_FLAGS_DRV_MODE,
+    };
+    // SAFETY: BPF_LINK_CREATE's attribute, no pointers.
+    let fd = unsafe { bpf(BPF_LINK_CREATE, &mut attr) }
+        .with_context(|| format!("attaching an XDP program natively to interface {if_index}"))?;
+    // SAFETY: a new link fd.
+    unsafe { owned(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every jump of `program` lands on one of its instructions, and it ends with an exit.
+    fn check_jumps(name: &str, program: &[Insn]) {
+        for (at, i) in program.iter().enumerate() {
+            let is_jump = i.code & 0x07 == 0x05 && !matches!(i.code, 0x85 | 0x95);
+            if is_jump {
+                let target = at as i64 + 1 + i64::from(i.off);
+                assert!(
+                    (0..program.len() as i64).contains(&target),
+                    "{name}: jump at {at} to {target}"
+                );
+                assert!(target > at as i64, "{name}: jump at {at} goes backwards");
+            }
+        }
+        assert_eq!(
+            program.last().map(|i| i.code),
+            Some(0x95),
+            "{name} ends with exit"
+        );
+    }
+
+    #[test]
+    fn every_jump_lands_inside_its_program() {
+        let map = per_cpu_counter_stand_in();
+        check_jumps("cycle", &generator(Sources::Cycle { count: 1000 }, &map));
+        check_jumps("random", &generator(Sources::Random, &map));
+        check_jumps("mac_swap", &mac_swap());
+        check_jumps("receiver", &receiver());
+    }
+
+    #[test]
+    fn the_receiver_passes_arp_and_drops_the_rest() {
+        let program = receiver();
+        // The ARP test's target is an exit with XDP_PASS in r0 just before it.
+        let arp_test = program
+            .iter()
+            .position(|i| i.code == 0x15)
+            .expect("the ARP test");
+        let target = arp_test + 1 + program[arp_test].off as usize;
+        assert_eq!(program[target].imm, XDP_PASS);
+        let short = program
+            .iter()
+            .position(|i| i.code == 0x2d)
+            .expect("the length test");
+        let target = short + 1 + program[short].off as usize;
+        assert_eq!(program[target].imm, XDP_DROP);
+        assert_eq!(
+            program[arp_test + 1].imm,
+            XDP_DROP,
+            "anything else is dropped"
+        );
+    }
+
+    /// Any open fd will do to build (not load) the program.
+    fn per_cpu_counter_stand_in() -> OwnedFd {
+        OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null"))
+    }
+}
