@@ -286,8 +286,10 @@ fn import_keepalived(file: &std::path::Path, interface: Option<&str>) -> Result<
     })
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT (stop for good: Ctrl-C, or the unit's `ExecStop` on `systemctl stop`)
+/// or SIGTERM (stop for a restart: `systemctl restart`, an upgrade; the data plane keeps
+/// forwarding for the next director, as it does after a crash).
+async fn shutdown_signal() -> daemon::Stop {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
@@ -297,7 +299,13 @@ async fn shutdown_signal() {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => {
+            tracing::info!("SIGINT: stopping for good");
+            daemon::Stop::ForGood
+        }
+        _ = terminate.recv() => {
+            tracing::info!("SIGTERM: stopping for a restart, the data plane keeps forwarding");
+            daemon::Stop::Restart
+        }
     }
 }

@@ -32,7 +32,11 @@ mod packet_log;
 mod tests;
 mod vips;
 
-use std::{future::Future, net::Ipv4Addr, path::PathBuf};
+use std::{
+    future::Future,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt as _, stream::BoxStream};
@@ -51,10 +55,10 @@ pub use host::Host;
 use crate::{
     health::{self, HealthUpdate},
     io::{
-        bpf::{BpfDataPlane, LoadOptions},
+        bpf::{BpfDataPlane, Inheritance, LoadOptions},
         control::{self, Accept},
         netlink::{DirectorNetlink, LinkInfo, Netlink},
-        provision::director::DirectorHost,
+        provision::{bpffs, director::DirectorHost},
     },
     logic::{
         config::{self, Config},
@@ -72,7 +76,7 @@ pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
     listener: UnixListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Stop>,
 ) -> Result<()> {
     let socket = config.director.control_socket.clone();
     let parts = async {
@@ -85,11 +89,27 @@ pub async fn run(
             .link(interface)
             .await
             .with_context(|| format!("looking up the director interface {interface}"))?;
-        let mut dataplane = BpfDataPlane::load_with(LoadOptions {
+        let pin_dir = bpffs::director_pin_dir(Path::new(bpffs::BPFFS_ROOT), interface)
+            .context("preparing the BPF filesystem for the director's pins")?;
+        let dataplane = BpfDataPlane::load_with(LoadOptions {
             trace_packets: config.director.trace_packets,
             flow_table_size: config.director.flow_table_size,
+            pin_dir: Some(pin_dir),
         })
         .context("loading the XDP program")?;
+        match dataplane.inheritance() {
+            Inheritance::Fresh => info!("no data plane was running here: starting with fresh maps"),
+            Inheritance::Adopted => info!(
+                directory = %dataplane.pin_dir().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+                "a data plane is running here: adopting its maps"
+            ),
+            Inheritance::StartedClean { reason } => warn!(
+                %reason,
+                "a data plane is running here with maps this version cannot read: starting \
+                 clean, its connections will be scheduled anew"
+            ),
+        }
+        let mut dataplane = dataplane;
         if config.director.trace_packets {
             packet_log::start(&mut dataplane)?;
         }
@@ -138,15 +158,29 @@ pub struct Parts<D, N, H, S> {
     pub hangups: BoxStream<'static, ()>,
 }
 
+/// How the daemon is told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// For good (`systemctl stop`, SIGINT): detach the program, remove its pins, take the
+    /// VIPs off and put the host's settings back.
+    ForGood,
+    /// For a restart or an upgrade (`systemctl restart`, SIGTERM): the program keeps
+    /// forwarding with its maps, VIPs and settings as they are, for the next director to
+    /// adopt. A crash leaves the same state.
+    Restart,
+}
+
 /// Sets the director up with `parts`, runs the event loop until `shutdown` completes, and
-/// cleans up whatever happened: detaches, removes the VIPs it added, tears the host down and
-/// removes the control socket.
+/// cleans up as `shutdown` says: for good (detaches, removes the VIPs it added, tears the host
+/// down) or for a restart (leaves the data plane forwarding); either way it removes the
+/// control socket. An error stops for good, unless the data plane was adopted running, which
+/// is then left running (a daemon that cannot start must not take forwarding down).
 pub async fn serve<D, N, H, C, S>(
     config: Config,
     config_path: Option<PathBuf>,
     parts: Parts<D, N, H, S>,
     listener: impl Accept + Send + 'static,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Stop>,
 ) -> Result<()>
 where
     D: DataPlane,
@@ -164,13 +198,15 @@ where
         hangups,
     } = parts;
     let socket = config.director.control_socket.clone();
-    let model = match Model::new(&config.services) {
+    let model = match adopt_or_build(&config, &dataplane) {
         Ok(model) => model,
         Err(error) => {
             let _ = std::fs::remove_file(&socket);
-            return Err(anyhow::Error::new(error).context("building the data-plane model"));
+            return Err(error);
         }
     };
+    let adopted = model.1;
+    let model = model.0;
     let mut director = Director {
         interface: config.director.interface.clone(),
         netlink,
@@ -182,6 +218,7 @@ where
         settings: config.director,
         config_path,
         added_vips: Vec::new(),
+        adopted,
     };
     let result = async {
         director.dataplane.set_director(director.link.mac)?;
@@ -235,14 +272,61 @@ where
 
     // Clean-up runs whatever happened above, and reports its own failures without hiding the
     // original error.
-    if let Err(error) = director.dataplane.detach() {
-        warn!(%error, "detaching the XDP program failed");
+    let stop = match &result {
+        Ok(stop) => *stop,
+        Err(_) if director.adopted => Stop::Restart,
+        Err(_) => Stop::ForGood,
+    };
+    let left = stop == Stop::Restart
+        && match director.dataplane.leave() {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, "the data plane cannot be left running; stopping for good");
+                false
+            }
+        };
+    if left {
+        info!(
+            interface = %director.interface,
+            "director stopped for a restart: the data plane keeps forwarding"
+        );
+    } else {
+        if let Err(error) = director.dataplane.detach() {
+            warn!(%error, "detaching the XDP program failed");
+        }
+        director.remove_all_vips().await;
+        host.tear_down();
+        info!("director stopped for good");
     }
-    director.remove_all_vips().await;
-    host.tear_down();
     let _ = std::fs::remove_file(&socket);
-    info!("director stopped");
-    result
+    result.map(|_| ())
+}
+
+/// The model: a previous director's maps adopted when the data plane found some it
+/// understands (with their indices, ids and generations), built fresh otherwise. Returns
+/// whether it adopted.
+fn adopt_or_build(config: &Config, dataplane: &impl DataPlane) -> Result<(Model, bool)> {
+    let previous = dataplane
+        .previous()
+        .context("reading what the previous director left")?;
+    match previous {
+        Some(previous) => {
+            let (model, adoption) = Model::adopt(&config.services, &previous)
+                .context("building the data-plane model")?;
+            info!(
+                services_kept = adoption.services_kept,
+                real_servers_kept = adoption.real_servers_kept,
+                services_retired = adoption.services_retired,
+                real_servers_retired = adoption.real_servers_retired,
+                "adopted the running data plane: flows, templates and counters carry on"
+            );
+            Ok((model, true))
+        }
+        None => Ok((
+            Model::new(&config.services).context("building the data-plane model")?,
+            false,
+        )),
+    }
 }
 
 /// The data plane's settings from the director's config.
@@ -270,6 +354,9 @@ struct Director<D, N> {
     config_path: Option<PathBuf>,
     /// VIPs this director put on the interface, and must take off.
     added_vips: Vec<Ipv4Addr>,
+    /// The data plane was a previous director's, adopted running: the VIPs it finds are
+    /// that director's, so its own to take off at a stop for good.
+    adopted: bool,
 }
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {

@@ -20,7 +20,7 @@ use self::fakes::{
     FakeHealth, FakeHost, FakeNetlink, IF_INDEX, MAC1, MAC2, OTHER_VIP, RS1, RS2, VIP, config_text,
     link, reachable,
 };
-use super::{Director, Parts, event_loop::Event};
+use super::{Director, Parts, Stop, event_loop::Event};
 use crate::{
     health::{Admission, HealthState, HealthStatus, HealthUpdate},
     io::{
@@ -68,6 +68,7 @@ async fn rig(servers: &[Ipv4Addr]) -> Rig {
         settings: config.director,
         config_path: Some(file.clone()),
         added_vips: Vec::new(),
+        adopted: false,
     };
     director.after_change().await.unwrap();
     Rig {
@@ -330,7 +331,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
     let (health, health_updates, reloads) = FakeHealth::new();
     let host = FakeHost::default();
     let (hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<Stop>();
     let parts = Parts {
         dataplane: FakeDataPlane::default(),
         netlink: netlink.clone(),
@@ -344,9 +345,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         Some(file.clone()),
         parts,
         listener,
-        async move {
-            let _ = stopped.await;
-        },
+        async move { stopped.await.unwrap_or(Stop::ForGood) },
     ));
 
     let status = |socket: std::path::PathBuf| async move {
@@ -427,7 +426,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
 
     // An idle control connection must not hold the shutdown up.
     let _idle = tokio::net::UnixStream::connect(&socket).await.unwrap();
-    stop.send(()).unwrap();
+    stop.send(Stop::ForGood).unwrap();
     tokio::time::timeout(Duration::from_secs(5), daemon)
         .await
         .expect("the daemon stopped")
@@ -439,5 +438,63 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         "its VIPs are taken off"
     );
     assert_eq!(*host.0.lock().unwrap(), ["set up", "torn down"]);
+    assert!(!socket.exists(), "the socket is removed");
+}
+
+/// A stop for a restart (SIGTERM, `systemctl restart`) leaves the data plane forwarding: the
+/// VIPs stay on the interface and the host's settings stay as the director needs them, for
+/// the next director to adopt; only the control socket goes.
+#[tokio::test]
+async fn a_stop_for_a_restart_leaves_the_vips_and_the_host_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/lvs.sock");
+    let file = dir.path().join("lvs.toml");
+    std::fs::write(&file, config_text(&socket, VIP, &[RS1])).unwrap();
+    let config = config::load(&file).unwrap();
+    let listener = control::bind(&socket).await.unwrap();
+    let (netlink, _neighbour_events) = FakeNetlink::new();
+    let (health, _health_updates, _reloads) = FakeHealth::new();
+    let host = FakeHost::default();
+    let (_hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
+    let parts = Parts {
+        dataplane: FakeDataPlane::default(),
+        netlink: netlink.clone(),
+        link: link(),
+        host: host.clone(),
+        start_health: move |_: &Config| (health, Vec::new()),
+        hangups: hangups.boxed(),
+    };
+    let (stop, stopped) = oneshot::channel::<Stop>();
+    let daemon = tokio::spawn(super::serve(
+        config,
+        Some(file.clone()),
+        parts,
+        listener,
+        async move { stopped.await.unwrap_or(Stop::ForGood) },
+    ));
+    let running = tokio::time::timeout(Duration::from_secs(5), async {
+        while control::call(&socket, &Request::Status {}).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(running.is_ok(), "the daemon never answered");
+
+    stop.send(Stop::Restart).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("the daemon stopped")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        netlink.addresses(),
+        [VIP],
+        "the VIP stays for the next director"
+    );
+    assert_eq!(
+        *host.0.lock().unwrap(),
+        ["set up"],
+        "the host is not torn down"
+    );
     assert!(!socket.exists(), "the socket is removed");
 }

@@ -23,11 +23,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::MapData;
 use tracing::{info, warn};
 
 use super::{
-    bpffs::{BPFFS_ROOT, Pins},
     state::{StateError, StateFile, network_namespace_id},
     sysctl::{
         ApplyStep, RestoreStep, Setting, SysctlError, SysctlKey, Sysctls, Want, plan_apply,
@@ -81,52 +79,29 @@ pub fn arp_ignore_all_problem(value: &str) -> Option<String> {
 pub struct DirectorHost {
     sysctls: Sysctls,
     state_dir: PathBuf,
-    bpffs_root: PathBuf,
     /// The name of the state file, once settings were applied.
     state: Option<String>,
-    pins: Option<Pins>,
 }
 
 impl Default for DirectorHost {
     fn default() -> Self {
-        Self::new(Sysctls::default(), DIRECTOR_STATE_DIR, BPFFS_ROOT)
+        Self::new(Sysctls::default(), DIRECTOR_STATE_DIR)
     }
 }
 
 impl DirectorHost {
-    pub fn new(
-        sysctls: Sysctls,
-        state_dir: impl AsRef<Path>,
-        bpffs_root: impl AsRef<Path>,
-    ) -> Self {
+    pub fn new(sysctls: Sysctls, state_dir: impl AsRef<Path>) -> Self {
         Self {
             sysctls,
             state_dir: state_dir.as_ref().to_owned(),
-            bpffs_root: bpffs_root.as_ref().to_owned(),
             state: None,
-            pins: None,
         }
     }
 
-    /// Applies the settings the director relies on and pins its maps. A pinning failure is
-    /// only a warning: the maps are for inspection, forwarding does not need them pinned.
-    pub fn set_up(
-        &mut self,
-        interface: &str,
-        maps: &[(&str, &MapData)],
-    ) -> Result<(), DirectorHostError> {
-        self.apply_settings(interface)?;
-        match Pins::create(&self.bpffs_root, interface, maps) {
-            Ok(pins) => {
-                info!(directory = %pins.dir().display(), "maps pinned");
-                self.pins = Some(pins);
-            }
-            Err(error) => warn!(
-                error = %anyhow::Error::from(error),
-                "pinning the maps failed; bpftool cannot find them by path"
-            ),
-        }
-        Ok(())
+    /// Applies the settings the director relies on. (The maps and the program's link are
+    /// pinned by the data plane itself, `io::bpf::pins`, since they must outlive the daemon.)
+    pub fn set_up(&mut self, interface: &str) -> Result<(), DirectorHostError> {
+        self.apply_settings(interface)
     }
 
     fn apply_settings(&mut self, interface: &str) -> Result<(), DirectorHostError> {
@@ -164,14 +139,9 @@ impl DirectorHost {
         Ok(())
     }
 
-    /// Removes the pins and puts back the settings that still hold the values set here.
-    /// Failures are logged, never returned: clean-up goes as far as it can.
+    /// Puts back the settings that still hold the values set here. Failures are logged,
+    /// never returned: clean-up goes as far as it can.
     pub fn tear_down(&mut self) {
-        if let Some(pins) = self.pins.take() {
-            for problem in pins.remove() {
-                warn!("{problem}");
-            }
-        }
         let Some(name) = self.state.take() else {
             return;
         };
@@ -255,14 +225,14 @@ mod tests {
                 .read_existing(&SysctlKey::ipv4_conf(interface, name))
                 .unwrap()
         };
-        let mut host = DirectorHost::new(sysctls.clone(), base.join("state"), base.join("bpf"));
+        let mut host = DirectorHost::new(sysctls.clone(), base.join("state"));
         host.apply_settings("eth0").unwrap();
         assert_eq!(read("all", "drop_gratuitous_arp"), "0");
         assert_eq!(read("eth0", "arp_ignore"), "1");
         assert_eq!(read("all", "arp_ignore"), "0", "all is never changed");
 
         // A second director start after a crash keeps the first originals.
-        let mut again = DirectorHost::new(sysctls.clone(), base.join("state"), base.join("bpf"));
+        let mut again = DirectorHost::new(sysctls.clone(), base.join("state"));
         host.state.take();
         again.apply_settings("eth0").unwrap();
         sysctls
