@@ -58,7 +58,10 @@ use crate::{
         bpf::{BpfDataPlane, Inheritance, LoadOptions},
         control::{self, Accept},
         netlink::{DirectorNetlink, LinkInfo, Netlink},
-        provision::{bpffs, director::DirectorHost},
+        provision::{
+            bpffs,
+            director::{self, DirectorHost},
+        },
     },
     logic::{
         config::{self, Config},
@@ -85,6 +88,9 @@ pub async fn run(
         let hangups = hangups()?;
         let netlink = Netlink::connect()?;
         let interface = &config.director.interface;
+        // Held until this function returns: a second director on this interface is refused
+        // before it touches anything.
+        let lock = director::lock_interface(Path::new(director::DIRECTOR_STATE_DIR), interface)?;
         let link = netlink
             .link(interface)
             .await
@@ -113,18 +119,19 @@ pub async fn run(
         if config.director.trace_packets {
             packet_log::start(&mut dataplane)?;
         }
-        anyhow::Ok(Parts {
+        let parts = Parts {
             dataplane,
             netlink,
             link,
             host: DirectorHost::default(),
             start_health: health::start,
             hangups,
-        })
+        };
+        anyhow::Ok((parts, lock))
     }
     .await;
     match parts {
-        Ok(parts) => serve(config, config_path, parts, listener, shutdown).await,
+        Ok((parts, _lock)) => serve(config, config_path, parts, listener, shutdown).await,
         Err(error) => {
             // The socket was bound for this daemon; it goes with it.
             let _ = std::fs::remove_file(&socket);

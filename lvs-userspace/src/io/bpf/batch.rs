@@ -106,13 +106,14 @@ pub fn lookup_range<V: Pod>(
     let mut all = Vec::with_capacity(count as usize);
     let mut keys = vec![0u32; LOOKUP_CHUNK];
     let mut values = vec![zero; LOOKUP_CHUNK];
-    // For arrays the batch position is the next index.
-    let mut position = start;
+    // The batch position is the last key already read (the walk goes on after it), and no
+    // position at all starts from index 0.
+    let mut position: Option<u32> = start.checked_sub(1);
     while all.len() < count as usize {
         let wanted = (count as usize - all.len()).min(LOOKUP_CHUNK);
         let mut next: u32 = 0;
         let mut attr = BatchAttr {
-            in_batch: &position as *const u32 as u64,
+            in_batch: position.as_ref().map_or(0, |p| p as *const u32 as u64),
             out_batch: &mut next as *mut u32 as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
@@ -131,7 +132,7 @@ pub fn lookup_range<V: Pod>(
         if got == 0 {
             break;
         }
-        position = next;
+        position = Some(next);
     }
     Ok(all)
 }

@@ -52,13 +52,13 @@ pub fn pin_dir(root: &Path, interface: &str) -> PathBuf {
 pub fn director_pin_dir(root: &Path, interface: &str) -> Result<PathBuf, BpffsError> {
     if mount_if_absent(root)? {
         tracing::info!(root = %root.display(), "mounted the BPF filesystem");
-    }
-    if namespace_inode("mnt", "self") != namespace_inode("mnt", "1") {
-        tracing::warn!(
-            "this process has a mount namespace of its own (as `ip netns exec` gives): its BPF \
-             filesystem, and the pinned data plane, end with it; use `nsenter --net=...` to keep \
-             the data plane across restarts"
-        );
+        if namespace_inode("mnt", "self") != namespace_inode("mnt", "1") {
+            tracing::warn!(
+                "this process has a mount namespace of its own (as `ip netns exec` gives): the \
+                 BPF filesystem mounted in it, and the pinned data plane, may end with it; use \
+                 `nsenter --net=...` to keep the data plane across restarts"
+            );
+        }
     }
     let own = namespace_inode("net", "self");
     if own.is_some() && own == namespace_inode("net", "1") {

@@ -43,6 +43,64 @@ pub enum DirectorHostError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "another director is running on {interface} (it holds {path}): two directors never \
+         drive one interface; stop it first (a restart takes over its data plane)"
+    )]
+    AnotherDirector { interface: String, path: PathBuf },
+    #[error("locking {path} failed")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The one director of an interface in a network namespace: held for the daemon's life, and
+/// released by the kernel however it ends (a crash included), so the next one can start.
+#[derive(Debug)]
+pub struct DirectorLock {
+    _file: std::fs::File,
+}
+
+/// Takes the interface for this director, or says which lock another one holds.
+pub fn lock_interface(
+    state_dir: &Path,
+    interface: &str,
+) -> Result<DirectorLock, DirectorHostError> {
+    use std::os::{fd::AsRawFd as _, unix::fs::DirBuilderExt as _};
+    let lock_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| DirectorHostError::Lock { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(lock_error(state_dir))?;
+    let path = state_dir.join(format!(
+        "netns-{}-{interface}.lock",
+        network_namespace_id()?
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error(&path))?;
+    // SAFETY: flock only reads the descriptor number, which `file` keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(if error.kind() == std::io::ErrorKind::WouldBlock {
+            DirectorHostError::AnotherDirector {
+                interface: interface.to_owned(),
+                path,
+            }
+        } else {
+            lock_error(&path)(error)
+        });
+    }
+    Ok(DirectorLock { _file: file })
 }
 
 /// The settings the director relies on, for its interface.
@@ -178,6 +236,22 @@ impl DirectorHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_director_on_an_interface_is_refused_until_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_interface(dir.path(), "eth0").unwrap();
+        let error = lock_interface(dir.path(), "eth0").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("another director is running on eth0"),
+            "{error}"
+        );
+        lock_interface(dir.path(), "eth1").expect("another interface is free");
+        drop(first);
+        lock_interface(dir.path(), "eth0").expect("free again once the first ends");
+    }
 
     #[test]
     fn the_director_needs_gratuitous_arp_and_arp_answers_for_the_vip() {
