@@ -236,7 +236,37 @@ fn load_config(path: &std::path::Path) -> Option<config::Config> {
 }
 
 async fn status(socket: &std::path::Path, json: bool) -> Result<ExitCode> {
-    match control::call(socket, &Request::Status {}).await? {
+    let answer = match control::call(socket, &Request::Status {}).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            // No daemon answers: say so, and whether a data plane is forwarding without one.
+            let unattended = lvs_userspace::io::provision::director::unattended(
+                std::path::Path::new(lvs_userspace::io::provision::director::DIRECTOR_STATE_DIR),
+                std::path::Path::new(lvs_userspace::io::provision::bpffs::BPFFS_ROOT),
+            );
+            if unattended.is_empty() {
+                return Err(error.into());
+            }
+            eprintln!("lvs: no director answers on {}: {error}", socket.display());
+            for plane in unattended {
+                let ago = plane.since.elapsed().unwrap_or_default().as_secs();
+                let unix = plane
+                    .since
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                println!(
+                    "the data plane on {} keeps forwarding without a daemon, for {ago} s (the \
+                     director's last sign of life: unix time {unix}); pinned at {}; start the \
+                     director to adopt it, or stop it for good",
+                    plane.interface,
+                    plane.pins.display()
+                );
+            }
+            return Ok(ExitCode::from(3));
+        }
+    };
+    match answer {
         Response::Status(status) if json => {
             println!("{}", serde_json::to_string_pretty(&status)?);
         }

@@ -299,6 +299,19 @@ fn a_killed_director_is_restarted_without_a_failed_request_and_a_stop_for_good_i
             std::fs::read_dir(lab.pin_dir().unwrap()).map(|d| d.count()),
             lab.log()
         );
+        let status = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.namespace("dir")))
+            .arg(lvs())
+            .args(["status", "--socket"])
+            .arg(lab.control_socket())
+            .output()
+            .expect("lvs status");
+        let said = String::from_utf8_lossy(&status.stdout);
+        assert_eq!(status.status.code(), Some(3), "{said}");
+        assert!(
+            said.contains("the data plane on eth0 keeps forwarding without a daemon, for"),
+            "lvs status says the data plane runs without a daemon: {said}"
+        );
         lab.start_director_with(lvs(), &config)
             .unwrap_or_else(|e| panic!("{e}"));
         lab.wait_until_forwarding(lvs(), 4, Duration::from_secs(10))

@@ -91,6 +91,22 @@ pub async fn run(
         // Held until this function returns: a second director on this interface is refused
         // before it touches anything.
         let lock = director::lock_interface(Path::new(director::DIRECTOR_STATE_DIR), interface)?;
+        let lock = std::sync::Arc::new(lock);
+        // The lock file's time is the daemon's last sign of life, which `lvs status` shows
+        // when the data plane is left running without a daemon.
+        let heartbeat = {
+            let lock = lock.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    if let Err(error) = lock.heartbeat() {
+                        warn!(%error, "marking the director alive failed");
+                    }
+                }
+            })
+        };
+        let lock = (lock, AbortOnDrop(heartbeat));
         let link = netlink
             .link(interface)
             .await
@@ -137,6 +153,15 @@ pub async fn run(
             let _ = std::fs::remove_file(&socket);
             Err(error)
         }
+    }
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -60,12 +60,23 @@ pub fn director_pin_dir(root: &Path, interface: &str) -> Result<PathBuf, BpffsEr
             );
         }
     }
-    let own = namespace_inode("net", "self");
-    if own.is_some() && own == namespace_inode("net", "1") {
-        Ok(pin_dir(root, interface))
+    let own = namespace_inode("net", "self").ok_or_else(|| BpffsError::Io {
+        action: "finding the network namespace of",
+        path: PathBuf::from("/proc/self/ns/net"),
+        source: std::io::Error::last_os_error(),
+    })?;
+    Ok(pin_dir_in(root, own, interface))
+}
+
+/// The pin directory of a director on `interface` in the network namespace `namespace` (its
+/// inode): `pin_dir` in the host's namespace, `lvs/netns-<inode>/<interface>` in another.
+pub fn pin_dir_in(root: &Path, namespace: u64, interface: &str) -> PathBuf {
+    if namespace_inode("net", "1") == Some(namespace) {
+        pin_dir(root, interface)
     } else {
-        let id = own.map_or_else(|| "unknown".to_owned(), |inode| inode.to_string());
-        Ok(root.join("lvs").join(format!("netns-{id}")).join(interface))
+        root.join("lvs")
+            .join(format!("netns-{namespace}"))
+            .join(interface)
     }
 }
 

@@ -60,7 +60,67 @@ pub enum DirectorHostError {
 /// released by the kernel however it ends (a crash included), so the next one can start.
 #[derive(Debug)]
 pub struct DirectorLock {
-    _file: std::fs::File,
+    file: std::fs::File,
+}
+
+impl DirectorLock {
+    /// Marks the director alive now: the lock file's modification time is its last sign of
+    /// life, which `lvs status` shows when the data plane runs without a daemon.
+    pub fn heartbeat(&self) -> std::io::Result<()> {
+        self.file.set_modified(std::time::SystemTime::now())
+    }
+}
+
+/// A data plane that keeps forwarding with no director: its program's link is pinned, and no
+/// daemon holds its interface's lock.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unattended {
+    pub interface: String,
+    /// The pin directory.
+    pub pins: PathBuf,
+    /// The last sign of life of the director that left it.
+    pub since: std::time::SystemTime,
+}
+
+/// The data planes of this network namespace that run without a director.
+pub fn unattended(state_dir: &Path, bpffs_root: &Path) -> Vec<Unattended> {
+    use std::os::fd::AsRawFd as _;
+    let Ok(namespace) = network_namespace_id() else {
+        return Vec::new();
+    };
+    let prefix = format!("netns-{namespace}-");
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(interface) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".lock"))
+        else {
+            continue;
+        };
+        let pins = super::bpffs::pin_dir_in(bpffs_root, namespace, interface);
+        if !pins.join(crate::io::bpf::pins::LINK_PIN).exists() {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        // SAFETY: flock only reads the descriptor number, which `file` keeps open. The lock
+        // is released when `file` is dropped, at the end of this iteration.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+        let since = file.metadata().and_then(|m| m.modified());
+        if let (true, Ok(since)) = (free, since) {
+            found.push(Unattended {
+                interface: interface.to_owned(),
+                pins,
+                since,
+            });
+        }
+    }
+    found
 }
 
 /// Takes the interface for this director, or says which lock another one holds.
@@ -100,7 +160,7 @@ pub fn lock_interface(
             lock_error(&path)(error)
         });
     }
-    Ok(DirectorLock { _file: file })
+    Ok(DirectorLock { file })
 }
 
 /// The settings the director relies on, for its interface.
