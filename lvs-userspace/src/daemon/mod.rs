@@ -132,6 +132,13 @@ pub async fn run(
             ),
         }
         let mut dataplane = dataplane;
+        // Health checking keeps its states beside the director's other state; a director
+        // that adopts a running data plane starts from them.
+        let adopted = matches!(dataplane.inheritance(), Inheritance::Adopted);
+        let memory = health::memory::path(
+            Path::new(director::DIRECTOR_STATE_DIR),
+            &director::state_name(interface)?,
+        );
         if config.director.trace_packets {
             packet_log::start(&mut dataplane)?;
         }
@@ -140,7 +147,9 @@ pub async fn run(
             netlink,
             link,
             host: DirectorHost::default(),
-            start_health: health::start,
+            start_health: move |config: &Config| {
+                health::start_remembering(config, memory, adopted)
+            },
             hangups,
         };
         anyhow::Ok((parts, lock))

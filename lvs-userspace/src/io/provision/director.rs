@@ -56,6 +56,11 @@ pub enum DirectorHostError {
     },
 }
 
+/// The name of the director's state files for `interface` in this network namespace.
+pub fn state_name(interface: &str) -> Result<String, DirectorHostError> {
+    Ok(format!("netns-{}-{interface}", network_namespace_id()?))
+}
+
 /// The one director of an interface in a network namespace: held for the daemon's life, and
 /// released by the kernel however it ends (a crash included), so the next one can start.
 #[derive(Debug)]
@@ -223,7 +228,7 @@ impl DirectorHost {
     }
 
     fn apply_settings(&mut self, interface: &str) -> Result<(), DirectorHostError> {
-        let name = format!("netns-{}-{interface}", network_namespace_id()?);
+        let name = state_name(interface)?;
         let file = StateFile::lock(&self.state_dir, &name)?;
         self.state = Some(name);
         // A state left by a director that was killed holds the true originals; its records
@@ -257,12 +262,19 @@ impl DirectorHost {
         Ok(())
     }
 
-    /// Puts back the settings that still hold the values set here. Failures are logged,
-    /// never returned: clean-up goes as far as it can.
+    /// Puts back the settings that still hold the values set here, and forgets the health
+    /// states kept for a restart. Failures are logged, never returned: clean-up goes as far
+    /// as it can.
     pub fn tear_down(&mut self) {
         let Some(name) = self.state.take() else {
             return;
         };
+        let health = self.state_dir.join(format!("{name}.health"));
+        if let Err(error) = std::fs::remove_file(&health)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(%error, path = %health.display(), "removing the kept health states failed");
+        }
         if let Err(error) = self.restore(&name) {
             warn!(error = %anyhow::Error::from(error), "restoring the director's settings failed");
         }
