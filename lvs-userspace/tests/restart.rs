@@ -371,3 +371,74 @@ fn a_killed_director_is_restarted_without_a_failed_request_and_a_stop_for_good_i
         .unwrap_or_else(|e| panic!("{e}"));
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The neighbour entry the director's kernel has for `address`, as `ip neigh` shows it.
+fn neighbour_entry(lab: &Lab, address: &str) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &lab.namespace("dir")])
+        .args(["ip", "neigh", "show", address, "dev", "eth0", "nud", "all"])
+        .output()
+        .expect("ip neigh");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A real server's MAC, read in its own namespace.
+fn mac_of(lab: &Lab, host: &str) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", &lab.namespace(host)])
+        .args(["cat", "/sys/class/net/eth0/address"])
+        .output()
+        .expect("reading a MAC");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn static_neighbour_entries_of_real_servers_are_used_and_left_as_they_are() {
+    let mut lab = Lab::up(repo(), "lvsnud", 2).unwrap_or_else(|e| panic!("{e}"));
+    for (host, address, nud) in [
+        ("rs1", "10.77.0.11", "permanent"),
+        ("rs2", "10.77.0.12", "noarp"),
+    ] {
+        let mac = mac_of(&lab, host);
+        let set = Command::new("ip")
+            .args(["netns", "exec", &lab.namespace("dir")])
+            .args([
+                "ip", "neigh", "replace", address, "lladdr", &mac, "dev", "eth0",
+            ])
+            .args(["nud", nud])
+            .status()
+            .expect("ip neigh replace");
+        assert!(set.success(), "setting a {nud} entry for {address}");
+    }
+    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Two and more refresh periods (5 s): each would have asked the kernel to resolve them.
+    sleep(Duration::from_secs(12));
+    let permanent = neighbour_entry(&lab, "10.77.0.11");
+    let noarp = neighbour_entry(&lab, "10.77.0.12");
+    assert!(
+        permanent.ends_with("PERMANENT"),
+        "rs1's entry is untouched: {permanent}"
+    );
+    assert!(
+        noarp.ends_with("NOARP"),
+        "rs2's entry is untouched: {noarp}"
+    );
+    let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        lvs_test_support::lab::forwarding_count(&status),
+        2,
+        "{status}"
+    );
+    let seen = lab.requests(20);
+    assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+    assert_eq!(
+        seen.answers.len(),
+        2,
+        "both real servers answer: {:?}",
+        seen.answers
+    );
+    lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
+}

@@ -294,6 +294,41 @@ async fn a_neighbour_change_on_the_interface_rewrites_the_real_servers_mac() {
     assert!(rig.netlink.kernel().resolutions.contains(&RS1));
 }
 
+/// Static neighbour entries (PERMANENT, NOARP), as some sites configure for their real
+/// servers, are used as they are and never asked for again: a resolution request could turn
+/// them into kernel-managed entries that then fail. Entries the kernel manages are refreshed.
+#[tokio::test]
+async fn static_neighbour_entries_are_used_and_never_refreshed() {
+    let mut rig = rig(&[RS1, RS2]).await;
+    rig.netlink.kernel().neighbours = vec![
+        NeighbourEntry {
+            state: NeighbourState::Permanent,
+            ..reachable(RS1, MAC1)
+        },
+        NeighbourEntry {
+            state: NeighbourState::Noarp,
+            ..reachable(RS2, MAC2)
+        },
+    ];
+    rig.netlink.kernel().resolutions.clear();
+    rig.handle(Event::ResyncNeighbours).await;
+    rig.handle(Event::RefreshNeighbours).await;
+    assert_eq!(rig.usable_mac(RS1), Some(MAC1));
+    assert_eq!(rig.usable_mac(RS2), Some(MAC2));
+    assert_eq!(
+        rig.netlink.kernel().resolutions,
+        [] as [Ipv4Addr; 0],
+        "no resolution asked for a static entry"
+    );
+
+    rig.netlink.kernel().neighbours = vec![reachable(RS1, MAC1)];
+    rig.handle(Event::RefreshNeighbours).await;
+    assert!(
+        rig.netlink.kernel().resolutions.contains(&RS1),
+        "an entry the kernel manages is re-confirmed"
+    );
+}
+
 #[test]
 fn auto_mode_falls_back_to_generic_where_native_is_refused() {
     let mut dataplane = FakeDataPlane::default();
