@@ -442,3 +442,106 @@ fn static_neighbour_entries_of_real_servers_are_used_and_left_as_they_are() {
     );
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Unmounts a test's bpffs on drop, even after a failed assertion.
+struct BpffsMount(PathBuf);
+
+impl BpffsMount {
+    fn new(name: &str) -> Self {
+        let root = std::env::temp_dir().join(name);
+        let _ = Command::new("umount").arg("-l").arg(&root).output();
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&root)
+            .status()
+            .expect("mount");
+        assert!(mounted.success(), "mounting bpffs at {}", root.display());
+        Self(root)
+    }
+}
+
+impl Drop for BpffsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+#[ignore = "needs root: loads BPF maps and mounts bpffs"]
+fn pinned_maps_of_another_layout_are_detected_and_replaced_by_fresh_ones() {
+    use aya::maps::{Array, Map, MapData};
+    use lvs_common::{DEFAULT_FLOW_TABLE_SIZE, MAP_LAYOUT_VERSION, map_names};
+    use lvs_userspace::{
+        io::bpf::{BpfDataPlane, Inheritance, LoadOptions},
+        logic::dataplane::DataPlane as _,
+    };
+
+    let mount = BpffsMount::new("lvs-layout-test");
+    let dir = mount.0.join("lvs/eth0");
+    let load = |flow_table_size: u32| {
+        BpfDataPlane::load_with(LoadOptions {
+            trace_packets: false,
+            flow_table_size,
+            pin_dir: Some(dir.clone()),
+        })
+        .expect("loading the XDP object")
+    };
+    let set_layout = |version: u32| {
+        let data = MapData::from_pin(dir.join(map_names::LAYOUT)).expect("the pinned LAYOUT");
+        let mut layout: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+        layout.set(0, version, 0).unwrap();
+    };
+
+    let first = load(DEFAULT_FLOW_TABLE_SIZE);
+    assert_eq!(first.inheritance(), &Inheritance::Fresh);
+    assert!(dir.join(map_names::FLOWS).exists(), "the maps are pinned");
+    drop(first);
+
+    let same = load(DEFAULT_FLOW_TABLE_SIZE);
+    assert_eq!(
+        same.inheritance(),
+        &Inheritance::Adopted,
+        "same layout: adopted"
+    );
+    assert!(same.previous().unwrap().is_some());
+    drop(same);
+
+    set_layout(MAP_LAYOUT_VERSION + 1);
+    let other = load(DEFAULT_FLOW_TABLE_SIZE);
+    match other.inheritance() {
+        Inheritance::StartedClean { reason } => assert!(
+            reason.contains(&format!(
+                "layout version {}, this lvs uses {MAP_LAYOUT_VERSION}",
+                MAP_LAYOUT_VERSION + 1
+            )),
+            "{reason}"
+        ),
+        found => panic!("a layout version mismatch went unnoticed: {found:?}"),
+    }
+    assert!(other.previous().unwrap().is_none(), "nothing adopted");
+    drop(other);
+    let data = MapData::from_pin(dir.join(map_names::LAYOUT)).unwrap();
+    let layout: Array<MapData, u32> = Array::try_from(Map::Array(data)).unwrap();
+    assert_eq!(
+        layout.get(&0, 0).unwrap(),
+        MAP_LAYOUT_VERSION,
+        "fresh maps, this layout"
+    );
+
+    // A flow table of another size is another layout too.
+    let resized = load(DEFAULT_FLOW_TABLE_SIZE / 2);
+    assert!(
+        matches!(resized.inheritance(), Inheritance::StartedClean { reason } if reason.contains("FLOWS")),
+        "{:?}",
+        resized.inheritance()
+    );
+
+    // A stop for good removes every pin.
+    let mut resized = resized;
+    resized.detach().unwrap();
+    assert!(!dir.exists(), "the pin directory is removed");
+    drop(mount);
+}
