@@ -88,8 +88,8 @@ fn main() -> Result<()> {
             say("unit tests (no root)");
             run(cargo().args(["test", "--workspace"]))?;
             say(
-                "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end and provisioning \
-                 (namespaces), one at a time",
+                "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning \
+                 and restarts (namespaces), one at a time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -106,6 +106,8 @@ fn main() -> Result<()> {
                 "provision",
                 "--test",
                 "health_e2e",
+                "--test",
+                "restart",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -209,6 +209,10 @@ impl BpfDataPlane {
             action: "holding the replaced link".to_owned(),
             source: std::io::Error::other(source),
         })?;
+        tracing::info!(
+            link = %path.display(),
+            "program replaced on the pinned link: forwarding went on throughout"
+        );
         self.link = Some((link, true));
         Ok(())
     }
@@ -236,7 +240,13 @@ impl BpfDataPlane {
             })?;
         match FdLink::try_from(link) {
             Ok(link) => match link.pin(path) {
-                Ok(pinned) => self.link = Some((FdLink::from(pinned), true)),
+                Ok(pinned) => {
+                    tracing::info!(
+                        directory = %path.parent().unwrap_or(path).display(),
+                        "program link and maps pinned: the data plane outlives this process"
+                    );
+                    self.link = Some((FdLink::from(pinned), true));
+                }
                 Err(error) => {
                     tracing::warn!(%error, path = %path.display(), "pinning the XDP link failed; the program stops forwarding when this process ends");
                     // The pin failed after the link was consumed; it is re-opened from
