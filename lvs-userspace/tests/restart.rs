@@ -246,6 +246,16 @@ fn attached_program(lab: &Lab) -> Option<String> {
     after.split_whitespace().next().map(str::to_owned)
 }
 
+/// Connections the services counted, summed (`lvsadm -Ln --stats`' Conns).
+fn connections(status: &serde_json::Value) -> u64 {
+    status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["connections"].as_u64())
+        .sum()
+}
+
 fn xdp_attached(lab: &Lab) -> bool {
     attached_program(lab).is_some()
 }
@@ -289,8 +299,11 @@ fn a_killed_director_is_restarted_without_a_failed_request_and_a_stop_for_good_i
     );
 
     // kill -9 under load, at least 5 s without a daemon, then a new one adopts the data plane.
+    let mut counted_before_kill = 0;
     let seen = under_load(&mut lab, Duration::from_secs(16), |lab| {
         sleep(Duration::from_secs(3));
+        let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+        counted_before_kill = connections(&status);
         lab.kill_director().unwrap_or_else(|e| panic!("{e}"));
         sleep(Duration::from_secs(6));
         assert!(
@@ -325,6 +338,17 @@ fn a_killed_director_is_restarted_without_a_failed_request_and_a_stop_for_good_i
     );
     println!("director log:\n{}", lab.log());
     seen.assert_undisturbed("kill -9 and restart");
+    let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        counted_before_kill > 0,
+        "connections were counted before the kill"
+    );
+    assert!(
+        connections(&status) > counted_before_kill,
+        "the counters went on across the restart: {} before the kill, {} after",
+        counted_before_kill,
+        connections(&status)
+    );
     assert!(
         lab.log().contains("adopted the running data plane"),
         "the new director adopted:\n{}",
@@ -544,4 +568,65 @@ fn pinned_maps_of_another_layout_are_detected_and_replaced_by_fresh_ones() {
     resized.detach().unwrap();
     assert!(!dir.exists(), "the pin directory is removed");
     drop(mount);
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn a_real_server_down_before_a_restart_gets_no_connection_until_its_check_passes() {
+    let mut lab = Lab::up(repo(), "lvshst", 2).unwrap_or_else(|e| panic!("{e}"));
+    // Every real server checked over HTTP each second; down after two failures.
+    let mut text = std::fs::read_to_string(lab.config_path()).unwrap();
+    text = text.replace("lb_kind = \"DR\"\n", "lb_kind = \"DR\"\ndelay_loop = 1\n");
+    text = text.replace(
+        "weight = 1\n",
+        "weight = 1\n[virtual_server.real_server.HTTP_GET]\nconnect_timeout = 1\nretry = 1\n\
+         delay_before_retry = 1\n[[virtual_server.real_server.HTTP_GET.url]]\npath = \"/\"\n\
+         status_code = 200\n",
+    );
+    let config = lab.config_path().with_file_name("lvs-health-restart.toml");
+    std::fs::write(&config, text).unwrap();
+    lab.start_director_with(lvs(), &config)
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    lab.stop_http("rs2").unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_for_status(lvs(), Duration::from_secs(20), "rs2 out", |s| {
+        !lvs_test_support::lab::is_forwarding(s, "10.77.0.12")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // A restart: rs2's check failed before it, so it stays out after it, although a check
+    // without a memory starts up (and would take connections until it failed twice more).
+    lab.stop_director_for_restart()
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.start_director_with(lvs(), &config)
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 1, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !lvs_test_support::lab::is_forwarding(&status, "10.77.0.12"),
+        "rs2 is out at once after the restart: {status}"
+    );
+    let seen = lab.requests(20);
+    assert!(
+        seen.failures.is_empty(),
+        "no connection went to rs2 after the restart: {:?}",
+        seen.failures
+    );
+    assert_eq!(
+        seen.answers.keys().collect::<Vec<_>>(),
+        ["rs1"],
+        "{:?}",
+        seen.answers
+    );
+
+    // Once its check passes, it is back.
+    lab.start_http("rs2").unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_for_status(lvs(), Duration::from_secs(20), "rs2 back", |s| {
+        lvs_test_support::lab::is_forwarding(s, "10.77.0.12")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
 }
