@@ -533,3 +533,77 @@ async fn a_stop_for_a_restart_leaves_the_vips_and_the_host_as_they_are() {
     );
     assert!(!socket.exists(), "the socket is removed");
 }
+
+/// A director that adopts a running data plane replaces the program on its attachment (the
+/// status says "adopted") and takes the VIPs it finds for its own, since the director before
+/// it put them there: a stop for good then takes them off.
+#[tokio::test]
+async fn an_adopted_data_plane_is_kept_and_its_vips_are_the_adopters_to_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/lvs.sock");
+    let file = dir.path().join("lvs.toml");
+    std::fs::write(&file, config_text(&socket, VIP, &[RS1])).unwrap();
+    let config = config::load(&file).unwrap();
+
+    // What the previous director left: its maps, its attachment, its VIP.
+    let mut previous = Model::new(&config.services).unwrap();
+    previous.set_neighbour(
+        RS1,
+        crate::logic::model::Neighbour::Resolved {
+            mac: crate::base::mac::MacAddr(MAC1),
+        },
+    );
+    let mut dataplane = FakeDataPlane::default();
+    previous.sync(&mut dataplane).unwrap();
+    dataplane.attached = Some((IF_INDEX, AttachMode::Native));
+    dataplane.adopted = true;
+    let (netlink, _neighbour_events) = FakeNetlink::new();
+    netlink.kernel().addresses = vec![VIP];
+
+    let listener = control::bind(&socket).await.unwrap();
+    let (health, _health_updates, _reloads) = FakeHealth::new();
+    let host = FakeHost::default();
+    let (_hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
+    let parts = Parts {
+        dataplane,
+        netlink: netlink.clone(),
+        link: link(),
+        host: host.clone(),
+        start_health: move |_: &Config| (health, Vec::new()),
+        hangups: hangups.boxed(),
+    };
+    let (stop, stopped) = oneshot::channel::<Stop>();
+    let daemon = tokio::spawn(super::serve(
+        config,
+        Some(file.clone()),
+        parts,
+        listener,
+        async move { stopped.await.unwrap_or(Stop::ForGood) },
+    ));
+    let status = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Response::Status(status)) = control::call(&socket, &Request::Status {}).await
+            {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the daemon answered");
+    assert_eq!(status.xdp_mode, "adopted");
+    assert!(status.services[0].real_servers[0].forwarding);
+
+    stop.send(Stop::ForGood).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("the daemon stopped")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        netlink.addresses(),
+        [] as [Ipv4Addr; 0],
+        "the adopted VIP is taken off at a stop for good"
+    );
+    assert_eq!(*host.0.lock().unwrap(), ["set up", "torn down"]);
+}
