@@ -327,8 +327,14 @@ fn a_killed_director_is_restarted_without_a_failed_request_and_a_stop_for_good_i
         );
         lab.start_director_with(lvs(), &config)
             .unwrap_or_else(|e| panic!("{e}"));
-        lab.wait_until_forwarding(lvs(), 4, Duration::from_secs(10))
+        let status = lab
+            .wait_until_forwarding(lvs(), 4, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("{e}"));
+        // The rates go on from the previous director's estimates, not from zero.
+        let rate = status["services"][0]["rates"]["connections"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(rate > 1.0, "the connection rate carries on: {status}");
     });
     println!(
         "kill -9 test: {} failed requests of {}; longest gap a long-lived connection saw: {:.0} ms",

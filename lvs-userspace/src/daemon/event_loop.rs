@@ -118,6 +118,23 @@ impl Sources {
 }
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
+    /// Writes the rate estimates for the next director (atomically: a crash leaves the old
+    /// file or the new one).
+    fn keep_rates(&self) {
+        let Some(path) = &self.kept_rates else {
+            return;
+        };
+        let kept = self.rates.kept(super::unix_ms());
+        let partial = path.with_extension("rates.partial");
+        let written = serde_json::to_vec(&kept)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&partial, bytes))
+            .and_then(|()| std::fs::rename(&partial, path));
+        if let Err(error) = written {
+            warn!(%error, path = %path.display(), "keeping the rate estimates failed");
+        }
+    }
+
     /// Handles events until `shutdown` completes, and returns how it said to stop. An error
     /// (the data plane or netlink failing) ends the loop and so the daemon.
     pub(super) async fn event_loop<C: HealthChecks>(
@@ -165,6 +182,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             Event::Health(updates) => health_changed = health::apply(&mut self.model, updates),
             Event::SampleRates { elapsed } => {
                 self.rates.sample(&self.model, &self.dataplane, elapsed)?;
+                self.keep_rates();
             }
             Event::Hangup => match self.reload(health).await {
                 Ok(message) => info!("SIGHUP: {message}"),

@@ -67,7 +67,7 @@ use crate::{
         config::{self, Config},
         dataplane::DataPlane,
         model::Model,
-        rates::RateBook,
+        rates::{self, RateBook},
     },
 };
 
@@ -135,10 +135,9 @@ pub async fn run(
         // Health checking keeps its states beside the director's other state; a director
         // that adopts a running data plane starts from them.
         let adopted = matches!(dataplane.inheritance(), Inheritance::Adopted);
-        let memory = health::memory::path(
-            Path::new(director::DIRECTOR_STATE_DIR),
-            &director::state_name(interface)?,
-        );
+        let state_name = director::state_name(interface)?;
+        let memory = health::memory::path(Path::new(director::DIRECTOR_STATE_DIR), &state_name);
+        let kept_rates = Path::new(director::DIRECTOR_STATE_DIR).join(format!("{state_name}.rates"));
         if config.director.trace_packets {
             packet_log::start(&mut dataplane)?;
         }
@@ -151,6 +150,7 @@ pub async fn run(
                 health::start_remembering(config, memory, adopted)
             },
             hangups,
+            kept_rates: Some(kept_rates),
         };
         anyhow::Ok((parts, lock))
     }
@@ -197,6 +197,10 @@ pub struct Parts<D, N, H, S> {
     pub start_health: S,
     /// Each item is a reload request, as SIGHUP makes.
     pub hangups: BoxStream<'static, ()>,
+    /// Where the rate estimates are kept for the next director (rewritten every sample,
+    /// taken over when the data plane is adopted, removed at a stop for good); none to keep
+    /// them nowhere.
+    pub kept_rates: Option<PathBuf>,
 }
 
 /// How the daemon is told to stop.
@@ -237,6 +241,7 @@ where
         mut host,
         start_health,
         hangups,
+        kept_rates,
     } = parts;
     let socket = config.director.control_socket.clone();
     let model = match adopt_or_build(&config, &dataplane) {
@@ -248,6 +253,22 @@ where
     };
     let adopted = model.1;
     let model = model.0;
+    // The rates go on from the previous director's estimates, over the gap since its last
+    // sample, when its data plane (and so its indices and ids) was adopted.
+    let rates = match kept_rates
+        .as_deref()
+        .filter(|_| adopted)
+        .map(std::fs::read_to_string)
+    {
+        Some(Ok(text)) => match serde_json::from_str::<rates::KeptRates>(&text) {
+            Ok(kept) => RateBook::restored(&kept, unix_ms()),
+            Err(error) => {
+                warn!(%error, "the kept rate estimates are unreadable; rates start from zero");
+                RateBook::default()
+            }
+        },
+        _ => RateBook::default(),
+    };
     let mut director = Director {
         interface: config.director.interface.clone(),
         netlink,
@@ -255,7 +276,8 @@ where
         mode: "detached",
         model,
         dataplane,
-        rates: RateBook::default(),
+        rates,
+        kept_rates: kept_rates.clone(),
         settings: config.director,
         config_path,
         added_vips: Vec::new(),
@@ -337,6 +359,9 @@ where
         }
         director.remove_all_vips().await;
         host.tear_down();
+        if let Some(path) = &kept_rates {
+            let _ = std::fs::remove_file(path);
+        }
         info!("director stopped for good");
     }
     let _ = std::fs::remove_file(&socket);
@@ -370,6 +395,13 @@ fn adopt_or_build(config: &Config, dataplane: &impl DataPlane) -> Result<(Model,
     }
 }
 
+/// Milliseconds since the Unix epoch, as the kept rate estimates are timed.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The data plane's settings from the director's config.
 fn settings(director: &config::Director) -> Settings {
     let timeouts = director.timeouts;
@@ -398,6 +430,8 @@ struct Director<D, N> {
     /// The data plane was a previous director's, adopted running: the VIPs it finds are
     /// that director's, so its own to take off at a stop for good.
     adopted: bool,
+    /// Where the rate estimates are kept for the next director.
+    kept_rates: Option<PathBuf>,
 }
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {

@@ -69,6 +69,7 @@ async fn rig(servers: &[Ipv4Addr]) -> Rig {
         config_path: Some(file.clone()),
         added_vips: Vec::new(),
         adopted: false,
+        kept_rates: None,
     };
     director.after_change().await.unwrap();
     Rig {
@@ -374,6 +375,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         host: host.clone(),
         start_health: move |_: &Config| (health, Vec::new()),
         hangups: hangups.boxed(),
+        kept_rates: None,
     };
     let daemon = tokio::spawn(super::serve(
         config,
@@ -498,6 +500,7 @@ async fn a_stop_for_a_restart_leaves_the_vips_and_the_host_as_they_are() {
         host: host.clone(),
         start_health: move |_: &Config| (health, Vec::new()),
         hangups: hangups.boxed(),
+        kept_rates: None,
     };
     let (stop, stopped) = oneshot::channel::<Stop>();
     let daemon = tokio::spawn(super::serve(
@@ -571,6 +574,7 @@ async fn an_adopted_data_plane_is_kept_and_its_vips_are_the_adopters_to_remove()
         host: host.clone(),
         start_health: move |_: &Config| (health, Vec::new()),
         hangups: hangups.boxed(),
+        kept_rates: None,
     };
     let (stop, stopped) = oneshot::channel::<Stop>();
     let daemon = tokio::spawn(super::serve(
