@@ -429,8 +429,31 @@ impl DataPlane for BpfDataPlane {
         if let Some(dir) = self.pin_dir.clone() {
             let path = dir.join(pins::LINK_PIN);
             if path.exists() {
-                self.replace_on(&path)?;
-                return Ok(Attachment::Replaced);
+                match pins::link_interface(&path) {
+                    Ok(attached) if attached == if_index => {
+                        self.replace_on(&path)?;
+                        return Ok(Attachment::Replaced);
+                    }
+                    // A link that outlived its interface (re-created since) forwards nothing:
+                    // it goes, and the program is attached anew, keeping the maps.
+                    Ok(attached) => {
+                        tracing::warn!(
+                            link = %path.display(),
+                            attached,
+                            if_index,
+                            "the pinned link is not attached to this interface (0: its interface \
+                             is gone); attaching anew"
+                        );
+                        std::fs::remove_file(&path)
+                            .map_err(pin_error("removing the stale link pin", &path))?;
+                    }
+                    Err(source) => {
+                        return Err(DataPlaneError::Pin {
+                            action: format!("examining the pinned link {}", path.display()),
+                            source,
+                        });
+                    }
+                }
             }
             self.attach_pinned(if_index, flags, &path)?;
             return Ok(Attachment::New(mode));

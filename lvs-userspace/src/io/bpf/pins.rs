@@ -150,3 +150,56 @@ pub fn remove_all(dir: &Path, root: &Path) -> Vec<String> {
     }
     problems
 }
+
+/// The index of the interface the XDP link pinned at `path` is attached to; 0 when the link
+/// outlived its interface (the interface was deleted, or its namespace), which leaves it
+/// attached nowhere.
+pub fn link_interface(path: &Path) -> std::io::Result<u32> {
+    use std::os::{
+        fd::{FromRawFd as _, OwnedFd},
+        unix::ffi::OsStrExt as _,
+    };
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // `union bpf_attr` for BPF_OBJ_GET: pathname, bpf_fd, file_flags.
+    let mut get = [0u64; 2];
+    get[0] = path.as_ptr() as u64;
+    // SAFETY: the attribute is a valid BPF_OBJ_GET prefix whose path outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            get.as_mut_ptr(),
+            size_of_val(&get),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor, owned from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // `struct bpf_link_info`: type, id, prog_id, then the per-type union at offset 16, whose
+    // `xdp.ifindex` is its first field. The buffer is larger than any kernel's struct and
+    // zeroed, as the kernel requires of the part it does not know.
+    let mut info = [0u8; 256];
+    let mut attr = [0u64; 2];
+    attr[0] = u64::from(std::os::fd::AsRawFd::as_raw_fd(&fd) as u32)
+        | (u64::from(info.len() as u32) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    // SAFETY: the attribute is a valid BPF_OBJ_GET_INFO_BY_FD prefix (bpf_fd, info_len,
+    // info) and `info` is writable for `info_len` bytes for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            size_of_val(&attr),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(u32::from_ne_bytes([info[16], info[17], info[18], info[19]]))
+}
