@@ -71,8 +71,8 @@ pub struct BpfDataPlane {
     layout: Array<MapData, u32>,
     /// The attachment while the program manages it (no pin directory).
     attached: Option<XdpLinkId>,
-    /// The attachment as a link of its own, pinned in `pin_dir` when that worked.
-    link: Option<(FdLink, bool)>,
+    /// The attachment as a link of its own, pinned in `pin_dir`.
+    link: Option<FdLink>,
     pin_dir: Option<PathBuf>,
     inheritance: Inheritance,
 }
@@ -213,7 +213,7 @@ impl BpfDataPlane {
             link = %path.display(),
             "program replaced on the pinned link: forwarding went on throughout"
         );
-        self.link = Some((link, true));
+        self.link = Some(link);
         Ok(())
     }
 
@@ -238,36 +238,34 @@ impl BpfDataPlane {
                 action: "taking the link of",
                 source,
             })?;
-        match FdLink::try_from(link) {
-            Ok(link) => match link.pin(path) {
-                Ok(pinned) => {
-                    tracing::info!(
-                        directory = %path.parent().unwrap_or(path).display(),
-                        "program link and maps pinned: the data plane outlives this process"
-                    );
-                    self.link = Some((FdLink::from(pinned), true));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, path = %path.display(), "pinning the XDP link failed; the program stops forwarding when this process ends");
-                    // The pin failed after the link was consumed; it is re-opened from
-                    // nowhere, so attach again, unpinned.
-                    let program = xdp_program(&mut self.ebpf)?;
-                    let id = program
-                        .attach_to_if_index(if_index, flags)
-                        .map_err(|source| DataPlaneError::Program {
-                            action: "attaching",
-                            source,
-                        })?;
-                    self.attached = Some(id);
-                }
-            },
+        let pinned = FdLink::try_from(link)
+            .map_err(|error| error.to_string())
+            .and_then(|link| link.pin(path).map_err(|error| error.to_string()));
+        match pinned {
+            Ok(pinned) => {
+                tracing::info!(
+                    directory = %path.parent().unwrap_or(path).display(),
+                    "program link and maps pinned: the data plane outlives this process"
+                );
+                self.link = Some(FdLink::from(pinned));
+            }
             Err(error) => {
-                return Err(DataPlaneError::Pin {
-                    action:
-                        "taking the attachment as a BPF link (this kernel attached through netlink)"
-                            .to_owned(),
-                    source: std::io::Error::other(error),
-                });
+                tracing::warn!(
+                    %error,
+                    path = %path.display(),
+                    "pinning the XDP link failed (or this kernel attached through netlink); the \
+                     program stops forwarding when this process ends"
+                );
+                // The link went with the failed pin, which detached the program: attach it
+                // again, held by this process only.
+                let program = xdp_program(&mut self.ebpf)?;
+                let id = program
+                    .attach_to_if_index(if_index, flags)
+                    .map_err(|source| DataPlaneError::Program {
+                        action: "attaching",
+                        source,
+                    })?;
+                self.attached = Some(id);
             }
         }
         Ok(())
@@ -471,7 +469,7 @@ impl DataPlane for BpfDataPlane {
 
     fn leave(&mut self) -> Result<(), DataPlaneError> {
         match (&self.link, &self.pin_dir) {
-            (Some((_, true)), Some(_)) => Ok(()),
+            (Some(_), Some(_)) => Ok(()),
             _ => Err(DataPlaneError::NotPinned),
         }
     }
