@@ -26,7 +26,14 @@ pub mod map_names {
     pub const PERSIST: &str = "PERSIST";
     pub const SETTINGS: &str = "SETTINGS";
     pub const CURSORS: &str = "CURSORS";
+    pub const LAYOUT: &str = "LAYOUT";
 }
+
+/// The version of the maps' layout (names, key and value types, sizes), kept in slot 0 of the
+/// `LAYOUT` map. A restarted or upgraded controller adopts the maps a running program uses
+/// only when this matches its own, so a change to any shared type or map definition must
+/// raise it: the controller then starts with fresh maps instead of misreading old ones.
+pub const MAP_LAYOUT_VERSION: u32 = 1;
 
 /// Default capacity of the service map; the controller may size the maps differently at load.
 pub const MAX_SERVICES: u32 = 64;

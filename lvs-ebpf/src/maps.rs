@@ -65,6 +65,12 @@ pub static SERVICE_STATS: PerCpuArray<TrafficStats> =
 pub static REAL_SERVER_STATS: PerCpuArray<TrafficStats> =
     PerCpuArray::with_max_entries(MAX_REAL_SERVERS, 0);
 
+/// Slot 0: the layout version of these maps (`lvs_common::MAP_LAYOUT_VERSION`), written by
+/// the controller. The program never reads it; it travels with the pinned maps so that a
+/// restarted controller can tell whether it understands them.
+#[map]
+pub static LAYOUT: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Adds one to a verdict counter. Per-CPU slots need no atomics.
 #[inline(always)]
 pub fn count(counter: Counter) {

@@ -6,7 +6,6 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread::sleep,
@@ -183,11 +182,21 @@ impl Lab {
     }
 
     /// Starts `lvs director` with another config (for example the lab's with additions).
+    ///
+    /// It runs in the director's network namespace only (`nsenter --net`), not in a mount
+    /// namespace of its own as `ip netns exec` would make: that one's private /sys, and the
+    /// BPF filesystem mounted in it, would end with the process, and with them the pinned
+    /// program and maps that must outlive it. The log is appended to, so that a restarted
+    /// director's lines follow the previous one's.
     pub fn start_director_with(&mut self, lvs: &Path, config: &Path) -> Result<(), String> {
-        let log = File::create(self.director_log()).map_err(|e| format!("director log: {e}"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.director_log())
+            .map_err(|e| format!("director log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("director log: {e}"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.namespace("dir")])
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.namespace("dir")))
             .arg(lvs)
             .arg("director")
             .arg("--config")
@@ -391,14 +400,53 @@ impl Lab {
         Ok(HeldRequest { child, stdout })
     }
 
-    /// Stops the director with SIGTERM (as an operator would) and waits for it to exit.
+    /// Stops the director for good with SIGINT (as `systemctl stop` does through the unit's
+    /// `ExecStop`, or Ctrl-C) and waits for it to exit.
     pub fn stop_director(&mut self) -> Result<(), String> {
+        self.signal_director("-INT")
+    }
+
+    /// Stops the director for a restart with SIGTERM (as `systemctl restart` does): the data
+    /// plane keeps forwarding.
+    pub fn stop_director_for_restart(&mut self) -> Result<(), String> {
+        self.signal_director("-TERM")
+    }
+
+    /// Kills the director (SIGKILL, as a crash): nothing of its clean-up runs.
+    pub fn kill_director(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.director.take() else {
+            return Err("the director is not running".into());
+        };
+        child.kill().map_err(|e| format!("kill -9: {e}"))?;
+        child
+            .wait()
+            .map_err(|e| format!("waiting for the killed director: {e}"))?;
+        Ok(())
+    }
+
+    /// The director's process id, while it runs.
+    pub fn director_pid(&self) -> Option<u32> {
+        self.director.as_ref().map(Child::id)
+    }
+
+    /// Where the director in this lab pins its program and maps: `lvs/netns-<inode>/eth0`
+    /// under the host's bpffs, the inode naming the director's network namespace.
+    pub fn pin_dir(&self) -> Result<PathBuf, String> {
+        use std::os::unix::fs::MetadataExt as _;
+        let namespace = PathBuf::from("/run/netns").join(self.namespace("dir"));
+        let inode = std::fs::metadata(&namespace)
+            .map_err(|e| format!("{}: {e}", namespace.display()))?
+            .ino();
+        Ok(PathBuf::from(format!("/sys/fs/bpf/lvs/netns-{inode}/eth0")))
+    }
+
+    fn signal_director(&mut self, signal: &str) -> Result<(), String> {
         let Some(mut child) = self.director.take() else {
             return Ok(());
         };
-        // `ip netns exec` execs the command, so the child's pid is the director's.
+        // `nsenter` execs the command, so the child's pid is the director's.
         let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -416,7 +464,9 @@ impl Lab {
         }
         let _ = child.kill();
         let _ = child.wait();
-        Err("the director did not stop within 5 s of SIGTERM".into())
+        Err(format!(
+            "the director did not stop within 5 s of kill {signal}"
+        ))
     }
 }
 
@@ -426,6 +476,13 @@ impl Drop for Lab {
             return;
         }
         let _ = self.stop_director();
+        // A director killed and not started again leaves its program and maps pinned in the
+        // host's bpffs; they go with the lab.
+        if let Ok(dir) = self.pin_dir() {
+            if let Some(netns_dir) = dir.parent() {
+                let _ = std::fs::remove_dir_all(netns_dir);
+            }
+        }
         if let Err(error) = self.script(&["down", "--prefix", &self.prefix]) {
             eprintln!("{error}");
         }

@@ -375,6 +375,7 @@ fn director(servers: usize, flows: usize) -> Result<(BpfDataPlane, Model)> {
     let mut dataplane = BpfDataPlane::load_with(LoadOptions {
         trace_packets: false,
         flow_table_size: table,
+        pin_dir: None,
     })
     .context("loading the XDP object")?;
     let mut model = Model::new(&config.services)?;

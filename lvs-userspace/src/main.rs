@@ -243,7 +243,37 @@ fn load_config(path: &std::path::Path) -> Option<config::Config> {
 }
 
 async fn status(socket: &std::path::Path, json: bool) -> Result<ExitCode> {
-    match control::call(socket, &Request::Status {}).await? {
+    let answer = match control::call(socket, &Request::Status {}).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            // No daemon answers: say so, and whether a data plane is forwarding without one.
+            let unattended = lvs_userspace::io::provision::director::unattended(
+                std::path::Path::new(lvs_userspace::io::provision::director::DIRECTOR_STATE_DIR),
+                std::path::Path::new(lvs_userspace::io::provision::bpffs::BPFFS_ROOT),
+            );
+            if unattended.is_empty() {
+                return Err(error.into());
+            }
+            eprintln!("lvs: no director answers on {}: {error}", socket.display());
+            for plane in unattended {
+                let ago = plane.since.elapsed().unwrap_or_default().as_secs();
+                let unix = plane
+                    .since
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                println!(
+                    "the data plane on {} keeps forwarding without a daemon, for {ago} s (the \
+                     director's last sign of life: unix time {unix}); pinned at {}; start the \
+                     director to adopt it, or stop it for good",
+                    plane.interface,
+                    plane.pins.display()
+                );
+            }
+            return Ok(ExitCode::from(3));
+        }
+    };
+    match answer {
         Response::Status(status) if json => {
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
@@ -315,8 +345,10 @@ fn import_keepalived(
     })
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT (stop for good: Ctrl-C, or the unit's `ExecStop` on `systemctl stop`)
+/// or SIGTERM (stop for a restart: `systemctl restart`, an upgrade; the data plane keeps
+/// forwarding for the next director, as it does after a crash).
+async fn shutdown_signal() -> daemon::Stop {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
@@ -326,7 +358,13 @@ async fn shutdown_signal() {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = interrupt.recv() => {
+            tracing::info!("SIGINT: stopping for good");
+            daemon::Stop::ForGood
+        }
+        _ = terminate.recv() => {
+            tracing::info!("SIGTERM: stopping for a restart, the data plane keeps forwarding");
+            daemon::Stop::Restart
+        }
     }
 }

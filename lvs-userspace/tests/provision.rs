@@ -574,16 +574,14 @@ fn a_real_servers_mac_change_is_followed_while_traffic_runs() {
     assert_eq!(director_sysctl("eth0/drop_gratuitous_arp"), "0");
     assert_eq!(director_sysctl("eth0/arp_ignore"), "1");
 
-    // The maps are pinned where bpftool finds them (in the director's mount namespace, which
-    // `ip netns exec` made, with a bpffs the director mounted).
-    // The director is the only process in its namespace.
-    let pids = must(Command::new("ip").args(["netns", "pids", &director]));
-    let pids = String::from_utf8_lossy(&pids.stdout).into_owned();
-    let pid = pids.split_whitespace().next().expect("the director runs");
+    // The maps are pinned where bpftool finds them: in the host's bpffs (the director runs in
+    // the lab's network namespace only, so that its pins outlive it), under that namespace's
+    // directory.
+    let pins = lab.pin_dir().unwrap_or_else(|e| panic!("{e}"));
     let shown = must(
-        Command::new("nsenter")
-            .args(["-t", pid, "-m", "-n", "bpftool", "map", "show", "pinned"])
-            .arg(format!("/sys/fs/bpf/lvs/eth0/{}", map_names::REAL_SERVERS)),
+        Command::new("bpftool")
+            .args(["map", "show", "pinned"])
+            .arg(pins.join(map_names::REAL_SERVERS)),
     );
     assert!(
         text(&shown).contains(map_names::REAL_SERVERS),

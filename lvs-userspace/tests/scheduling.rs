@@ -160,6 +160,7 @@ impl Bench {
         let mut dataplane = BpfDataPlane::load_with(LoadOptions {
             trace_packets: false,
             flow_table_size,
+            pin_dir: None,
         })
         .expect("load the XDP object (are you root?)");
         let model = program_config(&mut dataplane, CONFIG);

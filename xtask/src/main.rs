@@ -117,7 +117,7 @@ fn main() -> Result<()> {
             run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning \
-                 and keepalived's check of the import (namespaces), one at a time",
+                 and keepalived's check of the import and restarts (namespaces), one at a time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -136,6 +136,7 @@ fn main() -> Result<()> {
                 "health_e2e",
                 "--test",
                 "keepalived",
+                "restart",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -5,11 +5,12 @@ use tracing::warn;
 
 use crate::logic::{
     config::XdpMode,
-    dataplane::{AttachMode, DataPlane},
+    dataplane::{AttachMode, Attachment, DataPlane},
 };
 
-/// Attaches in the configured mode; in `auto`, native first and generic as a fallback.
-/// Returns the mode's name, as the status shows it.
+/// Attaches in the configured mode; in `auto`, native first and generic as a fallback. A
+/// program a previous director left attached is replaced on its attachment, whose mode stays.
+/// Returns the mode's name, as the status shows it ("adopted" for a kept attachment).
 pub(super) fn attach(
     dataplane: &mut impl DataPlane,
     if_index: u32,
@@ -19,17 +20,25 @@ pub(super) fn attach(
         dataplane
             .attach(if_index, mode)
             .with_context(|| format!("attaching in {} mode", mode.name()))
-            .map(|()| mode.name())
+            .map(name)
     };
     match mode {
         XdpMode::Native => attach(dataplane, AttachMode::Native),
         XdpMode::Generic => attach(dataplane, AttachMode::Generic),
         XdpMode::Auto => match dataplane.attach(if_index, AttachMode::Native) {
-            Ok(()) => Ok(AttachMode::Native.name()),
+            Ok(attachment) => Ok(name(attachment)),
             Err(error) => {
                 warn!(%error, "native XDP is not available here; falling back to generic mode");
                 attach(dataplane, AttachMode::Generic)
             }
         },
+    }
+}
+
+/// The status's name for how the program was attached.
+fn name(attachment: Attachment) -> &'static str {
+    match attachment {
+        Attachment::New(mode) => mode.name(),
+        Attachment::Replaced => "adopted",
     }
 }

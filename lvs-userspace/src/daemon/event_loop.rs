@@ -18,7 +18,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use super::{Director, HealthChecks, neighbours, settings};
+use super::{Director, HealthChecks, Stop, neighbours, settings};
 use crate::{
     health::{self, HealthUpdate},
     io::{
@@ -92,15 +92,15 @@ impl Sources {
         }
     }
 
-    /// The next event, or `None` once `shutdown` completes. A source that has ended (a
+    /// The next event, or how to stop once `shutdown` completes. A source that has ended (a
     /// stream, health checking) is simply not waited on any more.
     pub(super) async fn next(
         &mut self,
         health: &mut impl HealthChecks,
-        shutdown: Pin<&mut impl Future<Output = ()>>,
-    ) -> Option<Event> {
+        shutdown: Pin<&mut impl Future<Output = Stop>>,
+    ) -> Result<Event, Stop> {
         let event = tokio::select! {
-            () = shutdown => return None,
+            stop = shutdown => return Err(stop),
             Some(event) = self.neighbour_events.next() => Event::Neighbour(event),
             _ = self.resync.tick() => Event::ResyncNeighbours,
             _ = self.refresh.tick() => Event::RefreshNeighbours,
@@ -114,24 +114,43 @@ impl Sources {
             Some(()) = self.hangups.next() => Event::Hangup,
             Some(envelope) = self.requests.recv() => Event::Request(envelope),
         };
-        Some(event)
+        Ok(event)
     }
 }
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
-    /// Handles events until `shutdown` completes. An error (the data plane or netlink
-    /// failing) ends the loop and so the daemon.
+    /// Writes the rate estimates for the next director (atomically: a crash leaves the old
+    /// file or the new one).
+    fn keep_rates(&self) {
+        let Some(path) = &self.kept_rates else {
+            return;
+        };
+        let kept = self.rates.kept(super::unix_ms());
+        let partial = path.with_extension("rates.partial");
+        let written = serde_json::to_vec(&kept)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&partial, bytes))
+            .and_then(|()| std::fs::rename(&partial, path));
+        if let Err(error) = written {
+            warn!(%error, path = %path.display(), "keeping the rate estimates failed");
+        }
+    }
+
+    /// Handles events until `shutdown` completes, and returns how it said to stop. An error
+    /// (the data plane or netlink failing) ends the loop and so the daemon.
     pub(super) async fn event_loop<C: HealthChecks>(
         &mut self,
         health: &mut C,
         mut sources: Sources,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<()> {
+        shutdown: impl Future<Output = Stop>,
+    ) -> Result<Stop> {
         tokio::pin!(shutdown);
-        while let Some(event) = sources.next(health, shutdown.as_mut()).await {
-            self.handle(event, health).await?;
+        loop {
+            match sources.next(health, shutdown.as_mut()).await {
+                Ok(event) => self.handle(event, health).await?,
+                Err(stop) => return Ok(stop),
+            }
         }
-        Ok(())
     }
 
     /// Does what one event asks.
@@ -173,6 +192,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             Event::Health(updates) => health_changed = health::apply(&mut self.model, updates),
             Event::SampleRates { elapsed } => {
                 self.rates.sample(&self.model, &self.dataplane, elapsed)?;
+                self.keep_rates();
             }
             Event::Hangup => match self.reload(health).await {
                 Ok(message) => info!("SIGHUP: {message}"),

@@ -1,5 +1,5 @@
-//! The director's changes to its host (settings it relies on, pinned maps), as the daemon
-//! sees them: made once the program is attached, undone at exit.
+//! The director's changes to its host (the settings it relies on), as the daemon sees them:
+//! made once the program is attached, undone at a stop for good.
 
 use crate::io::{
     bpf::BpfDataPlane,
@@ -8,7 +8,7 @@ use crate::io::{
 
 /// The host's set-up for a data plane of type `D`.
 pub trait Host<D> {
-    /// Applies the settings the director relies on and pins the data plane's maps.
+    /// Applies the settings the director relies on.
     fn set_up(&mut self, interface: &str, dataplane: &D) -> Result<(), DirectorHostError>;
     /// Undoes `set_up` as far as it can; failures are logged, never returned.
     fn tear_down(&mut self);
@@ -18,9 +18,9 @@ impl Host<BpfDataPlane> for DirectorHost {
     fn set_up(
         &mut self,
         interface: &str,
-        dataplane: &BpfDataPlane,
+        _dataplane: &BpfDataPlane,
     ) -> Result<(), DirectorHostError> {
-        DirectorHost::set_up(self, interface, &dataplane.maps())
+        DirectorHost::set_up(self, interface)
     }
 
     fn tear_down(&mut self) {

@@ -34,7 +34,12 @@ mod packet_log;
 mod tests;
 mod vips;
 
-use std::{future::Future, net::Ipv4Addr, path::PathBuf, sync::Arc};
+use std::{
+    future::Future,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt as _, future::OptionFuture, stream::BoxStream};
@@ -53,17 +58,20 @@ pub use host::Host;
 use crate::{
     health::{self, HealthUpdate},
     io::{
-        bpf::{BpfDataPlane, LoadOptions},
+        bpf::{BpfDataPlane, Inheritance, LoadOptions},
         control::{self, Accept},
         netlink::{DirectorNetlink, LinkInfo, Netlink},
-        provision::director::DirectorHost,
+        provision::{
+            bpffs,
+            director::{self, DirectorHost},
+        },
         web,
     },
     logic::{
         config::{self, Config},
         dataplane::DataPlane,
         model::Model,
-        rates::RateBook,
+        rates::{self, RateBook},
         status::Status,
     },
 };
@@ -76,7 +84,7 @@ pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
     listener: UnixListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Stop>,
 ) -> Result<()> {
     let socket = config.director.control_socket.clone();
     let parts = async {
@@ -85,20 +93,27 @@ pub async fn run(
         let hangups = hangups()?;
         let netlink = Netlink::connect()?;
         let interface = &config.director.interface;
-        let link = netlink
-            .link(interface)
-            .await
-            .with_context(|| format!("looking up the director interface {interface}"))?;
-        let mut dataplane = BpfDataPlane::load_with(LoadOptions {
-            trace_packets: config.director.trace_packets,
-            flow_table_size: config.director.flow_table_size,
-        })
-        .context("loading the XDP program")?;
-        if config.director.trace_packets {
-            packet_log::start(&mut dataplane)?;
-        }
-        // Bound before the interface is touched, so that a port in use stops the daemon
-        // before it changes anything.
+        // Held until this function returns: a second director on this interface is refused
+        // before it touches anything.
+        let lock = director::lock_interface(Path::new(director::DIRECTOR_STATE_DIR), interface)?;
+        let lock = Arc::new(lock);
+        // The lock file's time is the daemon's last sign of life, which `lvs status` shows
+        // when the data plane is left running without a daemon.
+        let heartbeat = {
+            let lock = lock.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    if let Err(error) = lock.heartbeat() {
+                        warn!(%error, "marking the director alive failed");
+                    }
+                }
+            })
+        };
+        let lock = (lock, AbortOnDrop(heartbeat));
+        // Bound before the interface or the pins are touched, so that a port in use stops the
+        // daemon before it changes anything.
         let status_listener = match config.director.metrics_listen {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -107,24 +122,71 @@ pub async fn run(
             ),
             None => None,
         };
-        anyhow::Ok(Parts {
+        let link = netlink
+            .link(interface)
+            .await
+            .with_context(|| format!("looking up the director interface {interface}"))?;
+        let pin_dir = bpffs::director_pin_dir(Path::new(bpffs::BPFFS_ROOT), interface)
+            .context("preparing the BPF filesystem for the director's pins")?;
+        let dataplane = BpfDataPlane::load_with(LoadOptions {
+            trace_packets: config.director.trace_packets,
+            flow_table_size: config.director.flow_table_size,
+            pin_dir: Some(pin_dir),
+        })
+        .context("loading the XDP program")?;
+        match dataplane.inheritance() {
+            Inheritance::Fresh => info!("no data plane was running here: starting with fresh maps"),
+            Inheritance::Adopted => info!(
+                directory = %dataplane.pin_dir().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+                "a data plane is running here: adopting its maps"
+            ),
+            Inheritance::StartedClean { reason } => warn!(
+                %reason,
+                "a data plane is running here with maps this version cannot read: starting \
+                 clean, its connections will be scheduled anew"
+            ),
+        }
+        let mut dataplane = dataplane;
+        // Health checking keeps its states beside the director's other state; a director
+        // that adopts a running data plane starts from them.
+        let adopted = matches!(dataplane.inheritance(), Inheritance::Adopted);
+        let state_name = director::state_name(interface)?;
+        let memory = health::memory::path(Path::new(director::DIRECTOR_STATE_DIR), &state_name);
+        let kept_rates = Path::new(director::DIRECTOR_STATE_DIR).join(format!("{state_name}.rates"));
+        if config.director.trace_packets {
+            packet_log::start(&mut dataplane)?;
+        }
+        let parts = Parts {
             dataplane,
             netlink,
             link,
             host: DirectorHost::default(),
-            start_health: health::start,
+            start_health: move |config: &Config| {
+                health::start_remembering(config, memory, adopted)
+            },
             hangups,
             status_listener,
-        })
+            kept_rates: Some(kept_rates),
+        };
+        anyhow::Ok((parts, lock))
     }
     .await;
     match parts {
-        Ok(parts) => serve(config, config_path, parts, listener, shutdown).await,
+        Ok((parts, _lock)) => serve(config, config_path, parts, listener, shutdown).await,
         Err(error) => {
             // The socket was bound for this daemon; it goes with it.
             let _ = std::fs::remove_file(&socket);
             Err(error)
         }
+    }
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -153,17 +215,35 @@ pub struct Parts<D, N, H, S> {
     pub hangups: BoxStream<'static, ()>,
     /// Where `/metrics`, `/status.json` and the status page are served, if anywhere.
     pub status_listener: Option<TcpListener>,
+    /// Where the rate estimates are kept for the next director (rewritten every sample,
+    /// taken over when the data plane is adopted, removed at a stop for good); none to keep
+    /// them nowhere.
+    pub kept_rates: Option<PathBuf>,
+}
+
+/// How the daemon is told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// For good (`systemctl stop`, SIGINT): detach the program, remove its pins, take the
+    /// VIPs off and put the host's settings back.
+    ForGood,
+    /// For a restart or an upgrade (`systemctl restart`, SIGTERM): the program keeps
+    /// forwarding with its maps, VIPs and settings as they are, for the next director to
+    /// adopt. A crash leaves the same state.
+    Restart,
 }
 
 /// Sets the director up with `parts`, runs the event loop until `shutdown` completes, and
-/// cleans up whatever happened: detaches, removes the VIPs it added, tears the host down and
-/// removes the control socket.
+/// cleans up as `shutdown` says: for good (detaches, removes the VIPs it added, tears the host
+/// down) or for a restart (leaves the data plane forwarding); either way it removes the
+/// control socket. An error stops for good, unless the data plane was adopted running, which
+/// is then left running (a daemon that cannot start must not take forwarding down).
 pub async fn serve<D, N, H, C, S>(
     config: Config,
     config_path: Option<PathBuf>,
     parts: Parts<D, N, H, S>,
     listener: impl Accept + Send + 'static,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Stop>,
 ) -> Result<()>
 where
     D: DataPlane,
@@ -180,14 +260,33 @@ where
         start_health,
         hangups,
         status_listener,
+        kept_rates,
     } = parts;
     let socket = config.director.control_socket.clone();
-    let model = match Model::new(&config.services) {
+    let model = match adopt_or_build(&config, &dataplane) {
         Ok(model) => model,
         Err(error) => {
             let _ = std::fs::remove_file(&socket);
-            return Err(anyhow::Error::new(error).context("building the data-plane model"));
+            return Err(error);
         }
+    };
+    let adopted = model.1;
+    let model = model.0;
+    // The rates go on from the previous director's estimates, over the gap since its last
+    // sample, when its data plane (and so its indices and ids) was adopted.
+    let rates = match kept_rates
+        .as_deref()
+        .filter(|_| adopted)
+        .map(std::fs::read_to_string)
+    {
+        Some(Ok(text)) => match serde_json::from_str::<rates::KeptRates>(&text) {
+            Ok(kept) => RateBook::restored(&kept, unix_ms()),
+            Err(error) => {
+                warn!(%error, "the kept rate estimates are unreadable; rates start from zero");
+                RateBook::default()
+            }
+        },
+        _ => RateBook::default(),
     };
     let mut director = Director {
         interface: config.director.interface.clone(),
@@ -196,11 +295,13 @@ where
         mode: "detached",
         model,
         dataplane,
-        rates: RateBook::default(),
+        rates,
+        kept_rates: kept_rates.clone(),
         sweeper: crate::logic::conntrack::Sweeper::default(),
         settings: config.director,
         config_path,
         added_vips: Vec::new(),
+        adopted,
         flows_in_table: 0,
         published: None,
     };
@@ -275,14 +376,71 @@ where
 
     // Clean-up runs whatever happened above, and reports its own failures without hiding the
     // original error.
-    if let Err(error) = director.dataplane.detach() {
-        warn!(%error, "detaching the XDP program failed");
+    let stop = match &result {
+        Ok(stop) => *stop,
+        Err(_) if director.adopted => Stop::Restart,
+        Err(_) => Stop::ForGood,
+    };
+    let left = stop == Stop::Restart
+        && match director.dataplane.leave() {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(%error, "the data plane cannot be left running; stopping for good");
+                false
+            }
+        };
+    if left {
+        info!(
+            interface = %director.interface,
+            "director stopped for a restart: the data plane keeps forwarding"
+        );
+    } else {
+        if let Err(error) = director.dataplane.detach() {
+            warn!(%error, "detaching the XDP program failed");
+        }
+        director.remove_all_vips().await;
+        host.tear_down();
+        if let Some(path) = &kept_rates {
+            let _ = std::fs::remove_file(path);
+        }
+        info!("director stopped for good");
     }
-    director.remove_all_vips().await;
-    host.tear_down();
     let _ = std::fs::remove_file(&socket);
-    info!("director stopped");
-    result
+    result.map(|_| ())
+}
+
+/// The model: a previous director's maps adopted when the data plane found some it
+/// understands (with their indices, ids and generations), built fresh otherwise. Returns
+/// whether it adopted.
+fn adopt_or_build(config: &Config, dataplane: &impl DataPlane) -> Result<(Model, bool)> {
+    let previous = dataplane
+        .previous()
+        .context("reading what the previous director left")?;
+    match previous {
+        Some(previous) => {
+            let (model, adoption) = Model::adopt(&config.services, &previous)
+                .context("building the data-plane model")?;
+            info!(
+                services_kept = adoption.services_kept,
+                real_servers_kept = adoption.real_servers_kept,
+                services_retired = adoption.services_retired,
+                real_servers_retired = adoption.real_servers_retired,
+                "adopted the running data plane: flows, templates and counters carry on"
+            );
+            Ok((model, true))
+        }
+        None => Ok((
+            Model::new(&config.services).context("building the data-plane model")?,
+            false,
+        )),
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the kept rate estimates are timed.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The data plane's settings from the director's config.
@@ -316,6 +474,11 @@ struct Director<D, N> {
     flows_in_table: u64,
     /// Where the status listener reads the status document, when there is one.
     published: Option<watch::Sender<Arc<Status>>>,
+    /// The data plane was a previous director's, adopted running: the VIPs it finds are
+    /// that director's, so its own to take off at a stop for good.
+    adopted: bool,
+    /// Where the rate estimates are kept for the next director.
+    kept_rates: Option<PathBuf>,
 }
 
 impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {

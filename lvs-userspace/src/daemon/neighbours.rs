@@ -35,19 +35,29 @@ pub(super) async fn resolve_initially(
 }
 
 /// Requests resolution of unresolved on-link real servers, and of resolved ones too when
-/// `all`. Off-link servers are never asked for: ARP cannot reach them.
+/// `all`. Off-link servers are never asked for: ARP cannot reach them; nor are servers with a
+/// static (PERMANENT or NOARP) entry, which lvs uses as it is and never changes.
 pub(super) async fn request_resolutions(
     netlink: &impl DirectorNetlink,
     link: &LinkInfo,
     model: &Model,
     all: bool,
 ) {
+    // The table is read first: a static entry must be seen before anything is asked for.
+    let entries = match netlink.neighbours(link.index).await {
+        Ok(entries) => entries,
+        Err(error) => {
+            warn!(%error, "reading the neighbour table failed; no resolution requested");
+            return;
+        }
+    };
     for address in model.real_server_addresses() {
         let wanted = match model.neighbour(address) {
             Neighbour::Resolved { .. } => all,
             _ => true,
         };
-        if wanted && netlink::on_link(address, &link.networks) {
+        let entry = entries.iter().find(|e| e.address == address);
+        if wanted && netlink::on_link(address, &link.networks) && netlink::may_refresh(entry) {
             if let Err(error) = netlink.request_resolution(link.index, address).await {
                 warn!(%address, %error, "requesting neighbour resolution failed");
             }

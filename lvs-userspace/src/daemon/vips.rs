@@ -1,5 +1,6 @@
 //! The VIPs the director puts on its interface (with `manage_vips`), and takes off again:
-//! only those it added, never ones it found there.
+//! only those it added, never ones it found there (unless it adopted the previous director's
+//! running data plane, whose VIPs they are).
 
 use std::net::Ipv4Addr;
 
@@ -21,6 +22,9 @@ impl<D, N: DirectorNetlink> Director<D, N> {
             }
             if self.netlink.add_address(self.link.index, vip, 32).await? {
                 info!(%vip, interface = %self.interface, "VIP added");
+                self.added_vips.push(vip);
+            } else if self.adopted {
+                // The previous director, whose data plane this one adopted, put it there.
                 self.added_vips.push(vip);
             }
         }

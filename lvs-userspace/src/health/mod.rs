@@ -28,6 +28,27 @@ pub fn start(config: &Config) -> (Supervisor, Vec<HealthUpdate>) {
     Supervisor::start(config, Arc::new(Checkers::default()), Options::default())
 }
 
+/// Starts health checking that keeps its states in `memory`, starting from the states kept
+/// there when `remember` (a director adopting a running data plane), and as each check's
+/// configuration says otherwise.
+pub fn start_remembering(
+    config: &Config,
+    memory: std::path::PathBuf,
+    remember: bool,
+) -> (Supervisor, Vec<HealthUpdate>) {
+    let remembered = if remember {
+        memory::read(&memory)
+    } else {
+        Default::default()
+    };
+    let options = Options {
+        memory: Some(memory),
+        remembered,
+        ..Options::default()
+    };
+    Supervisor::start(config, Arc::new(Checkers::default()), options)
+}
+
 /// Gives the model (any `HealthRecord`) what health checking said; returns whether an
 /// admission changed (then the data plane needs a `sync`).
 pub fn apply(model: &mut impl HealthRecord<ServiceKey>, updates: Vec<HealthUpdate>) -> bool {
@@ -38,6 +59,7 @@ pub fn apply(model: &mut impl HealthRecord<ServiceKey>, updates: Vec<HealthUpdat
     changed
 }
 pub mod http;
+pub mod memory;
 pub mod misc;
 pub mod plan;
 pub mod script;

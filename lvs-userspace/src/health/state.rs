@@ -49,6 +49,15 @@ impl CheckState {
         }
     }
 
+    /// The state a restarted director remembered for the check.
+    pub fn remembered(up: bool) -> Self {
+        Self {
+            up,
+            retries: 0,
+            weight: None,
+        }
+    }
+
     pub fn is_up(&self) -> bool {
         self.up
     }

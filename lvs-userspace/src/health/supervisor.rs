@@ -34,7 +34,7 @@ use crate::{
     health::{
         Admission, CheckResult, HealthState, HealthStatus, Outcome,
         http::{self, TlsConfigs},
-        misc,
+        memory, misc,
         plan::{self, MemberRef, Plan, ServicePlan},
         script::{self, ScriptEnd},
         state::{CheckState, Member, Pool, omega_notifiers},
@@ -81,6 +81,12 @@ pub struct Options {
     pub max_concurrent_notifiers: usize,
     /// How long a notifier may run before it is killed.
     pub notifier_timeout: Duration,
+    /// Where the up/down state of every checked real server is kept (`memory`), rewritten
+    /// on every change; none to keep it nowhere.
+    pub memory: Option<std::path::PathBuf>,
+    /// The states to start with (a restarted director's), in place of each check's own
+    /// starting state (up, or down with `alpha`).
+    pub remembered: HashMap<memory::MemberKey, bool>,
 }
 
 impl Default for Options {
@@ -89,6 +95,8 @@ impl Default for Options {
             max_concurrent_checks: 256,
             max_concurrent_notifiers: 16,
             notifier_timeout: Duration::from_secs(30),
+            memory: None,
+            remembered: HashMap::new(),
         }
     }
 }
@@ -133,6 +141,9 @@ impl Supervisor {
         let stats = Arc::new(Stats::default());
         let mut engine = Engine::new(prober, &options, stats.clone());
         engine.apply_plan(plan::plan(config), false);
+        // What a previous director remembered counts for the checks it had, at start only:
+        // checks a reload adds later start as their configuration says.
+        engine.remembered.clear();
         let initial = engine.take_pending();
         let task = tokio::spawn(engine.run(commands_rx, updates_tx));
         (
@@ -219,6 +230,8 @@ struct Engine {
     /// can never pass for an attempt of a check added back later.
     last_attempt: u64,
     stats: Arc<Stats>,
+    memory: Option<std::path::PathBuf>,
+    remembered: HashMap<memory::MemberKey, bool>,
 }
 
 impl Engine {
@@ -228,6 +241,8 @@ impl Engine {
             permits: Arc::new(Semaphore::new(options.max_concurrent_checks.max(1))),
             notifier_permits: Arc::new(Semaphore::new(options.max_concurrent_notifiers.max(1))),
             notifier_timeout: options.notifier_timeout,
+            memory: options.memory.clone(),
+            remembered: options.remembered.clone(),
             checks: HashMap::new(),
             queue: DelayQueue::new(),
             attempts: JoinSet::new(),
@@ -273,6 +288,12 @@ impl Engine {
     }
 
     fn take_pending(&mut self) -> Vec<HealthUpdate> {
+        if !self.pending.is_empty()
+            && let Some(path) = &self.memory
+            && let Err(error) = memory::write(path, &self.states())
+        {
+            tracing::warn!(%error, path = %path.display(), "keeping the health states failed");
+        }
         self.pending
             .drain()
             .map(|((service, address), status)| HealthUpdate {
@@ -281,6 +302,21 @@ impl Engine {
                 status,
             })
             .collect()
+    }
+
+    /// The up/down state of every checked real server of every service.
+    fn states(&self) -> HashMap<memory::MemberKey, bool> {
+        let mut states = HashMap::new();
+        for entry in self.checks.values() {
+            for member in &entry.followers {
+                if let Some(run) = self.services.get(member.service)
+                    && let Some(plan) = run.plan.members.get(member.member)
+                {
+                    states.insert((run.plan.key, plan.address), entry.state.is_up());
+                }
+            }
+        }
+        states
     }
 
     /// Installs a plan: keeps the checks that did not change (state, timer and all), drops
@@ -307,10 +343,25 @@ impl Engine {
                 Some(entry) => entry.followers = followers,
                 None => {
                     let queued = Some(self.queue.insert(check.clone(), plan::first_delay(&check)));
+                    // A check shared by several real servers starts down if any of them was
+                    // remembered down: it must pass before any of them takes connections.
+                    let remembered: Vec<bool> = followers
+                        .iter()
+                        .filter_map(|member| {
+                            let service = services.get(member.service)?;
+                            let address = service.members.get(member.member)?.address;
+                            self.remembered.get(&(service.key, address)).copied()
+                        })
+                        .collect();
+                    let state = if remembered.is_empty() {
+                        CheckState::new(&check.timing)
+                    } else {
+                        CheckState::remembered(remembered.iter().all(|up| *up))
+                    };
                     self.checks.insert(
                         check.clone(),
                         CheckEntry {
-                            state: CheckState::new(&check.timing),
+                            state,
                             queued,
                             running: None,
                             last: None,

@@ -1,30 +1,44 @@
 //! The real data plane: the embedded XDP object, loaded with aya.
 
+use std::path::{Path, PathBuf};
+
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray, PerCpuValues},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
     util::nr_cpus,
 };
 use lvs_common::{
-    Counter, DEFAULT_FLOW_TABLE_SIZE, DirectorEntry, LOOKUP_TABLE_SIZE, PROGRAM_NAME,
-    RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    Counter, DEFAULT_FLOW_TABLE_SIZE, DirectorEntry, LOOKUP_TABLE_SIZE, MAP_LAYOUT_VERSION,
+    PROGRAM_NAME, RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey, TrafficStats,
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
     map_names,
 };
 
 mod batch;
+pub mod pins;
 pub mod test_run;
 
-use crate::logic::dataplane::{AttachMode, DataPlane, DataPlaneError, FlowSlice};
+pub use pins::Inheritance;
+
+use crate::logic::dataplane::{
+    AttachMode, Attachment, DataPlane, DataPlaneError, FlowSlice, Previous,
+};
 
 /// How the object is loaded.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Turns on the program's per-packet debug log (see the eBPF crate).
     pub trace_packets: bool,
     /// Capacity of the flow table.
     pub flow_table_size: u32,
+    /// Where the link and the maps are pinned (`pins`), so that the data plane outlives
+    /// this process; none for a data plane that lives and dies with it (tests, benchmarks).
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -32,6 +46,7 @@ impl Default for LoadOptions {
         Self {
             trace_packets: false,
             flow_table_size: DEFAULT_FLOW_TABLE_SIZE,
+            pin_dir: None,
         }
     }
 }
@@ -55,7 +70,13 @@ pub struct BpfDataPlane {
     counters: PerCpuArray<MapData, u64>,
     service_stats: PerCpuArray<MapData, TrafficStats>,
     real_server_stats: PerCpuArray<MapData, TrafficStats>,
+    layout: Array<MapData, u32>,
+    /// The attachment while the program manages it (no pin directory).
     attached: Option<XdpLinkId>,
+    /// The attachment as a link of its own, pinned in `pin_dir`.
+    link: Option<FdLink>,
+    pin_dir: Option<PathBuf>,
+    inheritance: Inheritance,
 }
 
 /// Takes a map out of the object and converts it to its typed handle.
@@ -91,14 +112,33 @@ impl BpfDataPlane {
         })
     }
 
-    /// Loads with explicit options.
+    /// Loads with explicit options. With a pin directory, maps pinned there by a previous
+    /// director are adopted when their layout is this build's (`pins::examine`), and unpinned
+    /// (fresh ones made) when it is not; `inheritance` says which.
     pub fn load_with(options: LoadOptions) -> Result<Self, DataPlaneError> {
         let trace: u8 = options.trace_packets.into();
-        let mut ebpf = EbpfLoader::new()
+        let inheritance = match &options.pin_dir {
+            Some(dir) => {
+                let found = pins::examine(dir, object_bytes(), options.flow_table_size);
+                if matches!(found, Inheritance::StartedClean { .. }) {
+                    pins::remove_map_pins(dir)
+                        .map_err(pin_error("removing the old map pins", dir))?;
+                }
+                pins::create_dir(dir).map_err(pin_error("creating the pin directory", dir))?;
+                found
+            }
+            None => Inheritance::Fresh,
+        };
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("TRACE_PACKETS", &trace, true)
-            .map_max_entries(map_names::FLOWS, options.flow_table_size)
-            .load(object_bytes())
-            .map_err(DataPlaneError::Load)?;
+            .map_max_entries(map_names::FLOWS, options.flow_table_size);
+        if let Some(dir) = &options.pin_dir {
+            for name in pins::PINNED_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(object_bytes()).map_err(DataPlaneError::Load)?;
         let program = xdp_program(&mut ebpf)?;
         program.load().map_err(|source| DataPlaneError::Program {
             action: "loading",
@@ -116,8 +156,161 @@ impl BpfDataPlane {
             counters: take(&mut ebpf, map_names::COUNTERS)?,
             service_stats: take(&mut ebpf, map_names::SERVICE_STATS)?,
             real_server_stats: take(&mut ebpf, map_names::REAL_SERVER_STATS)?,
+            layout: take(&mut ebpf, map_names::LAYOUT)?,
             ebpf,
             attached: None,
+            link: None,
+            pin_dir: options.pin_dir,
+            inheritance,
+        })
+        .and_then(|mut dataplane| {
+            dataplane
+                .layout
+                .set(0, MAP_LAYOUT_VERSION, 0)
+                .map_err(write_error(map_names::LAYOUT))?;
+            Ok(dataplane)
+        })
+    }
+
+    /// What the data plane found in its pin directory at load.
+    pub fn inheritance(&self) -> &Inheritance {
+        &self.inheritance
+    }
+
+    /// Where the link and maps are pinned, if they are.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// Replaces the program on the link pinned at `path` with this one, keeping the link
+    /// (and so its interface and mode) and the maps.
+    fn replace_on(&mut self, path: &Path) -> Result<(), DataPlaneError> {
+        let pinned = PinnedLink::from_pin(path).map_err(|source| DataPlaneError::Pin {
+            action: format!("opening the pinned link {}", path.display()),
+            source: std::io::Error::other(source),
+        })?;
+        let link =
+            XdpLink::try_from(FdLink::from(pinned)).map_err(|source| DataPlaneError::Pin {
+                action: format!("taking {} as an XDP link", path.display()),
+                source: std::io::Error::other(source),
+            })?;
+        let program = xdp_program(&mut self.ebpf)?;
+        let id = program
+            .attach_to_link(link)
+            .map_err(|source| DataPlaneError::Program {
+                action: "replacing on the pinned link",
+                source,
+            })?;
+        let link = program
+            .take_link(id)
+            .map_err(|source| DataPlaneError::Program {
+                action: "taking the link of",
+                source,
+            })?;
+        let link = FdLink::try_from(link).map_err(|source| DataPlaneError::Pin {
+            action: "holding the replaced link".to_owned(),
+            source: std::io::Error::other(source),
+        })?;
+        tracing::info!(
+            link = %path.display(),
+            "program replaced on the pinned link: forwarding went on throughout"
+        );
+        self.link = Some(link);
+        Ok(())
+    }
+
+    /// Attaches anew and pins the link at `path`. A link that cannot be pinned (or a kernel
+    /// without XDP links) still forwards, but only while this process lives.
+    fn attach_pinned(
+        &mut self,
+        if_index: u32,
+        flags: XdpMode,
+        path: &Path,
+    ) -> Result<(), DataPlaneError> {
+        let program = xdp_program(&mut self.ebpf)?;
+        let id = program
+            .attach_to_if_index(if_index, flags)
+            .map_err(|source| DataPlaneError::Program {
+                action: "attaching",
+                source,
+            })?;
+        let link = program
+            .take_link(id)
+            .map_err(|source| DataPlaneError::Program {
+                action: "taking the link of",
+                source,
+            })?;
+        let pinned = FdLink::try_from(link)
+            .map_err(|error| error.to_string())
+            .and_then(|link| link.pin(path).map_err(|error| error.to_string()));
+        match pinned {
+            Ok(pinned) => {
+                tracing::info!(
+                    directory = %path.parent().unwrap_or(path).display(),
+                    "program link and maps pinned: the data plane outlives this process"
+                );
+                self.link = Some(FdLink::from(pinned));
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    path = %path.display(),
+                    "pinning the XDP link failed (or this kernel attached through netlink); the \
+                     program stops forwarding when this process ends"
+                );
+                // The link went with the failed pin, which detached the program: attach it
+                // again, held by this process only.
+                let program = xdp_program(&mut self.ebpf)?;
+                let id = program
+                    .attach_to_if_index(if_index, flags)
+                    .map_err(|source| DataPlaneError::Program {
+                        action: "attaching",
+                        source,
+                    })?;
+                self.attached = Some(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_previous(&self) -> Result<Previous, DataPlaneError> {
+        let mut services = Vec::new();
+        for item in self.services.iter() {
+            services.push(item.map_err(read_error(map_names::SERVICES))?);
+        }
+        let real_servers: Vec<(u32, RealServerEntry)> = batch::lookup_range(
+            self.real_servers.map().fd(),
+            0,
+            lvs_common::MAX_REAL_SERVERS,
+            RealServerEntry {
+                addr: [0; 4],
+                mac: [0; 6],
+                flags: 0,
+                generation: 0,
+            },
+        )
+        .map_err(batch_error(map_names::REAL_SERVERS))?
+        .into_iter()
+        .zip(0u32..)
+        .filter(|(entry, _): &(RealServerEntry, u32)| entry.generation != 0)
+        .map(|(entry, id)| (id, entry))
+        .collect();
+        let mut tables = std::collections::HashMap::new();
+        for (_, entry) in &services {
+            let len = if entry.flags & SERVICE_RING != 0 {
+                entry.ring_len
+            } else {
+                LOOKUP_TABLE_SIZE
+            };
+            let table =
+                batch::lookup_range(self.lookup.fd(), entry.index * LOOKUP_TABLE_SIZE, len, 0u32)
+                    .map_err(batch_error(map_names::LOOKUP))?;
+            tables.insert(entry.index, table);
+        }
+        Ok(Previous {
+            services,
+            real_servers,
+            tables,
         })
     }
 
@@ -163,6 +356,7 @@ impl BpfDataPlane {
             (map_names::COUNTERS, self.counters.map()),
             (map_names::SERVICE_STATS, self.service_stats.map()),
             (map_names::REAL_SERVER_STATS, self.real_server_stats.map()),
+            (map_names::LAYOUT, self.layout.map()),
         ]
     }
 }
@@ -186,6 +380,11 @@ fn write_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataPl
 
 fn read_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataPlaneError {
     move |source| DataPlaneError::Read { name, source }
+}
+
+fn pin_error(action: &'static str, dir: &Path) -> impl FnOnce(std::io::Error) -> DataPlaneError {
+    let action = format!("{action} {}", dir.display());
+    move |source| DataPlaneError::Pin { action, source }
 }
 
 fn batch_error(name: &'static str) -> impl FnOnce(std::io::Error) -> DataPlaneError {
@@ -222,11 +421,43 @@ pub fn possible_cpus() -> u32 {
 }
 
 impl DataPlane for BpfDataPlane {
-    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<(), DataPlaneError> {
+    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<Attachment, DataPlaneError> {
         let flags = match mode {
             AttachMode::Native => XdpMode::Driver,
             AttachMode::Generic => XdpMode::Skb,
         };
+        if let Some(dir) = self.pin_dir.clone() {
+            let path = dir.join(pins::LINK_PIN);
+            if path.exists() {
+                match pins::link_interface(&path) {
+                    Ok(attached) if attached == if_index => {
+                        self.replace_on(&path)?;
+                        return Ok(Attachment::Replaced);
+                    }
+                    // A link that outlived its interface (re-created since) forwards nothing:
+                    // it goes, and the program is attached anew, keeping the maps.
+                    Ok(attached) => {
+                        tracing::warn!(
+                            link = %path.display(),
+                            attached,
+                            if_index,
+                            "the pinned link is not attached to this interface (0: its interface \
+                             is gone); attaching anew"
+                        );
+                        std::fs::remove_file(&path)
+                            .map_err(pin_error("removing the stale link pin", &path))?;
+                    }
+                    Err(source) => {
+                        return Err(DataPlaneError::Pin {
+                            action: format!("examining the pinned link {}", path.display()),
+                            source,
+                        });
+                    }
+                }
+            }
+            self.attach_pinned(if_index, flags, &path)?;
+            return Ok(Attachment::New(mode));
+        }
         let program = xdp_program(&mut self.ebpf)?;
         let link = program
             .attach_to_if_index(if_index, flags)
@@ -235,10 +466,37 @@ impl DataPlane for BpfDataPlane {
                 source,
             })?;
         self.attached = Some(link);
-        Ok(())
+        Ok(Attachment::New(mode))
+    }
+
+    fn leave(&mut self) -> Result<(), DataPlaneError> {
+        match (&self.link, &self.pin_dir) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err(DataPlaneError::NotPinned),
+        }
+    }
+
+    fn previous(&self) -> Result<Option<Previous>, DataPlaneError> {
+        match self.inheritance {
+            Inheritance::Adopted => self.read_previous().map(Some),
+            _ => Ok(None),
+        }
     }
 
     fn detach(&mut self) -> Result<(), DataPlaneError> {
+        // Removing the pins and closing the link's last descriptor detaches the program; the
+        // maps go with this process.
+        if let Some(dir) = &self.pin_dir {
+            let root = dir
+                .ancestors()
+                .find(|a| a.file_name().is_some_and(|n| n == "lvs"))
+                .and_then(Path::parent)
+                .unwrap_or(dir);
+            for problem in pins::remove_all(dir, root) {
+                tracing::warn!("{problem}");
+            }
+        }
+        self.link = None;
         if let Some(link) = self.attached.take() {
             xdp_program(&mut self.ebpf)?
                 .detach(link)

@@ -458,6 +458,14 @@ fn neighbour_entry(message: &NeighbourMessage) -> Option<NeighbourEntry> {
 /// What a neighbour entry means for forwarding. Entries that hold a MAC the kernel itself
 /// would use (reachable, stale, being re-probed, static) are usable; an entry the kernel
 /// gave up on, or one still waiting for its first answer, is not.
+/// Whether lvs may ask the kernel to resolve an address again (NTF_USE, which can rewrite the
+/// entry). Never for an entry the kernel does not manage: PERMANENT and NOARP entries are
+/// static, set by an operator or another tool, and are used as they are; only entries the
+/// kernel resolves and ages (or none yet) are refreshed.
+pub fn may_refresh(entry: Option<&NeighbourEntry>) -> bool {
+    !entry.is_some_and(|e| matches!(e.state, NeighbourState::Permanent | NeighbourState::Noarp))
+}
+
 pub fn classify(entry: Option<&NeighbourEntry>) -> Neighbour {
     let Some(entry) = entry else {
         return Neighbour::Unresolved {
@@ -530,6 +538,25 @@ mod tests {
             if_index: 2,
             state,
             mac,
+        }
+    }
+
+    #[test]
+    fn static_entries_are_never_refreshed() {
+        assert!(may_refresh(None), "no entry yet: ask for one");
+        for state in [
+            NeighbourState::Reachable,
+            NeighbourState::Stale,
+            NeighbourState::Delay,
+            NeighbourState::Probe,
+            NeighbourState::Failed,
+            NeighbourState::Incomplete,
+        ] {
+            assert!(may_refresh(Some(&entry(state, None))), "{state:?}");
+        }
+        for state in [NeighbourState::Permanent, NeighbourState::Noarp] {
+            let mac = Some([2, 0, 0, 0, 0, 0x11]);
+            assert!(!may_refresh(Some(&entry(state, mac))), "{state:?}");
         }
     }
 

@@ -7,6 +7,8 @@
 
 mod fake;
 
+use std::collections::HashMap;
+
 pub use fake::FakeDataPlane;
 use lvs_common::{
     Counter, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
@@ -46,6 +48,14 @@ pub enum DataPlaneError {
     },
     #[error("the XDP object has no program {name}")]
     MissingProgram { name: &'static str },
+    #[error("the data plane is not pinned, so it cannot outlive this process")]
+    NotPinned,
+    #[error("{action} failed")]
+    Pin {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{action} the XDP program failed")]
     Program {
         action: &'static str,
@@ -76,14 +86,46 @@ impl AttachMode {
     }
 }
 
+/// How `attach` put the program on the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// A new attachment in the given mode.
+    New(AttachMode),
+    /// The program replaced, atomically, the one a previous director left attached; the
+    /// attachment (and its mode) is the previous one's.
+    Replaced,
+}
+
+/// What a previous director left in the maps a starting data plane adopted: enough for the
+/// model to keep every service's index and every real server's id and generation, so that
+/// the flows in the flow table keep their real servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Previous {
+    pub services: Vec<(ServiceKey, ServiceEntry)>,
+    /// Every real-server entry ever written (its generation is not 0), by id.
+    pub real_servers: Vec<(u32, RealServerEntry)>,
+    /// Each previous service's table by service index: its ring (`ring_len` slots) or its
+    /// whole hash table.
+    pub tables: HashMap<u32, Vec<u32>>,
+}
+
 /// Writes and reads of the data plane's maps, and attaching the program to an interface.
 /// Every write is of a whole entry.
 pub trait DataPlane {
-    /// Attaches the program to an interface by index.
-    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<(), DataPlaneError>;
-    /// Detaches the program if it is attached; traffic then flows through the kernel as if
-    /// lvs were not there.
+    /// Attaches the program to an interface by index, or, when a previous director left one
+    /// attached there, replaces that program on its attachment (`mode` is then the previous
+    /// one's).
+    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<Attachment, DataPlaneError>;
+    /// Stops for good: detaches the program if it is attached and removes what keeps it and
+    /// its maps alive after this process; traffic then flows through the kernel as if lvs
+    /// were not there.
     fn detach(&mut self) -> Result<(), DataPlaneError>;
+    /// Lets go of the data plane without detaching it: the program keeps forwarding with the
+    /// maps as they are, for the next director to adopt.
+    fn leave(&mut self) -> Result<(), DataPlaneError>;
+    /// What a previous director left, when this data plane adopted its maps; `None` when it
+    /// started with fresh maps.
+    fn previous(&self) -> Result<Option<Previous>, DataPlaneError>;
 
     fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError>;
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError>;

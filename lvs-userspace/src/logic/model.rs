@@ -15,6 +15,8 @@
 //! 5. last, the ids of real servers removed from a service are freed. A freed id given to
 //!    another server gets a new generation, so flows of the old one never reach the new one.
 
+mod adopt;
+
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use lvs_common::{
@@ -122,6 +124,24 @@ impl IdPool {
     fn release(&mut self, id: u32) {
         self.free.push(id);
     }
+
+    /// Takes a given id with a given generation, as a previous director left it; false
+    /// when the id is beyond the limit or already taken.
+    fn claim(&mut self, id: u32, generation: u32) -> bool {
+        if id >= self.limit {
+            return false;
+        }
+        if id >= self.next {
+            self.free.extend(self.next..id);
+            self.next = id + 1;
+        } else if let Some(at) = self.free.iter().position(|&free| free == id) {
+            self.free.swap_remove(at);
+        } else {
+            return false;
+        }
+        self.generations.insert(id, generation);
+        true
+    }
 }
 
 /// One real server of one service, with its data-plane id.
@@ -207,6 +227,9 @@ pub struct Model {
     real_server_ids: IdPool,
     retired_services: Vec<(ServiceKey, Option<ServiceEntry>, u32)>,
     retired_real_servers: Vec<Retired>,
+    /// While adopting a previous director's maps: the indices, ids and entries it left,
+    /// which `new_service` and `new_real_server` take instead of fresh ones.
+    claims: adopt::Claims,
 }
 
 /// How much one `sync` wrote.
@@ -236,6 +259,7 @@ impl Model {
             real_server_ids: IdPool::new(MAX_REAL_SERVERS),
             retired_services: Vec::new(),
             retired_real_servers: Vec::new(),
+            claims: adopt::Claims::default(),
         };
         model.apply(services)?;
         Ok(model)
@@ -312,14 +336,19 @@ impl Model {
     }
 
     fn new_service(&mut self, service: &Service) -> ServiceState {
-        let (index, _) = self.service_indices.allocate();
+        let key = service.key();
+        // An adopted service keeps its index, entry and table, and its counters go on.
+        let (index, entry, table) = match self.claims.services.remove(&key) {
+            Some((entry, table)) => (entry.index, Some(entry), table),
+            None => (self.service_indices.allocate().0, None, Vec::new()),
+        };
         let mut real_servers: Vec<RealServerState> = service
             .real_servers
             .iter()
-            .map(|rs| self.new_real_server(rs))
+            .map(|rs| self.new_real_server(key, rs))
             .collect();
         if let Some(sorry) = sorry_server(service) {
-            let mut state = self.new_real_server(&sorry);
+            let mut state = self.new_real_server(key, &sorry);
             state.sorry = true;
             real_servers.push(state);
         }
@@ -327,22 +356,31 @@ impl Model {
             index,
             real_servers,
             service: service.clone(),
-            table: Vec::new(),
+            table,
             planned: None,
-            entry: None,
-            stats_stale: true,
+            stats_stale: entry.is_none(),
+            entry,
         }
     }
 
-    fn new_real_server(&mut self, config: &RealServer) -> RealServerState {
-        let (id, generation) = self.real_server_ids.allocate();
+    fn new_real_server(&mut self, service: ServiceKey, config: &RealServer) -> RealServerState {
+        // An adopted real server keeps its id and generation, so its flows stay with it, and
+        // the entry the previous director wrote is the shadow `sync` compares with.
+        let (id, generation, written) =
+            match self.claims.real_servers.remove(&(service, config.address)) {
+                Some((id, entry)) => (id, entry.generation, Some(entry)),
+                None => {
+                    let (id, generation) = self.real_server_ids.allocate();
+                    (id, generation, None)
+                }
+            };
         RealServerState {
             config: config.clone(),
             id,
             generation,
-            written: None,
+            written,
             overloaded: false,
-            stats_stale: true,
+            stats_stale: written.is_none(),
             sorry: false,
             health: None,
         }
@@ -360,7 +398,7 @@ impl Model {
                     known.config = rs.clone();
                     known
                 }
-                None => self.new_real_server(rs),
+                None => self.new_real_server(service.key(), rs),
             });
         }
         if let Some(sorry) = sorry_server(service) {
@@ -369,7 +407,7 @@ impl Model {
                 .position(|known| known.sorry && known.config.address == sorry.address)
                 .map(|at| old.swap_remove(at));
             state.real_servers.push(kept.unwrap_or_else(|| {
-                let mut fresh = self.new_real_server(&sorry);
+                let mut fresh = self.new_real_server(service.key(), &sorry);
                 fresh.sorry = true;
                 fresh
             }));

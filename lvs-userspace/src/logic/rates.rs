@@ -36,6 +36,28 @@ pub struct Estimator {
     rates: Rates,
 }
 
+/// An estimator as a restarted director takes it over: the counters of its last sample and
+/// its rates.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptEstimator {
+    /// The service's index or the real server's id.
+    pub key: u32,
+    pub connections: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rates: Rates,
+}
+
+/// A rate book kept across a restart, and when its last sample was taken.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeptRates {
+    pub at_unix_ms: u64,
+    pub services: Vec<KeptEstimator>,
+    pub real_servers: Vec<KeptEstimator>,
+}
+
 impl Estimator {
     /// Takes a sample of the counters, `elapsed_s` seconds after the previous one. Counters
     /// that went down (zeroed with `-Z`, or a reused slot) restart the estimate from zero.
@@ -80,9 +102,71 @@ pub struct RateBook {
     real_servers: HashMap<u32, Estimator>,
     /// Each service's estimates after its last samples, oldest first.
     service_history: HashMap<u32, VecDeque<Rates>>,
+    /// Seconds between the kept book's last sample and the restart, added to the first
+    /// sample's interval, so that it measures the counters' increase over the whole gap.
+    gap_s: f64,
+}
+
+fn keep(estimators: &HashMap<u32, Estimator>) -> Vec<KeptEstimator> {
+    let mut kept: Vec<KeptEstimator> = estimators
+        .iter()
+        .filter_map(|(&key, estimator)| {
+            let last = estimator.last?;
+            Some(KeptEstimator {
+                key,
+                connections: last.connections,
+                packets: last.packets,
+                bytes: last.bytes,
+                rates: estimator.rates,
+            })
+        })
+        .collect();
+    kept.sort_by_key(|e| e.key);
+    kept
+}
+
+fn take_back(kept: &[KeptEstimator]) -> HashMap<u32, Estimator> {
+    kept.iter()
+        .map(|e| {
+            let last = TrafficStats {
+                connections: e.connections,
+                packets: e.packets,
+                bytes: e.bytes,
+            };
+            (
+                e.key,
+                Estimator {
+                    last: Some(last),
+                    rates: e.rates,
+                },
+            )
+        })
+        .collect()
 }
 
 impl RateBook {
+    /// The book as a restarted director takes it over (`restored`), sampled at `at_unix_ms`.
+    pub fn kept(&self, at_unix_ms: u64) -> KeptRates {
+        KeptRates {
+            at_unix_ms,
+            services: keep(&self.services),
+            real_servers: keep(&self.real_servers),
+        }
+    }
+
+    /// A book that goes on from a kept one, `now_unix_ms` being the time of the restart: the
+    /// rates carry on, and the first sample measures over the gap since the kept sample.
+    /// Valid only with the same indices and ids, as an adopted data plane keeps them.
+    pub fn restored(kept: &KeptRates, now_unix_ms: u64) -> Self {
+        Self {
+            services: take_back(&kept.services),
+            real_servers: take_back(&kept.real_servers),
+            // The page's graphs start anew: only the last estimates are kept.
+            service_history: HashMap::new(),
+            gap_s: now_unix_ms.saturating_sub(kept.at_unix_ms) as f64 / 1000.0,
+        }
+    }
+
     /// Samples every configured service and real server; forgets those no longer configured.
     pub fn sample(
         &mut self,
@@ -90,6 +174,7 @@ impl RateBook {
         dataplane: &dyn DataPlane,
         elapsed_s: f64,
     ) -> Result<(), DataPlaneError> {
+        let elapsed_s = elapsed_s + std::mem::take(&mut self.gap_s);
         let mut services = HashMap::new();
         let mut real_servers = HashMap::new();
         let mut service_history = HashMap::new();
@@ -149,6 +234,30 @@ impl RateBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_book_goes_on_over_the_gap_of_a_restart() {
+        let mut before = Estimator::default();
+        before.sample(stats(0, 0, 0), 2.0);
+        before.sample(stats(200, 2000, 200_000), 2.0);
+        let book = RateBook {
+            services: HashMap::from([(3, before)]),
+            ..RateBook::default()
+        };
+        let kept = book.kept(10_000);
+        let text = serde_json::to_string(&kept).unwrap();
+        let kept: KeptRates = serde_json::from_str(&text).unwrap();
+        // Restarted 8 s later; the first sample 2 s after that sees 10 s of traffic at the
+        // same pace (100 connections a second), so the rate stays where it was.
+        let mut after = RateBook::restored(&kept, 18_000);
+        assert_eq!(after.service(3), before.rates(), "the rates carry on");
+        assert_eq!(after.gap_s, 8.0);
+        let gap = after.gap_s;
+        let estimator = after.services.get_mut(&3).unwrap();
+        estimator.sample(stats(1200, 12_000, 1_200_000), 2.0 + gap);
+        let expected = before.rates().connections + (100.0 - before.rates().connections) / 4.0;
+        assert_eq!(after.service(3).connections, expected);
+    }
 
     fn stats(connections: u64, packets: u64, bytes: u64) -> TrafficStats {
         TrafficStats {

@@ -20,7 +20,7 @@ use self::fakes::{
     FakeHealth, FakeHost, FakeNetlink, IF_INDEX, MAC1, MAC2, OTHER_VIP, RS1, RS2, VIP, config_text,
     link, reachable,
 };
-use super::{Director, Parts, event_loop::Event};
+use super::{Director, Parts, Stop, event_loop::Event};
 use crate::{
     health::{Admission, HealthState, HealthStatus, HealthUpdate},
     io::{
@@ -71,6 +71,8 @@ async fn rig(servers: &[Ipv4Addr]) -> Rig {
         added_vips: Vec::new(),
         flows_in_table: 0,
         published: None,
+        adopted: false,
+        kept_rates: None,
     };
     director.after_change().await.unwrap();
     Rig {
@@ -296,6 +298,41 @@ async fn a_neighbour_change_on_the_interface_rewrites_the_real_servers_mac() {
     assert!(rig.netlink.kernel().resolutions.contains(&RS1));
 }
 
+/// Static neighbour entries (PERMANENT, NOARP), as some sites configure for their real
+/// servers, are used as they are and never asked for again: a resolution request could turn
+/// them into kernel-managed entries that then fail. Entries the kernel manages are refreshed.
+#[tokio::test]
+async fn static_neighbour_entries_are_used_and_never_refreshed() {
+    let mut rig = rig(&[RS1, RS2]).await;
+    rig.netlink.kernel().neighbours = vec![
+        NeighbourEntry {
+            state: NeighbourState::Permanent,
+            ..reachable(RS1, MAC1)
+        },
+        NeighbourEntry {
+            state: NeighbourState::Noarp,
+            ..reachable(RS2, MAC2)
+        },
+    ];
+    rig.netlink.kernel().resolutions.clear();
+    rig.handle(Event::ResyncNeighbours).await;
+    rig.handle(Event::RefreshNeighbours).await;
+    assert_eq!(rig.usable_mac(RS1), Some(MAC1));
+    assert_eq!(rig.usable_mac(RS2), Some(MAC2));
+    assert_eq!(
+        rig.netlink.kernel().resolutions,
+        [] as [Ipv4Addr; 0],
+        "no resolution asked for a static entry"
+    );
+
+    rig.netlink.kernel().neighbours = vec![reachable(RS1, MAC1)];
+    rig.handle(Event::RefreshNeighbours).await;
+    assert!(
+        rig.netlink.kernel().resolutions.contains(&RS1),
+        "an entry the kernel manages is re-confirmed"
+    );
+}
+
 #[test]
 fn auto_mode_falls_back_to_generic_where_native_is_refused() {
     let mut dataplane = FakeDataPlane::default();
@@ -333,7 +370,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
     let (health, health_updates, reloads) = FakeHealth::new();
     let host = FakeHost::default();
     let (hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<Stop>();
     let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let web = web_listener.local_addr().unwrap();
     let parts = Parts {
@@ -344,15 +381,14 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         start_health: move |_: &Config| (health, Vec::new()),
         hangups: hangups.boxed(),
         status_listener: Some(web_listener),
+        kept_rates: None,
     };
     let daemon = tokio::spawn(super::serve(
         config,
         Some(file.clone()),
         parts,
         listener,
-        async move {
-            let _ = stopped.await;
-        },
+        async move { stopped.await.unwrap_or(Stop::ForGood) },
     ));
 
     let status = |socket: std::path::PathBuf| async move {
@@ -469,7 +505,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
     // An idle control connection must not hold the shutdown up, nor an idle status one.
     let _idle = tokio::net::UnixStream::connect(&socket).await.unwrap();
     let _idle_web = tokio::net::TcpStream::connect(web).await.unwrap();
-    stop.send(()).unwrap();
+    stop.send(Stop::ForGood).unwrap();
     tokio::time::timeout(Duration::from_secs(5), daemon)
         .await
         .expect("the daemon stopped")
@@ -502,4 +538,140 @@ async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_owned()
+}
+
+/// A stop for a restart (SIGTERM, `systemctl restart`) leaves the data plane forwarding: the
+/// VIPs stay on the interface and the host's settings stay as the director needs them, for
+/// the next director to adopt; only the control socket goes.
+#[tokio::test]
+async fn a_stop_for_a_restart_leaves_the_vips_and_the_host_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/lvs.sock");
+    let file = dir.path().join("lvs.toml");
+    std::fs::write(&file, config_text(&socket, VIP, &[RS1])).unwrap();
+    let config = config::load(&file).unwrap();
+    let listener = control::bind(&socket).await.unwrap();
+    let (netlink, _neighbour_events) = FakeNetlink::new();
+    let (health, _health_updates, _reloads) = FakeHealth::new();
+    let host = FakeHost::default();
+    let (_hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
+    let parts = Parts {
+        dataplane: FakeDataPlane::default(),
+        netlink: netlink.clone(),
+        link: link(),
+        host: host.clone(),
+        start_health: move |_: &Config| (health, Vec::new()),
+        hangups: hangups.boxed(),
+        status_listener: None,
+        kept_rates: None,
+    };
+    let (stop, stopped) = oneshot::channel::<Stop>();
+    let daemon = tokio::spawn(super::serve(
+        config,
+        Some(file.clone()),
+        parts,
+        listener,
+        async move { stopped.await.unwrap_or(Stop::ForGood) },
+    ));
+    let running = tokio::time::timeout(Duration::from_secs(5), async {
+        while control::call(&socket, &Request::Status {}).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(running.is_ok(), "the daemon never answered");
+
+    stop.send(Stop::Restart).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("the daemon stopped")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        netlink.addresses(),
+        [VIP],
+        "the VIP stays for the next director"
+    );
+    assert_eq!(
+        *host.0.lock().unwrap(),
+        ["set up"],
+        "the host is not torn down"
+    );
+    assert!(!socket.exists(), "the socket is removed");
+}
+
+/// A director that adopts a running data plane replaces the program on its attachment (the
+/// status says "adopted") and takes the VIPs it finds for its own, since the director before
+/// it put them there: a stop for good then takes them off.
+#[tokio::test]
+async fn an_adopted_data_plane_is_kept_and_its_vips_are_the_adopters_to_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/lvs.sock");
+    let file = dir.path().join("lvs.toml");
+    std::fs::write(&file, config_text(&socket, VIP, &[RS1])).unwrap();
+    let config = config::load(&file).unwrap();
+
+    // What the previous director left: its maps, its attachment, its VIP.
+    let mut previous = Model::new(&config.services).unwrap();
+    previous.set_neighbour(
+        RS1,
+        crate::logic::model::Neighbour::Resolved {
+            mac: crate::base::mac::MacAddr(MAC1),
+        },
+    );
+    let mut dataplane = FakeDataPlane::default();
+    previous.sync(&mut dataplane).unwrap();
+    dataplane.attached = Some((IF_INDEX, AttachMode::Native));
+    dataplane.adopted = true;
+    let (netlink, _neighbour_events) = FakeNetlink::new();
+    netlink.kernel().addresses = vec![VIP];
+
+    let listener = control::bind(&socket).await.unwrap();
+    let (health, _health_updates, _reloads) = FakeHealth::new();
+    let host = FakeHost::default();
+    let (_hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
+    let parts = Parts {
+        dataplane,
+        netlink: netlink.clone(),
+        link: link(),
+        host: host.clone(),
+        start_health: move |_: &Config| (health, Vec::new()),
+        hangups: hangups.boxed(),
+        status_listener: None,
+        kept_rates: None,
+    };
+    let (stop, stopped) = oneshot::channel::<Stop>();
+    let daemon = tokio::spawn(super::serve(
+        config,
+        Some(file.clone()),
+        parts,
+        listener,
+        async move { stopped.await.unwrap_or(Stop::ForGood) },
+    ));
+    let status = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Response::Status(status)) = control::call(&socket, &Request::Status {}).await
+            {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the daemon answered");
+    assert_eq!(status.xdp_mode, "adopted");
+    assert!(status.services[0].real_servers[0].forwarding);
+
+    stop.send(Stop::ForGood).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("the daemon stopped")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        netlink.addresses(),
+        [] as [Ipv4Addr; 0],
+        "the adopted VIP is taken off at a stop for good"
+    );
+    assert_eq!(*host.0.lock().unwrap(), ["set up", "torn down"]);
 }

@@ -422,3 +422,55 @@ retry = 0
         "shutdown  \n"
     );
 }
+
+/// A restarted director's remembered states replace the ones each check starts with: an alpha
+/// server that was up stays up, a server that was down stays out until its check passes; and
+/// every state is kept in the memory file, which follows the changes.
+#[tokio::test(start_paused = true)]
+async fn remembered_states_replace_the_starting_ones_and_are_kept_in_a_file() {
+    let fake = FakeProber::new(Duration::from_millis(10));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("netns-1-eth0.health");
+    let service = ServiceKey {
+        addr: [10, 0, 0, 100],
+        port: 80u16.to_be_bytes(),
+        protocol: 6,
+        _pad: 0,
+    };
+    let options = Options {
+        memory: Some(file.clone()),
+        remembered: HashMap::from([
+            ((service, Ipv4Addr::new(10, 0, 0, 11)), true),
+            ((service, Ipv4Addr::new(10, 0, 0, 12)), false),
+        ]),
+        ..Options::default()
+    };
+    let text = TWO_SERVICES.replacen("delay_loop = 2\n", "delay_loop = 2\nalpha = true\n", 1);
+    let (mut supervisor, mut latest) = start(&text, &fake, options);
+    assert_eq!(
+        latest.get(80, 100, [10, 0, 0, 11]).admission,
+        Admission::Weight(1),
+        "up before the restart: not taken out by alpha"
+    );
+    assert_eq!(
+        latest.get(80, 100, [10, 0, 0, 12]).admission,
+        Admission::Weight(0),
+        "down before the restart: inhibited until its check passes"
+    );
+    let kept = std::fs::read_to_string(&file).unwrap();
+    assert!(kept.contains("up tcp 10.0.0.100:80 10.0.0.11\n"), "{kept}");
+    assert!(
+        kept.contains("down tcp 10.0.0.100:80 10.0.0.12\n"),
+        "{kept}"
+    );
+
+    latest.follow(&mut supervisor, Duration::from_secs(5)).await;
+    assert_eq!(
+        latest.get(80, 100, [10, 0, 0, 12]).admission,
+        Admission::Weight(4),
+        "back once its check passed"
+    );
+    let kept = std::fs::read_to_string(&file).unwrap();
+    assert!(kept.contains("up tcp 10.0.0.100:80 10.0.0.12\n"), "{kept}");
+    supervisor.shutdown().await;
+}

@@ -145,6 +145,48 @@ pub fn lookup_slice<K: Pod + Default, V: Pod + Default>(
     }
 }
 
+/// `count` consecutive values of an array map from index `start`, a chunk at a time; `zero`
+/// fills the buffer the kernel writes into.
+pub fn lookup_range<V: Pod>(
+    map: &impl AsFd,
+    start: u32,
+    count: u32,
+    zero: V,
+) -> io::Result<Vec<V>> {
+    let mut all = Vec::with_capacity(count as usize);
+    let mut keys = vec![0u32; LOOKUP_CHUNK];
+    let mut values = vec![zero; LOOKUP_CHUNK];
+    // The batch position is the last key already read (the walk goes on after it), and no
+    // position at all starts from index 0.
+    let mut position: Option<u32> = start.checked_sub(1);
+    while all.len() < count as usize {
+        let wanted = (count as usize - all.len()).min(LOOKUP_CHUNK);
+        let mut next: u32 = 0;
+        let mut attr = BatchAttr {
+            in_batch: position.as_ref().map_or(0, |p| p as *const u32 as u64),
+            out_batch: &mut next as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: wanted as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let got = (attr.count as usize).min(wanted);
+        all.extend_from_slice(&values[..got]);
+        match result {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Err(e) => return Err(e),
+        }
+        if got == 0 {
+            break;
+        }
+        position = Some(next);
+    }
+    Ok(all)
+}
+
 /// Writes `keys[i] = values[i]` for every i in one syscall per chunk.
 pub fn update<K: Pod, V: Pod>(map: &impl AsFd, keys: &[K], values: &[V]) -> io::Result<()> {
     assert_eq!(keys.len(), values.len(), "one value per key");

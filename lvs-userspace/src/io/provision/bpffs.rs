@@ -42,6 +42,52 @@ pub fn pin_dir(root: &Path, interface: &str) -> PathBuf {
     root.join("lvs").join(interface)
 }
 
+/// The directory for the pins of the director on `interface` in this process's network
+/// namespace, with bpffs mounted at `root` if it was not. In the host's namespace it is
+/// `pin_dir` (`/sys/fs/bpf/lvs/eth0`); in another one `lvs/netns-<inode>/<interface>`, since
+/// a bpffs is shared by every namespace and their interfaces' names repeat.
+///
+/// A bpffs this mounts lives in this process's mount namespace: in a private one (as `ip netns
+/// exec` makes) the pins, and so the data plane, end with the process; that is logged.
+pub fn director_pin_dir(root: &Path, interface: &str) -> Result<PathBuf, BpffsError> {
+    if mount_if_absent(root)? {
+        tracing::info!(root = %root.display(), "mounted the BPF filesystem");
+        if namespace_inode("mnt", "self") != namespace_inode("mnt", "1") {
+            tracing::warn!(
+                "this process has a mount namespace of its own (as `ip netns exec` gives): the \
+                 BPF filesystem mounted in it, and the pinned data plane, may end with it; use \
+                 `nsenter --net=...` to keep the data plane across restarts"
+            );
+        }
+    }
+    let own = namespace_inode("net", "self").ok_or_else(|| BpffsError::Io {
+        action: "finding the network namespace of",
+        path: PathBuf::from("/proc/self/ns/net"),
+        source: std::io::Error::last_os_error(),
+    })?;
+    Ok(pin_dir_in(root, own, interface))
+}
+
+/// The pin directory of a director on `interface` in the network namespace `namespace` (its
+/// inode): `pin_dir` in the host's namespace, `lvs/netns-<inode>/<interface>` in another.
+pub fn pin_dir_in(root: &Path, namespace: u64, interface: &str) -> PathBuf {
+    if namespace_inode("net", "1") == Some(namespace) {
+        pin_dir(root, interface)
+    } else {
+        root.join("lvs")
+            .join(format!("netns-{namespace}"))
+            .join(interface)
+    }
+}
+
+/// The inode of a process's namespace of a kind, which names it.
+fn namespace_inode(kind: &str, pid: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
 /// Pinned maps, removed by `remove`.
 #[derive(Debug)]
 pub struct Pins {

@@ -23,11 +23,9 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::MapData;
 use tracing::{info, warn};
 
 use super::{
-    bpffs::{BPFFS_ROOT, Pins},
     state::{StateError, StateFile, network_namespace_id},
     sysctl::{
         ApplyStep, RestoreStep, Setting, SysctlError, SysctlKey, Sysctls, Want, plan_apply,
@@ -45,6 +43,129 @@ pub enum DirectorHostError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "another director is running on {interface} (it holds {path}): two directors never \
+         drive one interface; stop it first (a restart takes over its data plane)"
+    )]
+    AnotherDirector { interface: String, path: PathBuf },
+    #[error("locking {path} failed")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The name of the director's state files for `interface` in this network namespace.
+pub fn state_name(interface: &str) -> Result<String, DirectorHostError> {
+    Ok(format!("netns-{}-{interface}", network_namespace_id()?))
+}
+
+/// The one director of an interface in a network namespace: held for the daemon's life, and
+/// released by the kernel however it ends (a crash included), so the next one can start.
+#[derive(Debug)]
+pub struct DirectorLock {
+    file: std::fs::File,
+}
+
+impl DirectorLock {
+    /// Marks the director alive now: the lock file's modification time is its last sign of
+    /// life, which `lvs status` shows when the data plane runs without a daemon.
+    pub fn heartbeat(&self) -> std::io::Result<()> {
+        self.file.set_modified(std::time::SystemTime::now())
+    }
+}
+
+/// A data plane that keeps forwarding with no director: its program's link is pinned, and no
+/// daemon holds its interface's lock.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unattended {
+    pub interface: String,
+    /// The pin directory.
+    pub pins: PathBuf,
+    /// The last sign of life of the director that left it.
+    pub since: std::time::SystemTime,
+}
+
+/// The data planes of this network namespace that run without a director.
+pub fn unattended(state_dir: &Path, bpffs_root: &Path) -> Vec<Unattended> {
+    use std::os::fd::AsRawFd as _;
+    let Ok(namespace) = network_namespace_id() else {
+        return Vec::new();
+    };
+    let prefix = format!("netns-{namespace}-");
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(interface) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".lock"))
+        else {
+            continue;
+        };
+        let pins = super::bpffs::pin_dir_in(bpffs_root, namespace, interface);
+        if !pins.join(crate::io::bpf::pins::LINK_PIN).exists() {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        // SAFETY: flock only reads the descriptor number, which `file` keeps open. The lock
+        // is released when `file` is dropped, at the end of this iteration.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+        let since = file.metadata().and_then(|m| m.modified());
+        if let (true, Ok(since)) = (free, since) {
+            found.push(Unattended {
+                interface: interface.to_owned(),
+                pins,
+                since,
+            });
+        }
+    }
+    found
+}
+
+/// Takes the interface for this director, or says which lock another one holds.
+pub fn lock_interface(
+    state_dir: &Path,
+    interface: &str,
+) -> Result<DirectorLock, DirectorHostError> {
+    use std::os::{fd::AsRawFd as _, unix::fs::DirBuilderExt as _};
+    let lock_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| DirectorHostError::Lock { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(lock_error(state_dir))?;
+    let path = state_dir.join(format!(
+        "netns-{}-{interface}.lock",
+        network_namespace_id()?
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error(&path))?;
+    // SAFETY: flock only reads the descriptor number, which `file` keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(if error.kind() == std::io::ErrorKind::WouldBlock {
+            DirectorHostError::AnotherDirector {
+                interface: interface.to_owned(),
+                path,
+            }
+        } else {
+            lock_error(&path)(error)
+        });
+    }
+    Ok(DirectorLock { file })
 }
 
 /// The settings the director relies on, for its interface.
@@ -81,56 +202,33 @@ pub fn arp_ignore_all_problem(value: &str) -> Option<String> {
 pub struct DirectorHost {
     sysctls: Sysctls,
     state_dir: PathBuf,
-    bpffs_root: PathBuf,
     /// The name of the state file, once settings were applied.
     state: Option<String>,
-    pins: Option<Pins>,
 }
 
 impl Default for DirectorHost {
     fn default() -> Self {
-        Self::new(Sysctls::default(), DIRECTOR_STATE_DIR, BPFFS_ROOT)
+        Self::new(Sysctls::default(), DIRECTOR_STATE_DIR)
     }
 }
 
 impl DirectorHost {
-    pub fn new(
-        sysctls: Sysctls,
-        state_dir: impl AsRef<Path>,
-        bpffs_root: impl AsRef<Path>,
-    ) -> Self {
+    pub fn new(sysctls: Sysctls, state_dir: impl AsRef<Path>) -> Self {
         Self {
             sysctls,
             state_dir: state_dir.as_ref().to_owned(),
-            bpffs_root: bpffs_root.as_ref().to_owned(),
             state: None,
-            pins: None,
         }
     }
 
-    /// Applies the settings the director relies on and pins its maps. A pinning failure is
-    /// only a warning: the maps are for inspection, forwarding does not need them pinned.
-    pub fn set_up(
-        &mut self,
-        interface: &str,
-        maps: &[(&str, &MapData)],
-    ) -> Result<(), DirectorHostError> {
-        self.apply_settings(interface)?;
-        match Pins::create(&self.bpffs_root, interface, maps) {
-            Ok(pins) => {
-                info!(directory = %pins.dir().display(), "maps pinned");
-                self.pins = Some(pins);
-            }
-            Err(error) => warn!(
-                error = %anyhow::Error::from(error),
-                "pinning the maps failed; bpftool cannot find them by path"
-            ),
-        }
-        Ok(())
+    /// Applies the settings the director relies on. (The maps and the program's link are
+    /// pinned by the data plane itself, `io::bpf::pins`, since they must outlive the daemon.)
+    pub fn set_up(&mut self, interface: &str) -> Result<(), DirectorHostError> {
+        self.apply_settings(interface)
     }
 
     fn apply_settings(&mut self, interface: &str) -> Result<(), DirectorHostError> {
-        let name = format!("netns-{}-{interface}", network_namespace_id()?);
+        let name = state_name(interface)?;
         let file = StateFile::lock(&self.state_dir, &name)?;
         self.state = Some(name);
         // A state left by a director that was killed holds the true originals; its records
@@ -164,17 +262,19 @@ impl DirectorHost {
         Ok(())
     }
 
-    /// Removes the pins and puts back the settings that still hold the values set here.
-    /// Failures are logged, never returned: clean-up goes as far as it can.
+    /// Puts back the settings that still hold the values set here, and forgets the health
+    /// states kept for a restart. Failures are logged, never returned: clean-up goes as far
+    /// as it can.
     pub fn tear_down(&mut self) {
-        if let Some(pins) = self.pins.take() {
-            for problem in pins.remove() {
-                warn!("{problem}");
-            }
-        }
         let Some(name) = self.state.take() else {
             return;
         };
+        let health = self.state_dir.join(format!("{name}.health"));
+        if let Err(error) = std::fs::remove_file(&health)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(%error, path = %health.display(), "removing the kept health states failed");
+        }
         if let Err(error) = self.restore(&name) {
             warn!(error = %anyhow::Error::from(error), "restoring the director's settings failed");
         }
@@ -208,6 +308,22 @@ impl DirectorHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_director_on_an_interface_is_refused_until_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_interface(dir.path(), "eth0").unwrap();
+        let error = lock_interface(dir.path(), "eth0").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("another director is running on eth0"),
+            "{error}"
+        );
+        lock_interface(dir.path(), "eth1").expect("another interface is free");
+        drop(first);
+        lock_interface(dir.path(), "eth0").expect("free again once the first ends");
+    }
 
     #[test]
     fn the_director_needs_gratuitous_arp_and_arp_answers_for_the_vip() {
@@ -255,14 +371,14 @@ mod tests {
                 .read_existing(&SysctlKey::ipv4_conf(interface, name))
                 .unwrap()
         };
-        let mut host = DirectorHost::new(sysctls.clone(), base.join("state"), base.join("bpf"));
+        let mut host = DirectorHost::new(sysctls.clone(), base.join("state"));
         host.apply_settings("eth0").unwrap();
         assert_eq!(read("all", "drop_gratuitous_arp"), "0");
         assert_eq!(read("eth0", "arp_ignore"), "1");
         assert_eq!(read("all", "arp_ignore"), "0", "all is never changed");
 
         // A second director start after a crash keeps the first originals.
-        let mut again = DirectorHost::new(sysctls.clone(), base.join("state"), base.join("bpf"));
+        let mut again = DirectorHost::new(sysctls.clone(), base.join("state"));
         host.state.take();
         again.apply_settings("eth0").unwrap();
         sysctls

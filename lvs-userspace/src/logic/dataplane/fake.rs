@@ -7,7 +7,7 @@ use lvs_common::{
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
 };
 
-use super::{AttachMode, DataPlane, DataPlaneError};
+use super::{AttachMode, Attachment, DataPlane, DataPlaneError, Previous};
 
 /// The maps' contents as the fake holds them, plus how many slot writes it received.
 #[derive(Debug, Default)]
@@ -28,6 +28,11 @@ pub struct FakeDataPlane {
     pub attached: Option<(u32, AttachMode)>,
     /// Refuses native mode, as an interface whose driver has no XDP support does.
     pub refuse_native: bool,
+    /// The maps are a previous director's, adopted: `previous` reads them and `attach`
+    /// replaces the program on the attachment it left.
+    pub adopted: bool,
+    /// The daemon let go without detaching (`leave`).
+    pub left: bool,
 }
 
 impl FakeDataPlane {
@@ -42,7 +47,11 @@ impl FakeDataPlane {
 }
 
 impl DataPlane for FakeDataPlane {
-    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<(), DataPlaneError> {
+    fn attach(&mut self, if_index: u32, mode: AttachMode) -> Result<Attachment, DataPlaneError> {
+        if self.adopted && self.attached.is_some() {
+            self.left = false;
+            return Ok(Attachment::Replaced);
+        }
         if self.refuse_native && mode == AttachMode::Native {
             return Err(DataPlaneError::Program {
                 action: "attaching",
@@ -50,12 +59,46 @@ impl DataPlane for FakeDataPlane {
             });
         }
         self.attached = Some((if_index, mode));
-        Ok(())
+        Ok(Attachment::New(mode))
     }
 
     fn detach(&mut self) -> Result<(), DataPlaneError> {
         self.attached = None;
         Ok(())
+    }
+
+    fn leave(&mut self) -> Result<(), DataPlaneError> {
+        self.left = true;
+        Ok(())
+    }
+
+    fn previous(&self) -> Result<Option<Previous>, DataPlaneError> {
+        if !self.adopted {
+            return Ok(None);
+        }
+        let tables = self
+            .services
+            .values()
+            .map(|entry| {
+                let len = if entry.ring_len > 0 {
+                    entry.ring_len
+                } else {
+                    lvs_common::LOOKUP_TABLE_SIZE
+                };
+                let table = (0..len).map(|slot| self.slot(entry.index, slot)).collect();
+                (entry.index, table)
+            })
+            .collect();
+        Ok(Some(Previous {
+            services: self.services.iter().map(|(k, e)| (*k, *e)).collect(),
+            real_servers: self
+                .real_servers
+                .iter()
+                .filter(|(_, e)| e.generation != 0)
+                .map(|(id, e)| (*id, *e))
+                .collect(),
+            tables,
+        }))
     }
 
     fn set_director(&mut self, mac: [u8; 6]) -> Result<(), DataPlaneError> {
