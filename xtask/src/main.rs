@@ -136,6 +136,7 @@ fn main() -> Result<()> {
                 "health_e2e",
                 "--test",
                 "keepalived",
+                "--test",
                 "restart",
                 "--",
                 "--ignored",
