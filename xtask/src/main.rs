@@ -4,6 +4,7 @@
 //! Every command first runs `scripts/bootstrap.sh`, which installs what is missing (and says
 //! so) and skips what is there, so each command works on a fresh machine.
 
+mod http;
 mod live;
 
 use std::{
@@ -43,6 +44,18 @@ enum BenchKind {
         #[arg(long, default_value_t = 3)]
         repetitions: u32,
     },
+    /// HTTP through the demo lab: wrk against an nginx real server directly, through lvs's
+    /// VIP (native XDP), nftables DNAT, HAProxy (TCP) and nginx `stream`; keep-alive and one
+    /// connection per request, requests/s and the ratio to direct. Installs wrk, nginx,
+    /// HAProxy, nftables and conntrack (Debian) if missing.
+    Http {
+        /// Seconds each wrk run lasts.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Connections wrk keeps open.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -70,7 +83,7 @@ enum Task {
     /// Benchmarks. Without a subcommand: the data plane's per-packet cost against an empty XDP
     /// program (BPF_PROG_TEST_RUN), its scaling with servers and flows, Maglev, and the
     /// controller's cost of health checking. `live`: the daemon forwarding live traffic
-    /// against the XDP floor.
+    /// against the XDP floor. `http`: HTTP req/s through lvs and its peers.
     Bench {
         #[command(subcommand)]
         what: Option<BenchKind>,
@@ -180,6 +193,33 @@ fn main() -> Result<()> {
                     window: Duration::from_secs_f64(seconds),
                 },
                 repetitions,
+            )
+        }
+        Task::Bench {
+            what:
+                Some(BenchKind::Http {
+                    seconds,
+                    connections,
+                }),
+        } => {
+            ensure!(
+                (1..=60).contains(&seconds),
+                "--seconds must be between 1 and 60"
+            );
+            ensure!(
+                (1..=1000).contains(&connections),
+                "--connections must be between 1 and 1000"
+            );
+            bootstrap()?;
+            let lvs = build(Profile::Release)?.lvs;
+            ensure_root_or_reexec()?;
+            http::run(
+                &repo,
+                &lvs,
+                http::Load {
+                    seconds,
+                    connections,
+                },
             )
         }
         Task::Bench { what: None } => {

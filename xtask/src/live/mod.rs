@@ -16,8 +16,8 @@
 //! every exit path, an error or a panic included.
 
 mod daemon;
-mod net;
-mod rawbpf;
+pub(crate) mod net;
+pub(crate) mod rawbpf;
 
 use std::{
     os::fd::OwnedFd,
