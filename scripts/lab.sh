@@ -109,6 +109,8 @@ CONFIG=$STATE/lvs.toml
 NS_SW=$PREFIX-sw
 NS_CLIENT=$PREFIX-client
 NS_DIR=$PREFIX-dir
+# Where `up` pins the switch port's XDP_PASS program for the moment it takes to attach it.
+PEER_PIN=/sys/fs/bpf/lvs-lab-$PREFIX-peer-pass
 
 # `config` only reports a path, so it needs no privileges; it fails when there is no lab,
 # so that `cfg=$(lab.sh config)` cannot silently hand a caller a path to nothing.
@@ -119,7 +121,7 @@ if [[ $CMD == config ]]; then
 fi
 
 [[ $(id -u) -eq 0 ]] || die 1 "must run as root (it creates network namespaces and interfaces)"
-for tool in ip ethtool python3 curl setsid; do
+for tool in ip ethtool python3 curl setsid nsenter; do
   command -v "$tool" >/dev/null 2>&1 || die 1 "'$tool' is needed but not found in PATH"
 done
 
@@ -205,7 +207,11 @@ do_down() {
     ip netns del "$ns" 2>/dev/null || { warn "could not delete namespace $ns"; rc=1; }
   done
 
-  # 5. The state directory. It is only under our own prefix, so removing it wholesale is safe.
+  # 5. The pin of the switch port's XDP_PASS program, in case an `up` stopped between pinning
+  # and attaching it. The attached program itself went with the switch port's namespace.
+  rm -f "$PEER_PIN" 2>/dev/null || true
+
+  # 6. The state directory. It is only under our own prefix, so removing it wholesale is safe.
   if [[ -d $STATE ]]; then
     say "removing $STATE"
     rm -rf "$STATE" || { warn "could not remove $STATE"; rc=1; }
@@ -226,6 +232,50 @@ do_down() {
 # every sender fills in checksums itself, as a real NIC would in hardware.
 no_tx_csum() {
   ip netns exec "$1" ethtool -K "$2" tx off >/dev/null
+}
+
+# Attaches a no-op XDP program (XDP_PASS) in native mode to switch port PORT. The director runs
+# native XDP, and a veth delivers the frames it sends back out with XDP_TX only if the veth's
+# peer has an XDP program attached too (see the toolchain notes). The program is two raw
+# instructions loaded with bpf(2) from python3, so the lab needs no BPF compiler; it is pinned
+# only long enough for `ip` to attach it through netlink, which keeps it attached until the
+# port is deleted with the switch namespace. nsenter, unlike `ip -n`, keeps the host's bpffs.
+attach_peer_pass() {
+  local port=$1
+  say "attaching a no-op XDP program (XDP_PASS, native) to switch port $port"
+  rm -f "$PEER_PIN"
+  "$PYTHON" - "$PEER_PIN" <<'EOF' || die 1 "could not load the no-op XDP program for switch port $port"
+import ctypes, os, platform, struct, sys
+
+# bpf(2) has no libc wrapper, so it is called through syscall(2) by number.
+NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
+if NR_BPF is None:
+    sys.exit(f"no bpf(2) syscall number known for {platform.machine()}")
+BPF_PROG_LOAD, BPF_OBJ_PIN, BPF_PROG_TYPE_XDP, XDP_PASS = 5, 6, 6, 2
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+def bpf(cmd, attr):
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    fd = libc.syscall(ctypes.c_long(NR_BPF), ctypes.c_long(cmd), buf, ctypes.c_uint(len(attr)))
+    if fd < 0:
+        sys.exit(f"bpf(2) command {cmd}: {os.strerror(ctypes.get_errno())}")
+    return fd
+
+# r0 = XDP_PASS; exit. Each `struct bpf_insn` is code, registers, offset, immediate.
+insns = ctypes.create_string_buffer(struct.pack("<BBhiBBhi", 0xB7, 0, 0, XDP_PASS, 0x95, 0, 0, 0), 16)
+license = ctypes.create_string_buffer(b"GPL")
+# The start of `union bpf_attr` for BPF_PROG_LOAD, up to prog_name; the kernel zero-fills the rest.
+prog = bpf(BPF_PROG_LOAD, struct.pack("<IIQQIIQII16s", BPF_PROG_TYPE_XDP, 2, ctypes.addressof(insns),
+                                      ctypes.addressof(license), 0, 0, 0, 0, 0, b"lab_peer_pass"))
+path = ctypes.create_string_buffer(sys.argv[1].encode())
+bpf(BPF_OBJ_PIN, struct.pack("<QII", ctypes.addressof(path), prog, 0))
+EOF
+  if ! nsenter --net="/run/netns/$NS_SW" ip link set dev "$port" xdpdrv pinned "$PEER_PIN"; then
+    rm -f "$PEER_PIN"
+    die 1 "could not attach the no-op XDP program to switch port $port"
+  fi
+  rm -f "$PEER_PIN"
 }
 
 # Creates namespace P-NAME, links it to the bridge with a veth pair (eth0 inside the host,
@@ -296,10 +346,10 @@ write_config() {
 
 [director]
 interface = "eth0"
-# Native XDP_TX on a veth only delivers frames if the peer veth has an XDP program attached
-# too, and here the peer is a bridge port in the switch namespace. Generic (skb) mode avoids
-# that pitfall in the lab at the cost of speed.
-xdp_mode = "generic"
+# Native (driver) mode, as on a real director. Its XDP_TX frames reach the switch because
+# lab.sh gave the switch port a no-op XDP program; "native" rather than "auto" makes a lab
+# that cannot run native XDP fail loudly instead of quietly falling back to generic mode.
+xdp_mode = "native"
 control_socket = "$STATE/lvs.sock"
 
 [[virtual_server]]
@@ -346,6 +396,7 @@ do_up() {
 
   add_host client "$CLIENT_ADDR"
   add_host dir "$DIR_ADDR"
+  attach_peer_pass dir
   for ((i = 1; i <= NRS; i++)); do
     add_host "rs$i" "$SUBNET.$((10 + i))"
   done

@@ -48,7 +48,7 @@ fn real_server(i: u8) -> String {
 /// The lab's service with an HTTP_GET check on each real server and the sorry server.
 fn config(lab: &Lab) -> String {
     let mut text = format!(
-        "[director]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\ncontrol_socket = \"{}\"\n\
+        "[director]\ninterface = \"eth0\"\nxdp_mode = \"native\"\ncontrol_socket = \"{}\"\n\
          metrics_listen = \"{STATUS_LISTEN}\"\n\n\
          [[virtual_server]]\naddress = \"{}\"\nport = 80\nprotocol = \"TCP\"\nlb_algo = \"rr\"\n\
          lb_kind = \"DR\"\ndelay_loop = {DELAY_LOOP}\n\
@@ -107,7 +107,7 @@ fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_
     let title = page.evaluate("document.getElementById('title').textContent");
     assert_eq!(
         title.unwrap_or_else(|e| panic!("{e}")),
-        "lvs director on eth0 (generic XDP)"
+        "lvs director on eth0 (native XDP)"
     );
     let service = format!("TCP {}:80", lab::VIP);
     let heading = page.evaluate(&format!(

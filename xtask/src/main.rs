@@ -428,6 +428,15 @@ fn demo(repo: &Path, built: &Built, keep: bool, requests: usize, real_servers: u
         .wait_until_forwarding(lvs, usize::from(real_servers), Duration::from_secs(15))
         .map_err(anyhow::Error::msg)?;
     let kernel_before = lab.director_tcp_in_segments().map_err(anyhow::Error::msg)?;
+    // The mode is read back from the director rather than from the lab's config, so the
+    // demo reports what the kernel actually runs.
+    let mode = before["xdp_mode"]
+        .as_str()
+        .context("the director's status has no xdp_mode")?;
+    say(&format!(
+        "the director runs its XDP program in {mode} mode on {}",
+        before["interface"].as_str().unwrap_or("its interface")
+    ));
 
     say(&format!(
         "sending {requests} HTTP requests from the client to {}",
