@@ -24,7 +24,7 @@ use std::{
 use anyhow::{Context as _, Result, bail, ensure};
 use lvs_test_support::lab::{self, Lab};
 
-use crate::live::{net, rawbpf};
+use crate::live::net;
 
 const PREFIX: &str = "lvshttp";
 /// Addresses scripts/lab.sh gives its hosts.
@@ -86,7 +86,7 @@ pub fn run(repo: &Path, lvs: &Path, load: Load) -> Result<()> {
 
     results.push((
         "lvs VIP (native XDP, DR)",
-        through_lvs(&mut lab, lvs, &temp.path, load)?,
+        through_lvs(&mut lab, lvs, load)?,
     ));
 
     results.push((
@@ -152,25 +152,10 @@ fn print_table(results: &[(&str, Figures)]) {
 /// The lvs case: the real daemon in native XDP on the director's interface, the lab's
 /// service (VIP port 80, direct routing to the real server). It is stopped afterwards, so
 /// the proxies' traffic does not pass its program.
-fn through_lvs(lab: &mut Lab, lvs: &Path, temp: &Path, load: Load) -> Result<Figures> {
-    let config = std::fs::read_to_string(lab.config_path()).context("the lab's lvs.toml")?;
-    let generic = "xdp_mode = \"generic\"";
-    ensure!(
-        config.contains(generic),
-        "the lab's lvs.toml no longer says {generic}; the bench cannot switch it to native"
-    );
-    let native = temp.join("lvs-native.toml");
-    std::fs::write(&native, config.replace(generic, "xdp_mode = \"native\""))?;
-    // Native XDP_TX on a veth hands the frame to the peer's NAPI, which a veth runs only
-    // while it has an XDP program of its own. The peer is the director's bridge port in the
-    // switch namespace (named after the host); a program there that passes everything is
-    // what the lab's generic mode avoids needing. It stays attached while `_pass_link` lives.
-    let pass = rawbpf::load_xdp("bench_pass", &rawbpf::pass())?;
-    let _pass_link = net::in_namespace(&lab.namespace("sw"), || {
-        rawbpf::attach_native(&pass, net::if_index("dir")?)
-    })?;
-    lab.start_director_with(lvs, &native)
-        .map_err(anyhow::Error::msg)?;
+fn through_lvs(lab: &mut Lab, lvs: &Path, load: Load) -> Result<Figures> {
+    // The lab runs the director in native XDP and gives the director's bridge port the no-op
+    // program native XDP_TX on a veth needs (scripts/lab.sh), as the demo and the tests do.
+    lab.start_director(lvs).map_err(anyhow::Error::msg)?;
     lab.wait_until_forwarding(lvs, 1, Duration::from_secs(20))
         .map_err(anyhow::Error::msg)?;
     let url = format!("http://{}/", lab::VIP);

@@ -17,7 +17,7 @@
 
 mod daemon;
 pub(crate) mod net;
-pub(crate) mod rawbpf;
+mod rawbpf;
 
 use std::{
     os::fd::OwnedFd,

@@ -258,12 +258,6 @@ pub fn mac_swap() -> Vec<Insn> {
     p
 }
 
-/// Passes every frame to the stack. On a veth it gives the interface the NAPI instance that
-/// its peer's native XDP_TX needs to deliver frames through it.
-pub fn pass() -> Vec<Insn> {
-    vec![mov_imm(R0, XDP_PASS), exit()]
-}
-
 /// The receiver: drops every frame (the veth counts it as an XDP packet and nothing more),
 /// except ARP, which it passes so that the generator's side answers the director's requests.
 pub fn receiver() -> Vec<Insn> {
