@@ -50,6 +50,10 @@ pub enum ValueError {
         max = SyncMaxLen::MAX
     )]
     SyncMaxLen(i64),
+    #[error("{0} is not a multicast group (224.0.0.0 to 239.255.255.255)")]
+    NotMulticast(Ipv4Addr),
+    #[error("multicast TTL {0} is out of range 1..=255")]
+    MulticastTtl(i64),
 }
 
 /// Defines `TryFrom<$from>` through `$new` and `From<$type> for $into`, which serde's
@@ -364,6 +368,55 @@ impl SyncMaxLen {
 
 conversions!(SyncMaxLen, i64 => SyncMaxLen::new, u16);
 
+/// The multicast group connection sync is sent to (ipvsadm's `--mcast-group`). IPVS also
+/// takes a unicast address here; lvs takes only a group, so that every backup on the segment
+/// hears the master and a typo cannot send the connection table to one stranger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "Ipv4Addr", into = "Ipv4Addr")]
+pub struct MulticastGroup(Ipv4Addr);
+
+impl MulticastGroup {
+    /// IPVS's group, 224.0.0.81: link-local, so routers never forward it.
+    pub const DEFAULT: MulticastGroup = MulticastGroup(Ipv4Addr::new(224, 0, 0, 81));
+
+    pub fn new(address: Ipv4Addr) -> Result<Self, ValueError> {
+        if address.is_multicast() {
+            Ok(MulticastGroup(address))
+        } else {
+            Err(ValueError::NotMulticast(address))
+        }
+    }
+
+    pub const fn get(self) -> Ipv4Addr {
+        self.0
+    }
+}
+
+conversions!(MulticastGroup, Ipv4Addr => MulticastGroup::new, Ipv4Addr);
+
+/// The TTL of sync messages (ipvsadm's `--mcast-ttl`): 1, the default, keeps them on the
+/// directors' segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u8")]
+pub struct MulticastTtl(u8);
+
+impl MulticastTtl {
+    pub const DEFAULT: MulticastTtl = MulticastTtl(1);
+
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u8::try_from(value) {
+            Ok(ttl) if ttl != 0 => Ok(MulticastTtl(ttl)),
+            _ => Err(ValueError::MulticastTtl(value)),
+        }
+    }
+
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+conversions!(MulticastTtl, i64 => MulticastTtl::new, u8);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,6 +648,30 @@ mod tests {
                     65508,
                     "sync message length 65508 is out of range 80..=65507",
                 ),
+            ],
+        );
+        check(
+            |address: [u8; 4]| MulticastGroup::new(Ipv4Addr::from(address)),
+            &[
+                ([224, 0, 0, 81], "224.0.0.81"),
+                ([239, 255, 255, 255], "239.255.255.255"),
+                (
+                    [10, 0, 0, 1],
+                    "10.0.0.1 is not a multicast group (224.0.0.0 to 239.255.255.255)",
+                ),
+                (
+                    [255, 255, 255, 255],
+                    "255.255.255.255 is not a multicast group (224.0.0.0 to 239.255.255.255)",
+                ),
+            ],
+        );
+        check(
+            MulticastTtl::new,
+            &[
+                (1, "1"),
+                (255, "255"),
+                (0, "multicast TTL 0 is out of range 1..=255"),
+                (256, "multicast TTL 256 is out of range 1..=255"),
             ],
         );
     }

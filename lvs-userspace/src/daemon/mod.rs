@@ -488,6 +488,9 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         Config {
             director: self.settings.clone(),
             services: self.model.wanted(),
+            // The daemon keeps its sync daemons in the next change; health checking does not
+            // read them.
+            sync: None,
         }
     }
 

@@ -18,7 +18,11 @@ pub mod snapshot;
 
 pub use snapshot::Snapshot;
 
-use crate::logic::{config, conntrack, status::Status};
+use crate::logic::{
+    config, conntrack,
+    status::Status,
+    sync::{SyncDaemon, SyncRole},
+};
 
 /// The longest timeout ipvsadm accepts: 31 days, in seconds.
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
@@ -189,6 +193,14 @@ pub enum Request {
     Snapshot { connections: bool },
     /// Reads the daemon's config file again and applies the difference, as SIGHUP does.
     Reload {},
+    /// `lvsadm --start-daemon`: starts a connection-sync daemon with the key of the config's
+    /// `[sync]` section. Fails, changing nothing, when a daemon of that role runs already
+    /// or no key is configured.
+    StartSyncDaemon { daemon: SyncDaemon },
+    /// `lvsadm --stop-daemon master|backup`. Fails when no daemon of that role runs.
+    StopSyncDaemon { role: SyncRole },
+    /// `lvsadm -L --daemon`: the sync daemons running, in ipvsadm's order (master first).
+    SyncDaemons {},
 }
 
 /// The daemon's answer to a [`Request`].
@@ -213,6 +225,8 @@ pub enum Response {
     Done {
         message: String,
     },
+    /// The answer to [`Request::SyncDaemons`].
+    SyncDaemons(Vec<SyncDaemon>),
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use crate::base::{
     },
 };
 pub use crate::logic::schedule::{SchedFlags, Scheduler};
+use crate::logic::sync::SyncConfig;
 use health::{RawCheck, RawScript, RawSorryServer, ServiceHealth, with_timing_keys};
 use lvs_common::flow::{DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S};
 
@@ -56,6 +57,8 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/lvs/lvs.sock";
 pub struct Config {
     pub director: Director,
     pub services: Vec<Service>,
+    /// The `[sync]` section: connection sync with other directors, when present.
+    pub sync: Option<SyncConfig>,
 }
 
 /// The director itself: where the data plane runs and how.
@@ -413,7 +416,12 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Co
             format!("at most {limit} services"),
         ));
     }
-    Config { director, services }
+    // The `[sync]` section is parsed in the next change; until then a config has none.
+    Config {
+        director,
+        services,
+        sync: None,
+    }
 }
 
 fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Director {

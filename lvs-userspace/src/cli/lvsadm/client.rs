@@ -80,6 +80,7 @@ fn unexpected(answer: &Response, expected: &'static str) -> ClientError {
         Response::Error { .. } => "an error",
         Response::Status(_) => "a status",
         Response::Connections(_) => "a connection list",
+        Response::SyncDaemons(_) => "a list of sync daemons",
     };
     ClientError::Unexpected(answered, expected)
 }

@@ -3,7 +3,8 @@
 //! templates, so that a backup that takes the VIP over sends every established connection to
 //! the real server it already has. This module is the pure part: the wire format
 //! ([`wire`]), the replay window a backup keeps per master ([`window`]) and the decision a
-//! backup makes about a decoded entry ([`backup`]). Sockets, timers and the flow-table writes
+//! backup makes about a decoded entry ([`backup`]), and the sync daemons' parameters as
+//! every front end gives them ([`settings`]). Sockets, timers and the flow-table writes
 //! belong to the daemon.
 //!
 //! # The wire format, version 1
@@ -77,10 +78,12 @@
 //! them), and IPVS's version 0 format.
 
 pub mod backup;
+pub mod settings;
 pub mod window;
 pub mod wire;
 
 pub use backup::{Placement, Unknown, place};
+pub use settings::{SyncConfig, SyncDaemon, SyncRole};
 pub use window::ReplayWindow;
 pub use wire::{
     Change, Connection, Encoder, Entry, EntryError, Message, Reason, Rejection, ServiceAddress,
