@@ -78,11 +78,13 @@
 //! them), and IPVS's version 0 format.
 
 pub mod backup;
+pub mod master;
 pub mod settings;
 pub mod window;
 pub mod wire;
 
-pub use backup::{Placement, Unknown, place};
+pub use backup::{Install, Placement, Unknown, install, place};
+pub use master::{Master, Outgoing};
 pub use settings::{SyncConfig, SyncDaemon, SyncRole};
 pub use window::ReplayWindow;
 pub use wire::{
