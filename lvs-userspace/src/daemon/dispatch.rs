@@ -70,7 +70,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                 entries: self.flows_in_table,
             },
         )?;
-        status.sync = self.sync.status(conntrack::monotonic_ns());
+        status.sync = Box::new(self.sync.status(conntrack::monotonic_ns()));
         Ok(status)
     }
 

@@ -215,7 +215,12 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                 let _ = reply.send(response);
             }
             Event::SyncDatagram(received) => {
-                let own: Vec<_> = self.link.networks.iter().map(|&(address, _)| address).collect();
+                let own: Vec<_> = self
+                    .link
+                    .networks
+                    .iter()
+                    .map(|&(address, _)| address)
+                    .collect();
                 self.sync.received(
                     received,
                     &self.model,

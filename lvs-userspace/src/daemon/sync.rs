@@ -144,7 +144,10 @@ pub(super) struct SyncDaemons {
 }
 
 impl SyncDaemons {
-    pub(super) fn new(transport: Arc<dyn SyncTransport>, datagrams: mpsc::Sender<Received>) -> Self {
+    pub(super) fn new(
+        transport: Arc<dyn SyncTransport>,
+        datagrams: mpsc::Sender<Received>,
+    ) -> Self {
         SyncDaemons {
             transport,
             shared: None,
@@ -244,7 +247,9 @@ impl SyncDaemons {
                 || "the daemon's config".to_owned(),
                 |path| path.display().to_string(),
             );
-            bail!("no [sync] key_file in {file}: connection sync needs the key both directors share");
+            bail!(
+                "no [sync] key_file in {file}: connection sync needs the key both directors share"
+            );
         };
         let shared = Shared {
             key: read_key(&shared.key_file)?,
@@ -311,8 +316,12 @@ impl SyncDaemons {
                 let first_sequence = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as u64);
-                let encoder =
-                    Encoder::new(daemon.sync_id, shared.key.clone(), daemon.max_len, first_sequence);
+                let encoder = Encoder::new(
+                    daemon.sync_id,
+                    shared.key.clone(),
+                    daemon.max_len,
+                    first_sequence,
+                );
                 Ok(Opened::Master(RunningMaster {
                     daemon: daemon.clone(),
                     max_rate: shared.max_rate,
@@ -387,15 +396,19 @@ impl SyncDaemons {
         let counters = &mut self.counters;
         if let Some(step) = step {
             let destinations = conntrack::destinations(model);
-            let mut outgoing = vec![running.master.flows(&step.flows, now_ns, settings, &destinations)];
+            let mut outgoing =
+                vec![
+                    running
+                        .master
+                        .flows(&step.flows, now_ns, settings, &destinations),
+                ];
             if let Some(templates) = &step.templates {
                 let timeouts = conntrack::TemplateTimeouts::of(model);
-                outgoing.push(running.master.templates(
-                    templates,
-                    now_ns,
-                    &destinations,
-                    |key| timeouts.get(key),
-                ));
+                outgoing.push(
+                    running
+                        .master
+                        .templates(templates, now_ns, &destinations, |key| timeouts.get(key)),
+                );
                 running.master.end_pass();
             }
             for out in outgoing {
@@ -443,11 +456,19 @@ impl SyncDaemons {
             .get(&datagram.source)
             .copied()
             .unwrap_or_default();
-        let message = match decode(&datagram.bytes, backup.daemon.sync_id, &backup.key, &mut window)
-        {
+        let message = match decode(
+            &datagram.bytes,
+            backup.daemon.sync_id,
+            &backup.key,
+            &mut window,
+        ) {
             Ok(message) => message,
             Err(rejection) => {
-                *self.counters.rejected.entry(rejection.reason()).or_default() += 1;
+                *self
+                    .counters
+                    .rejected
+                    .entry(rejection.reason())
+                    .or_default() += 1;
                 debug!(source = %datagram.source, %rejection, "sync message dropped");
                 return Ok(());
             }
@@ -472,13 +493,12 @@ impl SyncDaemons {
         let mut templates: Vec<(PersistKey, PersistEntry)> = Vec::new();
         for entry in &message.entries {
             let installed = place(entry, model).and_then(|placement| {
-                let generation = generations
-                    .get(&placement.real_server_id)
-                    .copied()
-                    .ok_or(Unknown::RealServer {
+                let generation = generations.get(&placement.real_server_id).copied().ok_or(
+                    Unknown::RealServer {
                         service: entry.service(),
                         real_server: entry.real_server(),
-                    })?;
+                    },
+                )?;
                 install(entry, &placement, generation, settings, now_ns)
             });
             match installed {

@@ -48,7 +48,7 @@ pub struct SyncSocketError {
 
 /// A master's way out: sends one datagram to its group, without waiting. A datagram the
 /// socket cannot take now is an error, and lost: sync tolerates loss.
-pub trait SyncSender: Send {
+pub trait SyncSender: Send + Sync {
     fn send(&mut self, datagram: &[u8]) -> io::Result<()>;
 }
 

@@ -27,9 +27,10 @@ pub struct Status {
     #[serde(default)]
     pub flow_table: FlowTable,
     pub services: Vec<ServiceStatus>,
-    /// Connection sync: the sync daemons running and what they sent and received.
+    /// Connection sync: the sync daemons running and what they sent and received. Boxed, so
+    /// that the control socket's answers stay small whichever they are.
     #[serde(default)]
-    pub sync: SyncStatus,
+    pub sync: Box<SyncStatus>,
 }
 
 /// Connection sync's part of the status (`status.sync` in `lvs status --json` and
@@ -235,7 +236,7 @@ impl Status {
             counters,
             flow_table,
             services,
-            sync: SyncStatus::default(),
+            sync: Box::default(),
         })
     }
 

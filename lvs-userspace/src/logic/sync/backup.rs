@@ -321,7 +321,6 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
         };
         assert_eq!(flow.last_seen_ns, 5000 * S, "900 s left here, not 3000");
         // A backup whose clock is younger than the time used up does not wrap around.
-        let mut entry = entry;
         if let Entry::Connection(_, connection) = &mut entry {
             connection.remaining_ms = 1;
         }

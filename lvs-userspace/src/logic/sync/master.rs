@@ -80,13 +80,12 @@ fn change(previous: Option<&Sent>, now: &Sent, round: u64, refresh_ns: u64) -> O
     let Some(previous) = previous else {
         return Some(Change::New);
     };
+    let changed = previous.state != now.state || previous.destination != now.destination;
+    let refresh_due = now.last_seen_ns > previous.last_seen_ns
+        && now.sent_ns.saturating_sub(previous.sent_ns) >= refresh_ns;
     if previous.round != round {
         Some(Change::New)
-    } else if previous.state != now.state || previous.destination != now.destination {
-        Some(Change::StateChange)
-    } else if now.last_seen_ns > previous.last_seen_ns
-        && now.sent_ns.saturating_sub(previous.sent_ns) >= refresh_ns
-    {
+    } else if changed || refresh_due {
         Some(Change::StateChange)
     } else {
         None
