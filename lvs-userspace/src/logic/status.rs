@@ -354,13 +354,13 @@ impl SyncStatus {
             ("receive_errors", self.receive_errors),
         ];
         for (name, value) in lines {
-            let _ = writeln!(out, "  {name:<22} {value:>12}");
+            let _ = writeln!(out, "  {name:<28} {value:>12}");
         }
         for (reason, value) in &self.rejected {
-            let _ = writeln!(out, "  {:<22} {value:>12}", format!("rejected {reason}"));
+            let _ = writeln!(out, "  {:<28} {value:>12}", format!("rejected {reason}"));
         }
         for (kind, value) in &self.unknown {
-            let _ = writeln!(out, "  {:<22} {value:>12}", format!("ignored {kind}"));
+            let _ = writeln!(out, "  {:<28} {value:>12}", format!("ignored {kind}"));
         }
         for peer in &self.peers {
             let _ = writeln!(
@@ -452,5 +452,42 @@ TCP  10.0.0.100:80                wlc                                           
         );
         assert_eq!(status.counter("tx_forwarded"), Some(0));
         assert_eq!(status.counter("nonexistent"), None);
+        assert!(!text.contains("Connection sync"), "no sync, no section");
+    }
+
+    #[test]
+    fn renders_the_sync_daemons_and_their_counters() {
+        use crate::logic::sync::{SyncDaemon, SyncRole};
+        let sync = SyncStatus {
+            daemons: vec![SyncDaemon::with_defaults(SyncRole::Backup, "eth1")],
+            messages_received: 12,
+            entries_installed: 30,
+            rejected: BTreeMap::from([("forged".to_owned(), 2)]),
+            unknown: BTreeMap::from([("unknown_service".to_owned(), 1)]),
+            peers: vec![SyncPeer {
+                address: "10.0.0.3".into(),
+                last_message_seconds_ago: 0.25,
+            }],
+            ..SyncStatus::default()
+        };
+        let mut text = String::new();
+        sync.render(&mut text);
+        for line in [
+            "Connection sync:\n",
+            "  backup on eth1, syncid 0, group 224.0.0.81:8848, ttl 1, maxlen 1472\n",
+            "  messages_received                      12\n",
+            "  entries_installed                      30\n",
+            "  rejected forged                         2\n",
+            "  ignored unknown_service                 1\n",
+            "  peer 10.0.0.3 heard 0.2 s ago\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in:\n{text}");
+        }
+        // The document's JSON names, which tests and tools read (`status.sync.*`).
+        let json = serde_json::to_value(&sync).unwrap();
+        assert_eq!(json["rejected"]["forged"], 2);
+        assert_eq!(json["entries_installed"], 30);
+        assert_eq!(json["daemons"][0]["role"], "backup");
+        assert_eq!(json["peers"][0]["last_message_seconds_ago"], 0.25);
     }
 }
