@@ -39,8 +39,8 @@ use crate::{
         model::Model,
         status::{SyncPeer, SyncStatus},
         sync::{
-            Encoder, Install, Master, Reason, ReplayWindow, SyncConfig, SyncDaemon, SyncKey,
-            SyncRole, Unknown, decode, install, place,
+            Encoder, Install, Master, Places, Reason, ReplayWindow, SyncConfig, SyncDaemon,
+            SyncKey, SyncRole, Unknown, decode, install,
         },
     },
 };
@@ -488,19 +488,13 @@ impl SyncDaemons {
         if message.entries.is_empty() {
             return Ok(());
         }
-        let generations = model.generations();
+        let places = Places::of(model);
         let mut flows: Vec<(FlowKey, FlowEntry)> = Vec::new();
         let mut templates: Vec<(PersistKey, PersistEntry)> = Vec::new();
         for entry in &message.entries {
-            let installed = place(entry, model).and_then(|placement| {
-                let generation = generations.get(&placement.real_server_id).copied().ok_or(
-                    Unknown::RealServer {
-                        service: entry.service(),
-                        real_server: entry.real_server(),
-                    },
-                )?;
-                install(entry, &placement, generation, settings, now_ns)
-            });
+            let installed = places
+                .place(entry)
+                .and_then(|placement| install(entry, &placement, settings, now_ns));
             match installed {
                 Ok(Install::Flow(key, flow)) => flows.push((key, flow)),
                 Ok(Install::Template(key, template)) => templates.push((key, template)),

@@ -7,7 +7,10 @@
 //! connection itself if it ever sees it, and never forwards to a server it was not told to
 //! use.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
 
 use lvs_common::flow::{FLOW_PERSISTENT, FlowEntry, FlowKey, PersistEntry, PersistKey, Settings};
 
@@ -21,6 +24,8 @@ pub struct Placement {
     pub service_index: u32,
     /// The real server's id in the backup's data plane.
     pub real_server_id: u32,
+    /// That real server's generation, which the backup's flows carry.
+    pub generation: u32,
     /// The backup's persistence for the service, if it is persistent.
     pub persistence: Option<Persistence>,
 }
@@ -59,33 +64,72 @@ impl Unknown {
 /// Finds the backup's service and real server for `entry`. Under direct routing a real
 /// server listens on the service port, so one on another port is not the same server.
 pub fn place(entry: &Entry, model: &Model) -> Result<Placement, Unknown> {
-    let wanted = entry.service();
-    let service = model
-        .services()
-        .find(|view| {
-            view.service.address == wanted.address
-                && view.service.port == wanted.port
-                && view.service.protocol == wanted.protocol
-        })
-        .ok_or(Unknown::Service(wanted))?;
-    let real_server = entry.real_server();
-    let unknown = Unknown::RealServer {
-        service: wanted,
-        real_server,
-    };
-    if real_server.port() != wanted.port {
-        return Err(unknown);
+    Places::of(model).place(entry)
+}
+
+/// The backup's services and real servers by address, built once for a message so that
+/// placing each of its entries is a lookup, not a walk of the model.
+#[derive(Clone, Debug, Default)]
+pub struct Places {
+    services: HashMap<ServiceAddress, PlacedService>,
+}
+
+#[derive(Clone, Debug)]
+struct PlacedService {
+    index: u32,
+    persistence: Option<Persistence>,
+    /// Id and generation by address.
+    real_servers: HashMap<Ipv4Addr, (u32, u32)>,
+}
+
+impl Places {
+    pub fn of(model: &Model) -> Self {
+        let generations = model.generations();
+        let mut services = HashMap::new();
+        for view in model.services() {
+            let address = ServiceAddress {
+                address: view.service.address,
+                port: view.service.port,
+                protocol: view.service.protocol,
+            };
+            let mut real_servers = HashMap::new();
+            for rs in &view.real_servers {
+                if let Some(&generation) = generations.get(&rs.id) {
+                    real_servers
+                        .entry(rs.address)
+                        .or_insert((rs.id, generation));
+                }
+            }
+            services.entry(address).or_insert(PlacedService {
+                index: view.index,
+                persistence: view.service.persistence,
+                real_servers,
+            });
+        }
+        Places { services }
     }
-    service
-        .real_servers
-        .iter()
-        .find(|view| view.address == *real_server.ip())
-        .map(|view| Placement {
+
+    /// [`place`], against the model these places were built from.
+    pub fn place(&self, entry: &Entry) -> Result<Placement, Unknown> {
+        let wanted = entry.service();
+        let service = self.services.get(&wanted).ok_or(Unknown::Service(wanted))?;
+        let real_server = entry.real_server();
+        let unknown = Unknown::RealServer {
+            service: wanted,
+            real_server,
+        };
+        if real_server.port() != wanted.port {
+            return Err(unknown);
+        }
+        let &(real_server_id, generation) =
+            service.real_servers.get(real_server.ip()).ok_or(unknown)?;
+        Ok(Placement {
             service_index: service.index,
-            real_server_id: view.id,
-            persistence: service.service.persistence,
+            real_server_id,
+            generation,
+            persistence: service.persistence,
         })
-        .ok_or(unknown)
+    }
 }
 
 /// What the backup writes for an entry: a connection or a template.
@@ -96,14 +140,13 @@ pub enum Install {
 }
 
 /// The flow-table entry for a placed entry, as the backup's data plane would have made it:
-/// its own real-server id and `generation`, and a last packet so long ago that the entry
+/// its own real-server id and generation, and a last packet so long ago that the entry
 /// expires when the master's would (`now_ns` less the part of the backup's timeout that the
 /// master has used up). A remaining time longer than the backup's own timeout (the directors'
 /// timeouts differ) is cut to it, so that nothing outlives what this director allows.
 pub fn install(
     entry: &Entry,
     placement: &Placement,
-    generation: u32,
     settings: &Settings,
     now_ns: u64,
 ) -> Result<Install, Unknown> {
@@ -126,7 +169,7 @@ pub fn install(
             let flow = FlowEntry {
                 last_seen_ns: last_seen(settings.timeout_ns(state), connection.remaining_ms),
                 real_server_id: placement.real_server_id,
-                generation,
+                generation: placement.generation,
                 state,
                 flags: if placement.persistence.is_some() {
                     FLOW_PERSISTENT
@@ -155,7 +198,7 @@ pub fn install(
             let entry = PersistEntry {
                 last_seen_ns: last_seen(timeout_ns, template.remaining_ms),
                 real_server_id: placement.real_server_id,
-                generation,
+                generation: placement.generation,
             };
             Ok(Install::Template(key, entry))
         }
@@ -240,6 +283,7 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
         Placement {
             service_index: view.index,
             real_server_id: server.id,
+            generation: model.generations()[&server.id],
             persistence: view.service.persistence,
         }
     }
@@ -251,8 +295,11 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
     }
 
     fn installed(entry: &Entry, model: &Model, now_ns: u64) -> Result<Install, Unknown> {
-        let placement = place(entry, model)?;
-        install(entry, &placement, 7, &settings(), now_ns)
+        let placement = Placement {
+            generation: 7,
+            ..place(entry, model)?
+        };
+        install(entry, &placement, &settings(), now_ns)
     }
 
     #[test]

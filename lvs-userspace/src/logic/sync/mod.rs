@@ -83,7 +83,7 @@ pub mod settings;
 pub mod window;
 pub mod wire;
 
-pub use backup::{Install, Placement, Unknown, install, place};
+pub use backup::{Install, Placement, Places, Unknown, install, place};
 pub use master::{Master, Outgoing};
 pub use settings::{SyncConfig, SyncDaemon, SyncRole};
 pub use window::ReplayWindow;
