@@ -360,7 +360,7 @@ fn sync_metrics_carry_the_daemons_counters_and_peers() {
 
     // Without sync, the totals are still there, at 0.
     let mut quiet = status();
-    quiet.sync = Box::default();
+    *quiet.sync = SyncStatus::default();
     let samples = scrape(&quiet);
     assert_eq!(single(&samples, "lvs_sync_messages_received_total"), 0.0);
     assert!(!samples.iter().any(|s| s.metric == "lvs_sync_daemon_info"));
