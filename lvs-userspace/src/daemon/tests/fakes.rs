@@ -233,6 +233,15 @@ impl MemoryNetwork {
         }
     }
 
+    /// Makes every open backup socket fail one read.
+    pub(super) fn inject_error(&self) {
+        for listener in self.0.lock().unwrap().iter() {
+            let _ = listener
+                .deliver
+                .unbounded_send(Err(std::io::Error::other("the socket failed")));
+        }
+    }
+
     /// How many backup sockets are open.
     pub(super) fn listeners(&self) -> usize {
         let mut listeners = self.0.lock().unwrap();

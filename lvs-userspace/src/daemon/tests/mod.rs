@@ -59,13 +59,17 @@ async fn rig(servers: &[Ipv4Addr]) -> Rig {
 
 /// A rig whose sync daemons use `transport`.
 async fn rig_on(servers: &[Ipv4Addr], transport: Arc<dyn crate::io::sync::SyncTransport>) -> Rig {
+    rig_of(|socket| config_text(socket, VIP, servers), transport).await
+}
+
+/// A rig whose config file is `text` of its control socket's path.
+async fn rig_of(
+    text: impl FnOnce(&std::path::Path) -> String,
+    transport: Arc<dyn crate::io::sync::SyncTransport>,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lvs.toml");
-    std::fs::write(
-        &file,
-        config_text(&dir.path().join("lvs.sock"), VIP, servers),
-    )
-    .unwrap();
+    std::fs::write(&file, text(&dir.path().join("lvs.sock"))).unwrap();
     let config = config::load(&file).unwrap();
     let (netlink, _) = FakeNetlink::new();
     let (health, _, reloads) = FakeHealth::new();

@@ -535,3 +535,127 @@ async fn the_daemon_does_not_start_without_its_sync_key() {
     assert_eq!(netlink.addresses(), [] as [Ipv4Addr; 0], "no VIP was added");
     assert!(!socket.exists(), "the socket is removed");
 }
+
+/// The rig's service made persistent, clients of a /24 sharing a template.
+fn persistent(socket: &Path, servers: &[Ipv4Addr]) -> String {
+    config_text(socket, VIP, servers).replace(
+        "lb_algo = \"rr\"\n",
+        "lb_algo = \"rr\"\npersistence_timeout = 300\npersistence_granularity = \"255.255.255.0\"\n",
+    )
+}
+
+#[tokio::test]
+async fn a_persistence_template_follows_its_connection_to_the_backup() {
+    let network = MemoryNetwork::default();
+    let mut master = rig_of(|s| persistent(s, &[RS1, RS2]), network.transport(A)).await;
+    let mut backup = rig_of(|s| persistent(s, &[RS2, RS1]), network.transport(B)).await;
+    master.start_sync(&[SyncRole::Master]).await;
+    backup.start_sync(&[SyncRole::Backup]).await;
+
+    let template_key = lvs_common::flow::PersistKey {
+        client: [198, 51, 100, 0],
+        vip: VIP.octets(),
+        vport: 80u16.to_be_bytes(),
+        protocol: lvs_common::IPPROTO_TCP,
+        _pad: 0,
+    };
+    let flow = FlowEntry {
+        flags: lvs_common::flow::FLOW_PERSISTENT,
+        ..master.scheduled(RS2)
+    };
+    let template = lvs_common::flow::PersistEntry {
+        last_seen_ns: flow.last_seen_ns,
+        real_server_id: flow.real_server_id,
+        generation: flow.generation,
+    };
+    master
+        .director
+        .dataplane
+        .flows
+        .insert(flow_key(40000), flow);
+    master
+        .director
+        .dataplane
+        .templates
+        .insert(template_key, template);
+    // The table is one slice: the pass ends at once, templates included.
+    master.handle(Event::Sweep).await;
+    assert!(backup.deliver().await >= 1);
+
+    let installed = backup.director.dataplane.templates[&template_key];
+    assert_eq!(installed.real_server_id, backup.id(RS2));
+    let flow = backup.director.dataplane.flows[&flow_key(40000)];
+    assert_eq!(flow.real_server_id, backup.id(RS2));
+    assert_eq!(flow.flags, lvs_common::flow::FLOW_PERSISTENT);
+    assert_eq!(backup.sync_status().entries_installed, 2);
+    assert_eq!(master.sync_status().entries_sent, 2);
+}
+
+/// A failing socket is counted, and the backup goes on with the next datagram.
+#[tokio::test]
+async fn a_read_error_is_counted_and_the_backup_goes_on() {
+    let network = MemoryNetwork::default();
+    let mut backup = rig_on(&[RS1], network.transport(B)).await;
+    backup.start_sync(&[SyncRole::Backup]).await;
+    network.inject_error();
+    let good = encoder(KEY.trim_ascii_end(), SYNC_ID, 1)
+        .encode(&[connection(VIP, 1, RS1)])
+        .unwrap()
+        .remove(0);
+    network.inject(A, GROUP, PORT, &good);
+    assert_eq!(backup.deliver().await, 1, "the error");
+    // The reading task pauses after an error, so that a broken socket cannot spin the loop.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(backup.deliver().await, 1, "the datagram after it");
+    let status = backup.sync_status();
+    assert_eq!(status.receive_errors, 1);
+    assert_eq!(status.entries_installed, 1);
+}
+
+/// A reload that leaves a daemon's parameters and key as they were keeps it running as it is
+/// (its socket, replay windows and outbox); a changed one is replaced.
+#[tokio::test]
+async fn an_unchanged_sync_daemon_is_kept_across_a_reload_and_a_changed_one_replaced() {
+    let network = MemoryNetwork::default();
+    let mut rig = rig_on(&[RS1], network.transport(B)).await;
+    rig.start_sync(&[SyncRole::Master, SyncRole::Backup]).await;
+    let good = encoder(KEY.trim_ascii_end(), SYNC_ID, 1)
+        .encode(&[connection(VIP, 1, RS1)])
+        .unwrap()
+        .remove(0);
+    network.inject(A, GROUP, PORT, &good);
+    assert_eq!(rig.deliver().await, 1);
+
+    rig.start_sync(&[SyncRole::Master, SyncRole::Backup]).await;
+    // The same backup, with its replay window: the message played back is still refused.
+    network.inject(A, GROUP, PORT, &good);
+    assert_eq!(rig.deliver().await, 1);
+    assert_eq!(counted(&rig.sync_status().rejected, "replayed"), 1);
+    assert_eq!(network.listeners(), 1);
+
+    // Another port: a new backup, listening there; the old socket is closed.
+    let mut config = sync_config(rig._dir.path(), &[SyncRole::Master, SyncRole::Backup]);
+    config.daemons[1].port = crate::base::values::Port::new(8849).unwrap();
+    let prepared = rig
+        .director
+        .sync
+        .prepare(Some(&config), &rig.netlink, monotonic_ns())
+        .await
+        .unwrap();
+    rig.director.sync.apply(prepared);
+    assert_eq!(rig.sync_status().daemons, config.daemons);
+    let moved = tokio::time::timeout(Duration::from_secs(1), async {
+        while network.listeners() != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(moved.is_ok(), "one backup socket, on the new port");
+    network.inject(A, GROUP, 8849, &good);
+    assert_eq!(rig.deliver().await, 1);
+    assert_eq!(
+        rig.sync_status().messages_received,
+        2,
+        "a new backup has a new window: the message is new to it"
+    );
+}
