@@ -163,23 +163,23 @@ impl SyncTransport for Multicast {
             .map_err(fail("making the socket non-blocking"))?;
         let socket = UdpSocket::from_std(socket.into())
             .map_err(fail("handing the socket to the runtime"))?;
-        Ok(futures::stream::unfold(socket, |socket| async move {
-            let mut buffer = vec![0; RECEIVE_BUFFER];
-            let received = match socket.recv_from(&mut buffer).await {
-                Ok((length, std::net::SocketAddr::V4(source))) => {
-                    buffer.truncate(length);
-                    Ok(Datagram {
+        // One buffer for every read; each datagram is copied out at its own length.
+        let state = (socket, vec![0; RECEIVE_BUFFER]);
+        Ok(
+            futures::stream::unfold(state, |(socket, mut buffer)| async move {
+                let received = match socket.recv_from(&mut buffer).await {
+                    Ok((length, std::net::SocketAddr::V4(source))) => Ok(Datagram {
                         source: *source.ip(),
-                        bytes: buffer,
-                    })
-                }
-                Ok((_, source)) => Err(io::Error::other(format!(
-                    "a datagram from {source}, not an IPv4 address"
-                ))),
-                Err(error) => Err(error),
-            };
-            Some((received, socket))
-        })
-        .boxed())
+                        bytes: buffer[..length].to_vec(),
+                    }),
+                    Ok((_, source)) => Err(io::Error::other(format!(
+                        "a datagram from {source}, not an IPv4 address"
+                    ))),
+                    Err(error) => Err(error),
+                };
+                Some((received, (socket, buffer)))
+            })
+            .boxed(),
+        )
     }
 }
