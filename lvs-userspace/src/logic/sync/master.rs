@@ -50,10 +50,11 @@ struct Sent {
     sent_ns: u64,
     /// The entry's `last_seen_ns` when it was sent: a later one means traffic since.
     last_seen_ns: u64,
-    /// The [`Outbox::round`] it was sent in.
-    round: u64,
+    /// The [`Outbox::round`] it was sent in (u32 like `pass`, to keep the outbox, one entry
+    /// per flow, small; they only ever compare for equality, so wrapping is harmless).
+    round: u32,
     /// The last pass it was seen in.
-    pass: u64,
+    pass: u32,
 }
 
 /// One entry due, with what the outbox records once it is sent.
@@ -70,13 +71,13 @@ struct Outbox {
     flows: HashMap<FlowKey, Sent>,
     templates: HashMap<PersistKey, Sent>,
     /// Bumped by "send everything again": what was sent in an earlier round is due.
-    round: u64,
+    round: u32,
     /// Bumped at the end of each pass of the sweep.
-    pass: u64,
+    pass: u32,
 }
 
 /// Why an entry is due, or `None` when it is not.
-fn change(previous: Option<&Sent>, now: &Sent, round: u64, refresh_ns: u64) -> Option<Change> {
+fn change(previous: Option<&Sent>, now: &Sent, round: u32, refresh_ns: u64) -> Option<Change> {
     let Some(previous) = previous else {
         return Some(Change::New);
     };
@@ -254,7 +255,7 @@ impl Outbox {
         let pass = self.pass;
         self.flows.retain(|_, sent| sent.pass == pass);
         self.templates.retain(|_, sent| sent.pass == pass);
-        self.pass += 1;
+        self.pass = self.pass.wrapping_add(1);
     }
 }
 
@@ -369,7 +370,7 @@ impl Master {
 
     /// Makes every flow and template due again, at the next pass: a backup has appeared.
     pub fn resend_all(&mut self) {
-        self.outbox.round += 1;
+        self.outbox.round = self.outbox.round.wrapping_add(1);
     }
 
     /// Records a connection a peer sent and this director installed, as if this master had
