@@ -360,9 +360,9 @@ impl SyncDaemons {
     fn run(&mut self, opened: Opened) {
         let daemon = match opened {
             Opened::Master(master) => {
+                // Its outbox starts empty: its first pass sends every connection it forwards.
                 let daemon = master.daemon.clone();
                 self.master = Some(master);
-                // Whatever a backup has, a new master tells it everything it forwards.
                 daemon
             }
             Opened::Backup(backup) => {
