@@ -659,3 +659,46 @@ async fn an_unchanged_sync_daemon_is_kept_across_a_reload_and_a_changed_one_repl
         "a new backup has a new window: the message is new to it"
     );
 }
+
+/// The key is the file's bytes, one trailing newline (or CRLF) left out, as `echo` or an
+/// editor leaves it; at least 16 bytes remain, or the key is refused.
+#[test]
+fn the_key_file_is_its_bytes_without_a_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sync.key");
+    let read = |bytes: &[u8]| {
+        std::fs::write(&file, bytes).unwrap();
+        super::super::sync::read_key(&file).map_err(|error| format!("{error:#}"))
+    };
+    let sixteen = b"0123456789abcdef";
+    let key = |bytes: &[u8]| SyncKey::new(bytes.to_vec()).unwrap();
+    assert_eq!(read(sixteen), Ok(key(sixteen)));
+    assert_eq!(read(b"0123456789abcdef\n"), Ok(key(sixteen)));
+    assert_eq!(read(b"0123456789abcdef\r\n"), Ok(key(sixteen)));
+    assert_eq!(
+        read(b"0123456789abcdef\n\n"),
+        Ok(key(b"0123456789abcdef\n")),
+        "only one newline is the editor's"
+    );
+    let binary: Vec<u8> = (0..32).collect();
+    assert_eq!(
+        read(&binary),
+        Ok(key(&binary)),
+        "any bytes, as head -c 32 /dev/urandom"
+    );
+    let short = read(b"0123456789abcde\n").unwrap_err();
+    assert_eq!(
+        short,
+        format!(
+            "the sync key file {}: the sync key has 15 bytes; it needs at least 16",
+            file.display()
+        )
+    );
+    std::fs::remove_file(&file).unwrap();
+    let missing = super::super::sync::read_key(&file).unwrap_err();
+    assert!(
+        format!("{missing:#}")
+            .starts_with(&format!("reading the sync key file {}: ", file.display())),
+        "{missing:#}"
+    );
+}
