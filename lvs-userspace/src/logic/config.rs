@@ -22,8 +22,11 @@
 //! Every problem is reported with the file, line and field, and all problems are reported at
 //! once rather than one per run. The health-checking keywords (`HTTP_GET`, `TCP_CHECK`, the
 //! timing keys...) are parsed and validated in `health`; the checkers that run them are in the `health` layer.
+//! The `[sync]` section (connection sync, ipvsadm's `--start-daemon` and its options) is
+//! validated in `sync`.
 
 pub mod health;
+mod sync;
 
 use std::{
     collections::HashSet,
@@ -274,6 +277,8 @@ struct RawConfig {
     director: Spanned<RawDirector>,
     #[serde(default)]
     virtual_server: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    sync: Option<Spanned<sync::RawSync>>,
 }
 
 #[derive(Deserialize)]
@@ -416,17 +421,30 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Co
             format!("at most {limit} services"),
         ));
     }
-    // The `[sync]` section is parsed in the next change; until then a config has none.
+    let sync = raw
+        .sync
+        .and_then(|section| sync::validate(section, &director.interface, at, problems));
     Config {
         director,
         services,
-        sync: None,
+        sync,
     }
+}
+
+/// Whether `name` can name a network interface: not empty, shorter than the kernel's
+/// `IFNAMSIZ`, no `/` (the kernel's own rule, so that a bad name is refused here rather than
+/// when the daemon asks for the interface). The director's interface, the `[sync]` section's
+/// and `lvsadm --mcast-interface` are checked by it.
+pub fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && !name.contains('/')
+        && !name.chars().any(char::is_whitespace)
 }
 
 fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Director {
     let interface = raw.interface.get_ref().trim().to_owned();
-    if interface.is_empty() || interface.len() >= libc::IFNAMSIZ || interface.contains('/') {
+    if !is_interface_name(&interface) {
         problems.push(at.problem(
             &raw.interface.span(),
             "director.interface",
