@@ -418,10 +418,12 @@ struct SyncOptions {
 
 impl Values {
     fn parse(args: &Args, kind: Kind, names: &dyn Resolver) -> Result<Values, UsageError> {
-        let mut values = Values::default();
         // ipvsadm reads the command, and so the daemon's role, before any option.
-        values.role = role(args)?;
-        values.sync = SyncOptions::parse(args)?;
+        let mut values = Values {
+            role: role(args)?,
+            sync: SyncOptions::parse(args)?,
+            ..Values::default()
+        };
         let service = args
             .tcp_service
             .first()
