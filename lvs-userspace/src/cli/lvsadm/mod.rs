@@ -176,6 +176,9 @@ mod tests {
             "persistent",
             "sched\\-flags",
             "json",
+            "start\\-daemon",
+            "mcast\\-interface",
+            "sync\\-maxlen",
         ] {
             assert!(page.contains(option), "the man page lacks {option}");
         }
