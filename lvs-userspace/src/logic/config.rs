@@ -431,15 +431,19 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Co
     }
 }
 
-/// Whether `name` can name a network interface: not empty, shorter than the kernel's
-/// `IFNAMSIZ`, no `/` (the kernel's own rule, so that a bad name is refused here rather than
-/// when the daemon asks for the interface). The director's interface, the `[sync]` section's
-/// and `lvsadm --mcast-interface` are checked by it.
+/// Whether `name` can name a network interface, by the kernel's rule (`dev_valid_name`): not
+/// empty, shorter than `IFNAMSIZ`, not `.` or `..`, and no `/`, `:` or white space; so that a
+/// bad name is refused here rather than when the daemon asks for the interface. The
+/// director's interface, the `[sync]` section's and `lvsadm --mcast-interface` are checked by
+/// it.
 pub fn is_interface_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < libc::IFNAMSIZ
-        && !name.contains('/')
-        && !name.chars().any(char::is_whitespace)
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_ascii_whitespace())
 }
 
 fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Director {
@@ -1051,6 +1055,16 @@ protocol = "udp"
                 error.contains(expected),
                 "for {to:?}:\n got: {error}\nwant: {expected}"
             );
+        }
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernels_rule() {
+        for good in ["eth0", "enp0s31f6", "br-lan.100", "a23456789012345"] {
+            assert!(is_interface_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "eth0:1", "eth 0", "a234567890123456"] {
+            assert!(!is_interface_name(bad), "{bad:?}");
         }
     }
 
