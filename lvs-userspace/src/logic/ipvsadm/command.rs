@@ -10,15 +10,15 @@ use super::{
     names::Resolver,
     values::{self, AddressError},
 };
-use crate::base::values::{
-    MulticastGroup, MulticastTtl, Port, SyncId, SyncMaxLen, UnicastAddress, Weight,
-};
+use crate::base::values::{Port, UnicastAddress, Weight};
 use crate::logic::api::{
     Change, DEFAULT_NETMASK, ForwardMethod, Persistence, Protocol, RealServerConfig, ServiceConfig,
     ServiceKey, Timeouts,
 };
-use crate::logic::config::is_interface_name;
 use crate::logic::sync::{SyncDaemon, SyncRole};
+use daemon::{SyncOptions, role};
+
+mod daemon;
 
 /// What lvsadm was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -405,17 +405,6 @@ struct Values {
     sync: SyncOptions,
 }
 
-/// The sync daemon's options (`--mcast-interface`, `--syncid`, `--mcast-*`, `--sync-maxlen`).
-#[derive(Default)]
-struct SyncOptions {
-    interface: Option<String>,
-    sync_id: Option<SyncId>,
-    group: Option<MulticastGroup>,
-    port: Option<Port>,
-    ttl: Option<MulticastTtl>,
-    max_len: Option<SyncMaxLen>,
-}
-
 impl Values {
     fn parse(args: &Args, kind: Kind, names: &dyn Resolver) -> Result<Values, UsageError> {
         // ipvsadm reads the command, and so the daemon's role, before any option.
@@ -497,102 +486,6 @@ impl Values {
         })
     }
 }
-
-/// The role of `--start-daemon` or `--stop-daemon`, with ipvsadm's messages.
-fn role(args: &Args) -> Result<Option<SyncRole>, UsageError> {
-    let of = |text: &str| match text {
-        "master" => Some(SyncRole::Master),
-        "backup" => Some(SyncRole::Backup),
-        _ => None,
-    };
-    if let Some(text) = args.start_daemon.first() {
-        return of(text).map(Some).ok_or(UsageError::IllegalStartDaemon);
-    }
-    if let Some(text) = args.stop_daemon.first() {
-        return of(text).map(Some).ok_or(UsageError::IllegalStopDaemon);
-    }
-    Ok(None)
-}
-
-/// The first value of a number option through its rule; `error` when it is not a number or
-/// the rule refuses it.
-fn number<T, E>(
-    list: &[String],
-    rule: impl Fn(i64) -> Result<T, E>,
-    error: UsageError,
-) -> Result<Option<T>, UsageError> {
-    list.first()
-        .map(|text| {
-            values::integer(text)
-                .and_then(|n| rule(n).ok())
-                .ok_or(error)
-        })
-        .transpose()
-}
-
-impl SyncOptions {
-    /// Each value through its `base::values` rule; the messages are ipvsadm's.
-    fn parse(args: &Args) -> Result<SyncOptions, UsageError> {
-        let interface = args
-            .mcast_interface
-            .first()
-            .map(|name| {
-                if is_interface_name(name) {
-                    Ok(name.clone())
-                } else {
-                    Err(UsageError::IllegalMcastInterface(name.clone()))
-                }
-            })
-            .transpose()?;
-        let group = args
-            .mcast_group
-            .first()
-            .map(|text| {
-                if text.contains(':') {
-                    return Err(UsageError::Ipv6McastGroup(text.clone()));
-                }
-                text.parse::<Ipv4Addr>()
-                    .ok()
-                    .and_then(|address| MulticastGroup::new(address).ok())
-                    .ok_or_else(|| UsageError::InvalidMcastGroup(text.clone()))
-            })
-            .transpose()?;
-        Ok(SyncOptions {
-            interface,
-            sync_id: number(&args.syncid, SyncId::new, UsageError::IllegalSyncId)?,
-            group,
-            port: number(&args.mcast_port, Port::new, UsageError::IllegalMcastPort)?,
-            ttl: number(
-                &args.mcast_ttl,
-                MulticastTtl::new,
-                UsageError::IllegalMcastTtl,
-            )?,
-            max_len: number(
-                &args.sync_maxlen,
-                SyncMaxLen::new,
-                UsageError::IllegalSyncMaxLen,
-            )?,
-        })
-    }
-
-    /// The daemon `--start-daemon` asks for: ipvsadm's defaults for what is not given,
-    /// `eth0` for the interface as in ipvsadm.
-    fn daemon(&self, role: SyncRole) -> SyncDaemon {
-        let mut daemon = SyncDaemon::with_defaults(
-            role,
-            self.interface.as_deref().unwrap_or(DEFAULT_MCAST_INTERFACE),
-        );
-        daemon.sync_id = self.sync_id.unwrap_or(daemon.sync_id);
-        daemon.group = self.group.unwrap_or(daemon.group);
-        daemon.port = self.port.unwrap_or(daemon.port);
-        daemon.ttl = self.ttl.unwrap_or(daemon.ttl);
-        daemon.max_len = self.max_len.unwrap_or(daemon.max_len);
-        daemon
-    }
-}
-
-/// ipvsadm's interface when `--start-daemon` has no `--mcast-interface`.
-pub const DEFAULT_MCAST_INTERFACE: &str = "eth0";
 
 fn build(kind: Kind, given: Given, values: &Values, args: &Args) -> Result<Command, UsageError> {
     // The table guarantees a service where the command needs one.
