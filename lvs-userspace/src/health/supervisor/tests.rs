@@ -496,7 +496,7 @@ async fn a_supervisor_on_its_own_thread_checks_reports_and_stops() {
     latest.apply(initial);
     // A failing check with `retry = 1` is down after its first attempt and one retry 1 s
     // later; allow for a slow machine.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while latest.get(80, 100, [10, 0, 0, 12]).state != HealthState::Down {
         let batch = tokio::time::timeout_at(deadline, supervisor.updates())
             .await
