@@ -4,8 +4,9 @@
 //! Run: `cargo bench -p lvs-userspace --bench health` (no root needed; `cargo xtask bench`
 //! runs it after the data-plane bench).
 //!
-//! The real servers are local responders on 127.0.0.1, one port each, served by one tokio
-//! listener task per port in a child process (this same binary, started again with
+//! The real servers are local responders, each on an address of its own in 127.1.0.0/16 and
+//! all on one port, as real servers have addresses of their own and the service's port,
+//! served by one tokio listener task each in a child process (this same binary, started again with
 //! `LVS_HEALTH_BENCH_RESPONDERS` set), so that getrusage(RUSAGE_SELF) in this process counts
 //! the controller's work only: the supervisor, the checkers, and a consumer that takes the
 //! updates as the director does. Each size runs for a bounded number of delay loops; the
@@ -16,6 +17,7 @@
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
+    net::{Ipv4Addr, SocketAddrV4},
     process::{Child, Command, ExitCode, Stdio},
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
@@ -75,38 +77,95 @@ fn main() -> ExitCode {
 fn run(mode: &Mode) -> Result<()> {
     raise_fd_limit()?;
     println!(
-        "Health checking: controller cost per check (local responders on 127.0.0.1, \
-         delay_loop 1 s, {} rounds)",
+        "Health checking: controller cost per check (local responders, each on its own \
+         address, delay_loop 1 s, {} rounds; target: every check on time, <= {TCP_TARGET_US} \
+         us per TCP_CHECK, <= {HTTP_TARGET_US} us per HTTP_GET)",
         mode.rounds
     );
     println!(
-        "{:<10} {:>7} {:>8} {:>8} {:>9} {:>10} {:>9} {:>11}",
-        "checker", "servers", "checks", "due", "cpu ms", "us/check", "RSS MiB", "KiB/server"
+        "{:<10} {:>7} {:<11} {:>8} {:>8} {:>9} {:>10} {:>9} {:>11} {:>7}",
+        "checker",
+        "servers",
+        "runs on",
+        "checks",
+        "due",
+        "cpu ms",
+        "us/check",
+        "RSS MiB",
+        "KiB/server",
+        "target"
     );
     for &size in mode.sizes {
         let responders = Responders::start(size)?;
         for checker in ["TCP_CHECK", "HTTP_GET"] {
-            let row = measure(checker, &responders.ports, mode.rounds)?;
+            let target = if checker == "TCP_CHECK" {
+                TCP_TARGET_US
+            } else {
+                HTTP_TARGET_US
+            };
+            // Side by side in one run: where the director runs its checks (a thread of their
+            // own), and a task on the director's multi-threaded runtime, as it did before.
+            let mut per_check = Vec::new();
+            for placement in [Placement::OwnThread, Placement::SharedRuntime] {
+                let row = measure(checker, &responders.endpoints, mode.rounds, placement)?;
+                ensure!(row.checks > 0, "no check completed");
+                let us = row.cpu.as_secs_f64() * 1e6 / row.checks as f64;
+                per_check.push(us);
+                let verdict = match placement {
+                    Placement::OwnThread if us <= target && row.on_time() => "met",
+                    Placement::OwnThread => "missed",
+                    Placement::SharedRuntime => "",
+                };
+                println!(
+                    "{:<10} {:>7} {:<11} {:>8} {:>8} {:>9.0} {:>10.1} {:>9.1} {:>11.2} {:>7}",
+                    checker,
+                    size,
+                    placement.name(),
+                    row.checks,
+                    row.due,
+                    row.cpu.as_secs_f64() * 1e3,
+                    us,
+                    row.rss_growth as f64 / (1024.0 * 1024.0),
+                    row.rss_growth as f64 / 1024.0 / size as f64,
+                    verdict,
+                );
+            }
             println!(
-                "{:<10} {:>7} {:>8} {:>8} {:>9.0} {:>10.1} {:>9.1} {:>11.2}",
-                checker,
-                size,
-                row.checks,
-                row.due,
-                row.cpu.as_secs_f64() * 1e3,
-                row.cpu.as_secs_f64() * 1e6 / row.checks.max(1) as f64,
-                row.rss_growth as f64 / (1024.0 * 1024.0),
-                row.rss_growth as f64 / 1024.0 / size as f64,
+                "{:<10} {:>7} own thread / shared runtime, CPU per check: {:.2}",
+                "",
+                "",
+                per_check[0] / per_check[1]
             );
-            ensure!(row.checks > 0, "no check completed");
         }
     }
     println!(
-        "checks: completed in the measured window; due: servers x rounds. cpu: user + system \
-         time of this process (supervisor, checkers, update consumer). RSS: growth from \
-         before the supervisor started to the end."
+        "checks: completed in the measured window (on time: at least 99.5% of due); due: \
+         servers x rounds. cpu: user + system time of this process (supervisor, checkers, \
+         update consumer), which includes the kernel's work for the loopback's other end. \
+         RSS: growth from before the supervisor started to the end."
     );
     Ok(())
+}
+
+const TCP_TARGET_US: f64 = 30.0;
+const HTTP_TARGET_US: f64 = 60.0;
+
+/// Where the supervisor runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// A thread of its own with a single-threaded runtime: what the director does.
+    OwnThread,
+    /// A task on the director's multi-threaded runtime.
+    SharedRuntime,
+}
+
+impl Placement {
+    fn name(self) -> &'static str {
+        match self {
+            Placement::OwnThread => "own thread",
+            Placement::SharedRuntime => "shared rt",
+        }
+    }
 }
 
 struct Row {
@@ -116,9 +175,22 @@ struct Row {
     rss_growth: u64,
 }
 
-fn measure(checker: &str, ports: &[u16], rounds: u32) -> Result<Row> {
-    let text = config_text(checker, ports);
+impl Row {
+    /// At least 99.5% of the checks due in the window completed in it.
+    fn on_time(&self) -> bool {
+        self.checks * 1000 >= self.due * 995
+    }
+}
+
+fn measure(
+    checker: &str,
+    endpoints: &[SocketAddrV4],
+    rounds: u32,
+    placement: Placement,
+) -> Result<Row> {
+    let text = config_text(checker, endpoints);
     let config = config::parse(&text, "bench.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The director's runtime: multi-threaded, a worker per core.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -126,8 +198,16 @@ fn measure(checker: &str, ports: &[u16], rounds: u32) -> Result<Row> {
     runtime.block_on(async {
         let rss_before = rss_bytes()?;
         let cpu_before = cpu_time();
-        let (mut supervisor, _initial) =
-            Supervisor::start(&config, Arc::new(Checkers::default()), Options::default());
+        let (mut supervisor, _initial) = match placement {
+            Placement::OwnThread => Supervisor::start_on_own_thread(
+                &config,
+                Arc::new(Checkers::default()),
+                Options::default(),
+            ),
+            Placement::SharedRuntime => {
+                Supervisor::start(&config, Arc::new(Checkers::default()), Options::default())
+            }
+        };
         // The first checks are spread over the first second (warmup); measure whole rounds
         // after that.
         let warmup = Duration::from_secs(1);
@@ -154,29 +234,31 @@ fn measure(checker: &str, ports: &[u16], rounds: u32) -> Result<Row> {
         let cpu = cpu.mul_f64(checks as f64 / total.max(1) as f64);
         Ok(Row {
             checks,
-            due: ports.len() as u64 * u64::from(rounds),
+            due: endpoints.len() as u64 * u64::from(rounds),
             cpu,
             rss_growth,
         })
     })
 }
 
-/// One service per thousand real servers; real server i checks 127.0.0.1:ports[i].
-fn config_text(checker: &str, ports: &[u16]) -> String {
+/// One service per thousand real servers; real server i checks endpoints[i].
+fn config_text(checker: &str, endpoints: &[SocketAddrV4]) -> String {
     let mut text = String::from("[director]\ninterface = \"lo\"\n");
-    for (chunk_index, chunk) in ports.chunks(SERVERS_PER_SERVICE).enumerate() {
+    for (chunk_index, chunk) in endpoints.chunks(SERVERS_PER_SERVICE).enumerate() {
         text += &format!(
             "\n[[virtual_server]]\naddress = \"10.250.0.{}\"\nport = 80\ndelay_loop = 1\n",
             chunk_index + 1
         );
-        for (i, port) in chunk.iter().enumerate() {
+        for (i, endpoint) in chunk.iter().enumerate() {
             let n = chunk_index * SERVERS_PER_SERVICE + i;
             text += &format!(
                 "[[virtual_server.real_server]]\naddress = \"10.251.{}.{}\"\n\
-                 [virtual_server.real_server.{checker}]\nconnect_ip = \"127.0.0.1\"\n\
+                 [virtual_server.real_server.{checker}]\nconnect_ip = \"{ip}\"\n\
                  connect_port = {port}\nconnect_timeout = 2\nwarmup = 1\n",
                 n / 250,
-                n % 250 + 1
+                n % 250 + 1,
+                ip = endpoint.ip(),
+                port = endpoint.port(),
             );
             if checker == "HTTP_GET" {
                 text += "[[virtual_server.real_server.HTTP_GET.url]]\npath = \"/\"\n";
@@ -189,7 +271,7 @@ fn config_text(checker: &str, ports: &[u16]) -> String {
 /// The child process with the responders; killed on drop.
 struct Responders {
     child: Child,
-    ports: Vec<u16>,
+    endpoints: Vec<SocketAddrV4>,
 }
 
 impl Responders {
@@ -203,18 +285,18 @@ impl Responders {
         let stdout = child.stdout.take().context("responders' stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        let ports: Vec<u16> = line
+        let endpoints: Vec<SocketAddrV4> = line
             .trim()
             .split(',')
             .filter(|p| !p.is_empty())
             .map(str::parse)
             .collect::<Result<_, _>>()
             .with_context(|| format!("responders said {line:?}"))?;
-        if ports.len() != count {
+        if endpoints.len() != count {
             let _ = child.kill();
-            bail!("{} responders started, {count} wanted", ports.len());
+            bail!("{} responders started, {count} wanted", endpoints.len());
         }
-        Ok(Self { child, ports })
+        Ok(Self { child, endpoints })
     }
 }
 
@@ -225,8 +307,9 @@ impl Drop for Responders {
     }
 }
 
-/// The child: `count` listeners on 127.0.0.1, each answering any request with a small 200,
-/// until its parent closes stdin (or kills it).
+/// The child: `count` listeners, each answering any request with a small 200, until its
+/// parent closes stdin (or kills it). Listener i has the address 127.1.(i / 250).(i % 250 + 1)
+/// (the whole of 127.0.0.0/8 is the loopback's) and all share the port the first one got.
 fn respond(count: usize) -> Result<()> {
     raise_fd_limit()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -234,13 +317,18 @@ fn respond(count: usize) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut ports = Vec::with_capacity(count);
-        for _ in 0..count {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            ports.push(listener.local_addr()?.port());
+        let mut endpoints = Vec::with_capacity(count);
+        let mut port = 0;
+        for i in 0..count {
+            let address = Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+            let listener = TcpListener::bind(SocketAddrV4::new(address, port))
+                .await
+                .with_context(|| format!("listening on {address}:{port}"))?;
+            port = listener.local_addr()?.port();
+            endpoints.push(SocketAddrV4::new(address, port));
             tokio::spawn(serve(listener));
         }
-        let line: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let line: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
         let mut stdout = std::io::stdout();
         writeln!(stdout, "{}", line.join(","))?;
         stdout.flush()?;

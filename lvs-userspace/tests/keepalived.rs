@@ -63,6 +63,16 @@ fn the_tutorial_imports_to_a_config_lvs_check_accepts() {
             .any(|line| line.trim_start().starts_with("virtual_server")),
         "{vrrp}"
     );
+    // lvs syncs the connections: keepalived must not start the kernel's sync daemon too.
+    assert!(
+        !vrrp
+            .lines()
+            .any(|line| line.trim_start().starts_with("lvs_sync_daemon")),
+        "{vrrp}"
+    );
+    let toml = std::fs::read_to_string(toml).unwrap();
+    assert!(toml.contains("[sync]\n"), "{toml}");
+    assert!(toml.contains("syncid = 51\n"), "{toml}");
 }
 
 /// `keepalived -t -f FILE` in a namespace with the tutorial's interfaces.

@@ -183,6 +183,26 @@ fn bad_command_lines_exit_2_without_asking_the_daemon() {
             vec!["-A", "-t", "10.0.0.1:80", "-s", "lblc"],
             "scheduler `lblc' is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh)\n",
         ),
+        (
+            vec!["--start-daemon", "primary"],
+            "illegal start-daemon parameter specified\n",
+        ),
+        (
+            vec!["--start-daemon", "master", "--syncid", "256"],
+            "illegal syncid specified\n",
+        ),
+        (
+            vec!["--start-daemon", "master", "--mcast-group", "10.0.0.1"],
+            "invalid IPv4 mcast-group `10.0.0.1'\n",
+        ),
+        (
+            vec!["--stop-daemon", "backup", "--mcast-ttl", "2"],
+            "Illegal 'mcast-ttl' option with the 'stop-daemon' command\n",
+        ),
+        (
+            vec!["-L", "--daemon", "--stats"],
+            "options conflicts in the list command\n",
+        ),
     ];
     for (mut args, expected) in cases {
         args.extend(["--socket", socket]);
@@ -196,6 +216,75 @@ fn bad_command_lines_exit_2_without_asking_the_daemon() {
         text(&output.stderr),
         "line 1: firewall-mark services (-f) are not supported by lvs\nlvsadm: nothing was restored\n"
     );
+}
+
+#[test]
+fn sync_daemons_are_started_stopped_and_listed_through_the_daemon() {
+    let dir = TempDir::new("sync");
+    let socket = dir.socket();
+    let at = socket.to_str().unwrap();
+
+    let daemon = fake_daemon(&socket, r#"{"ok":null}"#);
+    let output = lvsadm(
+        &[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "eth1",
+            "--syncid",
+            "51",
+            "--socket",
+            at,
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "",
+        "ipvsadm prints nothing on success"
+    );
+    assert_eq!(
+        daemon.join().unwrap(),
+        "{\"command\":\"start_sync_daemon\",\"daemon\":{\"role\":\"master\",\"interface\":\"eth1\",\"sync_id\":51,\"group\":\"224.0.0.81\",\"port\":8848,\"ttl\":1,\"max_len\":1472}}\n"
+    );
+
+    // The daemon's refusal, such as a config without a key, is printed as it says it.
+    std::fs::remove_file(&socket).unwrap();
+    let daemon = fake_daemon(
+        &socket,
+        r#"{"error":{"message":"cannot start a sync daemon: /etc/lvs/lvs.toml has no [sync] key_file"}}"#,
+    );
+    let output = lvsadm(&["--start-daemon", "backup", "--socket", at], "");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "cannot start a sync daemon: /etc/lvs/lvs.toml has no [sync] key_file\n"
+    );
+    daemon.join().unwrap();
+
+    std::fs::remove_file(&socket).unwrap();
+    let daemon = fake_daemon(&socket, r#"{"ok":null}"#);
+    let output = lvsadm(&["--stop-daemon", "backup", "--socket", at], "");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        daemon.join().unwrap(),
+        "{\"command\":\"stop_sync_daemon\",\"role\":\"backup\"}\n"
+    );
+
+    std::fs::remove_file(&socket).unwrap();
+    let daemon = fake_daemon(
+        &socket,
+        r#"{"sync_daemons":[{"role":"master","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472},{"role":"backup","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472}]}"#,
+    );
+    let output = lvsadm(&["-L", "--daemon", "--socket", at], "");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "master sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
+    assert_eq!(daemon.join().unwrap(), "{\"command\":\"sync_daemons\"}\n");
 }
 
 #[test]

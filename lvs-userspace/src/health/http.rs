@@ -169,6 +169,8 @@ pub async fn probe(http: &HttpProbe, timeout: Duration, tls: &TlsConfigs) -> Out
 /// One GET; returns the accepted status code.
 async fn get(http: &HttpProbe, url: &UrlCheck, tls: &TlsConfigs) -> Result<u16, Failure> {
     let stream = tcp::connect(&http.endpoint).await?;
+    // A check is a tiny request and response: send it at once.
+    let _ = stream.set_nodelay(true);
     let request = request(http, url)?;
     match &http.tls {
         None => exchange(stream, request, url).await,

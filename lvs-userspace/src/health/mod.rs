@@ -25,7 +25,7 @@ use crate::{base::health::HealthRecord, logic::config::Config};
 /// Starts health checking for a configuration with the real checkers: the supervisor and
 /// the initial health of the checked real servers.
 pub fn start(config: &Config) -> (Supervisor, Vec<HealthUpdate>) {
-    Supervisor::start(config, Arc::new(Checkers::default()), Options::default())
+    Supervisor::start_on_own_thread(config, Arc::new(Checkers::default()), Options::default())
 }
 
 /// Starts health checking that keeps its states in `memory`, starting from the states kept
@@ -46,7 +46,7 @@ pub fn start_remembering(
         remembered,
         ..Options::default()
     };
-    Supervisor::start(config, Arc::new(Checkers::default()), options)
+    Supervisor::start_on_own_thread(config, Arc::new(Checkers::default()), options)
 }
 
 /// Gives the model (any `HealthRecord`) what health checking said; returns whether an

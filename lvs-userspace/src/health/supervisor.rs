@@ -124,37 +124,97 @@ pub struct Stats {
 pub struct Supervisor {
     updates: mpsc::Receiver<Vec<HealthUpdate>>,
     commands: mpsc::Sender<Command>,
-    task: tokio::task::JoinHandle<()>,
+    running: Running,
     stats: Arc<Stats>,
 }
 
+/// Where the supervisor runs, to wait for its end.
+enum Running {
+    /// A task on the runtime that started it.
+    Task(tokio::task::JoinHandle<()>),
+    /// A thread of its own; the sender is dropped when the supervisor's loop has returned.
+    Thread(oneshot::Receiver<()>),
+}
+
 impl Supervisor {
-    /// Starts checking. Returns the handle and the initial health of every real server under
-    /// checking (alpha servers start down), to apply before the data plane is first written.
+    /// Starts checking in a task on the current runtime. Returns the handle and the initial
+    /// health of every real server under checking (alpha servers start down), to apply
+    /// before the data plane is first written.
     pub fn start(
         config: &Config,
         prober: Arc<dyn Prober>,
         options: Options,
     ) -> (Self, Vec<HealthUpdate>) {
+        let (engine, initial, unstarted, ends) = Self::prepare(config, prober, &options);
+        let task = tokio::spawn(engine.run(ends.commands, ends.updates));
+        (unstarted.running(Running::Task(task)), initial)
+    }
+
+    /// Starts checking on a thread of its own, with a single-threaded runtime: what the
+    /// director runs. A check is a few system calls and wake-ups, and on the director's
+    /// multi-threaded runtime each wake-up may bounce between worker threads; on one thread
+    /// of its own a check costs about half the CPU at a thousand real servers (see `cargo
+    /// xtask bench`), and a burst of checks never takes a worker from the director's event
+    /// loop. When no thread can be had, checking runs on the current runtime, as `start`.
+    pub fn start_on_own_thread(
+        config: &Config,
+        prober: Arc<dyn Prober>,
+        options: Options,
+    ) -> (Self, Vec<HealthUpdate>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                warn!(%error, "health checking runs on the director's runtime");
+                return Self::start(config, prober, options);
+            }
+        };
+        let (engine, initial, unstarted, ends) = Self::prepare(config, prober.clone(), &options);
+        let (ended, ended_rx) = oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("lvs-health".into())
+            .spawn(move || {
+                runtime.block_on(engine.run(ends.commands, ends.updates));
+                drop(ended);
+            });
+        match spawned {
+            Ok(_) => (unstarted.running(Running::Thread(ended_rx)), initial),
+            Err(error) => {
+                // The engine went with the closure; a fresh one starts from the same config.
+                warn!(%error, "health checking runs on the director's runtime");
+                Self::start(config, prober, options)
+            }
+        }
+    }
+
+    /// The engine with its first plan, the initial health, the handle's side of the
+    /// channels and the engine's.
+    fn prepare(
+        config: &Config,
+        prober: Arc<dyn Prober>,
+        options: &Options,
+    ) -> (Engine, Vec<HealthUpdate>, Unstarted, EngineEnds) {
         let (updates_tx, updates) = mpsc::channel(4);
         let (commands, commands_rx) = mpsc::channel(4);
         let stats = Arc::new(Stats::default());
-        let mut engine = Engine::new(prober, &options, stats.clone());
+        let mut engine = Engine::new(prober, options, stats.clone());
         engine.apply_plan(plan::plan(config), false);
         // What a previous director remembered counts for the checks it had, at start only:
         // checks a reload adds later start as their configuration says.
         engine.remembered.clear();
         let initial = engine.take_pending();
-        let task = tokio::spawn(engine.run(commands_rx, updates_tx));
-        (
-            Self {
-                updates,
-                commands,
-                task,
-                stats,
-            },
-            initial,
-        )
+        let unstarted = Unstarted {
+            updates,
+            commands,
+            stats,
+        };
+        let ends = EngineEnds {
+            commands: commands_rx,
+            updates: updates_tx,
+        };
+        (engine, initial, unstarted, ends)
     }
 
     /// The next batch of updates; `None` once the supervisor has stopped.
@@ -177,11 +237,43 @@ impl Supervisor {
         if self.commands.send(Command::Shutdown(done)).await.is_ok() {
             let _ = wait.await;
         }
-        let _ = self.task.await;
+        match self.running {
+            Running::Task(task) => {
+                let _ = task.await;
+            }
+            // Resolves (with an error) when the thread drops the sender at its end.
+            Running::Thread(ended) => {
+                let _ = ended.await;
+            }
+        }
     }
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+}
+
+/// The engine's ends of the channels to its handle.
+struct EngineEnds {
+    commands: mpsc::Receiver<Command>,
+    updates: mpsc::Sender<Vec<HealthUpdate>>,
+}
+
+/// The supervisor's handle before its loop runs somewhere.
+struct Unstarted {
+    updates: mpsc::Receiver<Vec<HealthUpdate>>,
+    commands: mpsc::Sender<Command>,
+    stats: Arc<Stats>,
+}
+
+impl Unstarted {
+    fn running(self, running: Running) -> Supervisor {
+        Supervisor {
+            updates: self.updates,
+            commands: self.commands,
+            running,
+            stats: self.stats,
+        }
     }
 }
 

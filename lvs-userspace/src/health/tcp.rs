@@ -18,8 +18,17 @@ pub async fn probe(endpoint: &Endpoint, timeout: Duration) -> Outcome {
 }
 
 /// Opens a TCP connection to the endpoint, from its `bindto` address if it has one.
+///
+/// The connection is closed with a reset rather than a FIN (`SO_LINGER` 0, as HAProxy closes
+/// its check connections): a check has nothing left to say when it closes, and an orderly
+/// close would leave a socket in TIME_WAIT on the director for a minute after every check
+/// (600,000 of them at 10,000 checks a second, beyond the kernel's default limit of
+/// 262,144) and cost the FIN exchange on both sides.
 pub async fn connect(endpoint: &Endpoint) -> Result<TcpStream, Failure> {
     let socket = TcpSocket::new_v4().map_err(|e| Failure::Connect(e.to_string()))?;
+    socket
+        .set_zero_linger()
+        .map_err(|e| Failure::Connect(format!("setting SO_LINGER: {e}")))?;
     if let Some(bind) = endpoint.bind {
         socket
             .bind(SocketAddr::from((bind, 0)))
@@ -32,8 +41,6 @@ pub async fn connect(endpoint: &Endpoint) -> Result<TcpStream, Failure> {
             io::ErrorKind::ConnectionRefused => Failure::Refused,
             _ => Failure::Connect(error.to_string()),
         })?;
-    // Health checks are tiny request/response exchanges: send them at once.
-    let _ = stream.set_nodelay(true);
     Ok(stream)
 }
 

@@ -5,8 +5,9 @@
 //! does not own any state: it hands each request to the director loop and relays the answer.
 //! The wire's types are `crate::logic::api`'s, the same for the daemon and every client.
 //!
-//! The server is bounded ([`Limits`]): at most [`MAX_CONNECTIONS`] connections at once, and
-//! a growing pause after each failed `accept`. Its shutdown is a cancellation token: the
+//! The server is bounded ([`Limits`]): at most [`MAX_CONNECTIONS`] connections at once, each
+//! closed when it stays silent (or does not read its answer) for [`IDLE_TIMEOUT`], and a
+//! growing pause after each failed `accept`. Its shutdown is a cancellation token: the
 //! accept loop stops, every connection task ends, and `serve` returns only after all have.
 
 use std::{
@@ -93,6 +94,12 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 /// keeps a misbehaving client from holding unbounded tasks and descriptors.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// How long a connection may stay open without sending a whole request line, or take to
+/// read an answer. `lvsadm` sends its request at once and reads the answer at once, and a
+/// monitor that keeps its connection asks far more often; a connection that does neither is
+/// stuck or hostile, and would otherwise hold one of the [`MAX_CONNECTIONS`] places for ever.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The first pause after a failed `accept`, doubled after each further failure.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// The longest pause between `accept` attempts: long enough not to spin on EMFILE, short
@@ -108,6 +115,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// The pauses after failed `accept` calls (see [`Backoff`]).
     pub backoff: Backoff,
+    /// How long a connection may be silent (no whole request line) or take to read an
+    /// answer before it is closed (see [`IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -115,6 +125,7 @@ impl Default for Limits {
         Self {
             max_connections: MAX_CONNECTIONS,
             backoff: Backoff::new(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX),
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
 }
@@ -199,7 +210,7 @@ pub async fn serve_with(
                         connections.spawn(async move {
                             tokio::select! {
                                 () = shutdown.cancelled() => {}
-                                () = serve_connection(stream, requests) => {}
+                                () = serve_connection(stream, requests, limits.idle_timeout) => {}
                             }
                             drop(permit);
                         });
@@ -250,9 +261,20 @@ async fn refuse_connection(stream: UnixStream, limit: usize) {
     }
 }
 
-async fn serve_connection(stream: UnixStream, requests: mpsc::Sender<Envelope>) {
+async fn serve_connection(stream: UnixStream, requests: mpsc::Sender<Envelope>, idle: Duration) {
     let mut lines = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
-    while let Some(line) = lines.next().await {
+    loop {
+        let line = match tokio::time::timeout(idle, lines.next()).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(
+                    idle_s = idle.as_secs(),
+                    "control connection closed: no request line in time"
+                );
+                return;
+            }
+        };
         // After an over-long or undecodable line the codec cannot find the next line
         // boundary reliably, so the connection ends after the error answer.
         let (response, framing_lost) = match line {
@@ -272,7 +294,9 @@ async fn serve_connection(stream: UnixStream, requests: mpsc::Sender<Envelope>) 
                 return;
             }
         };
-        if lines.send(encoded).await.is_err() || framing_lost {
+        // A client that does not read its answer is given as long as a silent one.
+        let sent = tokio::time::timeout(idle, lines.send(encoded)).await;
+        if !matches!(sent, Ok(Ok(()))) || framing_lost {
             return;
         }
     }
@@ -326,7 +350,7 @@ pub async fn call(path: &Path, request: &Request) -> Result<Response, ControlErr
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
     use super::*;
     use crate::logic::status::Status;
@@ -539,6 +563,7 @@ mod tests {
         let limits = Limits {
             max_connections: 4,
             backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(30)),
+            ..Limits::default()
         };
         let server = tokio::spawn(serve_with(listener, tx, shutdown.clone(), limits));
         tokio::spawn(async move {
@@ -618,6 +643,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_idle_timeout_and_frees_its_place() {
+        let dir = tempdir::TempDir::new();
+        let path = dir.path().join("lvs.sock");
+        let listener = bind(&path).await.unwrap();
+        let (tx, mut rx) = mpsc::channel::<Envelope>(4);
+        let idle = Duration::from_millis(300);
+        let limits = Limits {
+            max_connections: 1,
+            idle_timeout: idle,
+            ..Limits::default()
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_with(listener, tx, shutdown.clone(), limits));
+        tokio::spawn(async move {
+            while let Some((_, reply)) = rx.recv().await {
+                let _ = reply.send(Response::Status(status()));
+            }
+        });
+        // A client that asks at intervals shorter than the timeout keeps its connection.
+        let mut talker = BufReader::new(UnixStream::connect(&path).await.unwrap());
+        for _ in 0..4 {
+            tokio::time::sleep(idle / 2).await;
+            talker
+                .get_mut()
+                .write_all(b"{\"command\":\"status\"}\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            talker.read_line(&mut answer).await.unwrap();
+            assert!(answer.contains("\"status\""), "{answer}");
+        }
+        drop(talker);
+        // A client that sends half a line and then nothing holds the only place until the
+        // timeout closes it; then the place serves again.
+        let mut silent = UnixStream::connect(&path).await.unwrap();
+        silent.write_all(b"{\"command\":").await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest))
+            .await
+            .expect("the silent connection is closed");
+        assert!(closed.is_ok() && rest.is_empty(), "{closed:?} {rest:?}");
+        assert!(started.elapsed() >= idle, "closed before the timeout");
+        let served = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(Response::Status(_)) = call(&path, &Request::Status {}).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(served.is_ok(), "the freed place was never reused");
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn shutdown_ends_every_connection_and_then_serve_returns() {
         let dir = tempdir::TempDir::new();
         let path = dir.path().join("lvs.sock");
@@ -649,12 +732,9 @@ mod tests {
         // Both connections were closed by the server: each reads end of file.
         for stream in [&mut idle, &mut waiting] {
             let mut rest = Vec::new();
-            let read = tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio::io::AsyncReadExt::read_to_end(stream, &mut rest),
-            )
-            .await
-            .expect("the connection was closed");
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+                .await
+                .expect("the connection was closed");
             assert_eq!(read.unwrap(), 0);
         }
         // Every sender is gone with the tasks, so the stand-in daemon's queue ends too.

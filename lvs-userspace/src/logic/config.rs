@@ -22,8 +22,11 @@
 //! Every problem is reported with the file, line and field, and all problems are reported at
 //! once rather than one per run. The health-checking keywords (`HTTP_GET`, `TCP_CHECK`, the
 //! timing keys...) are parsed and validated in `health`; the checkers that run them are in the `health` layer.
+//! The `[sync]` section (connection sync, ipvsadm's `--start-daemon` and its options) is
+//! validated in `sync`.
 
 pub mod health;
+mod sync;
 
 use std::{
     collections::HashSet,
@@ -274,6 +277,8 @@ struct RawConfig {
     director: Spanned<RawDirector>,
     #[serde(default)]
     virtual_server: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    sync: Option<Spanned<sync::RawSync>>,
 }
 
 #[derive(Deserialize)]
@@ -416,17 +421,34 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Co
             format!("at most {limit} services"),
         ));
     }
-    // The `[sync]` section is parsed in the next change; until then a config has none.
+    let sync = raw
+        .sync
+        .and_then(|section| sync::validate(section, &director.interface, at, problems));
     Config {
         director,
         services,
-        sync: None,
+        sync,
     }
+}
+
+/// Whether `name` can name a network interface, by the kernel's rule (`dev_valid_name`): not
+/// empty, shorter than `IFNAMSIZ`, not `.` or `..`, and no `/`, `:` or white space; so that a
+/// bad name is refused here rather than when the daemon asks for the interface. The
+/// director's interface, the `[sync]` section's and `lvsadm --mcast-interface` are checked by
+/// it.
+pub fn is_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_ascii_whitespace())
 }
 
 fn validate_director(raw: RawDirector, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Director {
     let interface = raw.interface.get_ref().trim().to_owned();
-    if interface.is_empty() || interface.len() >= libc::IFNAMSIZ || interface.contains('/') {
+    if !is_interface_name(&interface) {
         problems.push(at.problem(
             &raw.interface.span(),
             "director.interface",
@@ -1033,6 +1055,16 @@ protocol = "udp"
                 error.contains(expected),
                 "for {to:?}:\n got: {error}\nwant: {expected}"
             );
+        }
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernels_rule() {
+        for good in ["eth0", "enp0s31f6", "br-lan.100", "a23456789012345"] {
+            assert!(is_interface_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "eth0:1", "eth 0", "a234567890123456"] {
+            assert!(!is_interface_name(bad), "{bad:?}");
         }
     }
 

@@ -23,6 +23,23 @@ pub struct Backend {
     pub weight: u32,
 }
 
+/// Where a server is in its permutation: the slot it looks at next, and one to four steps
+/// of the permutation (each below `size`).
+struct Walk {
+    position: u32,
+    skips: [u32; 4],
+}
+
+impl Walk {
+    fn new(offset: u32, skip: u32, size: u32) -> Self {
+        let times = |k: u64| (u64::from(skip) * k % u64::from(size)) as u32;
+        Walk {
+            position: offset,
+            skips: [times(1), times(2), times(3), times(4)],
+        }
+    }
+}
+
 /// Builds a table of `size` slots. `size` must be prime so every permutation visits every slot.
 /// With no backend of non-zero weight, every slot is `NO_REAL_SERVER`.
 pub fn build_table(backends: &[Backend], size: u32) -> Vec<u32> {
@@ -35,16 +52,16 @@ pub fn build_table(backends: &[Backend], size: u32) -> Vec<u32> {
     }
     active.sort_by(|a, b| a.identity.cmp(&b.identity));
 
-    // Each server's place in its permutation: the slot it looks at next, and its step. The
-    // permutation is `offset, offset + skip, offset + 2 * skip, ...` modulo `size`; walking it
-    // by adding `skip` and subtracting `size` once when past the end gives the same slots as
-    // computing each one with a 64-bit division, several times faster.
-    let mut walks: Vec<(u32, u32)> = active
+    // Each server's place in its permutation. The permutation is `offset, offset + skip,
+    // offset + 2 * skip, ...` modulo `size`; walking it by adding (multiples of) `skip` and
+    // subtracting `size` once when past the end gives the same slots as computing each one
+    // with a division, several times faster.
+    let mut walks: Vec<Walk> = active
         .iter()
         .map(|b| {
             let offset = bytes_hash(&b.identity, OFFSET_SEED) % size;
             let skip = bytes_hash(&b.identity, SKIP_SEED) % (size - 1).max(1) + 1;
-            (offset, skip % size)
+            Walk::new(offset, skip % size, size)
         })
         .collect();
     let max_weight = active.iter().map(|b| b.weight).max().unwrap_or(1);
@@ -61,22 +78,38 @@ pub fn build_table(backends: &[Backend], size: u32) -> Vec<u32> {
                 continue;
             }
             credit[i] -= max_weight;
-            let (position, skip) = &mut walks[i];
-            let slot = loop {
-                let candidate = *position as usize;
-                // `position + skip` fits a u64 and is below `2 * size`.
-                let advanced = u64::from(*position) + u64::from(*skip);
-                *position = if advanced >= u64::from(size) {
+            let walk = &mut walks[i];
+            // Both terms are below `size`, so one subtraction brings the sum back below it.
+            let add = |slot: u32, step: u32| {
+                let advanced = u64::from(slot) + u64::from(step);
+                if advanced >= u64::from(size) {
                     (advanced - u64::from(size)) as u32
                 } else {
                     advanced as u32
-                };
-                let (word, bit) = (candidate / 64, 1u64 << (candidate % 64));
-                if taken[word] & bit == 0 {
-                    taken[word] |= bit;
-                    break candidate;
                 }
             };
+            let is_free = |slot: u32| (taken[slot as usize / 64] >> (slot % 64)) & 1 == 0;
+            // Four candidates at a time, each computed from the first with a multiple of the
+            // skip (so they do not wait on each other): the first free one in permutation
+            // order is the slot the one-at-a-time walk finds, with a quarter of the
+            // unpredictable branches once the table fills up.
+            let mut c0 = walk.position;
+            let slot = loop {
+                let c1 = add(c0, walk.skips[0]);
+                let c2 = add(c0, walk.skips[1]);
+                let c3 = add(c0, walk.skips[2]);
+                let free = u32::from(is_free(c0))
+                    | u32::from(is_free(c1)) << 1
+                    | u32::from(is_free(c2)) << 2
+                    | u32::from(is_free(c3)) << 3;
+                if free != 0 {
+                    let chosen = [c0, c1, c2, c3][free.trailing_zeros() as usize];
+                    walk.position = add(chosen, walk.skips[0]);
+                    break chosen as usize;
+                }
+                c0 = add(c0, walk.skips[3]);
+            };
+            taken[slot / 64] |= 1u64 << (slot % 64);
             table[slot] = backend.id;
             filled += 1;
             if filled == size_usize {

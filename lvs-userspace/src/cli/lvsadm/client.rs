@@ -4,7 +4,10 @@ use std::{io, path::Path};
 
 use crate::{
     io::control::{self, ControlError},
-    logic::api::{Change, Request, Response, Snapshot},
+    logic::{
+        api::{Change, Request, Response, Snapshot},
+        sync::{SyncDaemon, SyncRole},
+    },
 };
 
 /// Why a request did not succeed.
@@ -61,6 +64,31 @@ pub async fn reload(socket: &Path) -> Result<String, ClientError> {
     match call(socket, &Request::Reload {}).await? {
         Response::Done { message } => Ok(message),
         other => Err(unexpected(&other, "a reload's result")),
+    }
+}
+
+/// `--start-daemon`: the daemon starts a sync daemon with these parameters and the key of
+/// its config's `[sync]` section, or says why not.
+pub async fn start_sync_daemon(socket: &Path, daemon: SyncDaemon) -> Result<(), ClientError> {
+    match call(socket, &Request::StartSyncDaemon { daemon }).await? {
+        Response::Ok => Ok(()),
+        other => Err(unexpected(&other, "ok")),
+    }
+}
+
+/// `--stop-daemon`.
+pub async fn stop_sync_daemon(socket: &Path, role: SyncRole) -> Result<(), ClientError> {
+    match call(socket, &Request::StopSyncDaemon { role }).await? {
+        Response::Ok => Ok(()),
+        other => Err(unexpected(&other, "ok")),
+    }
+}
+
+/// `-L --daemon`: the sync daemons running.
+pub async fn sync_daemons(socket: &Path) -> Result<Vec<SyncDaemon>, ClientError> {
+    match call(socket, &Request::SyncDaemons {}).await? {
+        Response::SyncDaemons(daemons) => Ok(daemons),
+        other => Err(unexpected(&other, "a list of sync daemons")),
     }
 }
 
@@ -181,6 +209,57 @@ mod tests {
         let error = reload(&path).await.unwrap_err();
         assert!(
             matches!(error, ClientError::Unexpected("ok", "a reload's result")),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sync_daemon_requests_are_sent_and_answered() {
+        let (path, daemon) = one_shot(r#"{"ok":null}"#).await;
+        let mut wanted = SyncDaemon::with_defaults(SyncRole::Backup, "eth1");
+        wanted.sync_id = crate::base::values::SyncId::new(51).unwrap();
+        start_sync_daemon(&path, wanted).await.unwrap();
+        assert_eq!(
+            daemon.await.unwrap(),
+            "{\"command\":\"start_sync_daemon\",\"daemon\":{\"role\":\"backup\",\
+             \"interface\":\"eth1\",\"sync_id\":51,\"group\":\"224.0.0.81\",\"port\":8848,\
+             \"ttl\":1,\"max_len\":1472}}\n"
+        );
+
+        let (path, daemon) = one_shot(r#"{"ok":null}"#).await;
+        stop_sync_daemon(&path, SyncRole::Master).await.unwrap();
+        assert_eq!(
+            daemon.await.unwrap(),
+            "{\"command\":\"stop_sync_daemon\",\"role\":\"master\"}\n"
+        );
+
+        let (path, daemon) = one_shot(
+            r#"{"sync_daemons":[{"role":"master","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472}]}"#,
+        )
+        .await;
+        let daemons = sync_daemons(&path).await.unwrap();
+        assert_eq!(daemon.await.unwrap(), "{\"command\":\"sync_daemons\"}\n");
+        let mut expected = SyncDaemon::with_defaults(SyncRole::Master, "eth0");
+        expected.sync_id = crate::base::values::SyncId::new(1).unwrap();
+        assert_eq!(daemons, vec![expected]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_sync_daemon_carries_the_daemons_message() {
+        let (path, _daemon) =
+            one_shot(r#"{"error":{"message":"no [sync] key_file in /etc/lvs/lvs.toml"}}"#).await;
+        let error = start_sync_daemon(&path, SyncDaemon::with_defaults(SyncRole::Master, "eth0"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "no [sync] key_file in /etc/lvs/lvs.toml");
+
+        let (path, _daemon) = one_shot(r#"{"ok":null}"#).await;
+        let error = sync_daemons(&path).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Unexpected("ok", "a list of sync daemons")
+            ),
             "{error:?}"
         );
     }

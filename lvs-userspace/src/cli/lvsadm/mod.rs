@@ -71,6 +71,20 @@ pub async fn run(
         Command::Reload => client::reload(socket)
             .await
             .map(|message| Some(format!("{message}\n"))),
+        Command::StartDaemon(daemon) => client::start_sync_daemon(socket, daemon)
+            .await
+            .map(|()| None),
+        Command::StopDaemon(role) => client::stop_sync_daemon(socket, role).await.map(|()| None),
+        Command::ListDaemons { json } => match client::sync_daemons(socket).await {
+            Ok(daemons) => match list::render_daemons(&daemons, json) {
+                Ok(text) => Ok(Some(text)),
+                Err(error) => {
+                    writeln!(err, "lvsadm: {error}")?;
+                    return Ok(Outcome::Failed);
+                }
+            },
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(text) => {
@@ -162,6 +176,9 @@ mod tests {
             "persistent",
             "sched\\-flags",
             "json",
+            "start\\-daemon",
+            "mcast\\-interface",
+            "sync\\-maxlen",
         ] {
             assert!(page.contains(option), "the man page lacks {option}");
         }

@@ -474,3 +474,58 @@ async fn remembered_states_replace_the_starting_ones_and_are_kept_in_a_file() {
     assert!(kept.contains("up tcp 10.0.0.100:80 10.0.0.12\n"), "{kept}");
     supervisor.shutdown().await;
 }
+
+/// The director's way: the supervisor on a thread of its own, on the real clock. Its checks
+/// run there (not on the test's runtime), a failing server is reported down, and a shutdown
+/// waits for the thread's loop to end.
+#[tokio::test]
+async fn a_supervisor_on_its_own_thread_checks_reports_and_stops() {
+    let fake = Arc::new(FakeProber {
+        hold: Duration::from_millis(1),
+        ..FakeProber::default()
+    });
+    fake.set_failing([10, 0, 0, 12], true);
+    let config = config::parse(TWO_SERVICES, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let test_thread = std::thread::current().id();
+    let (mut supervisor, initial) = Supervisor::start_on_own_thread(
+        &config,
+        Arc::new(OnThread(Shared(fake.clone()), test_thread)),
+        Options::default(),
+    );
+    let mut latest = Latest::default();
+    latest.apply(initial);
+    // A failing check with `retry = 1` is down after its first attempt and one retry 1 s
+    // later; allow for a slow machine.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while latest.get(80, 100, [10, 0, 0, 12]).state != HealthState::Down {
+        let batch = tokio::time::timeout_at(deadline, supervisor.updates())
+            .await
+            .expect("the failing server is reported down within 10 s")
+            .expect("the supervisor runs");
+        latest.apply(batch);
+    }
+    assert_eq!(latest.get(80, 100, [10, 0, 0, 11]).state, HealthState::Up);
+    assert!(supervisor.stats().checks_completed.load(Ordering::Relaxed) >= 2);
+    tokio::time::timeout(Duration::from_secs(10), supervisor.shutdown())
+        .await
+        .expect("the supervisor's thread ends at shutdown");
+    assert!(
+        !fake.calls.lock().unwrap().is_empty(),
+        "the checks ran on the supervisor's thread"
+    );
+}
+
+/// Fails the test (through a panic in the check, which the supervisor logs and drops) if a
+/// check runs on the given thread.
+struct OnThread(Shared, std::thread::ThreadId);
+
+impl Prober for OnThread {
+    fn probe(&self, check: Arc<Check>) -> BoxFuture<'static, Outcome> {
+        assert_ne!(
+            std::thread::current().id(),
+            self.1,
+            "a check ran on the director's thread"
+        );
+        self.0.probe(check)
+    }
+}

@@ -13,6 +13,7 @@ const SERVICE: &str = "Virtual service";
 const OPTIONS: &str = "Options";
 const LIST: &str = "List options";
 const LVSADM: &str = "lvsadm only";
+const SYNC: &str = "Connection sync daemon options";
 
 /// Every flag, as given. Commands and flags are counts and values are lists, so that a flag
 /// given twice is reported as ipvsadm reports it rather than by clap.
@@ -144,13 +145,33 @@ pub struct Args {
     pub tun_remcsum: u8,
     #[arg(long = "tun-info", action = ArgAction::Count, hide = true)]
     pub tun_info: u8,
-    /// The connection sync daemon (not supported by lvs).
-    #[arg(long = "start-daemon", value_name = "STATE", action = ArgAction::Append, hide = true)]
+
+    // Connection sync.
+    /// `--start-daemon master|backup`: start a connection sync daemon. Both may run at once:
+    /// each director the master for its own connections and a backup for its peer's.
+    #[arg(long = "start-daemon", value_name = "STATE", action = ArgAction::Append, allow_hyphen_values = true, help_heading = COMMANDS)]
     pub start_daemon: Vec<String>,
-    #[arg(long = "stop-daemon", value_name = "STATE", action = ArgAction::Append, hide = true)]
+    /// `--stop-daemon master|backup`: stop a connection sync daemon.
+    #[arg(long = "stop-daemon", value_name = "STATE", action = ArgAction::Append, allow_hyphen_values = true, help_heading = COMMANDS)]
     pub stop_daemon: Vec<String>,
-    #[arg(long = "daemon", action = ArgAction::Count, hide = true)]
-    pub daemon: u8,
+    /// The interface sync messages are sent or received on (default eth0, as in ipvsadm).
+    #[arg(long = "mcast-interface", value_name = "INTERFACE", action = ArgAction::Append, allow_hyphen_values = true, help_heading = SYNC)]
+    pub mcast_interface: Vec<String>,
+    /// The sync id, 0 to 255 (default 0): directors exchange connections only within one id.
+    #[arg(long = "syncid", value_name = "SID", action = ArgAction::Append, allow_hyphen_values = true, help_heading = SYNC)]
+    pub syncid: Vec<String>,
+    /// The IPv4 multicast group (default 224.0.0.81).
+    #[arg(long = "mcast-group", value_name = "ADDRESS", action = ArgAction::Append, allow_hyphen_values = true, help_heading = SYNC)]
+    pub mcast_group: Vec<String>,
+    /// The UDP port (default 8848).
+    #[arg(long = "mcast-port", value_name = "PORT", action = ArgAction::Append, allow_hyphen_values = true, help_heading = SYNC)]
+    pub mcast_port: Vec<String>,
+    /// The multicast TTL, 1 to 255 (default 1: the directors' own segment).
+    #[arg(long = "mcast-ttl", value_name = "TTL", action = ArgAction::Append, allow_hyphen_values = true, help_heading = SYNC)]
+    pub mcast_ttl: Vec<String>,
+    /// The largest sync message in bytes of UDP payload, 80 to 65507 (default 1472).
+    #[arg(long = "sync-maxlen", value_name = "LENGTH", action = ArgAction::Append, allow_hyphen_values = true, help_heading = SYNC)]
+    pub sync_maxlen: Vec<String>,
 
     // List options.
     /// Numeric output of addresses and ports.
@@ -165,6 +186,9 @@ pub struct Args {
     /// List counters.
     #[arg(long = "stats", action = ArgAction::Count, help_heading = LIST)]
     pub stats: u8,
+    /// List the connection sync daemons (with -L).
+    #[arg(long = "daemon", action = ArgAction::Count, help_heading = LIST)]
+    pub daemon: u8,
     /// List rates.
     #[arg(long = "rate", action = ArgAction::Count, help_heading = LIST)]
     pub rate: u8,
@@ -257,5 +281,22 @@ mod tests {
             (1, vec!["900".into(), "120".into(), "300".into()])
         );
         assert_eq!(parse("--set 1 --set 2").set, 2);
+    }
+
+    #[test]
+    fn the_sync_daemon_options_take_values() {
+        let args = parse(
+            "--start-daemon master --mcast-interface eth1 --syncid 51 --mcast-group 239.0.0.1 \
+             --mcast-port 9000 --mcast-ttl 2 --sync-maxlen 1400",
+        );
+        assert_eq!(args.start_daemon, ["master"]);
+        assert_eq!(args.mcast_interface, ["eth1"]);
+        assert_eq!(args.syncid, ["51"]);
+        assert_eq!(args.mcast_group, ["239.0.0.1"]);
+        assert_eq!(args.mcast_port, ["9000"]);
+        assert_eq!(args.mcast_ttl, ["2"]);
+        assert_eq!(args.sync_maxlen, ["1400"]);
+        assert_eq!(parse("--stop-daemon backup").stop_daemon, ["backup"]);
+        assert_eq!(parse("-L --daemon").daemon, 1);
     }
 }

@@ -15,6 +15,10 @@ use crate::logic::api::{
     Change, DEFAULT_NETMASK, ForwardMethod, Persistence, Protocol, RealServerConfig, ServiceConfig,
     ServiceKey, Timeouts,
 };
+use crate::logic::sync::{SyncDaemon, SyncRole};
+use daemon::{SyncOptions, role};
+
+mod daemon;
 
 /// What lvsadm was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +33,13 @@ pub enum Command {
     Restore,
     /// `--reload` (lvsadm's own): the daemon reads its config file again.
     Reload,
+    /// `--start-daemon master|backup` with its options, ipvsadm's defaults for the rest.
+    StartDaemon(SyncDaemon),
+    /// `--stop-daemon master|backup`.
+    StopDaemon(SyncRole),
+    /// `-L --daemon`: the sync daemons, one line each (as JSON with `--json`). Addresses are
+    /// numbers already, so `-n` changes nothing and is taken, as ipvsadm takes it.
+    ListDaemons { json: bool },
 }
 
 /// A listing: what to show and how.
@@ -103,6 +114,8 @@ enum Kind {
     Save,
     Zero,
     Reload,
+    StartDaemon,
+    StopDaemon,
 }
 
 impl Kind {
@@ -121,28 +134,35 @@ impl Kind {
             Kind::Save => "save",
             Kind::Zero => "zero",
             Kind::Reload => "reload",
+            Kind::StartDaemon => "start-daemon",
+            Kind::StopDaemon => "stop-daemon",
         }
     }
 
     /// ipvsadm's table of legal options for this command, one character per entry of
     /// [`OPTION_NAMES`]: `+` required, `x` illegal, `1` at most one of the `1`s, ` ` optional.
-    /// The last column, `json`, is lvsadm's.
+    /// The last column, `json`, is lvsadm's. Where ipvsadm takes `--syncid` and does nothing
+    /// with it (with `-L` and `--stop-daemon`), lvsadm refuses it, so that no option is
+    /// silently ignored.
     fn rules(self) -> &'static [u8; OPTION_COUNT] {
-        //                      n c svc s p M r fwd w x y tot st rt thr pc srt ex b json
+        //            n c svc s p M r fwd w x y mc tot dmn st rt thr pc srt sid ex b grp port ttl size json
         match self {
-            Kind::AddService | Kind::EditService => b"xx+   xxxxxxxxxxxx x",
-            Kind::DeleteService => b"xx+xxxxxxxxxxxxxxxxx",
-            Kind::List => b" 11xxxxxxxx1      x ",
-            Kind::AddServer | Kind::EditServer => b"xx+xxx+    xxxxxxxxx",
-            Kind::DeleteServer => b"xx+xxx+xxxxxxxxxxxxx",
-            Kind::Save => b" xxxxxxxxxxxxxxxxxxx",
-            Kind::Zero => b"xx xxxxxxxxxxxxxxxxx",
-            Kind::Flush | Kind::Set | Kind::Restore | Kind::Reload => b"xxxxxxxxxxxxxxxxxxxx",
+            Kind::AddService | Kind::EditService => b"xx+   xxxxxxxxxxxxxxx xxxxx",
+            Kind::DeleteService => b"xx+xxxxxxxxxxxxxxxxxxxxxxxx",
+            Kind::List => b" 11xxxxxxxxx11     x xxxxx ",
+            Kind::AddServer | Kind::EditServer => b"xx+xxx+    xxxxxxxxxxxxxxxx",
+            Kind::DeleteServer => b"xx+xxx+xxxxxxxxxxxxxxxxxxxx",
+            Kind::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxx",
+            Kind::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxx",
+            Kind::StartDaemon => b"xxxxxxxxxxx xxxxxxx xx    x",
+            Kind::Flush | Kind::Set | Kind::Restore | Kind::Reload | Kind::StopDaemon => {
+                b"xxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            }
         }
     }
 }
 
-const OPTION_COUNT: usize = 20;
+const OPTION_COUNT: usize = 27;
 
 /// The options in ipvsadm's order, with the names its messages use.
 const OPTION_NAMES: [&str; OPTION_COUNT] = [
@@ -157,24 +177,34 @@ const OPTION_NAMES: [&str; OPTION_COUNT] = [
     "weight",
     "u-threshold",
     "l-threshold",
+    "mcast-interface",
     "timeout",
+    "daemon",
     "stats",
     "rate",
     "thresholds",
     "persistent-conn",
     "nosort",
+    "syncid",
     "exact",
     "sched-flags",
+    "mcast-group",
+    "mcast-port",
+    "mcast-ttl",
+    "sync-maxlen",
     "json",
 ];
 
 // Indices into OPTION_NAMES for the options the code looks at by name.
 const CONNECTION: usize = 1;
-const TIMEOUT: usize = 11;
-const STATS: usize = 12;
-const RATE: usize = 13;
-const THRESHOLDS: usize = 14;
-const PERSISTENT_CONN: usize = 15;
+const TIMEOUT: usize = 12;
+const DAEMON: usize = 13;
+const STATS: usize = 14;
+const RATE: usize = 15;
+const THRESHOLDS: usize = 16;
+const PERSISTENT_CONN: usize = 17;
+const NOSORT: usize = 18;
+const EXACT: usize = 20;
 
 /// Which options were given: one bit per entry of [`OPTION_NAMES`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -213,7 +243,7 @@ impl Command {
 
 /// Options ipvsadm has and lvs does not: a clear refusal rather than a silent difference.
 fn reject_unsupported(args: &Args) -> Result<(), UsageError> {
-    let refusals: [(bool, &'static str); 10] = [
+    let refusals: [(bool, &'static str); 8] = [
         (
             !args.fwmark_service.is_empty(),
             "firewall-mark services (-f) are not supported by lvs",
@@ -248,14 +278,6 @@ fn reject_unsupported(args: &Args) -> Result<(), UsageError> {
                 || args.tun_nocsum + args.tun_csum + args.tun_remcsum + args.tun_info > 0,
             "tunnel options (--tun-*) are not supported: lvs forwards by direct routing (-g)",
         ),
-        (
-            !args.start_daemon.is_empty() || !args.stop_daemon.is_empty(),
-            "the connection sync daemon (--start-daemon, --stop-daemon) is not supported by lvs",
-        ),
-        (
-            args.daemon > 0,
-            "the connection sync daemon (--daemon) is not supported by lvs",
-        ),
     ];
     match refusals.into_iter().find(|(given, _)| *given) {
         Some((_, message)) => Err(UsageError::Unsupported(message)),
@@ -264,6 +286,8 @@ fn reject_unsupported(args: &Args) -> Result<(), UsageError> {
 }
 
 fn command_kind(args: &Args) -> Result<Option<Kind>, UsageError> {
+    // ipvsadm counts a repeated --start-daemon as a second command, as it does -A -A.
+    let daemon_count = |list: &[String]| u8::try_from(list.len()).unwrap_or(u8::MAX);
     let counts = [
         (args.add_service, Kind::AddService),
         (args.edit_service, Kind::EditService),
@@ -278,6 +302,8 @@ fn command_kind(args: &Args) -> Result<Option<Kind>, UsageError> {
         (args.save, Kind::Save),
         (args.zero, Kind::Zero),
         (args.reload, Kind::Reload),
+        (daemon_count(&args.start_daemon), Kind::StartDaemon),
+        (daemon_count(&args.stop_daemon), Kind::StopDaemon),
     ];
     let total: u32 = counts.iter().map(|(n, _)| u32::from(*n)).sum();
     if total > 1 {
@@ -299,14 +325,21 @@ fn given_options(args: &Args) -> Result<Given, UsageError> {
         args.weight.len(),
         args.u_threshold.len(),
         args.l_threshold.len(),
+        args.mcast_interface.len(),
         args.timeout.into(),
+        args.daemon.into(),
         args.stats.into(),
         args.rate.into(),
         args.thresholds.into(),
         args.persistent_conn.into(),
         args.nosort.into(),
+        args.syncid.len(),
         args.exact.into(),
         args.sched_flags.len(),
+        args.mcast_group.len(),
+        args.mcast_port.len(),
+        args.mcast_ttl.len(),
+        args.sync_maxlen.len(),
         args.json.into(),
     ];
     let mut given = Given::default();
@@ -367,11 +400,19 @@ struct Values {
     u_threshold: Option<u32>,
     l_threshold: Option<u32>,
     timeouts: Option<Timeouts>,
+    /// The role of `--start-daemon` or `--stop-daemon`.
+    role: Option<SyncRole>,
+    sync: SyncOptions,
 }
 
 impl Values {
     fn parse(args: &Args, kind: Kind, names: &dyn Resolver) -> Result<Values, UsageError> {
-        let mut values = Values::default();
+        // ipvsadm reads the command, and so the daemon's role, before any option.
+        let mut values = Values {
+            role: role(args)?,
+            sync: SyncOptions::parse(args)?,
+            ..Values::default()
+        };
         let service = args
             .tcp_service
             .first()
@@ -488,6 +529,7 @@ fn build(kind: Kind, given: Given, values: &Values, args: &Args) -> Result<Comma
         Kind::Set => Change::SetTimeouts {
             timeouts: values.timeouts.ok_or(UsageError::SetNeedsThreeValues)?,
         },
+        Kind::List if given.has(DAEMON) => return list_daemons(given, args),
         Kind::List => return list(given, values, args).map(Command::List),
         Kind::Save => {
             return Ok(Command::Save {
@@ -496,6 +538,13 @@ fn build(kind: Kind, given: Given, values: &Values, args: &Args) -> Result<Comma
         }
         Kind::Restore => return Ok(Command::Restore),
         Kind::Reload => return Ok(Command::Reload),
+        Kind::StartDaemon => {
+            let role = values.role.ok_or(UsageError::TryHelp)?;
+            return Ok(Command::StartDaemon(values.sync.daemon(role)));
+        }
+        Kind::StopDaemon => {
+            return Ok(Command::StopDaemon(values.role.ok_or(UsageError::TryHelp)?));
+        }
     };
     Ok(Command::Change(change))
 }
@@ -554,6 +603,19 @@ fn unicast(address: Ipv4Addr, role: &'static str) -> Result<(), UsageError> {
     UnicastAddress::new(address)
         .map(drop)
         .map_err(|_| UsageError::NotUnicast { address, role })
+}
+
+/// `-L --daemon`. ipvsadm ignores the service layouts, `--exact` and `--nosort` here;
+/// lvsadm refuses them, as it refuses them with `--timeout`, so that no option is silently
+/// ignored.
+fn list_daemons(given: Given, args: &Args) -> Result<Command, UsageError> {
+    let service_formats = [STATS, RATE, THRESHOLDS, PERSISTENT_CONN, NOSORT, EXACT];
+    if service_formats.into_iter().any(|index| given.has(index)) {
+        return Err(UsageError::ListConflict);
+    }
+    Ok(Command::ListDaemons {
+        json: args.json > 0,
+    })
 }
 
 fn list(given: Given, values: &Values, args: &Args) -> Result<List, UsageError> {

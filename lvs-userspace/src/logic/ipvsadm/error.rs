@@ -57,6 +57,22 @@ pub enum UsageError {
     /// ipvsadm hears this from the kernel; lvsadm knows the list and says it before asking.
     #[error("Scheduler or persistence engine not found")]
     UnknownScheduler,
+    #[error("illegal start-daemon parameter specified")]
+    IllegalStartDaemon,
+    /// ipvsadm says "illegal start_daemon specified" here, by a slip; lvsadm names the
+    /// command that was given.
+    #[error("illegal stop-daemon parameter specified")]
+    IllegalStopDaemon,
+    #[error("illegal syncid specified")]
+    IllegalSyncId,
+    #[error("invalid IPv4 mcast-group `{0}'")]
+    InvalidMcastGroup(String),
+    #[error("illegal mcast-port specified")]
+    IllegalMcastPort,
+    #[error("illegal mcast-ttl specified")]
+    IllegalMcastTtl,
+    #[error("illegal sync-maxlen specified (lvs takes 80 to 65507 bytes)")]
+    IllegalSyncMaxLen,
 
     // lvs's own refusals: things ipvsadm does that lvs does not.
     #[error("scheduler `{0}' is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh)")]
@@ -82,4 +98,8 @@ pub enum UsageError {
     AllPorts,
     #[error("the persistence netmask (-M) needs a persistent service (-p)")]
     NetmaskWithoutPersistence,
+    #[error("illegal mcast-interface `{0}': not an interface name")]
+    IllegalMcastInterface(String),
+    #[error("IPv6 connection sync (--mcast-group `{0}') is not supported by lvs (IPv4 only)")]
+    Ipv6McastGroup(String),
 }

@@ -21,6 +21,7 @@ use crate::logic::api::{
     Protocol, ServiceKey, Timeouts,
     snapshot::{Connection, RealServerEntry, ServiceEntry, Snapshot},
 };
+use crate::logic::sync::SyncDaemon;
 
 /// The IPVS version ipvsadm users see in the header; lvs keeps IPVS's layouts.
 pub const IPVS_VERSION: &str = "1.2.1";
@@ -74,6 +75,33 @@ pub fn timeouts_line(timeouts: &Timeouts) -> String {
         "Timeout (tcp tcpfin udp): {} {} {}\n",
         timeouts.tcp, timeouts.tcp_fin, timeouts.udp
     )
+}
+
+/// `-L --daemon`: one line per sync daemon, master first, as ipvsadm 1.29 and later print
+/// them (they add maxlen, group, port and ttl to the older `mcast=..., syncid=...`). IPVS
+/// leaves out a value the kernel does not report; lvs always has all of them. With `json`,
+/// the daemons as the control socket gives them.
+pub fn render_daemons(daemons: &[SyncDaemon], json: bool) -> Result<String, ListError> {
+    let mut daemons: Vec<&SyncDaemon> = daemons.iter().collect();
+    daemons.sort_by_key(|daemon| daemon.role);
+    if json {
+        return Ok(serde_json::to_string_pretty(&daemons)? + "\n");
+    }
+    let mut out = String::new();
+    for daemon in daemons {
+        let _ = writeln!(
+            out,
+            "{} sync daemon (mcast={}, syncid={}, maxlen={}, group={}, port={}, ttl={})",
+            daemon.role,
+            daemon.interface,
+            daemon.sync_id,
+            daemon.max_len,
+            daemon.group,
+            daemon.port,
+            daemon.ttl
+        );
+    }
+    Ok(out)
 }
 
 /// Services in listing order: by protocol, address, port unless `sort` is off.

@@ -87,6 +87,13 @@ fn parse_line(words: &[&str], names: &dyn Resolver) -> Result<Change, String> {
             "only commands that change the table (-A -E -D -C -a -e -d -Z --set) can be restored"
                 .into(),
         ),
+        // A restore is one batch of table changes, all or none; a sync daemon is not part of
+        // the table, so it is started by its own command or the config's [sync] section.
+        Command::StartDaemon(_) | Command::StopDaemon(_) | Command::ListDaemons { .. } => Err(
+            "the sync daemon commands cannot be restored: run them on their own, or use the \
+             config's [sync] section"
+                .into(),
+        ),
     }
 }
 

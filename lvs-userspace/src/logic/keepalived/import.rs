@@ -6,7 +6,7 @@
 //! is left out whole. The rest of the file (global_defs, VRRP) stays keepalived's business
 //! (`--vrrp-out` writes it, see [`super::vrrp`]) and is skipped here, except that a VRRP
 //! instance's interface is taken as the director's and tells lvs to leave the VIPs to
-//! keepalived, and that `lvs_sync_daemon` is reported: lvs has no connection sync daemon yet.
+//! keepalived, and that `lvs_sync_daemon` becomes the `[sync]` section (see [`super::sync`]).
 //!
 //! A value keepalived takes and that means nothing to lvs (`persistence_timeout 0`, which is
 //! no persistence; `nat_mask`, which only NAT ever used) is checked and left out with a note
@@ -88,6 +88,9 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
     let mut seen = HashSet::new();
     let mut vrrp_interface: Option<String> = None;
     importer.report_beyond_services(&statements);
+    let sync = super::sync::import(&statements);
+    importer.problems.extend(sync.problems);
+    importer.notes.extend(sync.notes);
     for statement in &statements {
         match statement.keyword.as_str() {
             "virtual_server" => {
@@ -141,6 +144,7 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
                 interface,
                 manage_vips,
             },
+            sync: sync.section,
             virtual_server: services,
         },
         problems: importer.problems,
@@ -189,8 +193,7 @@ impl Importer {
         });
     }
 
-    /// Reports, wherever they are, the statements that reach beyond the virtual_server
-    /// blocks: `include` and the connection sync daemon.
+    /// Reports, wherever they are, the `include` statements, which reach beyond the file.
     fn report_beyond_services(&mut self, statements: &[Statement]) {
         for statement in statements {
             if statement.keyword == "include" {
@@ -199,19 +202,6 @@ impl Importer {
                     format!(
                         "include {} is not followed; import that file on its own",
                         statement.args.join(" ")
-                    ),
-                );
-            }
-            // keepalived 2 writes `lvs_sync_daemon` in global_defs; keepalived 1 wrote
-            // `lvs_sync_daemon_interface` there or in a vrrp_instance.
-            if statement.keyword.starts_with("lvs_sync_daemon") {
-                self.problem(
-                    statement,
-                    format!(
-                        "{} is not imported: lvs has no connection sync yet (the VRRP file \
-                         keeps it, but the IPVS sync daemon it starts does not see lvs's \
-                         connections)",
-                        statement.keyword
                     ),
                 );
             }

@@ -46,7 +46,28 @@ pub struct Timing {
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Config {
     pub director: Director,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<Sync>,
     pub virtual_server: Vec<VirtualServer>,
+}
+
+/// The `[sync]` section, from `lvs_sync_daemon`: what keepalived was given is written, the
+/// rest left to lvs's defaults (which are IPVS's, as keepalived's are). The sync id is always
+/// written, since keepalived's default (the VRRP instance's id) is not lvs's.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Sync {
+    pub daemons: Vec<String>,
+    pub interface: String,
+    pub syncid: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_maxlen: Option<u16>,
+    pub key_file: String,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]

@@ -244,7 +244,7 @@ fn the_tutorial_imports_to_a_config_lvs_accepts() {
     // What keepalived takes and lvs leaves out is said with its line.
     assert!(
         imported.notes.contains(
-            &"line 73: nat_mask is not written: it only applied to NAT, and lvs does direct \
+            &"line 74: nat_mask is not written: it only applied to NAT, and lvs does direct \
               routing (keepalived 2 no longer reads it)"
                 .to_owned()
         ),
@@ -253,7 +253,7 @@ fn the_tutorial_imports_to_a_config_lvs_accepts() {
     );
     assert!(
         imported.notes.contains(
-            &"line 74: persistence_timeout 0 is no persistence, lvs's default; not written"
+            &"line 75: persistence_timeout 0 is no persistence, lvs's default; not written"
                 .to_owned()
         ),
         "{:?}",
@@ -335,31 +335,166 @@ fn values_keepalived_takes_import_or_are_reported_with_their_line() {
     }
 }
 
-#[test]
-fn the_sync_daemon_is_reported_until_lvs_has_connection_sync() {
-    let text = "global_defs {\n lvs_sync_daemon eth0 VI_1 id 51\n}\n\
-                vrrp_instance VI_1 {\n interface eth0\n lvs_sync_daemon_interface eth0\n}\n";
+/// The `[sync]` section of an import of `text`, checked by lvs's config as `lvs check` would.
+fn imported_sync(text: &str) -> (crate::logic::sync::SyncConfig, Imported) {
     let imported = import(text, None).unwrap();
-    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
-    let message = |line: usize, keyword: &str| {
-        format!(
-            "line {line}: {keyword} is not imported: lvs has no connection sync yet (the VRRP \
-             file keeps it, but the IPVS sync daemon it starts does not see lvs's connections)"
-        )
+    assert!(imported.problems.is_empty(), "{:?}", imported.problems);
+    let config = crate::logic::config::parse(&imported.to_toml().unwrap(), "imported.toml")
+        .unwrap_or_else(|e| panic!("lvs check would refuse the import: {e}"));
+    (config.sync.expect("a [sync] section"), imported)
+}
+
+#[test]
+fn the_sync_daemon_imports_to_both_daemons_with_a_key_file() {
+    use crate::logic::sync::{SyncDaemon, SyncRole};
+
+    let text = "global_defs {\n lvs_sync_daemon eth1 VI_1 id 51 maxlen 1400 port 9000 ttl 2 \
+                group 239.0.0.9\n}\nvrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n}\n";
+    let (sync, imported) = imported_sync(text);
+    assert_eq!(sync.key_file, std::path::PathBuf::from("/etc/lvs/sync.key"));
+    let mut master = SyncDaemon::with_defaults(SyncRole::Master, "eth1");
+    master.sync_id = crate::base::values::SyncId::new(51).unwrap();
+    master.max_len = crate::base::values::SyncMaxLen::new(1400).unwrap();
+    master.port = crate::base::values::Port::new(9000).unwrap();
+    master.ttl = crate::base::values::MulticastTtl::new(2).unwrap();
+    master.group = crate::base::values::MulticastGroup::new("239.0.0.9".parse().unwrap()).unwrap();
+    let backup = SyncDaemon {
+        role: SyncRole::Backup,
+        ..master.clone()
     };
+    assert_eq!(sync.daemons, [master, backup]);
+    let notes = imported.notes.join("\n");
+    for expected in [
+        "line 2: lvs_sync_daemon imports to [sync] with both daemons: keepalived runs one, \
+         master or backup by the VRRP state; lvs runs both at once",
+        "line 2: lvs_sync_daemon is cut from the --vrrp-out file: keepalived would start the \
+         kernel's IPVS sync daemon beside lvs's.",
+        "line 2: sync.key_file /etc/lvs/sync.key signs the sync messages: create it once (head \
+         -c 32 /dev/urandom > /etc/lvs/sync.key; chmod 600 /etc/lvs/sync.key) and copy the same \
+         file to the other director.",
+    ] {
+        assert!(notes.contains(expected), "{notes}");
+    }
+}
+
+#[test]
+fn without_an_id_the_sync_id_is_the_vrrp_instances_as_in_keepalived() {
+    let instance = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n}\n";
+    for statement in [
+        "global_defs {\n lvs_sync_daemon eth0 VI_1\n}\n",
+        "global_defs {\n lvs_sync_daemon eth0 inst VI_1\n}\n",
+    ] {
+        let (sync, imported) = imported_sync(&format!("{statement}{instance}"));
+        assert_eq!(sync.daemons[0].sync_id.get(), 7, "{statement}");
+        assert!(
+            imported.notes.contains(
+                &"line 2: sync.syncid 7 is VRRP instance VI_1's virtual_router_id, keepalived's \
+                  default."
+                    .to_owned()
+            ),
+            "{:?}",
+            imported.notes
+        );
+    }
+    // keepalived's older form: the sync id after the instance, without `id`.
+    let (sync, _) = imported_sync(&format!(
+        "global_defs {{\n lvs_sync_daemon eth0 VI_1 9\n}}\n{instance}"
+    ));
+    assert_eq!(sync.daemons[0].sync_id.get(), 9);
+    // keepalived 1's form, in the instance it belongs to.
+    let (sync, _) = imported_sync(
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 8\n \
+         lvs_sync_daemon_interface eth1\n}\n",
+    );
+    assert_eq!(sync.daemons[0].interface, "eth1");
+    assert_eq!(sync.daemons[0].sync_id.get(), 8);
+}
+
+#[test]
+fn a_bad_sync_daemon_value_is_reported_with_its_line_and_nothing_imported() {
+    let instance = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 7\n}\n";
+    let cases = [
+        (
+            "lvs_sync_daemon",
+            "line 2: lvs_sync_daemon needs an interface",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 id 256",
+            "line 2: lvs_sync_daemon id: sync id 256 is out of range 0..=255",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 id x",
+            "line 2: lvs_sync_daemon id: \"x\" is not a whole number",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 maxlen 40",
+            "line 2: lvs_sync_daemon maxlen: sync message length 40 is out of range 80..=65507",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 port 0",
+            "line 2: lvs_sync_daemon port: port 0 is out of range 1..=65535",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 ttl 0",
+            "line 2: lvs_sync_daemon ttl: multicast TTL 0 is out of range 1..=255",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 group 192.0.2.1",
+            "line 2: lvs_sync_daemon group: 192.0.2.1 is not a multicast group (224.0.0.0 to \
+             239.255.255.255)",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 group ff02::81",
+            "line 2: lvs_sync_daemon group: IPv6 connection sync is not supported by lvs (IPv4 \
+             only)",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 ttl",
+            "line 2: lvs_sync_daemon ttl needs a value",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_1 id 1 fast",
+            "line 2: unknown option fast of lvs_sync_daemon",
+        ),
+        (
+            "lvs_sync_daemon a-very-long-interface VI_1",
+            "line 2: lvs_sync_daemon: \"a-very-long-interface\" is not an interface name",
+        ),
+        (
+            "lvs_sync_daemon eth0 VI_9",
+            "line 2: lvs_sync_daemon names VRRP instance VI_9, which the file does not have \
+             (keepalived then ignores it)",
+        ),
+        (
+            "lvs_sync_daemon eth0",
+            "line 2: lvs_sync_daemon needs a sync id: give `id N`, or name a VRRP instance with \
+             a virtual_router_id",
+        ),
+    ];
+    for (statement, expected) in cases {
+        let text = format!("global_defs {{\n {statement}\n}}\n{instance}");
+        let imported = import(&text, None).unwrap();
+        let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(got, [expected], "{statement}");
+        assert_eq!(imported.config.sync, None, "{statement}");
+        crate::logic::config::parse(&imported.to_toml().unwrap(), "imported.toml")
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    // keepalived takes the first and ignores the rest; the import says so.
+    let text = format!(
+        "global_defs {{\n lvs_sync_daemon eth0 VI_1 id 1\n}}\n{instance}\
+         vrrp_instance VI_2 {{\n lvs_sync_daemon_interface eth1\n}}\n"
+    );
+    let imported = import(&text, None).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
         got,
         [
-            message(2, "lvs_sync_daemon"),
-            message(6, "lvs_sync_daemon_interface")
+            "line 9: lvs_sync_daemon_interface is given again (first on line 2); keepalived \
+          ignores this one, and so does the import"
         ]
     );
-    // keepalived keeps it, as written.
-    let vrrp = vrrp_only(text, "in.conf").unwrap();
-    assert!(
-        vrrp.contains(" lvs_sync_daemon eth0 VI_1 id 51\n"),
-        "{vrrp}"
-    );
+    assert_eq!(imported.config.sync.map(|sync| sync.syncid), Some(1));
 }
 
 #[test]

@@ -404,12 +404,129 @@ fn bad_command_lines_get_ipvsadm_messages() {
             "SCTP services (--sctp-service) are not supported by lvs",
         ),
         (
-            "--start-daemon master",
-            "the connection sync daemon (--start-daemon, --stop-daemon) is not supported by lvs",
+            "--start-daemon primary",
+            "illegal start-daemon parameter specified",
         ),
         (
-            "-L --daemon",
-            "the connection sync daemon (--daemon) is not supported by lvs",
+            "--stop-daemon primary",
+            "illegal stop-daemon parameter specified",
+        ),
+        (
+            "--start-daemon master --start-daemon backup",
+            "multiple commands specified",
+        ),
+        ("--start-daemon master -L", "multiple commands specified"),
+        (
+            "--start-daemon master --syncid 1 --syncid 2",
+            "multiple 'syncid' options specified",
+        ),
+        (
+            "--start-daemon master --syncid 256",
+            "illegal syncid specified",
+        ),
+        (
+            "--start-daemon master --syncid -1",
+            "illegal syncid specified",
+        ),
+        (
+            "--start-daemon master --syncid one",
+            "illegal syncid specified",
+        ),
+        (
+            "--start-daemon master --mcast-port 0",
+            "illegal mcast-port specified",
+        ),
+        (
+            "--start-daemon master --mcast-port 65536",
+            "illegal mcast-port specified",
+        ),
+        (
+            "--start-daemon master --mcast-ttl 0",
+            "illegal mcast-ttl specified",
+        ),
+        (
+            "--start-daemon master --mcast-ttl 256",
+            "illegal mcast-ttl specified",
+        ),
+        (
+            "--start-daemon master --sync-maxlen 79",
+            "illegal sync-maxlen specified (lvs takes 80 to 65507 bytes)",
+        ),
+        (
+            "--start-daemon master --sync-maxlen 65508",
+            "illegal sync-maxlen specified (lvs takes 80 to 65507 bytes)",
+        ),
+        (
+            "--start-daemon master --mcast-group 10.0.0.1",
+            "invalid IPv4 mcast-group `10.0.0.1'",
+        ),
+        (
+            "--start-daemon master --mcast-group 224.0.0.300",
+            "invalid IPv4 mcast-group `224.0.0.300'",
+        ),
+        (
+            "--start-daemon master --mcast-group ff02::81",
+            "IPv6 connection sync (--mcast-group `ff02::81') is not supported by lvs (IPv4 only)",
+        ),
+        (
+            "--start-daemon master --mcast-interface a-very-long-interface",
+            "illegal mcast-interface `a-very-long-interface': not an interface name",
+        ),
+        (
+            "--start-daemon master -t 10.0.0.1:80",
+            "Illegal 'service-address' option with the 'start-daemon' command",
+        ),
+        (
+            "--start-daemon master --daemon",
+            "Illegal 'daemon' option with the 'start-daemon' command",
+        ),
+        (
+            "--start-daemon master --json",
+            "Illegal 'json' option with the 'start-daemon' command",
+        ),
+        (
+            "--stop-daemon master --mcast-interface eth0",
+            "Illegal 'mcast-interface' option with the 'stop-daemon' command",
+        ),
+        (
+            "--stop-daemon master --syncid 1",
+            "Illegal 'syncid' option with the 'stop-daemon' command",
+        ),
+        (
+            "-A -t 10.0.0.1:80 --syncid 1",
+            "Illegal 'syncid' option with the 'add-service' command",
+        ),
+        (
+            "-L --mcast-group 224.0.0.81",
+            "Illegal 'mcast-group' option with the 'list' command",
+        ),
+        (
+            "-L --syncid 1",
+            "Illegal 'syncid' option with the 'list' command",
+        ),
+        (
+            "-L --daemon --timeout",
+            "The option 'daemon' conflicts with the 'timeout' option in the 'list' command",
+        ),
+        (
+            "-L --daemon -c",
+            "The option 'daemon' conflicts with the 'connection' option in the 'list' command",
+        ),
+        (
+            "-L --daemon --stats",
+            "options conflicts in the list command",
+        ),
+        (
+            "-L --daemon --exact",
+            "options conflicts in the list command",
+        ),
+        (
+            "-L --daemon --nosort",
+            "options conflicts in the list command",
+        ),
+        (
+            "--daemon",
+            "Try `lvsadm -h' or 'lvsadm --help' for more information.",
         ),
         ("-L extra", "unexpected argument extra"),
     ];
@@ -437,4 +554,61 @@ fn names_need_a_resolver() {
         Command::from_args(&args, &NumericOnly),
         Err(UsageError::IllegalService)
     );
+}
+
+#[test]
+fn sync_daemons_get_ipvsadm_defaults() {
+    use crate::logic::sync::{SyncDaemon, SyncRole};
+
+    assert_eq!(
+        parse("--start-daemon master"),
+        Ok(Command::StartDaemon(SyncDaemon::with_defaults(
+            SyncRole::Master,
+            "eth0"
+        ))),
+        "ipvsadm's interface when none is given is eth0"
+    );
+    let Ok(Command::StartDaemon(daemon)) = parse(
+        "--start-daemon backup --mcast-interface eth1 --syncid 51 --mcast-group 239.1.2.3 \
+         --mcast-port 9000 --mcast-ttl 2 --sync-maxlen 1400",
+    ) else {
+        panic!("not a start");
+    };
+    assert_eq!(daemon.role, SyncRole::Backup);
+    assert_eq!(daemon.interface, "eth1");
+    assert_eq!(daemon.sync_id.get(), 51);
+    assert_eq!(daemon.group.get(), Ipv4Addr::new(239, 1, 2, 3));
+    assert_eq!(daemon.port.get(), 9000);
+    assert_eq!(daemon.ttl.get(), 2);
+    assert_eq!(daemon.max_len.get(), 1400);
+    assert_eq!(
+        parse("--stop-daemon backup"),
+        Ok(Command::StopDaemon(SyncRole::Backup))
+    );
+    assert_eq!(
+        parse("-L --daemon"),
+        Ok(Command::ListDaemons { json: false })
+    );
+    assert_eq!(
+        parse("-Ln --daemon --json"),
+        Ok(Command::ListDaemons { json: true })
+    );
+}
+
+#[test]
+fn the_option_indices_name_their_options() {
+    for (index, name) in [
+        (CONNECTION, "connection"),
+        (TIMEOUT, "timeout"),
+        (DAEMON, "daemon"),
+        (STATS, "stats"),
+        (RATE, "rate"),
+        (THRESHOLDS, "thresholds"),
+        (PERSISTENT_CONN, "persistent-conn"),
+        (NOSORT, "nosort"),
+        (EXACT, "exact"),
+        (OPTION_COUNT - 1, "json"),
+    ] {
+        assert_eq!(OPTION_NAMES[index], name);
+    }
 }

@@ -176,3 +176,27 @@ fn rows_follow_ipvsadm_column_widths() {
         "TCP  10.0.0.1:443 sh (sh-fallback,sh-port) persistent 300 mask 255.255.255.0"
     );
 }
+
+#[test]
+fn the_sync_daemons_are_listed_in_ipvsadms_lines_master_first() {
+    use crate::logic::sync::{SyncDaemon, SyncRole};
+
+    let mut backup = SyncDaemon::with_defaults(SyncRole::Backup, "eth1");
+    backup.sync_id = crate::base::values::SyncId::new(51).unwrap();
+    let master = SyncDaemon::with_defaults(SyncRole::Master, "eth0");
+    assert_eq!(
+        render_daemons(&[backup.clone(), master.clone()], false).unwrap(),
+        "master sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         backup sync daemon (mcast=eth1, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+    );
+    assert_eq!(
+        render_daemons(&[], false).unwrap(),
+        "",
+        "none running: nothing, as ipvsadm"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render_daemons(&[backup, master], true).unwrap()).unwrap();
+    assert_eq!(json[0]["role"], "master");
+    assert_eq!(json[1]["sync_id"], 51);
+    assert_eq!(json[1]["interface"], "eth1");
+}

@@ -108,6 +108,7 @@ fn every_bad_line_is_reported_and_nothing_is_returned() {
 --set 1 2
 -A -t 10.0.0.1:84 extra
 --reload
+--start-daemon master --syncid 1
 ";
     let errors = parse(text, &NumericOnly).unwrap_err();
     let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -129,6 +130,8 @@ fn every_bad_line_is_reported_and_nothing_is_returned() {
         "line 16: --set option requires 3 timeout values",
         "line 17: unexpected argument extra",
         "line 18: only commands that change the table (-A -E -D -C -a -e -d -Z --set) can be restored",
+        "line 19: the sync daemon commands cannot be restored: run them on their own, or use the \
+         config's [sync] section",
     ];
     assert_eq!(got, expected);
 }
