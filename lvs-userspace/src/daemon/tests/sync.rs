@@ -702,3 +702,129 @@ fn the_key_file_is_its_bytes_without_a_trailing_newline() {
         "{missing:#}"
     );
 }
+
+/// The rig's config with a `[sync]` section running both daemons with `key_file`.
+fn with_sync(socket: &Path, servers: &[Ipv4Addr], key_file: &Path) -> String {
+    format!(
+        "{}\n[sync]\nsyncid = {SYNC_ID}\nkey_file = \"{}\"\n",
+        config_text(socket, VIP, servers),
+        key_file.display()
+    )
+}
+
+/// A reload reads `[sync]` from the file: it starts what the section asks for; a key file
+/// gone bad since refuses the whole reload, services included, and the daemons run on.
+#[tokio::test]
+async fn a_reload_starts_the_files_sync_daemons_and_a_bad_key_refuses_it_whole() {
+    let network = MemoryNetwork::default();
+    let mut rig = rig_on(&[RS1], network.transport(B)).await;
+    let key_file = rig._dir.path().join("sync.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let socket = rig.director.settings.control_socket.clone();
+    std::fs::write(&rig.file, with_sync(&socket, &[RS1], &key_file)).unwrap();
+
+    let answer = rig.request(Request::Reload {}).await;
+    assert!(matches!(answer, Response::Done { .. }), "{answer:?}");
+    let daemons = rig.sync_status().daemons;
+    assert_eq!(
+        daemons.iter().map(|d| d.role).collect::<Vec<_>>(),
+        [SyncRole::Master, SyncRole::Backup],
+        "both roles by default"
+    );
+    assert!(
+        daemons
+            .iter()
+            .all(|d| d.interface == "eth0" && d.sync_id.get() == 51)
+    );
+    assert_eq!(network.listeners(), 1);
+
+    // The key is cut short, and a server is added in the same edit: nothing changes.
+    std::fs::write(&key_file, b"short\n").unwrap();
+    std::fs::write(&rig.file, with_sync(&socket, &[RS1, RS2], &key_file)).unwrap();
+    let before = rig.data_plane();
+    let Response::Error { message, .. } = rig.request(Request::Reload {}).await else {
+        panic!("a bad key file was accepted");
+    };
+    assert!(message.contains("the sync key has 5 bytes"), "{message}");
+    assert!(message.ends_with("nothing changed"), "{message}");
+    assert_eq!(rig.data_plane(), before);
+    assert_eq!(rig.ring(VIP), [rig.id(RS1)]);
+    assert_eq!(rig.sync_status().daemons, daemons);
+}
+
+/// `lvs director` with a `[sync]` section runs its daemons from the start, and `lvs status`
+/// shows them.
+#[tokio::test]
+async fn the_daemon_runs_the_sync_daemons_of_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/lvs.sock");
+    let file = dir.path().join("lvs.toml");
+    let key_file = dir.path().join("sync.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    std::fs::write(&file, with_sync(&socket, &[RS1], &key_file)).unwrap();
+    let config = config::load(&file).unwrap();
+    let listener = control::bind(&socket).await.unwrap();
+    let (netlink, _neighbour_events) = FakeNetlink::new();
+    let (health, _health_updates, _reloads) = FakeHealth::new();
+    let (_hangup, hangups) = futures::channel::mpsc::unbounded::<()>();
+    let network = MemoryNetwork::default();
+    let parts = Parts {
+        dataplane: FakeDataPlane::default(),
+        netlink: netlink.clone(),
+        link: link(),
+        host: FakeHost::default(),
+        start_health: move |_: &Config| (health, Vec::new()),
+        hangups: hangups.boxed(),
+        status_listener: None,
+        kept_rates: None,
+        sync_transport: network.transport(A),
+    };
+    let (stop, stopped) = oneshot::channel::<Stop>();
+    let daemon = tokio::spawn(super::super::serve(
+        config,
+        Some(file),
+        parts,
+        listener,
+        async move { stopped.await.unwrap_or(Stop::ForGood) },
+    ));
+    let status = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Response::Status(status)) = control::call(&socket, &Request::Status {}).await
+            {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the daemon answered");
+    assert_eq!(status.sync.daemons.len(), 2);
+    assert_eq!(network.listeners(), 1, "the backup listens");
+    // Its master beats within a second of silence: a peer on the segment would hear it.
+    let heard = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Ok(Response::Status(status)) = control::call(&socket, &Request::Status {}).await
+                && status.sync.messages_sent > 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "the master sent nothing");
+
+    stop.send(Stop::ForGood).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), daemon)
+        .await
+        .expect("the daemon stopped")
+        .unwrap()
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(1), async {
+        while network.listeners() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the backup's socket closes with the daemon");
+}
