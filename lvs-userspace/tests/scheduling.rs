@@ -737,3 +737,61 @@ fn a_sweep_in_slices_computes_what_a_whole_sweep_does() {
         "every expired flow was deleted"
     );
 }
+
+/// A connection a sync backup learned from its master is followed by the real data plane: a
+/// mid-stream segment goes to the master's real server (matched by address, with this
+/// director's own id and generation), not to the server the ring would give a new
+/// connection, and the ring goes on undisturbed. This is what keeps a connection on its real
+/// server when the VIP moves to the backup.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn a_connection_learned_by_sync_keeps_its_real_server() {
+    use lvs_userspace::logic::{
+        config::Protocol,
+        sync::{Change, Connection, Entry, Install, ServiceAddress, install, place},
+    };
+    let mut bench = Bench::new();
+    let first = bench.send(2000, 1, TcpKind::Syn);
+    let address = |server: u8| match server {
+        0x11 => Ipv4Addr::new(10, 0, 0, 11),
+        0x12 => Ipv4Addr::new(10, 0, 0, 12),
+        other => panic!("no real server has MAC byte {other:#x}"),
+    };
+    // The master had the connection on the server that the ring has just given; a new
+    // connection would now get the other one.
+    let entry = Entry::Connection(
+        Change::New,
+        Connection {
+            service: ServiceAddress {
+                address: Ipv4Addr::from(VIP),
+                port: 1,
+                protocol: Protocol::Tcp,
+            },
+            client: std::net::SocketAddrV4::new(Ipv4Addr::from(CLIENT), 3000),
+            real_server: std::net::SocketAddrV4::new(address(first), 1),
+            state: FlowState::Established,
+            remaining_ms: 600_000,
+        },
+    );
+    let placement = place(&entry, &bench.model).expect("the backup has the service and server");
+    let Install::Flow(key, flow) =
+        install(&entry, &placement, &default_settings(), monotonic_ns()).expect("installable")
+    else {
+        panic!("a connection is a flow");
+    };
+    bench.dataplane.insert_flows(&[(key, flow)]).unwrap();
+    assert_eq!(
+        bench.send(3000, 1, TcpKind::Ack),
+        first,
+        "the synced connection stays on the master's real server"
+    );
+    assert_eq!(
+        bench.flow(3000, 1).unwrap().real_server_id,
+        placement.real_server_id
+    );
+    let next = bench.send(4000, 1, TcpKind::Syn);
+    assert_ne!(
+        next, first,
+        "the ring was not moved by the synced connection"
+    );
+}

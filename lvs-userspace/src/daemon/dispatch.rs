@@ -37,7 +37,18 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             ),
             other => anyhow::anyhow!("{other}; nothing changed"),
         })?;
+        // The new sync daemons' key file and sockets, before anything changes: a bad key
+        // refuses the whole reload.
+        let prepared = self
+            .sync
+            .prepare(new.sync.as_ref(), &self.netlink, conntrack::monotonic_ns())
+            .await
+            .map_err(|error| anyhow::anyhow!("{error:#}; nothing changed"))?;
+        let sync_config = new.sync.clone();
         let message = runtime::reload(&mut self.model, &mut self.settings, new, &path)?;
+        // A reload sets the sync daemons to the file's, as it sets the services.
+        self.sync.apply(prepared);
+        self.sync_config = sync_config;
         self.dataplane.set_settings(settings(&self.settings))?;
         // Unchanged checks keep their state and timers; the supervisor re-sends every status.
         health.reload(&self.config()).await;
@@ -47,7 +58,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
 
     /// The status document: what `lvs status` shows and the status listener serves.
     pub(super) fn status(&self) -> Result<Status, DataPlaneError> {
-        Status::collect(
+        let mut status = Status::collect(
             &self.model,
             &self.dataplane,
             &self.rates,
@@ -58,7 +69,9 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                 size: self.settings.flow_table_size,
                 entries: self.flows_in_table,
             },
-        )
+        )?;
+        status.sync = Box::new(self.sync.status(conntrack::monotonic_ns()));
+        Ok(status)
     }
 
     fn connections(&self) -> Result<Vec<conntrack::Connection>> {
@@ -168,11 +181,26 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                     error(e)
                 }
             },
-            // The sync daemons come in the next change; until then the daemon says so.
-            Request::StartSyncDaemon { .. } | Request::StopSyncDaemon { .. } => error(
-                anyhow::anyhow!("connection sync is not built into this daemon yet"),
-            ),
-            Request::SyncDaemons {} => Response::SyncDaemons(Vec::new()),
+            Request::StartSyncDaemon { daemon } => {
+                let started = self
+                    .sync
+                    .start(
+                        daemon,
+                        self.config_path.as_deref(),
+                        &self.netlink,
+                        conntrack::monotonic_ns(),
+                    )
+                    .await;
+                match started {
+                    Ok(()) => Response::Ok,
+                    Err(e) => error(e),
+                }
+            }
+            Request::StopSyncDaemon { role } => match self.sync.stop_role(role) {
+                Ok(()) => Response::Ok,
+                Err(e) => error(e),
+            },
+            Request::SyncDaemons {} => Response::SyncDaemons(self.sync.running()),
         }
     }
 }

@@ -18,7 +18,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use super::{Director, HealthChecks, Stop, neighbours, settings};
+use super::{Director, HealthChecks, Stop, neighbours, settings, sync::Received};
 use crate::{
     health::{self, HealthUpdate},
     io::{
@@ -54,6 +54,8 @@ pub(super) enum Event {
     Hangup,
     /// A control request and where its answer goes.
     Request(Envelope),
+    /// A datagram the sync backup received.
+    SyncDatagram(Received),
 }
 
 /// Where events come from, apart from health checking, which the loop holds separately
@@ -62,6 +64,7 @@ pub(super) struct Sources {
     neighbour_events: BoxStream<'static, NeighbourEvent>,
     hangups: BoxStream<'static, ()>,
     requests: mpsc::Receiver<Envelope>,
+    sync_datagrams: mpsc::Receiver<Received>,
     resync: Interval,
     refresh: Interval,
     sweep: Interval,
@@ -74,6 +77,7 @@ impl Sources {
         neighbour_events: BoxStream<'static, NeighbourEvent>,
         hangups: BoxStream<'static, ()>,
         requests: mpsc::Receiver<Envelope>,
+        sync_datagrams: mpsc::Receiver<Received>,
     ) -> Self {
         let timer = |period| {
             let mut timer = tokio::time::interval(period);
@@ -84,6 +88,7 @@ impl Sources {
             neighbour_events,
             hangups,
             requests,
+            sync_datagrams,
             resync: timer(NEIGHBOUR_RESYNC),
             refresh: timer(NEIGHBOUR_REFRESH),
             sweep: timer(SWEEP_INTERVAL),
@@ -113,6 +118,7 @@ impl Sources {
             }
             Some(()) = self.hangups.next() => Event::Hangup,
             Some(envelope) = self.requests.recv() => Event::Request(envelope),
+            Some(received) = self.sync_datagrams.recv() => Event::SyncDatagram(received),
         };
         Ok(event)
     }
@@ -164,7 +170,13 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             Event::SampleRates { .. }
                 | Event::Health(_)
                 | Event::Hangup
-                | Event::Request((Request::Apply { .. } | Request::Reload {}, _))
+                | Event::Request((
+                    Request::Apply { .. }
+                        | Request::Reload {}
+                        | Request::StartSyncDaemon { .. }
+                        | Request::StopSyncDaemon { .. },
+                    _
+                ))
         );
         match event {
             Event::Neighbour(event) => {
@@ -202,6 +214,22 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                 let response = self.answer(request, health).await;
                 let _ = reply.send(response);
             }
+            Event::SyncDatagram(received) => {
+                let own: Vec<_> = self
+                    .link
+                    .networks
+                    .iter()
+                    .map(|&(address, _)| address)
+                    .collect();
+                self.sync.received(
+                    received,
+                    &self.model,
+                    &mut self.dataplane,
+                    &settings(&self.settings),
+                    &own,
+                    conntrack::monotonic_ns(),
+                )?;
+            }
         }
         if neighbours_changed || health_changed {
             let report = self.model.sync(&mut self.dataplane)?;
@@ -216,16 +244,21 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
     /// Takes a step of the sweep: deletes the expired connections of a slice of the flow
     /// table and, when a pass over the table is done, expired templates, and takes in the
     /// pass's connection counts and how full the table is.
+    /// The sync master sees the same slice, and sends what is due in it.
     fn sweep(&mut self) -> Result<()> {
         let timeouts = conntrack::TemplateTimeouts::of(&self.model);
-        let pass = self.sweeper.step(
+        let now_ns = conntrack::monotonic_ns();
+        let settings = settings(&self.settings);
+        let step = self.sweeper.step_reading(
             &mut self.dataplane,
-            conntrack::monotonic_ns(),
-            &settings(&self.settings),
+            now_ns,
+            &settings,
             &self.model.generations(),
             |key| timeouts.get(key),
         )?;
-        if let Some(pass) = pass {
+        self.sync
+            .after_sweep(step.as_ref(), &self.model, &settings, now_ns);
+        if let Some(pass) = step.and_then(|step| step.pass) {
             self.model.set_connection_counts(pass.counts);
             self.flows_in_table = pass.live_flows;
             self.model.sync(&mut self.dataplane)?;

@@ -21,6 +21,7 @@
 //! - `attach`: attaching in the configured XDP mode.
 //! - `checks`, `host`: the health-checking and host seams, with their real implementations.
 //! - `packet_log`: the program's per-packet log, when `trace_packets` is on.
+//! - `sync`: the connection-sync daemons (master and backup), over a `SyncTransport`.
 //! - `tests`: all of it driven with in-memory parts (`tests/fakes.rs`), without root.
 
 mod attach;
@@ -30,6 +31,7 @@ mod event_loop;
 mod host;
 mod neighbours;
 mod packet_log;
+mod sync;
 #[cfg(test)]
 mod tests;
 mod vips;
@@ -65,6 +67,7 @@ use crate::{
             bpffs,
             director::{self, DirectorHost},
         },
+        sync::{Multicast, SyncTransport},
         web,
     },
     logic::{
@@ -167,6 +170,7 @@ pub async fn run(
             hangups,
             status_listener,
             kept_rates: Some(kept_rates),
+            sync_transport: Arc::new(Multicast),
         };
         anyhow::Ok((parts, lock))
     }
@@ -219,6 +223,8 @@ pub struct Parts<D, N, H, S> {
     /// taken over when the data plane is adopted, removed at a stop for good); none to keep
     /// them nowhere.
     pub kept_rates: Option<PathBuf>,
+    /// Opens the sync daemons' sockets.
+    pub sync_transport: Arc<dyn SyncTransport>,
 }
 
 /// How the daemon is told to stop.
@@ -261,6 +267,7 @@ where
         hangups,
         status_listener,
         kept_rates,
+        sync_transport,
     } = parts;
     let socket = config.director.control_socket.clone();
     let model = match adopt_or_build(&config, &dataplane) {
@@ -288,7 +295,11 @@ where
         },
         _ => RateBook::default(),
     };
+    let (sync_datagrams, sync_received) = mpsc::channel(SYNC_QUEUE);
+    let sync_config = config.sync.clone();
     let mut director = Director {
+        sync: sync::SyncDaemons::new(sync_transport, sync_datagrams),
+        sync_config: None,
         interface: config.director.interface.clone(),
         netlink,
         link,
@@ -306,6 +317,18 @@ where
         published: None,
     };
     let result = async {
+        // The sync daemons' key file and sockets are checked before anything changes.
+        let prepared = director
+            .sync
+            .prepare(
+                sync_config.as_ref(),
+                &director.netlink,
+                crate::logic::conntrack::monotonic_ns(),
+            )
+            .await
+            .context("starting the sync daemons")?;
+        director.sync.apply(prepared);
+        director.sync_config = sync_config;
         director.dataplane.set_director(director.link.mac)?;
         director
             .dataplane
@@ -346,6 +369,7 @@ where
                 director.netlink.neighbour_events()?,
                 hangups,
                 requests_rx,
+                sync_received,
             );
             // Nothing fails between starting the control server and stopping it below, so
             // its task never outlives this function.
@@ -454,8 +478,17 @@ fn settings(director: &config::Director) -> Settings {
     Settings::with_timeouts(timeouts.tcp, timeouts.tcp_fin, timeouts.udp, flags)
 }
 
+/// How many received sync datagrams wait for the loop at most; more are dropped by the
+/// reading task's wait, as a full socket buffer would drop them.
+const SYNC_QUEUE: usize = 1024;
+
 /// The running director's state, owned by the one task that changes the data plane.
 struct Director<D, N> {
+    /// The connection-sync daemons.
+    sync: sync::SyncDaemons,
+    /// The `[sync]` section in force (the sync daemons running may differ, after `lvsadm
+    /// --start-daemon` or `--stop-daemon`, until the next reload).
+    sync_config: Option<crate::logic::sync::SyncConfig>,
     netlink: N,
     link: LinkInfo,
     interface: String,
@@ -488,9 +521,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         Config {
             director: self.settings.clone(),
             services: self.model.wanted(),
-            // The daemon keeps its sync daemons in the next change; health checking does not
-            // read them.
-            sync: None,
+            sync: self.sync_config.clone(),
         }
     }
 

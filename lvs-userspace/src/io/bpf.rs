@@ -314,23 +314,6 @@ impl BpfDataPlane {
         })
     }
 
-    /// Writes connections straight into the flow table: for tests and benchmarks that need a
-    /// table in a given state.
-    pub fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError> {
-        let (keys, values): (Vec<FlowKey>, Vec<FlowEntry>) = flows.iter().copied().unzip();
-        batch::update(self.flows.fd(), &keys, &values).map_err(batch_error(map_names::FLOWS))
-    }
-
-    /// Writes persistence templates straight into their table, for tests.
-    pub fn insert_templates(
-        &mut self,
-        templates: &[(PersistKey, PersistEntry)],
-    ) -> Result<(), DataPlaneError> {
-        let (keys, values): (Vec<PersistKey>, Vec<PersistEntry>) =
-            templates.iter().copied().unzip();
-        batch::update(self.templates.fd(), &keys, &values).map_err(batch_error(map_names::PERSIST))
-    }
-
     /// The loaded program, for BPF_PROG_TEST_RUN.
     pub fn program(&mut self) -> Result<&mut Xdp, DataPlaneError> {
         xdp_program(&mut self.ebpf)
@@ -591,6 +574,20 @@ impl DataPlane for BpfDataPlane {
 
     fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError> {
         batch::delete(self.templates.fd(), keys).map_err(batch_error(map_names::PERSIST))
+    }
+
+    fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError> {
+        let (keys, values): (Vec<FlowKey>, Vec<FlowEntry>) = flows.iter().copied().unzip();
+        batch::update(self.flows.fd(), &keys, &values).map_err(batch_error(map_names::FLOWS))
+    }
+
+    fn insert_templates(
+        &mut self,
+        templates: &[(PersistKey, PersistEntry)],
+    ) -> Result<(), DataPlaneError> {
+        let (keys, values): (Vec<PersistKey>, Vec<PersistEntry>) =
+            templates.iter().copied().unzip();
+        batch::update(self.templates.fd(), &keys, &values).map_err(batch_error(map_names::PERSIST))
     }
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError> {

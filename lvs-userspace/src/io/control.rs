@@ -363,6 +363,7 @@ mod tests {
             counters: vec![],
             flow_table: Default::default(),
             services: vec![],
+            sync: Box::default(),
         }
     }
 

@@ -77,6 +77,27 @@ impl Sweeper {
         generations: &HashMap<u32, u32>,
         template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
     ) -> Result<Option<Pass>, DataPlaneError> {
+        let step = self.step_reading(
+            dataplane,
+            now_ns,
+            settings,
+            generations,
+            template_timeout_ns,
+        )?;
+        Ok(step.and_then(|step| step.pass))
+    }
+
+    /// [`step`](Self::step), handing back what it read as well, so that connection sync can
+    /// look at the same slice without reading the table a second time. `None` when no pass
+    /// is due.
+    pub fn step_reading(
+        &mut self,
+        dataplane: &mut dyn DataPlane,
+        now_ns: u64,
+        settings: &Settings,
+        generations: &HashMap<u32, u32>,
+        template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
+    ) -> Result<Option<Step>, DataPlaneError> {
         if self.started_ns.is_none() {
             let due = self
                 .last_start_ns
@@ -97,7 +118,11 @@ impl Sweeper {
         add_counts(&mut self.counts, found.counts);
         if next.is_some() {
             self.position = next;
-            return Ok(None);
+            return Ok(Some(Step {
+                flows,
+                templates: None,
+                pass: None,
+            }));
         }
         let templates = dataplane.templates()?;
         let found = sweep(
@@ -112,11 +137,26 @@ impl Sweeper {
         add_counts(&mut self.counts, found.counts);
         self.started_ns = None;
         self.position = None;
-        Ok(Some(Pass {
-            counts: std::mem::take(&mut self.counts),
-            live_flows: std::mem::take(&mut self.live_flows),
+        Ok(Some(Step {
+            flows,
+            templates: Some(templates),
+            pass: Some(Pass {
+                counts: std::mem::take(&mut self.counts),
+                live_flows: std::mem::take(&mut self.live_flows),
+            }),
         }))
     }
+}
+
+/// What one step of the sweep read, expired entries included (they are already deleted).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// The slice of the flow table.
+    pub flows: Vec<(FlowKey, FlowEntry)>,
+    /// Every template, read at the end of a pass.
+    pub templates: Option<Vec<(PersistKey, PersistEntry)>>,
+    /// The whole pass's counts, at its end.
+    pub pass: Option<Pass>,
 }
 
 fn add_counts(into: &mut HashMap<u32, ConnectionCounts>, from: HashMap<u32, ConnectionCounts>) {
@@ -250,17 +290,11 @@ mod protocol_name {
     }
 }
 
-/// The live connections and templates of the model's services, with their destinations (the
-/// real server each was scheduled to, while it is still that server).
-pub fn list(
-    model: &Model,
-    flows: &[(FlowKey, FlowEntry)],
-    templates: &[(PersistKey, PersistEntry)],
-    now_ns: u64,
-    settings: &Settings,
-) -> Vec<Connection> {
+/// Each real server's address and port by its id and generation: what a flow or template
+/// stamped with that id and generation is forwarded to.
+pub fn destinations(model: &Model) -> HashMap<(u32, u32), SocketAddrV4> {
     let generations = model.generations();
-    let destinations: HashMap<(u32, u32), SocketAddrV4> = model
+    model
         .services()
         .flat_map(|view| {
             let port = view.service.port;
@@ -272,7 +306,19 @@ pub fn list(
                 })
                 .collect::<Vec<_>>()
         })
-        .collect();
+        .collect()
+}
+
+/// The live connections and templates of the model's services, with their destinations (the
+/// real server each was scheduled to, while it is still that server).
+pub fn list(
+    model: &Model,
+    flows: &[(FlowKey, FlowEntry)],
+    templates: &[(PersistKey, PersistEntry)],
+    now_ns: u64,
+    settings: &Settings,
+) -> Vec<Connection> {
+    let destinations = destinations(model);
     let timeouts = TemplateTimeouts::of(model);
     connections(
         flows,
@@ -547,6 +593,48 @@ mod tests {
             "not added to the last pass's counts"
         );
         assert_eq!(again.live_flows, 2, "not added to the last pass's either");
+    }
+
+    /// A step hands back what it read, so that connection sync sees the same slice: the
+    /// flows (expired ones included, already deleted) and, at the end of a pass, the
+    /// templates.
+    #[test]
+    fn a_step_hands_back_the_slice_and_templates_it_read() {
+        let mut dataplane = crate::logic::dataplane::FakeDataPlane::default();
+        let now = 10_000 * S;
+        let flows = [
+            (flow(1, IPPROTO_TCP), entry(0, 1, Established, 10_000 - 10)),
+            (flow(2, IPPROTO_TCP), entry(0, 1, Established, 10_000 - 901)),
+        ];
+        dataplane.insert_flows(&flows).unwrap();
+        let (key, template) = template(0, 10_000 - 10);
+        dataplane.insert_templates(&[(key, template)]).unwrap();
+        let generations = HashMap::from([(0, 1)]);
+        let mut sweeper = Sweeper::default();
+        let mut step = sweeper
+            .step_reading(&mut dataplane, now, &settings(), &generations, |_| {
+                Some(300 * S)
+            })
+            .unwrap()
+            .expect("a pass is due");
+        step.flows.sort_by_key(|(key, _)| *key);
+        assert_eq!(step.flows, flows);
+        assert_eq!(step.templates, Some(vec![(key, template)]));
+        assert_eq!(step.pass.expect("a small table is one step").live_flows, 1);
+        assert_eq!(
+            dataplane.flows.len(),
+            1,
+            "the expired flow is deleted all the same"
+        );
+        assert_eq!(
+            sweeper
+                .step_reading(&mut dataplane, now + 1, &settings(), &generations, |_| {
+                    Option::None
+                })
+                .unwrap(),
+            Option::None,
+            "no pass due"
+        );
     }
 
     #[test]

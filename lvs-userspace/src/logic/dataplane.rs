@@ -155,9 +155,17 @@ pub trait DataPlane {
         Ok((self.flows()?, None))
     }
     fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError>;
+    /// Writes whole connections into the flow table, replacing any with the same key: what
+    /// a sync backup learns from its master (and what tests and benchmarks start from).
+    fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError>;
     /// Every persistence template.
     fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError>;
     fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError>;
+    /// Writes whole persistence templates, replacing any with the same key.
+    fn insert_templates(
+        &mut self,
+        templates: &[(PersistKey, PersistEntry)],
+    ) -> Result<(), DataPlaneError>;
 
     /// Each verdict counter, summed over CPUs, in `Counter::ALL` order.
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError>;

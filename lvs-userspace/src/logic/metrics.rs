@@ -6,7 +6,8 @@
 //! real servers in effect, as `/proc/net/ip_vs` lists them (one that health checking removed
 //! is absent, an inhibited one has weight 0). What only lvs knows is exported as `lvs_*`:
 //! every verdict counter, per-service and per-real-server traffic and rates, each real
-//! server's health, neighbour and last check, and the flow table's fill.
+//! server's health, neighbour and last check, the flow table's fill, and connection sync
+//! (`lvs_sync_*`: the daemons running, what they sent and received, what was refused).
 //!
 //! The exposition is written by `prometheus-client` (the OpenMetrics text format, which
 //! Prometheus reads when it is the announced content type). A scrape renders a fresh
@@ -23,7 +24,7 @@ use prometheus_client::{
 
 use crate::{
     base::health::HealthState,
-    logic::status::{RealServerStatus, ServiceStatus, Status},
+    logic::status::{RealServerStatus, ServiceStatus, Status, SyncStatus},
 };
 
 /// The content type of [`render`]'s output.
@@ -354,9 +355,108 @@ pub fn render(status: &Status) -> Result<String, fmt::Error> {
         }
     }
 
+    sync_metrics(&mut f, &status.sync);
+
     let mut text = String::new();
     encode(&mut text, &f.registry)?;
     Ok(text)
+}
+
+/// Connection sync's metrics, from `status.sync`. The totals and the counts by reason and
+/// kind are exported from 0 even with no sync daemon running, so that an alert on them
+/// needs no `absent()`.
+fn sync_metrics(f: &mut Families, sync: &SyncStatus) {
+    let daemon = f.gauge(
+        "lvs_sync_daemon_info",
+        "A sync daemon running; the value is 1 (labels role, interface, sync_id, group, port).",
+    );
+    for running in &sync.daemons {
+        set(
+            &daemon,
+            vec![
+                ("role", running.role.name().to_owned()),
+                ("interface", running.interface.clone()),
+                ("sync_id", running.sync_id.get().to_string()),
+                ("group", running.group.get().to_string()),
+                ("port", running.port.get().to_string()),
+            ],
+            1,
+        );
+    }
+    let totals = [
+        (
+            "lvs_sync_messages_sent",
+            "Sync messages a master sent, heartbeats included.",
+            sync.messages_sent,
+        ),
+        (
+            "lvs_sync_entries_sent",
+            "Connections and templates a master sent.",
+            sync.entries_sent,
+        ),
+        (
+            "lvs_sync_entries_deferred",
+            "Entries due but over max_rate, sent at a later pass.",
+            sync.entries_deferred,
+        ),
+        (
+            "lvs_sync_send_errors",
+            "Sync messages the socket refused (lost).",
+            sync.send_errors,
+        ),
+        (
+            "lvs_sync_full_resends",
+            "Times a master sent its whole table again because a peer appeared.",
+            sync.full_resends,
+        ),
+        (
+            "lvs_sync_messages_received",
+            "Sync messages a backup took (authenticated, in sequence).",
+            sync.messages_received,
+        ),
+        (
+            "lvs_sync_entries_received",
+            "Entries in the messages a backup took.",
+            sync.entries_received,
+        ),
+        (
+            "lvs_sync_entries_installed",
+            "Connections and templates a backup wrote into its tables.",
+            sync.entries_installed,
+        ),
+        (
+            "lvs_sync_receive_errors",
+            "Failures reading the backup's socket.",
+            sync.receive_errors,
+        ),
+    ];
+    for (name, help, value) in totals {
+        let family = f.counter(name, help);
+        count(&family, Labels::new(), value);
+    }
+    let rejected = f.counter(
+        "lvs_sync_rejected",
+        "Sync datagrams a backup dropped, by reason (truncated, malformed, forged, other_sync_id, replayed).",
+    );
+    for (reason, &value) in &sync.rejected {
+        count(&rejected, vec![("reason", reason.clone())], value);
+    }
+    let unknown = f.counter(
+        "lvs_sync_unknown",
+        "Sync entries a backup ignored, by what it lacks (unknown_service, unknown_real_server, not_persistent).",
+    );
+    for (kind, &value) in &sync.unknown {
+        count(&unknown, vec![("kind", kind.clone())], value);
+    }
+    let peers = f.rate(
+        "lvs_sync_peer_last_message_seconds",
+        "Seconds since a master's last sync message was taken, by its address.",
+    );
+    for peer in &sync.peers {
+        peers
+            .get_or_create(&vec![("address", peer.address.clone())])
+            .set(peer.last_message_seconds_ago);
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The director's status as the control API returns it, and its text rendering.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +11,7 @@ use crate::{
         dataplane::{DataPlane, DataPlaneError},
         model::{Model, Neighbour},
         rates::{RateBook, Rates},
+        sync::SyncDaemon,
     },
 };
 
@@ -26,6 +27,51 @@ pub struct Status {
     #[serde(default)]
     pub flow_table: FlowTable,
     pub services: Vec<ServiceStatus>,
+    /// Connection sync: the sync daemons running and what they sent and received. Boxed, so
+    /// that the control socket's answers stay small whichever they are.
+    #[serde(default)]
+    pub sync: Box<SyncStatus>,
+}
+
+/// Connection sync's part of the status (`status.sync` in `lvs status --json` and
+/// `/status.json`). Counters count since the director started; they are not reset when the
+/// sync daemons are stopped or replaced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// The sync daemons running, master first, with their parameters.
+    pub daemons: Vec<SyncDaemon>,
+    /// Messages a master sent, heartbeats included, and the entries they carried.
+    pub messages_sent: u64,
+    pub entries_sent: u64,
+    /// Entries that were due but over `max_rate`; they went at a later pass.
+    pub entries_deferred: u64,
+    /// Datagrams the socket refused to send (lost; the entries go again when next due).
+    pub send_errors: u64,
+    /// Times a master was asked to send its whole table again (a peer appeared).
+    pub full_resends: u64,
+    /// Messages a backup took (authenticated, in sequence), and the entries they carried.
+    pub messages_received: u64,
+    pub entries_received: u64,
+    /// Entries written into the flow table or the templates.
+    pub entries_installed: u64,
+    /// Datagrams a backup dropped, by reason: `truncated`, `malformed`, `forged`,
+    /// `other_sync_id`, `replayed`. Every reason is listed, from 0.
+    pub rejected: BTreeMap<String, u64>,
+    /// Entries a backup ignored, by what it lacks: `unknown_service`,
+    /// `unknown_real_server`, `not_persistent`. Every kind is listed, from 0.
+    pub unknown: BTreeMap<String, u64>,
+    /// Failures reading the backup's socket.
+    pub receive_errors: u64,
+    /// The masters a backup heard, by address.
+    pub peers: Vec<SyncPeer>,
+}
+
+/// A master a backup hears.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncPeer {
+    pub address: String,
+    /// Seconds since its last message was taken.
+    pub last_message_seconds_ago: f64,
 }
 
 /// The flow table's fill: its size (`flow_table_size`) and the entries the last sweep found
@@ -190,6 +236,7 @@ impl Status {
             counters,
             flow_table,
             services,
+            sync: Box::default(),
         })
     }
 
@@ -265,7 +312,63 @@ impl Status {
         for counter in &self.counters {
             let _ = writeln!(out, "  {:<22} {:>12}", counter.name, counter.value);
         }
+        self.sync.render(&mut out);
         out
+    }
+}
+
+impl SyncStatus {
+    /// The sync daemons and their counters, after the verdicts; nothing when no sync daemon
+    /// runs and none ever did anything.
+    fn render(&self, out: &mut String) {
+        let idle = self.daemons.is_empty()
+            && self.messages_sent == 0
+            && self.messages_received == 0
+            && self.rejected.values().all(|&n| n == 0);
+        if idle {
+            return;
+        }
+        let _ = writeln!(out, "Connection sync:");
+        for daemon in &self.daemons {
+            let _ = writeln!(
+                out,
+                "  {} on {}, syncid {}, group {}:{}, ttl {}, maxlen {}",
+                daemon.role,
+                daemon.interface,
+                daemon.sync_id.get(),
+                daemon.group.get(),
+                daemon.port.get(),
+                daemon.ttl.get(),
+                daemon.max_len.get()
+            );
+        }
+        let lines = [
+            ("messages_sent", self.messages_sent),
+            ("entries_sent", self.entries_sent),
+            ("entries_deferred", self.entries_deferred),
+            ("send_errors", self.send_errors),
+            ("full_resends", self.full_resends),
+            ("messages_received", self.messages_received),
+            ("entries_received", self.entries_received),
+            ("entries_installed", self.entries_installed),
+            ("receive_errors", self.receive_errors),
+        ];
+        for (name, value) in lines {
+            let _ = writeln!(out, "  {name:<28} {value:>12}");
+        }
+        for (reason, value) in &self.rejected {
+            let _ = writeln!(out, "  {:<28} {value:>12}", format!("rejected {reason}"));
+        }
+        for (kind, value) in &self.unknown {
+            let _ = writeln!(out, "  {:<28} {value:>12}", format!("ignored {kind}"));
+        }
+        for peer in &self.peers {
+            let _ = writeln!(
+                out,
+                "  peer {} heard {:.1} s ago",
+                peer.address, peer.last_message_seconds_ago
+            );
+        }
     }
 }
 
@@ -349,5 +452,42 @@ TCP  10.0.0.100:80                wlc                                           
         );
         assert_eq!(status.counter("tx_forwarded"), Some(0));
         assert_eq!(status.counter("nonexistent"), None);
+        assert!(!text.contains("Connection sync"), "no sync, no section");
+    }
+
+    #[test]
+    fn renders_the_sync_daemons_and_their_counters() {
+        use crate::logic::sync::{SyncDaemon, SyncRole};
+        let sync = SyncStatus {
+            daemons: vec![SyncDaemon::with_defaults(SyncRole::Backup, "eth1")],
+            messages_received: 12,
+            entries_installed: 30,
+            rejected: BTreeMap::from([("forged".to_owned(), 2)]),
+            unknown: BTreeMap::from([("unknown_service".to_owned(), 1)]),
+            peers: vec![SyncPeer {
+                address: "10.0.0.3".into(),
+                last_message_seconds_ago: 0.25,
+            }],
+            ..SyncStatus::default()
+        };
+        let mut text = String::new();
+        sync.render(&mut text);
+        for line in [
+            "Connection sync:\n",
+            "  backup on eth1, syncid 0, group 224.0.0.81:8848, ttl 1, maxlen 1472\n",
+            "  messages_received                      12\n",
+            "  entries_installed                      30\n",
+            "  rejected forged                         2\n",
+            "  ignored unknown_service                 1\n",
+            "  peer 10.0.0.3 heard 0.2 s ago\n",
+        ] {
+            assert!(text.contains(line), "{line:?} in:\n{text}");
+        }
+        // The document's JSON names, which tests and tools read (`status.sync.*`).
+        let json = serde_json::to_value(&sync).unwrap();
+        assert_eq!(json["rejected"]["forged"], 2);
+        assert_eq!(json["entries_installed"], 30);
+        assert_eq!(json["daemons"][0]["role"], "backup");
+        assert_eq!(json["peers"][0]["last_message_seconds_ago"], 0.25);
     }
 }

@@ -89,6 +89,7 @@ mod tests {
             counters: Vec::new(),
             flow_table: FlowTable::default(),
             services: Vec::new(),
+            sync: Box::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The in-memory stand-ins the daemon's tests run on: a small world of one interface, two
-//! real servers and a VIP, routing netlink, health checking and the host.
+//! real servers and a VIP, routing netlink, health checking, the host, and a multicast
+//! segment for connection sync.
 
 use std::{
     net::Ipv4Addr,
@@ -20,8 +21,9 @@ use crate::{
     io::{
         netlink::{DirectorNetlink, LinkInfo, NeighbourEntry, NeighbourEvent, NetlinkError},
         provision::director::DirectorHostError,
+        sync::{Datagram, Datagrams, SyncInterface, SyncSender, SyncSocketError, SyncTransport},
     },
-    logic::{config::Config, dataplane::FakeDataPlane},
+    logic::{config::Config, dataplane::FakeDataPlane, sync::SyncDaemon},
 };
 
 pub(super) const IF_INDEX: u32 = 2;
@@ -201,5 +203,108 @@ impl Host<FakeDataPlane> for FakeHost {
 
     fn tear_down(&mut self) {
         self.0.lock().unwrap().push("torn down");
+    }
+}
+
+/// A multicast segment in memory: what a sync master sends reaches every backup socket open
+/// on the same group and port, with the sender's address as its source.
+#[derive(Clone, Default)]
+pub(super) struct MemoryNetwork(Arc<Mutex<Vec<Listener>>>);
+
+struct Listener {
+    group: Ipv4Addr,
+    port: u16,
+    deliver: UnboundedSender<std::io::Result<Datagram>>,
+}
+
+impl MemoryNetwork {
+    /// Puts a datagram on the segment, as any host on it could.
+    pub(super) fn inject(&self, source: Ipv4Addr, group: Ipv4Addr, port: u16, bytes: &[u8]) {
+        let mut listeners = self.0.lock().unwrap();
+        // A backup that stopped has dropped its end; it leaves the group.
+        listeners.retain(|listener| !listener.deliver.is_closed());
+        for listener in listeners.iter() {
+            if listener.group == group && listener.port == port {
+                let _ = listener.deliver.unbounded_send(Ok(Datagram {
+                    source,
+                    bytes: bytes.to_vec(),
+                }));
+            }
+        }
+    }
+
+    /// Makes every open backup socket fail one read.
+    pub(super) fn inject_error(&self) {
+        for listener in self.0.lock().unwrap().iter() {
+            let _ = listener
+                .deliver
+                .unbounded_send(Err(std::io::Error::other("the socket failed")));
+        }
+    }
+
+    /// How many backup sockets are open.
+    pub(super) fn listeners(&self) -> usize {
+        let mut listeners = self.0.lock().unwrap();
+        listeners.retain(|listener| !listener.deliver.is_closed());
+        listeners.len()
+    }
+
+    /// A director's way onto the segment, sending from `source`.
+    pub(super) fn transport(&self, source: Ipv4Addr) -> Arc<dyn SyncTransport> {
+        Arc::new(MemoryTransport {
+            network: self.clone(),
+            source,
+        })
+    }
+}
+
+struct MemoryTransport {
+    network: MemoryNetwork,
+    source: Ipv4Addr,
+}
+
+struct MemorySender {
+    network: MemoryNetwork,
+    source: Ipv4Addr,
+    group: Ipv4Addr,
+    port: u16,
+}
+
+impl SyncSender for MemorySender {
+    fn send(&mut self, datagram: &[u8]) -> std::io::Result<()> {
+        self.network
+            .inject(self.source, self.group, self.port, datagram);
+        Ok(())
+    }
+}
+
+impl SyncTransport for MemoryTransport {
+    fn sender(
+        &self,
+        daemon: &SyncDaemon,
+        interface: &SyncInterface,
+    ) -> Result<Box<dyn SyncSender>, SyncSocketError> {
+        assert_eq!(interface.index, IF_INDEX);
+        Ok(Box::new(MemorySender {
+            network: self.network.clone(),
+            source: self.source,
+            group: daemon.group.get(),
+            port: daemon.port.get(),
+        }))
+    }
+
+    fn receiver(
+        &self,
+        daemon: &SyncDaemon,
+        interface: &SyncInterface,
+    ) -> Result<Datagrams, SyncSocketError> {
+        assert_eq!(interface.index, IF_INDEX);
+        let (deliver, datagrams) = futures::channel::mpsc::unbounded();
+        self.network.0.lock().unwrap().push(Listener {
+            group: daemon.group.get(),
+            port: daemon.port.get(),
+            deliver,
+        });
+        Ok(datagrams.boxed())
     }
 }

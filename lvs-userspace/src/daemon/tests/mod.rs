@@ -2,6 +2,7 @@
 //! host, a control socket in a temporary directory, and SIGHUP as a channel.
 
 mod fakes;
+mod sync;
 
 use std::{
     net::Ipv4Addr,
@@ -17,8 +18,8 @@ use netlink_packet_route::neighbour::NeighbourState;
 use tokio::sync::oneshot;
 
 use self::fakes::{
-    FakeHealth, FakeHost, FakeNetlink, IF_INDEX, MAC1, MAC2, OTHER_VIP, RS1, RS2, VIP, config_text,
-    link, reachable,
+    FakeHealth, FakeHost, FakeNetlink, IF_INDEX, MAC1, MAC2, MemoryNetwork, OTHER_VIP, RS1, RS2,
+    VIP, config_text, link, reachable,
 };
 use super::{Director, Parts, Stop, event_loop::Event};
 use crate::{
@@ -40,6 +41,8 @@ use crate::{
 struct Rig {
     director: Director<FakeDataPlane, FakeNetlink>,
     netlink: FakeNetlink,
+    /// What the sync backup received, for the test to hand to the loop.
+    sync_received: tokio::sync::mpsc::Receiver<super::sync::Received>,
     health: FakeHealth,
     reloads: Arc<AtomicUsize>,
     file: std::path::PathBuf,
@@ -47,17 +50,33 @@ struct Rig {
 }
 
 async fn rig(servers: &[Ipv4Addr]) -> Rig {
+    rig_on(
+        servers,
+        MemoryNetwork::default().transport(Ipv4Addr::new(10, 0, 0, 2)),
+    )
+    .await
+}
+
+/// A rig whose sync daemons use `transport`.
+async fn rig_on(servers: &[Ipv4Addr], transport: Arc<dyn crate::io::sync::SyncTransport>) -> Rig {
+    rig_of(|socket| config_text(socket, VIP, servers), transport).await
+}
+
+/// A rig whose config file is `text` of its control socket's path.
+async fn rig_of(
+    text: impl FnOnce(&std::path::Path) -> String,
+    transport: Arc<dyn crate::io::sync::SyncTransport>,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lvs.toml");
-    std::fs::write(
-        &file,
-        config_text(&dir.path().join("lvs.sock"), VIP, servers),
-    )
-    .unwrap();
+    std::fs::write(&file, text(&dir.path().join("lvs.sock"))).unwrap();
     let config = config::load(&file).unwrap();
     let (netlink, _) = FakeNetlink::new();
     let (health, _, reloads) = FakeHealth::new();
+    let (sync_datagrams, sync_received) = tokio::sync::mpsc::channel(64);
     let mut director = Director {
+        sync: super::sync::SyncDaemons::new(transport, sync_datagrams),
+        sync_config: None,
         netlink: netlink.clone(),
         link: link(),
         interface: "eth0".into(),
@@ -78,6 +97,7 @@ async fn rig(servers: &[Ipv4Addr]) -> Rig {
     Rig {
         director,
         netlink,
+        sync_received,
         health,
         reloads,
         file,
@@ -382,6 +402,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
         hangups: hangups.boxed(),
         status_listener: Some(web_listener),
         kept_rates: None,
+        sync_transport: MemoryNetwork::default().transport(Ipv4Addr::new(10, 0, 0, 2)),
     };
     let daemon = tokio::spawn(super::serve(
         config,
@@ -564,6 +585,7 @@ async fn a_stop_for_a_restart_leaves_the_vips_and_the_host_as_they_are() {
         hangups: hangups.boxed(),
         status_listener: None,
         kept_rates: None,
+        sync_transport: MemoryNetwork::default().transport(Ipv4Addr::new(10, 0, 0, 2)),
     };
     let (stop, stopped) = oneshot::channel::<Stop>();
     let daemon = tokio::spawn(super::serve(
@@ -639,6 +661,7 @@ async fn an_adopted_data_plane_is_kept_and_its_vips_are_the_adopters_to_remove()
         hangups: hangups.boxed(),
         status_listener: None,
         kept_rates: None,
+        sync_transport: MemoryNetwork::default().transport(Ipv4Addr::new(10, 0, 0, 2)),
     };
     let (stop, stopped) = oneshot::channel::<Stop>();
     let daemon = tokio::spawn(super::serve(

@@ -25,6 +25,7 @@ fn document(interface: &str) -> Arc<Status> {
             entries: 3,
         },
         services: Vec::new(),
+        sync: Box::default(),
     })
 }
 

@@ -24,6 +24,11 @@ pub struct FakeDataPlane {
     pub zeroed_real_servers: Vec<u32>,
     pub flows: HashMap<FlowKey, FlowEntry>,
     pub templates: HashMap<PersistKey, PersistEntry>,
+    /// How many flows and templates were written with `insert_flows` and `insert_templates`
+    /// (a sync backup's installs), so that a test can tell "nothing installed" from "the
+    /// same entry written again".
+    pub flow_inserts: usize,
+    pub template_inserts: usize,
     /// The interface and mode the program is attached with, if it is.
     pub attached: Option<(u32, AttachMode)>,
     /// Refuses native mode, as an interface whose driver has no XDP support does.
@@ -165,6 +170,12 @@ impl DataPlane for FakeDataPlane {
         Ok(())
     }
 
+    fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError> {
+        self.flows.extend(flows.iter().copied());
+        self.flow_inserts += flows.len();
+        Ok(())
+    }
+
     fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError> {
         Ok(self.templates.iter().map(|(k, v)| (*k, *v)).collect())
     }
@@ -173,6 +184,15 @@ impl DataPlane for FakeDataPlane {
         for key in keys {
             self.templates.remove(key);
         }
+        Ok(())
+    }
+
+    fn insert_templates(
+        &mut self,
+        templates: &[(PersistKey, PersistEntry)],
+    ) -> Result<(), DataPlaneError> {
+        self.templates.extend(templates.iter().copied());
+        self.template_inserts += templates.len();
         Ok(())
     }
 

@@ -53,6 +53,22 @@ fn status() -> Status {
             {"name": "pass_not_ipv4", "value": 7}
         ],
         "flow_table": {"size": 262144, "entries": 42},
+        "sync": {
+            "daemons": [
+                {"role": "master", "interface": "eth0", "sync_id": 51, "group": "224.0.0.81",
+                 "port": 8848, "ttl": 1, "max_len": 1472},
+                {"role": "backup", "interface": "eth0", "sync_id": 51, "group": "224.0.0.81",
+                 "port": 8848, "ttl": 1, "max_len": 1472}
+            ],
+            "messages_sent": 120, "entries_sent": 3000, "entries_deferred": 4,
+            "send_errors": 1, "full_resends": 2, "messages_received": 80,
+            "entries_received": 1500, "entries_installed": 1490,
+            "rejected": {"truncated": 1, "malformed": 2, "forged": 3, "other_sync_id": 4,
+                         "replayed": 5},
+            "unknown": {"unknown_service": 6, "unknown_real_server": 4, "not_persistent": 0},
+            "receive_errors": 0,
+            "peers": [{"address": "10.0.0.3", "last_message_seconds_ago": 0.5}]
+        },
         "services": [{
             "protocol": "TCP", "address": "10.0.0.100", "port": 80, "scheduler": "wlc",
             "sched_flags": [], "persistence_timeout": null, "persistence_netmask": null,
@@ -300,6 +316,54 @@ fn lvs_metrics_carry_verdicts_health_checks_and_the_flow_table() {
         "local_address",
     );
     assert_eq!(rate["10.0.0.100"], 1.5);
+}
+
+#[test]
+fn sync_metrics_carry_the_daemons_counters_and_peers() {
+    let samples = scrape(&status());
+    let roles = by_label(&samples, "lvs_sync_daemon_info", "role");
+    assert_eq!(roles.keys().collect::<Vec<_>>(), ["backup", "master"]);
+    let daemon = samples
+        .iter()
+        .find(|s| s.metric == "lvs_sync_daemon_info")
+        .unwrap();
+    for (label, value) in [
+        ("interface", "eth0"),
+        ("sync_id", "51"),
+        ("group", "224.0.0.81"),
+        ("port", "8848"),
+    ] {
+        assert_eq!(daemon.labels.get(label), Some(value), "{label}");
+    }
+    for (metric, value) in [
+        ("lvs_sync_messages_sent_total", 120.0),
+        ("lvs_sync_entries_sent_total", 3000.0),
+        ("lvs_sync_entries_deferred_total", 4.0),
+        ("lvs_sync_send_errors_total", 1.0),
+        ("lvs_sync_full_resends_total", 2.0),
+        ("lvs_sync_messages_received_total", 80.0),
+        ("lvs_sync_entries_received_total", 1500.0),
+        ("lvs_sync_entries_installed_total", 1490.0),
+        ("lvs_sync_receive_errors_total", 0.0),
+    ] {
+        assert_eq!(single(&samples, metric), value, "{metric}");
+    }
+    let rejected = by_label(&samples, "lvs_sync_rejected_total", "reason");
+    assert_eq!(rejected["forged"], 3.0);
+    assert_eq!(rejected["other_sync_id"], 4.0);
+    assert_eq!(rejected.len(), 5);
+    let unknown = by_label(&samples, "lvs_sync_unknown_total", "kind");
+    assert_eq!(unknown["unknown_service"], 6.0);
+    assert_eq!(unknown["not_persistent"], 0.0);
+    let peers = by_label(&samples, "lvs_sync_peer_last_message_seconds", "address");
+    assert_eq!(peers["10.0.0.3"], 0.5);
+
+    // Without sync, the totals are still there, at 0.
+    let mut quiet = status();
+    *quiet.sync = SyncStatus::default();
+    let samples = scrape(&quiet);
+    assert_eq!(single(&samples, "lvs_sync_messages_received_total"), 0.0);
+    assert!(!samples.iter().any(|s| s.metric == "lvs_sync_daemon_info"));
 }
 
 #[test]

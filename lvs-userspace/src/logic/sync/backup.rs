@@ -7,10 +7,15 @@
 //! connection itself if it ever sees it, and never forwards to a server it was not told to
 //! use.
 
-use std::net::SocketAddrV4;
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use lvs_common::flow::{FLOW_PERSISTENT, FlowEntry, FlowKey, PersistEntry, PersistKey, Settings};
 
 use super::wire::{Entry, ServiceAddress};
-use crate::logic::model::Model;
+use crate::logic::{config::Persistence, model::Model};
 
 /// Where the backup's own data plane has the entry's service and real server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +24,10 @@ pub struct Placement {
     pub service_index: u32,
     /// The real server's id in the backup's data plane.
     pub real_server_id: u32,
+    /// That real server's generation, which the backup's flows carry.
+    pub generation: u32,
+    /// The backup's persistence for the service, if it is persistent.
+    pub persistence: Option<Persistence>,
 }
 
 /// Why an entry has no place on this director; counted, never forwarded.
@@ -31,6 +40,10 @@ pub enum Unknown {
         service: ServiceAddress,
         real_server: SocketAddrV4,
     },
+    /// A persistence template for a service that is not persistent here: the backup would
+    /// only expire it.
+    #[error("a persistence template for {0}, which is not persistent here")]
+    NotPersistent(ServiceAddress),
 }
 
 impl Unknown {
@@ -39,39 +52,157 @@ impl Unknown {
         match self {
             Unknown::Service(_) => "unknown_service",
             Unknown::RealServer { .. } => "unknown_real_server",
+            Unknown::NotPersistent(_) => "not_persistent",
         }
     }
+
+    /// Every counter's name, so that each is shown from the start.
+    pub const NAMES: [&'static str; 3] =
+        ["unknown_service", "unknown_real_server", "not_persistent"];
 }
 
 /// Finds the backup's service and real server for `entry`. Under direct routing a real
 /// server listens on the service port, so one on another port is not the same server.
 pub fn place(entry: &Entry, model: &Model) -> Result<Placement, Unknown> {
-    let wanted = entry.service();
-    let service = model
-        .services()
-        .find(|view| {
-            view.service.address == wanted.address
-                && view.service.port == wanted.port
-                && view.service.protocol == wanted.protocol
-        })
-        .ok_or(Unknown::Service(wanted))?;
-    let real_server = entry.real_server();
-    let unknown = Unknown::RealServer {
-        service: wanted,
-        real_server,
-    };
-    if real_server.port() != wanted.port {
-        return Err(unknown);
+    Places::of(model).place(entry)
+}
+
+/// The backup's services and real servers by address, built once for a message so that
+/// placing each of its entries is a lookup, not a walk of the model.
+#[derive(Clone, Debug, Default)]
+pub struct Places {
+    services: HashMap<ServiceAddress, PlacedService>,
+}
+
+#[derive(Clone, Debug)]
+struct PlacedService {
+    index: u32,
+    persistence: Option<Persistence>,
+    /// Id and generation by address.
+    real_servers: HashMap<Ipv4Addr, (u32, u32)>,
+}
+
+impl Places {
+    pub fn of(model: &Model) -> Self {
+        let generations = model.generations();
+        let mut services = HashMap::new();
+        for view in model.services() {
+            let address = ServiceAddress {
+                address: view.service.address,
+                port: view.service.port,
+                protocol: view.service.protocol,
+            };
+            let mut real_servers = HashMap::new();
+            for rs in &view.real_servers {
+                if let Some(&generation) = generations.get(&rs.id) {
+                    real_servers
+                        .entry(rs.address)
+                        .or_insert((rs.id, generation));
+                }
+            }
+            services.entry(address).or_insert(PlacedService {
+                index: view.index,
+                persistence: view.service.persistence,
+                real_servers,
+            });
+        }
+        Places { services }
     }
-    service
-        .real_servers
-        .iter()
-        .find(|view| view.address == *real_server.ip())
-        .map(|view| Placement {
+
+    /// [`place`], against the model these places were built from.
+    pub fn place(&self, entry: &Entry) -> Result<Placement, Unknown> {
+        let wanted = entry.service();
+        let service = self.services.get(&wanted).ok_or(Unknown::Service(wanted))?;
+        let real_server = entry.real_server();
+        let unknown = Unknown::RealServer {
+            service: wanted,
+            real_server,
+        };
+        if real_server.port() != wanted.port {
+            return Err(unknown);
+        }
+        let &(real_server_id, generation) =
+            service.real_servers.get(real_server.ip()).ok_or(unknown)?;
+        Ok(Placement {
             service_index: service.index,
-            real_server_id: view.id,
+            real_server_id,
+            generation,
+            persistence: service.persistence,
         })
-        .ok_or(unknown)
+    }
+}
+
+/// What the backup writes for an entry: a connection or a template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Install {
+    Flow(FlowKey, FlowEntry),
+    Template(PersistKey, PersistEntry),
+}
+
+/// The flow-table entry for a placed entry, as the backup's data plane would have made it:
+/// its own real-server id and generation, and a last packet so long ago that the entry
+/// expires when the master's would (`now_ns` less the part of the backup's timeout that the
+/// master has used up). A remaining time longer than the backup's own timeout (the directors'
+/// timeouts differ) is cut to it, so that nothing outlives what this director allows.
+pub fn install(
+    entry: &Entry,
+    placement: &Placement,
+    settings: &Settings,
+    now_ns: u64,
+) -> Result<Install, Unknown> {
+    let last_seen = |timeout_ns: u64, remaining_ms: u32| {
+        let remaining_ns = (u64::from(remaining_ms) * 1_000_000).min(timeout_ns);
+        now_ns.saturating_sub(timeout_ns - remaining_ns)
+    };
+    match entry {
+        Entry::Connection(_, connection) => {
+            let state = connection.state as u8;
+            let service = connection.service;
+            let key = FlowKey {
+                src_addr: connection.client.ip().octets(),
+                dst_addr: service.address.octets(),
+                src_port: connection.client.port().to_be_bytes(),
+                dst_port: service.port.to_be_bytes(),
+                protocol: service.protocol.number(),
+                _pad: [0; 3],
+            };
+            let flow = FlowEntry {
+                last_seen_ns: last_seen(settings.timeout_ns(state), connection.remaining_ms),
+                real_server_id: placement.real_server_id,
+                generation: placement.generation,
+                state,
+                flags: if placement.persistence.is_some() {
+                    FLOW_PERSISTENT
+                } else {
+                    0
+                },
+                _pad: [0; 6],
+            };
+            Ok(Install::Flow(key, flow))
+        }
+        Entry::Template(template) => {
+            let service = template.service;
+            let persistence = placement
+                .persistence
+                .ok_or(Unknown::NotPersistent(service))?;
+            // The backup's granularity decides which clients share the template here.
+            let client = template.client_network.to_bits() & persistence.netmask.to_bits();
+            let key = PersistKey {
+                client: Ipv4Addr::from_bits(client).octets(),
+                vip: service.address.octets(),
+                vport: service.port.to_be_bytes(),
+                protocol: service.protocol.number(),
+                _pad: 0,
+            };
+            let timeout_ns = u64::from(persistence.timeout) * 1_000_000_000;
+            let entry = PersistEntry {
+                last_seen_ns: last_seen(timeout_ns, template.remaining_ms),
+                real_server_id: placement.real_server_id,
+                generation: placement.generation,
+            };
+            Ok(Install::Template(key, entry))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +232,14 @@ address = "192.0.2.10"
 port = 53
 protocol = "UDP"
 real_server = [{ address = "192.0.2.22", port = 53 }]
+
+[[virtual_server]]
+address = "192.0.2.10"
+port = 443
+protocol = "TCP"
+persistence_timeout = 300
+persistence_granularity = "255.255.255.0"
+real_server = [{ address = "192.0.2.23", port = 443 }]
 "#;
 
     fn model() -> Model {
@@ -144,7 +283,157 @@ real_server = [{ address = "192.0.2.22", port = 53 }]
         Placement {
             service_index: view.index,
             real_server_id: server.id,
+            generation: model.generations()[&server.id],
+            persistence: view.service.persistence,
         }
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    fn settings() -> Settings {
+        Settings::with_timeouts(900, 120, 300, 0)
+    }
+
+    fn installed(entry: &Entry, model: &Model, now_ns: u64) -> Result<Install, Unknown> {
+        let placement = Placement {
+            generation: 7,
+            ..place(entry, model)?
+        };
+        install(entry, &placement, &settings(), now_ns)
+    }
+
+    #[test]
+    fn a_connection_becomes_the_backups_flow_expiring_when_the_masters_would() {
+        let model = model();
+        let web = service(80, Protocol::Tcp);
+        let now = 10_000 * S;
+        let placement = ids(&model, 80, "192.0.2.22");
+        let Install::Flow(key, flow) =
+            installed(&connection(web, "192.0.2.22:80"), &model, now).unwrap()
+        else {
+            panic!("a connection is a flow");
+        };
+        assert_eq!(
+            key,
+            FlowKey {
+                src_addr: [198, 51, 100, 7],
+                dst_addr: [192, 0, 2, 10],
+                src_port: 40000u16.to_be_bytes(),
+                dst_port: 80u16.to_be_bytes(),
+                protocol: lvs_common::IPPROTO_TCP,
+                _pad: [0; 3],
+            }
+        );
+        assert_eq!(
+            flow,
+            FlowEntry {
+                // 900 s of ESTABLISHED, 900 s left on the master: as if seen just now.
+                last_seen_ns: now,
+                real_server_id: placement.real_server_id,
+                generation: 7,
+                state: FlowState::Established as u8,
+                flags: 0,
+                _pad: [0; 6],
+            }
+        );
+
+        // 100 s left of UDP's 300: seen 200 s ago, so that the sweep expires it in 100.
+        let dns = Entry::Connection(
+            Change::StateChange,
+            Connection {
+                remaining_ms: 100_000,
+                ..match connection(service(53, Protocol::Udp), "192.0.2.22:53") {
+                    Entry::Connection(_, c) => c,
+                    Entry::Template(_) => unreachable!(),
+                }
+            },
+        );
+        let Install::Flow(_, flow) = installed(&dns, &model, now).unwrap() else {
+            panic!("a connection is a flow");
+        };
+        assert_eq!(flow.last_seen_ns, now - 200 * S);
+        assert_eq!(flow.state, FlowState::Udp as u8);
+    }
+
+    #[test]
+    fn a_remaining_time_longer_than_the_backups_timeout_is_cut_to_it() {
+        let model = model();
+        let mut entry = connection(service(80, Protocol::Tcp), "192.0.2.21:80");
+        if let Entry::Connection(_, connection) = &mut entry {
+            // The master runs with `timeout_tcp = 3600`.
+            connection.remaining_ms = 3_000_000;
+        }
+        let Install::Flow(_, flow) = installed(&entry, &model, 5000 * S).unwrap() else {
+            panic!("a connection is a flow");
+        };
+        assert_eq!(flow.last_seen_ns, 5000 * S, "900 s left here, not 3000");
+        // A backup whose clock is younger than the time used up does not wrap around.
+        if let Entry::Connection(_, connection) = &mut entry {
+            connection.remaining_ms = 1;
+        }
+        let Install::Flow(_, flow) = installed(&entry, &model, 5 * S).unwrap() else {
+            panic!("a connection is a flow");
+        };
+        assert_eq!(flow.last_seen_ns, 0);
+    }
+
+    #[test]
+    fn a_persistent_services_flows_and_templates_carry_its_persistence() {
+        let model = model();
+        let tls = service(443, Protocol::Tcp);
+        let now = 10_000 * S;
+        let Install::Flow(_, flow) =
+            installed(&connection(tls, "192.0.2.23:443"), &model, now).unwrap()
+        else {
+            panic!("a connection is a flow");
+        };
+        assert_eq!(
+            flow.flags, FLOW_PERSISTENT,
+            "its packets keep the template alive"
+        );
+
+        // The master's granularity was /32; the backup's /24 decides here.
+        let template = Entry::Template(Template {
+            service: tls,
+            client_network: Ipv4Addr::new(198, 51, 100, 77),
+            real_server: "192.0.2.23:443".parse().unwrap(),
+            remaining_ms: 100_000,
+        });
+        let placement = ids(&model, 443, "192.0.2.23");
+        assert_eq!(
+            installed(&template, &model, now),
+            Ok(Install::Template(
+                PersistKey {
+                    client: [198, 51, 100, 0],
+                    vip: [192, 0, 2, 10],
+                    vport: 443u16.to_be_bytes(),
+                    protocol: lvs_common::IPPROTO_TCP,
+                    _pad: 0,
+                },
+                PersistEntry {
+                    last_seen_ns: now - 200 * S,
+                    real_server_id: placement.real_server_id,
+                    generation: 7,
+                }
+            ))
+        );
+
+        // A template for a service that is not persistent here would only be expired.
+        let web = Entry::Template(Template {
+            service: service(80, Protocol::Tcp),
+            real_server: "192.0.2.21:80".parse().unwrap(),
+            ..match template {
+                Entry::Template(t) => t,
+                Entry::Connection(..) => unreachable!(),
+            }
+        });
+        let refused = installed(&web, &model, now).unwrap_err();
+        assert_eq!(refused.name(), "not_persistent");
+        assert!(Unknown::NAMES.contains(&refused.name()));
+        assert_eq!(
+            refused.to_string(),
+            "a persistence template for TCP 192.0.2.10:80, which is not persistent here"
+        );
     }
 
     #[test]

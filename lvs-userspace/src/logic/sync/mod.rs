@@ -2,10 +2,10 @@
 //! it: the master tells its backups about new connections, state changes and persistence
 //! templates, so that a backup that takes the VIP over sends every established connection to
 //! the real server it already has. This module is the pure part: the wire format
-//! ([`wire`]), the replay window a backup keeps per master ([`window`]) and the decision a
-//! backup makes about a decoded entry ([`backup`]), and the sync daemons' parameters as
-//! every front end gives them ([`settings`]). Sockets, timers and the flow-table writes
-//! belong to the daemon.
+//! ([`wire`]), the replay window a backup keeps per master ([`window`]), what a master sends
+//! and when ([`master`]), the decisions a backup makes about a decoded entry ([`backup`]),
+//! and the sync daemons' parameters as every front end gives them ([`settings`]). Sockets,
+//! timers and the flow-table writes belong to the daemon (`daemon::sync`, `io::sync`).
 //!
 //! # The wire format, version 1
 //!
@@ -78,11 +78,13 @@
 //! them), and IPVS's version 0 format.
 
 pub mod backup;
+pub mod master;
 pub mod settings;
 pub mod window;
 pub mod wire;
 
-pub use backup::{Placement, Unknown, place};
+pub use backup::{Install, Placement, Places, Unknown, install, place};
+pub use master::{Master, Outgoing};
 pub use settings::{SyncConfig, SyncDaemon, SyncRole};
 pub use window::ReplayWindow;
 pub use wire::{

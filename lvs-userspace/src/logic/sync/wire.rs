@@ -129,8 +129,9 @@ impl Entry {
         }
     }
 
-    /// The rules an entry keeps, on both sides of the wire.
-    fn check(&self) -> Result<(), EntryError> {
+    /// The rules an entry keeps, on both sides of the wire. A master checks each entry it
+    /// builds from its flow table, so that one odd flow cannot stop a whole batch.
+    pub fn check(&self) -> Result<(), EntryError> {
         let service = self.service();
         UnicastAddress::new(service.address).map_err(|_| EntryError::Service(service))?;
         Port::new(i64::from(service.port)).map_err(|_| EntryError::Service(service))?;
@@ -344,6 +345,14 @@ impl Encoder {
                 self.message(sequence, batch)
             })
             .collect())
+    }
+
+    /// A message without entries: a master's heartbeat, which tells its backups that it is
+    /// alive when it has nothing else to say.
+    pub fn heartbeat(&mut self) -> Vec<u8> {
+        let sequence = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        self.message(sequence, &[])
     }
 
     fn message(&self, sequence: u64, batch: &[Entry]) -> Vec<u8> {

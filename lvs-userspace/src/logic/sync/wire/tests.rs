@@ -452,3 +452,18 @@ fn random_bytes_never_panic_and_never_decode() {
     }
     assert_eq!(window, ReplayWindow::default());
 }
+
+#[test]
+fn a_heartbeat_is_a_signed_message_without_entries() {
+    let mut encoder = encoder(1472);
+    let beat = encoder.heartbeat();
+    assert_eq!(beat.len(), HEADER_LEN + MAC_LEN);
+    let message = decode_fresh(&beat).expect("a heartbeat decodes");
+    assert!(message.entries.is_empty());
+    // It takes a number of its own, as any message does.
+    let next = encoder.encode(&every_kind()).unwrap();
+    let mut window = ReplayWindow::default();
+    let first = decode(&beat, id(7), &key(), &mut window).unwrap();
+    let second = decode(&next[0], id(7), &key(), &mut window).unwrap();
+    assert_eq!(second.sequence, first.sequence + 1);
+}
