@@ -130,7 +130,8 @@ fn main() -> Result<()> {
             run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning \
-                 and keepalived's check of the import and restarts (namespaces), one at a time",
+                 keepalived's check of the import, restarts and the sync sockets (namespaces), one at a \
+                 time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -151,6 +152,8 @@ fn main() -> Result<()> {
                 "keepalived",
                 "--test",
                 "restart",
+                "--test",
+                "sync_sockets",
                 "--",
                 "--ignored",
                 "--test-threads=1",
