@@ -129,7 +129,7 @@ fn main() -> Result<()> {
             say("unit tests (no root)");
             run(cargo().args(["test", "--workspace"]))?;
             say(
-                "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning \
+                "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning, \
                  keepalived's check of the import, restarts and the sync sockets (namespaces), one at a \
                  time",
             );
