@@ -164,11 +164,13 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         let mut neighbours_changed = false;
         let mut health_changed = false;
         // The status listener's document is refreshed on the rate tick (the rates change)
-        // and after anything that changes what it shows, not on every timer.
+        // and after anything that changes what it shows, not on every timer. Health updates
+        // that change no admission (a check's last result) wait for the tick: with thousands
+        // of checked servers they arrive many times a second, and each document reads every
+        // counter from the data plane.
         let publish = matches!(
             event,
             Event::SampleRates { .. }
-                | Event::Health(_)
                 | Event::Hangup
                 | Event::Request((
                     Request::Apply { .. }
@@ -235,7 +237,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             let report = self.model.sync(&mut self.dataplane)?;
             info!(?report, "data plane updated");
         }
-        if publish || neighbours_changed {
+        if publish || neighbours_changed || health_changed {
             self.publish_status();
         }
         Ok(())

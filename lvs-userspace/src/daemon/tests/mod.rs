@@ -285,6 +285,55 @@ async fn a_health_change_takes_a_server_out_and_back_in() {
     assert_eq!(rig.ring(VIP), [rig.id(RS1), rig.id(RS2)]);
 }
 
+/// A check's new last result alone does not make the loop collect a status document (each
+/// reads every counter from the data plane, and with thousands of checked servers such
+/// updates come many times a second): the rate tick publishes it. A change of admission is
+/// published at once.
+#[tokio::test]
+async fn only_health_updates_that_change_an_admission_publish_the_status_at_once() {
+    let mut rig = rig(&[RS1, RS2]).await;
+    let (publish, mut published) =
+        tokio::sync::watch::channel(Arc::new(rig.director.status().unwrap()));
+    rig.director.published = Some(publish);
+    published.mark_unchanged();
+    let service = rig.director.model.wanted()[0].key();
+    let update = |state, admission, detail: &str| HealthUpdate {
+        service,
+        address: RS2,
+        status: HealthStatus {
+            state,
+            admission,
+            checker: Some("TCP_CHECK 10.0.0.12:80".into()),
+            last_result: Some(crate::base::health::CheckResult {
+                passed: state == HealthState::Up,
+                detail: detail.into(),
+                at_unix_ms: 1,
+                duration_ms: Some(1),
+            }),
+        },
+    };
+
+    rig.handle(Event::Health(vec![update(
+        HealthState::Up,
+        Admission::Weight(1),
+        "connected",
+    )]))
+    .await;
+    assert!(!published.has_changed().unwrap(), "published for a last result");
+
+    rig.handle(Event::Health(vec![update(
+        HealthState::Down,
+        Admission::Removed,
+        "connection refused",
+    )]))
+    .await;
+    assert!(published.has_changed().unwrap(), "a removal was not published");
+    published.mark_unchanged();
+
+    rig.handle(Event::SampleRates { elapsed: 2.0 }).await;
+    assert!(published.has_changed().unwrap(), "the rate tick did not publish");
+}
+
 #[tokio::test]
 async fn a_neighbour_change_on_the_interface_rewrites_the_real_servers_mac() {
     let mut rig = rig(&[RS1]).await;
