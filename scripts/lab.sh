@@ -240,8 +240,18 @@ no_tx_csum() {
 # instructions loaded with bpf(2) from python3, so the lab needs no BPF compiler; it is pinned
 # only long enough for `ip` to attach it through netlink, which keeps it attached until the
 # port is deleted with the switch namespace. nsenter, unlike `ip -n`, keeps the host's bpffs.
+# The pin needs a bpffs at /sys/fs/bpf. systemd mounts one at boot, but a minimal host or a
+# container may not have it; mount it as systemd would (the daemon does the same for its pins).
+ensure_bpffs() {
+  [[ $(stat -f -c %T /sys/fs/bpf 2>/dev/null) == bpf_fs ]] && return 0
+  say "mounting bpffs at /sys/fs/bpf (it was not mounted)"
+  mkdir -p /sys/fs/bpf
+  mount -t bpf -o mode=0700 bpf /sys/fs/bpf || die 1 "could not mount bpffs at /sys/fs/bpf"
+}
+
 attach_peer_pass() {
   local port=$1
+  ensure_bpffs
   say "attaching a no-op XDP program (XDP_PASS, native) to switch port $port"
   rm -f "$PEER_PIN"
   "$PYTHON" - "$PEER_PIN" <<'EOF' || die 1 "could not load the no-op XDP program for switch port $port"
