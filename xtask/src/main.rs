@@ -1,9 +1,10 @@
 //! `cargo xtask`: what cargo alone cannot do. Installing the toolchain parts, running as
-//! root, the demo lab, the root tests and the benchmarks.
+//! root, the demo lab, the root tests, the benchmarks and fuzzing.
 //!
 //! Every command first runs `scripts/bootstrap.sh`, which installs what is missing (and says
 //! so) and skips what is there, so each command works on a fresh machine.
 
+mod fuzz;
 mod http;
 mod live;
 
@@ -87,6 +88,16 @@ enum Task {
     Bench {
         #[command(subcommand)]
         what: Option<BenchKind>,
+    },
+    /// Fuzz every parser of outside input (config, keepalived.conf, lvsadm's command line and
+    /// -R files, control-socket requests, sync messages) with libFuzzer on the nightly
+    /// toolchain, each target for a bounded time. Installs the nightly parts and cargo-fuzz.
+    Fuzz {
+        /// The targets to run; all of them when none is given.
+        targets: Vec<String>,
+        /// Seconds each target runs (CI runs 30).
+        #[arg(long, default_value_t = 300)]
+        seconds: u32,
     },
     /// Build or remove the demo lab by hand (`up` or `down`), see scripts/lab.sh.
     Lab {
@@ -232,6 +243,14 @@ fn main() -> Result<()> {
             bench.args(["--bench", "scaling"]);
             bench.args(["--bench", "health"]);
             as_root(&mut bench)
+        }
+        Task::Fuzz { targets, seconds } => {
+            ensure!(
+                (1..=86_400).contains(&seconds),
+                "--seconds must be between 1 and 86400"
+            );
+            run(Command::new("bash").args(["scripts/bootstrap.sh", "--fuzz"]))?;
+            fuzz::run(&repo, &targets, seconds)
         }
         Task::Lab { args } => {
             let mut lab = Command::new("bash");
