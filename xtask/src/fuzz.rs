@@ -25,9 +25,25 @@ pub const TARGETS: &[(&str, &[&str])] = &[
     ("sync_message", &[]),
 ];
 
+/// Mutated frames through the real XDP object (`tests/packet_mutation.rs`), run only when
+/// named: it needs root, and CI runs ten million of them with the root tests already.
+pub const PACKETS: &str = "packets";
+
 /// Builds every target once, then runs the chosen ones (all when `chosen` is empty) for
 /// `seconds` each.
 pub fn run(repo: &Path, chosen: &[String], seconds: u32) -> Result<()> {
+    if chosen.iter().any(|name| name == PACKETS) {
+        packets(seconds)?;
+        let rest: Vec<String> = chosen
+            .iter()
+            .filter(|name| *name != PACKETS)
+            .cloned()
+            .collect();
+        if rest.is_empty() {
+            return Ok(());
+        }
+        return run(repo, &rest, seconds);
+    }
     for name in chosen {
         if !TARGETS.iter().any(|(target, _)| target == name) {
             let names: Vec<&str> = TARGETS.iter().map(|(target, _)| *target).collect();
@@ -144,4 +160,26 @@ impl Stats {
             edges,
         }
     }
+}
+
+/// As many mutated frames as `seconds` allow, in a release build, as root.
+fn packets(seconds: u32) -> Result<()> {
+    say(&format!(
+        "mutated frames through the XDP object for {seconds} s (root, BPF_PROG_TEST_RUN)"
+    ));
+    // Through `env`, so that the settings survive the sudo that `as_root` may add.
+    let mut test = Command::new("env");
+    crate::strip_cargo_variables(&mut test);
+    test.arg(format!("LVS_PACKET_MUTATIONS={}", u64::MAX))
+        .arg(format!("LVS_PACKET_SECONDS={seconds}"))
+        .arg(format!("LVS_PACKET_SEED={}", std::process::id()))
+        .args(["cargo", "test", "--release", "-p", "lvs-userspace"])
+        .args([
+            "--test",
+            "packet_mutation",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]);
+    crate::as_root(&mut test)
 }

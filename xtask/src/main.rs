@@ -92,6 +92,8 @@ enum Task {
     /// Fuzz every parser of outside input (config, keepalived.conf, lvsadm's command line and
     /// -R files, control-socket requests, sync messages) with libFuzzer on the nightly
     /// toolchain, each target for a bounded time. Installs the nightly parts and cargo-fuzz.
+    /// The target `packets` (only when named) runs mutated frames through the real XDP
+    /// object as root for the whole time instead.
     Fuzz {
         /// The targets to run; all of them when none is given.
         targets: Vec<String>,
@@ -141,8 +143,8 @@ fn main() -> Result<()> {
             run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning, \
-                 keepalived's check of the import, restarts and the sync sockets (namespaces), one at a \
-                 time",
+                 keepalived's check of the import, restarts and the sync sockets (namespaces), ten \
+                 million mutated frames through the program, one at a time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -165,6 +167,8 @@ fn main() -> Result<()> {
                 "restart",
                 "--test",
                 "sync_sockets",
+                "--test",
+                "packet_mutation",
                 "--",
                 "--ignored",
                 "--test-threads=1",
@@ -287,6 +291,12 @@ fn run(command: &mut Command) -> Result<()> {
 /// rebuilt whenever a build alternated between xtask and a plain `cargo`.
 fn cargo() -> Command {
     let mut cargo = Command::new("cargo");
+    strip_cargo_variables(&mut cargo);
+    cargo
+}
+
+/// Removes from `command`'s environment what `cargo run` set for xtask (see [`cargo`]).
+fn strip_cargo_variables(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
         if name.starts_with("CARGO_PKG_")
@@ -299,10 +309,9 @@ fn cargo() -> Command {
             ]
             .contains(&name)
         {
-            cargo.env_remove(name);
+            command.env_remove(name);
         }
     }
-    cargo
 }
 
 fn bootstrap() -> Result<()> {
