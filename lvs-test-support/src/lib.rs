@@ -9,3 +9,5 @@ pub mod empty_program;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 pub mod lab;
+pub mod load;
+pub mod pair;

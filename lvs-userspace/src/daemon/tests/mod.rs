@@ -319,7 +319,10 @@ async fn only_health_updates_that_change_an_admission_publish_the_status_at_once
         "connected",
     )]))
     .await;
-    assert!(!published.has_changed().unwrap(), "published for a last result");
+    assert!(
+        !published.has_changed().unwrap(),
+        "published for a last result"
+    );
 
     rig.handle(Event::Health(vec![update(
         HealthState::Down,
@@ -327,11 +330,17 @@ async fn only_health_updates_that_change_an_admission_publish_the_status_at_once
         "connection refused",
     )]))
     .await;
-    assert!(published.has_changed().unwrap(), "a removal was not published");
+    assert!(
+        published.has_changed().unwrap(),
+        "a removal was not published"
+    );
     published.mark_unchanged();
 
     rig.handle(Event::SampleRates { elapsed: 2.0 }).await;
-    assert!(published.has_changed().unwrap(), "the rate tick did not publish");
+    assert!(
+        published.has_changed().unwrap(),
+        "the rate tick did not publish"
+    );
 }
 
 #[tokio::test]
