@@ -106,8 +106,8 @@ pub struct Pair {
 impl Pair {
     /// Builds a lab of two directors and `real_servers` real servers under `prefix`, starts
     /// the line servers (`load`) on the real servers, and lvs and then keepalived on both
-    /// directors; returns once both forward to every real server
-    /// of both services and the MASTER holds the VIP.
+    /// directors; returns once both forward to every real server of both services and the
+    /// MASTER holds the VIP.
     pub fn up(repo: &Path, lvs: &Path, prefix: &str, real_servers: u8) -> Result<Self, String> {
         let shape = Shape {
             real_servers,
@@ -154,23 +154,8 @@ impl Pair {
     }
 
     /// The shared sync key's file.
-    pub fn key_file(&self) -> PathBuf {
+    fn key_file(&self) -> PathBuf {
         self.lab.state_dir().join("pair").join("sync.key")
-    }
-
-    /// A director's keepalived.conf as the tutorial writes it (before the import).
-    pub fn keepalived_conf(&self, director: Director) -> PathBuf {
-        self.node(director).path("keepalived.conf")
-    }
-
-    /// The lvs config the import wrote for a director (with the key file and socket set).
-    pub fn lvs_config(&self, director: Director) -> PathBuf {
-        self.node(director).path("lvs.toml")
-    }
-
-    /// The keepalived.conf the import left for keepalived (`--vrrp-out`).
-    pub fn vrrp_conf(&self, director: Director) -> PathBuf {
-        self.node(director).path("keepalived.vrrp.conf")
     }
 
     pub fn control_socket(&self, director: Director) -> PathBuf {
@@ -237,8 +222,8 @@ impl Pair {
         Ok(())
     }
 
-    /// Starts lvs on a director (again, after `stop_lvs`).
-    pub fn start_lvs(&mut self, director: Director) -> Result<(), String> {
+    /// Starts lvs on a director.
+    fn start_lvs(&mut self, director: Director) -> Result<(), String> {
         let lvs = self.lvs.clone();
         let node = self.node_mut(director);
         let child = lab::spawn_director(
@@ -253,7 +238,7 @@ impl Pair {
 
     /// Starts keepalived on a director, in the foreground of its own process (so this value
     /// owns it), logging to the console and so to its log file, with its own pid files.
-    pub fn start_keepalived(&mut self, director: Director) -> Result<(), String> {
+    fn start_keepalived(&mut self, director: Director) -> Result<(), String> {
         let node = self.node_mut(director);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -289,7 +274,7 @@ impl Pair {
     }
 
     /// Stops keepalived on a director (SIGTERM: it gives the VIP up and tells its peer).
-    pub fn stop_keepalived(&mut self, director: Director) {
+    fn stop_keepalived(&mut self, director: Director) {
         let node = self.node_mut(director);
         if let Some(child) = node.keepalived.take() {
             stop(child, "-TERM");
@@ -306,7 +291,7 @@ impl Pair {
     }
 
     /// Stops lvs on a director for good (SIGINT): it detaches and removes its pins.
-    pub fn stop_lvs(&mut self, director: Director) {
+    fn stop_lvs(&mut self, director: Director) {
         if let Some(child) = self.node_mut(director).lvs.take() {
             stop(child, "-INT");
         }
