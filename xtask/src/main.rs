@@ -5,6 +5,7 @@
 //! so) and skips what is there, so each command works on a fresh machine.
 
 mod fuzz;
+mod ha;
 mod http;
 mod live;
 
@@ -76,6 +77,11 @@ enum Task {
         /// Demo only: how many real servers the lab has (1 to 8).
         #[arg(long, default_value_t = 3)]
         real_servers: u8,
+        /// The two-director demo: keepalived's VRRP and lvs with connection sync on a MASTER
+        /// and a BACKUP, under load; the master's cable is pulled midway, and the takeover
+        /// time and what the clients noticed are printed.
+        #[arg(long, conflicts_with_all = ["config", "keep", "requests"])]
+        ha: bool,
     },
     /// Run every test: unit tests, then the root tests (data plane and end to end) serially.
     Test,
@@ -131,11 +137,16 @@ fn main() -> Result<()> {
             keep,
             requests,
             real_servers,
+            ha,
         } => {
             bootstrap()?;
             let built = build(Profile::SharedWithTests)?;
             ensure_root_or_reexec()?;
-            demo(&repo, &built, keep, requests, real_servers)
+            if ha {
+                ha::run(&repo, &built.lvs, real_servers)
+            } else {
+                demo(&repo, &built, keep, requests, real_servers)
+            }
         }
         Task::Test => {
             bootstrap()?;
@@ -143,8 +154,9 @@ fn main() -> Result<()> {
             run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning, \
-                 keepalived's check of the import, restarts and the sync sockets (namespaces), ten \
-                 million mutated frames through the program, one at a time",
+                 keepalived's check of the import, restarts, the sync sockets and two directors with \
+                 keepalived (namespaces), ten million mutated frames through the program, one at a \
+                 time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -167,6 +179,8 @@ fn main() -> Result<()> {
                 "restart",
                 "--test",
                 "sync_sockets",
+                "--test",
+                "ha",
                 "--test",
                 "packet_mutation",
                 "--",
