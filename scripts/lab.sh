@@ -305,18 +305,6 @@ EOF
   rm -f "$PEER_PIN"
 }
 
-# Stops the switch flooding unicast frames for unknown MACs out of port PORT (broadcast and
-# multicast still go: ARP, VRRP, sync). A real NIC drops a unicast frame for another MAC
-# before XDP sees it; a veth hands it to XDP, and the director's program forwards whatever
-# is addressed to a VIP. With two directors that hides a takeover: when the master's cable is
-# pulled the switch forgets its MAC and floods the clients' frames for it, and the backup
-# would forward them before VRRP had moved anything. Off on the directors' ports, the lab
-# behaves as hardware would.
-no_unknown_unicast() {
-  say "switch port $1 gets no flooded unicast frames (as a NIC's MAC filter)"
-  ip netns exec "$NS_SW" bridge link set dev "$1" flood off
-}
-
 # Creates namespace P-NAME, links it to the bridge with a veth pair (eth0 inside the host,
 # NAME on the switch) and gives eth0 ADDR/24.
 add_host() {
@@ -439,8 +427,10 @@ do_up() {
   if (( DIRECTORS == 2 )); then
     add_host dir2 "$DIR2_ADDR"
     attach_peer_pass dir2
-    no_unknown_unicast dir
-    no_unknown_unicast dir2
+    # The switch floods frames for a MAC it forgot (the master's, once its cable is pulled)
+    # to every port, the standby director's too, and a veth hands them to XDP as a NIC in
+    # promiscuous mode would: the program passes them (`pass_other_host`), so the backup
+    # forwards only what VRRP has sent its way.
   fi
   for ((i = 1; i <= NRS; i++)); do
     add_host "rs$i" "$SUBNET.$((10 + i))"
