@@ -52,6 +52,7 @@ pub const NO_REAL_SERVER: u32 = u32::MAX;
 /// IP protocol numbers as they appear in the IPv4 header.
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
 
 /// Key of the `SERVICES` hash map: a virtual service as ipvsadm names it (`-t VIP:port`).
 #[repr(C)]
@@ -165,11 +166,18 @@ pub enum Counter {
     /// unknown destination, a port in promiscuous mode, the other director's frames during a
     /// failover): the kernel drops it as PACKET_OTHERHOST, and no director must forward it.
     PassOtherHost,
+    /// XDP_TX: an ICMP error (destination unreachable, "fragmentation needed" among them, or
+    /// time exceeded) about a connection the director forwards, sent on to that connection's
+    /// real server, whose stack acts on it (path MTU discovery needs it under DR).
+    TxIcmpError,
+    /// XDP_PASS: an ICMP error quoting a service's connection that the flow table does not
+    /// hold (or whose real server is gone): the director's kernel has it.
+    PassIcmpUnknownFlow,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 13] = [
         Counter::TxForwarded,
         Counter::DropNoRealServer,
         Counter::DropRealServerGone,
@@ -181,6 +189,8 @@ impl Counter {
         Counter::PassMalformed,
         Counter::Aborted,
         Counter::PassOtherHost,
+        Counter::TxIcmpError,
+        Counter::PassIcmpUnknownFlow,
     ];
 
     /// Number of slots in the `COUNTERS` array.
@@ -200,6 +210,8 @@ impl Counter {
             Counter::PassMalformed => "pass_malformed",
             Counter::Aborted => "aborted",
             Counter::PassOtherHost => "pass_other_host",
+            Counter::TxIcmpError => "tx_icmp_error",
+            Counter::PassIcmpUnknownFlow => "pass_icmp_unknown_flow",
         }
     }
 }

@@ -39,7 +39,7 @@ mod program {
     use crate::{
         clock,
         maps::*,
-        packet::{self, Flow},
+        packet::{self, Flow, Kind},
     };
 
     /// The longest a flow's `last_seen_ns` may lag behind its last packet. An established
@@ -59,7 +59,7 @@ mod program {
     #[xdp]
     pub fn lvs(ctx: XdpContext) -> u32 {
         let (action, reason) = match forward(&ctx) {
-            Ok(()) => (XDP_TX, Counter::TxForwarded),
+            Ok(reason) => (XDP_TX, reason),
             Err(reason) => (action_for(reason), reason),
         };
         count(reason);
@@ -76,9 +76,10 @@ mod program {
         }
     }
 
-    /// Rewrites the frame towards its real server, or says why not.
+    /// Rewrites the frame towards its real server and says why (a connection's packet, or an
+    /// ICMP error about one), or says why not.
     #[inline(always)]
-    fn forward(ctx: &XdpContext) -> Result<(), Counter> {
+    fn forward(ctx: &XdpContext) -> Result<Counter, Counter> {
         let flow = packet::parse_flow(ctx)?;
         let key = ServiceKey {
             addr: flow.dst_addr,
@@ -95,6 +96,9 @@ mod program {
         let director = DIRECTOR.get(0).ok_or(Counter::Aborted)?;
         if !packet::is_for(ctx, &director.mac) {
             return Err(Counter::PassOtherHost);
+        }
+        if flow.kind == Kind::IcmpError {
+            return relay_icmp_error(ctx, &flow, director);
         }
         let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
         let now = clock::coarse_now_ns();
@@ -136,7 +140,32 @@ mod program {
                 new_connections
             );
         }
-        Ok(())
+        Ok(Counter::TxForwarded)
+    }
+
+    /// Sends an ICMP error about a known connection to that connection's real server, as IPVS
+    /// does: under direct routing the real server sent the packet the error is about, and only
+    /// its stack can act on it (a smaller path MTU, an unreachable client). The flow entry is
+    /// only read: an error is not traffic of the connection and keeps nothing alive.
+    #[inline(always)]
+    fn relay_icmp_error(
+        ctx: &XdpContext,
+        flow: &Flow,
+        director: &lvs_common::DirectorEntry,
+    ) -> Result<Counter, Counter> {
+        let key = flow_key(flow);
+        // SAFETY: the entry is plain data; a racing update leaves one of two valid values.
+        let entry = unsafe { FLOWS.get(key) }.ok_or(Counter::PassIcmpUnknownFlow)?;
+        let real_server = match REAL_SERVERS.get(entry.real_server_id) {
+            Some(rs) if rs.flags & REAL_SERVER_USABLE != 0 && rs.generation == entry.generation => {
+                rs
+            }
+            _ => return Err(Counter::PassIcmpUnknownFlow),
+        };
+        let eth: *mut EthHdr = packet::ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
+        // SAFETY: bounds checked by `ptr_at`; the frame is ours to rewrite in XDP.
+        unsafe { rewrite_macs(eth.cast(), &real_server.mac, &director.mac) };
+        Ok(Counter::TxIcmpError)
     }
 
     /// The flow table's key for a frame. Built from a zeroed key so that the padding costs no

@@ -1,7 +1,7 @@
 //! Bounds-checked access to the frame and the parsing of the headers the director needs.
 
 use aya_ebpf::programs::XdpContext;
-use lvs_common::{Counter, IPPROTO_TCP, IPPROTO_UDP};
+use lvs_common::{Counter, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::Ipv4Hdr,
@@ -15,6 +15,8 @@ const MAX_VLAN_TAGS: usize = 2;
 
 /// The "more fragments" flag and the fragment offset in the IPv4 `frags` field (big endian).
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
+/// The fragment offset alone.
+const IPV4_FRAGMENT_OFFSET: u16 = 0x1fff;
 
 /// Offset of the flags byte (CWR ECE URG ACK PSH RST SYN FIN) in the TCP header.
 const TCP_FLAGS_OFFSET: usize = 13;
@@ -31,6 +33,10 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
+/// Where an IPv4 header can start (after Ethernet and two VLAN tags) and its greatest length.
+const MAX_IP_OFFSET: usize = EthHdr::LEN + MAX_VLAN_TAGS * VlanHdr::LEN;
+const MAX_IPV4_HEADER_LEN: usize = 60;
+
 /// The most 16-bit words of IPv4 options (a 60-byte header less the fixed 20 bytes).
 const MAX_IPV4_OPTION_WORDS: usize = 20;
 
@@ -41,8 +47,30 @@ const TCP_DATA_OFFSET: usize = 12;
 const TCP_SYN: u8 = 0x02;
 const TCP_SYN_CONFLICTS: u8 = 0x01 | 0x04;
 
-/// What the director needs to know about a TCP or UDP over IPv4 frame.
+/// ICMP's "destination unreachable" (with "fragmentation needed" among its codes) and "time
+/// exceeded": the errors about a packet that IPVS relays to the connection's real server.
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+
+/// An ICMP header, and the quoted packet's transport bytes an error must carry (RFC 792: the
+/// IP header and the first 8 bytes of the datagram).
+const ICMP_HEADER_LEN: usize = 8;
+const QUOTED_TRANSPORT_LEN: usize = 8;
+
+/// What a frame for the director is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A TCP or UDP packet of a connection.
+    Connection,
+    /// An ICMP error about a packet the real server sent for a connection; the flow fields
+    /// name that connection in the client-to-VIP direction, as its flow-table key does.
+    IcmpError,
+}
+
+/// What the director needs to know about a TCP or UDP over IPv4 frame, or about the
+/// connection an ICMP error quotes.
 pub struct Flow {
+    pub kind: Kind,
     /// The IPv4 total length: the bytes counted per service and real server, as IPVS does.
     pub ip_len: u16,
     pub src_addr: [u8; 4],
@@ -52,11 +80,15 @@ pub struct Flow {
     pub protocol: u8,
     /// The TCP flags byte (`lvs_common::flow::TCP_*`); 0 for UDP.
     pub tcp_flags: u8,
-    /// Where the IPv4 header starts and how long it is, and where TCP or UDP starts, for
-    /// [`check_valid`].
+    /// The frame's own IPv4 addresses (for an ICMP error, the sender's and the VIP), where its
+    /// IPv4 header starts and how long it is, where TCP, UDP or ICMP starts, and where the
+    /// bytes an ICMP error must quote end: for [`check_valid`].
+    ip_src: [u8; 4],
+    ip_dst: [u8; 4],
     ip_offset: usize,
     ip_header_len: usize,
     l4_offset: usize,
+    quote_end: usize,
 }
 
 /// Parses Ethernet (with up to two VLAN tags), IPv4 and the TCP or UDP ports.
@@ -92,7 +124,7 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
         return Err(Counter::PassMalformed);
     }
     let protocol = ip.proto;
-    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP && protocol != IPPROTO_ICMP {
         return Err(Counter::PassNotTcpUdp);
     }
     if u16::from_be_bytes(ip.frags) & IPV4_MF_AND_OFFSET != 0 {
@@ -101,6 +133,9 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
     let (src_addr, dst_addr) = (ip.src_addr, ip.dst_addr);
     let ip_len = u16::from_be_bytes(ip.tot_len);
     let l4_offset = offset + header_len;
+    if protocol == IPPROTO_ICMP {
+        return parse_icmp_error(ctx, ip, offset, header_len);
+    }
 
     let (src_port, dst_port, tcp_flags) = if protocol == IPPROTO_TCP {
         let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
@@ -117,6 +152,7 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
     };
 
     Ok(Flow {
+        kind: Kind::Connection,
         ip_len,
         src_addr,
         dst_addr,
@@ -124,9 +160,72 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
         dst_port,
         protocol,
         tcp_flags,
+        ip_src: src_addr,
+        ip_dst: dst_addr,
         ip_offset: offset,
         ip_header_len: header_len,
         l4_offset,
+        quote_end: 0,
+    })
+}
+
+/// An ICMP error to a VIP: the connection it is about, from the quoted IPv4 header and ports
+/// of the packet that caused it (one the real server sent, from the VIP to the client). Any
+/// other ICMP (echo to the VIP, say) is the kernel's, as before. A quote that is cut short is
+/// `PassTruncated`; one that lies about its own header is `PassMalformed`.
+#[inline(always)]
+fn parse_icmp_error(
+    ctx: &XdpContext,
+    ip: &Ipv4Hdr,
+    offset: usize,
+    header_len: usize,
+) -> Result<Flow, Counter> {
+    let icmp_offset = offset + header_len;
+    let icmp: *const [u8; ICMP_HEADER_LEN] =
+        ptr_at(ctx, icmp_offset).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let icmp_type = unsafe { (*icmp)[0] };
+    if icmp_type != ICMP_DEST_UNREACH && icmp_type != ICMP_TIME_EXCEEDED {
+        return Err(Counter::PassNotTcpUdp);
+    }
+    let quoted_offset = icmp_offset + ICMP_HEADER_LEN;
+    let quoted: *const Ipv4Hdr = ptr_at(ctx, quoted_offset).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let quoted = unsafe { &*quoted };
+    let quoted_header_len = usize::from(quoted.vihl & 0x0f) * 4;
+    if quoted.vihl >> 4 != 4 || quoted_header_len < Ipv4Hdr::LEN {
+        return Err(Counter::PassMalformed);
+    }
+    let protocol = quoted.proto;
+    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
+        return Err(Counter::PassNotTcpUdp);
+    }
+    // A later fragment carries no ports to find the connection by.
+    if u16::from_be_bytes(quoted.frags) & IPV4_FRAGMENT_OFFSET != 0 {
+        return Err(Counter::PassFragment);
+    }
+    let quoted_l4 = quoted_offset + quoted_header_len;
+    let ports: *const [u8; QUOTED_TRANSPORT_LEN] =
+        ptr_at(ctx, quoted_l4).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`; TCP and UDP both start with the two ports.
+    let ports = unsafe { &*ports };
+    Ok(Flow {
+        kind: Kind::IcmpError,
+        ip_len: u16::from_be_bytes(ip.tot_len),
+        // The quoted packet went from the VIP to the client: its connection, as the flow
+        // table keys it, is from the client to the VIP.
+        src_addr: quoted.dst_addr,
+        dst_addr: quoted.src_addr,
+        src_port: [ports[2], ports[3]],
+        dst_port: [ports[0], ports[1]],
+        protocol,
+        tcp_flags: 0,
+        ip_src: ip.src_addr,
+        ip_dst: ip.dst_addr,
+        ip_offset: offset,
+        ip_header_len: header_len,
+        l4_offset: icmp_offset,
+        quote_end: quoted_l4 + QUOTED_TRANSPORT_LEN,
     })
 }
 
@@ -143,6 +242,9 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
 /// - TCP: the data offset is at least 5 words and the header lies inside the IP packet; a
 ///   SYN carries neither FIN nor RST.
 /// - UDP: the length is at least 8 and at most what the IP packet holds after its header.
+/// - An ICMP error: it quotes a packet from the VIP it is sent to, and the quote up to the
+///   ports lies inside the IP packet. (ICMP's checksum, like TCP's and UDP's, is left to the
+///   real server, whose stack checks it.)
 ///
 /// Everything that fails is passed to the kernel (which drops and counts it as its stack
 /// does) and counted as `PassMalformed`, or `PassTruncated`.
@@ -158,12 +260,23 @@ pub fn check_valid(ctx: &XdpContext, flow: &Flow) -> Result<(), Counter> {
             core::ptr::read_volatile(&flow.l4_offset),
         )
     };
+    // Opaque values have no bounds for the verifier; these (which `parse_flow` guarantees)
+    // give them some before they are added to a packet pointer.
+    if ip_offset > MAX_IP_OFFSET || l4_offset > MAX_IP_OFFSET + MAX_IPV4_HEADER_LEN {
+        return Err(Counter::PassMalformed);
+    }
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds checked by `ptr_at`.
     if unsafe { (*eth).src_addr[0] } & 0x01 != 0 {
         return Err(Counter::PassMalformed);
     }
 
+    // First, while nothing else is known of the frame's length: LLVM would otherwise take the
+    // header's bounds check as implied by the length checks below, which the verifier cannot
+    // follow.
+    if !ipv4_checksum_ok(ctx, ip_offset, flow.ip_header_len) {
+        return Err(Counter::PassMalformed);
+    }
     let ip_len = usize::from(flow.ip_len);
     if ip_len < flow.ip_header_len {
         return Err(Counter::PassMalformed);
@@ -171,21 +284,23 @@ pub fn check_valid(ctx: &XdpContext, flow: &Flow) -> Result<(), Counter> {
     if ip_offset + ip_len > ctx.data_end() - ctx.data() {
         return Err(Counter::PassTruncated);
     }
-    let source = flow.src_addr;
+    let source = flow.ip_src;
     if source[0] == 0
         || source[0] == 127
         || source[0] & 0xf0 == 0xe0
         || source == [0xff; 4]
-        || source == flow.dst_addr
+        || source == flow.ip_dst
     {
-        return Err(Counter::PassMalformed);
-    }
-    if !ipv4_checksum_ok(ctx, ip_offset, flow.ip_header_len) {
         return Err(Counter::PassMalformed);
     }
 
     let l4_len = ip_len - flow.ip_header_len;
-    if flow.protocol == IPPROTO_TCP {
+    if flow.kind == Kind::IcmpError {
+        // The quote must be the VIP's own packet, whole up to its ports, inside the datagram.
+        if flow.dst_addr != flow.ip_dst || flow.quote_end > ip_offset + ip_len {
+            return Err(Counter::PassMalformed);
+        }
+    } else if flow.protocol == IPPROTO_TCP {
         let data_offset: *const u8 =
             ptr_at(ctx, l4_offset + TCP_DATA_OFFSET).ok_or(Counter::PassTruncated)?;
         // SAFETY: bounds checked by `ptr_at`.

@@ -7,7 +7,10 @@
 
 use lvs_test_support::fixture;
 
-use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
+use etherparse::{
+    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, PacketBuilder, VlanId,
+    icmpv4::{DestUnreachableHeader, TimeExceededCode},
+};
 use fixture::*;
 use lvs_common::{Counter, LOOKUP_TABLE_SIZE, SERVICE_HASH_SOURCE_PORT, flow::schedule_hash};
 use lvs_userspace::{
@@ -65,6 +68,42 @@ fn arp_request_for_vip() -> Vec<u8> {
         .write(&mut frame)
         .expect("build frame");
     frame
+}
+
+/// A router on the way to the client.
+const ROUTER: [u8; 4] = [198, 51, 100, 1];
+
+/// What an ICMP error quotes: the IPv4 header and first 8 bytes of a segment the real server
+/// sent for the connection `CLIENT:client_port` <-> `VIP:service_port`, from the VIP.
+fn quote(service_port: u16, client_port: u16) -> Vec<u8> {
+    let mut segment = Vec::new();
+    PacketBuilder::ipv4(VIP, CLIENT, 64)
+        .tcp(service_port, client_port, 7, 64240)
+        .ack(1)
+        .write(&mut segment, &[0x55; 100])
+        .expect("build the quoted segment");
+    segment.truncate(20 + 8);
+    segment
+}
+
+/// An ICMP error from a router to the VIP, quoting `quoted`.
+fn icmp_error(kind: Icmpv4Type, quoted: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+        .ipv4(ROUTER, VIP, 64)
+        .icmpv4(kind)
+        .write(&mut frame, quoted)
+        .expect("build the ICMP error");
+    frame
+}
+
+fn fragmentation_needed(quoted: &[u8]) -> Vec<u8> {
+    icmp_error(
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 1400,
+        }),
+        quoted,
+    )
 }
 
 /// A SYN to the service whose IPv4 header carries `option_words` words of options (NOPs).
@@ -353,6 +392,104 @@ fn fixtures() -> Vec<Fixture> {
         forward(
             "Ethernet padding after the IP packet is allowed",
             with(tcp_syn(VIP, 80), |f| f.extend_from_slice(&[0; 6])),
+        ),
+        // ICMP errors about balanced flows go to the flow's real server (the SYN fixture above
+        // made the flow CLIENT:40000 -> VIP:80, on RS1); the quote is read, never trusted.
+        Fixture {
+            description: "fragmentation needed about a known connection goes to its real server",
+            frame: fragmentation_needed(&quote(80, 40000)),
+            action: XDP_TX,
+            counter: Counter::TxIcmpError,
+            output: Some(rewritten(&fragmentation_needed(&quote(80, 40000)), RS1_MAC)),
+        },
+        Fixture {
+            description: "time exceeded about a known connection goes to its real server",
+            frame: icmp_error(
+                Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit),
+                &quote(80, 40000),
+            ),
+            action: XDP_TX,
+            counter: Counter::TxIcmpError,
+            output: Some(rewritten(
+                &icmp_error(
+                    Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit),
+                    &quote(80, 40000),
+                ),
+                RS1_MAC,
+            )),
+        },
+        pass(
+            "fragmentation needed about a connection the table does not hold",
+            fragmentation_needed(&quote(80, 40999)),
+            Counter::PassIcmpUnknownFlow,
+        ),
+        pass(
+            "fragmentation needed about a port that is not a service",
+            fragmentation_needed(&quote(443, 40000)),
+            Counter::PassNotService,
+        ),
+        pass(
+            "ICMP echo to the VIP stays the director's",
+            {
+                let mut frame = Vec::new();
+                PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+                    .ipv4(CLIENT, VIP, 64)
+                    .icmpv4_echo_request(1, 1)
+                    .write(&mut frame, b"ping")
+                    .unwrap();
+                frame
+            },
+            Counter::PassNotTcpUdp,
+        ),
+        pass(
+            "a quote cut inside its IPv4 header",
+            fragmentation_needed(&quote(80, 40000)[..12]),
+            Counter::PassTruncated,
+        ),
+        pass(
+            "a quote cut inside its ports",
+            fragmentation_needed(&quote(80, 40000)[..22]),
+            Counter::PassTruncated,
+        ),
+        pass(
+            "a quote that lies: IP version 6",
+            fragmentation_needed(&with(quote(80, 40000), |q| q[0] = 0x65)),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a quote that lies: an IHL under 5",
+            fragmentation_needed(&with(quote(80, 40000), |q| q[0] = 0x44)),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a quote that lies: an IHL past the quote",
+            fragmentation_needed(&with(quote(80, 40000), |q| q[0] = 0x4f)),
+            Counter::PassTruncated,
+        ),
+        pass(
+            "a quote of a packet from another address than the VIP",
+            fragmentation_needed(&with(quote(80, 40000), |q| q[15] = 7)),
+            Counter::PassNotService,
+        ),
+        pass(
+            "a quote of another VIP's packet, sent to this VIP",
+            fragmentation_needed(&with(quote(80, 40000), |q| q[15] = 101)),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a quote about ICMP",
+            fragmentation_needed(&with(quote(80, 40000), |q| q[9] = 1)),
+            Counter::PassNotTcpUdp,
+        ),
+        pass(
+            "an IPv4 total length that leaves the quoted ports out",
+            with_ip(fragmentation_needed(&quote(80, 40000)), |f| {
+                let total = u16::from_be_bytes([f[16], f[17]]) - 4;
+                f[16..18].copy_from_slice(&total.to_be_bytes());
+                f.truncate(f.len() - 4);
+                f.extend_from_slice(&[0; 4]);
+            }),
+            Counter::PassMalformed,
         ),
         Fixture {
             description: "a service whose real servers are all unresolved",

@@ -7,7 +7,8 @@
 //! - no frame ever gets XDP_ABORTED;
 //! - no frame the validator calls invalid is forwarded;
 //! - every frame it calls valid, for a service with a resolved real server, is forwarded (so
-//!   the rule rejects nothing the kernel would take);
+//!   the rule rejects nothing the kernel would take); a well-formed ICMP error about a
+//!   service's connection is forwarded or passed, as the flow table says;
 //! - invalid frames go to a data plane of their own, where the unmutated seeds established
 //!   their connections first; at the end its flow table and persistence templates must hold
 //!   exactly those entries, unchanged, and nothing else.
@@ -18,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use etherparse::{PacketBuilder, VlanId};
+use etherparse::{Icmpv4Type, PacketBuilder, VlanId, icmpv4::DestUnreachableHeader};
 use lvs_common::Counter;
 use lvs_test_support::fixture::{
     CLIENT, CLIENT_MAC, DIRECTOR_MAC, VIP, XDP_DROP, XDP_PASS, XDP_TX, program_config,
@@ -67,14 +68,18 @@ address = "10.0.0.13"
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
+const ICMP: u8 = 1;
 
 /// What the kernel's rules make of a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Judgement {
     /// Not TCP or UDP over IPv4, or a fragment: the kernel's business, never forwarded.
     NotForwardable,
-    /// TCP or UDP over IPv4 that a stack would reject.
+    /// TCP or UDP over IPv4 that a stack would reject, or an ICMP error whose quote lies.
     Invalid,
+    /// A well-formed ICMP error quoting a packet from the VIP it is sent to: forwarded if the
+    /// flow table knows the connection (which the validator cannot see), passed if not.
+    ValidIcmpError,
     /// A frame a stack would take, for this destination.
     Valid {
         dst: [u8; 4],
@@ -123,7 +128,7 @@ fn judge(frame: &[u8]) -> Judgement {
         return Invalid;
     }
     let protocol = frame[ip + 9];
-    if protocol != TCP && protocol != UDP {
+    if protocol != TCP && protocol != UDP && protocol != ICMP {
         return NotForwardable;
     }
     if u16::from_be_bytes([frame[ip + 6], frame[ip + 7]]) & 0x3fff != 0 {
@@ -158,6 +163,9 @@ fn judge(frame: &[u8]) -> Judgement {
     }
     let l4 = ip + header_len;
     let l4_len = total - header_len;
+    if protocol == ICMP {
+        return judge_icmp(frame, l4, ip + total, dst);
+    }
     if protocol == TCP {
         if l4_len < 20 {
             return Invalid;
@@ -185,6 +193,34 @@ fn judge(frame: &[u8]) -> Judgement {
         protocol,
         for_director: frame[..6] == DIRECTOR_MAC,
     }
+}
+
+/// An ICMP message at `icmp` in an IPv4 packet ending at `end`, sent to `dst`: only
+/// destination unreachable and time exceeded are errors the director relays, and only when
+/// they quote a whole IPv4 header and 8 bytes of TCP or UDP from `dst`.
+fn judge_icmp(frame: &[u8], icmp: usize, end: usize, dst: [u8; 4]) -> Judgement {
+    use Judgement::*;
+    if frame.len() < icmp + 8 || !matches!(frame[icmp], 3 | 11) {
+        return NotForwardable;
+    }
+    let quoted = icmp + 8;
+    if frame.len() < quoted + 20 {
+        return Invalid;
+    }
+    let header_len = usize::from(frame[quoted] & 0x0f) * 4;
+    if frame[quoted] >> 4 != 4 || header_len < 20 {
+        return Invalid;
+    }
+    if !matches!(frame[quoted + 9], TCP | UDP)
+        || u16::from_be_bytes([frame[quoted + 6], frame[quoted + 7]]) & 0x1fff != 0
+    {
+        return NotForwardable;
+    }
+    let quote_end = quoted + header_len + 8;
+    if quote_end > end || frame[quoted + 12..quoted + 16] != dst {
+        return Invalid;
+    }
+    ValidIcmpError
 }
 
 /// The verdict the program must give a valid frame for this destination, from `CONFIG`.
@@ -247,7 +283,24 @@ fn seeds() -> Vec<Vec<u8>> {
     let mut with_options = tcp(VIP, 8080, true, &[]);
     add_ip_options(&mut with_options, 14, 3);
     fix_checksum(&mut with_options, 14);
+    // Fragmentation needed from a router, about the first seed's connection.
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv4(VIP, CLIENT, 64)
+        .tcp(80, 40000, 7, 64240)
+        .ack(1)
+        .write(&mut quoted, &[0; 64])
+        .unwrap();
+    quoted.truncate(28);
+    let mut icmp_error = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+        .ipv4([198, 51, 100, 1], VIP, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut icmp_error, &quoted)
+        .unwrap();
     vec![
+        icmp_error,
         tcp(VIP, 80, true, &[]),
         tcp(VIP, 80, false, b"GET / HTTP/1.1\r\n\r\n"),
         tcp(VIP, 8080, false, b"ping\n"),
@@ -429,7 +482,10 @@ fn mutated_frames_are_never_forwarded_when_invalid_nor_refused_when_valid() {
     let seeds = seeds();
     for frame in &seeds {
         assert!(
-            matches!(judge(frame), Judgement::Valid { .. }),
+            matches!(
+                judge(frame),
+                Judgement::Valid { .. } | Judgement::ValidIcmpError
+            ),
             "the validator calls a seed invalid: {frame:02x?}"
         );
     }
@@ -451,6 +507,7 @@ fn mutated_frames_are_never_forwarded_when_invalid_nor_refused_when_valid() {
 
     let started = Instant::now();
     let (mut run, mut invalid, mut not_forwardable, mut valid) = (0u64, 0u64, 0u64, 0u64);
+    let mut icmp_errors = 0u64;
     let mut verdicts = [0u64; 5];
     let mut failures = Vec::new();
     while run < count && started.elapsed() < limit {
@@ -459,7 +516,7 @@ fn mutated_frames_are_never_forwarded_when_invalid_nor_refused_when_valid() {
         run += 1;
         let judgement = judge(&frame);
         let dataplane = match judgement {
-            Judgement::Valid { .. } => &mut for_valid,
+            Judgement::Valid { .. } | Judgement::ValidIcmpError => &mut for_valid,
             _ => &mut for_invalid,
         };
         let action = test_run::run(dataplane, &frame, 1)
@@ -474,6 +531,10 @@ fn mutated_frames_are_never_forwarded_when_invalid_nor_refused_when_valid() {
             Judgement::NotForwardable => {
                 not_forwardable += 1;
                 action == XDP_TX || action == 0
+            }
+            Judgement::ValidIcmpError => {
+                icmp_errors += 1;
+                action != XDP_TX && action != XDP_PASS
             }
             Judgement::Valid {
                 dst,
@@ -503,11 +564,14 @@ fn mutated_frames_are_never_forwarded_when_invalid_nor_refused_when_valid() {
         .into_iter()
         .filter(|entry| !templates_before.contains(entry))
         .count();
-    let forwarded_invalid = counter(&for_invalid, Counter::TxForwarded) - forwarded_before;
+    let forwarded_invalid = counter(&for_invalid, Counter::TxForwarded) - forwarded_before
+        + counter(&for_invalid, Counter::TxIcmpError);
+    let relayed = counter(&for_valid, Counter::TxIcmpError);
     let aborted = counter(&for_valid, Counter::Aborted) + counter(&for_invalid, Counter::Aborted);
     eprintln!(
         "packet mutation (seed {seed:#x}): {run} frames in {:.1} s; {invalid} invalid, \
-         {not_forwardable} not TCP/UDP over IPv4 or fragments, {valid} valid; verdicts: \
+         {not_forwardable} not TCP/UDP over IPv4 or fragments, {valid} valid, {icmp_errors} ICMP \
+         errors to relay ({relayed} relayed); verdicts: \
          aborted {}, drop {}, pass {}, tx {}; forwarded invalid {forwarded_invalid}, \
          flow entries made or changed by invalid frames {flows}, templates {templates} (of {} \
          flows and {} templates established), aborts counted {aborted}",
@@ -531,6 +595,10 @@ fn mutated_frames_are_never_forwarded_when_invalid_nor_refused_when_valid() {
         (flows, templates),
         (0, 0),
         "invalid frames made flow entries"
+    );
+    assert!(
+        relayed > 0,
+        "no ICMP error was relayed: the path went untested"
     );
     assert!(
         invalid > run / 10 && valid > run / 10,
