@@ -45,10 +45,12 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             .await
             .map_err(|error| anyhow::anyhow!("{error:#}; nothing changed"))?;
         let sync_config = new.sync.clone();
+        let bgp_config = new.bgp;
         let message = runtime::reload(&mut self.model, &mut self.settings, new, &path)?;
         // A reload sets the sync daemons to the file's, as it sets the services.
         self.sync.apply(prepared);
         self.sync_config = sync_config;
+        self.bgp_config = bgp_config;
         self.dataplane.set_settings(settings(&self.settings))?;
         // Unchanged checks keep their state and timers; the supervisor re-sends every status.
         health.reload(&self.config()).await;

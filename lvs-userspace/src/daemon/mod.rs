@@ -300,6 +300,7 @@ where
     let mut director = Director {
         sync: sync::SyncDaemons::new(sync_transport, sync_datagrams),
         sync_config: None,
+        bgp_config: config.bgp,
         interface: config.director.interface.clone(),
         netlink,
         link,
@@ -489,6 +490,8 @@ struct Director<D, N> {
     /// The `[sync]` section in force (the sync daemons running may differ, after `lvsadm
     /// --start-daemon` or `--stop-daemon`, until the next reload).
     sync_config: Option<crate::logic::sync::SyncConfig>,
+    /// The `[bgp]` section in force: whether and where the VIPs are announced.
+    bgp_config: Option<crate::logic::announce::BgpConfig>,
     netlink: N,
     link: LinkInfo,
     interface: String,
@@ -522,6 +525,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             director: self.settings.clone(),
             services: self.model.wanted(),
             sync: self.sync_config.clone(),
+            bgp: self.bgp_config,
         }
     }
 

@@ -77,6 +77,7 @@ async fn rig_of(
     let mut director = Director {
         sync: super::sync::SyncDaemons::new(transport, sync_datagrams),
         sync_config: None,
+        bgp_config: None,
         netlink: netlink.clone(),
         link: link(),
         interface: "eth0".into(),
