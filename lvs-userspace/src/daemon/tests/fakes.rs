@@ -72,6 +72,8 @@ pub(super) struct Kernel {
     pub(super) addresses: Vec<Ipv4Addr>,
     pub(super) neighbours: Vec<NeighbourEntry>,
     pub(super) resolutions: Vec<Ipv4Addr>,
+    /// The routes that announce VIPs: (table, VIP).
+    pub(super) routes: std::collections::BTreeSet<(u32, Ipv4Addr)>,
     events: Option<futures::channel::mpsc::UnboundedReceiver<NeighbourEvent>>,
 }
 
@@ -157,6 +159,26 @@ impl DirectorNetlink for FakeNetlink {
             NetlinkError::Socket(std::io::Error::other("the events were taken already"))
         })?;
         Ok(events.boxed())
+    }
+
+    async fn announced(&self, table: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+        Ok(self
+            .kernel()
+            .routes
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|&(_, vip)| vip)
+            .collect())
+    }
+
+    async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+        self.kernel().routes.insert((table, vip));
+        Ok(())
+    }
+
+    async fn withdraw(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+        self.kernel().routes.remove(&(table, vip));
+        Ok(())
     }
 }
 
