@@ -62,6 +62,8 @@ pub enum ValueError {
     RouteTable(i64),
     #[error("BGP hold time {0} is out of range 3..=65535 (RFC 4271)")]
     HoldTime(i64),
+    #[error("AS number {0} is out of range 1..={max}", max = u32::MAX)]
+    AsNumber(i64),
 }
 
 /// Defines `TryFrom<$from>` through `$new` and `From<$type> for $into`, which serde's
@@ -482,6 +484,50 @@ impl HoldTime {
 
 conversions!(HoldTime, i64 => HoldTime::new, u16);
 
+impl std::str::FromStr for HoldTime {
+    type Err = String;
+
+    /// For command-line flags: a number of seconds, by the same rule.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let value: i64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        HoldTime::new(value).map_err(|error| error.to_string())
+    }
+}
+
+/// A BGP autonomous system number: 4 bytes (RFC 6793), not 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct AsNumber(u32);
+
+impl AsNumber {
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u32::try_from(value) {
+            Ok(number) if number != 0 => Ok(AsNumber(number)),
+            _ => Err(ValueError::AsNumber(value)),
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+conversions!(AsNumber, i64 => AsNumber::new, u32);
+
+impl std::str::FromStr for AsNumber {
+    type Err = String;
+
+    /// For command-line flags: a number, by the same rule.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let value: i64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        AsNumber::new(value).map_err(|error| error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +574,17 @@ mod tests {
             ],
         );
         assert_eq!(HoldTime::DEFAULT.keepalive(), 1);
+        check(
+            AsNumber::new,
+            &[
+                (1, "1"),
+                (4294967295, "4294967295"),
+                (0, "AS number 0 is out of range 1..=4294967295"),
+                (4294967296, "AS number 4294967296 is out of range 1..=4294967295"),
+            ],
+        );
+        assert_eq!("65001".parse::<AsNumber>().map(AsNumber::get), Ok(65001));
+        assert!("x".parse::<AsNumber>().is_err());
         assert_eq!(HoldTime::new(90).unwrap().keepalive(), 30);
     }
 

@@ -4,6 +4,7 @@
 
 pub mod announce;
 pub mod api;
+pub mod bird;
 pub mod config;
 pub mod conntrack;
 pub mod dataplane;
