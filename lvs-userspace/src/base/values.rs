@@ -570,7 +570,10 @@ mod tests {
                 (65535, "65535"),
                 (0, "BGP hold time 0 is out of range 3..=65535 (RFC 4271)"),
                 (2, "BGP hold time 2 is out of range 3..=65535 (RFC 4271)"),
-                (65536, "BGP hold time 65536 is out of range 3..=65535 (RFC 4271)"),
+                (
+                    65536,
+                    "BGP hold time 65536 is out of range 3..=65535 (RFC 4271)",
+                ),
             ],
         );
         assert_eq!(HoldTime::DEFAULT.keepalive(), 1);
@@ -580,7 +583,10 @@ mod tests {
                 (1, "1"),
                 (4294967295, "4294967295"),
                 (0, "AS number 0 is out of range 1..=4294967295"),
-                (4294967296, "AS number 4294967296 is out of range 1..=4294967295"),
+                (
+                    4294967296,
+                    "AS number 4294967296 is out of range 1..=4294967295",
+                ),
             ],
         );
         assert_eq!("65001".parse::<AsNumber>().map(AsNumber::get), Ok(65001));

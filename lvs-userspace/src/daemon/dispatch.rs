@@ -45,12 +45,14 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             .await
             .map_err(|error| anyhow::anyhow!("{error:#}; nothing changed"))?;
         let sync_config = new.sync.clone();
-        let bgp_config = new.bgp;
+        let bgp = new.bgp;
         let message = runtime::reload(&mut self.model, &mut self.settings, new, &path)?;
         // A reload sets the sync daemons to the file's, as it sets the services.
         self.sync.apply(prepared);
         self.sync_config = sync_config;
-        self.bgp_config = bgp_config;
+        // A table that changes takes its routes with it; the end of the event announces
+        // anew.
+        self.reconfigure_bgp(bgp).await;
         self.dataplane.set_settings(settings(&self.settings))?;
         // Unchanged checks keep their state and timers; the supervisor re-sends every status.
         health.reload(&self.config()).await;
@@ -73,6 +75,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             },
         )?;
         status.sync = Box::new(self.sync.status(conntrack::monotonic_ns()));
+        status.bgp = self.bgp_status();
         Ok(status)
     }
 
@@ -202,7 +205,10 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                 Ok(()) => Response::Ok,
                 Err(e) => error(e),
             },
-            Request::SyncDaemons {} => Response::SyncDaemons(self.sync.running()),
+            Request::SyncDaemons {} => Response::Daemons(api::Daemons {
+                sync_daemons: self.sync.running(),
+                bgp: self.bgp_status(),
+            }),
         }
     }
 }

@@ -90,8 +90,9 @@ mod tests {
 
     #[test]
     fn a_vip_is_announced_while_the_data_plane_forwards_and_a_service_has_its_quorum() {
-        // (forwards, services, announced)
-        let cases: &[(bool, &[(Ipv4Addr, bool)], &[Ipv4Addr])] = &[
+        /// Whether the data plane forwards, each service's VIP and quorum, what is announced.
+        type Case<'a> = (bool, &'a [(Ipv4Addr, bool)], &'a [Ipv4Addr]);
+        let cases: &[Case<'_>] = &[
             (true, &[(A, true), (B, true)], &[A, B]),
             (true, &[(A, true), (B, false)], &[A]),
             (true, &[(A, false), (B, false)], &[]),

@@ -128,14 +128,20 @@ mod tests {
         };
         let text = snippet(&bgp, &peering());
         assert!(text.contains("kernel table 1000;"), "{text}");
-        assert!(text.contains("hold time 9;\n    keepalive time 3;"), "{text}");
+        assert!(
+            text.contains("hold time 9;\n    keepalive time 3;"),
+            "{text}"
+        );
         let flagged = Peering {
             hold_time: Some(HoldTime::new(6).unwrap()),
             router_id: None,
             ..peering()
         };
         let text = snippet(&bgp, &flagged);
-        assert!(text.contains("hold time 6;\n    keepalive time 2;"), "{text}");
+        assert!(
+            text.contains("hold time 6;\n    keepalive time 2;"),
+            "{text}"
+        );
         assert!(!text.contains("router id"), "{text}");
     }
 

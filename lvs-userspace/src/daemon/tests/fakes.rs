@@ -74,6 +74,8 @@ pub(super) struct Kernel {
     pub(super) resolutions: Vec<Ipv4Addr>,
     /// The routes that announce VIPs: (table, VIP).
     pub(super) routes: std::collections::BTreeSet<(u32, Ipv4Addr)>,
+    /// Every route change, in order: "announce 245 10.0.0.100", "withdraw ...".
+    pub(super) route_log: Vec<String>,
     events: Option<futures::channel::mpsc::UnboundedReceiver<NeighbourEvent>>,
 }
 
@@ -96,6 +98,11 @@ impl FakeNetlink {
 
     pub(super) fn kernel(&self) -> std::sync::MutexGuard<'_, Kernel> {
         self.0.lock().unwrap()
+    }
+
+    /// The announced VIPs, as (table, VIP).
+    pub(super) fn routes(&self) -> Vec<(u32, Ipv4Addr)> {
+        self.kernel().routes.iter().copied().collect()
     }
 
     pub(super) fn addresses(&self) -> Vec<Ipv4Addr> {
@@ -172,12 +179,16 @@ impl DirectorNetlink for FakeNetlink {
     }
 
     async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
-        self.kernel().routes.insert((table, vip));
+        let mut kernel = self.kernel();
+        kernel.routes.insert((table, vip));
+        kernel.route_log.push(format!("announce {table} {vip}"));
         Ok(())
     }
 
     async fn withdraw(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
-        self.kernel().routes.remove(&(table, vip));
+        let mut kernel = self.kernel();
+        kernel.routes.remove(&(table, vip));
+        kernel.route_log.push(format!("withdraw {table} {vip}"));
         Ok(())
     }
 }
@@ -186,6 +197,8 @@ impl DirectorNetlink for FakeNetlink {
 pub(super) struct FakeHealth {
     updates: mpsc::Receiver<Vec<HealthUpdate>>,
     reloads: Arc<AtomicUsize>,
+    /// Each service's quorum, as the test sets it (a service not in it has its quorum).
+    pub(super) quorums: Arc<Mutex<crate::health::Quorums>>,
 }
 
 impl FakeHealth {
@@ -195,6 +208,7 @@ impl FakeHealth {
         let health = Self {
             updates,
             reloads: reloads.clone(),
+            quorums: Arc::default(),
         };
         (health, sender, reloads)
     }
@@ -210,6 +224,10 @@ impl HealthChecks for FakeHealth {
     }
 
     async fn shutdown(self) {}
+
+    fn quorums(&self) -> crate::health::Quorums {
+        self.quorums.lock().unwrap().clone()
+    }
 }
 
 /// The host's set-up, recorded.

@@ -1,6 +1,7 @@
 //! The daemon driven without root: an in-memory data plane, netlink, health checking and
 //! host, a control socket in a temporary directory, and SIGHUP as a channel.
 
+mod announce;
 mod fakes;
 mod sync;
 
@@ -77,7 +78,8 @@ async fn rig_of(
     let mut director = Director {
         sync: super::sync::SyncDaemons::new(transport, sync_datagrams),
         sync_config: None,
-        bgp_config: None,
+        bgp_config: config.bgp,
+        announced: Default::default(),
         netlink: netlink.clone(),
         link: link(),
         interface: "eth0".into(),
@@ -320,7 +322,10 @@ async fn only_health_updates_that_change_an_admission_publish_the_status_at_once
         "connected",
     )]))
     .await;
-    assert!(!published.has_changed().unwrap(), "published for a last result");
+    assert!(
+        !published.has_changed().unwrap(),
+        "published for a last result"
+    );
 
     rig.handle(Event::Health(vec![update(
         HealthState::Down,
@@ -328,11 +333,17 @@ async fn only_health_updates_that_change_an_admission_publish_the_status_at_once
         "connection refused",
     )]))
     .await;
-    assert!(published.has_changed().unwrap(), "a removal was not published");
+    assert!(
+        published.has_changed().unwrap(),
+        "a removal was not published"
+    );
     published.mark_unchanged();
 
     rig.handle(Event::SampleRates { elapsed: 2.0 }).await;
-    assert!(published.has_changed().unwrap(), "the rate tick did not publish");
+    assert!(
+        published.has_changed().unwrap(),
+        "the rate tick did not publish"
+    );
 }
 
 #[tokio::test]

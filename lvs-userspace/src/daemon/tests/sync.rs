@@ -408,7 +408,10 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     rig.start_sync(&[]).await;
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![],
+            bgp: None,
+        })
     );
     assert_eq!(
         rig.request(Request::StartSyncDaemon {
@@ -448,7 +451,10 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     );
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![master.clone(), backup.clone()])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![master.clone(), backup.clone()],
+            bgp: None,
+        })
     );
     assert_eq!(
         rig.request(Request::StopSyncDaemon {
@@ -469,7 +475,10 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     assert!(refused.contains("interface eth9"), "{refused}");
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![backup.clone()])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![backup.clone()],
+            bgp: None,
+        })
     );
 
     // The key file is read again at each start: a key cut short since is refused.
@@ -488,7 +497,10 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     );
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![],
+            bgp: None,
+        })
     );
 }
 
