@@ -130,8 +130,8 @@ fn main() -> Result<()> {
             run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning, \
-                 keepalived's check of the import, restarts and the sync sockets (namespaces), one at a \
-                 time",
+                 keepalived's check of the import, restarts, the sync sockets and the scale-out behind \
+                 ECMP with BIRD (namespaces), one at a time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -154,6 +154,8 @@ fn main() -> Result<()> {
                 "restart",
                 "--test",
                 "sync_sockets",
+                "--test",
+                "scale_out",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -46,7 +46,9 @@ impl<D, N: DirectorNetlink> Director<D, N> {
 
     /// Brings the announced routes in line with what is wanted now: the VIPs of the services
     /// that have their quorum in `quorums` (a service that health checking leaves out has
-    /// it), while the data plane forwards.
+    /// it), while the data plane forwards. With a sync backup running, a VIP is announced
+    /// only once it has been wanted for `SYNC_SETTLE_NS`, so that the peers' connections are
+    /// here before the routers send any of them.
     pub(super) async fn announce_vips(&mut self, quorums: &Quorums) {
         let Some(bgp) = self.bgp_config else {
             return;
@@ -59,7 +61,25 @@ impl<D, N: DirectorNetlink> Director<D, N> {
                 (service.address, quorum)
             }),
         );
-        let changes = Changes::between(&self.announced, &wanted);
+        let settle_ns = if self.sync.has_backup() {
+            announce::SYNC_SETTLE_NS
+        } else {
+            0
+        };
+        let was_waiting = self.settling.is_waiting();
+        let ready = self.settling.ready(
+            &wanted,
+            &self.announced,
+            crate::logic::conntrack::monotonic_ns(),
+            settle_ns,
+        );
+        if self.settling.is_waiting() && !was_waiting {
+            info!(
+                settle_s = settle_ns / 1_000_000_000,
+                "a VIP waits for the sync peers' connections before it is announced"
+            );
+        }
+        let changes = Changes::between(&self.announced, &ready);
         self.apply_announcements(bgp, changes).await;
     }
 

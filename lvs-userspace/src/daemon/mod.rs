@@ -304,6 +304,7 @@ where
         sync_config: None,
         bgp_config: config.bgp,
         announced: Default::default(),
+        settling: Default::default(),
         interface: config.director.interface.clone(),
         netlink,
         link,
@@ -504,6 +505,8 @@ struct Director<D, N> {
     /// The VIPs whose routes are in the `[bgp]` table: this director's, or its
     /// predecessor's that it took over.
     announced: std::collections::BTreeSet<Ipv4Addr>,
+    /// The VIPs wanted but not announced yet, and since when.
+    settling: crate::logic::announce::Settling,
     netlink: N,
     link: LinkInfo,
     interface: String,

@@ -12,7 +12,10 @@
 //! table and announces what it finds (see `bird` for the snippet). The decision is here, pure;
 //! the routes are written by `io::netlink` and the daemon keeps the two in line.
 
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +58,55 @@ pub fn wanted(
         .filter(|&(_, quorum)| quorum)
         .map(|(vip, _)| vip)
         .collect()
+}
+
+/// How long a director that runs a sync backup waits, once a VIP is wanted, before it
+/// announces it: long enough for its peers to hear its heartbeat (every second) and send it
+/// their whole connection tables (at their next sweep pass, every second for tables up to
+/// 256k flows). A director that (re)joins the routers before it knows its peers' connections
+/// would send the ones the rehash brings it to a real server of its own choosing, and the
+/// real server would reset them.
+pub const SYNC_SETTLE_NS: u64 = 3_000_000_000;
+
+/// Holds back new announcements until they have been wanted for a while (see
+/// [`SYNC_SETTLE_NS`]); a withdrawal, or a VIP already announced, is never held.
+#[derive(Clone, Debug, Default)]
+pub struct Settling {
+    /// When each wanted VIP not yet announced was first wanted.
+    since: BTreeMap<Ipv4Addr, u64>,
+}
+
+impl Settling {
+    /// Of the `wanted` VIPs, those to announce now: the `announced` ones, and the others once
+    /// they have been wanted for `settle_ns`.
+    pub fn ready(
+        &mut self,
+        wanted: &BTreeSet<Ipv4Addr>,
+        announced: &BTreeSet<Ipv4Addr>,
+        now_ns: u64,
+        settle_ns: u64,
+    ) -> BTreeSet<Ipv4Addr> {
+        self.since
+            .retain(|vip, _| wanted.contains(vip) && !announced.contains(vip));
+        let ready: BTreeSet<Ipv4Addr> = wanted
+            .iter()
+            .copied()
+            .filter(|vip| {
+                if announced.contains(vip) {
+                    return true;
+                }
+                let since = *self.since.entry(*vip).or_insert(now_ns);
+                now_ns.saturating_sub(since) >= settle_ns
+            })
+            .collect();
+        self.since.retain(|vip, _| !ready.contains(vip));
+        ready
+    }
+
+    /// Whether a VIP waits to be announced.
+    pub fn is_waiting(&self) -> bool {
+        !self.since.is_empty()
+    }
 }
 
 /// What to change to go from the routes `announced` to the `wanted` ones.
@@ -110,6 +162,39 @@ mod tests {
                 "forwards {forwards}, services {services:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_new_announcement_waits_to_be_wanted_for_the_settle_time_and_a_kept_one_does_not() {
+        const SETTLE: u64 = 3_000;
+        let mut settling = Settling::default();
+        let none = set(&[]);
+        assert_eq!(settling.ready(&set(&[A]), &none, 1_000, SETTLE), none);
+        assert!(settling.is_waiting());
+        assert_eq!(settling.ready(&set(&[A]), &none, 3_999, SETTLE), none);
+        assert_eq!(settling.ready(&set(&[A]), &none, 4_000, SETTLE), set(&[A]));
+        // Announced: kept whatever the time; B, wanted later, waits its own time.
+        assert_eq!(
+            settling.ready(&set(&[A, B]), &set(&[A]), 4_000, SETTLE),
+            set(&[A])
+        );
+        // No longer wanted resets the wait.
+        assert_eq!(
+            settling.ready(&set(&[A]), &set(&[A]), 5_000, SETTLE),
+            set(&[A])
+        );
+        assert_eq!(
+            settling.ready(&set(&[A, B]), &set(&[A]), 6_000, SETTLE),
+            set(&[A])
+        );
+        assert_eq!(
+            settling.ready(&set(&[A, B]), &set(&[A]), 9_000, SETTLE),
+            set(&[A, B])
+        );
+        // Without a settle time nothing waits.
+        let mut settling = Settling::default();
+        assert_eq!(settling.ready(&set(&[A]), &none, 0, 0), set(&[A]));
+        assert!(!settling.is_waiting());
     }
 
     #[test]

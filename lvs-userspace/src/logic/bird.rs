@@ -46,6 +46,11 @@ pub fn snippet(bgp: &BgpConfig, peering: &Peering) -> String {
     let _ = write!(
         out,
         "
+# BGP learns from it which neighbours are on a link.
+protocol device lvs_device {{
+    scan time 10;
+}}
+
 # lvs keeps a blackhole route for each VIP it announces in kernel table {table}, with route
 # protocol {ROUTE_PROTOCOL}: while the data plane forwards and one of the VIP's services has its quorum.
 ipv4 table {TABLE};

@@ -103,6 +103,43 @@ fn status_text(rig: &Rig) -> String {
     rig.director.status().unwrap().render()
 }
 
+/// With a sync backup running, a VIP waits `SYNC_SETTLE_NS` before it is announced, so that
+/// the peers' connections arrive first; a withdrawal does not wait.
+#[tokio::test]
+async fn with_a_sync_backup_a_new_announcement_waits_for_the_peers_connections() {
+    let mut rig = rig_of(
+        |socket| {
+            let key = socket.with_file_name("sync.key");
+            std::fs::write(&key, "a key of at least sixteen bytes").unwrap();
+            text(
+                socket,
+                false,
+                &format!("\n[bgp]\n\n[sync]\nkey_file = \"{}\"\n", key.display()),
+            )
+        },
+        MemoryNetwork::default().transport(Ipv4Addr::new(10, 0, 0, 2)),
+    )
+    .await;
+    // The rig does not start the file's sync daemons; a reload does.
+    rig.handle(Event::Hangup).await;
+    assert!(rig.director.sync.has_backup());
+    rig.handle(Event::Sweep).await;
+    assert_eq!(rig.netlink.routes(), [], "held back at first");
+    let waited = std::time::Instant::now();
+    while rig.netlink.routes().is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(5), "never announced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rig.handle(Event::Sweep).await;
+    }
+    let waited = waited.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2_900),
+        "announced after {waited:?}, before the settle time"
+    );
+    rig.set_quorum(80, false).await;
+    assert_eq!(rig.netlink.routes(), [], "a withdrawal is at once");
+}
+
 #[tokio::test]
 async fn nothing_is_announced_while_the_data_plane_does_not_forward_or_without_a_section() {
     let mut rig = bgp_rig(false).await;

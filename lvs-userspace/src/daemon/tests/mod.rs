@@ -80,6 +80,7 @@ async fn rig_of(
         sync_config: None,
         bgp_config: config.bgp,
         announced: Default::default(),
+        settling: Default::default(),
         netlink: netlink.clone(),
         link: link(),
         interface: "eth0".into(),
