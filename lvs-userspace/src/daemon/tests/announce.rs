@@ -330,3 +330,53 @@ async fn a_director_that_starts_without_quorum_withdraws_what_its_predecessor_an
     assert!(!daemon.status().await.bgp.unwrap().vips[0].announced);
     daemon.stop(Stop::Restart).await;
 }
+
+/// Directors behind ECMP share flows: with `mh`, every director builds the same Maglev table
+/// from the same config, whatever its history (here one started with a single real server and
+/// was reloaded), so a flow an ECMP change moves finds the same real server even before sync
+/// tells the new director about it.
+#[tokio::test]
+async fn maglev_builds_the_same_table_on_two_directors_with_different_histories() {
+    let mh = |servers: &[Ipv4Addr]| {
+        let servers = servers.to_vec();
+        move |socket: &std::path::Path| {
+            config_text(socket, VIP, &servers).replace("lb_algo = \"rr\"", "lb_algo = \"mh\"")
+        }
+    };
+    let transport = || MemoryNetwork::default().transport(Ipv4Addr::new(10, 0, 0, 2));
+    let first = rig_of(mh(&[RS1, RS2]), transport()).await;
+    let mut second = rig_of(mh(&[RS2]), transport()).await;
+    let socket = second.director.settings.control_socket.clone();
+    std::fs::write(&second.file, mh(&[RS1, RS2])(&socket)).unwrap();
+    second.handle(Event::Hangup).await;
+    assert_ne!(
+        first.id(RS1),
+        second.id(RS1),
+        "the histories differ: so do the real servers' ids"
+    );
+    let by_address = |rig: &Rig| -> Vec<Ipv4Addr> {
+        let address = |id: u32| {
+            [RS1, RS2]
+                .into_iter()
+                .find(|&a| rig.id(a) == id)
+                .unwrap_or_else(|| panic!("no real server {id}"))
+        };
+        // A hash table is every slot of the service's lookup table, by slot number.
+        let index = rig
+            .director
+            .dataplane
+            .services
+            .values()
+            .next()
+            .unwrap()
+            .index;
+        let table = &rig.director.dataplane.lookup[&index];
+        let mut slots: Vec<(&u32, &u32)> = table.iter().collect();
+        slots.sort();
+        slots.into_iter().map(|(_, &id)| address(id)).collect()
+    };
+    let table = by_address(&first);
+    assert!(table.len() > 1000, "a Maglev table: {} slots", table.len());
+    assert!(table.contains(&RS1) && table.contains(&RS2));
+    assert_eq!(table, by_address(&second));
+}
