@@ -1,5 +1,5 @@
 //! Active/active directors behind ECMP, announced over BGP (issue 15), in namespaces: a
-//! router running BIRD spreads the clients' flows over two directors by their L4 hash; each
+//! router running BIRD spreads the clients' flows over three directors by their L4 hash; each
 //! director runs BIRD with `lvs bgp-config`'s snippet and `lvs director` with `[bgp]` and a
 //! `[sync]` mesh (both sync daemons, one syncid), so each installs the other's connections.
 //!
@@ -30,8 +30,8 @@ fn lvs() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lvs"))
 }
 
-const DIRECTORS: u8 = 2;
-const SERVERS: u8 = 2;
+const DIRECTORS: u8 = 3;
+const SERVERS: u8 = 3;
 const LONG_LIVED: usize = 24;
 const HTTP_PORT: u16 = 80;
 const PING_PORT: u16 = 8080;
@@ -150,6 +150,14 @@ fn write_config(lab: &EcmpLab, n: u8, check_port: Option<u16>) {
     std::fs::write(lab.config_path(n), director_config(lab, n, check_port)).unwrap();
 }
 
+/// Every director's address, except director `except`'s (0: none).
+fn directors_but(except: u8) -> Vec<Ipv4Addr> {
+    (1..=DIRECTORS)
+        .filter(|&n| n != except)
+        .map(director_address)
+        .collect()
+}
+
 /// The lab with everything running and the router sending to every director.
 fn lab_running() -> EcmpLab {
     let mut lab = EcmpLab::up("lvsbgp", DIRECTORS, SERVERS).unwrap_or_else(|e| panic!("{e}"));
@@ -181,16 +189,17 @@ fn lab_running() -> EcmpLab {
         lab.start_director_bird(lvs(), n).unwrap();
         lab.start_lvs(lvs(), n).unwrap();
     }
-    let all: Vec<Ipv4Addr> = (1..=DIRECTORS).map(director_address).collect();
     if lab
-        .wait_for_next_hops(&all, Duration::from_secs(30))
+        .wait_for_next_hops(&directors_but(0), Duration::from_secs(30))
         .is_none()
     {
+        let logs: Vec<String> = (1..=DIRECTORS)
+            .map(|n| format!("d{n}:\n{}", lab.log(n)))
+            .collect();
         panic!(
-            "the router never sent to every director: {:?}\nd1:\n{}\nd2:\n{}",
+            "the router never sent to every director: {:?}\n{}",
             lab.next_hops(),
-            lab.log(1),
-            lab.log(2)
+            logs.join("\n")
         );
     }
     lab
@@ -267,10 +276,11 @@ impl Seen {
     }
 }
 
-/// Runs the clients for `duration` while `action` runs; what they saw.
-fn under_load(lab: &EcmpLab, duration: Duration, action: impl FnOnce()) -> Seen {
+/// Runs the clients (in the namespace `client`) for `duration` while `action` runs; what
+/// they saw.
+fn under_load(client: &str, duration: Duration, action: impl FnOnce()) -> Seen {
     let child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("client")])
+        .args(["netns", "exec", client])
         .args(["python3", "-c", LOAD, &VIP.to_string()])
         .arg(PING_PORT.to_string())
         .arg(duration.as_secs_f64().to_string())
@@ -308,26 +318,25 @@ fn announced(lab: &EcmpLab, n: u8) -> bool {
 #[ignore = "needs root, namespaces, XDP and BIRD; run by `cargo xtask test`"]
 fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_breaks() {
     let lab = lab_running();
-    let (d1, d2) = (director_address(1), director_address(2));
+    let client = lab.ns("client");
     let mut numbers = Vec::new();
 
     // A director dies: its link goes, with its BGP session and its sync.
     let mut window = (0.0, 0.0);
     let mut withdrawn = None;
-    let seen = under_load(&lab, Duration::from_secs(14), || {
-        let spread = (scheduled(&lab, 1), scheduled(&lab, 2));
+    let seen = under_load(&client, Duration::from_secs(14), || {
+        let spread: Vec<u64> = (1..=DIRECTORS).map(|n| scheduled(&lab, n)).collect();
         assert!(
-            spread.0 > 0 && spread.1 > 0,
-            "ECMP spreads the long-lived connections over both directors: {spread:?}"
+            spread.iter().all(|&n| n > 0),
+            "ECMP spreads the long-lived connections over every director: {spread:?}"
         );
         numbers.push(format!(
-            "long-lived connections scheduled by d1, d2: {}, {}",
-            spread.0, spread.1
+            "long-lived connections scheduled by each director: {spread:?}"
         ));
         window.0 = unix_now();
         lab.exec("d2", &["ip", "link", "set", "eth0", "down"])
             .unwrap();
-        withdrawn = lab.wait_for_next_hops(&[d1], Duration::from_secs(10));
+        withdrawn = lab.wait_for_next_hops(&directors_but(2), Duration::from_secs(10));
         window.1 = unix_now();
     });
     let withdrawn = withdrawn.expect("the router withdraws the dead director");
@@ -349,11 +358,11 @@ fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_brea
 
     // It comes back: its BIRD peers again, its lvs announces, the router sends to it again.
     let mut back = None;
-    let seen = under_load(&lab, Duration::from_secs(14), || {
+    let seen = under_load(&client, Duration::from_secs(14), || {
         let up = unix_now();
         lab.exec("d2", &["ip", "link", "set", "eth0", "up"])
             .unwrap();
-        back = lab.wait_for_next_hops(&[d1, d2], Duration::from_secs(20));
+        back = lab.wait_for_next_hops(&directors_but(0), Duration::from_secs(20));
         println!("link up at {up:.3}, back at {:.3}", unix_now());
     });
     let back = back.expect("the router sends to d2 again");
@@ -384,16 +393,69 @@ fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_brea
 
 #[test]
 #[ignore = "needs root, namespaces, XDP and BIRD; run by `cargo xtask test`"]
-fn a_director_that_loses_its_quorum_withdraws_its_vip_and_the_other_serves() {
-    let lab = lab_running();
-    let (d1, d2) = (director_address(1), director_address(2));
-    assert!(announced(&lab, 1) && announced(&lab, 2));
-
-    // d2's checks now probe a port nothing listens on: its real servers go down, its
-    // services lose their quorum, it withdraws the VIP; d1 serves everything.
+fn a_director_stopped_for_good_is_withdrawn_at_once_and_started_again_learns_every_connection() {
+    let mut lab = lab_running();
+    let client = lab.ns("client");
+    // Stopped for good (SIGINT): it withdraws before it detaches, so the router takes it
+    // out at once; its flow table goes with its pins.
     let mut window = (0.0, 0.0);
     let mut withdrawn = None;
-    let seen = under_load(&lab, Duration::from_secs(12), || {
+    let seen = under_load(&client, Duration::from_secs(10), || {
+        window.0 = unix_now();
+        lab.stop_lvs(2, "-INT").unwrap();
+        withdrawn = lab.wait_for_next_hops(&directors_but(2), Duration::from_secs(10));
+        window.1 = unix_now();
+    });
+    withdrawn.expect("the router takes the stopped director out");
+    let withdrawn = Duration::from_secs_f64(window.1 - window.0);
+    println!(
+        "scale-out: d2 stopped for good: the router took it out {:.3} s after the signal; \
+         long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new connections {} \
+         ok, {} failed",
+        withdrawn.as_secs_f64(),
+        seen.broken_and_moved(),
+        seen.longest_gap_ms(),
+        seen.new_ok(),
+        seen.failures().len()
+    );
+    assert!(
+        withdrawn < Duration::from_secs(1),
+        "a stop for good withdraws at once, not after the hold time: {withdrawn:?}"
+    );
+    seen.assert_only_inside("a director stopped for good", window);
+
+    // Started again with an empty flow table: its peers send it every connection before
+    // it announces, so the connections the router brings back to it keep their servers.
+    let mut back = None;
+    let seen = under_load(&client, Duration::from_secs(12), || {
+        lab.start_lvs(lvs(), 2).unwrap();
+        back = lab.wait_for_next_hops(&directors_but(0), Duration::from_secs(20));
+    });
+    let back = back.unwrap_or_else(|| panic!("d2 announces again:\n{}", lab.log(2)));
+    println!(
+        "scale-out: d2 started again: routed to {:.2} s after its start; long-lived connections \
+         broken, moved: {:?}, longest gap {:.0} ms; new connections {} ok, {} failed",
+        back.as_secs_f64(),
+        seen.broken_and_moved(),
+        seen.longest_gap_ms(),
+        seen.new_ok(),
+        seen.failures().len()
+    );
+    seen.assert_only_inside("a director started again", (0.0, 0.0));
+}
+
+#[test]
+#[ignore = "needs root, namespaces, XDP and BIRD; run by `cargo xtask test`"]
+fn a_director_that_loses_its_quorum_withdraws_its_vip_and_the_others_serve() {
+    let lab = lab_running();
+    let client = lab.ns("client");
+    assert!((1..=DIRECTORS).all(|n| announced(&lab, n)));
+
+    // d2's checks now probe a port nothing listens on: its real servers go down, its
+    // services lose their quorum, it withdraws the VIP; the others serve everything.
+    let mut window = (0.0, 0.0);
+    let mut withdrawn = None;
+    let seen = under_load(&client, Duration::from_secs(12), || {
         write_config(&lab, 2, Some(9));
         window.0 = unix_now();
         let socket = lab.control_socket(2);
@@ -402,12 +464,15 @@ fn a_director_that_loses_its_quorum_withdraws_its_vip_and_the_other_serves() {
             .output()
             .unwrap();
         assert!(reload.status.success(), "{reload:?}");
-        withdrawn = lab.wait_for_next_hops(&[d1], Duration::from_secs(10));
+        withdrawn = lab.wait_for_next_hops(&directors_but(2), Duration::from_secs(10));
         window.1 = unix_now();
     });
     let withdrawn = withdrawn.unwrap_or_else(|| panic!("d2 withdraws its VIP:\n{}", lab.log(2)));
     assert!(!announced(&lab, 2), "d2's status says withdrawn");
-    assert!(announced(&lab, 1), "d1 keeps announcing");
+    assert!(
+        announced(&lab, 1) && announced(&lab, 3),
+        "the others keep announcing"
+    );
     println!(
         "scale-out: d2 lost its quorum: withdrawn {:.2} s after its reload (checks every 1 s, \
          one retry); long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new \
@@ -429,7 +494,7 @@ fn a_director_that_loses_its_quorum_withdraws_its_vip_and_the_other_serves() {
         .output()
         .unwrap();
     assert!(reload.status.success(), "{reload:?}");
-    let back = lab.wait_for_next_hops(&[d1, d2], Duration::from_secs(15));
+    let back = lab.wait_for_next_hops(&directors_but(0), Duration::from_secs(15));
     assert!(back.is_some(), "d2 announces again:\n{}", lab.log(2));
     println!(
         "scale-out: d2 has its quorum again: announced {:.2} s after its reload",
