@@ -117,8 +117,13 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-/// A director's config: both services `rr` over every real server, each checked with a
-/// TCP_CHECK on `check_port` (its own port when `None`), the sync mesh and `[bgp]`.
+/// A director's config: both services over every real server, each checked with a
+/// TCP_CHECK on `check_port` (its own port when `None`), the sync mesh and `[bgp]`. The
+/// long-lived connections' service is `rr`, so that only connection sync keeps them on their
+/// servers when they move to another director; the new connections' service is `mh`, which
+/// every director builds alike, so that a connection younger than sync's delay (up to a
+/// sweep pass, a second here) keeps its server too when the ECMP set changes under it (with
+/// `rr` one in about a thousand was reset when a director came back).
 fn director_config(lab: &EcmpLab, n: u8, check_port: Option<u16>) -> String {
     let mut text = format!(
         "[director]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nmanage_vips = false\n\
@@ -128,10 +133,10 @@ fn director_config(lab: &EcmpLab, n: u8, check_port: Option<u16>) -> String {
         lab.control_socket(n).display(),
         lab.state.join("sync.key").display(),
     );
-    for port in [HTTP_PORT, PING_PORT] {
+    for (port, scheduler) in [(HTTP_PORT, "mh"), (PING_PORT, "rr")] {
         text += &format!(
             "\n[[virtual_server]]\naddress = \"{VIP}\"\nport = {port}\nprotocol = \"TCP\"\n\
-             lb_algo = \"rr\"\nlb_kind = \"DR\"\ndelay_loop = 1\n"
+             lb_algo = \"{scheduler}\"\nlb_kind = \"DR\"\ndelay_loop = 1\n"
         );
         for s in 1..=SERVERS {
             text += &format!(
