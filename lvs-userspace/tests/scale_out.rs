@@ -398,7 +398,8 @@ fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_brea
 
 #[test]
 #[ignore = "needs root, namespaces, XDP and BIRD; run by `cargo xtask test`"]
-fn a_director_stopped_for_good_is_withdrawn_at_once_and_started_again_learns_every_connection() {
+fn a_director_stopped_for_good_is_withdrawn_at_once_started_again_learns_every_connection_and_a_restart_keeps_its_route()
+ {
     let mut lab = lab_running();
     let client = lab.ns("client");
     // Stopped for good (SIGINT): it withdraws before it detaches, so the router takes it
@@ -447,6 +448,46 @@ fn a_director_stopped_for_good_is_withdrawn_at_once_and_started_again_learns_eve
         seen.failures().len()
     );
     seen.assert_only_inside("a director started again", (0.0, 0.0));
+
+    // Restarted (SIGTERM, then a new daemon): the data plane forwards meanwhile and the
+    // route stays, so the router never takes the director out.
+    let mut next_hops_seen = Vec::new();
+    let seen = under_load(&client, Duration::from_secs(8), || {
+        lab.stop_lvs(2, "-TERM").unwrap();
+        let route = lab
+            .exec(
+                "d2",
+                &["ip", "route", "show", "table", "245", "proto", "245"],
+            )
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&route.stdout).contains(&format!("blackhole {VIP}")),
+            "the route stays while the daemon is away: {route:?}"
+        );
+        lab.start_lvs(lvs(), 2).unwrap();
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            next_hops_seen.push(lab.next_hops());
+            sleep(Duration::from_millis(20));
+        }
+    });
+    assert!(
+        next_hops_seen.iter().all(|hops| *hops == directors_but(0)),
+        "the router kept every director through the restart: {next_hops_seen:?}"
+    );
+    assert!(
+        announced(&lab, 2),
+        "the new daemon took the route over:\n{}",
+        lab.log(2)
+    );
+    println!(
+        "scale-out: d2 restarted: the router kept it throughout; long-lived connections \
+         broken, moved: {:?}; new connections {} ok, {} failed",
+        seen.broken_and_moved(),
+        seen.new_ok(),
+        seen.failures().len()
+    );
+    seen.assert_only_inside("a director restarted", (0.0, 0.0));
 }
 
 #[test]

@@ -23,24 +23,33 @@ use crate::{
 };
 
 impl<D, N: DirectorNetlink> Director<D, N> {
-    /// Takes the routes found in the table for this director's: a previous director's, or
-    /// its own from before a restart.
+    /// Takes the routes found in the `[bgp]` table for this director's (a previous
+    /// director's, or its own from before a restart), and withdraws lvs routes in any other
+    /// table: left by an earlier config with another table or none, BIRD would announce them
+    /// for ever.
     pub(super) async fn find_announced(&mut self) -> Result<()> {
-        self.announced = match self.bgp_config {
-            Some(bgp) => {
-                let table = bgp.route_table.get();
-                let found = self
-                    .netlink
-                    .announced(table)
-                    .await
-                    .with_context(|| format!("reading the announced VIPs in table {table}"))?;
-                if !found.is_empty() {
-                    info!(table, vips = ?found, "announced VIPs found: kept for now");
+        let found = self
+            .netlink
+            .announced()
+            .await
+            .context("reading the announced VIPs")?;
+        let table = self.bgp_config.map(|bgp| bgp.route_table.get());
+        let (ours, stale): (Vec<_>, Vec<_>) =
+            found.into_iter().partition(|&(t, _)| Some(t) == table);
+        for (stale_table, vip) in stale {
+            match self.netlink.withdraw(stale_table, vip).await {
+                Ok(()) => {
+                    info!(%vip, table = stale_table, "a VIP announced in a table no longer lvs's withdrawn")
                 }
-                found.into_iter().collect()
+                Err(error) => {
+                    warn!(%vip, table = stale_table, error = %error, "withdrawing a stale announcement failed")
+                }
             }
-            None => BTreeSet::new(),
-        };
+        }
+        self.announced = ours.into_iter().map(|(_, vip)| vip).collect();
+        if let (Some(table), false) = (table, self.announced.is_empty()) {
+            info!(table, vips = ?self.announced, "announced VIPs found: kept for now");
+        }
         Ok(())
     }
 

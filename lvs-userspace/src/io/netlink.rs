@@ -364,11 +364,8 @@ pub trait DirectorNetlink {
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
     /// The kernel's neighbour-table changes, from now on.
     fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError>;
-    /// The VIPs announced in routing table `table` (see `routes`).
-    fn announced(
-        &self,
-        table: u32,
-    ) -> impl Future<Output = Result<Vec<Ipv4Addr>, NetlinkError>> + Send;
+    /// The VIPs announced, in any routing table, as (table, VIP) (see `routes`).
+    fn announced(&self) -> impl Future<Output = Result<Vec<(u32, Ipv4Addr)>, NetlinkError>> + Send;
     /// Announces `vip` through routing table `table`.
     fn announce(
         &self,
@@ -418,8 +415,8 @@ impl DirectorNetlink for Netlink {
         Ok(neighbour_events()?.boxed())
     }
 
-    async fn announced(&self, table: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
-        Netlink::announced(self, table).await
+    async fn announced(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        Netlink::announced(self).await
     }
 
     async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {

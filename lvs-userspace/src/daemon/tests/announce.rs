@@ -313,6 +313,22 @@ async fn the_routes_stay_across_a_restart_are_adopted_without_a_flap_and_go_at_a
     assert_eq!(next_netlink.kernel().route_log, ["withdraw 245 10.0.0.100"]);
 }
 
+/// Routes of lvs's protocol in a table that is not the `[bgp]` table (an earlier config's),
+/// or with no `[bgp]` section at all, are withdrawn at start: BIRD would announce them for
+/// ever.
+#[tokio::test]
+async fn routes_left_in_another_table_are_withdrawn_at_start() {
+    for (bgp, left) in [("\n[bgp]\n", vec![(TABLE, VIP)]), ("", vec![])] {
+        let (netlink, _events) = FakeNetlink::new();
+        netlink.kernel().routes.insert((100, VIP));
+        netlink.kernel().routes.insert((100, OTHER_VIP));
+        let (health, _updates, _reloads) = FakeHealth::new();
+        let daemon = start(&netlink, FakeDataPlane::default(), health, bgp).await;
+        assert_eq!(netlink.routes(), left, "with {bgp:?}");
+        daemon.stop(Stop::Restart).await;
+    }
+}
+
 #[tokio::test]
 async fn a_director_that_starts_without_quorum_withdraws_what_its_predecessor_announced() {
     let (netlink, _events) = FakeNetlink::new();

@@ -168,14 +168,8 @@ impl DirectorNetlink for FakeNetlink {
         Ok(events.boxed())
     }
 
-    async fn announced(&self, table: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
-        Ok(self
-            .kernel()
-            .routes
-            .iter()
-            .filter(|(t, _)| *t == table)
-            .map(|&(_, vip)| vip)
-            .collect())
+    async fn announced(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        Ok(self.kernel().routes.iter().copied().collect())
     }
 
     async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {

@@ -20,8 +20,8 @@ use super::{Netlink, NetlinkError, is_errno, request};
 use crate::logic::announce::ROUTE_PROTOCOL;
 
 impl Netlink {
-    /// The VIPs announced in `table`: its lvs routes.
-    pub async fn announced(&self, table: u32) -> Result<Vec<Ipv4Addr>, NetlinkError> {
+    /// The VIPs announced, in any table: every lvs route, as (table, VIP).
+    pub async fn announced(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
         let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let routes: Vec<RouteMessage> = self
             .handle
@@ -31,10 +31,7 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(request("listing routes"))?;
-        let mut vips: Vec<Ipv4Addr> = routes
-            .iter()
-            .filter_map(|route| announced_vip(route, table))
-            .collect();
+        let mut vips: Vec<(u32, Ipv4Addr)> = routes.iter().filter_map(announced_vip).collect();
         vips.sort_unstable();
         vips.dedup();
         Ok(vips)
@@ -74,9 +71,9 @@ fn route(table: u32, vip: Ipv4Addr) -> RouteMessage {
         .build()
 }
 
-/// The VIP a route announces, when it is an lvs route of `table`: IPv4, a /32, lvs's
-/// protocol, and in that table (a table above 255 is only in the `RTA_TABLE` attribute).
-fn announced_vip(route: &RouteMessage, table: u32) -> Option<Ipv4Addr> {
+/// The table and VIP of a route, when it is an lvs route: IPv4, a /32, lvs's protocol (a
+/// table above 255 is only in the `RTA_TABLE` attribute).
+fn announced_vip(route: &RouteMessage) -> Option<(u32, Ipv4Addr)> {
     let header = &route.header;
     if header.address_family != AddressFamily::Inet
         || header.destination_prefix_length != 32
@@ -95,7 +92,7 @@ fn announced_vip(route: &RouteMessage, table: u32) -> Option<Ipv4Addr> {
             _ => {}
         }
     }
-    (route_table == table).then_some(destination).flatten()
+    destination.map(|vip| (route_table, vip))
 }
 
 #[cfg(test)]
@@ -105,12 +102,11 @@ mod tests {
     const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 
     #[test]
-    fn an_announcing_route_is_read_back_as_its_vip_in_its_table_only() {
+    fn an_announcing_route_is_read_back_as_its_table_and_vip() {
         for table in [1, 245, 256, 100_000] {
             let message = route(table, VIP);
             assert_eq!(message.header.kind, RouteType::BlackHole);
-            assert_eq!(announced_vip(&message, table), Some(VIP), "table {table}");
-            assert_eq!(announced_vip(&message, table + 1), None, "table {table}");
+            assert_eq!(announced_vip(&message), Some((table, VIP)), "table {table}");
         }
     }
 
@@ -118,9 +114,9 @@ mod tests {
     fn routes_of_other_protocols_or_prefixes_are_not_lvss() {
         let mut other = route(245, VIP);
         other.header.protocol = RouteProtocol::Bird;
-        assert_eq!(announced_vip(&other, 245), None);
+        assert_eq!(announced_vip(&other), None);
         let mut wider = route(245, VIP);
         wider.header.destination_prefix_length = 24;
-        assert_eq!(announced_vip(&wider, 245), None);
+        assert_eq!(announced_vip(&wider), None);
     }
 }
