@@ -515,6 +515,24 @@ fn a_director_that_loses_its_quorum_withdraws_its_vip_and_the_others_serve() {
     });
     let withdrawn = withdrawn.unwrap_or_else(|| panic!("d2 withdraws its VIP:\n{}", lab.log(2)));
     assert!(!announced(&lab, 2), "d2's status says withdrawn");
+    let socket = lab.control_socket(2);
+    let listed = Command::new(env!("CARGO_BIN_EXE_lvsadm"))
+        .args(["-L", "--daemon", "--socket", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&format!(
+            "bgp withdraws {VIP} (table=245, hold_time={HOLD_TIME})"
+        )),
+        "{listed}"
+    );
+    for n in [1, 3] {
+        assert!(
+            listed.contains(&format!("sync peer {} (last message", director_address(n))),
+            "d2 hears the other masters: {listed}"
+        );
+    }
     assert!(
         announced(&lab, 1) && announced(&lab, 3),
         "the others keep announcing"

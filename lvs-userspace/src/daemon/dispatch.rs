@@ -207,6 +207,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             },
             Request::SyncDaemons {} => Response::Daemons(api::Daemons {
                 sync_daemons: self.sync.running(),
+                sync_peers: self.sync.status(conntrack::monotonic_ns()).peers,
                 bgp: self.bgp_status(),
             }),
         }

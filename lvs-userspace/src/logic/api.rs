@@ -230,11 +230,13 @@ pub enum Response {
     Daemons(Daemons),
 }
 
-/// What runs beside the data plane, as `lvsadm -L --daemon` lists it: the sync daemons and,
-/// with a `[bgp]` section, the announcements.
+/// What runs beside the data plane, as `lvsadm -L --daemon` lists it: the sync daemons, the
+/// masters the backup hears (the sync peers) and, with a `[bgp]` section, the announcements.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Daemons {
     pub sync_daemons: Vec<SyncDaemon>,
+    #[serde(default)]
+    pub sync_peers: Vec<crate::logic::status::SyncPeer>,
     #[serde(default)]
     pub bgp: Option<crate::logic::status::BgpStatus>,
 }

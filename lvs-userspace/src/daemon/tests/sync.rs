@@ -410,6 +410,7 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
         rig.request(Request::SyncDaemons {}).await,
         Response::Daemons(crate::logic::api::Daemons {
             sync_daemons: vec![],
+            sync_peers: vec![],
             bgp: None,
         })
     );
@@ -453,6 +454,7 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
         rig.request(Request::SyncDaemons {}).await,
         Response::Daemons(crate::logic::api::Daemons {
             sync_daemons: vec![master.clone(), backup.clone()],
+            sync_peers: vec![],
             bgp: None,
         })
     );
@@ -477,6 +479,7 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
         rig.request(Request::SyncDaemons {}).await,
         Response::Daemons(crate::logic::api::Daemons {
             sync_daemons: vec![backup.clone()],
+            sync_peers: vec![],
             bgp: None,
         })
     );
@@ -499,6 +502,7 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
         rig.request(Request::SyncDaemons {}).await,
         Response::Daemons(crate::logic::api::Daemons {
             sync_daemons: vec![],
+            sync_peers: vec![],
             bgp: None,
         })
     );

@@ -80,14 +80,15 @@ pub fn timeouts_line(timeouts: &Timeouts) -> String {
 /// `-L --daemon`: one line per sync daemon, master first, as ipvsadm 1.29 and later print
 /// them (they add maxlen, group, port and ttl to the older `mcast=..., syncid=...`). IPVS
 /// leaves out a value the kernel does not report; lvs always has all of them. Then, with a
-/// `[bgp]` section, a line per VIP saying whether it is announced (ipvsadm has no such
-/// line). With `json`, what the control socket gives, daemons in the same order.
+/// `[bgp]` section, a line per VIP saying whether it is announced; before those, a line per
+/// master the backup hears (ipvsadm has neither). With `json`, what the control socket gives, daemons in the same order.
 pub fn render_daemons(list: &Daemons, json: bool) -> Result<String, ListError> {
     let mut daemons: Vec<&SyncDaemon> = list.sync_daemons.iter().collect();
     daemons.sort_by_key(|daemon| daemon.role);
     if json {
         let sorted = Daemons {
             sync_daemons: daemons.into_iter().cloned().collect(),
+            sync_peers: list.sync_peers.clone(),
             bgp: list.bgp.clone(),
         };
         return Ok(serde_json::to_string_pretty(&sorted)? + "\n");
@@ -104,6 +105,13 @@ pub fn render_daemons(list: &Daemons, json: bool) -> Result<String, ListError> {
             daemon.group,
             daemon.port,
             daemon.ttl
+        );
+    }
+    for peer in &list.sync_peers {
+        let _ = writeln!(
+            out,
+            "sync peer {} (last message {:.1} s ago)",
+            peer.address, peer.last_message_seconds_ago
         );
     }
     if let Some(bgp) = &list.bgp {

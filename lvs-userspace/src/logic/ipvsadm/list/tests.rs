@@ -186,6 +186,7 @@ fn the_sync_daemons_are_listed_in_ipvsadms_lines_master_first() {
     let master = SyncDaemon::with_defaults(SyncRole::Master, "eth0");
     let list = |daemons: &[SyncDaemon]| Daemons {
         sync_daemons: daemons.to_vec(),
+        sync_peers: Vec::new(),
         bgp: None,
     };
     assert_eq!(
@@ -207,11 +208,15 @@ fn the_sync_daemons_are_listed_in_ipvsadms_lines_master_first() {
 }
 
 #[test]
-fn the_announced_vips_follow_the_sync_daemons() {
+fn the_sync_peers_and_the_announced_vips_follow_the_sync_daemons() {
     use crate::logic::status::{BgpStatus, VipAnnouncement};
 
     let list = Daemons {
         sync_daemons: Vec::new(),
+        sync_peers: vec![crate::logic::status::SyncPeer {
+            address: "10.0.0.3".into(),
+            last_message_seconds_ago: 0.42,
+        }],
         bgp: Some(BgpStatus {
             route_table: 245,
             hold_time: 3,
@@ -229,7 +234,8 @@ fn the_announced_vips_follow_the_sync_daemons() {
     };
     assert_eq!(
         render_daemons(&list, false).unwrap(),
-        "bgp announces 10.0.0.100 (table=245, hold_time=3)\n\
+        "sync peer 10.0.0.3 (last message 0.4 s ago)\n\
+         bgp announces 10.0.0.100 (table=245, hold_time=3)\n\
          bgp withdraws 10.0.0.101 (table=245, hold_time=3)\n"
     );
     let json: serde_json::Value =
