@@ -208,7 +208,14 @@ fn run(command: Command) -> Result<ExitCode> {
         } => {
             let bgp = match &config {
                 Some(path) => match load_config(path) {
-                    Some(config) => config.bgp.unwrap_or_default(),
+                    Some(config) => config.bgp.unwrap_or_else(|| {
+                        eprintln!(
+                            "lvs: {} has no [bgp] section: the director announces nothing \
+                             until it has one (this configuration uses its defaults)",
+                            path.display()
+                        );
+                        Default::default()
+                    }),
                     None => return Ok(ExitCode::from(EX_USAGE)),
                 },
                 None => Default::default(),
