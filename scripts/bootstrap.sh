@@ -11,7 +11,17 @@
 #   2. The rust-src component, because the eBPF crate is built with -Z build-std=core.
 #   3. bpf-linker, built against the LLVM that ships inside the Rust toolchain, so that the
 #      bitcode rustc emits and the linker that reads it agree on the LLVM version.
+#   4. With --fuzz only (`cargo xtask fuzz`): the nightly toolchain with rust-src (libFuzzer's
+#      instrumentation is nightly-only, and the fuzz build builds the eBPF object with it too)
+#      and cargo-fuzz.
 set -euo pipefail
+
+FUZZ=0
+case ${1:-} in
+  "") ;;
+  --fuzz) FUZZ=1 ;;
+  *) printf '[bootstrap] unknown option %s (want --fuzz or nothing)\n' "$1" >&2; exit 2 ;;
+esac
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -89,7 +99,31 @@ install_bpf_linker() {
   bpf_linker_works || { say "bpf-linker was built but does not run"; exit 1; }
 }
 
+# The nightly's LLVM must be one bpf-linker reads, as for stable: the fuzz build links the
+# eBPF object with the same bpf-linker.
+install_fuzzing() {
+  if rustup run nightly rustc --version >/dev/null 2>&1; then
+    say "nightly toolchain: present ($(rustup run nightly rustc --version))"
+  else
+    say "nightly toolchain: installing (libFuzzer's instrumentation needs it)"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if rustup component list --installed --toolchain nightly 2>/dev/null | grep -q '^rust-src'; then
+    say "nightly rust-src: present"
+  else
+    say "nightly rust-src: installing (the fuzz build builds the eBPF object with the nightly)"
+    rustup component add rust-src --toolchain nightly
+  fi
+  if cargo fuzz --version >/dev/null 2>&1; then
+    say "cargo-fuzz: present ($(cargo fuzz --version))"
+  else
+    say "cargo-fuzz: installing (about two minutes)"
+    cargo install cargo-fuzz@0.13.2 --locked
+  fi
+}
+
 install_debian_packages
 install_rust_src
 install_bpf_linker
+if (( FUZZ )); then install_fuzzing; fi
 say "done"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (and tears down) a self-contained LVS direct-routing lab out of network namespaces.
 #
-#   lab.sh up     [--prefix P] [--real-servers N] [--sorry-server]
+#   lab.sh up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D]
 #   lab.sh down   [--prefix P]
 #   lab.sh config [--prefix P]
 #   lab.sh http-stop  --server S [--prefix P]
@@ -14,6 +14,10 @@
 # HTTP server that answers GET / with its own name, so a client can see which one it hit.
 # The director gets only its own address: the lvs daemon, started separately with the
 # generated lvs.toml, adds the VIP itself.
+#
+# With --directors 2, a second director P-dir2 (10.77.0.3) hangs off the same switch, set up
+# as the first (a no-op XDP program on its switch port): the pair of the two-director setup,
+# where keepalived's VRRP moves the VIP between P-dir and P-dir2.
 #
 # With --sorry-server, one more real server P-sorry (10.77.0.30) answers "sorry", for a
 # service's sorry_server. http-stop and http-start stop and start the HTTP server of one
@@ -33,6 +37,7 @@ VIP=$SUBNET.100
 PORT=80
 CLIENT_ADDR=$SUBNET.2
 DIR_ADDR=$SUBNET.1
+DIR2_ADDR=$SUBNET.3
 MAX_RS=8
 
 say() { printf 'lab: %s\n' "$*"; }
@@ -40,12 +45,13 @@ warn() { printf 'lab: warning: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$2" >&2; exit "$1"; }
 usage() {
   cat >&2 <<EOF
-usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server]
+usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D]
        ${0##*/} down   [--prefix P]
        ${0##*/} config [--prefix P]
        ${0##*/} http-stop  --server S [--prefix P]
        ${0##*/} http-start --server S [--prefix P]
-S is rs1 .. rs$MAX_RS or sorry; P matches ^[a-z][a-z0-9]{0,9}\$ (default lvslab); N is 1..$MAX_RS (default 2).
+S is rs1 .. rs$MAX_RS or sorry; P matches ^[a-z][a-z0-9]{0,9}\$ (default lvslab); N is 1..$MAX_RS (default 2);
+D is 1 or 2 (default 1).
 EOF
   exit 2
 }
@@ -57,6 +63,7 @@ case $CMD in up | down | config | http-stop | http-start) ;; -h | --help | help)
 PREFIX=lvslab
 NRS=2
 SORRY=0
+DIRECTORS=1
 SERVER=
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -70,6 +77,15 @@ while [[ $# -gt 0 ]]; do
         SERVER=$2; shift 2
       else
         SERVER=${1#--server=}; shift
+      fi
+      ;;
+    --directors | --directors=*)
+      [[ $CMD == up ]] || die 2 "--directors is only valid with 'up'"
+      if [[ $1 == --directors ]]; then
+        [[ $# -ge 2 ]] || die 2 "--directors needs a value"
+        DIRECTORS=$2; shift 2
+      else
+        DIRECTORS=${1#--directors=}; shift
       fi
       ;;
     --prefix) [[ $# -ge 2 ]] || die 2 "--prefix needs a value"; PREFIX=$2; shift 2 ;;
@@ -97,6 +113,7 @@ done
 if ! [[ $NRS =~ ^[1-9]$ ]] || (( NRS > MAX_RS )); then
   die 2 "--real-servers must be a whole number from 1 to $MAX_RS, not '$NRS'"
 fi
+[[ $DIRECTORS =~ ^[12]$ ]] || die 2 "--directors must be 1 or 2, not '$DIRECTORS'"
 
 # The one server http-stop and http-start act on: a name this script gave, nothing else.
 if [[ $CMD == http-stop || $CMD == http-start ]]; then
@@ -240,8 +257,18 @@ no_tx_csum() {
 # instructions loaded with bpf(2) from python3, so the lab needs no BPF compiler; it is pinned
 # only long enough for `ip` to attach it through netlink, which keeps it attached until the
 # port is deleted with the switch namespace. nsenter, unlike `ip -n`, keeps the host's bpffs.
+# The pin needs a bpffs at /sys/fs/bpf. systemd mounts one at boot, but a minimal host or a
+# container may not have it; mount it as systemd would (the daemon does the same for its pins).
+ensure_bpffs() {
+  [[ $(stat -f -c %T /sys/fs/bpf 2>/dev/null) == bpf_fs ]] && return 0
+  say "mounting bpffs at /sys/fs/bpf (it was not mounted)"
+  mkdir -p /sys/fs/bpf
+  mount -t bpf -o mode=0700 bpf /sys/fs/bpf || die 1 "could not mount bpffs at /sys/fs/bpf"
+}
+
 attach_peer_pass() {
   local port=$1
+  ensure_bpffs
   say "attaching a no-op XDP program (XDP_PASS, native) to switch port $port"
   rm -f "$PEER_PIN"
   "$PYTHON" - "$PEER_PIN" <<'EOF' || die 1 "could not load the no-op XDP program for switch port $port"
@@ -397,6 +424,14 @@ do_up() {
   add_host client "$CLIENT_ADDR"
   add_host dir "$DIR_ADDR"
   attach_peer_pass dir
+  if (( DIRECTORS == 2 )); then
+    add_host dir2 "$DIR2_ADDR"
+    attach_peer_pass dir2
+    # The switch floods frames for a MAC it forgot (the master's, once its cable is pulled)
+    # to every port, the standby director's too, and a veth hands them to XDP as a NIC in
+    # promiscuous mode would: the program passes them (`pass_other_host`), so the backup
+    # forwards only what VRRP has sent its way.
+  fi
   for ((i = 1; i <= NRS; i++)); do
     add_host "rs$i" "$SUBNET.$((10 + i))"
   done
@@ -423,7 +458,9 @@ do_up() {
   write_config
   trap - EXIT
 
-  say "lab '$PREFIX' is up: client $CLIENT_ADDR, director $DIR_ADDR, real servers $SUBNET.11..$SUBNET.$((10 + NRS)), VIP $VIP:$PORT/TCP"
+  local directors=$DIR_ADDR
+  if (( DIRECTORS == 2 )); then directors="$DIR_ADDR and $DIR2_ADDR ($PREFIX-dir2)"; fi
+  say "lab '$PREFIX' is up: client $CLIENT_ADDR, director $directors, real servers $SUBNET.11..$SUBNET.$((10 + NRS)), VIP $VIP:$PORT/TCP"
   say "config: $CONFIG"
   say "start the director: nsenter --net=/run/netns/$NS_DIR lvs director --config $CONFIG"
   say "then try the VIP:   ip netns exec $NS_CLIENT curl http://$VIP/"

@@ -33,7 +33,7 @@ pub mod map_names {
 /// `LAYOUT` map. A restarted or upgraded controller adopts the maps a running program uses
 /// only when this matches its own, so a change to any shared type or map definition must
 /// raise it: the controller then starts with fresh maps instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Default capacity of the service map; the controller may size the maps differently at load.
 pub const MAX_SERVICES: u32 = 64;
@@ -161,11 +161,15 @@ pub enum Counter {
     PassMalformed,
     /// XDP_ABORTED: an internal error, such as the director entry missing.
     Aborted,
+    /// XDP_PASS: for a service, but sent to another host's MAC address (a bridge flooding an
+    /// unknown destination, a port in promiscuous mode, the other director's frames during a
+    /// failover): the kernel drops it as PACKET_OTHERHOST, and no director must forward it.
+    PassOtherHost,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 11] = [
         Counter::TxForwarded,
         Counter::DropNoRealServer,
         Counter::DropRealServerGone,
@@ -176,6 +180,7 @@ impl Counter {
         Counter::PassTruncated,
         Counter::PassMalformed,
         Counter::Aborted,
+        Counter::PassOtherHost,
     ];
 
     /// Number of slots in the `COUNTERS` array.
@@ -194,6 +199,7 @@ impl Counter {
             Counter::PassTruncated => "pass_truncated",
             Counter::PassMalformed => "pass_malformed",
             Counter::Aborted => "aborted",
+            Counter::PassOtherHost => "pass_other_host",
         }
     }
 }

@@ -89,6 +89,13 @@ mod program {
         // SAFETY: the controller only inserts and removes whole entries; a concurrent update
         // yields the old or the new service, both valid.
         let service = *unsafe { SERVICES.get(key) }.ok_or(Counter::PassNotService)?;
+        // Before the flow table: an invalid frame, or one for another host, must never make
+        // or refresh a flow.
+        packet::check_valid(ctx, &flow)?;
+        let director = DIRECTOR.get(0).ok_or(Counter::Aborted)?;
+        if !packet::is_for(ctx, &director.mac) {
+            return Err(Counter::PassOtherHost);
+        }
         let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
         let now = clock::coarse_now_ns();
         let flow_key = flow_key(&flow);
@@ -105,7 +112,6 @@ mod program {
             }
         };
 
-        let director = DIRECTOR.get(0).ok_or(Counter::Aborted)?;
         let eth: *mut EthHdr = packet::ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
         // SAFETY: bounds checked by `ptr_at`; the frame is ours to rewrite in XDP.
         unsafe { rewrite_macs(eth.cast(), &real_server.mac, &director.mac) };

@@ -69,16 +69,19 @@ pub struct Requests {
 impl Lab {
     /// Builds the lab with `real_servers` real servers under namespace prefix `prefix`.
     pub fn up(repo: &Path, prefix: &str, real_servers: u8) -> Result<Self, String> {
-        Self::up_with(repo, prefix, real_servers, false)
+        Self::up_with(
+            repo,
+            prefix,
+            Shape {
+                real_servers,
+                ..Shape::default()
+            },
+        )
     }
 
-    /// Builds the lab, with a sorry server (`SORRY_SERVER`, answering "sorry") if asked.
-    pub fn up_with(
-        repo: &Path,
-        prefix: &str,
-        real_servers: u8,
-        sorry_server: bool,
-    ) -> Result<Self, String> {
+    /// Builds the lab in the given shape: a sorry server (`SORRY_SERVER`, answering "sorry"),
+    /// a second director (host "dir2", `DIRECTOR2`), or both.
+    pub fn up_with(repo: &Path, prefix: &str, shape: Shape) -> Result<Self, String> {
         let lab = Self {
             repo: repo.to_owned(),
             prefix: prefix.to_owned(),
@@ -86,9 +89,18 @@ impl Lab {
             director: None,
             keep: false,
         };
-        let count = real_servers.to_string();
-        let mut args = vec!["up", "--prefix", prefix, "--real-servers", &count];
-        if sorry_server {
+        let count = shape.real_servers.to_string();
+        let directors = shape.directors.to_string();
+        let mut args = vec![
+            "up",
+            "--prefix",
+            prefix,
+            "--real-servers",
+            &count,
+            "--directors",
+            &directors,
+        ];
+        if shape.sorry_server {
             args.push("--sorry-server");
         }
         lab.script(&args)?;
@@ -181,46 +193,18 @@ impl Lab {
         self.start_director_with(lvs, &self.config_path())
     }
 
-    /// Starts `lvs director` with another config (for example the lab's with additions).
-    ///
-    /// It runs in the director's network namespace only (`nsenter --net`), not in a mount
-    /// namespace of its own as `ip netns exec` would make: that one's private /sys, and the
-    /// BPF filesystem mounted in it, would end with the process, and with them the pinned
-    /// program and maps that must outlive it. The log is appended to, so that a restarted
-    /// director's lines follow the previous one's.
+    /// Starts `lvs director` with another config (for example the lab's with additions), as
+    /// `spawn_director` does. The log is appended to, so that a restarted director's lines
+    /// follow the previous one's.
     pub fn start_director_with(&mut self, lvs: &Path, config: &Path) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.director_log())
-            .map_err(|e| format!("director log: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("director log: {e}"))?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.namespace("dir")))
-            .arg(lvs)
-            .arg("director")
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", lvs.display()))?;
+        let child = spawn_director(lvs, &self.namespace("dir"), config, &self.director_log())?;
         self.director = Some(child);
         Ok(())
     }
 
     /// The director's status document, as `lvs status --json` prints it.
     pub fn status(&self, lvs: &Path) -> Result<serde_json::Value, String> {
-        let output = Command::new(lvs)
-            .args(["status", "--json", "--socket"])
-            .arg(self.control_socket())
-            .output()
-            .map_err(|e| format!("running lvs status: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-        }
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("lvs status --json: {e}"))
+        status_at(lvs, &self.control_socket())
     }
 
     /// Runs `lvsadm` (the binary at `lvsadm`) against the director's control socket.
@@ -432,12 +416,7 @@ impl Lab {
     /// Where the director in this lab pins its program and maps: `lvs/netns-<inode>/eth0`
     /// under the host's bpffs, the inode naming the director's network namespace.
     pub fn pin_dir(&self) -> Result<PathBuf, String> {
-        use std::os::unix::fs::MetadataExt as _;
-        let namespace = PathBuf::from("/run/netns").join(self.namespace("dir"));
-        let inode = std::fs::metadata(&namespace)
-            .map_err(|e| format!("{}: {e}", namespace.display()))?
-            .ino();
-        Ok(PathBuf::from(format!("/sys/fs/bpf/lvs/netns-{inode}/eth0")))
+        pin_dir_in(&self.namespace("dir"))
     }
 
     fn signal_director(&mut self, signal: &str) -> Result<(), String> {
@@ -487,6 +466,87 @@ impl Drop for Lab {
             eprintln!("{error}");
         }
     }
+}
+
+/// What `Lab::up_with` builds: how many real servers (1 to 8) and directors (1 or 2), and
+/// whether a sorry server.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub real_servers: u8,
+    pub sorry_server: bool,
+    pub directors: u8,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            real_servers: 2,
+            sorry_server: false,
+            directors: 1,
+        }
+    }
+}
+
+/// The second director's address (host "dir2"), in a lab of two directors.
+pub const DIRECTOR2: &str = "10.77.0.3";
+
+/// Starts `lvs director --config CONFIG` in network namespace `namespace`, its output
+/// appended to `log`.
+///
+/// It runs in the namespace's network only (`nsenter --net`), not in a mount namespace of
+/// its own as `ip netns exec` would make: that one's private /sys, and the BPF filesystem
+/// mounted in it, would end with the process, and with them the pinned program and maps that
+/// must outlive it. `nsenter` execs the command, so the child's pid is the director's.
+pub fn spawn_director(
+    lvs: &Path,
+    namespace: &str,
+    config: &Path,
+    log: &Path,
+) -> Result<Child, String> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("director log {}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("director log {}: {e}", log.display()))?;
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{namespace}"))
+        .arg(lvs)
+        .arg("director")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", lvs.display()))
+}
+
+/// The status document of the director behind control socket `socket`, as `lvs status
+/// --json` prints it.
+pub fn status_at(lvs: &Path, socket: &Path) -> Result<serde_json::Value, String> {
+    let output = Command::new(lvs)
+        .args(["status", "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .map_err(|e| format!("running lvs status: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("lvs status --json: {e}"))
+}
+
+/// Where a director in network namespace `namespace` pins its program and maps for eth0:
+/// `lvs/netns-<inode>/eth0` under the host's bpffs, the inode naming the namespace.
+pub fn pin_dir_in(namespace: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = PathBuf::from("/run/netns").join(namespace);
+    let inode = std::fs::metadata(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .ino();
+    Ok(PathBuf::from(format!("/sys/fs/bpf/lvs/netns-{inode}/eth0")))
 }
 
 /// How many real servers the status document says are forwarding.

@@ -1,11 +1,14 @@
 //! What several test targets share, in one crate they all depend on: the driver of the demo
 //! lab (`cargo xtask run` and the end-to-end tests, so the demo shows exactly what the tests
-//! check), the director set-up of the data-plane tests and benchmarks, and the empty XDP
-//! program the benchmarks measure the director against; and a headless browser for the tests
-//! that look at the status page.
+//! check), the load that shows whether a change disturbed any client, the two directors with
+//! keepalived of the two-director test and demo, the director set-up of the data-plane tests
+//! and benchmarks, and the empty XDP program the benchmarks measure the director against; and
+//! a headless browser for the tests that look at the status page.
 
 pub mod browser;
 pub mod empty_program;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 pub mod lab;
+pub mod load;
+pub mod pair;

@@ -386,12 +386,14 @@ fn director(servers: usize, flows: usize) -> Result<(BpfDataPlane, Model)> {
     })
     .context("loading the XDP object")?;
     let mut model = Model::new(&config.services)?;
+    // Every real server has the director's MAC: repeat mode runs the program again on the
+    // frame it rewrote, and the program forwards only frames sent to the director's MAC, so
+    // this keeps the repeated established packet on the path of the first.
     for i in 0..servers {
-        let [_, _, hi, lo] = server_address(i).octets();
         model.set_neighbour(
             server_address(i),
             Neighbour::Resolved {
-                mac: MacAddr([0x02, 0x01, 0, 0, hi, lo]),
+                mac: MacAddr(DIRECTOR_MAC),
             },
         );
     }

@@ -95,6 +95,14 @@ fn fix_ipv4_checksum(header: &mut [u8]) {
     header[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
 }
 
+/// `frame` (a 20-byte IPv4 header after an untagged Ethernet header) with `edit` made and
+/// the header checksum right again, so that only the edited rule can reject it.
+fn with_ip(mut frame: Vec<u8>, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    edit(&mut frame);
+    fix_ipv4_checksum(&mut frame[14..34]);
+    frame
+}
+
 fn with(mut frame: Vec<u8>, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     edit(&mut frame);
     frame
@@ -245,6 +253,106 @@ fn fixtures() -> Vec<Fixture> {
                 f.splice(12..12, [0x81, 0x00, 0x00, 0x07]);
             }),
             Counter::PassMalformed,
+        ),
+        // The validation rule (`packet::check_valid`): what the kernel's stack would reject
+        // is passed to it, never forwarded.
+        pass(
+            "a wrong IPv4 header checksum",
+            with(tcp_syn(VIP, 80), |f| f[14 + 10] ^= 0x01),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "IPv4 options with a wrong checksum",
+            with(syn_with_ip_options(3), |f| f[14 + 20] = 0),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "an IPv4 total length shorter than the header",
+            with_ip(tcp_syn(VIP, 80), |f| {
+                f[14 + 2..14 + 4].copy_from_slice(&[0, 19])
+            }),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "an IPv4 total length longer than the frame",
+            with_ip(tcp_ack(80), |f| {
+                let total = u16::from_be_bytes([f[16], f[17]]) + 1;
+                f[16..18].copy_from_slice(&total.to_be_bytes());
+            }),
+            Counter::PassTruncated,
+        ),
+        pass(
+            "a source in 0.0.0.0/8",
+            with_ip(tcp_syn(VIP, 80), |f| f[26] = 0),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a loopback source",
+            with_ip(tcp_syn(VIP, 80), |f| f[26] = 127),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a multicast source",
+            with_ip(tcp_syn(VIP, 80), |f| f[26] = 224),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "the limited broadcast as source",
+            with_ip(tcp_syn(VIP, 80), |f| f[26..30].copy_from_slice(&[255; 4])),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "the VIP as its own source (LAND)",
+            with_ip(tcp_syn(VIP, 80), |f| f[26..30].copy_from_slice(&VIP)),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a group address as source MAC",
+            with(tcp_syn(VIP, 80), |f| f[6] |= 0x01),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a TCP data offset under 5 words",
+            with(tcp_syn(VIP, 80), |f| f[14 + 20 + 12] = 0x40),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a TCP header longer than the IP packet",
+            with(tcp_syn(VIP, 80), |f| f[14 + 20 + 12] = 0xf0),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "SYN with FIN",
+            with(tcp_syn(VIP, 80), |f| f[14 + 20 + 13] |= 0x01),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "SYN with RST",
+            with(tcp_syn(VIP, 80), |f| f[14 + 20 + 13] |= 0x04),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a UDP length under 8",
+            with(udp(53), |f| {
+                f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&[0, 7])
+            }),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a UDP length beyond the IP packet",
+            with(udp(53), |f| {
+                f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&[0, 14])
+            }),
+            Counter::PassMalformed,
+        ),
+        pass(
+            "a service's frame sent to another host's MAC address",
+            with(tcp_syn(VIP, 80), |f| f[5] ^= 0x40),
+            Counter::PassOtherHost,
+        ),
+        forward(
+            "Ethernet padding after the IP packet is allowed",
+            with(tcp_syn(VIP, 80), |f| f.extend_from_slice(&[0; 6])),
         ),
         Fixture {
             description: "a service whose real servers are all unresolved",

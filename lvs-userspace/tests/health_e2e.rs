@@ -7,7 +7,10 @@
 //!
 //! Needs root (namespaces, XDP); ignored by a plain `cargo test`, run by `cargo xtask test`.
 
-use lvs_test_support::{browser::Browser, lab};
+use lvs_test_support::{
+    browser::Browser,
+    lab::{self, Shape},
+};
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
@@ -71,7 +74,12 @@ fn config(lab: &Lab) -> String {
 #[test]
 #[ignore = "needs root: network namespaces and XDP"]
 fn dead_real_servers_leave_the_pool_come_back_and_the_sorry_server_answers_when_all_are_down() {
-    let mut lab = Lab::up_with(repo(), "lvsh5", 3, true).unwrap_or_else(|e| panic!("{e}"));
+    let shape = Shape {
+        real_servers: 3,
+        sorry_server: true,
+        ..Shape::default()
+    };
+    let mut lab = Lab::up_with(repo(), "lvsh5", shape).unwrap_or_else(|e| panic!("{e}"));
     let config_path = lab.config_path().with_file_name("lvs-health.toml");
     std::fs::write(&config_path, config(&lab)).unwrap();
     lab.start_director_with(lvs(), &config_path)

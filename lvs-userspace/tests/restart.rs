@@ -7,12 +7,15 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     thread::sleep,
     time::{Duration, Instant},
 };
 
-use lvs_test_support::lab::{Lab, VIP};
+use lvs_test_support::{
+    lab::{Lab, VIP},
+    load::{line_service_toml, start_line_servers, under_load},
+};
 
 fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -22,216 +25,17 @@ fn lvs() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lvs"))
 }
 
-/// The port of the long-lived connections' service: each real server answers every line with
-/// its own name, so a connection that moved to another server shows it.
-const PING_PORT: u16 = 8080;
-
-/// Each real server's line server, on every address (the VIP is on its `lo`).
-const PING_SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode() + b"\n"
-listener = socket.socket()
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("0.0.0.0", int(sys.argv[2])))
-listener.listen(128)
-def serve(conn):
-    with conn, conn.makefile("rb") as lines:
-        for _ in lines:
-            conn.sendall(name)
-while True:
-    conn, _ = listener.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-"#;
-
-/// The clients, bounded in time: `LONG` long-lived connections that each send a line every
-/// 100 ms and note which server answers and the longest wait between answers, and a loop of
-/// new connections (one HTTP request each, 2 s timeout). Prints one JSON document.
-const LOAD: &str = r#"
-import json, socket, sys, threading, time, urllib.request
-vip, port, duration, count = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-end = time.time() + duration
-long_lived = []
-def hold():
-    seen = {"servers": [], "replies": 0, "max_gap_ms": 0.0, "errors": []}
-    try:
-        conn = socket.create_connection((vip, port), timeout=5)
-        lines = conn.makefile("rb")
-        last = None
-        while time.time() < end:
-            conn.sendall(b"ping\n")
-            line = lines.readline()
-            if not line:
-                seen["errors"].append("closed by the server")
-                break
-            now = time.time()
-            name = line.strip().decode()
-            if name not in seen["servers"]:
-                seen["servers"].append(name)
-            if last is not None:
-                seen["max_gap_ms"] = max(seen["max_gap_ms"], (now - last) * 1000)
-            last = now
-            seen["replies"] += 1
-            time.sleep(0.1)
-        conn.close()
-    except Exception as error:
-        seen["errors"].append(repr(error))
-    long_lived.append(seen)
-new = {"ok": 0, "failed": 0, "errors": []}
-def connect():
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.time() < end:
-        try:
-            with opener.open("http://%s/" % vip, timeout=2) as answer:
-                answer.read()
-            new["ok"] += 1
-        except Exception as error:
-            new["failed"] += 1
-            new["errors"].append(repr(error))
-        time.sleep(0.02)
-threads = [threading.Thread(target=hold) for _ in range(count)]
-threads.append(threading.Thread(target=connect))
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps({"long_lived": long_lived, "new": new}))
-"#;
-
-/// Kills the processes it holds when dropped, so a failing test leaves no server running.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts the line server on each real server.
-fn start_ping_servers(lab: &Lab, real_servers: u8) -> Processes {
-    let mut children = Processes(Vec::new());
-    for n in 1..=real_servers {
-        let host = format!("rs{n}");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.namespace(&host)])
-            .args(["python3", "-c", PING_SERVER, &host, &PING_PORT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting the line server on {host}: {e}"));
-        children.0.push(child);
-    }
-    children
-}
-
-/// The lab's config with a second service on `PING_PORT` with the same real servers, plus
-/// `extra` director settings.
+/// The lab's config with a second service on the line servers' port with the same real
+/// servers, plus `extra` director settings.
 fn write_config(lab: &Lab, name: &str, extra: &str, real_servers: u8) -> PathBuf {
     let mut text = std::fs::read_to_string(lab.config_path()).unwrap();
     if !extra.is_empty() {
         text = text.replacen("[director]\n", &format!("[director]\n{extra}\n"), 1);
     }
-    text += &format!(
-        "\n[[virtual_server]]\naddress = \"{VIP}\"\nport = {PING_PORT}\nprotocol = \"TCP\"\n\
-         lb_algo = \"rr\"\nlb_kind = \"DR\"\n"
-    );
-    for n in 1..=real_servers {
-        text += &format!(
-            "\n[[virtual_server.real_server]]\naddress = \"10.77.0.{}\"\nweight = 1\n",
-            10 + n
-        );
-    }
+    text += &line_service_toml(real_servers);
     let path = lab.config_path().with_file_name(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// What the clients saw.
-struct Seen {
-    json: serde_json::Value,
-}
-
-impl Seen {
-    fn failed_requests(&self) -> u64 {
-        self.json["new"]["failed"].as_u64().unwrap_or(u64::MAX)
-    }
-
-    fn longest_gap_ms(&self) -> f64 {
-        self.long_lived()
-            .iter()
-            .filter_map(|c| c["max_gap_ms"].as_f64())
-            .fold(0.0, f64::max)
-    }
-
-    fn long_lived(&self) -> Vec<serde_json::Value> {
-        self.json["long_lived"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Checks that no request failed and every long-lived connection stayed on its server
-    /// and kept answering.
-    fn assert_undisturbed(&self, what: &str) {
-        assert_eq!(
-            self.failed_requests(),
-            0,
-            "{what}: new connections failed: {}",
-            self.json["new"]
-        );
-        let held = self.long_lived();
-        assert_eq!(held.len(), LONG_LIVED, "{what}: {}", self.json);
-        for connection in &held {
-            assert_eq!(
-                connection["errors"].as_array().map(Vec::len),
-                Some(0),
-                "{what}: a long-lived connection failed: {connection}"
-            );
-            assert_eq!(
-                connection["servers"].as_array().map(Vec::len),
-                Some(1),
-                "{what}: a long-lived connection changed servers: {connection}"
-            );
-        }
-        assert!(
-            self.json["new"]["ok"].as_u64().unwrap_or(0) > 50,
-            "{what}: too few new connections to mean anything: {}",
-            self.json["new"]
-        );
-    }
-}
-
-const LONG_LIVED: usize = 8;
-
-/// Runs the clients for `duration` while `action` runs (from its start); returns what they saw.
-fn under_load(lab: &mut Lab, duration: Duration, action: impl FnOnce(&mut Lab)) -> Seen {
-    let client = Command::new("ip")
-        .args(["netns", "exec", &lab.namespace("client")])
-        .args(["python3", "-c", LOAD, VIP, &PING_PORT.to_string()])
-        .arg(duration.as_secs_f64().to_string())
-        .arg(LONG_LIVED.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting the clients");
-    let mut guard = Processes(vec![client]);
-    action(lab);
-    let client = guard.0.pop().expect("the client");
-    let output = client.wait_with_output().expect("the clients' output");
-    assert!(
-        output.status.success(),
-        "the clients failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the clients' output: {e}: {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
-    Seen { json }
 }
 
 /// The id of the XDP program attached to the director's interface, if one is.
@@ -285,7 +89,7 @@ fn wait_for_log(lab: &Lab, needle: &str, times: usize, timeout: Duration) -> boo
 #[ignore = "needs root: network namespaces, XDP and bpffs"]
 fn a_killed_director_is_restarted_without_a_failed_request_and_a_stop_for_good_is_clean() {
     let mut lab = Lab::up(repo(), "lvsrst", 2).unwrap_or_else(|e| panic!("{e}"));
-    let _servers = start_ping_servers(&lab, 2);
+    let _servers = start_line_servers(&lab, 2).unwrap_or_else(|e| panic!("{e}"));
     let config = write_config(&lab, "lvs-restart.toml", "", 2);
     lab.start_director_with(lvs(), &config)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -1,9 +1,11 @@
 //! `cargo xtask`: what cargo alone cannot do. Installing the toolchain parts, running as
-//! root, the demo lab, the root tests and the benchmarks.
+//! root, the demo lab, the root tests, the benchmarks and fuzzing.
 //!
 //! Every command first runs `scripts/bootstrap.sh`, which installs what is missing (and says
 //! so) and skips what is there, so each command works on a fresh machine.
 
+mod fuzz;
+mod ha;
 mod http;
 mod live;
 
@@ -75,6 +77,11 @@ enum Task {
         /// Demo only: how many real servers the lab has (1 to 8).
         #[arg(long, default_value_t = 3)]
         real_servers: u8,
+        /// The two-director demo: keepalived's VRRP and lvs with connection sync on a MASTER
+        /// and a BACKUP, under load; the master's cable is pulled midway, and the takeover
+        /// time and what the clients noticed are printed.
+        #[arg(long, conflicts_with_all = ["config", "keep", "requests"])]
+        ha: bool,
     },
     /// Run every test: unit tests, then the root tests (data plane and end to end) serially.
     Test,
@@ -87,6 +94,18 @@ enum Task {
     Bench {
         #[command(subcommand)]
         what: Option<BenchKind>,
+    },
+    /// Fuzz every parser of outside input (config, keepalived.conf, lvsadm's command line and
+    /// -R files, control-socket requests, sync messages) with libFuzzer on the nightly
+    /// toolchain, each target for a bounded time. Installs the nightly parts and cargo-fuzz.
+    /// The target `packets` (only when named) runs mutated frames through the real XDP
+    /// object as root for the whole time instead.
+    Fuzz {
+        /// The targets to run; all of them when none is given.
+        targets: Vec<String>,
+        /// Seconds each target runs (CI runs 30).
+        #[arg(long, default_value_t = 300)]
+        seconds: u32,
     },
     /// Build or remove the demo lab by hand (`up` or `down`), see scripts/lab.sh.
     Lab {
@@ -118,11 +137,16 @@ fn main() -> Result<()> {
             keep,
             requests,
             real_servers,
+            ha,
         } => {
             bootstrap()?;
             let built = build(Profile::SharedWithTests)?;
             ensure_root_or_reexec()?;
-            demo(&repo, &built, keep, requests, real_servers)
+            if ha {
+                ha::run(&repo, &built.lvs, real_servers)
+            } else {
+                demo(&repo, &built, keep, requests, real_servers)
+            }
         }
         Task::Test => {
             bootstrap()?;
@@ -130,8 +154,9 @@ fn main() -> Result<()> {
             run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning, \
-                 keepalived's check of the import, restarts, the sync sockets and the scale-out behind \
-                 ECMP with BIRD (namespaces), one at a time",
+                 keepalived's check of the import, restarts, the sync sockets, two directors with \
+                 keepalived and three behind ECMP with BIRD (namespaces), ten million mutated frames \
+                 through the program, one at a time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -154,6 +179,10 @@ fn main() -> Result<()> {
                 "restart",
                 "--test",
                 "sync_sockets",
+                "--test",
+                "ha",
+                "--test",
+                "packet_mutation",
                 "--test",
                 "scale_out",
                 "--",
@@ -235,6 +264,14 @@ fn main() -> Result<()> {
             bench.args(["--bench", "health"]);
             as_root(&mut bench)
         }
+        Task::Fuzz { targets, seconds } => {
+            ensure!(
+                (1..=86_400).contains(&seconds),
+                "--seconds must be between 1 and 86400"
+            );
+            run(Command::new("bash").args(["scripts/bootstrap.sh", "--fuzz"]))?;
+            fuzz::run(&repo, &targets, seconds)
+        }
         Task::Lab { args } => {
             let mut lab = Command::new("bash");
             lab.arg("scripts/lab.sh").args(args);
@@ -270,6 +307,12 @@ fn run(command: &mut Command) -> Result<()> {
 /// rebuilt whenever a build alternated between xtask and a plain `cargo`.
 fn cargo() -> Command {
     let mut cargo = Command::new("cargo");
+    strip_cargo_variables(&mut cargo);
+    cargo
+}
+
+/// Removes from `command`'s environment what `cargo run` set for xtask (see [`cargo`]).
+fn strip_cargo_variables(command: &mut Command) {
     for (name, _) in std::env::vars_os() {
         let Some(name) = name.to_str() else { continue };
         if name.starts_with("CARGO_PKG_")
@@ -282,10 +325,9 @@ fn cargo() -> Command {
             ]
             .contains(&name)
         {
-            cargo.env_remove(name);
+            command.env_remove(name);
         }
     }
-    cargo
 }
 
 fn bootstrap() -> Result<()> {

@@ -10,6 +10,9 @@
 //! ```
 //!
 //! The real servers reply to the client directly, through the router (their default route).
+//! The bridge floods unknown unicast to every port, as a switch does: frames for a director
+//! that died reach the others, whose program passes frames for another MAC to the kernel
+//! (`pass_other_host`), which drops them.
 //! Every namespace is `P-<host>`; state (configs, logs, BIRD's sockets and pid files) lives in
 //! `/run/lvs-ecmp/P/`. Dropping the lab stops every process it started (BIRDs by their pid
 //! files, directors and servers by their child handles), removes the directors' pins and
@@ -156,15 +159,6 @@ impl EcmpLab {
                 &format!("link add {host} type veth peer name eth0 netns {ns}"),
             )?;
             self.ip("sw", &format!("link set {host} master br0 up"))?;
-            if host.starts_with('d') {
-                // A director's port gets no unknown unicast: frames for a director that
-                // died (its address forgotten by the bridge) must not reach the others,
-                // whose generic XDP would take them, as a NIC's MAC filter never would.
-                self.exec(
-                    "sw",
-                    &["bridge", "link", "set", "dev", host, "flood", "off"],
-                )?;
-            }
             self.ip(host, "link set eth0 up")?;
             self.ip(host, &format!("addr add {address}/24 dev eth0"))?;
             // Generic XDP and partial checksums do not mix on veth; real NICs fill them in.

