@@ -155,6 +155,7 @@ impl<D, N: DirectorNetlink> Director<D, N> {
                 .map(|vip| VipAnnouncement {
                     address: vip.to_string(),
                     announced: self.announced.contains(&vip),
+                    settling: self.settling.waits(vip),
                 })
                 .collect(),
         })

@@ -107,6 +107,11 @@ impl Settling {
     pub fn is_waiting(&self) -> bool {
         !self.since.is_empty()
     }
+
+    /// Whether this VIP waits to be announced.
+    pub fn waits(&self, vip: Ipv4Addr) -> bool {
+        self.since.contains_key(&vip)
+    }
 }
 
 /// What to change to go from the routes `announced` to the `wanted` ones.

@@ -53,6 +53,9 @@ pub struct BgpStatus {
 pub struct VipAnnouncement {
     pub address: String,
     pub announced: bool,
+    /// Wanted, but waiting for the sync peers' connections before it is announced.
+    #[serde(default)]
+    pub settling: bool,
 }
 
 impl BgpStatus {
@@ -64,10 +67,12 @@ impl BgpStatus {
             self.route_table, self.hold_time
         );
         for vip in &self.vips {
-            let state = if vip.announced {
-                "announced"
-            } else {
-                "withdrawn (not forwarding, or no service with its quorum)"
+            let state = match (vip.announced, vip.settling) {
+                (true, _) => "announced",
+                (false, true) => {
+                    "withdrawn, to be announced once the sync peers' connections are in"
+                }
+                (false, false) => "withdrawn (not forwarding, or no service with its quorum)",
             };
             let _ = writeln!(out, "  {:<15} {state}", vip.address);
         }

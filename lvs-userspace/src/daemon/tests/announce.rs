@@ -125,6 +125,13 @@ async fn with_a_sync_backup_a_new_announcement_waits_for_the_peers_connections()
     assert!(rig.director.sync.has_backup());
     rig.handle(Event::Sweep).await;
     assert_eq!(rig.netlink.routes(), [], "held back at first");
+    let bgp = rig.director.status().unwrap().bgp.unwrap();
+    assert!(!bgp.vips[0].announced && bgp.vips[0].settling, "{bgp:?}");
+    assert!(
+        status_text(&rig).contains("withdrawn, to be announced once the sync peers'"),
+        "{}",
+        status_text(&rig)
+    );
     let waited = std::time::Instant::now();
     while rig.netlink.routes().is_empty() {
         assert!(waited.elapsed() < Duration::from_secs(5), "never announced");
@@ -132,6 +139,7 @@ async fn with_a_sync_backup_a_new_announcement_waits_for_the_peers_connections()
         rig.handle(Event::Sweep).await;
     }
     let waited = waited.elapsed();
+    assert!(!rig.director.status().unwrap().bgp.unwrap().vips[0].settling);
     assert!(
         waited >= Duration::from_millis(2_900),
         "announced after {waited:?}, before the settle time"

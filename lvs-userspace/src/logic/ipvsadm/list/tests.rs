@@ -224,10 +224,12 @@ fn the_sync_peers_and_the_announced_vips_follow_the_sync_daemons() {
                 VipAnnouncement {
                     address: "10.0.0.100".into(),
                     announced: true,
+                    settling: false,
                 },
                 VipAnnouncement {
                     address: "10.0.0.101".into(),
                     announced: false,
+                    settling: false,
                 },
             ],
         }),
