@@ -5,7 +5,9 @@
 # Steps:
 #   1. Debian packages the lab and the tests use (bpftool, iproute2, ethtool, curl, python3,
 #      chromium, which the health end-to-end test drives headless to load the status page, and
-#      keepalived, whose `keepalived -t` checks the VRRP file the keepalived import writes).
+#      keepalived, whose `keepalived -t` checks the VRRP file the keepalived import writes,
+#      and bird2, the BGP daemon of the scale-out test and of `lvs bgp-config`'s check; its
+#      service is left disabled and stopped: the tests start their own BIRDs).
 #   2. The rust-src component, because the eBPF crate is built with -Z build-std=core.
 #   3. bpf-linker, built against the LLVM that ships inside the Rust toolchain, so that the
 #      bitcode rustc emits and the linker that reads it agree on the LLVM version.
@@ -36,7 +38,7 @@ install_debian_packages() {
   # command name -> Debian package providing it
   local -A wanted=(
     [bpftool]=bpftool [ip]=iproute2 [ethtool]=ethtool [curl]=curl [python3]=python3
-    [nsenter]=util-linux [chromium]=chromium [keepalived]=keepalived
+    [nsenter]=util-linux [chromium]=chromium [keepalived]=keepalived [bird]=bird2
   )
   local missing=()
   for cmd in "${!wanted[@]}"; do
@@ -51,6 +53,12 @@ install_debian_packages() {
   say "Debian packages: installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian enables and starts BIRD's service on install; lvs's tests run their own BIRDs,
+  # and a director's BIRD is configured by its operator (`lvs bgp-config`).
+  if [[ " ${missing[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null 2>&1; then
+    say "bird2: leaving its service disabled and stopped"
+    $sudo systemctl disable --now bird.service >/dev/null 2>&1 || true
+  fi
 }
 
 install_rust_src() {

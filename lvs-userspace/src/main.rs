@@ -6,6 +6,7 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use lvs_userspace::{
+    base::values::{AsNumber, HoldTime},
     cli::doctor,
     daemon,
     io::{
@@ -17,6 +18,7 @@ use lvs_userspace::{
         },
     },
     logic::{
+        bird,
         config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
         keepalived,
     },
@@ -83,6 +85,29 @@ enum Command {
     Realserver {
         #[command(subcommand)]
         action: RealserverAction,
+    },
+    /// Print the BIRD 2 configuration that announces this director's VIPs over BGP: a kernel
+    /// protocol reading the routes lvs keeps in its routing table, and a BGP session to
+    /// each router.
+    BgpConfig {
+        /// The director's config file, for its [bgp] section (defaults without one).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// This director's AS number.
+        #[arg(long)]
+        local_as: AsNumber,
+        /// A router to peer with (repeat for several).
+        #[arg(long = "neighbor", required = true)]
+        neighbors: Vec<std::net::Ipv4Addr>,
+        /// The routers' AS number.
+        #[arg(long)]
+        neighbor_as: AsNumber,
+        /// BIRD's router id (by default BIRD takes an address of the host).
+        #[arg(long)]
+        router_id: Option<std::net::Ipv4Addr>,
+        /// The BGP hold time in seconds (default: the [bgp] section's, 3 without one).
+        #[arg(long)]
+        hold_time: Option<HoldTime>,
     },
     /// Check, from the director, that every real server is set up for direct routing.
     Doctor {
@@ -173,6 +198,38 @@ fn run(command: Command) -> Result<ExitCode> {
             vrrp_out,
         } => import_keepalived(&file, interface.as_deref(), vrrp_out.as_deref()),
         Command::Realserver { action } => runtime.block_on(realserver(action)),
+        Command::BgpConfig {
+            config,
+            local_as,
+            neighbors,
+            neighbor_as,
+            router_id,
+            hold_time,
+        } => {
+            let bgp = match &config {
+                Some(path) => match load_config(path) {
+                    Some(config) => config.bgp.unwrap_or_else(|| {
+                        eprintln!(
+                            "lvs: {} has no [bgp] section: the director announces nothing \
+                             until it has one (this configuration uses its defaults)",
+                            path.display()
+                        );
+                        Default::default()
+                    }),
+                    None => return Ok(ExitCode::from(EX_USAGE)),
+                },
+                None => Default::default(),
+            };
+            let peering = bird::Peering {
+                local_as,
+                neighbors,
+                neighbor_as,
+                router_id,
+                hold_time,
+            };
+            print!("{}", bird::snippet(&bgp, &peering));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor { config, json } => {
             let Some(config) = load_config(&config) else {
                 return Ok(ExitCode::from(EX_USAGE));

@@ -275,14 +275,15 @@ fn sync_daemons_are_started_stopped_and_listed_through_the_daemon() {
     std::fs::remove_file(&socket).unwrap();
     let daemon = fake_daemon(
         &socket,
-        r#"{"sync_daemons":[{"role":"master","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472},{"role":"backup","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472}]}"#,
+        r#"{"daemons":{"sync_daemons":[{"role":"master","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472},{"role":"backup","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472}],"bgp":{"route_table":245,"hold_time":3,"vips":[{"address":"10.0.0.100","announced":true}]}}}"#,
     );
     let output = lvsadm(&["-L", "--daemon", "--socket", at], "");
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(
         text(&output.stdout),
         "master sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
-         backup sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+         backup sync daemon (mcast=eth0, syncid=1, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
+         bgp announces 10.0.0.100 (table=245, hold_time=3)\n"
     );
     assert_eq!(daemon.join().unwrap(), "{\"command\":\"sync_daemons\"}\n");
 }

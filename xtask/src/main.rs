@@ -154,9 +154,9 @@ fn main() -> Result<()> {
             run(cargo().args(["test", "--workspace"]))?;
             say(
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning, \
-                 keepalived's check of the import, restarts, the sync sockets and two directors with \
-                 keepalived (namespaces), ten million mutated frames through the program, one at a \
-                 time",
+                 keepalived's check of the import, restarts, the sync sockets, two directors with \
+                 keepalived and three behind ECMP with BIRD (namespaces), ten million mutated frames \
+                 through the program, one at a time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -183,6 +183,8 @@ fn main() -> Result<()> {
                 "ha",
                 "--test",
                 "packet_mutation",
+                "--test",
+                "scale_out",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -54,6 +54,16 @@ pub enum ValueError {
     NotMulticast(Ipv4Addr),
     #[error("multicast TTL {0} is out of range 1..=255")]
     MulticastTtl(i64),
+    #[error(
+        "routing table {0} is out of range 1..={max} or is one of the kernel's own \
+         (253 default, 254 main, 255 local)",
+        max = u32::MAX
+    )]
+    RouteTable(i64),
+    #[error("BGP hold time {0} is out of range 3..=65535 (RFC 4271)")]
+    HoldTime(i64),
+    #[error("AS number {0} is out of range 1..={max}", max = u32::MAX)]
+    AsNumber(i64),
 }
 
 /// Defines `TryFrom<$from>` through `$new` and `From<$type> for $into`, which serde's
@@ -417,9 +427,172 @@ impl MulticastTtl {
 
 conversions!(MulticastTtl, i64 => MulticastTtl::new, u8);
 
+/// The kernel routing table where the director puts the routes of the VIPs it announces
+/// (`[bgp] route_table`), which the BGP daemon's kernel protocol reads. Not 0 (unspecified)
+/// and not the kernel's own tables (253 default, 254 main, 255 local): announcing must not
+/// change how the director itself routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct RouteTable(u32);
+
+impl RouteTable {
+    /// Free on a stock Linux system, and the same number as lvs's route protocol, so that
+    /// `ip route show table 245 proto 245` is easy to remember.
+    pub const DEFAULT: RouteTable = RouteTable(245);
+
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u32::try_from(value) {
+            Ok(table) if table != 0 && !(253..=255).contains(&table) => Ok(RouteTable(table)),
+            _ => Err(ValueError::RouteTable(value)),
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+conversions!(RouteTable, i64 => RouteTable::new, u32);
+
+/// A BGP hold time in seconds: how long a router keeps a peer's routes without hearing from
+/// it, so how long a dead director may still get new flows. RFC 4271 allows 0 (never) or at
+/// least 3; lvs refuses 0, since a director that dies must be withdrawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u16")]
+pub struct HoldTime(u16);
+
+impl HoldTime {
+    /// Short enough that a director that dies is withdrawn within 3 s.
+    pub const DEFAULT: HoldTime = HoldTime(3);
+
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u16::try_from(value) {
+            Ok(seconds) if seconds >= 3 => Ok(HoldTime(seconds)),
+            _ => Err(ValueError::HoldTime(value)),
+        }
+    }
+
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The keepalive time BGP sends with it: a third of the hold time (RFC 4271's advice).
+    pub const fn keepalive(self) -> u16 {
+        self.0 / 3
+    }
+}
+
+conversions!(HoldTime, i64 => HoldTime::new, u16);
+
+impl std::str::FromStr for HoldTime {
+    type Err = String;
+
+    /// For command-line flags: a number of seconds, by the same rule.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let value: i64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        HoldTime::new(value).map_err(|error| error.to_string())
+    }
+}
+
+/// A BGP autonomous system number: 4 bytes (RFC 6793), not 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u32")]
+pub struct AsNumber(u32);
+
+impl AsNumber {
+    pub fn new(value: i64) -> Result<Self, ValueError> {
+        match u32::try_from(value) {
+            Ok(number) if number != 0 => Ok(AsNumber(number)),
+            _ => Err(ValueError::AsNumber(value)),
+        }
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+conversions!(AsNumber, i64 => AsNumber::new, u32);
+
+impl std::str::FromStr for AsNumber {
+    type Err = String;
+
+    /// For command-line flags: a number, by the same rule.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let value: i64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        AsNumber::new(value).map_err(|error| error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_tables_and_hold_times() {
+        check(
+            RouteTable::new,
+            &[
+                (1, "1"),
+                (245, "245"),
+                (252, "252"),
+                (256, "256"),
+                (4294967295, "4294967295"),
+                (
+                    0,
+                    "routing table 0 is out of range 1..=4294967295 or is one of the kernel's \
+                     own (253 default, 254 main, 255 local)",
+                ),
+                (
+                    254,
+                    "routing table 254 is out of range 1..=4294967295 or is one of the \
+                     kernel's own (253 default, 254 main, 255 local)",
+                ),
+                (
+                    4294967296,
+                    "routing table 4294967296 is out of range 1..=4294967295 or is one of the \
+                     kernel's own (253 default, 254 main, 255 local)",
+                ),
+            ],
+        );
+        for table in [253, 255, -1] {
+            assert!(RouteTable::new(table).is_err(), "{table}");
+        }
+        check(
+            HoldTime::new,
+            &[
+                (3, "3"),
+                (90, "90"),
+                (65535, "65535"),
+                (0, "BGP hold time 0 is out of range 3..=65535 (RFC 4271)"),
+                (2, "BGP hold time 2 is out of range 3..=65535 (RFC 4271)"),
+                (
+                    65536,
+                    "BGP hold time 65536 is out of range 3..=65535 (RFC 4271)",
+                ),
+            ],
+        );
+        assert_eq!(HoldTime::DEFAULT.keepalive(), 1);
+        check(
+            AsNumber::new,
+            &[
+                (1, "1"),
+                (4294967295, "4294967295"),
+                (0, "AS number 0 is out of range 1..=4294967295"),
+                (
+                    4294967296,
+                    "AS number 4294967296 is out of range 1..=4294967295",
+                ),
+            ],
+        );
+        assert_eq!("65001".parse::<AsNumber>().map(AsNumber::get), Ok(65001));
+        assert!("x".parse::<AsNumber>().is_err());
+        assert_eq!(HoldTime::new(90).unwrap().keepalive(), 30);
+    }
 
     /// Checks a rule on each input: the value it keeps, or the message of its error.
     fn check<T: fmt::Display, I: fmt::Debug + Copy>(

@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use crate::{
-    health::{HealthUpdate, Supervisor},
+    health::{HealthUpdate, Quorums, Supervisor},
     logic::config::Config,
 };
 
@@ -17,6 +17,8 @@ pub trait HealthChecks {
     fn reload(&self, config: &Config) -> impl Future<Output = ()> + Send;
     /// Stops checking (running `omega` notifiers first).
     fn shutdown(self) -> impl Future<Output = ()> + Send;
+    /// Whether each checked service has its quorum, as of the last batch of updates.
+    fn quorums(&self) -> Quorums;
 }
 
 impl HealthChecks for Supervisor {
@@ -30,5 +32,9 @@ impl HealthChecks for Supervisor {
 
     async fn shutdown(self) {
         Supervisor::shutdown(self).await;
+    }
+
+    fn quorums(&self) -> Quorums {
+        Supervisor::quorums(self)
     }
 }

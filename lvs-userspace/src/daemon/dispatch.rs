@@ -45,10 +45,14 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             .await
             .map_err(|error| anyhow::anyhow!("{error:#}; nothing changed"))?;
         let sync_config = new.sync.clone();
+        let bgp = new.bgp;
         let message = runtime::reload(&mut self.model, &mut self.settings, new, &path)?;
         // A reload sets the sync daemons to the file's, as it sets the services.
         self.sync.apply(prepared);
         self.sync_config = sync_config;
+        // A table that changes takes its routes with it; the end of the event announces
+        // anew.
+        self.reconfigure_bgp(bgp).await;
         self.dataplane.set_settings(settings(&self.settings))?;
         // Unchanged checks keep their state and timers; the supervisor re-sends every status.
         health.reload(&self.config()).await;
@@ -71,6 +75,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             },
         )?;
         status.sync = Box::new(self.sync.status(conntrack::monotonic_ns()));
+        status.bgp = self.bgp_status();
         Ok(status)
     }
 
@@ -200,7 +205,11 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                 Ok(()) => Response::Ok,
                 Err(e) => error(e),
             },
-            Request::SyncDaemons {} => Response::SyncDaemons(self.sync.running()),
+            Request::SyncDaemons {} => Response::Daemons(api::Daemons {
+                sync_daemons: self.sync.running(),
+                sync_peers: self.sync.status(conntrack::monotonic_ns()).peers,
+                bgp: self.bgp_status(),
+            }),
         }
     }
 }

@@ -180,6 +180,10 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                     _
                 ))
         );
+        let announcements_may_change = matches!(
+            event,
+            Event::Health(_) | Event::Sweep | Event::Hangup | Event::Request(_)
+        );
         match event {
             Event::Neighbour(event) => {
                 let (address, if_index) = match &event {
@@ -236,6 +240,11 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         if neighbours_changed || health_changed {
             let report = self.model.sync(&mut self.dataplane)?;
             info!(?report, "data plane updated");
+        }
+        // The announcements follow the quorums and the services at once; the sweep's tick
+        // retries a route that could not be written. Neither reads more than the model.
+        if announcements_may_change {
+            self.announce_vips(&health.quorums()).await;
         }
         if publish || neighbours_changed || health_changed {
             self.publish_status();

@@ -18,12 +18,14 @@
 //! - `dispatch`: the answers to control requests (status, `lvsadm` changes, reload).
 //! - `neighbours`: resolving real servers and following the kernel's neighbour table.
 //! - `vips`: the VIPs the daemon puts on the interface and takes off again.
+//! - `announce`: the routes that announce the VIPs to a BGP daemon (`[bgp]`).
 //! - `attach`: attaching in the configured XDP mode.
 //! - `checks`, `host`: the health-checking and host seams, with their real implementations.
 //! - `packet_log`: the program's per-packet log, when `trace_packets` is on.
 //! - `sync`: the connection-sync daemons (master and backup), over a `SyncTransport`.
 //! - `tests`: all of it driven with in-memory parts (`tests/fakes.rs`), without root.
 
+mod announce;
 mod attach;
 mod checks;
 mod dispatch;
@@ -300,6 +302,9 @@ where
     let mut director = Director {
         sync: sync::SyncDaemons::new(sync_transport, sync_datagrams),
         sync_config: None,
+        bgp_config: config.bgp,
+        announced: Default::default(),
+        settling: Default::default(),
         interface: config.director.interface.clone(),
         netlink,
         link,
@@ -329,6 +334,7 @@ where
             .context("starting the sync daemons")?;
         director.sync.apply(prepared);
         director.sync_config = sync_config;
+        director.find_announced().await?;
         director.dataplane.set_director(director.link.mac)?;
         director
             .dataplane
@@ -348,6 +354,9 @@ where
                 director.settings.xdp_mode,
             )?;
             host.set_up(&director.interface, &director.dataplane)?;
+            // Forwarding now: announce what has its quorum (and withdraw what a previous
+            // director announced that has not).
+            director.announce_vips(&health.quorums()).await;
             info!(
                 interface = %director.interface,
                 mode = director.mode,
@@ -419,6 +428,8 @@ where
             "director stopped for a restart: the data plane keeps forwarding"
         );
     } else {
+        // The routers stop sending here before the program stops forwarding.
+        director.withdraw_all().await;
         if let Err(error) = director.dataplane.detach() {
             warn!(%error, "detaching the XDP program failed");
         }
@@ -489,6 +500,13 @@ struct Director<D, N> {
     /// The `[sync]` section in force (the sync daemons running may differ, after `lvsadm
     /// --start-daemon` or `--stop-daemon`, until the next reload).
     sync_config: Option<crate::logic::sync::SyncConfig>,
+    /// The `[bgp]` section in force: whether and where the VIPs are announced.
+    bgp_config: Option<crate::logic::announce::BgpConfig>,
+    /// The VIPs whose routes are in the `[bgp]` table: this director's, or its
+    /// predecessor's that it took over.
+    announced: std::collections::BTreeSet<Ipv4Addr>,
+    /// The VIPs wanted but not announced yet, and since when.
+    settling: crate::logic::announce::Settling,
     netlink: N,
     link: LinkInfo,
     interface: String,
@@ -522,6 +540,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             director: self.settings.clone(),
             services: self.model.wanted(),
             sync: self.sync_config.clone(),
+            bgp: self.bgp_config,
         }
     }
 

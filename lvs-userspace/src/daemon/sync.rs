@@ -167,6 +167,11 @@ impl SyncDaemons {
         master.into_iter().chain(backup).collect()
     }
 
+    /// Whether a backup runs: this director installs its peers' connections.
+    pub(super) fn has_backup(&self) -> bool {
+        self.backup.is_some()
+    }
+
     /// Opens what `config` asks for (reading its key file), without changing what runs.
     pub(super) async fn prepare(
         &mut self,

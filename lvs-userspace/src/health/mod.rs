@@ -14,7 +14,7 @@ pub mod state;
 pub use crate::base::health::{
     Admission, CheckResult, Failure, HealthState, HealthStatus, Outcome,
 };
-pub use supervisor::{Checkers, HealthUpdate, Options, Prober, Supervisor};
+pub use supervisor::{Checkers, HealthUpdate, Options, Prober, Quorums, Supervisor};
 
 use std::sync::Arc;
 

@@ -15,7 +15,7 @@ use std::{
     future::poll_fn,
     net::Ipv4Addr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -120,12 +120,18 @@ pub struct Stats {
     pub checks_completed: AtomicU64,
 }
 
+/// Whether each service under health checking has its quorum (keepalived's `quorum`),
+/// as the supervisor last decided. Services health checking leaves out (no checker and no
+/// sorry server) are not in it: nothing can take their quorum away.
+pub type Quorums = HashMap<ServiceKey, bool>;
+
 /// The handle the director holds.
 pub struct Supervisor {
     updates: mpsc::Receiver<Vec<HealthUpdate>>,
     commands: mpsc::Sender<Command>,
     running: Running,
     stats: Arc<Stats>,
+    quorums: Arc<Mutex<Quorums>>,
 }
 
 /// Where the supervisor runs, to wait for its end.
@@ -200,6 +206,7 @@ impl Supervisor {
         let (commands, commands_rx) = mpsc::channel(4);
         let stats = Arc::new(Stats::default());
         let mut engine = Engine::new(prober, options, stats.clone());
+        let quorums = engine.quorums.clone();
         engine.apply_plan(plan::plan(config), false);
         // What a previous director remembered counts for the checks it had, at start only:
         // checks a reload adds later start as their configuration says.
@@ -209,6 +216,7 @@ impl Supervisor {
             updates,
             commands,
             stats,
+            quorums,
         };
         let ends = EngineEnds {
             commands: commands_rx,
@@ -251,6 +259,13 @@ impl Supervisor {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+
+    /// Whether each checked service has its quorum now. A quorum changes only with an
+    /// evaluation that also changes a member's status, so it is published before the batch
+    /// of updates that follows, and a reader of that batch sees it here.
+    pub fn quorums(&self) -> Quorums {
+        self.quorums.lock().map(|q| q.clone()).unwrap_or_default()
+    }
 }
 
 /// The engine's ends of the channels to its handle.
@@ -264,6 +279,7 @@ struct Unstarted {
     updates: mpsc::Receiver<Vec<HealthUpdate>>,
     commands: mpsc::Sender<Command>,
     stats: Arc<Stats>,
+    quorums: Arc<Mutex<Quorums>>,
 }
 
 impl Unstarted {
@@ -273,6 +289,7 @@ impl Unstarted {
             commands: self.commands,
             running,
             stats: self.stats,
+            quorums: self.quorums,
         }
     }
 }
@@ -324,6 +341,8 @@ struct Engine {
     stats: Arc<Stats>,
     memory: Option<std::path::PathBuf>,
     remembered: HashMap<memory::MemberKey, bool>,
+    /// Each service's quorum, shared with the handle.
+    quorums: Arc<Mutex<Quorums>>,
 }
 
 impl Engine {
@@ -335,6 +354,7 @@ impl Engine {
             notifier_timeout: options.notifier_timeout,
             memory: options.memory.clone(),
             remembered: options.remembered.clone(),
+            quorums: Arc::default(),
             checks: HashMap::new(),
             queue: DelayQueue::new(),
             attempts: JoinSet::new(),
@@ -490,6 +510,19 @@ impl Engine {
         }
         for index in 0..self.services.len() {
             self.evaluate(index, notify, None);
+        }
+        self.publish_quorums();
+    }
+
+    /// Hands every service's quorum to the handle.
+    fn publish_quorums(&self) {
+        let quorums = self
+            .services
+            .iter()
+            .map(|run| (run.plan.key, run.pool.has_quorum()))
+            .collect();
+        if let Ok(mut shared) = self.quorums.lock() {
+            *shared = quorums;
         }
     }
 
@@ -652,6 +685,8 @@ impl Engine {
             }
         }
         if let Some(gained) = verdict.quorum_changed {
+            self.publish_quorums();
+            let run = &self.services[index];
             let why = reason
                 .map(ToString::to_string)
                 .unwrap_or_else(|| "configuration".into());

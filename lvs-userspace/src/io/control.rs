@@ -364,6 +364,7 @@ mod tests {
             flow_table: Default::default(),
             services: vec![],
             sync: Box::default(),
+            bgp: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! What the controller asks of the kernel's routing netlink: the director interface, its
-//! addresses (to bring VIPs up and to know its subnets), and the neighbour table (real
-//! servers' MACs). Pure interpretation of the answers (`classify`, `on_link`) is kept apart
+//! addresses (to bring VIPs up and to know its subnets), the neighbour table (real
+//! servers' MACs), and the routes that announce the VIPs to a BGP daemon (`routes`). Pure interpretation of the answers (`classify`, `on_link`) is kept apart
 //! from the requests so it is tested without root.
 
 use std::{
@@ -20,6 +20,8 @@ use netlink_packet_route::{
 use rtnetlink::{Handle, MulticastGroup, packet_core::NetlinkPayload};
 
 use crate::{base::mac::MacAddr, logic::model::Neighbour};
+
+mod routes;
 
 /// Errors of netlink requests, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +364,20 @@ pub trait DirectorNetlink {
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
     /// The kernel's neighbour-table changes, from now on.
     fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError>;
+    /// The VIPs announced, in any routing table, as (table, VIP) (see `routes`).
+    fn announced(&self) -> impl Future<Output = Result<Vec<(u32, Ipv4Addr)>, NetlinkError>> + Send;
+    /// Announces `vip` through routing table `table`.
+    fn announce(
+        &self,
+        table: u32,
+        vip: Ipv4Addr,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    /// Withdraws `vip` from routing table `table`, if it is announced there.
+    fn withdraw(
+        &self,
+        table: u32,
+        vip: Ipv4Addr,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
 }
 
 impl DirectorNetlink for Netlink {
@@ -397,6 +413,18 @@ impl DirectorNetlink for Netlink {
 
     fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError> {
         Ok(neighbour_events()?.boxed())
+    }
+
+    async fn announced(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        Netlink::announced(self).await
+    }
+
+    async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+        Netlink::announce(self, table, vip).await
+    }
+
+    async fn withdraw(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+        Netlink::withdraw(self, table, vip).await
     }
 }
 

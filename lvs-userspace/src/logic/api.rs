@@ -199,7 +199,8 @@ pub enum Request {
     StartSyncDaemon { daemon: SyncDaemon },
     /// `lvsadm --stop-daemon master|backup`. Fails when no daemon of that role runs.
     StopSyncDaemon { role: SyncRole },
-    /// `lvsadm -L --daemon`: the sync daemons running, in ipvsadm's order (master first).
+    /// `lvsadm -L --daemon`: the sync daemons running, in ipvsadm's order (master first),
+    /// and the VIPs announced over BGP.
     SyncDaemons {},
 }
 
@@ -226,7 +227,18 @@ pub enum Response {
         message: String,
     },
     /// The answer to [`Request::SyncDaemons`].
-    SyncDaemons(Vec<SyncDaemon>),
+    Daemons(Daemons),
+}
+
+/// What runs beside the data plane, as `lvsadm -L --daemon` lists it: the sync daemons, the
+/// masters the backup hears (the sync peers) and, with a `[bgp]` section, the announcements.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Daemons {
+    pub sync_daemons: Vec<SyncDaemon>,
+    #[serde(default)]
+    pub sync_peers: Vec<crate::logic::status::SyncPeer>,
+    #[serde(default)]
+    pub bgp: Option<crate::logic::status::BgpStatus>,
 }
 
 #[cfg(test)]

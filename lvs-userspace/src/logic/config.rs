@@ -23,8 +23,9 @@
 //! once rather than one per run. The health-checking keywords (`HTTP_GET`, `TCP_CHECK`, the
 //! timing keys...) are parsed and validated in `health`; the checkers that run them are in the `health` layer.
 //! The `[sync]` section (connection sync, ipvsadm's `--start-daemon` and its options) is
-//! validated in `sync`.
+//! validated in `sync`; the `[bgp]` section (announcing the VIPs to the routers) in `bgp`.
 
+mod bgp;
 pub mod health;
 mod sync;
 
@@ -48,7 +49,7 @@ use crate::base::{
     },
 };
 pub use crate::logic::schedule::{SchedFlags, Scheduler};
-use crate::logic::sync::SyncConfig;
+use crate::logic::{announce::BgpConfig, sync::SyncConfig};
 use health::{RawCheck, RawScript, RawSorryServer, ServiceHealth, with_timing_keys};
 use lvs_common::flow::{DEFAULT_TCP_TIMEOUT_S, DEFAULT_TCPFIN_TIMEOUT_S, DEFAULT_UDP_TIMEOUT_S};
 
@@ -62,6 +63,8 @@ pub struct Config {
     pub services: Vec<Service>,
     /// The `[sync]` section: connection sync with other directors, when present.
     pub sync: Option<SyncConfig>,
+    /// The `[bgp]` section: announcing the VIPs to the routers, when present.
+    pub bgp: Option<BgpConfig>,
 }
 
 /// The director itself: where the data plane runs and how.
@@ -279,6 +282,8 @@ struct RawConfig {
     virtual_server: Vec<Spanned<RawService>>,
     #[serde(default)]
     sync: Option<Spanned<sync::RawSync>>,
+    #[serde(default)]
+    bgp: Option<Spanned<bgp::RawBgp>>,
 }
 
 #[derive(Deserialize)]
@@ -424,10 +429,14 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Co
     let sync = raw
         .sync
         .and_then(|section| sync::validate(section, &director.interface, at, problems));
+    let bgp = raw
+        .bgp
+        .and_then(|section| bgp::validate(section, at, problems));
     Config {
         director,
         services,
         sync,
+        bgp,
     }
 }
 

@@ -7,7 +7,8 @@
 //! is absent, an inhibited one has weight 0). What only lvs knows is exported as `lvs_*`:
 //! every verdict counter, per-service and per-real-server traffic and rates, each real
 //! server's health, neighbour and last check, the flow table's fill, and connection sync
-//! (`lvs_sync_*`: the daemons running, what they sent and received, what was refused).
+//! (`lvs_sync_*`: the daemons running, what they sent and received, what was refused), and
+//! with a `[bgp]` section which VIPs are announced (`lvs_bgp_announced`).
 //!
 //! The exposition is written by `prometheus-client` (the OpenMetrics text format, which
 //! Prometheus reads when it is the announced content type). A scrape renders a fresh
@@ -356,6 +357,19 @@ pub fn render(status: &Status) -> Result<String, fmt::Error> {
     }
 
     sync_metrics(&mut f, &status.sync);
+    if let Some(bgp) = &status.bgp {
+        let announced = f.gauge(
+            "lvs_bgp_announced",
+            "1 while the director announces the VIP to the routers, 0 while it withdraws it (label vip).",
+        );
+        for vip in &bgp.vips {
+            flag(
+                &announced,
+                vec![("vip", vip.address.clone())],
+                vip.announced,
+            );
+        }
+    }
 
     let mut text = String::new();
     encode(&mut text, &f.registry)?;

@@ -2,7 +2,9 @@
 //! root. Nothing here touches the kernel or the network; the data plane is reached through
 //! the `dataplane::DataPlane` trait, which the I/O layer implements.
 
+pub mod announce;
 pub mod api;
+pub mod bird;
 pub mod config;
 pub mod conntrack;
 pub mod dataplane;

@@ -434,6 +434,11 @@ impl Model {
     }
 
     /// The VIPs of all services, each once.
+    /// The wanted services, borrowed (`wanted` copies them).
+    pub fn wanted_services(&self) -> impl Iterator<Item = &Service> {
+        self.services.iter().map(|s| &s.service)
+    }
+
     pub fn virtual_addresses(&self) -> Vec<Ipv4Addr> {
         let mut addresses: Vec<Ipv4Addr> =
             self.services.iter().map(|s| s.service.address).collect();

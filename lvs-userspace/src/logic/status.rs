@@ -31,6 +31,52 @@ pub struct Status {
     /// that the control socket's answers stay small whichever they are.
     #[serde(default)]
     pub sync: Box<SyncStatus>,
+    /// What the director announces to the routers, with a `[bgp]` section.
+    #[serde(default)]
+    pub bgp: Option<BgpStatus>,
+}
+
+/// The announcements' part of the status (`status.bgp`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpStatus {
+    /// The routing table the BGP daemon reads.
+    pub route_table: u32,
+    /// The hold time of the `[bgp]` section, in seconds.
+    pub hold_time: u16,
+    /// Every VIP, in address order, and whether it is announced.
+    pub vips: Vec<VipAnnouncement>,
+}
+
+/// A VIP and whether the director announces it: it does while its data plane forwards and
+/// one of the VIP's services has its quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipAnnouncement {
+    pub address: String,
+    pub announced: bool,
+    /// Wanted, but waiting for the sync peers' connections before it is announced.
+    #[serde(default)]
+    pub settling: bool,
+}
+
+impl BgpStatus {
+    /// The announcements, after connection sync.
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "BGP announcements (routing table {}, hold time {} s):",
+            self.route_table, self.hold_time
+        );
+        for vip in &self.vips {
+            let state = match (vip.announced, vip.settling) {
+                (true, _) => "announced",
+                (false, true) => {
+                    "withdrawn, to be announced once the sync peers' connections are in"
+                }
+                (false, false) => "withdrawn (not forwarding, or no service with its quorum)",
+            };
+            let _ = writeln!(out, "  {:<15} {state}", vip.address);
+        }
+    }
 }
 
 /// Connection sync's part of the status (`status.sync` in `lvs status --json` and
@@ -237,6 +283,7 @@ impl Status {
             flow_table,
             services,
             sync: Box::default(),
+            bgp: None,
         })
     }
 
@@ -313,6 +360,9 @@ impl Status {
             let _ = writeln!(out, "  {:<22} {:>12}", counter.name, counter.value);
         }
         self.sync.render(&mut out);
+        if let Some(bgp) = &self.bgp {
+            bgp.render(&mut out);
+        }
         out
     }
 }

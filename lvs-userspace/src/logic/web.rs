@@ -90,6 +90,7 @@ mod tests {
             flow_table: FlowTable::default(),
             services: Vec::new(),
             sync: Box::default(),
+            bgp: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::{io, path::Path};
 use crate::{
     io::control::{self, ControlError},
     logic::{
-        api::{Change, Request, Response, Snapshot},
+        api::{Change, Daemons, Request, Response, Snapshot},
         sync::{SyncDaemon, SyncRole},
     },
 };
@@ -85,9 +85,9 @@ pub async fn stop_sync_daemon(socket: &Path, role: SyncRole) -> Result<(), Clien
 }
 
 /// `-L --daemon`: the sync daemons running.
-pub async fn sync_daemons(socket: &Path) -> Result<Vec<SyncDaemon>, ClientError> {
+pub async fn daemons(socket: &Path) -> Result<Daemons, ClientError> {
     match call(socket, &Request::SyncDaemons {}).await? {
-        Response::SyncDaemons(daemons) => Ok(daemons),
+        Response::Daemons(daemons) => Ok(daemons),
         other => Err(unexpected(&other, "a list of sync daemons")),
     }
 }
@@ -108,7 +108,7 @@ fn unexpected(answer: &Response, expected: &'static str) -> ClientError {
         Response::Error { .. } => "an error",
         Response::Status(_) => "a status",
         Response::Connections(_) => "a connection list",
-        Response::SyncDaemons(_) => "a list of sync daemons",
+        Response::Daemons(_) => "a list of sync daemons",
     };
     ClientError::Unexpected(answered, expected)
 }
@@ -234,14 +234,15 @@ mod tests {
         );
 
         let (path, daemon) = one_shot(
-            r#"{"sync_daemons":[{"role":"master","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472}]}"#,
+            r#"{"daemons":{"sync_daemons":[{"role":"master","interface":"eth0","sync_id":1,"group":"224.0.0.81","port":8848,"ttl":1,"max_len":1472}]}}"#,
         )
         .await;
-        let daemons = sync_daemons(&path).await.unwrap();
+        let daemons = daemons(&path).await.unwrap();
         assert_eq!(daemon.await.unwrap(), "{\"command\":\"sync_daemons\"}\n");
         let mut expected = SyncDaemon::with_defaults(SyncRole::Master, "eth0");
         expected.sync_id = crate::base::values::SyncId::new(1).unwrap();
-        assert_eq!(daemons, vec![expected]);
+        assert_eq!(daemons.sync_daemons, vec![expected]);
+        assert_eq!(daemons.bgp, None, "no [bgp] section");
     }
 
     #[tokio::test]
@@ -254,7 +255,7 @@ mod tests {
         assert_eq!(error.to_string(), "no [sync] key_file in /etc/lvs/lvs.toml");
 
         let (path, _daemon) = one_shot(r#"{"ok":null}"#).await;
-        let error = sync_daemons(&path).await.unwrap_err();
+        let error = daemons(&path).await.unwrap_err();
         assert!(
             matches!(
                 error,

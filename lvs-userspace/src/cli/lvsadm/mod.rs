@@ -75,7 +75,7 @@ pub async fn run(
             .await
             .map(|()| None),
         Command::StopDaemon(role) => client::stop_sync_daemon(socket, role).await.map(|()| None),
-        Command::ListDaemons { json } => match client::sync_daemons(socket).await {
+        Command::ListDaemons { json } => match client::daemons(socket).await {
             Ok(daemons) => match list::render_daemons(&daemons, json) {
                 Ok(text) => Ok(Some(text)),
                 Err(error) => {

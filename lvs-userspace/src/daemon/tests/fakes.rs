@@ -72,6 +72,10 @@ pub(super) struct Kernel {
     pub(super) addresses: Vec<Ipv4Addr>,
     pub(super) neighbours: Vec<NeighbourEntry>,
     pub(super) resolutions: Vec<Ipv4Addr>,
+    /// The routes that announce VIPs: (table, VIP).
+    pub(super) routes: std::collections::BTreeSet<(u32, Ipv4Addr)>,
+    /// Every route change, in order: "announce 245 10.0.0.100", "withdraw ...".
+    pub(super) route_log: Vec<String>,
     events: Option<futures::channel::mpsc::UnboundedReceiver<NeighbourEvent>>,
 }
 
@@ -94,6 +98,11 @@ impl FakeNetlink {
 
     pub(super) fn kernel(&self) -> std::sync::MutexGuard<'_, Kernel> {
         self.0.lock().unwrap()
+    }
+
+    /// The announced VIPs, as (table, VIP).
+    pub(super) fn routes(&self) -> Vec<(u32, Ipv4Addr)> {
+        self.kernel().routes.iter().copied().collect()
     }
 
     pub(super) fn addresses(&self) -> Vec<Ipv4Addr> {
@@ -158,12 +167,32 @@ impl DirectorNetlink for FakeNetlink {
         })?;
         Ok(events.boxed())
     }
+
+    async fn announced(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+        Ok(self.kernel().routes.iter().copied().collect())
+    }
+
+    async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+        let mut kernel = self.kernel();
+        kernel.routes.insert((table, vip));
+        kernel.route_log.push(format!("announce {table} {vip}"));
+        Ok(())
+    }
+
+    async fn withdraw(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+        let mut kernel = self.kernel();
+        kernel.routes.remove(&(table, vip));
+        kernel.route_log.push(format!("withdraw {table} {vip}"));
+        Ok(())
+    }
 }
 
 /// Health checking by hand: the test sends the updates; reloads are counted.
 pub(super) struct FakeHealth {
     updates: mpsc::Receiver<Vec<HealthUpdate>>,
     reloads: Arc<AtomicUsize>,
+    /// Each service's quorum, as the test sets it (a service not in it has its quorum).
+    pub(super) quorums: Arc<Mutex<crate::health::Quorums>>,
 }
 
 impl FakeHealth {
@@ -173,6 +202,7 @@ impl FakeHealth {
         let health = Self {
             updates,
             reloads: reloads.clone(),
+            quorums: Arc::default(),
         };
         (health, sender, reloads)
     }
@@ -188,6 +218,10 @@ impl HealthChecks for FakeHealth {
     }
 
     async fn shutdown(self) {}
+
+    fn quorums(&self) -> crate::health::Quorums {
+        self.quorums.lock().unwrap().clone()
+    }
 }
 
 /// The host's set-up, recorded.

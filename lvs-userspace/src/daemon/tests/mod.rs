@@ -1,6 +1,7 @@
 //! The daemon driven without root: an in-memory data plane, netlink, health checking and
 //! host, a control socket in a temporary directory, and SIGHUP as a channel.
 
+mod announce;
 mod fakes;
 mod sync;
 
@@ -77,6 +78,9 @@ async fn rig_of(
     let mut director = Director {
         sync: super::sync::SyncDaemons::new(transport, sync_datagrams),
         sync_config: None,
+        bgp_config: config.bgp,
+        announced: Default::default(),
+        settling: Default::default(),
         netlink: netlink.clone(),
         link: link(),
         interface: "eth0".into(),

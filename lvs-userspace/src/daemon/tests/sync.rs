@@ -408,7 +408,11 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     rig.start_sync(&[]).await;
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![],
+            sync_peers: vec![],
+            bgp: None,
+        })
     );
     assert_eq!(
         rig.request(Request::StartSyncDaemon {
@@ -448,7 +452,11 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     );
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![master.clone(), backup.clone()])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![master.clone(), backup.clone()],
+            sync_peers: vec![],
+            bgp: None,
+        })
     );
     assert_eq!(
         rig.request(Request::StopSyncDaemon {
@@ -469,7 +477,11 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     assert!(refused.contains("interface eth9"), "{refused}");
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![backup.clone()])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![backup.clone()],
+            sync_peers: vec![],
+            bgp: None,
+        })
     );
 
     // The key file is read again at each start: a key cut short since is refused.
@@ -488,7 +500,11 @@ async fn lvsadm_starts_stops_and_lists_sync_daemons_as_ipvsadm_does() {
     );
     assert_eq!(
         rig.request(Request::SyncDaemons {}).await,
-        Response::SyncDaemons(vec![])
+        Response::Daemons(crate::logic::api::Daemons {
+            sync_daemons: vec![],
+            sync_peers: vec![],
+            bgp: None,
+        })
     );
 }
 

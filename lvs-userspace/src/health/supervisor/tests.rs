@@ -250,6 +250,41 @@ async fn failing_servers_are_removed_or_inhibited_and_come_back_on_one_success()
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_services_quorum_is_published_before_the_updates_that_go_with_it() {
+    let fake = FakeProber::new(Duration::from_millis(10));
+    let (mut supervisor, mut latest) = start(TWO_SERVICES, &fake, Options::default());
+    let quorum = |supervisor: &Supervisor, vip: u8| {
+        supervisor
+            .quorums()
+            .iter()
+            .find(|(key, _)| key.addr == [10, 0, 0, vip])
+            .map(|(_, &quorum)| quorum)
+    };
+    assert_eq!(quorum(&supervisor, 100), Some(true));
+    assert_eq!(quorum(&supervisor, 101), Some(true));
+    // 10.0.0.101 has only 10.0.0.11: it loses its quorum with it. 10.0.0.100 keeps 10.0.0.12.
+    fake.set_failing([10, 0, 0, 11], true);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while latest.get(80, 101, [10, 0, 0, 11]).state == HealthState::Up {
+        let updates = tokio::time::timeout_at(deadline, supervisor.updates())
+            .await
+            .expect("10.0.0.11 goes down")
+            .expect("a batch");
+        latest.apply(updates);
+    }
+    assert_eq!(
+        quorum(&supervisor, 101),
+        Some(false),
+        "as soon as its batch is read"
+    );
+    assert_eq!(quorum(&supervisor, 100), Some(true));
+    fake.set_failing([10, 0, 0, 11], false);
+    latest.follow(&mut supervisor, Duration::from_secs(3)).await;
+    assert_eq!(quorum(&supervisor, 101), Some(true), "gained back");
+    supervisor.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn alpha_servers_start_down_before_any_check() {
     let fake = FakeProber::new(Duration::from_millis(10));
     let text = TWO_SERVICES.replacen("delay_loop = 2\n", "delay_loop = 2\nalpha = true\n", 1);

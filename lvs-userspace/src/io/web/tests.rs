@@ -26,6 +26,7 @@ fn document(interface: &str) -> Arc<Status> {
         },
         services: Vec::new(),
         sync: Box::default(),
+        bgp: None,
     })
 }
 

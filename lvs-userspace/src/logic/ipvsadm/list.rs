@@ -21,7 +21,7 @@ use crate::logic::api::{
     Protocol, ServiceKey, Timeouts,
     snapshot::{Connection, RealServerEntry, ServiceEntry, Snapshot},
 };
-use crate::logic::sync::SyncDaemon;
+use crate::logic::{api::Daemons, sync::SyncDaemon};
 
 /// The IPVS version ipvsadm users see in the header; lvs keeps IPVS's layouts.
 pub const IPVS_VERSION: &str = "1.2.1";
@@ -79,13 +79,19 @@ pub fn timeouts_line(timeouts: &Timeouts) -> String {
 
 /// `-L --daemon`: one line per sync daemon, master first, as ipvsadm 1.29 and later print
 /// them (they add maxlen, group, port and ttl to the older `mcast=..., syncid=...`). IPVS
-/// leaves out a value the kernel does not report; lvs always has all of them. With `json`,
-/// the daemons as the control socket gives them.
-pub fn render_daemons(daemons: &[SyncDaemon], json: bool) -> Result<String, ListError> {
-    let mut daemons: Vec<&SyncDaemon> = daemons.iter().collect();
+/// leaves out a value the kernel does not report; lvs always has all of them. Then, with a
+/// `[bgp]` section, a line per VIP saying whether it is announced; before those, a line per
+/// master the backup hears (ipvsadm has neither). With `json`, what the control socket gives, daemons in the same order.
+pub fn render_daemons(list: &Daemons, json: bool) -> Result<String, ListError> {
+    let mut daemons: Vec<&SyncDaemon> = list.sync_daemons.iter().collect();
     daemons.sort_by_key(|daemon| daemon.role);
     if json {
-        return Ok(serde_json::to_string_pretty(&daemons)? + "\n");
+        let sorted = Daemons {
+            sync_daemons: daemons.into_iter().cloned().collect(),
+            sync_peers: list.sync_peers.clone(),
+            bgp: list.bgp.clone(),
+        };
+        return Ok(serde_json::to_string_pretty(&sorted)? + "\n");
     }
     let mut out = String::new();
     for daemon in daemons {
@@ -100,6 +106,29 @@ pub fn render_daemons(daemons: &[SyncDaemon], json: bool) -> Result<String, List
             daemon.port,
             daemon.ttl
         );
+    }
+    for peer in &list.sync_peers {
+        let _ = writeln!(
+            out,
+            "sync peer {} (last message {:.1} s ago)",
+            peer.address, peer.last_message_seconds_ago
+        );
+    }
+    if let Some(bgp) = &list.bgp {
+        for vip in &bgp.vips {
+            let _ = writeln!(
+                out,
+                "bgp {} {} (table={}, hold_time={})",
+                if vip.announced {
+                    "announces"
+                } else {
+                    "withdraws"
+                },
+                vip.address,
+                bgp.route_table,
+                bgp.hold_time
+            );
+        }
     }
     Ok(out)
 }

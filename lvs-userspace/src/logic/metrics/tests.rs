@@ -69,6 +69,11 @@ fn status() -> Status {
             "receive_errors": 0,
             "peers": [{"address": "10.0.0.3", "last_message_seconds_ago": 0.5}]
         },
+        "bgp": {
+            "route_table": 245, "hold_time": 3,
+            "vips": [{"address": "10.0.0.100", "announced": true},
+                     {"address": "10.0.0.101", "announced": false}]
+        },
         "services": [{
             "protocol": "TCP", "address": "10.0.0.100", "port": 80, "scheduler": "wlc",
             "sched_flags": [], "persistence_timeout": null, "persistence_netmask": null,
@@ -364,6 +369,23 @@ fn sync_metrics_carry_the_daemons_counters_and_peers() {
     let samples = scrape(&quiet);
     assert_eq!(single(&samples, "lvs_sync_messages_received_total"), 0.0);
     assert!(!samples.iter().any(|s| s.metric == "lvs_sync_daemon_info"));
+}
+
+#[test]
+fn each_vip_says_whether_it_is_announced_and_only_with_a_bgp_section() {
+    let samples = scrape(&status());
+    let announced = by_label(&samples, "lvs_bgp_announced", "vip");
+    assert_eq!(
+        announced,
+        BTreeMap::from([
+            ("10.0.0.100".to_owned(), 1.0),
+            ("10.0.0.101".to_owned(), 0.0)
+        ])
+    );
+    let mut without = status();
+    without.bgp = None;
+    let samples = scrape(&without);
+    assert!(!samples.iter().any(|s| s.metric == "lvs_bgp_announced"));
 }
 
 #[test]

@@ -184,19 +184,63 @@ fn the_sync_daemons_are_listed_in_ipvsadms_lines_master_first() {
     let mut backup = SyncDaemon::with_defaults(SyncRole::Backup, "eth1");
     backup.sync_id = crate::base::values::SyncId::new(51).unwrap();
     let master = SyncDaemon::with_defaults(SyncRole::Master, "eth0");
+    let list = |daemons: &[SyncDaemon]| Daemons {
+        sync_daemons: daemons.to_vec(),
+        sync_peers: Vec::new(),
+        bgp: None,
+    };
     assert_eq!(
-        render_daemons(&[backup.clone(), master.clone()], false).unwrap(),
+        render_daemons(&list(&[backup.clone(), master.clone()]), false).unwrap(),
         "master sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n\
          backup sync daemon (mcast=eth1, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     );
     assert_eq!(
-        render_daemons(&[], false).unwrap(),
+        render_daemons(&list(&[]), false).unwrap(),
         "",
         "none running: nothing, as ipvsadm"
     );
     let json: serde_json::Value =
-        serde_json::from_str(&render_daemons(&[backup, master], true).unwrap()).unwrap();
+        serde_json::from_str(&render_daemons(&list(&[backup, master]), true).unwrap()).unwrap();
+    let json = &json["sync_daemons"];
     assert_eq!(json[0]["role"], "master");
     assert_eq!(json[1]["sync_id"], 51);
     assert_eq!(json[1]["interface"], "eth1");
+}
+
+#[test]
+fn the_sync_peers_and_the_announced_vips_follow_the_sync_daemons() {
+    use crate::logic::status::{BgpStatus, VipAnnouncement};
+
+    let list = Daemons {
+        sync_daemons: Vec::new(),
+        sync_peers: vec![crate::logic::status::SyncPeer {
+            address: "10.0.0.3".into(),
+            last_message_seconds_ago: 0.42,
+        }],
+        bgp: Some(BgpStatus {
+            route_table: 245,
+            hold_time: 3,
+            vips: vec![
+                VipAnnouncement {
+                    address: "10.0.0.100".into(),
+                    announced: true,
+                    settling: false,
+                },
+                VipAnnouncement {
+                    address: "10.0.0.101".into(),
+                    announced: false,
+                    settling: false,
+                },
+            ],
+        }),
+    };
+    assert_eq!(
+        render_daemons(&list, false).unwrap(),
+        "sync peer 10.0.0.3 (last message 0.4 s ago)\n\
+         bgp announces 10.0.0.100 (table=245, hold_time=3)\n\
+         bgp withdraws 10.0.0.101 (table=245, hold_time=3)\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&render_daemons(&list, true).unwrap()).unwrap();
+    assert_eq!(json["bgp"]["vips"][0]["announced"], true);
 }

@@ -1,0 +1,567 @@
+//! Active/active directors behind ECMP, announced over BGP (issue 15), in namespaces: a
+//! router running BIRD spreads the clients' flows over three directors by their L4 hash; each
+//! director runs BIRD with `lvs bgp-config`'s snippet and `lvs director` with `[bgp]` and a
+//! `[sync]` mesh (both sync daemons, one syncid), so each installs the other's connections.
+//!
+//! Under load (long-lived connections sending a line every 100 ms, and a loop of new
+//! connections) a director dies: the router withdraws it within the BGP hold time, no
+//! long-lived connection breaks or moves to another real server, and new connections fail
+//! only inside that window; it comes back with no connection broken. A director whose real
+//! servers' checks fail loses its quorum and withdraws its VIP while the other keeps serving.
+//! The numbers are printed.
+//!
+//! The load harness is adapted from `tests/restart.rs`. Needs root (namespaces, XDP, bpffs)
+//! and BIRD; ignored by a plain `cargo test`, run by `cargo xtask test`.
+
+#[path = "scale_out/ecmp.rs"]
+mod ecmp;
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    process::{Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use ecmp::{EcmpLab, HOLD_TIME, VIP, director_address, server_address};
+
+fn lvs() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lvs"))
+}
+
+const DIRECTORS: u8 = 3;
+const SERVERS: u8 = 3;
+const LONG_LIVED: usize = 24;
+const HTTP_PORT: u16 = 80;
+const PING_PORT: u16 = 8080;
+
+/// Each real server's line server: every line is answered with the server's name, so a
+/// connection that moved to another server shows it.
+const PING_SERVER: &str = r#"
+import socket, sys, threading
+name = sys.argv[1].encode() + b"\n"
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("0.0.0.0", int(sys.argv[2])))
+listener.listen(128)
+def serve(conn):
+    with conn, conn.makefile("rb") as lines:
+        for _ in lines:
+            conn.sendall(name)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+/// The clients, bounded in time (adapted from `tests/restart.rs`): `count` long-lived
+/// connections, each sending a line every 100 ms and noting which servers answered, and a
+/// loop of new connections (one HTTP request each, 2 s timeout) whose failures are noted with
+/// their start and end (Unix seconds). Prints one JSON document.
+const LOAD: &str = r#"
+import json, socket, sys, threading, time, urllib.request
+vip, port, duration, count = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+end = time.time() + duration
+long_lived = []
+def hold():
+    seen = {"servers": [], "replies": 0, "max_gap_ms": 0.0, "errors": []}
+    try:
+        conn = socket.create_connection((vip, port), timeout=8)
+        lines = conn.makefile("rb")
+        last = None
+        while time.time() < end:
+            conn.sendall(b"ping\n")
+            line = lines.readline()
+            if not line:
+                seen["errors"].append("closed by the server")
+                break
+            now = time.time()
+            name = line.strip().decode()
+            if name not in seen["servers"]:
+                seen["servers"].append(name)
+            if last is not None:
+                seen["max_gap_ms"] = max(seen["max_gap_ms"], (now - last) * 1000)
+            last = now
+            seen["replies"] += 1
+            time.sleep(0.1)
+        conn.close()
+    except Exception as error:
+        seen["errors"].append(repr(error))
+    long_lived.append(seen)
+new = {"ok": 0, "failed": 0, "failures": []}
+def connect():
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    while time.time() < end:
+        start = time.time()
+        try:
+            with opener.open("http://%s/" % vip, timeout=2) as answer:
+                answer.read()
+            new["ok"] += 1
+        except Exception as error:
+            new["failed"] += 1
+            new["failures"].append({"start": start, "end": time.time(), "error": repr(error)})
+        time.sleep(0.02)
+threads = [threading.Thread(target=hold) for _ in range(count)]
+threads += [threading.Thread(target=connect) for _ in range(2)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps({"long_lived": long_lived, "new": new}))
+"#;
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A director's config: both services over every real server, each checked with a
+/// TCP_CHECK on `check_port` (its own port when `None`), the sync mesh and `[bgp]`. The
+/// long-lived connections' service is `rr`, so that only connection sync keeps them on their
+/// servers when they move to another director; the new connections' service is `mh`, which
+/// every director builds alike, so that a connection younger than sync's delay (up to a
+/// sweep pass, a second here) keeps its server too when the ECMP set changes under it (with
+/// `rr` one in about a thousand was reset when a director came back).
+fn director_config(lab: &EcmpLab, n: u8, check_port: Option<u16>) -> String {
+    let mut text = format!(
+        "[director]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nmanage_vips = false\n\
+         control_socket = \"{}\"\n\n\
+         [sync]\nsyncid = 7\nkey_file = \"{}\"\n\n\
+         [bgp]\nhold_time = {HOLD_TIME}\n",
+        lab.control_socket(n).display(),
+        lab.state.join("sync.key").display(),
+    );
+    for (port, scheduler) in [(HTTP_PORT, "mh"), (PING_PORT, "rr")] {
+        text += &format!(
+            "\n[[virtual_server]]\naddress = \"{VIP}\"\nport = {port}\nprotocol = \"TCP\"\n\
+             lb_algo = \"{scheduler}\"\nlb_kind = \"DR\"\ndelay_loop = 1\n"
+        );
+        for s in 1..=SERVERS {
+            text += &format!(
+                "\n[[virtual_server.real_server]]\naddress = \"{}\"\nweight = 1\n\
+                 [virtual_server.real_server.TCP_CHECK]\nconnect_timeout = 1\nretry = 1\n\
+                 delay_before_retry = 1\nconnect_port = {}\n",
+                server_address(s),
+                check_port.unwrap_or(port)
+            );
+        }
+    }
+    text
+}
+
+fn write_config(lab: &EcmpLab, n: u8, check_port: Option<u16>) {
+    std::fs::write(lab.config_path(n), director_config(lab, n, check_port)).unwrap();
+}
+
+/// Every director's address, except director `except`'s (0: none).
+fn directors_but(except: u8) -> Vec<Ipv4Addr> {
+    (1..=DIRECTORS)
+        .filter(|&n| n != except)
+        .map(director_address)
+        .collect()
+}
+
+/// The lab with everything running and the router sending to every director.
+fn lab_running() -> EcmpLab {
+    let mut lab = EcmpLab::up("lvsbgp", DIRECTORS, SERVERS).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        lab.state.join("sync.key"),
+        "a key both directors share, 32+ bytes",
+    )
+    .unwrap();
+    for s in 1..=SERVERS {
+        let host = format!("s{s}");
+        let root = lab.state.join(&host);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("index.html"), &host).unwrap();
+        let root = root.to_str().unwrap().to_owned();
+        lab.spawn(
+            &host,
+            &["python3", "-m", "http.server", "80", "--directory", &root],
+        )
+        .unwrap();
+        lab.spawn(
+            &host,
+            &["python3", "-c", PING_SERVER, &host, &PING_PORT.to_string()],
+        )
+        .unwrap();
+    }
+    lab.start_router().unwrap();
+    for n in 1..=DIRECTORS {
+        write_config(&lab, n, None);
+        lab.start_director_bird(lvs(), n).unwrap();
+        lab.start_lvs(lvs(), n).unwrap();
+    }
+    if lab
+        .wait_for_next_hops(&directors_but(0), Duration::from_secs(30))
+        .is_none()
+    {
+        let logs: Vec<String> = (1..=DIRECTORS)
+            .map(|n| format!("d{n}:\n{}", lab.log(n)))
+            .collect();
+        panic!(
+            "the router never sent to every director: {:?}\n{}",
+            lab.next_hops(),
+            logs.join("\n")
+        );
+    }
+    lab
+}
+
+/// What the clients saw.
+struct Seen(serde_json::Value);
+
+impl Seen {
+    fn long_lived(&self) -> Vec<serde_json::Value> {
+        self.0["long_lived"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Long-lived connections that failed, and those that changed servers.
+    fn broken_and_moved(&self) -> (usize, usize) {
+        let held = self.long_lived();
+        let broken = held
+            .iter()
+            .filter(|c| c["errors"].as_array().is_none_or(|e| !e.is_empty()))
+            .count();
+        let moved = held
+            .iter()
+            .filter(|c| c["servers"].as_array().is_some_and(|s| s.len() > 1))
+            .count();
+        (broken + LONG_LIVED.saturating_sub(held.len()), moved)
+    }
+
+    fn longest_gap_ms(&self) -> f64 {
+        self.long_lived()
+            .iter()
+            .filter_map(|c| c["max_gap_ms"].as_f64())
+            .fold(0.0, f64::max)
+    }
+
+    fn new_ok(&self) -> u64 {
+        self.0["new"]["ok"].as_u64().unwrap_or(0)
+    }
+
+    /// The new connections that failed: (start, end) in Unix seconds.
+    fn failures(&self) -> Vec<(f64, f64)> {
+        self.0["new"]["failures"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .map(|f| (f["start"].as_f64().unwrap(), f["end"].as_f64().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Checks that no long-lived connection broke or moved, and that every failed new
+    /// connection started inside `window` (Unix seconds).
+    fn assert_only_inside(&self, what: &str, window: (f64, f64)) {
+        let (broken, moved) = self.broken_and_moved();
+        assert_eq!(
+            (broken, moved),
+            (0, 0),
+            "{what}: long-lived connections broken, moved: {}",
+            self.0
+        );
+        for (start, end) in self.failures() {
+            assert!(
+                start >= window.0 - 0.05 && start <= window.1 + 0.05,
+                "{what}: a new connection started at {start:.3} (ended {end:.3}) failed outside \
+                 the window {window:?}: {}",
+                self.0["new"]
+            );
+        }
+        assert!(
+            self.new_ok() > 100,
+            "{what}: too few new connections to mean anything: {}",
+            self.0["new"]
+        );
+    }
+}
+
+/// Runs the clients (in the namespace `client`) for `duration` while `action` runs; what
+/// they saw.
+fn under_load(client: &str, duration: Duration, action: impl FnOnce()) -> Seen {
+    let child = Command::new("ip")
+        .args(["netns", "exec", client])
+        .args(["python3", "-c", LOAD, &VIP.to_string()])
+        .arg(PING_PORT.to_string())
+        .arg(duration.as_secs_f64().to_string())
+        .arg(LONG_LIVED.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The long-lived connections are made at once; let them settle before acting.
+    sleep(Duration::from_secs(2));
+    action();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    Seen(serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("the clients: {e}: {text}")))
+}
+
+/// Connections director `n` scheduled on the long-lived service.
+fn scheduled(lab: &EcmpLab, n: u8) -> u64 {
+    let status = lab.status(lvs(), n).unwrap_or_else(|e| panic!("{e}"));
+    status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["port"] == PING_PORT)
+        .and_then(|s| s["connections"].as_u64())
+        .unwrap_or(0)
+}
+
+fn announced(lab: &EcmpLab, n: u8) -> bool {
+    let status = lab.status(lvs(), n).unwrap_or_else(|e| panic!("{e}"));
+    status["bgp"]["vips"][0]["announced"] == true
+}
+
+#[test]
+#[ignore = "needs root, namespaces, XDP and BIRD; run by `cargo xtask test`"]
+fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_breaks() {
+    let lab = lab_running();
+    let client = lab.ns("client");
+    let mut numbers = Vec::new();
+
+    // A director dies: its link goes, with its BGP session and its sync.
+    let mut window = (0.0, 0.0);
+    let mut withdrawn = None;
+    let seen = under_load(&client, Duration::from_secs(14), || {
+        let spread: Vec<u64> = (1..=DIRECTORS).map(|n| scheduled(&lab, n)).collect();
+        assert!(
+            spread.iter().all(|&n| n > 0),
+            "ECMP spreads the long-lived connections over every director: {spread:?}"
+        );
+        numbers.push(format!(
+            "long-lived connections scheduled by each director: {spread:?}"
+        ));
+        window.0 = unix_now();
+        lab.exec("d2", &["ip", "link", "set", "eth0", "down"])
+            .unwrap();
+        withdrawn = lab.wait_for_next_hops(&directors_but(2), Duration::from_secs(10));
+        window.1 = unix_now();
+    });
+    let withdrawn = withdrawn.expect("the router withdraws the dead director");
+    numbers.push(format!(
+        "d2 died: the router withdrew it after {:.2} s (hold time {HOLD_TIME} s); \
+         long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new connections \
+         {} ok, {} failed",
+        withdrawn.as_secs_f64(),
+        seen.broken_and_moved(),
+        seen.longest_gap_ms(),
+        seen.new_ok(),
+        seen.failures().len()
+    ));
+    assert!(
+        withdrawn <= Duration::from_millis(u64::from(HOLD_TIME) * 1000 + 300),
+        "withdrawn after {withdrawn:?}, beyond the hold time of {HOLD_TIME} s"
+    );
+    seen.assert_only_inside("a director dies", window);
+
+    // It comes back: its BIRD peers again, its lvs announces, the router sends to it again.
+    let mut back = None;
+    let seen = under_load(&client, Duration::from_secs(14), || {
+        let up = unix_now();
+        lab.exec("d2", &["ip", "link", "set", "eth0", "up"])
+            .unwrap();
+        back = lab.wait_for_next_hops(&directors_but(0), Duration::from_secs(20));
+        println!("link up at {up:.3}, back at {:.3}", unix_now());
+    });
+    let back = back.expect("the router sends to d2 again");
+    numbers.push(format!(
+        "d2 came back: the router sent to it again after {:.2} s; long-lived connections \
+         broken, moved: {:?}, longest gap {:.0} ms; new connections {} ok, {} failed",
+        back.as_secs_f64(),
+        seen.broken_and_moved(),
+        seen.longest_gap_ms(),
+        seen.new_ok(),
+        seen.failures().len()
+    ));
+    for line in &numbers {
+        println!("scale-out: {line}");
+    }
+    if seen.broken_and_moved() != (0, 0) {
+        for n in 1..=DIRECTORS {
+            let log = lab.log(n);
+            let interesting: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("sync") || l.contains("neighbour") || l.contains("VIP"))
+                .collect();
+            println!("d{n}:\n{}", interesting.join("\n"));
+        }
+    }
+    seen.assert_only_inside("a director comes back", (0.0, 0.0));
+}
+
+#[test]
+#[ignore = "needs root, namespaces, XDP and BIRD; run by `cargo xtask test`"]
+fn a_director_stopped_for_good_is_withdrawn_at_once_started_again_learns_every_connection_and_a_restart_keeps_its_route()
+ {
+    let mut lab = lab_running();
+    let client = lab.ns("client");
+    // Stopped for good (SIGINT): it withdraws before it detaches, so the router takes it
+    // out at once; its flow table goes with its pins.
+    let mut window = (0.0, 0.0);
+    let mut withdrawn = None;
+    let seen = under_load(&client, Duration::from_secs(10), || {
+        window.0 = unix_now();
+        lab.stop_lvs(2, "-INT").unwrap();
+        withdrawn = lab.wait_for_next_hops(&directors_but(2), Duration::from_secs(10));
+        window.1 = unix_now();
+    });
+    withdrawn.expect("the router takes the stopped director out");
+    let withdrawn = Duration::from_secs_f64(window.1 - window.0);
+    println!(
+        "scale-out: d2 stopped for good: the router took it out {:.3} s after the signal; \
+         long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new connections {} \
+         ok, {} failed",
+        withdrawn.as_secs_f64(),
+        seen.broken_and_moved(),
+        seen.longest_gap_ms(),
+        seen.new_ok(),
+        seen.failures().len()
+    );
+    assert!(
+        withdrawn < Duration::from_secs(1),
+        "a stop for good withdraws at once, not after the hold time: {withdrawn:?}"
+    );
+    seen.assert_only_inside("a director stopped for good", window);
+
+    // Started again with an empty flow table: its peers send it every connection before
+    // it announces, so the connections the router brings back to it keep their servers.
+    let mut back = None;
+    let seen = under_load(&client, Duration::from_secs(12), || {
+        lab.start_lvs(lvs(), 2).unwrap();
+        back = lab.wait_for_next_hops(&directors_but(0), Duration::from_secs(20));
+    });
+    let back = back.unwrap_or_else(|| panic!("d2 announces again:\n{}", lab.log(2)));
+    println!(
+        "scale-out: d2 started again: routed to {:.2} s after its start; long-lived connections \
+         broken, moved: {:?}, longest gap {:.0} ms; new connections {} ok, {} failed",
+        back.as_secs_f64(),
+        seen.broken_and_moved(),
+        seen.longest_gap_ms(),
+        seen.new_ok(),
+        seen.failures().len()
+    );
+    seen.assert_only_inside("a director started again", (0.0, 0.0));
+
+    // Restarted (SIGTERM, then a new daemon): the data plane forwards meanwhile and the
+    // route stays, so the router never takes the director out.
+    let mut next_hops_seen = Vec::new();
+    let seen = under_load(&client, Duration::from_secs(8), || {
+        lab.stop_lvs(2, "-TERM").unwrap();
+        let route = lab
+            .exec(
+                "d2",
+                &["ip", "route", "show", "table", "245", "proto", "245"],
+            )
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&route.stdout).contains(&format!("blackhole {VIP}")),
+            "the route stays while the daemon is away: {route:?}"
+        );
+        lab.start_lvs(lvs(), 2).unwrap();
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            next_hops_seen.push(lab.next_hops());
+            sleep(Duration::from_millis(20));
+        }
+    });
+    assert!(
+        next_hops_seen.iter().all(|hops| *hops == directors_but(0)),
+        "the router kept every director through the restart: {next_hops_seen:?}"
+    );
+    assert!(
+        announced(&lab, 2),
+        "the new daemon took the route over:\n{}",
+        lab.log(2)
+    );
+    println!(
+        "scale-out: d2 restarted: the router kept it throughout; long-lived connections \
+         broken, moved: {:?}; new connections {} ok, {} failed",
+        seen.broken_and_moved(),
+        seen.new_ok(),
+        seen.failures().len()
+    );
+    seen.assert_only_inside("a director restarted", (0.0, 0.0));
+}
+
+#[test]
+#[ignore = "needs root, namespaces, XDP and BIRD; run by `cargo xtask test`"]
+fn a_director_that_loses_its_quorum_withdraws_its_vip_and_the_others_serve() {
+    let lab = lab_running();
+    let client = lab.ns("client");
+    assert!((1..=DIRECTORS).all(|n| announced(&lab, n)));
+
+    // d2's checks now probe a port nothing listens on: its real servers go down, its
+    // services lose their quorum, it withdraws the VIP; the others serve everything.
+    let mut window = (0.0, 0.0);
+    let mut withdrawn = None;
+    let seen = under_load(&client, Duration::from_secs(12), || {
+        write_config(&lab, 2, Some(9));
+        window.0 = unix_now();
+        let socket = lab.control_socket(2);
+        let reload = Command::new(lvs())
+            .args(["reload", "--socket", socket.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(reload.status.success(), "{reload:?}");
+        withdrawn = lab.wait_for_next_hops(&directors_but(2), Duration::from_secs(10));
+        window.1 = unix_now();
+    });
+    let withdrawn = withdrawn.unwrap_or_else(|| panic!("d2 withdraws its VIP:\n{}", lab.log(2)));
+    assert!(!announced(&lab, 2), "d2's status says withdrawn");
+    let socket = lab.control_socket(2);
+    let listed = Command::new(env!("CARGO_BIN_EXE_lvsadm"))
+        .args(["-L", "--daemon", "--socket", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&format!(
+            "bgp withdraws {VIP} (table=245, hold_time={HOLD_TIME})"
+        )),
+        "{listed}"
+    );
+    for n in [1, 3] {
+        assert!(
+            listed.contains(&format!("sync peer {} (last message", director_address(n))),
+            "d2 hears the other masters: {listed}"
+        );
+    }
+    assert!(
+        announced(&lab, 1) && announced(&lab, 3),
+        "the others keep announcing"
+    );
+    println!(
+        "scale-out: d2 lost its quorum: withdrawn {:.2} s after its reload (checks every 1 s, \
+         one retry); long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new \
+         connections {} ok, {} failed",
+        withdrawn.as_secs_f64(),
+        seen.broken_and_moved(),
+        seen.longest_gap_ms(),
+        seen.new_ok(),
+        seen.failures().len()
+    );
+    seen.assert_only_inside("a director loses its quorum", window);
+
+    // Its checks pass again: quorum, announcement, traffic.
+    write_config(&lab, 2, None);
+    let socket = lab.control_socket(2);
+    let started = Instant::now();
+    let reload = Command::new(lvs())
+        .args(["reload", "--socket", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(reload.status.success(), "{reload:?}");
+    let back = lab.wait_for_next_hops(&directors_but(0), Duration::from_secs(15));
+    assert!(back.is_some(), "d2 announces again:\n{}", lab.log(2));
+    println!(
+        "scale-out: d2 has its quorum again: announced {:.2} s after its reload",
+        started.elapsed().as_secs_f64()
+    );
+}
