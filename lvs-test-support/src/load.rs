@@ -1,7 +1,8 @@
 //! A load on the lab's VIP that shows whether a change to the directors disturbed anyone:
 //! long-lived connections that must stay on their real server and keep answering, and a loop
-//! of new connections that must not fail. Shared by the restart test, the two-director test
-//! and `cargo xtask run --ha`, so the demo measures what the tests assert.
+//! of new connections that must not fail. Shared by the restart test, the two-director test,
+//! the scale-out test (on its own ECMP lab, through [`Load::start_in`]) and `cargo xtask run
+//! --ha`, so the demo measures what the tests assert.
 //!
 //! Each real server runs a line server on `PING_PORT` that answers every line with its own
 //! name, so a connection that moved to another server shows it; the clients are one Python
@@ -23,7 +24,7 @@ pub const LONG_LIVED: usize = 8;
 /// Each real server's line server, on every address (the VIP is on its `lo`). A client that
 /// goes away mid-line is its own business: the server says nothing about it, so a test's
 /// output stays readable.
-const LINE_SERVER: &str = r#"
+pub const LINE_SERVER: &str = r#"
 import socket, sys, threading
 name = sys.argv[1].encode() + b"\n"
 listener = socket.socket()
@@ -49,7 +50,7 @@ while True:
 /// JSON document.
 const CLIENTS: &str = r#"
 import json, socket, sys, threading, time, urllib.request
-vip, port, duration, count, stall = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+vip, port, duration, count, stall, loops = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 end = time.time() + duration
 long_lived = []
 def hold():
@@ -95,7 +96,7 @@ def connect():
             new["failed_at"].append([started, time.time()])
         time.sleep(0.02)
 threads = [threading.Thread(target=hold) for _ in range(count)]
-threads.append(threading.Thread(target=connect))
+threads += [threading.Thread(target=connect) for _ in range(loops)]
 for thread in threads:
     thread.start()
 for thread in threads:
@@ -149,21 +150,52 @@ pub fn line_service_toml(real_servers: u8) -> String {
     text
 }
 
-/// The clients of one load, running in the lab's client namespace until `finish`.
+/// How many clients a load runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Clients {
+    /// Long-lived connections, each sending a line every 100 ms.
+    pub long_lived: usize,
+    /// A long-lived connection that waits longer than this for an answer counts as broken.
+    pub stall: Duration,
+    /// Loops of new connections (one HTTP request each to port 80), side by side.
+    pub new_connection_loops: usize,
+}
+
+/// The clients of one load, running in a client namespace until `finish`.
 pub struct Load {
     clients: Processes,
+    long_lived: usize,
 }
 
 impl Load {
-    /// Starts `LONG_LIVED` long-lived connections and the loop of new ones, for `duration`.
-    /// A long-lived connection that waits longer than `stall` for an answer counts as broken.
+    /// Starts `LONG_LIVED` long-lived connections and the loop of new ones on the lab's VIP,
+    /// for `duration`. A long-lived connection that waits longer than `stall` for an answer
+    /// counts as broken.
     pub fn start(lab: &Lab, duration: Duration, stall: Duration) -> Result<Self, String> {
+        let clients = Clients {
+            long_lived: LONG_LIVED,
+            stall,
+            new_connection_loops: 1,
+        };
+        Self::start_in(&lab.namespace("client"), VIP, PING_PORT, duration, clients)
+    }
+
+    /// Starts `clients` in `namespace` against `vip`: the long-lived connections to `port`
+    /// (where the line servers listen), the new ones to port 80, for `duration`.
+    pub fn start_in(
+        namespace: &str,
+        vip: &str,
+        port: u16,
+        duration: Duration,
+        clients: Clients,
+    ) -> Result<Self, String> {
         let client = Command::new("ip")
-            .args(["netns", "exec", &lab.namespace("client")])
-            .args(["python3", "-c", CLIENTS, VIP, &PING_PORT.to_string()])
+            .args(["netns", "exec", namespace])
+            .args(["python3", "-c", CLIENTS, vip, &port.to_string()])
             .arg(duration.as_secs_f64().to_string())
-            .arg(LONG_LIVED.to_string())
-            .arg(stall.as_secs_f64().to_string())
+            .arg(clients.long_lived.to_string())
+            .arg(clients.stall.as_secs_f64().to_string())
+            .arg(clients.new_connection_loops.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -171,6 +203,7 @@ impl Load {
             .map_err(|e| format!("starting the clients: {e}"))?;
         Ok(Self {
             clients: Processes(vec![client]),
+            long_lived: clients.long_lived,
         })
     }
 
@@ -192,7 +225,10 @@ impl Load {
                 String::from_utf8_lossy(&output.stdout)
             )
         })?;
-        Ok(Seen { json })
+        Ok(Seen {
+            json,
+            long_lived: self.long_lived,
+        })
     }
 }
 
@@ -207,6 +243,8 @@ pub fn under_load(lab: &mut Lab, duration: Duration, action: impl FnOnce(&mut La
 /// What the clients saw.
 pub struct Seen {
     pub json: serde_json::Value,
+    /// How many long-lived connections were started.
+    long_lived: usize,
 }
 
 impl Seen {
@@ -260,12 +298,14 @@ impl Seen {
             .count()
     }
 
-    /// Long-lived connections that failed (an error, a close or a stall).
+    /// Long-lived connections that failed (an error, a close or a stall), or never reported.
     pub fn broken(&self) -> usize {
-        self.long_lived()
+        let held = self.long_lived();
+        let failed = held
             .iter()
             .filter(|c| c["errors"].as_array().is_none_or(|e| !e.is_empty()))
-            .count()
+            .count();
+        failed + self.long_lived.saturating_sub(held.len())
     }
 
     /// Long-lived connections answered by more than one real server.
@@ -293,7 +333,7 @@ impl Seen {
     /// caller's question).
     pub fn assert_long_lived_undisturbed(&self, what: &str) {
         let held = self.long_lived();
-        assert_eq!(held.len(), LONG_LIVED, "{what}: {}", self.json);
+        assert_eq!(held.len(), self.long_lived, "{what}: {}", self.json);
         for connection in &held {
             assert_eq!(
                 connection["errors"].as_array().map(Vec::len),

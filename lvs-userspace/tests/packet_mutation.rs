@@ -141,14 +141,7 @@ fn judge(frame: &[u8]) -> Judgement {
     if total < header_len || ip + total > frame.len() {
         return Invalid;
     }
-    let mut sum: u32 = frame[ip..ip + header_len]
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    if sum != 0xffff {
+    if ones_complement_sum(&frame[ip..ip + header_len]) != 0xffff {
         return Invalid;
     }
     let source: [u8; 4] = frame[ip + 12..ip + 16].try_into().unwrap();
@@ -344,14 +337,21 @@ fn fix_checksum(frame: &mut [u8], ip: usize) {
         return;
     }
     frame[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
-    let mut sum: u32 = frame[ip..ip + header_len]
+    let sum = ones_complement_sum(&frame[ip..ip + header_len]);
+    frame[ip + 10..ip + 12].copy_from_slice(&(!sum).to_be_bytes());
+}
+
+/// The RFC 1071 sum of `bytes` (an even count) as 16-bit words: 0xffff over a whole IPv4
+/// header whose checksum is right.
+fn ones_complement_sum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
         .chunks(2)
         .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
         .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    frame[ip + 10..ip + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    sum as u16
 }
 
 /// One to three mutations, then, half of the time, a right IPv4 checksum, so that the checks

@@ -10,7 +10,7 @@
 //! servers' checks fail loses its quorum and withdraws its VIP while the other keeps serving.
 //! The numbers are printed.
 //!
-//! The load harness is adapted from `tests/restart.rs`. Needs root (namespaces, XDP, bpffs)
+//! The load is `lvs_test_support::load`'s, as the restart and two-director tests use. Needs root (namespaces, XDP, bpffs)
 //! and BIRD; ignored by a plain `cargo test`, run by `cargo xtask test`.
 
 #[path = "scale_out/ecmp.rs"]
@@ -19,12 +19,13 @@ mod ecmp;
 use std::{
     net::Ipv4Addr,
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     thread::sleep,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use ecmp::{EcmpLab, HOLD_TIME, VIP, director_address, server_address};
+use lvs_test_support::load::{Clients, LINE_SERVER, Load, PING_PORT, Seen};
 
 fn lvs() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lvs"))
@@ -34,87 +35,8 @@ const DIRECTORS: u8 = 3;
 const SERVERS: u8 = 3;
 const LONG_LIVED: usize = 24;
 const HTTP_PORT: u16 = 80;
-const PING_PORT: u16 = 8080;
-
-/// Each real server's line server: every line is answered with the server's name, so a
-/// connection that moved to another server shows it.
-const PING_SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode() + b"\n"
-listener = socket.socket()
-listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("0.0.0.0", int(sys.argv[2])))
-listener.listen(128)
-def serve(conn):
-    with conn, conn.makefile("rb") as lines:
-        for _ in lines:
-            conn.sendall(name)
-while True:
-    conn, _ = listener.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-"#;
-
-/// The clients, bounded in time (adapted from `tests/restart.rs`): `count` long-lived
-/// connections, each sending a line every 100 ms and noting which servers answered, and a
-/// loop of new connections (one HTTP request each, 2 s timeout) whose failures are noted with
-/// their start and end (Unix seconds). Prints one JSON document.
-const LOAD: &str = r#"
-import json, socket, sys, threading, time, urllib.request
-vip, port, duration, count = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-end = time.time() + duration
-long_lived = []
-def hold():
-    seen = {"servers": [], "replies": 0, "max_gap_ms": 0.0, "errors": []}
-    try:
-        conn = socket.create_connection((vip, port), timeout=8)
-        lines = conn.makefile("rb")
-        last = None
-        while time.time() < end:
-            conn.sendall(b"ping\n")
-            line = lines.readline()
-            if not line:
-                seen["errors"].append("closed by the server")
-                break
-            now = time.time()
-            name = line.strip().decode()
-            if name not in seen["servers"]:
-                seen["servers"].append(name)
-            if last is not None:
-                seen["max_gap_ms"] = max(seen["max_gap_ms"], (now - last) * 1000)
-            last = now
-            seen["replies"] += 1
-            time.sleep(0.1)
-        conn.close()
-    except Exception as error:
-        seen["errors"].append(repr(error))
-    long_lived.append(seen)
-new = {"ok": 0, "failed": 0, "failures": []}
-def connect():
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    while time.time() < end:
-        start = time.time()
-        try:
-            with opener.open("http://%s/" % vip, timeout=2) as answer:
-                answer.read()
-            new["ok"] += 1
-        except Exception as error:
-            new["failed"] += 1
-            new["failures"].append({"start": start, "end": time.time(), "error": repr(error)})
-        time.sleep(0.02)
-threads = [threading.Thread(target=hold) for _ in range(count)]
-threads += [threading.Thread(target=connect) for _ in range(2)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-print(json.dumps({"long_lived": long_lived, "new": new}))
-"#;
-
 fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    unix(SystemTime::now())
 }
 
 /// A director's config: both services over every real server, each checked with a
@@ -184,7 +106,7 @@ fn lab_running() -> EcmpLab {
         .unwrap();
         lab.spawn(
             &host,
-            &["python3", "-c", PING_SERVER, &host, &PING_PORT.to_string()],
+            &["python3", "-c", LINE_SERVER, &host, &PING_PORT.to_string()],
         )
         .unwrap();
     }
@@ -210,96 +132,54 @@ fn lab_running() -> EcmpLab {
     lab
 }
 
-/// What the clients saw.
-struct Seen(serde_json::Value);
+/// Long-lived connections that failed or never reported, and those that changed servers.
+fn broken_and_moved(seen: &Seen) -> (usize, usize) {
+    (seen.broken(), seen.moved())
+}
 
-impl Seen {
-    fn long_lived(&self) -> Vec<serde_json::Value> {
-        self.0["long_lived"].as_array().cloned().unwrap_or_default()
-    }
+fn unix(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
 
-    /// Long-lived connections that failed, and those that changed servers.
-    fn broken_and_moved(&self) -> (usize, usize) {
-        let held = self.long_lived();
-        let broken = held
-            .iter()
-            .filter(|c| c["errors"].as_array().is_none_or(|e| !e.is_empty()))
-            .count();
-        let moved = held
-            .iter()
-            .filter(|c| c["servers"].as_array().is_some_and(|s| s.len() > 1))
-            .count();
-        (broken + LONG_LIVED.saturating_sub(held.len()), moved)
-    }
-
-    fn longest_gap_ms(&self) -> f64 {
-        self.long_lived()
-            .iter()
-            .filter_map(|c| c["max_gap_ms"].as_f64())
-            .fold(0.0, f64::max)
-    }
-
-    fn new_ok(&self) -> u64 {
-        self.0["new"]["ok"].as_u64().unwrap_or(0)
-    }
-
-    /// The new connections that failed: (start, end) in Unix seconds.
-    fn failures(&self) -> Vec<(f64, f64)> {
-        self.0["new"]["failures"]
-            .as_array()
-            .map(|all| {
-                all.iter()
-                    .map(|f| (f["start"].as_f64().unwrap(), f["end"].as_f64().unwrap()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Checks that no long-lived connection broke or moved, and that every failed new
-    /// connection started inside `window` (Unix seconds).
-    fn assert_only_inside(&self, what: &str, window: (f64, f64)) {
-        let (broken, moved) = self.broken_and_moved();
-        assert_eq!(
-            (broken, moved),
-            (0, 0),
-            "{what}: long-lived connections broken, moved: {}",
-            self.0
-        );
-        for (start, end) in self.failures() {
-            assert!(
-                start >= window.0 - 0.05 && start <= window.1 + 0.05,
-                "{what}: a new connection started at {start:.3} (ended {end:.3}) failed outside \
-                 the window {window:?}: {}",
-                self.0["new"]
-            );
-        }
+/// Checks that no long-lived connection broke or moved, and that every failed new
+/// connection started inside `window` (Unix seconds).
+fn assert_only_inside(seen: &Seen, what: &str, window: (f64, f64)) {
+    assert_eq!(
+        broken_and_moved(seen),
+        (0, 0),
+        "{what}: long-lived connections broken, moved: {}",
+        seen.json
+    );
+    for (start, end) in seen.failed_at() {
+        let (start, end) = (unix(start), unix(end));
         assert!(
-            self.new_ok() > 100,
-            "{what}: too few new connections to mean anything: {}",
-            self.0["new"]
+            start >= window.0 - 0.05 && start <= window.1 + 0.05,
+            "{what}: a new connection started at {start:.3} (ended {end:.3}) failed outside \
+             the window {window:?}: {}",
+            seen.json["new"]
         );
     }
+    assert!(
+        seen.ok_requests() > 100,
+        "{what}: too few new connections to mean anything: {}",
+        seen.json["new"]
+    );
 }
 
 /// Runs the clients (in the namespace `client`) for `duration` while `action` runs; what
-/// they saw.
+/// they saw. Two loops of new connections, so that each director gets its share of them.
 fn under_load(client: &str, duration: Duration, action: impl FnOnce()) -> Seen {
-    let child = Command::new("ip")
-        .args(["netns", "exec", client])
-        .args(["python3", "-c", LOAD, &VIP.to_string()])
-        .arg(PING_PORT.to_string())
-        .arg(duration.as_secs_f64().to_string())
-        .arg(LONG_LIVED.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let clients = Clients {
+        long_lived: LONG_LIVED,
+        stall: Duration::from_secs(8),
+        new_connection_loops: 2,
+    };
+    let load = Load::start_in(client, &VIP.to_string(), PING_PORT, duration, clients)
+        .unwrap_or_else(|e| panic!("{e}"));
     // The long-lived connections are made at once; let them settle before acting.
     sleep(Duration::from_secs(2));
     action();
-    let output = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    Seen(serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("the clients: {e}: {text}")))
+    load.finish().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Connections director `n` scheduled on the long-lived service.
@@ -350,16 +230,16 @@ fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_brea
          long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new connections \
          {} ok, {} failed",
         withdrawn.as_secs_f64(),
-        seen.broken_and_moved(),
+        broken_and_moved(&seen),
         seen.longest_gap_ms(),
-        seen.new_ok(),
-        seen.failures().len()
+        seen.ok_requests(),
+        seen.failed_at().len()
     ));
     assert!(
         withdrawn <= Duration::from_millis(u64::from(HOLD_TIME) * 1000 + 300),
         "withdrawn after {withdrawn:?}, beyond the hold time of {HOLD_TIME} s"
     );
-    seen.assert_only_inside("a director dies", window);
+    assert_only_inside(&seen, "a director dies", window);
 
     // It comes back: its BIRD peers again, its lvs announces, the router sends to it again.
     let mut back = None;
@@ -375,15 +255,15 @@ fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_brea
         "d2 came back: the router sent to it again after {:.2} s; long-lived connections \
          broken, moved: {:?}, longest gap {:.0} ms; new connections {} ok, {} failed",
         back.as_secs_f64(),
-        seen.broken_and_moved(),
+        broken_and_moved(&seen),
         seen.longest_gap_ms(),
-        seen.new_ok(),
-        seen.failures().len()
+        seen.ok_requests(),
+        seen.failed_at().len()
     ));
     for line in &numbers {
         println!("scale-out: {line}");
     }
-    if seen.broken_and_moved() != (0, 0) {
+    if broken_and_moved(&seen) != (0, 0) {
         for n in 1..=DIRECTORS {
             let log = lab.log(n);
             let interesting: Vec<&str> = log
@@ -393,7 +273,7 @@ fn a_director_that_dies_is_withdrawn_within_the_hold_time_and_no_connection_brea
             println!("d{n}:\n{}", interesting.join("\n"));
         }
     }
-    seen.assert_only_inside("a director comes back", (0.0, 0.0));
+    assert_only_inside(&seen, "a director comes back", (0.0, 0.0));
 }
 
 #[test]
@@ -419,16 +299,16 @@ fn a_director_stopped_for_good_is_withdrawn_at_once_started_again_learns_every_c
          long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new connections {} \
          ok, {} failed",
         withdrawn.as_secs_f64(),
-        seen.broken_and_moved(),
+        broken_and_moved(&seen),
         seen.longest_gap_ms(),
-        seen.new_ok(),
-        seen.failures().len()
+        seen.ok_requests(),
+        seen.failed_at().len()
     );
     assert!(
         withdrawn < Duration::from_secs(1),
         "a stop for good withdraws at once, not after the hold time: {withdrawn:?}"
     );
-    seen.assert_only_inside("a director stopped for good", window);
+    assert_only_inside(&seen, "a director stopped for good", window);
 
     // Started again with an empty flow table: its peers send it every connection before
     // it announces, so the connections the router brings back to it keep their servers.
@@ -442,12 +322,12 @@ fn a_director_stopped_for_good_is_withdrawn_at_once_started_again_learns_every_c
         "scale-out: d2 started again: routed to {:.2} s after its start; long-lived connections \
          broken, moved: {:?}, longest gap {:.0} ms; new connections {} ok, {} failed",
         back.as_secs_f64(),
-        seen.broken_and_moved(),
+        broken_and_moved(&seen),
         seen.longest_gap_ms(),
-        seen.new_ok(),
-        seen.failures().len()
+        seen.ok_requests(),
+        seen.failed_at().len()
     );
-    seen.assert_only_inside("a director started again", (0.0, 0.0));
+    assert_only_inside(&seen, "a director started again", (0.0, 0.0));
 
     // Restarted (SIGTERM, then a new daemon): the data plane forwards meanwhile and the
     // route stays, so the router never takes the director out.
@@ -483,11 +363,11 @@ fn a_director_stopped_for_good_is_withdrawn_at_once_started_again_learns_every_c
     println!(
         "scale-out: d2 restarted: the router kept it throughout; long-lived connections \
          broken, moved: {:?}; new connections {} ok, {} failed",
-        seen.broken_and_moved(),
-        seen.new_ok(),
-        seen.failures().len()
+        broken_and_moved(&seen),
+        seen.ok_requests(),
+        seen.failed_at().len()
     );
-    seen.assert_only_inside("a director restarted", (0.0, 0.0));
+    assert_only_inside(&seen, "a director restarted", (0.0, 0.0));
 }
 
 #[test]
@@ -542,12 +422,12 @@ fn a_director_that_loses_its_quorum_withdraws_its_vip_and_the_others_serve() {
          one retry); long-lived connections broken, moved: {:?}, longest gap {:.0} ms; new \
          connections {} ok, {} failed",
         withdrawn.as_secs_f64(),
-        seen.broken_and_moved(),
+        broken_and_moved(&seen),
         seen.longest_gap_ms(),
-        seen.new_ok(),
-        seen.failures().len()
+        seen.ok_requests(),
+        seen.failed_at().len()
     );
-    seen.assert_only_inside("a director loses its quorum", window);
+    assert_only_inside(&seen, "a director loses its quorum", window);
 
     // Its checks pass again: quorum, announcement, traffic.
     write_config(&lab, 2, None);
