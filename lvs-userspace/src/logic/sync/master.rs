@@ -22,6 +22,7 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::{Ipv4Addr, SocketAddrV4},
 };
 
@@ -93,6 +94,24 @@ fn change(previous: Option<&Sent>, now: &Sent, round: u32, refresh_ns: u64) -> O
     }
 }
 
+/// Why the entry `key` is due, against what was last sent of it in `sent_before` (flows or
+/// templates), and a mark that this pass saw it, so that it is not forgotten at the pass's end.
+fn compare<K: Eq + Hash>(
+    sent_before: &mut HashMap<K, Sent>,
+    key: &K,
+    now: &Sent,
+    round: u32,
+    pass: u32,
+    timeout_ns: u64,
+) -> Option<Change> {
+    let previous = sent_before.get_mut(key);
+    let why = change(previous.as_deref(), now, round, refresh_after(timeout_ns));
+    if let Some(previous) = previous {
+        previous.pass = pass;
+    }
+    why
+}
+
 /// How long after a send a flow with traffic is sent again: half its timeout, so that the
 /// refresh reaches the backup well before its copy expires, and at most [`REFRESH_MAX_NS`].
 fn refresh_after(timeout_ns: u64) -> u64 {
@@ -146,16 +165,14 @@ impl Outbox {
                 round: self.round,
                 pass: self.pass,
             };
-            let previous = self.flows.get_mut(key);
-            let why = change(
-                previous.as_deref(),
+            let why = compare(
+                &mut self.flows,
+                key,
                 &sent,
                 self.round,
-                refresh_after(timeout_ns),
+                self.pass,
+                timeout_ns,
             );
-            if let Some(previous) = previous {
-                previous.pass = self.pass;
-            }
             let Some(why) = why else {
                 continue;
             };
@@ -215,16 +232,14 @@ impl Outbox {
                 round: self.round,
                 pass: self.pass,
             };
-            let previous = self.templates.get_mut(key);
-            let why = change(
-                previous.as_deref(),
+            let why = compare(
+                &mut self.templates,
+                key,
                 &sent,
                 self.round,
-                refresh_after(timeout_ns),
+                self.pass,
+                timeout_ns,
             );
-            if let Some(previous) = previous {
-                previous.pass = self.pass;
-            }
             if why.is_none() {
                 continue;
             }
