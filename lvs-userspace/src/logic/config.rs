@@ -863,6 +863,33 @@ fn parse_port(
     checked(Some(raw), field, Port::new, at, problems).map(Port::get)
 }
 
+/// What the sections' tests share: a file of one `[director]` and the section under test.
+#[cfg(test)]
+mod section_tests {
+    use super::{Config, ConfigError, parse};
+
+    const DIRECTOR: &str = "[director]\ninterface = \"eth1\"\n\n";
+
+    /// The config of a file with this section after the director.
+    pub(super) fn config_with(section: &str) -> Config {
+        parse(&format!("{DIRECTOR}{section}"), "lvs.toml")
+            .unwrap_or_else(|error| panic!("{section}: {error}"))
+    }
+
+    /// The problems of a file with this section after the director, one a line.
+    pub(super) fn errors_of(section: &str) -> String {
+        match parse(&format!("{DIRECTOR}{section}"), "lvs.toml") {
+            Ok(_) => panic!("accepted {section:?}"),
+            Err(ConfigError::Invalid { problems }) => problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

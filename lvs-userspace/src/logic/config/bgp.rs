@@ -65,27 +65,11 @@ pub(super) fn validate(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ConfigError, parse};
+    use super::super::section_tests::{config_with, errors_of};
     use super::*;
 
-    const DIRECTOR: &str = "[director]\ninterface = \"eth1\"\n\n";
-
     fn bgp_of(section: &str) -> Option<BgpConfig> {
-        parse(&format!("{DIRECTOR}{section}"), "lvs.toml")
-            .unwrap_or_else(|error| panic!("{section}: {error}"))
-            .bgp
-    }
-
-    fn errors_of(section: &str) -> String {
-        match parse(&format!("{DIRECTOR}{section}"), "lvs.toml") {
-            Ok(_) => panic!("accepted {section:?}"),
-            Err(ConfigError::Invalid { problems }) => problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Err(other) => panic!("{other}"),
-        }
+        config_with(section).bgp
     }
 
     #[test]

@@ -210,28 +210,11 @@ fn roles(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ConfigError, parse};
+    use super::super::section_tests::{config_with, errors_of};
     use super::*;
 
-    const DIRECTOR: &str = "[director]\ninterface = \"eth1\"\n\n";
-
     fn sync_of(section: &str) -> Option<SyncConfig> {
-        parse(&format!("{DIRECTOR}{section}"), "lvs.toml")
-            .unwrap_or_else(|error| panic!("{section}: {error}"))
-            .sync
-    }
-
-    /// The problems of a file with this `[sync]` section, one a line.
-    fn errors_of(section: &str) -> String {
-        match parse(&format!("{DIRECTOR}{section}"), "lvs.toml") {
-            Ok(_) => panic!("accepted {section:?}"),
-            Err(ConfigError::Invalid { problems }) => problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Err(other) => panic!("{other}"),
-        }
+        config_with(section).sync
     }
 
     #[test]
