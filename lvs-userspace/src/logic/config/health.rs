@@ -64,7 +64,9 @@ pub use body_regex::{BodyRegex, MAX_BODY_MATCHED};
 pub use run_as::RunAs;
 pub use timing::RawTiming;
 pub(crate) use timing::with_timing_keys;
-pub(crate) use validate::{Inherited, Sink, validate_real_server, validate_service};
+pub(crate) use validate::{
+    Inherited, Sink, is_request_path, validate_real_server, validate_service,
+};
 pub use validate::{
     RawCheck, RawRealServerHealth, RawScript, RawServiceHealth, RawSorryServer, RawStatusCodes,
     RawStatusItem, RawUrl,

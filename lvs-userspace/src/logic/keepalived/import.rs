@@ -749,7 +749,16 @@ impl Importer {
         let mut url = Url::default();
         for s in at.block.as_deref().unwrap_or_default() {
             match s.keyword.as_str() {
-                "path" => url.path = self.text(s),
+                "path" => {
+                    url.path = self.text(s);
+                    if let Some(path) = url.path.as_deref().filter(|p| !health::is_request_path(p))
+                    {
+                        self.problem(
+                            s,
+                            format!("{path:?} is not a request path (it starts with '/')"),
+                        );
+                    }
+                }
                 "digest" => url.digest = self.text(s),
                 "virtualhost" => url.virtualhost = self.text(s),
                 "regex" => url.regex = self.text(s),

@@ -525,3 +525,27 @@ fn keepalived_corrections_are_noted_and_contradictions_reported() {
     assert_eq!(service.real_server[0].lthreshold, None);
     crate::logic::config::parse(&imported.to_toml().unwrap(), "imported.toml").unwrap();
 }
+
+/// keepalived takes any text as an HTTP_GET path; lvs's config takes only a request path, so
+/// the import reports another with its line rather than write a TOML `lvs check` refuses (a
+/// case the keepalived fuzz target found).
+#[test]
+fn a_url_path_that_is_not_a_request_path_is_reported_with_its_line() {
+    let text = "virtual_server 10.0.0.1 80 {\n\
+                \x20   lb_algo rr\n\
+                \x20   lb_kind DR\n\
+                \x20   real_server 10.0.0.11 80 {\n\
+                \x20       HTTP_GET {\n\
+                \x20           url {\n\
+                \x20               path 8\n\
+                \x20           }\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n";
+    let imported = import(text, Some("eth0")).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["line 7: \"8\" is not a request path (it starts with '/')"]
+    );
+}

@@ -338,6 +338,15 @@ fn validate_check(
     })
 }
 
+/// Whether `path` is what an HTTP_GET or SSL_GET `url` may ask for: an absolute request path
+/// (and query) that HTTP can carry. The config and the keepalived import both ask this.
+pub(crate) fn is_request_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .parse::<hyper::Uri>()
+            .is_ok_and(|uri| uri.path_and_query().is_some())
+}
+
 /// Reports keys that belong to another kind of checker, naming the kinds they belong to.
 fn reject_foreign_keys(kind: &str, raw: &RawCheck, field: &str, sink: &mut Sink<'_, '_>) {
     let http = kind == "HTTP_GET" || kind == "SSL_GET";
@@ -539,10 +548,7 @@ fn validate_url(
     sink: &mut Sink<'_, '_>,
 ) -> Option<UrlCheck> {
     let path = raw.path.get_ref();
-    let path_ok = path.starts_with('/')
-        && path
-            .parse::<hyper::Uri>()
-            .is_ok_and(|uri| uri.path_and_query().is_some());
+    let path_ok = is_request_path(path);
     if !path_ok {
         sink.report(
             &raw.path.span(),
