@@ -716,6 +716,16 @@ impl Importer {
                 other => self.problem(s, format!("{other} in {} is not imported", at.keyword)),
             }
         }
+        // keepalived disables an HTTP_GET or SSL_GET without a url; lvs's config refuses one.
+        if http && checker.url.is_empty() {
+            self.problem(
+                at,
+                format!(
+                    "{} has no url: keepalived does not run it, and lvs needs at least one",
+                    at.keyword
+                ),
+            );
+        }
         checker
     }
 

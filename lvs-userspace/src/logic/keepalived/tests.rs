@@ -549,3 +549,24 @@ fn a_url_path_that_is_not_a_request_path_is_reported_with_its_line() {
         ["line 7: \"8\" is not a request path (it starts with '/')"]
     );
 }
+
+/// An HTTP_GET without a url is reported with its line, not written to a TOML `lvs check`
+/// refuses (found by the keepalived fuzz target in CI).
+#[test]
+fn an_http_get_without_a_url_is_reported_with_its_line() {
+    let text = "virtual_server 10.0.0.1 80 {\n\
+                \x20   lb_algo rr\n\
+                \x20   lb_kind DR\n\
+                \x20   real_server 10.0.0.11 80 {\n\
+                \x20       HTTP_GET {\n\
+                \x20           connect_timeout 3\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n";
+    let imported = import(text, Some("eth0")).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["line 5: HTTP_GET has no url: keepalived does not run it, and lvs needs at least one"]
+    );
+}
