@@ -800,6 +800,20 @@ impl Importer {
                 other => self.problem(s, format!("{other} in url is not imported")),
             }
         }
+        // keepalived drops a url without a path ("Url path missing"); lvs's config needs one.
+        if url.path.is_none()
+            && !at
+                .block
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|s| s.keyword == "path")
+        {
+            self.problem(
+                at,
+                "url has no path: keepalived ignores it, and lvs needs one",
+            );
+        }
         url
     }
 }

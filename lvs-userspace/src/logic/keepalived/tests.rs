@@ -570,3 +570,26 @@ fn an_http_get_without_a_url_is_reported_with_its_line() {
         ["line 5: HTTP_GET has no url: keepalived does not run it, and lvs needs at least one"]
     );
 }
+
+/// A url without a path is reported with its line, not written to a TOML `lvs check` refuses
+/// (found by the keepalived fuzz target in CI).
+#[test]
+fn a_url_without_a_path_is_reported_with_its_line() {
+    let text = "virtual_server 10.0.0.1 80 {\n\
+                \x20   lb_algo rr\n\
+                \x20   lb_kind DR\n\
+                \x20   real_server 10.0.0.11 80 {\n\
+                \x20       HTTP_GET {\n\
+                \x20           url {\n\
+                \x20               status_code 200\n\
+                \x20           }\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n";
+    let imported = import(text, Some("eth0")).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["line 6: url has no path: keepalived ignores it, and lvs needs one"]
+    );
+}
