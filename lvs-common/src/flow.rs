@@ -188,13 +188,16 @@ pub const fn next_tcp_state(state: FlowState, tcp_flags: u8) -> FlowState {
 pub struct Settings {
     /// Idle timeout of each `FlowState`, in seconds, indexed by the state's value.
     pub timeouts_s: [u32; FLOW_STATES],
-    /// `SETTINGS_DROP_NODEST` or 0.
+    /// `SETTINGS_DROP_NODEST` and `SETTINGS_DENY_LIST`, or 0.
     pub flags: u32,
 }
 
 /// When a flow's real server is gone, drop its packets until the flow expires (IPVS's
 /// `expire_nodest_conn = 0`) instead of scheduling it anew at once.
 pub const SETTINGS_DROP_NODEST: u32 = 1;
+/// The deny list holds at least one prefix. Without it the program skips the deny trie's
+/// lookup, a helper call the verifier does not inline, so an empty list costs nothing.
+pub const SETTINGS_DENY_LIST: u32 = 2;
 
 /// IPVS's default timeouts: `ipvsadm --set` changes the first three.
 pub const DEFAULT_TCP_TIMEOUT_S: u32 = 900;

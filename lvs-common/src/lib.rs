@@ -27,13 +27,15 @@ pub mod map_names {
     pub const SETTINGS: &str = "SETTINGS";
     pub const CURSORS: &str = "CURSORS";
     pub const LAYOUT: &str = "LAYOUT";
+    pub const DENY: &str = "DENY";
+    pub const DENY_STATS: &str = "DENY_STATS";
 }
 
 /// The version of the maps' layout (names, key and value types, sizes), kept in slot 0 of the
 /// `LAYOUT` map. A restarted or upgraded controller adopts the maps a running program uses
 /// only when this matches its own, so a change to any shared type or map definition must
 /// raise it: the controller then starts with fresh maps instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Default capacity of the service map; the controller may size the maps differently at load.
 pub const MAX_SERVICES: u32 = 64;
@@ -46,6 +48,8 @@ pub const LOOKUP_TABLE_SIZE: u32 = 65537;
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 262_144;
 /// Default capacity of the persistence-template table.
 pub const DEFAULT_PERSIST_TABLE_SIZE: u32 = 65_536;
+/// Capacity of the deny list: source prefixes dropped before any other work.
+pub const MAX_DENY_PREFIXES: u32 = 16_384;
 /// A lookup-table slot that names no real server (the service has none usable).
 pub const NO_REAL_SERVER: u32 = u32::MAX;
 
@@ -123,6 +127,28 @@ pub struct DirectorEntry {
     pub _pad: [u8; 2],
 }
 
+/// Key of the `DENY` longest-prefix-match trie: an IPv4 source address, network byte order,
+/// as the trie's key data (its prefix length travels beside it in the trie's key).
+pub type DenyAddress = [u8; 4];
+
+/// Value of the `DENY` trie: one denied source prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenyEntry {
+    /// Slot of this prefix's counters in `DENY_STATS` (packets and bytes dropped; its
+    /// `connections` stays 0). Host byte order.
+    pub index: u32,
+    /// `DENY_FROM_CONFIG` or `DENY_FROM_RUNTIME`: where the prefix came from, kept in the map
+    /// so that a restarted controller knows which prefixes the file owns. The program never
+    /// reads it. Host byte order.
+    pub origin: u32,
+}
+
+/// The prefix is in the config file's `[deny]` section.
+pub const DENY_FROM_CONFIG: u32 = 0;
+/// The prefix was added at runtime (`lvs deny add`).
+pub const DENY_FROM_RUNTIME: u32 = 1;
+
 /// Packets and bytes, one slot per CPU in the per-CPU stats arrays (host byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,11 +199,13 @@ pub enum Counter {
     /// XDP_PASS: an ICMP error quoting a service's connection that the flow table does not
     /// hold (or whose real server is gone): the director's kernel has it.
     PassIcmpUnknownFlow,
+    /// XDP_DROP: an IPv4 frame from a source in the deny list, dropped before any other work.
+    DropDenied,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 14] = [
         Counter::TxForwarded,
         Counter::DropNoRealServer,
         Counter::DropRealServerGone,
@@ -191,6 +219,7 @@ impl Counter {
         Counter::PassOtherHost,
         Counter::TxIcmpError,
         Counter::PassIcmpUnknownFlow,
+        Counter::DropDenied,
     ];
 
     /// Number of slots in the `COUNTERS` array.
@@ -212,6 +241,7 @@ impl Counter {
             Counter::PassOtherHost => "pass_other_host",
             Counter::TxIcmpError => "tx_icmp_error",
             Counter::PassIcmpUnknownFlow => "pass_icmp_unknown_flow",
+            Counter::DropDenied => "drop_denied",
         }
     }
 }
@@ -222,6 +252,7 @@ const _: () = {
     assert!(size_of::<RealServerEntry>() == 16);
     assert!(size_of::<DirectorEntry>() == 8);
     assert!(size_of::<TrafficStats>() == 24);
+    assert!(size_of::<DenyEntry>() == 8);
     assert!(size_of::<flow::FlowKey>() == 16);
     assert!(size_of::<flow::FlowEntry>() == 24);
     assert!(size_of::<flow::PersistKey>() == 12);
@@ -238,6 +269,7 @@ mod pod {
     unsafe impl aya::Pod for super::RealServerEntry {}
     unsafe impl aya::Pod for super::DirectorEntry {}
     unsafe impl aya::Pod for super::TrafficStats {}
+    unsafe impl aya::Pod for super::DenyEntry {}
     unsafe impl aya::Pod for super::flow::FlowKey {}
     unsafe impl aya::Pod for super::flow::FlowEntry {}
     unsafe impl aya::Pod for super::flow::PersistKey {}

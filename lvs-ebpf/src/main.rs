@@ -24,6 +24,7 @@ mod program {
     use aya_ebpf::{
         bindings::xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
         macros::xdp,
+        maps::lpm_trie::Key as LpmKey,
         programs::XdpContext,
     };
     use lvs_common::{
@@ -31,7 +32,8 @@ mod program {
         RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
         flow::{
             FLOW_PERSISTENT, FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey,
-            SETTINGS_DROP_NODEST, Settings, initial_state, next_tcp_state, schedule_hash,
+            SETTINGS_DENY_LIST, SETTINGS_DROP_NODEST, Settings, initial_state, next_tcp_state,
+            schedule_hash,
         },
     };
     use network_types::eth::EthHdr;
@@ -70,7 +72,9 @@ mod program {
     #[inline(always)]
     fn action_for(reason: Counter) -> u32 {
         match reason {
-            Counter::DropNoRealServer | Counter::DropRealServerGone => XDP_DROP,
+            Counter::DropNoRealServer | Counter::DropRealServerGone | Counter::DropDenied => {
+                XDP_DROP
+            }
             Counter::Aborted => XDP_ABORTED,
             _ => XDP_PASS,
         }
@@ -80,7 +84,13 @@ mod program {
     /// ICMP error about one), or says why not.
     #[inline(always)]
     fn forward(ctx: &XdpContext) -> Result<Counter, Counter> {
-        let flow = packet::parse_flow(ctx)?;
+        let ipv4 = packet::parse_ipv4(ctx)?;
+        let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
+        // The deny list comes before any other work, and costs no lookup while it is empty.
+        if settings.flags & SETTINGS_DENY_LIST != 0 {
+            deny(&ipv4)?;
+        }
+        let flow = packet::parse_flow(ctx, &ipv4)?;
         let key = ServiceKey {
             addr: flow.dst_addr,
             port: flow.dst_port,
@@ -100,7 +110,6 @@ mod program {
         if flow.kind == Kind::IcmpError {
             return relay_icmp_error(ctx, &flow, director);
         }
-        let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
         let now = clock::coarse_now_ns();
         let flow_key = flow_key(&flow);
 
@@ -141,6 +150,20 @@ mod program {
             );
         }
         Ok(Counter::TxForwarded)
+    }
+
+    /// Drops a frame whose source is in the deny list, counting it against the longest
+    /// prefix that holds it.
+    #[inline(always)]
+    fn deny(ipv4: &packet::Ipv4At) -> Result<(), Counter> {
+        let key = LpmKey::new(32, ipv4.source());
+        match DENY.get(&key) {
+            Some(entry) => {
+                add_traffic(&DENY_STATS, entry.index, u64::from(ipv4.total_len()), 0);
+                Err(Counter::DropDenied)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Sends an ICMP error about a known connection to that connection's real server, as IPVS

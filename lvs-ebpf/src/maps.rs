@@ -5,11 +5,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
-    Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DirectorEntry, LOOKUP_TABLE_SIZE,
-    MAX_REAL_SERVERS, MAX_SERVICES, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DenyAddress, DenyEntry,
+    DirectorEntry, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS, MAX_SERVICES,
+    RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
 };
 
@@ -64,6 +65,16 @@ pub static SERVICE_STATS: PerCpuArray<TrafficStats> =
 #[map]
 pub static REAL_SERVER_STATS: PerCpuArray<TrafficStats> =
     PerCpuArray::with_max_entries(MAX_REAL_SERVERS, 0);
+
+/// The deny list: source prefixes whose frames are dropped before any other work, longest
+/// prefix first. Read only while `SETTINGS_DENY_LIST` is set.
+#[map]
+pub static DENY: LpmTrie<DenyAddress, DenyEntry> = LpmTrie::with_max_entries(MAX_DENY_PREFIXES, 0);
+
+/// Packets and bytes dropped per deny-list prefix, by `DenyEntry::index`.
+#[map]
+pub static DENY_STATS: PerCpuArray<TrafficStats> =
+    PerCpuArray::with_max_entries(MAX_DENY_PREFIXES, 0);
 
 /// Slot 0: the layout version of these maps (`lvs_common::MAP_LAYOUT_VERSION`), written by
 /// the controller. The program never reads it; it travels with the pinned maps so that a

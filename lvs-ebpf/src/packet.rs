@@ -91,10 +91,33 @@ pub struct Flow {
     quote_end: usize,
 }
 
-/// Parses Ethernet (with up to two VLAN tags), IPv4 and the TCP or UDP ports.
-/// `Err` carries the pass reason for frames that are not for the director to forward.
+/// An IPv4 header in the frame, its version and length checked.
+pub struct Ipv4At {
+    offset: usize,
+    header: *const Ipv4Hdr,
+}
+
+impl Ipv4At {
+    /// The source address, as on the wire.
+    #[inline(always)]
+    pub fn source(&self) -> [u8; 4] {
+        // SAFETY: `parse_ipv4` checked that the whole header lies inside the frame.
+        unsafe { (*self.header).src_addr }
+    }
+
+    /// The total length field, in host order.
+    #[inline(always)]
+    pub fn total_len(&self) -> u16 {
+        // SAFETY: as in `source`.
+        u16::from_be_bytes(unsafe { (*self.header).tot_len })
+    }
+}
+
+/// Parses Ethernet (with up to two VLAN tags) up to an IPv4 header with a sane version and
+/// length: all the deny list needs, so that a denied source costs no more parsing.
+/// `Err` carries the pass reason for frames that are not IPv4 or are malformed.
 #[inline(always)]
-pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
+pub fn parse_ipv4(ctx: &XdpContext) -> Result<Ipv4At, Counter> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: `ptr_at` checked that the whole header lies inside the frame.
     let mut ether_type = unsafe { (*eth).ether_type };
@@ -116,13 +139,23 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<Flow, Counter> {
         return Err(Counter::PassNotIpv4);
     }
 
-    let ip: *const Ipv4Hdr = ptr_at(ctx, offset).ok_or(Counter::PassTruncated)?;
+    let header: *const Ipv4Hdr = ptr_at(ctx, offset).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds checked by `ptr_at`.
-    let ip = unsafe { &*ip };
-    let header_len = usize::from(ip.vihl & 0x0f) * 4;
-    if ip.vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN {
+    let vihl = unsafe { (*header).vihl };
+    if vihl >> 4 != 4 || usize::from(vihl & 0x0f) * 4 < Ipv4Hdr::LEN {
         return Err(Counter::PassMalformed);
     }
+    Ok(Ipv4At { offset, header })
+}
+
+/// Parses the rest of an IPv4 frame: TCP or UDP ports, or the connection an ICMP error
+/// quotes. `Err` carries the pass reason for frames that are not for the director to forward.
+#[inline(always)]
+pub fn parse_flow(ctx: &XdpContext, ipv4: &Ipv4At) -> Result<Flow, Counter> {
+    let offset = ipv4.offset;
+    // SAFETY: `parse_ipv4` checked that the whole header lies inside the frame.
+    let ip = unsafe { &*ipv4.header };
+    let header_len = usize::from(ip.vihl & 0x0f) * 4;
     let protocol = ip.proto;
     if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP && protocol != IPPROTO_ICMP {
         return Err(Counter::PassNotTcpUdp);

@@ -6,7 +6,7 @@ use std::{net::IpAddr, path::PathBuf, process::ExitCode};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use lvs_userspace::{
-    base::values::{AsNumber, HoldTime},
+    base::values::{AsNumber, HoldTime, SourcePrefix},
     cli::doctor,
     daemon,
     io::{
@@ -20,7 +20,7 @@ use lvs_userspace::{
     logic::{
         bird,
         config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
-        keepalived,
+        deny, keepalived,
     },
 };
 use tracing_subscriber::EnvFilter;
@@ -109,12 +109,43 @@ enum Command {
         #[arg(long)]
         hold_time: Option<HoldTime>,
     },
+    /// The deny list: source prefixes whose frames the director drops before any other
+    /// work. Changes are all or nothing; runtime prefixes last across reloads and restarts,
+    /// the config file's [deny] prefixes change with the file.
+    Deny {
+        #[command(subcommand)]
+        action: DenyAction,
+        /// The daemon's control socket.
+        #[arg(long, global = true, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
     /// Check, from the director, that every real server is set up for direct routing.
     Doctor {
         /// The director's TOML configuration file.
         #[arg(long, short, default_value = "/etc/lvs/lvs.toml")]
         config: PathBuf,
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DenyAction {
+    /// Deny these source prefixes (a.b.c.d/length, or an address for a /32).
+    Add {
+        #[arg(required = true)]
+        prefixes: Vec<SourcePrefix>,
+    },
+    /// Lift these runtime prefixes.
+    #[command(alias = "delete")]
+    Del {
+        #[arg(required = true)]
+        prefixes: Vec<SourcePrefix>,
+    },
+    /// List the prefixes, where each came from and what it dropped.
+    List {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -192,6 +223,7 @@ fn run(command: Command) -> Result<ExitCode> {
         }),
         Command::Status { socket, json } => runtime.block_on(status(&socket, json)),
         Command::Reload { socket } => runtime.block_on(reload(&socket)),
+        Command::Deny { action, socket } => runtime.block_on(deny(&socket, action)),
         Command::ImportKeepalived {
             file,
             interface,
@@ -348,6 +380,32 @@ async fn reload(socket: &std::path::Path) -> Result<ExitCode> {
     match control::call(socket, &Request::Reload {}).await? {
         Response::Done { message } => {
             println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Error { message, .. } => {
+            eprintln!("lvs: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => anyhow::bail!("the daemon gave an unexpected answer: {other:?}"),
+    }
+}
+
+async fn deny(socket: &std::path::Path, action: DenyAction) -> Result<ExitCode> {
+    let (request, json) = match action {
+        DenyAction::Add { prefixes } => (Request::DenyAdd { prefixes }, false),
+        DenyAction::Del { prefixes } => (Request::DenyDelete { prefixes }, false),
+        DenyAction::List { json } => (Request::DenyList {}, json),
+    };
+    match control::call(socket, &request).await? {
+        Response::Ok => Ok(ExitCode::SUCCESS),
+        Response::Denied(list) if json => {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Denied(list) => {
+            let mut out = String::new();
+            deny::render(&list, &mut out);
+            print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
         Response::Error { message, .. } => {

@@ -64,6 +64,19 @@ pub enum ValueError {
     HoldTime(i64),
     #[error("AS number {0} is out of range 1..={max}", max = u32::MAX)]
     AsNumber(i64),
+    #[error("not an IPv4 address or prefix (a.b.c.d or a.b.c.d/length)")]
+    PrefixSyntax,
+    #[error(
+        "prefix length /{0} is out of range 1..=32 (a /0 would drop every frame: stop the \
+         director instead)"
+    )]
+    PrefixLength(i64),
+    #[error("{address}/{length} has host bits set: the network is {network}/{length}")]
+    HostBitsSet {
+        address: Ipv4Addr,
+        length: u8,
+        network: Ipv4Addr,
+    },
 }
 
 /// Defines `TryFrom<$from>` through `$new` and `From<$type> for $into`, which serde's
@@ -528,9 +541,125 @@ impl std::str::FromStr for AsNumber {
     }
 }
 
+/// A source prefix of the deny list: an IPv4 network, `a.b.c.d/length` with no host bits
+/// set, or one address (`a.b.c.d`, a /32). /0 is refused: it would drop every frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SourcePrefix {
+    address: Ipv4Addr,
+    length: u8,
+}
+
+impl SourcePrefix {
+    pub fn new(address: Ipv4Addr, length: i64) -> Result<Self, ValueError> {
+        let length = match u8::try_from(length) {
+            Ok(length @ 1..=32) => length,
+            _ => return Err(ValueError::PrefixLength(length)),
+        };
+        let mask = u32::MAX << (32 - u32::from(length));
+        let network = Ipv4Addr::from(u32::from(address) & mask);
+        if network != address {
+            return Err(ValueError::HostBitsSet {
+                address,
+                length,
+                network,
+            });
+        }
+        Ok(SourcePrefix { address, length })
+    }
+
+    pub const fn address(self) -> Ipv4Addr {
+        self.address
+    }
+
+    pub const fn length(self) -> u8 {
+        self.length
+    }
+}
+
+impl std::str::FromStr for SourcePrefix {
+    type Err = ValueError;
+
+    fn from_str(text: &str) -> Result<Self, ValueError> {
+        let (address, length) = match text.split_once('/') {
+            Some((address, length)) => (
+                address,
+                length
+                    .parse::<i64>()
+                    .map_err(|_| ValueError::PrefixSyntax)?,
+            ),
+            None => (text, 32),
+        };
+        let address = address
+            .parse::<Ipv4Addr>()
+            .map_err(|_| ValueError::PrefixSyntax)?;
+        SourcePrefix::new(address, length)
+    }
+}
+
+impl TryFrom<String> for SourcePrefix {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+            .map_err(|error: ValueError| format!("{text:?}: {error}"))
+    }
+}
+
+impl From<SourcePrefix> for String {
+    fn from(prefix: SourcePrefix) -> String {
+        prefix.to_string()
+    }
+}
+
+impl fmt::Display for SourcePrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.length)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_prefixes() {
+        let ok = |text: &str| text.parse::<SourcePrefix>().unwrap().to_string();
+        assert_eq!(ok("203.0.113.0/24"), "203.0.113.0/24");
+        assert_eq!(ok("198.51.100.7"), "198.51.100.7/32");
+        assert_eq!(ok("10.0.0.0/8"), "10.0.0.0/8");
+        assert_eq!(ok("128.0.0.0/1"), "128.0.0.0/1");
+        let refused = |text: &str| text.parse::<SourcePrefix>().unwrap_err().to_string();
+        assert_eq!(
+            refused("203.0.113.1/24"),
+            "203.0.113.1/24 has host bits set: the network is 203.0.113.0/24"
+        );
+        assert!(refused("0.0.0.0/0").starts_with("prefix length /0 is out of range 1..=32"));
+        assert!(refused("10.0.0.0/33").starts_with("prefix length /33"));
+        assert!(refused("10.0.0.0/-1").starts_with("prefix length /-1"));
+        for bad in [
+            "",
+            "10.0.0",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "::1",
+            "10.0.0.0/8/8",
+            " 10.0.0.1",
+        ] {
+            assert_eq!(
+                refused(bad),
+                "not an IPv4 address or prefix (a.b.c.d or a.b.c.d/length)",
+                "{bad:?}"
+            );
+        }
+        let decoded: Result<SourcePrefix, _> = serde_json::from_str("\"10.1.0.0/15\"");
+        assert_eq!(
+            decoded.unwrap_err().to_string(),
+            "\"10.1.0.0/15\": 10.1.0.0/15 has host bits set: the network is 10.0.0.0/15"
+        );
+        let prefix: SourcePrefix = serde_json::from_str("\"10.0.0.0/15\"").unwrap();
+        assert_eq!(serde_json::to_string(&prefix).unwrap(), "\"10.0.0.0/15\"");
+    }
 
     #[test]
     fn route_tables_and_hold_times() {

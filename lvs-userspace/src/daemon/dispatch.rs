@@ -13,6 +13,7 @@ use crate::{
     logic::{
         api, config, conntrack,
         dataplane::{DataPlane, DataPlaneError},
+        deny::{DenyError, DenyList},
         runtime,
         status::{FlowTable, Status},
     },
@@ -46,14 +47,22 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             .map_err(|error| anyhow::anyhow!("{error:#}; nothing changed"))?;
         let sync_config = new.sync.clone();
         let bgp = new.bgp;
-        let message = runtime::reload(&mut self.model, &mut self.settings, new, &path)?;
+        let message = runtime::reload(
+            &mut self.model,
+            &mut self.deny,
+            &mut self.settings,
+            new,
+            &path,
+        )?;
         // A reload sets the sync daemons to the file's, as it sets the services.
         self.sync.apply(prepared);
         self.sync_config = sync_config;
         // A table that changes takes its routes with it; the end of the event announces
         // anew.
         self.reconfigure_bgp(bgp).await;
-        self.dataplane.set_settings(settings(&self.settings))?;
+        self.deny.sync(&mut self.dataplane)?;
+        self.dataplane
+            .set_settings(settings(&self.settings, &self.deny))?;
         // Unchanged checks keep their state and timers; the supervisor re-sends every status.
         health.reload(&self.config()).await;
         self.after_change().await?;
@@ -76,6 +85,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         )?;
         status.sync = Box::new(self.sync.status(conntrack::monotonic_ns()));
         status.bgp = self.bgp_status();
+        status.deny = self.deny.listing(&self.dataplane)?;
         Ok(status)
     }
 
@@ -87,7 +97,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             &flows,
             &templates,
             conntrack::monotonic_ns(),
-            &settings(&self.settings),
+            &settings(&self.settings, &self.deny),
         ))
     }
 
@@ -105,7 +115,8 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
         self.settings.timeouts = applied.timeouts;
         health.reload(&self.config()).await;
         let result = async {
-            self.dataplane.set_settings(settings(&self.settings))?;
+            self.dataplane
+                .set_settings(settings(&self.settings, &self.deny))?;
             self.after_change().await?;
             for service in &applied.zeroed {
                 self.zero(service.as_ref())?;
@@ -120,6 +131,37 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             }
             Err(error) => Response::Error {
                 message: format!("{error:#}"),
+                change: None,
+            },
+        }
+    }
+
+    /// `lvs deny add` and `lvs deny del`: the list changes whole or not at all, then the
+    /// data plane follows (prefixes first, so the program never looks up a list that is
+    /// not there yet).
+    fn change_deny_list(
+        &mut self,
+        change: impl FnOnce(&mut DenyList) -> Result<(), DenyError>,
+    ) -> Response {
+        let mut next = self.deny.clone();
+        if let Err(error) = change(&mut next) {
+            return Response::Error {
+                message: error.to_string(),
+                change: None,
+            };
+        }
+        self.deny = next;
+        let written = self.deny.sync(&mut self.dataplane).and_then(|()| {
+            self.dataplane
+                .set_settings(settings(&self.settings, &self.deny))
+        });
+        match written {
+            Ok(()) => {
+                info!(prefixes = self.deny.wanted().count(), "deny list changed");
+                Response::Ok
+            }
+            Err(error) => Response::Error {
+                message: format!("{:#}", anyhow::Error::from(error)),
                 change: None,
             },
         }
@@ -210,6 +252,14 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                 sync_peers: self.sync.status(conntrack::monotonic_ns()).peers,
                 bgp: self.bgp_status(),
             }),
+            Request::DenyAdd { prefixes } => self.change_deny_list(|list| list.add(&prefixes)),
+            Request::DenyDelete { prefixes } => {
+                self.change_deny_list(|list| list.delete(&prefixes))
+            }
+            Request::DenyList {} => match self.deny.listing(&self.dataplane) {
+                Ok(list) => Response::Denied(list),
+                Err(e) => error(e.into()),
+            },
         }
     }
 }

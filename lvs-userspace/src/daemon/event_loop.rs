@@ -231,7 +231,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                     received,
                     &self.model,
                     &mut self.dataplane,
-                    &settings(&self.settings),
+                    &settings(&self.settings, &self.deny),
                     &own,
                     conntrack::monotonic_ns(),
                 )?;
@@ -259,7 +259,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
     fn sweep(&mut self) -> Result<()> {
         let timeouts = conntrack::TemplateTimeouts::of(&self.model);
         let now_ns = conntrack::monotonic_ns();
-        let settings = settings(&self.settings);
+        let settings = settings(&self.settings, &self.deny);
         let step = self.sweeper.step_reading(
             &mut self.dataplane,
             now_ns,

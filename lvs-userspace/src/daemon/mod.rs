@@ -47,7 +47,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt as _, future::OptionFuture, stream::BoxStream};
-use lvs_common::flow::{SETTINGS_DROP_NODEST, Settings};
+use lvs_common::flow::{SETTINGS_DENY_LIST, SETTINGS_DROP_NODEST, Settings};
 use tokio::{
     net::{TcpListener, UnixListener},
     signal::unix::{SignalKind, signal},
@@ -75,6 +75,7 @@ use crate::{
     logic::{
         config::{self, Config},
         dataplane::DataPlane,
+        deny::DenyList,
         model::Model,
         rates::{self, RateBook},
         status::Status,
@@ -272,15 +273,13 @@ where
         sync_transport,
     } = parts;
     let socket = config.director.control_socket.clone();
-    let model = match adopt_or_build(&config, &dataplane) {
-        Ok(model) => model,
+    let (model, deny, adopted) = match adopt_or_build(&config, &dataplane) {
+        Ok(built) => built,
         Err(error) => {
             let _ = std::fs::remove_file(&socket);
             return Err(error);
         }
     };
-    let adopted = model.1;
-    let model = model.0;
     // The rates go on from the previous director's estimates, over the gap since its last
     // sample, when its data plane (and so its indices and ids) was adopted.
     let rates = match kept_rates
@@ -310,6 +309,7 @@ where
         link,
         mode: "detached",
         model,
+        deny,
         dataplane,
         rates,
         kept_rates: kept_rates.clone(),
@@ -336,9 +336,11 @@ where
         director.sync_config = sync_config;
         director.find_announced().await?;
         director.dataplane.set_director(director.link.mac)?;
+        // The deny list is in place before the program is attached.
+        director.deny.sync(&mut director.dataplane)?;
         director
             .dataplane
-            .set_settings(settings(&director.settings))?;
+            .set_settings(settings(&director.settings, &director.deny))?;
         director.add_vips().await?;
         // Health checking starts before the first write, so that alpha servers are never
         // offered flows before their first check passes.
@@ -447,10 +449,14 @@ where
 /// The model: a previous director's maps adopted when the data plane found some it
 /// understands (with their indices, ids and generations), built fresh otherwise. Returns
 /// whether it adopted.
-fn adopt_or_build(config: &Config, dataplane: &impl DataPlane) -> Result<(Model, bool)> {
+fn adopt_or_build(config: &Config, dataplane: &impl DataPlane) -> Result<(Model, DenyList, bool)> {
     let previous = dataplane
         .previous()
         .context("reading what the previous director left")?;
+    // The previous director's runtime prefixes stay; the file's part is this file's.
+    let mut deny = DenyList::adopt(previous.as_ref().map_or(&[], |p| p.deny.as_slice()));
+    deny.set_config(&config.deny)
+        .context("the deny list does not fit beside the runtime prefixes kept in the data plane")?;
     match previous {
         Some(previous) => {
             let (model, adoption) = Model::adopt(&config.services, &previous)
@@ -462,10 +468,11 @@ fn adopt_or_build(config: &Config, dataplane: &impl DataPlane) -> Result<(Model,
                 real_servers_retired = adoption.real_servers_retired,
                 "adopted the running data plane: flows, templates and counters carry on"
             );
-            Ok((model, true))
+            Ok((model, deny, true))
         }
         None => Ok((
             Model::new(&config.services).context("building the data-plane model")?,
+            deny,
             false,
         )),
     }
@@ -478,14 +485,17 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The data plane's settings from the director's config.
-fn settings(director: &config::Director) -> Settings {
+/// The data plane's settings from the director's config and whether the deny list is in
+/// use.
+fn settings(director: &config::Director, deny: &DenyList) -> Settings {
     let timeouts = director.timeouts;
-    let flags = if director.expire_nodest_conn {
-        0
-    } else {
-        SETTINGS_DROP_NODEST
-    };
+    let mut flags = 0;
+    if !director.expire_nodest_conn {
+        flags |= SETTINGS_DROP_NODEST;
+    }
+    if deny.in_use() {
+        flags |= SETTINGS_DENY_LIST;
+    }
     Settings::with_timeouts(timeouts.tcp, timeouts.tcp_fin, timeouts.udp, flags)
 }
 
@@ -516,6 +526,8 @@ struct Director<D, N> {
     rates: RateBook,
     /// The flow-table sweep, which reads the table a slice at a time.
     sweeper: crate::logic::conntrack::Sweeper,
+    /// The deny list: the file's prefixes and the runtime ones.
+    deny: DenyList,
     /// The director settings in force. The wanted services are the model's alone.
     settings: config::Director,
     config_path: Option<PathBuf>,
@@ -541,6 +553,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
             services: self.model.wanted(),
             sync: self.sync_config.clone(),
             bgp: self.bgp_config,
+            deny: self.deny.config_prefixes(),
         }
     }
 

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{
+        Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray, PerCpuValues,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -13,8 +16,9 @@ use aya::{
     util::nr_cpus,
 };
 use lvs_common::{
-    Counter, DEFAULT_FLOW_TABLE_SIZE, DirectorEntry, LOOKUP_TABLE_SIZE, MAP_LAYOUT_VERSION,
-    PROGRAM_NAME, RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey, TrafficStats,
+    Counter, DEFAULT_FLOW_TABLE_SIZE, DenyAddress, DenyEntry, DirectorEntry, LOOKUP_TABLE_SIZE,
+    MAP_LAYOUT_VERSION, PROGRAM_NAME, RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
+    TrafficStats,
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
     map_names,
 };
@@ -25,8 +29,9 @@ pub mod test_run;
 
 pub use pins::Inheritance;
 
-use crate::logic::dataplane::{
-    AttachMode, Attachment, DataPlane, DataPlaneError, FlowSlice, Previous,
+use crate::{
+    base::values::SourcePrefix,
+    logic::dataplane::{AttachMode, Attachment, DataPlane, DataPlaneError, FlowSlice, Previous},
 };
 
 /// How the object is loaded.
@@ -71,6 +76,8 @@ pub struct BpfDataPlane {
     service_stats: PerCpuArray<MapData, TrafficStats>,
     real_server_stats: PerCpuArray<MapData, TrafficStats>,
     layout: Array<MapData, u32>,
+    deny: LpmTrie<MapData, DenyAddress, DenyEntry>,
+    deny_stats: PerCpuArray<MapData, TrafficStats>,
     /// The attachment while the program manages it (no pin directory).
     attached: Option<XdpLinkId>,
     /// The attachment as a link of its own, pinned in `pin_dir`.
@@ -157,6 +164,8 @@ impl BpfDataPlane {
             service_stats: take(&mut ebpf, map_names::SERVICE_STATS)?,
             real_server_stats: take(&mut ebpf, map_names::REAL_SERVER_STATS)?,
             layout: take(&mut ebpf, map_names::LAYOUT)?,
+            deny: take(&mut ebpf, map_names::DENY)?,
+            deny_stats: take(&mut ebpf, map_names::DENY_STATS)?,
             ebpf,
             attached: None,
             link: None,
@@ -307,10 +316,21 @@ impl BpfDataPlane {
                     .map_err(batch_error(map_names::LOOKUP))?;
             tables.insert(entry.index, table);
         }
+        let mut deny = Vec::new();
+        for item in self.deny.iter() {
+            let (key, entry) = item.map_err(read_error(map_names::DENY))?;
+            // A prefix this controller would not write is not adopted: the model writes
+            // the file's list and the runtime additions again.
+            let address = std::net::Ipv4Addr::from(key.data());
+            if let Ok(prefix) = SourcePrefix::new(address, i64::from(key.prefix_len())) {
+                deny.push((prefix, entry));
+            }
+        }
         Ok(Previous {
             services,
             real_servers,
             tables,
+            deny,
         })
     }
 
@@ -340,6 +360,8 @@ impl BpfDataPlane {
             (map_names::SERVICE_STATS, self.service_stats.map()),
             (map_names::REAL_SERVER_STATS, self.real_server_stats.map()),
             (map_names::LAYOUT, self.layout.map()),
+            (map_names::DENY, self.deny.map()),
+            (map_names::DENY_STATS, self.deny_stats.map()),
         ]
     }
 }
@@ -372,6 +394,11 @@ fn pin_error(action: &'static str, dir: &Path) -> impl FnOnce(std::io::Error) ->
 
 fn batch_error(name: &'static str) -> impl FnOnce(std::io::Error) -> DataPlaneError {
     move |source| DataPlaneError::Batch { name, source }
+}
+
+/// The deny trie's key for a prefix: its length, and its address as on the wire.
+fn deny_key(prefix: SourcePrefix) -> LpmKey<DenyAddress> {
+    LpmKey::new(u32::from(prefix.length()), prefix.address().octets())
 }
 
 fn sum_stats(values: &PerCpuValues<TrafficStats>) -> TrafficStats {
@@ -554,6 +581,32 @@ impl DataPlane for BpfDataPlane {
         self.real_server_stats
             .set(id, per_cpu(|_| TrafficStats::default())?, 0)
             .map_err(write_error(map_names::REAL_SERVER_STATS))
+    }
+
+    fn set_deny(&mut self, prefix: SourcePrefix, entry: DenyEntry) -> Result<(), DataPlaneError> {
+        self.deny
+            .insert(&deny_key(prefix), entry, 0)
+            .map_err(write_error(map_names::DENY))
+    }
+
+    fn remove_deny(&mut self, prefix: SourcePrefix) -> Result<(), DataPlaneError> {
+        self.deny
+            .remove(&deny_key(prefix))
+            .map_err(write_error(map_names::DENY))
+    }
+
+    fn deny_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError> {
+        let values = self
+            .deny_stats
+            .get(&index, 0)
+            .map_err(read_error(map_names::DENY_STATS))?;
+        Ok(sum_stats(&values))
+    }
+
+    fn zero_deny_stats(&mut self, index: u32) -> Result<(), DataPlaneError> {
+        self.deny_stats
+            .set(index, per_cpu(|_| TrafficStats::default())?, 0)
+            .map_err(write_error(map_names::DENY_STATS))
     }
 
     fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError> {

@@ -365,6 +365,7 @@ mod tests {
             services: vec![],
             sync: Box::default(),
             bgp: None,
+            deny: Vec::new(),
         }
     }
 

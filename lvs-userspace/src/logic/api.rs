@@ -18,8 +18,10 @@ pub mod snapshot;
 
 pub use snapshot::Snapshot;
 
+use crate::base::values::SourcePrefix;
 use crate::logic::{
     config, conntrack,
+    deny::Denied,
     status::Status,
     sync::{SyncDaemon, SyncRole},
 };
@@ -202,6 +204,12 @@ pub enum Request {
     /// `lvsadm -L --daemon`: the sync daemons running, in ipvsadm's order (master first),
     /// and the VIPs announced over BGP.
     SyncDaemons {},
+    /// `lvs deny add`: denies every prefix, or none when one cannot be added.
+    DenyAdd { prefixes: Vec<SourcePrefix> },
+    /// `lvs deny del`: lifts every prefix (each one added at runtime), or none.
+    DenyDelete { prefixes: Vec<SourcePrefix> },
+    /// `lvs deny list`: the deny list with what each prefix dropped.
+    DenyList {},
 }
 
 /// The daemon's answer to a [`Request`].
@@ -228,6 +236,8 @@ pub enum Response {
     },
     /// The answer to [`Request::SyncDaemons`].
     Daemons(Daemons),
+    /// The answer to [`Request::DenyList`].
+    Denied(Vec<Denied>),
 }
 
 /// What runs beside the data plane, as `lvsadm -L --daemon` lists it: the sync daemons, the

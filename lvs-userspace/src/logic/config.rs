@@ -23,9 +23,11 @@
 //! once rather than one per run. The health-checking keywords (`HTTP_GET`, `TCP_CHECK`, the
 //! timing keys...) are parsed and validated in `health`; the checkers that run them are in the `health` layer.
 //! The `[sync]` section (connection sync, ipvsadm's `--start-daemon` and its options) is
-//! validated in `sync`; the `[bgp]` section (announcing the VIPs to the routers) in `bgp`.
+//! validated in `sync`; the `[bgp]` section (announcing the VIPs to the routers) in `bgp`;
+//! the `[deny]` section (source prefixes dropped before any other work) in `deny`.
 
 mod bgp;
+mod deny;
 pub mod health;
 mod sync;
 
@@ -44,8 +46,8 @@ pub use crate::base::diagnostics::Problem;
 use crate::base::{
     diagnostics::Locator,
     values::{
-        Netmask, Port, Threshold, Thresholds, Timeout, UnicastAddress, ValueError, Weight,
-        same_port,
+        Netmask, Port, SourcePrefix, Threshold, Thresholds, Timeout, UnicastAddress, ValueError,
+        Weight, same_port,
     },
 };
 pub use crate::logic::schedule::{SchedFlags, Scheduler};
@@ -65,6 +67,8 @@ pub struct Config {
     pub sync: Option<SyncConfig>,
     /// The `[bgp]` section: announcing the VIPs to the routers, when present.
     pub bgp: Option<BgpConfig>,
+    /// The `[deny]` section's source prefixes, in the file's order (none without it).
+    pub deny: Vec<SourcePrefix>,
 }
 
 /// The director itself: where the data plane runs and how.
@@ -284,6 +288,8 @@ struct RawConfig {
     sync: Option<Spanned<sync::RawSync>>,
     #[serde(default)]
     bgp: Option<Spanned<bgp::RawBgp>>,
+    #[serde(default)]
+    deny: Option<Spanned<deny::RawDeny>>,
 }
 
 #[derive(Deserialize)]
@@ -432,11 +438,16 @@ fn validate(raw: RawConfig, at: &Locator<'_>, problems: &mut Vec<Problem>) -> Co
     let bgp = raw
         .bgp
         .and_then(|section| bgp::validate(section, at, problems));
+    let deny = raw
+        .deny
+        .map(|section| deny::validate(section, at, problems))
+        .unwrap_or_default();
     Config {
         director,
         services,
         sync,
         bgp,
+        deny,
     }
 }
 

@@ -10,8 +10,10 @@ mod fake;
 use std::collections::HashMap;
 
 pub use fake::FakeDataPlane;
+
+use crate::base::values::SourcePrefix;
 use lvs_common::{
-    Counter, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    Counter, DenyEntry, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
 };
 
@@ -107,6 +109,8 @@ pub struct Previous {
     /// Each previous service's table by service index: its ring (`ring_len` slots) or its
     /// whole hash table.
     pub tables: HashMap<u32, Vec<u32>>,
+    /// The deny list's prefixes, with their counter slots and origins.
+    pub deny: Vec<(SourcePrefix, DenyEntry)>,
 }
 
 /// Writes and reads of the data plane's maps, and attaching the program to an interface.
@@ -143,6 +147,13 @@ pub trait DataPlane {
     fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError>;
     fn zero_service_stats(&mut self, index: u32) -> Result<(), DataPlaneError>;
     fn zero_real_server_stats(&mut self, id: u32) -> Result<(), DataPlaneError>;
+
+    /// Writes one prefix of the deny list (a whole entry), replacing any for the same prefix.
+    fn set_deny(&mut self, prefix: SourcePrefix, entry: DenyEntry) -> Result<(), DataPlaneError>;
+    fn remove_deny(&mut self, prefix: SourcePrefix) -> Result<(), DataPlaneError>;
+    /// What a deny-list prefix dropped: packets and bytes (`connections` is 0).
+    fn deny_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError>;
+    fn zero_deny_stats(&mut self, index: u32) -> Result<(), DataPlaneError>;
 
     /// Every connection in the flow table.
     fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError>;

@@ -8,6 +8,7 @@ pub mod bird;
 pub mod config;
 pub mod conntrack;
 pub mod dataplane;
+pub mod deny;
 #[cfg(test)]
 pub(crate) mod golden;
 pub mod ipvsadm;

@@ -11,6 +11,7 @@ use std::path::Path;
 use crate::logic::{
     api::{Change, Response, ServiceKey, Timeouts},
     config::{self, Config},
+    deny::{DenyError, DenyList},
     ipvsadm::rules::RuleSet,
     model::{Model, ModelError},
 };
@@ -80,20 +81,29 @@ pub fn apply_changes(
 
 /// A reloaded file that does not fit the maps; nothing changed.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the new configuration does not fit; nothing changed")]
-pub struct DoesNotFit(#[source] pub ModelError);
+pub enum DoesNotFit {
+    #[error("the new configuration does not fit; nothing changed")]
+    Services(#[source] ModelError),
+    #[error("the new deny list does not fit beside the runtime prefixes; nothing changed")]
+    Deny(#[source] DenyError),
+}
 
-/// Takes in a reloaded, validated file: its services replace the model's wanted services, and
-/// the director settings a running director can change replace those in `settings`. Returns
+/// Takes in a reloaded, validated file: its services replace the model's wanted services,
+/// its `[deny]` prefixes the file's part of the deny list (runtime prefixes stay), and the
+/// director settings a running director can change replace those in `settings`. Returns
 /// what to tell the operator, naming the settings that only a restart applies.
 pub fn reload(
     model: &mut Model,
+    deny: &mut DenyList,
     settings: &mut config::Director,
     new: Config,
     path: &Path,
 ) -> Result<String, DoesNotFit> {
     let needs_restart = restart_only_changes(settings, &new.director);
-    model.apply(&new.services).map_err(DoesNotFit)?;
+    let mut next_deny = deny.clone();
+    next_deny.set_config(&new.deny).map_err(DoesNotFit::Deny)?;
+    model.apply(&new.services).map_err(DoesNotFit::Services)?;
+    *deny = next_deny;
     settings.timeouts = new.director.timeouts;
     settings.expire_nodest_conn = new.director.expire_nodest_conn;
     let mut message = format!(
@@ -419,8 +429,10 @@ uthreshold = 100
             )
             .replace("weight = 2", "weight = 7");
         let new = config::parse(&edited, "t.toml").unwrap();
+        let mut deny = DenyList::default();
         let message = reload(
             &mut model,
+            &mut deny,
             &mut settings,
             new,
             Path::new("/etc/lvs/lvs.toml"),
@@ -435,6 +447,60 @@ uthreshold = 100
         assert_eq!(settings.timeouts.tcp, 60);
         assert_eq!(settings.interface, "eth0", "the running interface stays");
         assert_eq!(settings.metrics_listen, None, "so does the status listener");
+    }
+
+    #[test]
+    fn a_reload_sets_the_files_deny_prefixes_and_one_that_does_not_fit_changes_nothing() {
+        let mut model = Model::new(&wanted()).unwrap();
+        let mut settings = config::parse(CONFIG, "t.toml").unwrap().director;
+        let mut deny = DenyList::default();
+        deny.add(&["192.0.2.1".parse().unwrap()]).unwrap();
+        let with_deny = format!("{CONFIG}\n[deny]\nprefixes = [\"203.0.113.0/24\"]\n");
+        let new = config::parse(&with_deny, "t.toml").unwrap();
+        reload(
+            &mut model,
+            &mut deny,
+            &mut settings,
+            new,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let listed: Vec<String> = deny
+            .wanted()
+            .map(|(prefix, origin)| format!("{prefix} {}", origin.name()))
+            .collect();
+        assert_eq!(listed, ["192.0.2.1/32 runtime", "203.0.113.0/24 config"]);
+
+        // A file whose list fills the map leaves no room for the runtime prefix.
+        let many: Vec<String> = (0..lvs_common::MAX_DENY_PREFIXES)
+            .map(|n| format!("\"{}\"", Ipv4Addr::from(0x0a00_0000 + n)))
+            .collect();
+        let full = format!(
+            "{}\n[deny]\nprefixes = [{}]\n",
+            CONFIG.replace("weight = 2", "weight = 9"),
+            many.join(",")
+        );
+        let new = config::parse(&full, "t.toml").unwrap();
+        let error = reload(
+            &mut model,
+            &mut deny,
+            &mut settings,
+            new,
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(matches!(error, DoesNotFit::Deny(_)), "{error}");
+        assert_eq!(
+            deny.wanted()
+                .map(|(_, origin)| origin.name())
+                .collect::<Vec<_>>(),
+            ["runtime", "config"]
+        );
+        assert_eq!(
+            model.wanted()[0].real_servers[0].weight,
+            2,
+            "the services stay too"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::{
     logic::{
         config::Timeouts,
         dataplane::{DataPlane, DataPlaneError},
+        deny::{self, Denied},
         model::{Model, Neighbour},
         rates::{RateBook, Rates},
         sync::SyncDaemon,
@@ -34,6 +35,9 @@ pub struct Status {
     /// What the director announces to the routers, with a `[bgp]` section.
     #[serde(default)]
     pub bgp: Option<BgpStatus>,
+    /// The deny list, in address order, with what each prefix dropped.
+    #[serde(default)]
+    pub deny: Vec<Denied>,
 }
 
 /// The announcements' part of the status (`status.bgp`).
@@ -284,6 +288,7 @@ impl Status {
             services,
             sync: Box::default(),
             bgp: None,
+            deny: Vec::new(),
         })
     }
 
@@ -362,6 +367,10 @@ impl Status {
         self.sync.render(&mut out);
         if let Some(bgp) = &self.bgp {
             bgp.render(&mut out);
+        }
+        if !self.deny.is_empty() {
+            let _ = writeln!(out, "Deny list:");
+            deny::render(&self.deny, &mut out);
         }
         out
     }

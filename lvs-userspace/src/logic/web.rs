@@ -91,6 +91,7 @@ mod tests {
             services: Vec::new(),
             sync: Box::default(),
             bgp: None,
+            deny: Vec::new(),
         }
     }
 

@@ -109,6 +109,7 @@ fn unexpected(answer: &Response, expected: &'static str) -> ClientError {
         Response::Status(_) => "a status",
         Response::Connections(_) => "a connection list",
         Response::Daemons(_) => "a list of sync daemons",
+        Response::Denied(_) => "a deny list",
     };
     ClientError::Unexpected(answered, expected)
 }

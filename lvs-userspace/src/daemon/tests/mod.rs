@@ -32,6 +32,7 @@ use crate::{
     logic::{
         config::{self, Config, XdpMode},
         dataplane::{AttachMode, FakeDataPlane},
+        deny::DenyList,
         model::Model,
         rates::RateBook,
     },
@@ -86,6 +87,11 @@ async fn rig_of(
         interface: "eth0".into(),
         mode: "native",
         model: Model::new(&config.services).unwrap(),
+        deny: {
+            let mut deny = DenyList::default();
+            deny.set_config(&config.deny).unwrap();
+            deny
+        },
         dataplane: FakeDataPlane::default(),
         rates: RateBook::default(),
         sweeper: crate::logic::conntrack::Sweeper::default(),
@@ -98,6 +104,9 @@ async fn rig_of(
         kept_rates: None,
     };
     director.after_change().await.unwrap();
+    director.deny.sync(&mut director.dataplane).unwrap();
+    let settings = super::settings(&director.settings, &director.deny);
+    crate::logic::dataplane::DataPlane::set_settings(&mut director.dataplane, settings).unwrap();
     Rig {
         director,
         netlink,
@@ -263,6 +272,125 @@ async fn an_lvsadm_change_is_applied_and_a_refused_batch_changes_nothing() {
         }
     );
     assert_eq!(rig.data_plane(), before);
+}
+
+#[tokio::test]
+async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_a_reload() {
+    let with_deny = |socket: &std::path::Path, prefixes: &str| {
+        format!(
+            "{}\n[deny]\nprefixes = [{prefixes}]\n",
+            config_text(socket, VIP, &[RS1])
+        )
+    };
+    let mut rig = rig_of(
+        |socket| with_deny(socket, "\"203.0.113.0/24\""),
+        MemoryNetwork::default().transport(Ipv4Addr::new(10, 0, 0, 2)),
+    )
+    .await;
+    let denied = |rig: &Rig| -> Vec<String> {
+        rig.director
+            .dataplane
+            .deny
+            .iter()
+            .map(|(prefix, entry)| format!("{prefix} slot {} origin {}", entry.index, entry.origin))
+            .collect()
+    };
+    let deny_flag = |rig: &Rig| {
+        rig.director.dataplane.settings.unwrap().flags & lvs_common::flow::SETTINGS_DENY_LIST != 0
+    };
+    assert_eq!(denied(&rig), ["203.0.113.0/24 slot 0 origin 0"]);
+    assert!(deny_flag(&rig));
+    let prefixes = |list: &[&str]| list.iter().map(|p| p.parse().unwrap()).collect::<Vec<_>>();
+
+    let answer = rig
+        .request(Request::DenyAdd {
+            prefixes: prefixes(&["192.0.2.0/24"]),
+        })
+        .await;
+    assert_eq!(answer, Response::Ok);
+    let before = denied(&rig);
+    assert_eq!(
+        before,
+        [
+            "192.0.2.0/24 slot 1 origin 1",
+            "203.0.113.0/24 slot 0 origin 0"
+        ]
+    );
+    let refusals = [
+        (
+            Request::DenyAdd {
+                prefixes: prefixes(&["10.0.0.0/8", "192.0.2.0/24"]),
+            },
+            "192.0.2.0/24 is already in the deny list",
+        ),
+        (
+            Request::DenyDelete {
+                prefixes: prefixes(&["192.0.2.0/24", "203.0.113.0/24"]),
+            },
+            "203.0.113.0/24 comes from the config file: remove it there and reload",
+        ),
+        (
+            Request::DenyDelete {
+                prefixes: prefixes(&["192.0.2.0/24", "10.0.0.0/8"]),
+            },
+            "10.0.0.0/8 is not in the deny list",
+        ),
+    ];
+    for (request, expected) in refusals {
+        let answer = rig.request(request).await;
+        assert_eq!(
+            answer,
+            Response::Error {
+                message: expected.into(),
+                change: None
+            }
+        );
+        assert_eq!(denied(&rig), before, "a refused change changes nothing");
+    }
+
+    // A reload whose file has no [deny] section keeps the runtime prefix only.
+    let socket = rig.director.settings.control_socket.clone();
+    std::fs::write(&rig.file, config_text(&socket, VIP, &[RS1])).unwrap();
+    rig.handle(Event::Hangup).await;
+    assert_eq!(denied(&rig), ["192.0.2.0/24 slot 1 origin 1"]);
+    assert!(deny_flag(&rig));
+
+    rig.director.dataplane.deny_stats.insert(
+        1,
+        lvs_common::TrafficStats {
+            connections: 0,
+            packets: 3,
+            bytes: 180,
+        },
+    );
+    let Response::Denied(list) = rig.request(Request::DenyList {}).await else {
+        panic!("no list");
+    };
+    assert_eq!(
+        serde_json::to_string(&list).unwrap(),
+        r#"[{"prefix":"192.0.2.0/24","origin":"runtime","packets":3,"bytes":180}]"#
+    );
+    let Response::Status(status) = rig.request(Request::Status {}).await else {
+        panic!("no status");
+    };
+    assert_eq!(status.deny, list);
+    assert!(
+        status.render().contains("Deny list:\n  Prefix"),
+        "{}",
+        status.render()
+    );
+
+    let answer = rig
+        .request(Request::DenyDelete {
+            prefixes: prefixes(&["192.0.2.0/24"]),
+        })
+        .await;
+    assert_eq!(answer, Response::Ok);
+    assert!(denied(&rig).is_empty());
+    assert!(
+        !deny_flag(&rig),
+        "an empty list costs the program no lookup"
+    );
 }
 
 #[tokio::test]

@@ -313,7 +313,7 @@ async fn a_master_that_comes_back_gets_the_whole_table() {
                 received,
                 &director.model,
                 &mut director.dataplane,
-                &super::super::settings(&director.settings),
+                &super::super::settings(&director.settings, &director.deny),
                 &[],
                 now_ns,
             )

@@ -21,7 +21,7 @@ use lvs_common::{MAP_LAYOUT_VERSION, map_names};
 pub const LINK_PIN: &str = "link";
 
 /// Every map the controller pins, by name.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 14] = [
     map_names::SERVICES,
     map_names::LOOKUP,
     map_names::REAL_SERVERS,
@@ -34,6 +34,8 @@ pub const PINNED_MAPS: [&str; 12] = [
     map_names::SERVICE_STATS,
     map_names::REAL_SERVER_STATS,
     map_names::LAYOUT,
+    map_names::DENY,
+    map_names::DENY_STATS,
 ];
 
 /// What a starting data plane found in its pin directory.

@@ -27,6 +27,7 @@ fn document(interface: &str) -> Arc<Status> {
         services: Vec::new(),
         sync: Box::default(),
         bgp: None,
+        deny: Vec::new(),
     })
 }
 

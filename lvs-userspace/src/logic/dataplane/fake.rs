@@ -1,13 +1,14 @@
 //! An in-memory data plane that records the map contents, for tests of the director model.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use lvs_common::{
-    Counter, NO_REAL_SERVER, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
+    Counter, DenyEntry, NO_REAL_SERVER, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
 };
 
 use super::{AttachMode, Attachment, DataPlane, DataPlaneError, Previous};
+use crate::base::values::SourcePrefix;
 
 /// The maps' contents as the fake holds them, plus how many slot writes it received.
 #[derive(Debug, Default)]
@@ -38,6 +39,10 @@ pub struct FakeDataPlane {
     pub adopted: bool,
     /// The daemon let go without detaching (`leave`).
     pub left: bool,
+    pub deny: BTreeMap<SourcePrefix, DenyEntry>,
+    /// What each deny-list slot dropped, as a test sets it.
+    pub deny_stats: HashMap<u32, TrafficStats>,
+    pub zeroed_deny: Vec<u32>,
 }
 
 impl FakeDataPlane {
@@ -103,6 +108,7 @@ impl DataPlane for FakeDataPlane {
                 .map(|(id, e)| (*id, *e))
                 .collect(),
             tables,
+            deny: self.deny.iter().map(|(p, e)| (*p, *e)).collect(),
         }))
     }
 
@@ -156,6 +162,26 @@ impl DataPlane for FakeDataPlane {
 
     fn zero_real_server_stats(&mut self, id: u32) -> Result<(), DataPlaneError> {
         self.zeroed_real_servers.push(id);
+        Ok(())
+    }
+
+    fn set_deny(&mut self, prefix: SourcePrefix, entry: DenyEntry) -> Result<(), DataPlaneError> {
+        self.deny.insert(prefix, entry);
+        Ok(())
+    }
+
+    fn remove_deny(&mut self, prefix: SourcePrefix) -> Result<(), DataPlaneError> {
+        self.deny.remove(&prefix);
+        Ok(())
+    }
+
+    fn deny_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError> {
+        Ok(self.deny_stats.get(&index).copied().unwrap_or_default())
+    }
+
+    fn zero_deny_stats(&mut self, index: u32) -> Result<(), DataPlaneError> {
+        self.zeroed_deny.push(index);
+        self.deny_stats.remove(&index);
         Ok(())
     }
 
