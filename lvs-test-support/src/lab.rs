@@ -14,6 +14,8 @@ use std::{
 
 /// The lab's VIP, as `scripts/lab.sh` sets it up.
 pub const VIP: &str = "10.77.0.100";
+/// The lab client's address.
+pub const CLIENT: &str = "10.77.0.2";
 
 /// A running lab; dropping it stops the director and removes the namespaces.
 pub struct Lab {

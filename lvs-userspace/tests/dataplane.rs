@@ -604,3 +604,115 @@ fn flows_spread_over_real_servers_exactly_as_userspace_predicts() {
         );
     }
 }
+
+/// The deny list drops every IPv4 frame from a listed source before any other work, counts
+/// it against the longest prefix that holds it, and never makes a flow; it is read only
+/// while the settings say it is in use, and lifting a prefix lets its sources through again.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn the_deny_list_drops_listed_sources_by_longest_prefix_before_any_other_work() {
+    use lvs_userspace::logic::deny::DenyList;
+
+    let mut dataplane = loaded();
+    let mut deny = DenyList::default();
+    let prefix = |text: &str| text.parse().unwrap();
+    deny.set_config(&[prefix("192.0.2.0/24"), prefix("192.0.2.7/32")])
+        .unwrap();
+    deny.sync(&mut dataplane).unwrap();
+    let from = |last: u8, port: u16| tcp_from([192, 0, 2, last], port, VIP, 80, TcpKind::Syn);
+
+    // Written but not in use: the program does not look the list up.
+    let outcome = test_run::run(&mut dataplane, &from(7, 41000), 1).unwrap();
+    assert_eq!(
+        outcome.action, XDP_TX,
+        "the list is not read while it is off"
+    );
+    let flows_before = dataplane.flows().unwrap().len();
+
+    let mut settings = default_settings();
+    settings.flags |= lvs_common::flow::SETTINGS_DENY_LIST;
+    dataplane.set_settings(settings).unwrap();
+    let dropped_before = counter(&dataplane, Counter::DropDenied);
+    let icmp_echo = build_icmp_echo([192, 0, 2, 9]);
+    let fragment = with_ip(from(9, 41003), |frame| frame[20] = 0x20); // more fragments
+    let frames = [
+        (from(7, 41001), "a SYN from the /32"),
+        (from(9, 41002), "a SYN from the /24"),
+        (icmp_echo, "ICMP echo from the /24"),
+        (fragment, "a fragment from the /24"),
+        (
+            tcp_from([192, 0, 2, 9], 41004, [10, 9, 9, 9], 22, TcpKind::Syn),
+            "TCP to no service from the /24",
+        ),
+    ];
+    for (frame, what) in &frames {
+        let outcome = test_run::run(&mut dataplane, frame, 1).unwrap();
+        assert_eq!(outcome.action, XDP_DROP, "{what}");
+        assert_eq!(&outcome.frame, frame, "{what}: untouched");
+    }
+    assert_eq!(
+        counter(&dataplane, Counter::DropDenied) - dropped_before,
+        frames.len() as u64
+    );
+    assert_eq!(
+        dataplane.flows().unwrap().len(),
+        flows_before,
+        "a denied frame makes no flow"
+    );
+    let listing = deny.listing(&dataplane).unwrap();
+    let counts: Vec<(String, u64, u64)> = listing
+        .iter()
+        .map(|d| (d.prefix.to_string(), d.packets, d.bytes))
+        .collect();
+    let ip_bytes = |frame: &[u8]| (frame.len() - 14) as u64;
+    let slash24_bytes: u64 = frames[1..].iter().map(|(f, _)| ip_bytes(f)).sum();
+    assert_eq!(
+        counts,
+        [
+            ("192.0.2.0/24".to_owned(), 4, slash24_bytes),
+            ("192.0.2.7/32".to_owned(), 1, ip_bytes(&frames[0].0)),
+        ]
+    );
+
+    // A source outside the list, and a frame that is not IPv4, go on as before.
+    let outside = tcp_from([198, 51, 100, 1], 41005, VIP, 80, TcpKind::Syn);
+    assert_eq!(
+        test_run::run(&mut dataplane, &outside, 1).unwrap().action,
+        XDP_TX
+    );
+    assert_eq!(
+        test_run::run(&mut dataplane, &arp_request_for_vip(), 1)
+            .unwrap()
+            .action,
+        XDP_PASS
+    );
+
+    // Lifting the /32 leaves its address under the /24; lifting both lets it through.
+    deny.set_config(&[prefix("192.0.2.0/24")]).unwrap();
+    deny.sync(&mut dataplane).unwrap();
+    assert_eq!(
+        test_run::run(&mut dataplane, &from(7, 41006), 1)
+            .unwrap()
+            .action,
+        XDP_DROP
+    );
+    deny.set_config(&[]).unwrap();
+    deny.sync(&mut dataplane).unwrap();
+    assert_eq!(
+        test_run::run(&mut dataplane, &from(7, 41007), 1)
+            .unwrap()
+            .action,
+        XDP_TX
+    );
+}
+
+/// An ICMP echo request from `source` to the VIP.
+fn build_icmp_echo(source: [u8; 4]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+        .ipv4(source, VIP, 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut frame, b"ping")
+        .unwrap();
+    frame
+}

@@ -395,3 +395,97 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
     assert_eq!(answer, (200, 2 << 20));
     lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// `lvs deny` as an operator uses it: the client is denied and its requests go unanswered
+/// while everything else works; the drops are counted per prefix; the runtime prefix stays
+/// across a reload and a restart, the file's prefix cannot be lifted at runtime, and lifting
+/// the runtime one lets the client in again.
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_restarts() {
+    let mut lab = Lab::up(repo(), "lvsdeny", 2).unwrap_or_else(|e| panic!("{e}"));
+    let config = std::fs::read_to_string(lab.config_path()).unwrap()
+        + "\n[deny]\nprefixes = [\"198.51.100.0/24\"]\n";
+    std::fs::write(lab.config_path(), config).unwrap();
+    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let socket = lab.control_socket();
+    let deny = |args: &[&str]| {
+        let output = std::process::Command::new(lvs())
+            .arg("deny")
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let listed = |deny: &dyn Fn(&[&str]) -> (bool, String, String)| {
+        let (ok, out, err) = deny(&["list", "--json"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert!(lab.requests(3).failures.is_empty(), "before the block");
+
+    let (ok, _, err) = deny(&["add", lab::CLIENT]);
+    assert!(ok, "{err}");
+    let seen = lab.requests(2);
+    assert_eq!(
+        seen.failures.len(),
+        2,
+        "a denied client is not answered: {seen:?}"
+    );
+    let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    let dropped = counter(&status, "drop_denied");
+    assert!(
+        dropped >= 2,
+        "every SYN and retransmission is dropped: {dropped}"
+    );
+    let list = listed(&deny);
+    assert_eq!(list[0]["prefix"], "10.77.0.2/32");
+    assert_eq!(list[0]["origin"], "runtime");
+    assert_eq!(list[0]["packets"].as_u64(), Some(dropped));
+    assert_eq!(list[1]["prefix"], "198.51.100.0/24");
+    assert_eq!(list[1]["origin"], "config");
+
+    // Refused changes say why and change nothing.
+    let (ok, _, err) = deny(&["del", "198.51.100.0/24"]);
+    assert!(!ok);
+    assert!(err.contains("comes from the config file"), "{err}");
+    let (ok, _, err) = deny(&["add", "192.0.2.0/24", lab::CLIENT]);
+    assert!(!ok);
+    assert!(
+        err.contains("10.77.0.2/32 is already in the deny list"),
+        "{err}"
+    );
+    assert_eq!(listed(&deny).as_array().unwrap().len(), 2);
+
+    // A reload and a restart keep the runtime block, and its count.
+    lab.reload().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    lab.stop_director_for_restart().unwrap();
+    lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let list = listed(&deny);
+    assert_eq!(list[0]["prefix"], "10.77.0.2/32", "{list}");
+    assert!(list[0]["packets"].as_u64().unwrap() >= dropped, "{list}");
+    assert_eq!(
+        lab.requests(1).failures.len(),
+        1,
+        "still denied after the restart"
+    );
+
+    let (ok, _, err) = deny(&["del", lab::CLIENT]);
+    assert!(ok, "{err}");
+    let seen = lab.requests(5);
+    assert!(seen.failures.is_empty(), "lifted: {seen:?}");
+    let (ok, table, _) = deny(&["list"]);
+    assert!(ok);
+    assert!(table.contains("198.51.100.0/24    config"), "{table}");
+}

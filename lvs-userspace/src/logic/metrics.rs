@@ -8,7 +8,8 @@
 //! every verdict counter, per-service and per-real-server traffic and rates, each real
 //! server's health, neighbour and last check, the flow table's fill, and connection sync
 //! (`lvs_sync_*`: the daemons running, what they sent and received, what was refused), and
-//! with a `[bgp]` section which VIPs are announced (`lvs_bgp_announced`).
+//! with a `[bgp]` section which VIPs are announced (`lvs_bgp_announced`), and what each
+//! prefix of the deny list dropped (`lvs_deny_dropped_*`).
 //!
 //! The exposition is written by `prometheus-client` (the OpenMetrics text format, which
 //! Prometheus reads when it is the announced content type). A scrape renders a fresh
@@ -369,6 +370,25 @@ pub fn render(status: &Status) -> Result<String, fmt::Error> {
                 vip.announced,
             );
         }
+    }
+
+    let denied_packets = f.counter(
+        "lvs_deny_dropped_packets",
+        "Frames dropped because their source is in the deny list (labels prefix, origin).",
+    );
+    let denied_bytes = f.counter(
+        "lvs_deny_dropped_bytes",
+        "Bytes (IPv4 total length) of the frames the deny list dropped (labels prefix, origin).",
+    );
+    for denied in &status.deny {
+        let labels = || {
+            vec![
+                ("prefix", denied.prefix.to_string()),
+                ("origin", denied.origin.name().to_owned()),
+            ]
+        };
+        count(&denied_packets, labels(), denied.packets);
+        count(&denied_bytes, labels(), denied.bytes);
     }
 
     let mut text = String::new();

@@ -69,6 +69,8 @@ fn status() -> Status {
             "receive_errors": 0,
             "peers": [{"address": "10.0.0.3", "last_message_seconds_ago": 0.5}]
         },
+        "deny": [{"prefix": "203.0.113.0/24", "origin": "config", "packets": 12, "bytes": 720},
+                 {"prefix": "198.51.100.7/32", "origin": "runtime", "packets": 0, "bytes": 0}],
         "bgp": {
             "route_table": 245, "hold_time": 3,
             "vips": [{"address": "10.0.0.100", "announced": true},
@@ -386,6 +388,22 @@ fn each_vip_says_whether_it_is_announced_and_only_with_a_bgp_section() {
     without.bgp = None;
     let samples = scrape(&without);
     assert!(!samples.iter().any(|s| s.metric == "lvs_bgp_announced"));
+}
+
+#[test]
+fn each_denied_prefix_says_what_it_dropped() {
+    let samples = scrape(&status());
+    assert_eq!(
+        by_label(&samples, "lvs_deny_dropped_packets_total", "prefix"),
+        BTreeMap::from([
+            ("198.51.100.7/32".to_owned(), 0.0),
+            ("203.0.113.0/24".to_owned(), 12.0)
+        ])
+    );
+    assert_eq!(
+        by_label(&samples, "lvs_deny_dropped_bytes_total", "origin"),
+        BTreeMap::from([("config".to_owned(), 720.0), ("runtime".to_owned(), 0.0)])
+    );
 }
 
 #[test]
