@@ -1,4 +1,6 @@
-//! Per-packet cost of the director's XDP program, side by side with an empty XDP program.
+//! Per-packet cost of the director's XDP program, side by side with an empty XDP program,
+//! and with the director's program again behind a deny list of `DENY_PREFIXES` prefixes that
+//! none of the frames matches: the deny list's cost on a packet it lets through.
 //!
 //! Run as root: `cargo bench -p lvs-userspace --bench dataplane`.
 //!
@@ -22,13 +24,20 @@ use lvs_test_support::{empty_program, fixture};
 
 use empty_program::{EmptyProgram, Run};
 use fixture::{RS1_MAC, VIP, XDP_PASS, XDP_TX, tcp_ack, tcp_syn};
+use lvs_common::flow::SETTINGS_DENY_LIST;
 use lvs_userspace::{
+    base::values::SourcePrefix,
     io::bpf::{BpfDataPlane, test_run},
-    logic::dataplane::DataPlane,
+    logic::{dataplane::DataPlane, deny::DenyList},
 };
 
 /// A destination that is not a virtual service.
 const NOT_A_VIP: [u8; 4] = [10, 0, 0, 50];
+
+/// Prefixes in the deny list of the second director: /16s, /24s and /32s spread over the
+/// whole address space (a multiplicative hash of their number), so that a lookup walks a deep
+/// trie; none holds the fixtures' client.
+const DENY_PREFIXES: u32 = 10_000;
 
 /// How much work one invocation does.
 #[derive(Clone, Copy)]
@@ -134,6 +143,38 @@ fn load_director() -> Result<BpfDataPlane> {
     Ok(dataplane)
 }
 
+/// The director as `load_director` makes it, with a deny list of `DENY_PREFIXES` prefixes in
+/// use, written as the daemon writes it.
+fn load_director_with_deny_list() -> Result<BpfDataPlane> {
+    let mut dataplane = load_director()?;
+    let client = u32::from(std::net::Ipv4Addr::from(fixture::CLIENT));
+    let prefixes: Vec<SourcePrefix> = (0..DENY_PREFIXES * 2)
+        .map(|n: u32| {
+            let length = [16, 24, 32][(n % 3) as usize];
+            let mask = u32::MAX << (32 - length);
+            (n.wrapping_mul(2_654_435_761) & mask, mask, length)
+        })
+        .filter(|&(network, mask, _)| client & mask != network)
+        .filter_map(|(network, _, length)| {
+            SourcePrefix::new(std::net::Ipv4Addr::from(network), i64::from(length)).ok()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(DENY_PREFIXES as usize)
+        .collect();
+    ensure!(
+        prefixes.len() == DENY_PREFIXES as usize,
+        "too few distinct prefixes"
+    );
+    let mut deny = DenyList::default();
+    deny.set_config(&prefixes)?;
+    deny.sync(&mut dataplane)?;
+    let mut settings = fixture::default_settings();
+    settings.flags |= SETTINGS_DENY_LIST;
+    dataplane.set_settings(settings)?;
+    Ok(dataplane)
+}
+
 /// `frame` sent to the MAC address `load_director` gives the director.
 fn to_director(mut frame: Vec<u8>) -> Vec<u8> {
     frame[0..6].copy_from_slice(&RS1_MAC);
@@ -207,13 +248,15 @@ fn bench(mode: Mode) -> Result<()> {
     let cases = cases();
     let mut programs = [
         Program::Director(Box::new(load_director()?)),
+        Program::Director(Box::new(load_director_with_deny_list()?)),
         Program::Empty(EmptyProgram::load(XDP_PASS)?),
         Program::Empty(EmptyProgram::load(XDP_TX)?),
     ];
     for case in &cases {
         check_path(&mut programs[0], case)?;
-        check_empty(&mut programs[1], XDP_PASS, &case.frame)?;
-        check_empty(&mut programs[2], XDP_TX, &case.frame)?;
+        check_path(&mut programs[1], case)?;
+        check_empty(&mut programs[2], XDP_PASS, &case.frame)?;
+        check_empty(&mut programs[3], XDP_TX, &case.frame)?;
     }
     let samples = measure(&mut programs, &cases, mode)?;
     print_table(&cases, &samples, mode);
@@ -269,14 +312,23 @@ fn print_table(cases: &[Case], samples: &Samples, mode: Mode) {
         kernel.trim()
     );
     println!(
-        "{:<28} {:>10} {:>12} {:>11} {:>6} {:>11} {:>8}",
-        "packet", "lvs ns/pkt", "empty ns/pkt", "empty TX ns", "ratio", "lvs - empty", "target"
+        "{:<28} {:>10} {:>12} {:>11} {:>6} {:>11} {:>8} {:>13} {:>9}",
+        "packet",
+        "lvs ns/pkt",
+        "empty ns/pkt",
+        "empty TX ns",
+        "ratio",
+        "lvs - empty",
+        "target",
+        "+deny ns/pkt",
+        "deny cost"
     );
     for (case, per_program) in cases.iter().zip(samples) {
-        let [lvs, empty, empty_tx] = [0, 1, 2].map(|index| median(&per_program[index]));
+        let [lvs, with_deny, empty, empty_tx] =
+            [0, 1, 2, 3].map(|index| median(&per_program[index]));
         let above = lvs - empty;
         println!(
-            "{:<28} {:>10.1} {:>12.1} {:>11.1} {:>6.2} {:>11.1} {:>8}{}",
+            "{:<28} {:>10.1} {:>12.1} {:>11.1} {:>6.2} {:>11.1} {:>8} {:>13.1} {:>9.1}{}",
             case.name,
             lvs,
             empty,
@@ -284,6 +336,8 @@ fn print_table(cases: &[Case], samples: &Samples, mode: Mode) {
             lvs / empty,
             above,
             format!("<={}", case.target_above),
+            with_deny,
+            with_deny - lvs,
             if above <= case.target_above {
                 ""
             } else {
@@ -293,7 +347,8 @@ fn print_table(cases: &[Case], samples: &Samples, mode: Mode) {
     }
     println!(
         "empty = an XDP program returning XDP_PASS; empty TX returns XDP_TX; \
-         ratio and difference are against empty"
+         ratio and difference are against empty; +deny = lvs with a deny list of {DENY_PREFIXES} \
+         prefixes none of the frames is in, deny cost = +deny - lvs"
     );
     println!(
         "lvs samples per round (ns): {}",
