@@ -411,21 +411,8 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
     lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("{e}"));
     let socket = lab.control_socket();
-    let deny = |args: &[&str]| {
-        let output = std::process::Command::new(lvs())
-            .arg("deny")
-            .args(args)
-            .arg("--socket")
-            .arg(&socket)
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
-    let listed = |deny: &dyn Fn(&[&str]) -> (bool, String, String)| {
+    let deny = |args: &[&str]| lvs_deny(&socket, args);
+    let listed = || {
         let (ok, out, err) = deny(&["list", "--json"]);
         assert!(ok, "{err}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap()
@@ -446,7 +433,7 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
         dropped >= 2,
         "every SYN and retransmission is dropped: {dropped}"
     );
-    let list = listed(&deny);
+    let list = listed();
     assert_eq!(list[0]["prefix"], "10.77.0.2/32");
     assert_eq!(list[0]["origin"], "runtime");
     assert_eq!(list[0]["packets"].as_u64(), Some(dropped));
@@ -463,7 +450,7 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
         err.contains("10.77.0.2/32 is already in the deny list"),
         "{err}"
     );
-    assert_eq!(listed(&deny).as_array().unwrap().len(), 2);
+    assert_eq!(listed().as_array().unwrap().len(), 2);
 
     // A reload and a restart keep the runtime block, and its count.
     lab.reload().unwrap();
@@ -472,7 +459,7 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
     lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
     lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("{e}"));
-    let list = listed(&deny);
+    let list = listed();
     assert_eq!(list[0]["prefix"], "10.77.0.2/32", "{list}");
     assert!(list[0]["packets"].as_u64().unwrap() >= dropped, "{list}");
     assert_eq!(
@@ -488,4 +475,20 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
     let (ok, table, _) = deny(&["list"]);
     assert!(ok);
     assert!(table.contains("198.51.100.0/24    config"), "{table}");
+}
+
+/// `lvs deny ARGS` against the daemon on `socket`: whether it succeeded, stdout, stderr.
+fn lvs_deny(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(lvs())
+        .arg("deny")
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
