@@ -65,7 +65,7 @@ pub use run_as::RunAs;
 pub use timing::RawTiming;
 pub(crate) use timing::with_timing_keys;
 pub(crate) use validate::{
-    Inherited, Sink, is_request_path, validate_real_server, validate_service,
+    Inherited, Sink, command_words, is_request_path, validate_real_server, validate_service,
 };
 pub use validate::{
     RawCheck, RawRealServerHealth, RawScript, RawServiceHealth, RawSorryServer, RawStatusCodes,

@@ -226,6 +226,19 @@ impl Importer {
         self.value(at).map(str::to_owned)
     }
 
+    /// A script's command line (`misc_path`, `notify_up`, `quorum_up`, ...), by the config's
+    /// rule for scripts, so that what is written is a script `lvs check` takes.
+    fn command(&mut self, at: &Statement) -> Option<String> {
+        let line = self.text(at)?;
+        match health::command_words(&line) {
+            Ok(_) => Some(line),
+            Err(message) => {
+                self.problem(at, format!("{}: {message}", at.keyword));
+                None
+            }
+        }
+    }
+
     fn number(&mut self, at: &Statement) -> Option<u32> {
         let value = self.value(at)?;
         let parsed = value.parse().ok();
@@ -460,8 +473,8 @@ impl Importer {
                     quorum => service.quorum = quorum,
                 },
                 "hysteresis" => service.hysteresis = self.count(s),
-                "quorum_up" => service.quorum_up = self.text(s),
-                "quorum_down" => service.quorum_down = self.text(s),
+                "quorum_up" => service.quorum_up = self.command(s),
+                "quorum_down" => service.quorum_down = self.command(s),
                 "omega" => service.omega = self.flag(s),
                 "ha_suspend" => self.problem(
                     s,
@@ -634,8 +647,8 @@ impl Importer {
                     server.lthreshold = self.number(s);
                     lthreshold_at = Some(s);
                 }
-                "notify_up" => server.notify_up = self.text(s),
-                "notify_down" => server.notify_down = self.text(s),
+                "notify_up" => server.notify_up = self.command(s),
+                "notify_down" => server.notify_down = self.command(s),
                 "HTTP_GET" => self.set_checker(s, &mut server.http_get),
                 "SSL_GET" => self.set_checker(s, &mut server.ssl_get),
                 "TCP_CHECK" => self.set_checker(s, &mut server.tcp_check),
@@ -709,7 +722,7 @@ impl Importer {
                 "virtualhost" if http => checker.virtualhost = self.text(s),
                 "http_protocol" if http => checker.http_protocol = self.http_protocol(s),
                 "url" if http => checker.url.push(self.url(s)),
-                "misc_path" if misc => checker.misc_path = self.text(s),
+                "misc_path" if misc => checker.misc_path = self.command(s),
                 "misc_timeout" if misc => checker.misc_timeout = self.number(s),
                 "misc_dynamic" if misc => checker.misc_dynamic = self.flag(s),
                 "user" if misc => checker.user = self.user(s),

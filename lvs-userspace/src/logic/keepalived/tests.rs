@@ -593,3 +593,31 @@ fn a_url_without_a_path_is_reported_with_its_line() {
         ["line 6: url has no path: keepalived ignores it, and lvs needs one"]
     );
 }
+
+/// A script line that cannot be split into words is reported with its line, by the config's
+/// rule for scripts, not written to a TOML `lvs check` refuses (found by the keepalived fuzz
+/// target).
+#[test]
+fn a_script_that_cannot_be_split_into_words_is_reported_with_its_line() {
+    let text = "virtual_server 10.0.0.1 80 {\n\
+                \x20   lb_algo rr\n\
+                \x20   lb_kind DR\n\
+                \x20   quorum_up \"/bin/up 'unclosed\"\n\
+                \x20   real_server 10.0.0.11 80 {\n\
+                \x20       notify_down \"\"\n\
+                \x20       MISC_CHECK {\n\
+                \x20           misc_path \"/usr/local/bin/check \\\"unclosed\"\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n";
+    let imported = import(text, Some("eth0")).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "line 4: quorum_up: cannot split \"/bin/up 'unclosed\" into words: missing closing quote",
+            "line 6: notify_down: no program given",
+            "line 8: misc_path: cannot split \"/usr/local/bin/check \\\"unclosed\" into words: missing closing quote",
+        ]
+    );
+}

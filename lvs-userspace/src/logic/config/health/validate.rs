@@ -732,24 +732,33 @@ fn script_of(
     sink: &mut Sink<'_, '_>,
 ) -> Option<Script> {
     let argv = match raw {
-        RawScript::Argv(argv) => argv.clone(),
-        RawScript::Line(line) => match shell_words::split(line) {
-            Ok(words) => words,
-            Err(error) => {
-                sink.report(
-                    span,
-                    field,
-                    format!("cannot split {line:?} into words: {error}"),
-                );
-                return None;
-            }
-        },
+        RawScript::Argv(argv) if argv.first().is_none_or(|program| program.is_empty()) => {
+            Err(NO_PROGRAM.to_owned())
+        }
+        RawScript::Argv(argv) => Ok(argv.clone()),
+        RawScript::Line(line) => command_words(line),
     };
-    if argv.first().is_none_or(|program| program.is_empty()) {
-        sink.report(span, field, "no program given");
-        return None;
+    match argv {
+        Ok(argv) => Some(Script { argv }),
+        Err(message) => {
+            sink.report(span, field, message);
+            None
+        }
     }
-    Some(Script { argv })
+}
+
+const NO_PROGRAM: &str = "no program given";
+
+/// A script's command line as lvs runs it: split into words as a shell would (quotes
+/// honoured, nothing expanded), a program first. The one rule for the config's scripts and
+/// for the keepalived import's.
+pub fn command_words(line: &str) -> Result<Vec<String>, String> {
+    let words = shell_words::split(line)
+        .map_err(|error| format!("cannot split {line:?} into words: {error}"))?;
+    if words.first().is_none_or(|program| program.is_empty()) {
+        return Err(NO_PROGRAM.to_owned());
+    }
+    Ok(words)
 }
 
 pub(super) fn seconds(
