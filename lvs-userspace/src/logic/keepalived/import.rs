@@ -21,7 +21,10 @@ use std::{
 use crate::{
     base::values::{Count, Netmask, Port, StatusCode, Thresholds, Timeout, Weight, same_port},
     logic::{
-        config::health::{self, HttpVersion, run_as},
+        config::{
+            self,
+            health::{self, HttpVersion, run_as},
+        },
         schedule::Scheduler,
     },
 };
@@ -85,6 +88,8 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
     let statements = syntax::parse(text)?;
     let mut importer = Importer::default();
     let mut services: Vec<VirtualServer> = Vec::new();
+    // The line of each imported service's statement.
+    let mut service_lines: Vec<usize> = Vec::new();
     let mut seen = HashSet::new();
     let mut vrrp_interface: Option<String> = None;
     importer.report_beyond_services(&statements);
@@ -96,10 +101,28 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
             "virtual_server" => {
                 if let Some(service) = importer.virtual_server(statement) {
                     let key = (service.address.clone(), service.port, service.protocol.clone());
-                    if seen.insert(key) {
-                        services.push(service);
-                    } else {
+                    if !seen.insert(key) {
                         importer.problem(statement, "this service is defined twice; the second is not imported");
+                        continue;
+                    }
+                    let refused = super::check::service(&service, statement, PLACEHOLDER_INTERFACE);
+                    let reported = importer.problems.iter().any(|problem| {
+                        (statement.line..=statement.end_line).contains(&problem.line)
+                    });
+                    if refused.is_empty() {
+                        service_lines.push(statement.line);
+                        services.push(service);
+                    } else if reported {
+                        // What was left out, already reported, is what the config misses.
+                        importer.problem(
+                            statement,
+                            "this service is not imported: without what is left out below, lvs check would refuse it",
+                        );
+                    } else {
+                        importer.problems.extend(refused.into_iter().map(|problem| Problem {
+                            line: problem.line,
+                            message: format!("{}; the service is not imported", problem.message),
+                        }));
                     }
                 }
             }
@@ -108,24 +131,42 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
                 "virtual_server_group is not supported by lvs; write its members as virtual_server blocks",
             ),
             "vrrp_instance" if vrrp_interface.is_none() => {
-                vrrp_interface = find(statement, "interface")
-                    .and_then(|s| s.args.first().cloned());
+                let found = find(statement, "interface");
+                vrrp_interface = found.and_then(|s| s.args.first().cloned());
+                if let (Some(at), Some(name)) = (found, &vrrp_interface)
+                    && !config::is_interface_name(name)
+                {
+                    importer.problem(
+                        at,
+                        format!("{name:?} is not an interface name; director.interface is left a placeholder"),
+                    );
+                }
             }
             _ => {}
         }
+    }
+    let limit = lvs_common::MAX_SERVICES as usize;
+    if let Some(&line) = service_lines.get(limit) {
+        importer.problems.push(Problem {
+            line,
+            message: format!(
+                "lvs takes at most {limit} services; this one and those after it are not imported"
+            ),
+        });
+        services.truncate(limit);
     }
     // Reported in the order of the file, whichever pass found them.
     importer.problems.sort_by_key(|problem| problem.line);
     let mut notes = Vec::new();
     let interface = match (interface, &vrrp_interface) {
         (Some(given), _) => given.to_owned(),
-        (None, Some(vrrp)) => {
+        (None, Some(vrrp)) if config::is_interface_name(vrrp) => {
             notes.push(format!(
                 "director.interface is the VRRP instance's interface ({vrrp})."
             ));
             vrrp.clone()
         }
-        (None, None) => {
+        (None, _) => {
             notes.push(format!(
                 "director.interface is a placeholder ({PLACEHOLDER_INTERFACE}): set it, or import with --interface."
             ));
@@ -631,6 +672,7 @@ impl Importer {
             return None;
         }
         let mut server = RealServer {
+            line: at.line,
             address,
             port,
             ..RealServer::default()
@@ -769,7 +811,10 @@ impl Importer {
     }
 
     fn url(&mut self, at: &Statement) -> Url {
-        let mut url = Url::default();
+        let mut url = Url {
+            line: at.line,
+            ..Url::default()
+        };
         for s in at.block.as_deref().unwrap_or_default() {
             match s.keyword.as_str() {
                 "path" => {

@@ -122,6 +122,9 @@ pub struct Endpoint {
 
 #[derive(Serialize, Debug, Clone, PartialEq, Default)]
 pub struct RealServer {
+    /// The line of the keepalived statement it came from (not written).
+    #[serde(skip)]
+    pub line: usize,
     pub address: String,
     pub port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,6 +183,9 @@ pub struct Checker {
 
 #[derive(Serialize, Debug, Clone, PartialEq, Default)]
 pub struct Url {
+    /// The line of the keepalived statement it came from (not written).
+    #[serde(skip)]
+    pub line: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

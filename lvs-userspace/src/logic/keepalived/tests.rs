@@ -546,7 +546,10 @@ fn a_url_path_that_is_not_a_request_path_is_reported_with_its_line() {
     let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
         got,
-        ["line 7: \"8\" is not a request path (it starts with '/')"]
+        [
+            "line 1: this service is not imported: without what is left out below, lvs check would refuse it",
+            "line 7: \"8\" is not a request path (it starts with '/')",
+        ]
     );
 }
 
@@ -567,7 +570,10 @@ fn an_http_get_without_a_url_is_reported_with_its_line() {
     let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
         got,
-        ["line 5: HTTP_GET has no url: keepalived does not run it, and lvs needs at least one"]
+        [
+            "line 1: this service is not imported: without what is left out below, lvs check would refuse it",
+            "line 5: HTTP_GET has no url: keepalived does not run it, and lvs needs at least one",
+        ]
     );
 }
 
@@ -590,7 +596,10 @@ fn a_url_without_a_path_is_reported_with_its_line() {
     let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
         got,
-        ["line 6: url has no path: keepalived ignores it, and lvs needs one"]
+        [
+            "line 1: this service is not imported: without what is left out below, lvs check would refuse it",
+            "line 6: url has no path: keepalived ignores it, and lvs needs one",
+        ]
     );
 }
 
@@ -615,9 +624,100 @@ fn a_script_that_cannot_be_split_into_words_is_reported_with_its_line() {
     assert_eq!(
         got,
         [
+            "line 1: this service is not imported: without what is left out below, lvs check would refuse it",
             "line 4: quorum_up: cannot split \"/bin/up 'unclosed\" into words: missing closing quote",
             "line 6: notify_down: no program given",
             "line 8: misc_path: cannot split \"/usr/local/bin/check \\\"unclosed\" into words: missing closing quote",
         ]
     );
+}
+
+/// Every rule of the config that the import does not spell out itself is still applied to
+/// each imported service, and what it refuses is reported at the keepalived statement it came
+/// from; the service is left out whole, the others are imported.
+#[test]
+fn what_the_config_refuses_is_reported_at_its_statement_and_leaves_the_service_out() {
+    let url = |extra: &str| {
+        format!(
+            "virtual_server 10.0.0.1 80 {{\n\
+             \x20   lb_algo rr\n\
+             \x20   real_server 10.0.0.11 80 {{\n\
+             \x20       HTTP_GET {{\n\
+             \x20           url {{\n\
+             \x20               path /\n\
+             {extra}\
+             \x20           }}\n\
+             \x20       }}\n\
+             \x20   }}\n\
+             }}\n\
+             virtual_server 10.0.0.2 80 {{\n\
+             \x20   real_server 10.0.0.12 80\n\
+             }}\n"
+        )
+    };
+    let cases = [
+        (
+            "                digest zz\n",
+            "line 7: digest: \"zz\" is not an MD5 digest (32 hex digits); the service is not imported",
+        ),
+        (
+            "                regex \"a(b\"\n",
+            "line 7: regex: invalid regex \"a(b\": unclosed group; the service is not imported",
+        ),
+        (
+            "                regex ab\n                regex_min_offset 10\n                regex_max_offset 2\n",
+            "line 8: regex_min_offset: regex_min_offset 10 is past regex_max_offset 2; the service is not imported",
+        ),
+        (
+            "                virtualhost \"\"\n",
+            "line 7: virtualhost: \"\" is not a host name; the service is not imported",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let imported = import(&url(extra), Some("eth0")).unwrap();
+        let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(got, [expected], "{extra}");
+        let services: Vec<&str> = imported
+            .config
+            .virtual_server
+            .iter()
+            .map(|s| s.address.as_str())
+            .collect();
+        assert_eq!(services, ["10.0.0.2"], "{extra}");
+        let toml = imported.to_toml().unwrap();
+        crate::logic::config::parse(&toml, "imported.toml").unwrap();
+    }
+
+    let misc = "virtual_server 10.0.0.1 80 {\n\
+                \x20   real_server 10.0.0.11 80 {\n\
+                \x20       MISC_CHECK {\n\
+                \x20           misc_path /bin/true\n\
+                \x20           user nosuchuser-lvs-test\n\
+                \x20       }\n\
+                \x20   }\n\
+                }\n";
+    let imported = import(misc, Some("eth0")).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "line 5: user: there is no user \"nosuchuser-lvs-test\" on this system; the service is not imported"
+        ]
+    );
+}
+
+/// A VRRP interface name the kernel would refuse is reported, and the director's interface is
+/// left a placeholder.
+#[test]
+fn a_vrrp_interface_that_is_no_interface_name_is_reported() {
+    let text =
+        "vrrp_instance VI_1 {\n    interface \"eth 0\"\n}\nvirtual_server 10.0.0.1 80 {\n}\n";
+    let imported = import(text, None).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["line 2: \"eth 0\" is not an interface name; director.interface is left a placeholder"]
+    );
+    assert_eq!(imported.config.director.interface, "eth0");
+    assert_eq!(imported.config.director.manage_vips, Some(false));
 }
