@@ -8,6 +8,10 @@ use lvs_test_support::lab;
 use std::{path::Path, time::Duration};
 
 use lab::{Lab, counter, forwarding_count};
+use lvs_test_support::browser::Browser;
+
+/// Where the deny test's director serves its status page, inside its namespace.
+const STATUS_LISTEN: &str = "127.0.0.1:9100";
 
 const REQUESTS: usize = 60;
 
@@ -404,8 +408,10 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
 #[ignore = "needs root: network namespaces and XDP"]
 fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_restarts() {
     let mut lab = Lab::up(repo(), "lvsdeny", 2).unwrap_or_else(|e| panic!("{e}"));
-    let config = std::fs::read_to_string(lab.config_path()).unwrap()
-        + "\n[deny]\nprefixes = [\"198.51.100.0/24\"]\n";
+    let config = std::fs::read_to_string(lab.config_path()).unwrap().replace(
+        "[director]\n",
+        &format!("[director]\nmetrics_listen = \"{STATUS_LISTEN}\"\n"),
+    ) + "\n[deny]\nprefixes = [\"198.51.100.0/24\"]\n";
     std::fs::write(lab.config_path(), config).unwrap();
     lab.start_director(lvs()).unwrap_or_else(|e| panic!("{e}"));
     lab.wait_until_forwarding(lvs(), 2, Duration::from_secs(15))
@@ -439,6 +445,23 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
     assert_eq!(list[0]["packets"].as_u64(), Some(dropped));
     assert_eq!(list[1]["prefix"], "198.51.100.0/24");
     assert_eq!(list[1]["origin"], "config");
+
+    // The status page shows the list with what it dropped.
+    let mut page = Browser::launch(&lab.namespace("dir"), &lab.state_dir().join("chromium"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    page.open(&format!("http://{STATUS_LISTEN}/"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let shown = page
+        .wait_for(
+            "document.querySelector('tr[data-deny=\"10.77.0.2/32\"] [data-field=packets]')?.textContent",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        shown.as_str().unwrap().parse::<u64>().unwrap() >= 2,
+        "{shown}"
+    );
+    drop(page);
 
     // Refused changes say why and change nothing.
     let (ok, _, err) = deny(&["del", "198.51.100.0/24"]);
