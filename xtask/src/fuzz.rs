@@ -14,7 +14,13 @@ use crate::{cargo, say};
 
 /// Every target, with the directories its seeds come from (relative to the repository).
 pub const TARGETS: &[(&str, &[&str])] = &[
-    ("config", &["lvs-userspace/src/logic/keepalived/testdata"]),
+    (
+        "config",
+        &[
+            "lvs-userspace/src/logic/keepalived/testdata",
+            "fuzz/seeds/config",
+        ],
+    ),
     (
         "keepalived",
         &["lvs-userspace/src/logic/keepalived/testdata"],
