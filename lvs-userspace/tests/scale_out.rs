@@ -45,7 +45,11 @@ fn unix_now() -> f64 {
 /// servers when they move to another director; the new connections' service is `mh`, which
 /// every director builds alike, so that a connection younger than sync's delay (up to a
 /// sweep pass, a second here) keeps its server too when the ECMP set changes under it (with
-/// `rr` one in about a thousand was reset when a director came back).
+/// `rr` one in about a thousand was reset when a director came back). The real servers are
+/// `inhibit_on_failure`, as "Scaling out" advises: when a director's own checks fail (its
+/// quorum test here), its servers keep their connections at weight 0 until the routers move
+/// them, instead of being removed one check at a time, which would reschedule the first
+/// one's connections to a server still up on that director and reset them.
 fn director_config(lab: &EcmpLab, n: u8, check_port: Option<u16>) -> String {
     let mut text = format!(
         "[director]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nmanage_vips = false\n\
@@ -63,6 +67,7 @@ fn director_config(lab: &EcmpLab, n: u8, check_port: Option<u16>) -> String {
         for s in 1..=SERVERS {
             text += &format!(
                 "\n[[virtual_server.real_server]]\naddress = \"{}\"\nweight = 1\n\
+                 inhibit_on_failure = true\n\
                  [virtual_server.real_server.TCP_CHECK]\nconnect_timeout = 1\nretry = 1\n\
                  delay_before_retry = 1\nconnect_port = {}\n",
                 server_address(s),
