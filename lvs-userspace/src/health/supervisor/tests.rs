@@ -75,6 +75,9 @@ impl Prober for Shared {
             let address: Option<SocketAddrV4> = match &check.probe {
                 Probe::Tcp(endpoint) => Some(endpoint.connect),
                 Probe::Http(http) => Some(http.endpoint.connect),
+                Probe::Udp(udp) => Some(udp.endpoint.connect),
+                Probe::Dns(dns) => Some(dns.endpoint.connect),
+                Probe::Ping(ping) => Some(SocketAddrV4::new(ping.address, 0)),
                 Probe::Misc(_) => None,
             };
             let failing = address.is_some_and(|a| fake.failing.lock().unwrap().contains(a.ip()));
