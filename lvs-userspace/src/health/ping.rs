@@ -1,7 +1,8 @@
-//! `PING_CHECK`: an ICMP echo request gets its reply within `connect_timeout` (`echo` builds
-//! and judges the messages).
+//! `PING_CHECK`: an ICMP (or ICMPv6) echo request gets its reply within `connect_timeout`
+//! (`echo` builds and judges the messages).
 //!
-//! The socket is an unprivileged ICMP datagram socket (`SOCK_DGRAM`, `IPPROTO_ICMP`) where
+//! The socket is an unprivileged ICMP datagram socket (`SOCK_DGRAM`, `IPPROTO_ICMP` or
+//! `IPPROTO_ICMPV6`) where
 //! the system allows one (`net.ipv4.ping_group_range` names the director's group): the kernel
 //! then picks the identifier and hands over only the replies to it. Where it does not (the
 //! default range, "1 0", allows nobody, root included), a raw ICMP socket, which the
@@ -9,7 +10,11 @@
 //! the identifier is checked here. keepalived widens `ping_group_range` instead; lvs leaves
 //! the host's settings alone.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -36,19 +41,24 @@ pub async fn probe(ping: &PingProbe, timeout: Duration) -> Outcome {
 
 async fn exchange(ping: &PingProbe) -> Result<Outcome, Failure> {
     let (socket, raw) = open(ping)?;
+    let family = match ping.address {
+        IpAddr::V4(_) => echo::Family::V4,
+        IpAddr::V6(_) => echo::Family::V6,
+    };
     let random = random_bytes(4 + PAYLOAD);
     let (ident, sequence) = (
         u16::from_be_bytes([random[0], random[1]]),
         u16::from_be_bytes([random[2], random[3]]),
     );
     let payload = &random[4..];
-    let request = echo::request(ident, sequence, payload);
+    let request = echo::request(family, ident, sequence, payload);
     socket.send(&request).await.map_err(io_failure)?;
     let expected = echo::Expected {
+        family,
         ident: raw.then_some(ident),
         sequence,
         payload,
-        ip_header: raw,
+        ip_header: raw && family == echo::Family::V4,
     };
     let mut buffer = vec![0u8; 65_536];
     loop {
@@ -66,13 +76,11 @@ async fn exchange(ping: &PingProbe) -> Result<Outcome, Failure> {
 /// whether it is raw (its reads start with the IP header).
 fn open(ping: &PingProbe) -> Result<(UdpSocket, bool), Failure> {
     let fail = |what: &str, e: io::Error| Failure::Connect(format!("{what}: {e}"));
-    let icmp = |kind: Type| {
-        Socket::new(
-            Domain::IPV4,
-            kind.nonblocking().cloexec(),
-            Some(Protocol::ICMPV4),
-        )
+    let (domain, protocol) = match ping.address {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
     };
+    let icmp = |kind: Type| Socket::new(domain, kind.nonblocking().cloexec(), Some(protocol));
     let (socket, raw) = match icmp(Type::DGRAM) {
         Ok(socket) => (socket, false),
         Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
@@ -88,11 +96,11 @@ fn open(ping: &PingProbe) -> Result<(UdpSocket, bool), Failure> {
     };
     if let Some(bind) = ping.bind {
         socket
-            .bind(&SocketAddr::from((bind, 0)).into())
+            .bind(&SocketAddr::new(bind, 0).into())
             .map_err(|e| fail(&format!("binding to {bind}"), e))?;
     }
     socket
-        .connect(&SocketAddr::from((ping.address, 0)).into())
+        .connect(&SocketAddr::new(ping.address, 0).into())
         .map_err(io_failure)?;
     let socket = UdpSocket::from_std(std::net::UdpSocket::from(socket))
         .map_err(|e| fail("registering the socket", e))?;
@@ -105,6 +113,12 @@ fn permitted() -> bool {
     [Type::DGRAM, Type::RAW]
         .into_iter()
         .any(|kind| Socket::new(Domain::IPV4, kind, Some(Protocol::ICMPV4)).is_ok())
+}
+
+/// Whether this host has IPv6 loopback (a container may not).
+#[cfg(test)]
+fn has_ipv6_loopback() -> bool {
+    std::net::UdpSocket::bind("[::1]:0").is_ok()
 }
 
 #[cfg(test)]
@@ -124,12 +138,12 @@ mod tests {
             return;
         }
         let ping = PingProbe {
-            address: Ipv4Addr::LOCALHOST,
+            address: Ipv4Addr::LOCALHOST.into(),
             bind: None,
         };
         assert_eq!(probe(&ping, TIMEOUT).await, Outcome::pass("echo reply"));
         let from_another = PingProbe {
-            bind: Some(Ipv4Addr::new(127, 0, 0, 3)),
+            bind: Some(Ipv4Addr::new(127, 0, 0, 3).into()),
             ..ping
         };
         assert_eq!(
@@ -139,14 +153,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ipv6_loopback_answers() {
+        if !permitted() || !has_ipv6_loopback() {
+            eprintln!("no ICMP socket allowed to this user, or no ::1; skipped");
+            return;
+        }
+        let ping = PingProbe {
+            address: std::net::Ipv6Addr::LOCALHOST.into(),
+            bind: None,
+        };
+        assert_eq!(probe(&ping, TIMEOUT).await, Outcome::pass("echo reply"));
+    }
+
+    #[tokio::test]
     async fn an_address_that_is_not_local_cannot_be_bound() {
         if !permitted() {
             eprintln!("no ICMP socket allowed to this user; skipped");
             return;
         }
         let ping = PingProbe {
-            address: Ipv4Addr::LOCALHOST,
-            bind: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            address: Ipv4Addr::LOCALHOST.into(),
+            bind: Some(Ipv4Addr::new(192, 0, 2, 1).into()),
         };
         let outcome = probe(&ping, TIMEOUT).await;
         let Outcome::Fail(Failure::Connect(reason)) = &outcome else {

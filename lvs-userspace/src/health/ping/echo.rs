@@ -1,21 +1,46 @@
-//! ICMP echo messages (RFC 792), as far as `PING_CHECK` needs them: the request it sends and
-//! the judgement of what it reads back. Pure: no socket here.
+//! ICMP and ICMPv6 echo messages (RFC 792, RFC 4443), as far as `PING_CHECK` needs them:
+//! the request it sends and the judgement of what it reads back. Pure: no socket here.
 
-/// The echo request and reply types, and the ICMP header's length.
-const ECHO_REQUEST: u8 = 8;
-const ECHO_REPLY: u8 = 0;
+/// The ICMP header's length, the same in both families.
 pub const ICMP_HEADER: usize = 8;
 
-/// Builds an echo request with its checksum. On an unprivileged ICMP socket the kernel sets
-/// the identifier (to the socket's) and the checksum again.
-pub fn request(ident: u16, sequence: u16, payload: &[u8]) -> Vec<u8> {
+/// Which ICMP: the echo types differ, and so does who sums. An ICMPv6 checksum covers a
+/// pseudo-header of addresses the kernel picks, so the kernel writes it on the way out and
+/// checks it on the way in; an ICMP checksum covers the message alone, and is ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn request_type(self) -> u8 {
+        match self {
+            Family::V4 => 8,
+            Family::V6 => 128,
+        }
+    }
+
+    fn reply_type(self) -> u8 {
+        match self {
+            Family::V4 => 0,
+            Family::V6 => 129,
+        }
+    }
+}
+
+/// Builds an echo request (with its checksum, for ICMP). On an unprivileged ICMP socket the
+/// kernel sets the identifier (to the socket's) and the checksum again.
+pub fn request(family: Family, ident: u16, sequence: u16, payload: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(ICMP_HEADER + payload.len());
-    message.extend_from_slice(&[ECHO_REQUEST, 0, 0, 0]);
+    message.extend_from_slice(&[family.request_type(), 0, 0, 0]);
     message.extend_from_slice(&ident.to_be_bytes());
     message.extend_from_slice(&sequence.to_be_bytes());
     message.extend_from_slice(payload);
-    let sum = checksum(&message);
-    message[2..4].copy_from_slice(&sum.to_be_bytes());
+    if family == Family::V4 {
+        let sum = checksum(&message);
+        message[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
     message
 }
 
@@ -34,12 +59,14 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// What the check expects back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expected<'a> {
+    pub family: Family,
     /// The identifier, when the socket does not filter by it (a raw socket does not; an
     /// unprivileged ICMP socket does, and rewrites it).
     pub ident: Option<u16>,
     pub sequence: u16,
     pub payload: &'a [u8],
-    /// Whether what is read starts with the IPv4 header (a raw socket's does).
+    /// Whether what is read starts with the IPv4 header (a raw ICMP socket's does; ICMPv6
+    /// sockets never hand over the IPv6 header).
     pub ip_header: bool,
 }
 
@@ -61,10 +88,10 @@ pub fn judge(packet: &[u8], expected: &Expected<'_>) -> Result<(), &'static str>
     if icmp.len() < ICMP_HEADER {
         return Err("shorter than an ICMP header");
     }
-    if icmp[0] != ECHO_REPLY || icmp[1] != 0 {
+    if icmp[0] != expected.family.reply_type() || icmp[1] != 0 {
         return Err("not an echo reply");
     }
-    if checksum(icmp) != 0 {
+    if expected.family == Family::V4 && checksum(icmp) != 0 {
         return Err("a bad checksum");
     }
     let ident = u16::from_be_bytes([icmp[4], icmp[5]]);
@@ -87,7 +114,7 @@ mod tests {
     /// The reply a host sends to `request`: type 0, checksum made again.
     fn reply_to(request: &[u8]) -> Vec<u8> {
         let mut reply = request.to_vec();
-        reply[0] = ECHO_REPLY;
+        reply[0] = Family::V4.reply_type();
         reply[2..4].copy_from_slice(&[0, 0]);
         let sum = checksum(&reply);
         reply[2..4].copy_from_slice(&sum.to_be_bytes());
@@ -105,6 +132,7 @@ mod tests {
 
     fn expected(ident: Option<u16>, ip_header: bool) -> Expected<'static> {
         Expected {
+            family: Family::V4,
             ident,
             sequence: 9,
             payload: PAYLOAD,
@@ -114,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_request_carries_a_valid_checksum() {
-        let request = request(0x1234, 9, PAYLOAD);
+        let request = request(Family::V4, 0x1234, 9, PAYLOAD);
         assert_eq!(
             request[..8],
             [8, 0, request[2], request[3], 0x12, 0x34, 0, 9]
@@ -126,7 +154,7 @@ mod tests {
 
     #[test]
     fn the_reply_passes_with_and_without_an_ip_header() {
-        let reply = reply_to(&request(0x1234, 9, PAYLOAD));
+        let reply = reply_to(&request(Family::V4, 0x1234, 9, PAYLOAD));
         assert_eq!(judge(&reply, &expected(None, false)), Ok(()));
         assert_eq!(judge(&reply, &expected(Some(0x1234), false)), Ok(()));
         for words in [5, 6, 15] {
@@ -137,7 +165,7 @@ mod tests {
 
     #[test]
     fn anything_else_is_passed_over() {
-        let request = request(0x1234, 9, PAYLOAD);
+        let request = request(Family::V4, 0x1234, 9, PAYLOAD);
         let reply = reply_to(&request);
         let ours = expected(Some(0x1234), false);
         assert_eq!(judge(&request, &ours), Err("not an echo reply"));
@@ -145,9 +173,9 @@ mod tests {
             judge(&reply, &expected(Some(0x4321), false)),
             Err("another identifier")
         );
-        let later = reply_to(&super::request(0x1234, 10, PAYLOAD));
+        let later = reply_to(&super::request(Family::V4, 0x1234, 10, PAYLOAD));
         assert_eq!(judge(&later, &ours), Err("another sequence number"));
-        let other = reply_to(&super::request(0x1234, 9, b"something else!"));
+        let other = reply_to(&super::request(Family::V4, 0x1234, 9, b"something else!"));
         assert_eq!(judge(&other, &ours), Err("another payload"));
         let mut corrupt = reply.clone();
         corrupt[10] ^= 1;
@@ -168,11 +196,27 @@ mod tests {
             judge(&ipv6, &expected(Some(0x1234), true)),
             Err("not an IPv4 packet")
         );
-        let mut short_header = packet;
+        let mut short_header = packet.clone();
         short_header[0] = 0x44;
         assert_eq!(
             judge(&short_header, &expected(Some(0x1234), true)),
             Err("not an IPv4 packet")
         );
+    }
+
+    #[test]
+    fn icmpv6_echo_has_its_own_types_and_leaves_the_sum_to_the_kernel() {
+        let request = request(Family::V6, 7, 9, PAYLOAD);
+        assert_eq!(request[..8], [128, 0, 0, 0, 0, 7, 0, 9]);
+        let mut reply = request.clone();
+        reply[0] = 129;
+        let v6 = Expected {
+            family: Family::V6,
+            ..expected(Some(7), false)
+        };
+        assert_eq!(judge(&reply, &v6), Ok(()), "no checksum of ours to check");
+        assert_eq!(judge(&request, &v6), Err("not an echo reply"));
+        let v4_reply = reply_to(&super::request(Family::V4, 7, 9, PAYLOAD));
+        assert_eq!(judge(&v4_reply, &v6), Err("not an echo reply"));
     }
 }

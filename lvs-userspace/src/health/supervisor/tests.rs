@@ -77,7 +77,10 @@ impl Prober for Shared {
                 Probe::Http(http) => Some(http.endpoint.connect),
                 Probe::Udp(udp) => Some(udp.endpoint.connect),
                 Probe::Dns(dns) => Some(dns.endpoint.connect),
-                Probe::Ping(ping) => Some(SocketAddrV4::new(ping.address, 0)),
+                Probe::Ping(ping) => match ping.address {
+                    std::net::IpAddr::V4(address) => Some(SocketAddrV4::new(address, 0)),
+                    std::net::IpAddr::V6(_) => None,
+                },
                 Probe::Misc(_) => None,
             };
             let failing = address.is_some_and(|a| fake.failing.lock().unwrap().contains(a.ip()));

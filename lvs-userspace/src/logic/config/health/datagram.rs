@@ -3,7 +3,7 @@
 //! the keepalived import both check with these rules, so an import writes only what the
 //! config takes.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{fmt, net::IpAddr};
 
 use super::Endpoint;
 
@@ -215,13 +215,14 @@ pub fn check_dns_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// `PING_CHECK`.
+/// `PING_CHECK`. The checker pings either family; the config gives it IPv4 addresses only,
+/// as it does every address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PingProbe {
     /// `connect_ip`, by default the real server's address.
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// `bindto`: the local source address.
-    pub bind: Option<Ipv4Addr>,
+    pub bind: Option<IpAddr>,
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ fn every_datagram_key_is_read() {
     assert_eq!(
         checks[2].probe,
         Probe::Ping(PingProbe {
-            address: Ipv4Addr::new(10, 0, 1, 13),
+            address: Ipv4Addr::new(10, 0, 1, 13).into(),
             bind: None,
         })
     );
