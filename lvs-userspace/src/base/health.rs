@@ -168,8 +168,8 @@ pub enum Failure {
     Signal(i32),
     /// The program could not be started.
     Spawn(String),
-    /// A datagram checker's reply was not the one wanted (UDP_CHECK's `require_reply`, a DNS
-    /// error code, an ICMP error).
+    /// A datagram checker's reply was not the one wanted (UDP_CHECK's `require_reply`
+    /// refused it, or a DNS answer carried an error code).
     Reply(String),
 }
 
