@@ -6,12 +6,15 @@
 #   lab.sh config [--prefix P]
 #   lab.sh http-stop  --server S [--prefix P]
 #   lab.sh http-start --server S [--prefix P]
+#   lab.sh udp-stop   --server S [--prefix P]
+#   lab.sh udp-start  --server S [--prefix P]
 #
 # The lab is one L2 segment: a "switch" namespace P-sw holds a Linux bridge br0, and every
 # host namespace (P-client, P-dir, P-rs1 .. P-rsN) hangs off it through a veth pair whose
 # host end is eth0 and whose switch end is named after the host. The real servers are
 # provisioned with scripts/realserver.sh (VIP on lo, ARP kept quiet) and each runs a tiny
-# HTTP server that answers GET / with its own name, so a client can see which one it hit.
+# HTTP server that answers GET / with its own name, so a client can see which one it hit,
+# and a UDP responder on the same port that answers every datagram with that name too.
 # The director gets only its own address: the lvs daemon, started separately with the
 # generated lvs.toml, adds the VIP itself.
 #
@@ -21,7 +24,8 @@
 #
 # With --sorry-server, one more real server P-sorry (10.77.0.30) answers "sorry", for a
 # service's sorry_server. http-stop and http-start stop and start the HTTP server of one
-# server (rs1 .. rsN, or sorry), so that health checks can be seen taking it out and back.
+# server (rs1 .. rsN, or sorry), so that health checks can be seen taking it out and back;
+# udp-stop and udp-start do the same with its UDP responder.
 #
 # Every namespace name starts with "P-" so that labs with different prefixes, or leftovers
 # of an earlier run, never collide. State (pids, logs, realserver state, lvs.toml) lives in
@@ -50,6 +54,8 @@ usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server] [--direc
        ${0##*/} config [--prefix P]
        ${0##*/} http-stop  --server S [--prefix P]
        ${0##*/} http-start --server S [--prefix P]
+       ${0##*/} udp-stop   --server S [--prefix P]
+       ${0##*/} udp-start  --server S [--prefix P]
 S is rs1 .. rs$MAX_RS or sorry; P matches ^[a-z][a-z0-9]{0,9}\$ (default lvslab); N is 1..$MAX_RS (default 2);
 D is 1 or 2 (default 1).
 EOF
@@ -59,7 +65,7 @@ EOF
 # --- argument parsing: everything is checked before anything is changed ---
 [[ $# -ge 1 ]] || usage
 CMD=$1; shift
-case $CMD in up | down | config | http-stop | http-start) ;; -h | --help | help) usage ;; *) die 2 "unknown command '$CMD' (want up, down, config, http-stop or http-start)" ;; esac
+case $CMD in up | down | config | http-stop | http-start | udp-stop | udp-start) ;; -h | --help | help) usage ;; *) die 2 "unknown command '$CMD' (want up, down, config, http-stop, http-start, udp-stop or udp-start)" ;; esac
 PREFIX=lvslab
 NRS=2
 SORRY=0
@@ -71,7 +77,7 @@ while [[ $# -gt 0 ]]; do
       [[ $CMD == up ]] || die 2 "--sorry-server is only valid with 'up'"
       SORRY=1; shift ;;
     --server | --server=*)
-      [[ $CMD == http-stop || $CMD == http-start ]] || die 2 "--server is only valid with 'http-stop' and 'http-start'"
+      [[ $CMD == http-* || $CMD == udp-* ]] || die 2 "--server is only valid with 'http-stop', 'http-start', 'udp-stop' and 'udp-start'"
       if [[ $1 == --server ]]; then
         [[ $# -ge 2 ]] || die 2 "--server needs a value"
         SERVER=$2; shift 2
@@ -115,8 +121,9 @@ if ! [[ $NRS =~ ^[1-9]$ ]] || (( NRS > MAX_RS )); then
 fi
 [[ $DIRECTORS =~ ^[12]$ ]] || die 2 "--directors must be 1 or 2, not '$DIRECTORS'"
 
-# The one server http-stop and http-start act on: a name this script gave, nothing else.
-if [[ $CMD == http-stop || $CMD == http-start ]]; then
+# The one server http-stop, http-start, udp-stop and udp-start act on: a name this script
+# gave, nothing else.
+if [[ $CMD == http-* || $CMD == udp-* ]]; then
   [[ $SERVER =~ ^(rs[1-8]|sorry)$ ]] || die 2 "--server must be rs1 .. rs$MAX_RS or sorry, not '$SERVER'"
 fi
 SORRY_ADDR=$SUBNET.30
@@ -158,6 +165,14 @@ is_http_server() {
 
 # Sends SIGTERM to the given PIDs, waits up to 2 s for them to exit, then sends SIGKILL to
 # whatever is left, so that teardown is bounded even if a process ignores SIGTERM.
+# Whether PID is a UDP responder this script started (its command line carries a marker).
+is_udp_server() {
+  local pid=$1 cmdline
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmdline == *lab-udp-responder* ]]
+}
+
 stop_pids() {
   local pid tries alive
   [[ $# -gt 0 ]] || return 0
@@ -182,7 +197,7 @@ do_down() {
   local pidfile pid name ns rc=0
   local -a namespaces pids
 
-  # 1. The HTTP servers we recorded.
+  # 1. The HTTP servers and UDP responders we recorded.
   if [[ -d $STATE ]]; then
     for pidfile in "$STATE"/http-*.pid; do
       [[ -e $pidfile ]] || continue
@@ -190,6 +205,16 @@ do_down() {
       if is_http_server "$pid"; then
         name=${pidfile##*/http-}
         say "stopping HTTP server ${name%.pid} (pid $pid)"
+        stop_pids "$pid"
+      fi
+      rm -f "$pidfile" || true
+    done
+    for pidfile in "$STATE"/udp-*.pid; do
+      [[ -e $pidfile ]] || continue
+      pid=$(<"$pidfile") || true
+      if is_udp_server "$pid"; then
+        name=${pidfile##*/udp-}
+        say "stopping UDP responder ${name%.pid} (pid $pid)"
         stop_pids "$pid"
       fi
       rm -f "$pidfile" || true
@@ -363,6 +388,49 @@ start_http_host() {
   die 1 "HTTP server $name did not answer on $addr:$PORT within 5 s (log above)"
 }
 
+# The UDP responder: every datagram to port $PORT is answered with the host's name. The
+# marker argument lets is_udp_server recognise it.
+UDP_RESPONDER='import socket, sys
+name = (sys.argv[2] + "\n").encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[3])))
+while True:
+    _, peer = s.recvfrom(2048)
+    s.sendto(name, peer)'
+
+# Asks ADDR:PORT once over UDP and prints the answer (nothing after 0.2 s, or when refused).
+UDP_ASK='import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.2)
+s.sendto(b"?", (sys.argv[1], int(sys.argv[2])))
+try:
+    print(s.recv(2048).decode().strip())
+except OSError:
+    pass'
+
+# Starts the UDP responder of host NAME (namespace P-NAME) and waits until it answers on
+# ADDR with its name.
+start_udp_host() {
+  local name=$1 addr=$2 ns=$PREFIX-$1 pid tries body=''
+  say "starting UDP responder $name on $addr:$PORT/udp (also answers on the VIP)"
+  ip netns exec "$ns" setsid "$PYTHON" -c "$UDP_RESPONDER" lab-udp-responder "$name" "$PORT" \
+    </dev/null >"$STATE/udp-$name.log" 2>&1 &
+  pid=$!
+  printf '%s\n' "$pid" >"$STATE/udp-$name.pid"
+  # Poll for up to about 5 s.
+  for ((tries = 0; tries < 20; tries++)); do
+    body=$(ip netns exec "$ns" "$PYTHON" -c "$UDP_ASK" "$addr" "$PORT" 2>/dev/null) || true
+    [[ $body == "$name" ]] && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      sed 's/^/  /' "$STATE/udp-$name.log" >&2 || true
+      die 1 "UDP responder $name exited at start-up (log above)"
+    fi
+    sleep 0.05
+  done
+  sed 's/^/  /' "$STATE/udp-$name.log" >&2 || true
+  die 1 "UDP responder $name did not answer on $addr:$PORT within 5 s (log above)"
+}
+
 write_config() {
   local i
   {
@@ -446,6 +514,7 @@ do_up() {
 
   for ((i = 1; i <= NRS; i++)); do
     start_http "$i"
+    start_udp_host "rs$i" "$SUBNET.$((10 + i))"
   done
 
   if (( SORRY )); then
@@ -453,6 +522,7 @@ do_up() {
     say "provisioning sorry server $PREFIX-sorry with VIP $VIP"
     LVS_STATE_DIR=$STATE/realserver ip netns exec "$PREFIX-sorry" "$REALSERVER" start "$VIP" --dev eth0 >/dev/null
     start_http_host sorry "$SORRY_ADDR"
+    start_udp_host sorry "$SORRY_ADDR"
   fi
 
   write_config
@@ -488,6 +558,29 @@ do_http-start() {
   fi
   PYTHON=$(python3 -c 'import sys; print(sys.executable)') || die 1 "python3 does not run"
   start_http_host "$SERVER" "$(server_address "$SERVER")"
+}
+
+# Stops the UDP responder of one server of a running lab (its namespace stays up).
+do_udp-stop() {
+  local pidfile=$STATE/udp-$SERVER.pid pid
+  [[ -f $pidfile ]] || die 1 "no UDP responder $SERVER is running in lab '$PREFIX'"
+  pid=$(<"$pidfile")
+  if is_udp_server "$pid"; then
+    say "stopping UDP responder $SERVER (pid $pid)"
+    stop_pids "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+# Starts the UDP responder of one server of a running lab again.
+do_udp-start() {
+  [[ -d $STATE ]] || die 1 "no lab with prefix '$PREFIX' is up"
+  ip netns list | awk '{ print $1 }' | grep -qx "$PREFIX-$SERVER" || die 1 "lab '$PREFIX' has no host $SERVER"
+  if [[ -f $STATE/udp-$SERVER.pid ]] && is_udp_server "$(<"$STATE/udp-$SERVER.pid")"; then
+    die 1 "UDP responder $SERVER is already running"
+  fi
+  PYTHON=$(python3 -c 'import sys; print(sys.executable)') || die 1 "python3 does not run"
+  start_udp_host "$SERVER" "$(server_address "$SERVER")"
 }
 
 "do_$CMD"

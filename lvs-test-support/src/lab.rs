@@ -119,6 +119,16 @@ impl Lab {
         self.script(&["http-start", "--prefix", &self.prefix, "--server", server])
     }
 
+    /// Stops the UDP responder of one server ("rs1".., or "sorry"); its host stays up.
+    pub fn stop_udp(&self, server: &str) -> Result<(), String> {
+        self.script(&["udp-stop", "--prefix", &self.prefix, "--server", server])
+    }
+
+    /// Starts the UDP responder of one server again.
+    pub fn start_udp(&self, server: &str) -> Result<(), String> {
+        self.script(&["udp-start", "--prefix", &self.prefix, "--server", server])
+    }
+
     /// Polls the status until `wanted` holds for it, or `timeout` passes; returns the status
     /// and how long it took.
     pub fn wait_for_status(
@@ -317,6 +327,41 @@ impl Lab {
                     .push(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
                 Err(e) => seen.failures.push(e.to_string()),
             }
+        }
+        seen
+    }
+
+    /// Sends `count` datagrams to the VIP's UDP port 80 from the client, each from a socket
+    /// of its own (a new flow), each waiting 1 s at most for the real server's name.
+    pub fn udp_requests(&self, count: usize) -> Requests {
+        const ASK: &str = "import socket, sys\n\
+            for _ in range(int(sys.argv[2])):\n\
+            \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+            \x20   s.settimeout(1)\n\
+            \x20   s.sendto(b'?', (sys.argv[1], 80))\n\
+            \x20   try:\n\
+            \x20       print(s.recv(2048).decode().strip())\n\
+            \x20   except OSError as e:\n\
+            \x20       print('failed:', e)\n\
+            \x20   s.close()\n";
+        let mut seen = Requests::default();
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.namespace("client")])
+            .args(["python3", "-c", ASK, VIP, &count.to_string()])
+            .output();
+        match output {
+            Ok(o) if o.status.success() => {
+                for line in String::from_utf8_lossy(&o.stdout).lines() {
+                    match line.strip_prefix("failed: ") {
+                        Some(error) => seen.failures.push(error.to_owned()),
+                        None => *seen.answers.entry(line.to_owned()).or_default() += 1,
+                    }
+                }
+            }
+            Ok(o) => seen
+                .failures
+                .push(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+            Err(e) => seen.failures.push(e.to_string()),
         }
         seen
     }

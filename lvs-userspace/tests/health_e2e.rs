@@ -427,3 +427,158 @@ fn without_moving_parts(status: &serde_json::Value) -> serde_json::Value {
     }
     status
 }
+
+/// The lab's two real servers behind a UDP service on port 80, each checked by UDP_CHECK
+/// (the lab's UDP responder answers "?" with the server's name), and behind a TCP service
+/// checked by PING_CHECK.
+fn datagram_config(lab: &Lab) -> String {
+    let mut text = format!(
+        "[director]\ninterface = \"eth0\"\nxdp_mode = \"native\"\ncontrol_socket = \"{}\"\n",
+        lab.control_socket().display()
+    );
+    for (protocol, checker) in [
+        (
+            "UDP",
+            "UDP_CHECK]\npayload = \"3f\"\nrequire_reply = \"72 73\"\nmin_reply_length = 3\n",
+        ),
+        ("TCP", "PING_CHECK]\n"),
+    ] {
+        text += &format!(
+            "\n[[virtual_server]]\naddress = \"{}\"\nport = 80\nprotocol = \"{protocol}\"\n\
+             lb_algo = \"rr\"\nlb_kind = \"DR\"\ndelay_loop = {DELAY_LOOP}\n",
+            lab::VIP
+        );
+        for i in 1..=2 {
+            text += &format!(
+                "\n[[virtual_server.real_server]]\naddress = \"{}\"\nweight = 1\n\
+                 [virtual_server.real_server.{checker}connect_timeout = {CONNECT_TIMEOUT}\n\
+                 retry = {RETRY}\ndelay_before_retry = {DELAY_LOOP}\n",
+                real_server(i)
+            );
+        }
+    }
+    text
+}
+
+/// The real server at `address` of the service of `protocol`, in a status document.
+fn real_server_of<'a>(
+    status: &'a serde_json::Value,
+    protocol: &str,
+    address: &str,
+) -> &'a serde_json::Value {
+    status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s["protocol"]
+                .as_str()
+                .is_some_and(|p| p.eq_ignore_ascii_case(protocol))
+        })
+        .flat_map(|s| s["real_servers"].as_array().into_iter().flatten())
+        .find(|rs| rs["address"] == address)
+        .unwrap_or_else(|| panic!("no {protocol} real server {address} in {status}"))
+}
+
+fn udp_forwarding(status: &serde_json::Value, address: &str) -> bool {
+    real_server_of(status, "UDP", address)["forwarding"] == true
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and XDP"]
+fn a_udp_real_server_whose_responder_stops_leaves_the_pool_and_comes_back() {
+    let shape = Shape {
+        real_servers: 2,
+        ..Shape::default()
+    };
+    let mut lab = Lab::up_with(repo(), "lvsu5", shape).unwrap_or_else(|e| panic!("{e}"));
+    let config_path = lab.config_path().with_file_name("lvs-udp.toml");
+    std::fs::write(&config_path, datagram_config(&lab)).unwrap();
+    lab.start_director_with(lvs(), &config_path)
+        .unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_until_forwarding(lvs(), 4, PATIENCE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _) = lab
+        .wait_for_status(lvs(), PATIENCE, "every real server checked", |s| {
+            ["UDP", "TCP"].iter().all(|protocol| {
+                (1..=2).all(|i| {
+                    real_server_of(s, protocol, &real_server(i))["health"]["last_result"]["passed"]
+                        == true
+                })
+            })
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pinged = real_server_of(&status, "TCP", &real_server(1));
+    assert_eq!(
+        pinged["health"]["last_result"]["detail"], "echo reply",
+        "{pinged}"
+    );
+    assert_eq!(
+        pinged["health"]["checker"],
+        format!("PING_CHECK {}", real_server(1))
+    );
+    let checked = real_server_of(&status, "UDP", &real_server(2));
+    assert_eq!(
+        checked["health"]["last_result"]["detail"], "reply of 4 bytes",
+        "{checked}"
+    );
+    let seen = lab.udp_requests(20);
+    assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+    assert_eq!(
+        seen.answers.len(),
+        2,
+        "both real servers answer: {:?}",
+        seen.answers
+    );
+
+    // rs2's UDP responder stops: the kernel answers port unreachable, and rs2 leaves the UDP
+    // service within the bound, while its TCP service (pinged) keeps it.
+    lab.stop_udp("rs2").unwrap_or_else(|e| panic!("{e}"));
+    let bound = Duration::from_secs(DELAY_LOOP * (RETRY + 1) + CONNECT_TIMEOUT);
+    let (status, took) = lab
+        .wait_for_status(lvs(), PATIENCE, "rs2 out of the UDP service", |s| {
+            !udp_forwarding(s, &real_server(2))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        took <= bound + OBSERVATION_MARGIN,
+        "rs2 left the pool after {took:?}, the bound is {bound:?} (+{OBSERVATION_MARGIN:?} to observe it)"
+    );
+    let rs2 = real_server_of(&status, "UDP", &real_server(2));
+    assert_eq!(rs2["health"]["state"], "down", "{rs2}");
+    assert_eq!(rs2["health"]["admission"], "removed", "{rs2}");
+    assert_eq!(
+        rs2["health"]["last_result"]["detail"], "connection refused",
+        "{rs2}"
+    );
+    assert_eq!(
+        real_server_of(&status, "TCP", &real_server(2))["forwarding"],
+        true,
+        "the pinged TCP service keeps rs2"
+    );
+    let table = lab.status_table(lvs());
+    assert!(
+        table.contains("down, removed: connection refused"),
+        "{table}"
+    );
+    let seen = lab.udp_requests(20);
+    assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+    assert_eq!(
+        seen.answers.get("rs1"),
+        Some(&20),
+        "only rs1 answers: {:?}",
+        seen.answers
+    );
+
+    // It starts again: back in the pool, and answering.
+    lab.start_udp("rs2").unwrap_or_else(|e| panic!("{e}"));
+    lab.wait_for_status(lvs(), PATIENCE, "rs2 back in the UDP service", |s| {
+        udp_forwarding(s, &real_server(2))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let seen = lab.udp_requests(20);
+    assert!(seen.failures.is_empty(), "{:?}", seen.failures);
+    assert!(seen.answers.contains_key("rs2"), "{:?}", seen.answers);
+
+    lab.stop_director().unwrap_or_else(|e| panic!("{e}"));
+}

@@ -168,6 +168,9 @@ pub enum Failure {
     Signal(i32),
     /// The program could not be started.
     Spawn(String),
+    /// A datagram checker's reply was not the one wanted (UDP_CHECK's `require_reply`
+    /// refused it, or a DNS answer carried an error code).
+    Reply(String),
 }
 
 impl fmt::Display for Failure {
@@ -193,6 +196,7 @@ impl fmt::Display for Failure {
             Failure::Exit(code) => write!(f, "exit code {code}"),
             Failure::Signal(signal) => write!(f, "killed by signal {signal}"),
             Failure::Spawn(error) => write!(f, "cannot start: {error}"),
+            Failure::Reply(error) => write!(f, "bad reply: {error}"),
         }
     }
 }

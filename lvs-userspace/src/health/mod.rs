@@ -4,7 +4,10 @@
 //!
 //! - `config`: the keepalived keywords in the TOML config, validated.
 //! - `state`: the pure state machines (retry, alpha, inhibit, quorum, hysteresis, sorry server).
-//! - `http`, `tcp`, `misc`: the checkers (`HTTP_GET`/`SSL_GET`, `TCP_CHECK`, `MISC_CHECK`).
+//! - `http`, `tcp`, `misc`: the checkers (`HTTP_GET`/`SSL_GET`, `TCP_CHECK`, `MISC_CHECK`);
+//!   `udp`, `dns`, `ping`: the datagram checkers (`UDP_CHECK`, `DNS_CHECK`, `PING_CHECK`),
+//!   with the DNS and ICMP messages built and judged apart from the sockets
+//!   (`dns::message`, `ping::echo`).
 //! - `script`: running notify and check programs without a shell, bounded in time.
 //! - `plan`: which checks run, shared between services when they are the same check.
 //! - `supervisor`: the task that schedules checks and publishes results.
@@ -58,13 +61,16 @@ pub fn apply(model: &mut impl HealthRecord<ServiceKey>, updates: Vec<HealthUpdat
     }
     changed
 }
+pub mod dns;
 pub mod http;
 pub mod memory;
 pub mod misc;
+pub mod ping;
 pub mod plan;
 pub mod script;
 pub mod supervisor;
 pub mod tcp;
+pub mod udp;
 
 #[cfg(test)]
 mod tests {

@@ -32,13 +32,13 @@ use tracing::{info, warn};
 
 use crate::{
     health::{
-        Admission, CheckResult, HealthState, HealthStatus, Outcome,
+        Admission, CheckResult, HealthState, HealthStatus, Outcome, dns,
         http::{self, TlsConfigs},
-        memory, misc,
+        memory, misc, ping,
         plan::{self, MemberRef, Plan, ServicePlan},
         script::{self, ScriptEnd},
         state::{CheckState, Member, Pool, omega_notifiers},
-        tcp,
+        tcp, udp,
     },
     logic::config::{
         Config,
@@ -67,6 +67,9 @@ impl Prober for Checkers {
                 Probe::Http(probe) => http::probe(probe, timeout, &tls).await,
                 Probe::Tcp(endpoint) => tcp::probe(endpoint, timeout).await,
                 Probe::Misc(probe) => misc::probe(probe).await,
+                Probe::Udp(probe) => udp::probe(probe, timeout).await,
+                Probe::Dns(probe) => dns::probe(probe, timeout).await,
+                Probe::Ping(probe) => ping::probe(probe, timeout).await,
             }
         })
     }

@@ -390,6 +390,12 @@ with_timing_keys! {
         tcp_check: Option<RawCheck>,
         #[serde(default, rename = "MISC_CHECK")]
         misc_check: Option<RawCheck>,
+        #[serde(default, rename = "UDP_CHECK")]
+        udp_check: Option<RawCheck>,
+        #[serde(default, rename = "DNS_CHECK")]
+        dns_check: Option<RawCheck>,
+        #[serde(default, rename = "PING_CHECK")]
+        ping_check: Option<RawCheck>,
         #[serde(default)]
         inhibit_on_failure: Option<bool>,
         #[serde(default)]
@@ -774,6 +780,9 @@ impl RawRealServer {
             ssl_get: self.ssl_get.take(),
             tcp_check: self.tcp_check.take(),
             misc_check: self.misc_check.take(),
+            udp_check: self.udp_check.take(),
+            dns_check: self.dns_check.take(),
+            ping_check: self.ping_check.take(),
             inhibit_on_failure: self.inhibit_on_failure.take(),
             notify_up: self.notify_up.take(),
             notify_down: self.notify_down.take(),

@@ -75,6 +75,12 @@ impl Prober for Shared {
             let address: Option<SocketAddrV4> = match &check.probe {
                 Probe::Tcp(endpoint) => Some(endpoint.connect),
                 Probe::Http(http) => Some(http.endpoint.connect),
+                Probe::Udp(udp) => Some(udp.endpoint.connect),
+                Probe::Dns(dns) => Some(dns.endpoint.connect),
+                Probe::Ping(ping) => match ping.address {
+                    std::net::IpAddr::V4(address) => Some(SocketAddrV4::new(address, 0)),
+                    std::net::IpAddr::V6(_) => None,
+                },
                 Probe::Misc(_) => None,
             };
             let failing = address.is_some_and(|a| fake.failing.lock().unwrap().contains(a.ip()));
@@ -563,4 +569,80 @@ impl Prober for OnThread {
         );
         self.0.probe(check)
     }
+}
+
+const DATAGRAM_CHECKS: &str = r#"
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "10.0.0.100"
+port = 53
+protocol = "udp"
+delay_loop = 5
+
+[[virtual_server.real_server]]
+address = "10.0.0.11"
+[virtual_server.real_server.DNS_CHECK]
+name = "example.test"
+
+[[virtual_server.real_server]]
+address = "10.0.0.12"
+[virtual_server.real_server.UDP_CHECK]
+require_reply = true
+
+[[virtual_server.real_server]]
+address = "10.0.0.13"
+[virtual_server.real_server.PING_CHECK]
+"#;
+
+/// keepalived's DNS_CHECK retries 3 times, `delay_loop` apart, before the server goes down;
+/// UDP_CHECK and PING_CHECK retry once, a second later, as the other network checkers.
+#[tokio::test(start_paused = true)]
+async fn datagram_checks_follow_keepalived_s_retries() {
+    let fake = FakeProber::new(Duration::from_millis(10));
+    for last in [11, 12, 13] {
+        fake.set_failing([10, 0, 0, last], true);
+    }
+    let (mut supervisor, mut latest) = start(DATAGRAM_CHECKS, &fake, Options::default());
+    latest
+        .follow(&mut supervisor, Duration::from_millis(1_500))
+        .await;
+    assert_eq!(fake.calls_to("10.0.0.12:53"), vec![0, 1]);
+    assert_eq!(fake.calls_to("PING_CHECK 10.0.0.13"), vec![0, 1]);
+    for last in [12, 13] {
+        assert_eq!(
+            latest.get(53, 100, [10, 0, 0, last]).state,
+            HealthState::Down
+        );
+    }
+    latest
+        .follow(&mut supervisor, Duration::from_millis(13_000))
+        .await;
+    assert_eq!(
+        fake.calls_to("10.0.0.11:53 SOA example.test"),
+        vec![0, 5, 10]
+    );
+    assert_eq!(
+        latest.get(53, 100, [10, 0, 0, 11]).state,
+        HealthState::Up,
+        "three failures are not yet enough"
+    );
+    latest
+        .follow(&mut supervisor, Duration::from_millis(1_000))
+        .await;
+    assert_eq!(
+        fake.calls_to("10.0.0.11:53 SOA example.test"),
+        vec![0, 5, 10, 15]
+    );
+    let down = latest.get(53, 100, [10, 0, 0, 11]);
+    assert_eq!(
+        (down.state, down.admission),
+        (HealthState::Down, Admission::Removed)
+    );
+    assert_eq!(
+        down.checker.as_deref(),
+        Some("DNS_CHECK 10.0.0.11:53 SOA example.test")
+    );
+    supervisor.shutdown().await;
 }

@@ -22,7 +22,8 @@
 //! notify_up = "/etc/lvs/notify.sh up"
 //! notify_down = "/etc/lvs/notify.sh down"
 //!
-//! [virtual_server.real_server.HTTP_GET]   # or SSL_GET, TCP_CHECK, MISC_CHECK
+//! [virtual_server.real_server.HTTP_GET]   # or SSL_GET, TCP_CHECK, MISC_CHECK,
+//!                                         # UDP_CHECK, DNS_CHECK, PING_CHECK
 //! connect_timeout = 3
 //! retry = 2                       # alias nb_get_retry
 //! delay_before_retry = 1
@@ -32,6 +33,20 @@
 //! status_code = [200, "300-399"]
 //! digest = "9b3a0c85a887a256d6939da88aabd8cd"
 //! regex = "status: ok"            # regex_no_match, regex_options, regex_{min,max}_offset
+//! ```
+//!
+//! The datagram checkers (`datagram`) take keepalived's keys too:
+//!
+//! ```toml
+//! [virtual_server.real_server.UDP_CHECK]
+//! payload = "00 01 02 03"         # keepalived's HEX_STR; a random datagram otherwise
+//! require_reply = "00 xx"         # or true: a reply must come (x: any nibble)
+//! min_reply_length = 2            # with require_reply (default 0)
+//! max_reply_length = 512          # with require_reply (default 255)
+//! [virtual_server.real_server.DNS_CHECK]
+//! type = "A"                      # A, NS, CNAME, SOA (default), MX, TXT, AAAA
+//! name = "example.com"            # default "."
+//! [virtual_server.real_server.PING_CHECK]   # connect_ip, bindto and the timing keys only
 //! ```
 //!
 //! The timing keys (`delay_loop`, `connect_timeout`, `retry`, `delay_before_retry`,
@@ -56,11 +71,13 @@ use std::{
 };
 
 mod body_regex;
+pub mod datagram;
 pub(crate) mod run_as;
 mod timing;
 mod validate;
 
 pub use body_regex::{BodyRegex, MAX_BODY_MATCHED};
+pub use datagram::{DnsProbe, DnsType, HexPattern, PingProbe, ReplyRule, UdpProbe};
 pub use run_as::RunAs;
 pub use timing::RawTiming;
 pub(crate) use timing::with_timing_keys;
@@ -188,6 +205,12 @@ pub enum Probe {
     Tcp(Endpoint),
     /// `MISC_CHECK`: a program exits 0.
     Misc(MiscProbe),
+    /// `UDP_CHECK`: a datagram gets no ICMP error (or, with `require_reply`, a fitting reply).
+    Udp(UdpProbe),
+    /// `DNS_CHECK`: a query over UDP gets an answer without error.
+    Dns(DnsProbe),
+    /// `PING_CHECK`: an ICMP echo request gets its reply.
+    Ping(PingProbe),
 }
 
 impl Probe {
@@ -198,6 +221,9 @@ impl Probe {
             Probe::Http(_) => "HTTP_GET",
             Probe::Tcp(_) => "TCP_CHECK",
             Probe::Misc(_) => "MISC_CHECK",
+            Probe::Udp(_) => "UDP_CHECK",
+            Probe::Dns(_) => "DNS_CHECK",
+            Probe::Ping(_) => "PING_CHECK",
         }
     }
 }
@@ -218,6 +244,13 @@ impl fmt::Display for Probe {
             }
             Probe::Tcp(endpoint) => write!(f, "TCP_CHECK {}", endpoint.connect),
             Probe::Misc(misc) => write!(f, "MISC_CHECK {}", misc.command),
+            Probe::Udp(udp) => write!(f, "UDP_CHECK {}", udp.endpoint.connect),
+            Probe::Dns(dns) => write!(
+                f,
+                "DNS_CHECK {} {} {}",
+                dns.endpoint.connect, dns.query_type, dns.name
+            ),
+            Probe::Ping(ping) => write!(f, "PING_CHECK {}", ping.address),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! From keepalived's `virtual_server` blocks to lvs's TOML config.
 //!
 //! What lvs cannot do (NAT and tunnelling, firewall-mark and IPv6 services, server groups,
-//! checkers other than HTTP_GET, SSL_GET, TCP_CHECK and MISC_CHECK, `include`) is reported
+//! SMTP_CHECK, FILE_CHECK and BFD_CHECK, `include`) is reported
 //! with its line and left out, never approximated: a service that would forward differently
 //! is left out whole. The rest of the file (global_defs, VRRP) stays keepalived's business
 //! (`--vrrp-out` writes it, see [`super::vrrp`]) and is skipped here, except that a VRRP
@@ -19,7 +19,9 @@ use std::{
 };
 
 use crate::{
-    base::values::{Count, Netmask, Port, StatusCode, Thresholds, Timeout, Weight, same_port},
+    base::values::{
+        Count, Netmask, Port, StatusCode, Thresholds, Timeout, UnicastAddress, Weight, same_port,
+    },
     logic::{
         config::{
             self,
@@ -35,6 +37,8 @@ use super::{
     },
     syntax::{self, Statement, SyntaxError},
 };
+
+mod datagram;
 
 /// The interface written when neither the command line nor a VRRP instance names one.
 const PLACEHOLDER_INTERFACE: &str = "eth0";
@@ -193,6 +197,15 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
     })
 }
 
+/// "services", "addresses".
+fn plural(noun: &str) -> String {
+    if noun.ends_with('s') {
+        format!("{noun}es")
+    } else {
+        format!("{noun}s")
+    }
+}
+
 fn find<'a>(statement: &'a Statement, keyword: &str) -> Option<&'a Statement> {
     statement
         .block
@@ -203,14 +216,7 @@ fn find<'a>(statement: &'a Statement, keyword: &str) -> Option<&'a Statement> {
 }
 
 /// keepalived's checkers that lvs has no equivalent for yet.
-const UNSUPPORTED_CHECKERS: [&str; 6] = [
-    "SMTP_CHECK",
-    "DNS_CHECK",
-    "UDP_CHECK",
-    "PING_CHECK",
-    "FILE_CHECK",
-    "BFD_CHECK",
-];
+const UNSUPPORTED_CHECKERS: [&str; 3] = ["SMTP_CHECK", "FILE_CHECK", "BFD_CHECK"];
 
 #[derive(Default)]
 struct Importer {
@@ -391,12 +397,26 @@ impl Importer {
             Err(_) if text.parse::<Ipv6Addr>().is_ok() => {
                 self.problem(
                     at,
-                    format!("IPv6 {what}s are not supported by lvs (IPv4 only)"),
+                    format!("IPv6 {} are not supported by lvs (IPv4 only)", plural(what)),
                 );
                 None
             }
             Err(_) => {
                 self.problem(at, format!("{text:?} is not an IPv4 address"));
+                None
+            }
+        }
+    }
+
+    /// A checker's `connect_ip` or `bindto`: a unicast IPv4 address, by the rule lvs's config
+    /// checks it with (keepalived takes 0.0.0.0 or a multicast address too).
+    fn checker_address(&mut self, at: &Statement) -> Option<String> {
+        let text = self.value(at)?;
+        let address = self.ipv4(at, text, "checker address")?;
+        match UnicastAddress::new(address) {
+            Ok(address) => Some(address.get().to_string()),
+            Err(error) => {
+                self.problem(at, format!("{}: {error}", at.keyword));
                 None
             }
         }
@@ -695,6 +715,9 @@ impl Importer {
                 "SSL_GET" => self.set_checker(s, &mut server.ssl_get),
                 "TCP_CHECK" => self.set_checker(s, &mut server.tcp_check),
                 "MISC_CHECK" => self.set_checker(s, &mut server.misc_check),
+                "UDP_CHECK" => self.set_checker(s, &mut server.udp_check),
+                "DNS_CHECK" => self.set_checker(s, &mut server.dns_check),
+                "PING_CHECK" => self.set_checker(s, &mut server.ping_check),
                 checker if UNSUPPORTED_CHECKERS.contains(&checker) => {
                     self.problem(s, format!("{checker} is not supported by lvs"));
                 }
@@ -738,23 +761,25 @@ impl Importer {
     fn checker(&mut self, at: &Statement) -> Checker {
         let http = matches!(at.keyword.as_str(), "HTTP_GET" | "SSL_GET");
         let misc = at.keyword == "MISC_CHECK";
+        let ping = at.keyword == "PING_CHECK";
         let mut checker = Checker::default();
         for s in at.block.as_deref().unwrap_or_default() {
             match s.keyword.as_str() {
                 "connect_ip" if !misc => {
-                    checker.connect_ip = self
-                        .value(s)
-                        .and_then(|ip| self.ipv4(s, ip, "checker address"))
-                        .map(|ip| ip.to_string());
+                    checker.connect_ip = self.checker_address(s);
+                }
+                // keepalived takes it in PING_CHECK, and does nothing with it.
+                "connect_port" if ping => {
+                    self.note(
+                        s,
+                        "connect_port in PING_CHECK is left out: ICMP has no port",
+                    );
                 }
                 "connect_port" if !misc => {
                     checker.connect_port = self.value(s).and_then(|port| self.port(s, port));
                 }
                 "bindto" if !misc => {
-                    checker.bindto = self
-                        .value(s)
-                        .and_then(|ip| self.ipv4(s, ip, "checker address"))
-                        .map(|ip| ip.to_string());
+                    checker.bindto = self.checker_address(s);
                 }
                 // A program has no connection: misc_timeout bounds it.
                 "connect_timeout" if misc => {
@@ -768,8 +793,12 @@ impl Importer {
                 "misc_timeout" if misc => checker.misc_timeout = self.number(s),
                 "misc_dynamic" if misc => checker.misc_dynamic = self.flag(s),
                 "user" if misc => checker.user = self.user(s),
+                _ if self.datagram_key(s, &at.keyword, &mut checker) => {}
                 other => self.problem(s, format!("{other} in {} is not imported", at.keyword)),
             }
+        }
+        if at.keyword == "UDP_CHECK" {
+            self.reply_lengths(at, &mut checker);
         }
         // keepalived disables an HTTP_GET or SSL_GET without a url; lvs's config refuses one.
         if http && checker.url.is_empty() {

@@ -1,9 +1,9 @@
 //! The TOML that an import writes: lvs's config shape, in keepalived's words.
 //!
 //! Health checks keep keepalived's names: a real server's checkers are tables named
-//! `HTTP_GET`, `SSL_GET`, `TCP_CHECK` and `MISC_CHECK` with keepalived's keys
-//! (`connect_timeout`, `retry`, `delay_before_retry`, `url` with `path`, `status_code`,
-//! `digest`, ...), and a service keeps `delay_loop`, `sorry_server`, `quorum`,
+//! `HTTP_GET`, `SSL_GET`, `TCP_CHECK`, `MISC_CHECK`, `UDP_CHECK`, `DNS_CHECK` and
+//! `PING_CHECK` with keepalived's keys (`connect_timeout`, `retry`, `delay_before_retry`,
+//! `url` with `path`, `status_code`, `digest`, `payload`, `require_reply`, `type`, ...), and a service keeps `delay_loop`, `sorry_server`, `quorum`,
 //! `hysteresis`, `alpha`, `omega`. The timing keys stay at the level keepalived.conf wrote
 //! them (service, real server or checker), since lvs inherits them the same way. Absent
 //! values are left out, so lvs's defaults apply.
@@ -151,6 +151,12 @@ pub struct RealServer {
     pub tcp_check: Option<Checker>,
     #[serde(rename = "MISC_CHECK", skip_serializing_if = "Option::is_none")]
     pub misc_check: Option<Checker>,
+    #[serde(rename = "UDP_CHECK", skip_serializing_if = "Option::is_none")]
+    pub udp_check: Option<Checker>,
+    #[serde(rename = "DNS_CHECK", skip_serializing_if = "Option::is_none")]
+    pub dns_check: Option<Checker>,
+    #[serde(rename = "PING_CHECK", skip_serializing_if = "Option::is_none")]
+    pub ping_check: Option<Checker>,
 }
 
 /// One checker's settings; which keys apply depends on its kind, as in keepalived.
@@ -177,8 +183,31 @@ pub struct Checker {
     /// `user[:group]` the program runs as.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// UDP_CHECK's HEX_STR payload, as keepalived.conf wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_reply: Option<RequireReply>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_reply_length: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_reply_length: Option<u16>,
+    /// DNS_CHECK's query type and name.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub query_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub url: Vec<Url>,
+}
+
+/// UDP_CHECK's `require_reply`: alone (`true`: a reply must come) or with a HEX_STR the
+/// reply must start with.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum RequireReply {
+    Any(bool),
+    Pattern(String),
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq, Default)]

@@ -27,14 +27,14 @@ fn what_is_not_imported_is_reported_with_its_line() {
         "line 82: mh-port only applies to the mh scheduler",
         "line 96: SMTP_CHECK is not supported by lvs",
         "line 106: one-packet scheduling (ops) is not supported by lvs",
-        "line 120: lb_kind NAT is not supported (lvs does direct routing, DR); the service is not imported",
-        "line 126: firewall-mark services are not supported by lvs",
-        "line 130: IPv6 services are not supported by lvs (IPv4 only)",
-        "line 134: virtual_server_group is not supported by lvs; write its members as virtual_server blocks",
-        "line 139: scheduler lblc is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh); lvs's default applies",
-        "line 140: frobnicate is not imported",
-        "line 142: weight 70000 is out of range 0..=65535",
-        "line 146: include /etc/keepalived/conf.d/*.conf is not followed; import that file on its own",
+        "line 139: lb_kind NAT is not supported (lvs does direct routing, DR); the service is not imported",
+        "line 145: firewall-mark services are not supported by lvs",
+        "line 149: IPv6 services are not supported by lvs (IPv4 only)",
+        "line 153: virtual_server_group is not supported by lvs; write its members as virtual_server blocks",
+        "line 158: scheduler lblc is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh); lvs's default applies",
+        "line 159: frobnicate is not imported",
+        "line 161: weight 70000 is out of range 0..=65535",
+        "line 165: include /etc/keepalived/conf.d/*.conf is not followed; import that file on its own",
     ];
     assert_eq!(got, expected);
 }
@@ -721,3 +721,5 @@ fn a_vrrp_interface_that_is_no_interface_name_is_reported() {
     assert_eq!(imported.config.director.interface, "eth0");
     assert_eq!(imported.config.director.manage_vips, Some(false));
 }
+
+mod datagram;

@@ -842,3 +842,5 @@ fn every_level_takes_every_timing_key() {
     check("", keys, "");
     check("", "", keys);
 }
+
+mod datagram;

@@ -85,8 +85,12 @@ pub(crate) struct TimingLevel {
 /// What the checker runs, as far as its timing defaults go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CheckerKind {
-    /// HTTP_GET, SSL_GET, TCP_CHECK: a connection, bounded by `connect_timeout`.
+    /// HTTP_GET, SSL_GET, TCP_CHECK, UDP_CHECK, PING_CHECK: a connection or a datagram,
+    /// bounded by `connect_timeout`.
     Network,
+    /// DNS_CHECK: a query, bounded by `connect_timeout`, which keepalived retries 3 times
+    /// by default, `delay_loop` apart.
+    Dns,
     /// MISC_CHECK: a program, bounded by `misc_timeout`.
     Program,
 }
@@ -126,23 +130,25 @@ impl TimingLevel {
     }
 
     /// The checker's timing: the values set, and keepalived's defaults for the rest.
-    /// keepalived retries a network check once by default and a program not at all.
+    /// keepalived retries a network check once by default, a DNS query 3 times (waiting
+    /// `delay_loop` before each retry) and a program not at all.
     /// `connect_timeout` means nothing to a program (`misc_timeout` bounds it), so an
     /// inherited one is not taken: two servers' equal scripts stay one check.
     pub(crate) fn resolve(self, kind: CheckerKind) -> Timing {
-        let network = kind == CheckerKind::Network;
+        let delay_loop = self.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+        let (retry, delay_before_retry) = match kind {
+            CheckerKind::Network => (1, DEFAULT_DELAY_BEFORE_RETRY),
+            CheckerKind::Dns => (3, delay_loop),
+            CheckerKind::Program => (0, Duration::ZERO),
+        };
         Timing {
-            delay_loop: self.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP),
+            delay_loop,
             connect_timeout: match kind {
-                CheckerKind::Network => self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
                 CheckerKind::Program => DEFAULT_CONNECT_TIMEOUT,
+                _ => self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             },
-            retry: self.retry.unwrap_or(u32::from(network)),
-            delay_before_retry: self.delay_before_retry.unwrap_or(if network {
-                DEFAULT_DELAY_BEFORE_RETRY
-            } else {
-                Duration::ZERO
-            }),
+            retry: self.retry.unwrap_or(retry),
+            delay_before_retry: self.delay_before_retry.unwrap_or(delay_before_retry),
             warmup: self.warmup.unwrap_or(Duration::ZERO),
             alpha: self.alpha.unwrap_or(false),
         }
@@ -203,6 +209,29 @@ mod tests {
         let program = TimingLevel::default().resolve(CheckerKind::Program);
         assert_eq!(program.retry, 0);
         assert_eq!(program.delay_before_retry, Duration::ZERO);
+        let dns = TimingLevel {
+            delay_loop: secs(7),
+            ..TimingLevel::default()
+        }
+        .resolve(CheckerKind::Dns);
+        assert_eq!(
+            (dns.retry, dns.delay_before_retry),
+            (3, Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn an_inherited_retry_wins_over_a_checker_s_own_default() {
+        let inherited = TimingLevel {
+            retry: Some(0),
+            delay_before_retry: secs(2),
+            ..TimingLevel::default()
+        };
+        let dns = inherited.resolve(CheckerKind::Dns);
+        assert_eq!(
+            (dns.retry, dns.delay_before_retry),
+            (0, Duration::from_secs(2))
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
+mod datagram;
+use datagram::RawRequireReply;
+
 use super::{
     Check, DEFAULT_DELAY_LOOP, Endpoint, HttpProbe, HttpVersion, MiscProbe, Probe,
     RealServerHealth, Script, ServiceHealth, StatusCodes, TlsOptions, UrlCheck,
@@ -40,7 +43,8 @@ pub struct RawSorryServer {
 }
 
 with_timing_keys! {
-    /// One checker block (`HTTP_GET`, `SSL_GET`, `TCP_CHECK`, `MISC_CHECK`). They share one shape
+    /// One checker block (`HTTP_GET`, `SSL_GET`, `TCP_CHECK`, `MISC_CHECK`, `UDP_CHECK`,
+    /// `DNS_CHECK`, `PING_CHECK`). They share one shape
     /// so that the common keywords are read once; keys that do not belong to the block's kind
     /// are reported by `validate_check`. The timing keys come with `with_timing_keys`.
     #[derive(Deserialize, Debug)]
@@ -77,6 +81,20 @@ with_timing_keys! {
         misc_dynamic: Option<Spanned<bool>>,
         #[serde(default)]
         user: Option<Spanned<String>>,
+        // UDP_CHECK
+        #[serde(default)]
+        payload: Option<Spanned<String>>,
+        #[serde(default)]
+        require_reply: Option<Spanned<RawRequireReply>>,
+        #[serde(default)]
+        min_reply_length: Option<Spanned<i64>>,
+        #[serde(default)]
+        max_reply_length: Option<Spanned<i64>>,
+        // DNS_CHECK
+        #[serde(default, rename = "type")]
+        query_type: Option<Spanned<String>>,
+        #[serde(default)]
+        name: Option<Spanned<String>>,
     }
 }
 
@@ -143,6 +161,9 @@ pub struct RawRealServerHealth {
     pub ssl_get: Option<RawCheck>,
     pub tcp_check: Option<RawCheck>,
     pub misc_check: Option<RawCheck>,
+    pub udp_check: Option<RawCheck>,
+    pub dns_check: Option<RawCheck>,
+    pub ping_check: Option<RawCheck>,
     pub inhibit_on_failure: Option<bool>,
     pub notify_up: Option<Spanned<RawScript>>,
     pub notify_down: Option<Spanned<RawScript>>,
@@ -270,6 +291,9 @@ pub(crate) fn validate_real_server(
         ("SSL_GET", raw.ssl_get),
         ("TCP_CHECK", raw.tcp_check),
         ("MISC_CHECK", raw.misc_check),
+        ("UDP_CHECK", raw.udp_check),
+        ("DNS_CHECK", raw.dns_check),
+        ("PING_CHECK", raw.ping_check),
     ];
     let mut check = None;
     let mut seen: Option<&str> = None;
@@ -309,6 +333,7 @@ fn validate_check(
     reject_foreign_keys(kind, &raw, field, sink);
     let checker_kind = match kind {
         "MISC_CHECK" => CheckerKind::Program,
+        "DNS_CHECK" => CheckerKind::Dns,
         _ => CheckerKind::Network,
     };
     let timing = TimingLevel::validate(&raw.timing(), field, sink)
@@ -325,6 +350,9 @@ fn validate_check(
         )
         .map(Probe::Misc),
         "TCP_CHECK" => endpoint(&raw, inherited, field, sink).map(Probe::Tcp),
+        "UDP_CHECK" => datagram::validate_udp(&raw, inherited, field, sink).map(Probe::Udp),
+        "DNS_CHECK" => datagram::validate_dns(&raw, inherited, field, sink).map(Probe::Dns),
+        "PING_CHECK" => datagram::validate_ping(&raw, inherited, field, sink).map(Probe::Ping),
         _ => {
             validate_http(kind == "SSL_GET", raw, inherited, defaults, field, sink).map(Probe::Http)
         }
@@ -347,76 +375,81 @@ pub(crate) fn is_request_path(path: &str) -> bool {
             .is_ok_and(|uri| uri.path_and_query().is_some())
 }
 
+/// The checkers that connect somewhere (all but `MISC_CHECK`).
+const NETWORK: &[&str] = &[
+    "HTTP_GET",
+    "SSL_GET",
+    "TCP_CHECK",
+    "UDP_CHECK",
+    "DNS_CHECK",
+    "PING_CHECK",
+];
+/// The checkers that connect to a port (ICMP has none).
+const PORTED: &[&str] = &["HTTP_GET", "SSL_GET", "TCP_CHECK", "UDP_CHECK", "DNS_CHECK"];
+const HTTP: &[&str] = &["HTTP_GET", "SSL_GET"];
+
+/// A checker key: its name, where it is written (if it is), and the checkers it belongs to.
+type Key<'a> = (&'a str, Option<std::ops::Range<usize>>, &'a [&'a str]);
+
 /// Reports keys that belong to another kind of checker, naming the kinds they belong to.
 fn reject_foreign_keys(kind: &str, raw: &RawCheck, field: &str, sink: &mut Sink<'_, '_>) {
-    let http = kind == "HTTP_GET" || kind == "SSL_GET";
-    let network = kind != "MISC_CHECK";
-    let mut foreign: Vec<(&str, std::ops::Range<usize>, &str)> = Vec::new();
-    let span = |s: Option<std::ops::Range<usize>>| s.unwrap_or_default();
-    if !network {
-        for (name, s) in [
-            ("connect_ip", raw.connect_ip.as_ref().map(Spanned::span)),
-            ("connect_port", raw.connect_port.as_ref().map(Spanned::span)),
-            ("bindto", raw.bindto.as_ref().map(Spanned::span)),
-            (
-                "connect_timeout",
-                raw.connect_timeout.as_ref().map(Spanned::span),
-            ),
-        ] {
-            if s.is_some() {
-                foreign.push((name, span(s), "HTTP_GET, SSL_GET and TCP_CHECK"));
-            }
-        }
+    fn at<T>(value: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
+        value.as_ref().map(Spanned::span)
     }
-    if !http {
-        if let Some(first) = raw.url.first() {
-            foreign.push(("url", first.span(), "HTTP_GET and SSL_GET"));
+    let keys: [Key<'_>; 21] = [
+        ("connect_ip", at(&raw.connect_ip), NETWORK),
+        ("connect_port", at(&raw.connect_port), PORTED),
+        ("bindto", at(&raw.bindto), NETWORK),
+        ("connect_timeout", at(&raw.connect_timeout), NETWORK),
+        ("url", raw.url.first().map(Spanned::span), HTTP),
+        ("http_protocol", at(&raw.http_protocol), HTTP),
+        ("virtualhost", at(&raw.virtualhost), HTTP),
+        ("enable_sni", at(&raw.enable_sni), &["SSL_GET"]),
+        ("sni_name", at(&raw.sni_name), &["SSL_GET"]),
+        (
+            "verify_certificate",
+            at(&raw.verify_certificate),
+            &["SSL_GET"],
+        ),
+        ("ca_file", at(&raw.ca_file), &["SSL_GET"]),
+        ("misc_path", at(&raw.misc_path), &["MISC_CHECK"]),
+        ("misc_timeout", at(&raw.misc_timeout), &["MISC_CHECK"]),
+        ("misc_dynamic", at(&raw.misc_dynamic), &["MISC_CHECK"]),
+        ("user", at(&raw.user), &["MISC_CHECK"]),
+        ("payload", at(&raw.payload), &["UDP_CHECK"]),
+        ("require_reply", at(&raw.require_reply), &["UDP_CHECK"]),
+        (
+            "min_reply_length",
+            at(&raw.min_reply_length),
+            &["UDP_CHECK"],
+        ),
+        (
+            "max_reply_length",
+            at(&raw.max_reply_length),
+            &["UDP_CHECK"],
+        ),
+        ("type", at(&raw.query_type), &["DNS_CHECK"]),
+        ("name", at(&raw.name), &["DNS_CHECK"]),
+    ];
+    for (name, span, owners) in keys {
+        let Some(span) = span else { continue };
+        if owners.contains(&kind) {
+            continue;
         }
-        for (name, s) in [
-            (
-                "http_protocol",
-                raw.http_protocol.as_ref().map(Spanned::span),
-            ),
-            ("virtualhost", raw.virtualhost.as_ref().map(Spanned::span)),
-        ] {
-            if s.is_some() {
-                foreign.push((name, span(s), "HTTP_GET and SSL_GET"));
-            }
-        }
-    }
-    if kind != "SSL_GET" {
-        for (name, s) in [
-            ("enable_sni", raw.enable_sni.as_ref().map(Spanned::span)),
-            ("sni_name", raw.sni_name.as_ref().map(Spanned::span)),
-            (
-                "verify_certificate",
-                raw.verify_certificate.as_ref().map(Spanned::span),
-            ),
-            ("ca_file", raw.ca_file.as_ref().map(Spanned::span)),
-        ] {
-            if s.is_some() {
-                foreign.push((name, span(s), "SSL_GET"));
-            }
-        }
-    }
-    if network {
-        for (name, s) in [
-            ("misc_path", raw.misc_path.as_ref().map(Spanned::span)),
-            ("misc_timeout", raw.misc_timeout.as_ref().map(Spanned::span)),
-            ("misc_dynamic", raw.misc_dynamic.as_ref().map(Spanned::span)),
-            ("user", raw.user.as_ref().map(Spanned::span)),
-        ] {
-            if s.is_some() {
-                foreign.push((name, span(s), "MISC_CHECK"));
-            }
-        }
-    }
-    for (name, s, owners) in foreign {
         sink.report(
-            &s,
+            &span,
             &format!("{field}.{name}"),
-            format!("not a {kind} keyword (it belongs to {owners})"),
+            format!("not a {kind} keyword (it belongs to {})", join_and(owners)),
         );
+    }
+}
+
+/// "A", "A and B", "A, B and C".
+fn join_and(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
