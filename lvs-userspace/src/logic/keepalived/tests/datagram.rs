@@ -189,7 +189,7 @@ fn bad_datagram_values_are_reported_with_their_line() {
             .collect();
         assert_eq!(got, [expected], "{checker}");
         let toml = imported.to_toml().unwrap();
-        crate::logic::config::parse(&toml, "imported.toml")
+        config::parse(&toml, "imported.toml")
             .unwrap_or_else(|error| panic!("{checker}: {error}\n{toml}"));
     }
 }
