@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (and tears down) a self-contained LVS direct-routing lab out of network namespaces.
 #
-#   lab.sh up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D]
+#   lab.sh up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D] [--flooder]
 #   lab.sh down   [--prefix P]
 #   lab.sh config [--prefix P]
 #   lab.sh http-stop  --server S [--prefix P]
@@ -21,6 +21,10 @@
 # With --directors 2, a second director P-dir2 (10.77.0.3) hangs off the same switch, set up
 # as the first (a no-op XDP program on its switch port): the pair of the two-director setup,
 # where keepalived's VRRP moves the VIP between P-dir and P-dir2.
+#
+# With --flooder, one more host P-flood (10.77.0.40) whose switch port also gets the no-op XDP
+# program: a live-frames generator there (BPF_PROG_RUN in live-frames mode, the flood test's)
+# sends with XDP_TX, which a veth delivers only to a peer with an XDP program.
 #
 # With --sorry-server, one more real server P-sorry (10.77.0.30) answers "sorry", for a
 # service's sorry_server. http-stop and http-start stop and start the HTTP server of one
@@ -42,6 +46,7 @@ PORT=80
 CLIENT_ADDR=$SUBNET.2
 DIR_ADDR=$SUBNET.1
 DIR2_ADDR=$SUBNET.3
+FLOOD_ADDR=$SUBNET.40
 MAX_RS=8
 
 say() { printf 'lab: %s\n' "$*"; }
@@ -49,7 +54,7 @@ warn() { printf 'lab: warning: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$2" >&2; exit "$1"; }
 usage() {
   cat >&2 <<EOF
-usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D]
+usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D] [--flooder]
        ${0##*/} down   [--prefix P]
        ${0##*/} config [--prefix P]
        ${0##*/} http-stop  --server S [--prefix P]
@@ -70,12 +75,16 @@ PREFIX=lvslab
 NRS=2
 SORRY=0
 DIRECTORS=1
+FLOODER=0
 SERVER=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --sorry-server)
       [[ $CMD == up ]] || die 2 "--sorry-server is only valid with 'up'"
       SORRY=1; shift ;;
+    --flooder)
+      [[ $CMD == up ]] || die 2 "--flooder is only valid with 'up'"
+      FLOODER=1; shift ;;
     --server | --server=*)
       [[ $CMD == http-* || $CMD == udp-* ]] || die 2 "--server is only valid with 'http-stop', 'http-start', 'udp-stop' and 'udp-start'"
       if [[ $1 == --server ]]; then
@@ -499,6 +508,10 @@ do_up() {
     # to every port, the standby director's too, and a veth hands them to XDP as a NIC in
     # promiscuous mode would: the program passes them (`pass_other_host`), so the backup
     # forwards only what VRRP has sent its way.
+  fi
+  if (( FLOODER )); then
+    add_host flood "$FLOOD_ADDR"
+    attach_peer_pass flood
   fi
   for ((i = 1; i <= NRS; i++)); do
     add_host "rs$i" "$SUBNET.$((10 + i))"

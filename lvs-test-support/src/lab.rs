@@ -82,7 +82,8 @@ impl Lab {
     }
 
     /// Builds the lab in the given shape: a sorry server (`SORRY_SERVER`, answering "sorry"),
-    /// a second director (host "dir2", `DIRECTOR2`), or both.
+    /// a second director (host "dir2", `DIRECTOR2`), a flooder (host "flood", whose switch
+    /// port takes a live-frames generator's XDP_TX frames), or any of them.
     pub fn up_with(repo: &Path, prefix: &str, shape: Shape) -> Result<Self, String> {
         let lab = Self {
             repo: repo.to_owned(),
@@ -104,6 +105,9 @@ impl Lab {
         ];
         if shape.sorry_server {
             args.push("--sorry-server");
+        }
+        if shape.flooder {
+            args.push("--flooder");
         }
         lab.script(&args)?;
         Ok(lab)
@@ -516,12 +520,15 @@ impl Drop for Lab {
 }
 
 /// What `Lab::up_with` builds: how many real servers (1 to 8) and directors (1 or 2), and
-/// whether a sorry server.
+/// whether a sorry server and a flooder.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
     pub real_servers: u8,
     pub sorry_server: bool,
     pub directors: u8,
+    /// Host "flood" on the switch, its switch port with a no-op XDP program like a
+    /// director's, so that frames a live-frames generator sends from it reach the bridge.
+    pub flooder: bool,
 }
 
 impl Default for Shape {
@@ -530,6 +537,7 @@ impl Default for Shape {
             real_servers: 2,
             sorry_server: false,
             directors: 1,
+            flooder: false,
         }
     }
 }

@@ -156,7 +156,8 @@ fn main() -> Result<()> {
                 "root tests: data plane and scheduling (BPF_PROG_TEST_RUN), end to end, provisioning, \
                  keepalived's check of the import, restarts, the sync sockets, two directors with \
                  keepalived and three behind ECMP with BIRD (namespaces), ten million mutated frames \
-                 through the program, one at a time",
+                 through the program, a flood of a million new flows through the lab, one at a \
+                 time",
             );
             let mut root_tests = cargo();
             root_tests.args([
@@ -185,6 +186,8 @@ fn main() -> Result<()> {
                 "packet_mutation",
                 "--test",
                 "scale_out",
+                "--test",
+                "flood",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -9,8 +9,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::{DIR_IF, DIR_NS, REAL_SERVER, STATE_DIR, VIP, VIP_PORT, net, rawbpf};
-use crate::lab;
+use lvs_test_support::{lab, rawbpf};
+
+use super::{DIR_IF, DIR_NS, REAL_SERVER, STATE_DIR, VIP, VIP_PORT, net};
 
 /// The `lvs director` daemon in the director's namespace; stopped on drop.
 pub(super) struct Daemon {

@@ -17,23 +17,19 @@
 
 mod daemon;
 pub(crate) mod net;
-mod rawbpf;
 
 use std::{
-    os::fd::OwnedFd,
     path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, ensure};
 use daemon::Daemon;
+use lvs_test_support::{
+    live::{self, Budget, Generator, Port},
+    rawbpf::{self, Sources},
+};
 use net::Pair;
-use rawbpf::Sources;
 
 const GEN_NS: &str = "lvsbench-gen";
 const DIR_NS: &str = "lvsbench-dir";
@@ -45,9 +41,6 @@ const DIRECTOR_ADDR: &str = "10.200.0.1/24";
 const REAL_SERVER: &str = "10.200.0.2";
 const VIP: [u8; 4] = [10, 200, 0, 100];
 const VIP_PORT: u16 = 9;
-/// Frames per live-frames syscall: tens of milliseconds of traffic, so the syscall's own
-/// cost (milliseconds) is spread thin and a stop request is honoured quickly.
-const FRAMES_PER_CALL: u32 = 1 << 18;
 const STATE_DIR: &str = "/run/lvs-bench-live";
 
 /// How long each round runs.
@@ -139,7 +132,9 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing, repetitions: u32) -> Result<(
     // The generator side's NAPI (which receives what the director sends back) gets a thread
     // on the generator's core, so the director's core does the director's work only.
     net::thread_napi(GEN_NS, GEN_IF, GEN_CPU, false)?;
-    let frame = frame(dir_mac, gen_mac);
+    // 60-byte UDP frames to the VIP; the generator rewrites the source (and the IPv4
+    // checksum, which the director checks) of every frame.
+    let frame = live::udp_frame(dir_mac, gen_mac, VIP, VIP_PORT);
     let patterns = patterns(flows);
 
     // Repetitions of floor, lvs, floor: the machine's rate drifts between rounds (other work,
@@ -240,46 +235,6 @@ impl KeepCpusAwake {
     }
 }
 
-/// The generator's template: Ethernet to the director, IPv4 UDP to the VIP, 60 bytes in all.
-/// The generator rewrites the source address and port of every frame.
-fn frame(dir_mac: [u8; 6], gen_mac: [u8; 6]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(60);
-    frame.extend_from_slice(&dir_mac);
-    frame.extend_from_slice(&gen_mac);
-    frame.extend_from_slice(&[0x08, 0x00]);
-    let payload = 18u16;
-    let ip_len = 20 + 8 + payload;
-    let mut ip = vec![
-        0x45, 0, // version, IHL, DSCP
-    ];
-    ip.extend_from_slice(&ip_len.to_be_bytes());
-    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]); // id, DF, TTL, UDP, checksum
-    ip.extend_from_slice(&[198, 18, 0, 0]);
-    ip.extend_from_slice(&VIP);
-    let checksum = ipv4_checksum(&ip);
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-    frame.extend_from_slice(&ip);
-    frame.extend_from_slice(&1024u16.to_be_bytes());
-    frame.extend_from_slice(&VIP_PORT.to_be_bytes());
-    frame.extend_from_slice(&(8 + payload).to_be_bytes());
-    frame.extend_from_slice(&[0, 0]); // no UDP checksum
-    frame.resize(60, 0);
-    frame
-}
-
-/// The template's checksum; the generator's source rewrites leave it stale, which nothing
-/// on the path checks (the director does not, and the receiver drops in XDP).
-fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// The floor's rounds: the floor program attached once, every pattern in turn, detached.
 fn floor_rounds(frame: &[u8], patterns: &[Pattern], timing: Timing) -> Result<Vec<Rate>> {
     let floor = rawbpf::load_xdp("bench_floor", &rawbpf::mac_swap())?;
@@ -366,7 +321,16 @@ fn measure(
     timing: Timing,
     watch: Option<u32>,
 ) -> Result<(Rate, Option<DaemonUse>)> {
-    let generator = Generator::start(frame.to_vec(), pattern.sources, timing)?;
+    let port = Port {
+        namespace: GEN_NS.to_owned(),
+        interface: GEN_IF.to_owned(),
+        cpu: GEN_CPU,
+    };
+    let budget = Budget {
+        frames: u64::MAX,
+        deadline: Instant::now() + timing.warmup + timing.window + Duration::from_secs(10),
+    };
+    let generator = Generator::start(port, frame.to_vec(), pattern.sources, budget)?;
     std::thread::sleep(timing.warmup);
     let start = Instant::now();
     let before = (
@@ -388,7 +352,7 @@ fn measure(
         }),
         _ => None,
     };
-    let generated = generator.stop()?;
+    let generated = generator.stop()?.rate();
     Ok((
         Rate {
             forwarded: (after.0 - before.0) as f64 / elapsed,
@@ -401,60 +365,10 @@ fn measure(
 
 /// Frames XDP saw on an interface's receive queues.
 fn xdp_packets(namespace: &str, interface: &str) -> Result<u64> {
-    rx_queue_sum(namespace, interface, "_xdp_packets")
+    live::rx_queue_sum(namespace, interface, "_xdp_packets")
 }
 
 /// Frames an interface's XDP program returned XDP_TX for, on all its receive queues.
 fn xdp_tx(namespace: &str, interface: &str) -> Result<u64> {
-    rx_queue_sum(namespace, interface, "_xdp_tx")
-}
-
-fn rx_queue_sum(namespace: &str, interface: &str, suffix: &str) -> Result<u64> {
-    let stats = net::ethtool_stats(namespace, interface)?;
-    let total = stats
-        .iter()
-        .filter(|(name, _)| name.starts_with("rx_queue_") && name.ends_with(suffix))
-        .map(|(_, value)| value)
-        .sum();
-    Ok(total)
-}
-
-/// The generator: a thread on `GEN_CPU` in the generator's namespace, sending until stopped
-/// or until its round's time is up.
-struct Generator {
-    stop: Arc<AtomicBool>,
-    /// Returns the frames per second it sent over its whole run.
-    thread: JoinHandle<Result<f64>>,
-}
-
-impl Generator {
-    fn start(frame: Vec<u8>, sources: Sources, timing: Timing) -> Result<Self> {
-        let counter = rawbpf::per_cpu_counter()?;
-        let program: OwnedFd =
-            rawbpf::load_xdp("bench_generator", &rawbpf::generator(sources, &counter))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let deadline = Instant::now() + timing.warmup + timing.window + Duration::from_secs(10);
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || -> Result<f64> {
-            let _counter = counter;
-            net::pin(0, GEN_CPU)?;
-            net::enter(GEN_NS)?;
-            let if_index = net::if_index(GEN_IF)?;
-            let start = Instant::now();
-            let mut sent = 0u64;
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                rawbpf::send_live(&program, &frame, FRAMES_PER_CALL, if_index)?;
-                sent += u64::from(FRAMES_PER_CALL);
-            }
-            Ok(sent as f64 / start.elapsed().as_secs_f64())
-        });
-        Ok(Self { stop, thread })
-    }
-
-    fn stop(self) -> Result<f64> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?
-    }
+    live::rx_queue_sum(namespace, interface, "_xdp_tx")
 }

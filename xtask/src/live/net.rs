@@ -1,103 +1,17 @@
 //! The live bench's network: two namespaces joined by a veth pair, and the knobs it needs
-//! (threaded NAPI pinned to a core, the veth's XDP counters).
+//! (threaded NAPI pinned to a core). The helpers it shares with the flood test
+//! (namespaces, interfaces, pinning) are `lvs_test_support::live`'s, re-exported here.
 
-use std::{
-    collections::HashMap,
-    fs::File,
-    os::fd::AsRawFd,
-    process::{Command, Output},
-};
+use std::process::Command;
 
 use anyhow::{Context as _, Result, bail, ensure};
-
-/// Runs a command and returns its output, failing with its stderr when it fails.
-pub fn run(program: &str, args: &[&str]) -> Result<Output> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program} {}", args.join(" ")))?;
-    ensure!(
-        output.status.success(),
-        "{program} {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    Ok(output)
-}
+pub use lvs_test_support::live::{if_index, in_namespace, mac, pin, run};
 
 /// `ip -n NS ARGS...`.
 pub fn ip(namespace: &str, args: &[&str]) -> Result<()> {
     let mut all = vec!["-n", namespace];
     all.extend_from_slice(args);
     run("ip", &all).map(drop)
-}
-
-/// Runs `f` on a thread inside the network namespace `namespace` (by its /run/netns name);
-/// interface indices, BPF_LINK_CREATE and live-frames runs resolve interfaces there.
-pub fn in_namespace<T: Send>(namespace: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                enter(namespace)?;
-                f()
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("a thread in namespace {namespace} panicked"))?
-    })
-}
-
-/// Moves the calling thread into the network namespace `namespace`.
-pub fn enter(namespace: &str) -> Result<()> {
-    let path = format!("/run/netns/{namespace}");
-    let file = File::open(&path).with_context(|| format!("opening {path}"))?;
-    // SAFETY: a valid namespace fd; CLONE_NEWNET moves only this thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    ensure!(
-        rc == 0,
-        "entering {namespace}: {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
-}
-
-/// The interface's index, in the calling thread's namespace.
-pub fn if_index(name: &str) -> Result<u32> {
-    let c_name = std::ffi::CString::new(name)?;
-    // SAFETY: a valid NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    ensure!(index != 0, "no interface {name}");
-    Ok(index)
-}
-
-/// The interface's MAC address, from `ip -j link show`.
-pub fn mac(namespace: &str, interface: &str) -> Result<[u8; 6]> {
-    let output = run("ip", &["-n", namespace, "-j", "link", "show", interface])?;
-    let links: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let text = links[0]["address"]
-        .as_str()
-        .context("ip -j link show: no address")?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.split(':').collect();
-    ensure!(parts.len() == 6, "a MAC address: {text}");
-    for (byte, part) in mac.iter_mut().zip(parts) {
-        *byte = u8::from_str_radix(part, 16)?;
-    }
-    Ok(mac)
-}
-
-/// `ethtool -S` of an interface in a namespace, by counter name.
-pub fn ethtool_stats(namespace: &str, interface: &str) -> Result<HashMap<String, u64>> {
-    let output = run(
-        "ip",
-        &["netns", "exec", namespace, "ethtool", "-S", interface],
-    )?;
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            Some((name.trim().to_owned(), value.trim().parse().ok()?))
-        })
-        .collect())
 }
 
 /// Makes the interface's NAPI run in its own kernel thread and pins that thread to `cpu`, so
@@ -150,22 +64,6 @@ fn realtime_priority(pid: i32) -> Result<()> {
     // SAFETY: a valid sched_param for SCHED_FIFO.
     let rc = unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) };
     ensure!(rc == 0, "{}", std::io::Error::last_os_error());
-    Ok(())
-}
-
-/// Pins a task (0: the calling thread) to one CPU.
-pub fn pin(pid: i32, cpu: usize) -> Result<()> {
-    // SAFETY: a zeroed cpu_set_t is valid; the calls only read and write it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set)
-    };
-    ensure!(
-        rc == 0,
-        "sched_setaffinity({pid}, CPU {cpu}): {}",
-        std::io::Error::last_os_error()
-    );
     Ok(())
 }
 

@@ -1,7 +1,9 @@
-//! The live bench's own small XDP programs, written as raw BPF instructions and loaded with
-//! bpf(2): the traffic generator, the floor (a MAC swap) and the receiver (a drop). They are
-//! measuring instruments, so they stay out of the production object; each is a few
-//! instructions, which is less to trust than a second eBPF build.
+//! Small XDP programs written as raw BPF instructions and loaded with bpf(2): the live-frames
+//! traffic generator (of `cargo xtask bench live` and the flood test), the bench's floor (a
+//! MAC swap) and receiver (a drop); and the few bpf(2) calls around them (attach, a live-frames
+//! run, reading and filling another process's maps). They are measuring instruments, so they
+//! stay out of the production object; each is a few instructions, which is less to trust than
+//! a second eBPF build.
 
 use std::{
     io,
@@ -79,6 +81,12 @@ fn mov(dst: u8, src: u8) -> Insn {
 fn add_imm(dst: u8, imm: i32) -> Insn {
     insn(0x07, dst, 0, 0, imm)
 }
+fn add(dst: u8, src: u8) -> Insn {
+    insn(0x0f, dst, src, 0, 0)
+}
+fn xor_imm(dst: u8, imm: i32) -> Insn {
+    insn(0xa7, dst, 0, 0, imm)
+}
 fn and_imm(dst: u8, imm: i32) -> Insn {
     insn(0x57, dst, 0, 0, imm)
 }
@@ -103,6 +111,9 @@ fn store16(dst: u8, off: i16, src: u8) -> Insn {
 }
 fn store64(dst: u8, off: i16, src: u8) -> Insn {
     insn(0x7b, dst, src, off, 0)
+}
+fn store16_imm(dst: u8, off: i16, imm: i32) -> Insn {
+    insn(0x6a, dst, 0, off, imm)
 }
 fn store32_imm(dst: u8, off: i16, imm: i32) -> Insn {
     insn(0x62, dst, 0, off, imm)
@@ -297,27 +308,112 @@ pub fn flow_source(n: u32) -> ([u8; 4], [u8; 2]) {
     (address, port.to_be_bytes())
 }
 
-/// Offsets in the generator's frame: Ethernet (14) + IPv4 without options (20) + UDP.
-const SRC_ADDR: i16 = 14 + 12;
-const SRC_PORT: i16 = 14 + 20;
-const FRAME_MIN: i32 = 14 + 20 + 8;
+/// Offsets in the generator's frame: Ethernet (14), then IPv4 without options (20), then the
+/// TCP or UDP header, whose source port comes first in both.
+const IP: usize = 14;
+const SRC_ADDR: i16 = IP as i16 + 12;
+const IP_CHECKSUM: i16 = IP as i16 + 10;
+const SRC_PORT: i16 = IP as i16 + 20;
+const TCP_CHECKSUM: i16 = SRC_PORT + 16;
 /// Flow n comes from 198.18.(n & 0xffff) port 1024 + (n >> 16): up to 4M distinct flows.
 const SOURCE_BASE: u32 = u32::from_be_bytes([198, 18, 0, 0]);
 
-/// The generator: run in live-frames mode, it rewrites the source address and port of its
-/// frame (pages are recycled without being restored, so it writes every time) and sends it
-/// (XDP_TX). `counter` is a per-CPU u64 holding the next flow number.
-pub fn generator(sources: Sources, counter: &OwnedFd) -> Vec<Insn> {
+/// One's complement sum of big-endian 16-bit words, folded to 16 bits.
+fn ones_sum(bytes: &[u8]) -> u32 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+/// The checksums of `frame` (Ethernet, IPv4 without options, TCP or UDP) with the generator's
+/// source fields zeroed: the sums the generator adds the source address's low word (and, for
+/// TCP, the source port) to, so that every frame it sends carries right checksums.
+struct ChecksumBases {
+    ip: u32,
+    /// TCP's, over the pseudo-header and the segment; UDP frames go without a checksum.
+    tcp: Option<u32>,
+}
+
+fn checksum_bases(frame: &[u8]) -> Result<ChecksumBases> {
+    ensure!(
+        frame.len() >= IP + 20 && frame[12..14] == [0x08, 0x00] && frame[IP] == 0x45,
+        "the generator's frame is Ethernet and IPv4 without options"
+    );
+    let ip_len = usize::from(u16::from_be_bytes([frame[IP + 2], frame[IP + 3]]));
+    ensure!(
+        (IP + 28..=frame.len()).contains(&(IP + ip_len)),
+        "the generator's frame holds its IP packet"
+    );
+    let mut packet = frame[IP..IP + ip_len].to_vec();
+    packet[10..12].fill(0);
+    packet[12..16].copy_from_slice(&SOURCE_BASE.to_be_bytes());
+    packet[20..22].fill(0);
+    let ip = ones_sum(&packet[..20]);
+    let tcp = match packet[9] {
+        6 => {
+            ensure!(
+                ip_len >= 40,
+                "the generator's TCP frame holds a whole header"
+            );
+            packet[36..38].fill(0);
+            let mut pseudo = packet[12..20].to_vec();
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&u16::try_from(ip_len - 20)?.to_be_bytes());
+            pseudo.extend_from_slice(&packet[20..]);
+            Some(ones_sum(&pseudo))
+        }
+        17 => {
+            ensure!(
+                packet[26..28] == [0, 0],
+                "the generator's UDP frame goes without a checksum (0)"
+            );
+            None
+        }
+        other => bail!("the generator sends TCP or UDP, not protocol {other}"),
+    };
+    Ok(ChecksumBases { ip, tcp })
+}
+
+/// Folds the sum in `dst` (at most 17 bits) to 16, with `scratch` as a scratch register.
+fn fold(dst: u8, scratch: u8) -> [Insn; 4] {
+    [
+        mov(scratch, dst),
+        rsh_imm(scratch, 16),
+        and_imm(dst, 0xffff),
+        add(dst, scratch),
+    ]
+}
+
+/// The generator: run in live-frames mode, it writes the headers of `frame` (Ethernet, IPv4
+/// without options, a TCP or UDP header: a SYN or a datagram) with a new source address and
+/// port and the checksums they are part of, and sends it (XDP_TX). `counter` is a per-CPU u64
+/// holding the next flow number.
+///
+/// Every header byte is written every time: pages are recycled without being restored, and a
+/// page comes back as whatever the far side left in it (a director rewrites the MACs, so a
+/// recycled frame would otherwise go to the real server's MAC, which a director refuses).
+pub fn generator(sources: Sources, counter: &OwnedFd, frame: &[u8]) -> Result<Vec<Insn>> {
+    let bases = checksum_bases(frame)?;
+    let frame_min = if bases.tcp.is_some() {
+        IP as i32 + 40
+    } else {
+        IP as i32 + 28
+    };
     let mut p = vec![
         load32(R7, R1, 0), // data
         load32(R3, R1, 4), // data_end
         mov(R4, R7),
-        add_imm(R4, FRAME_MIN),
+        add_imm(R4, frame_min),
     ];
     let mut body = Vec::new();
     match sources {
         Sources::Cycle { count } => {
-            let count = i32::try_from(count).expect("flow counts fit an i32");
+            let count = i32::try_from(count).context("flow counts fit an i32")?;
             body.push(store32_imm(R10, -4, 0));
             body.push(mov(R2, R10));
             body.push(add_imm(R2, -4));
@@ -335,6 +431,12 @@ pub fn generator(sources: Sources, counter: &OwnedFd) -> Vec<Insn> {
         }
         Sources::Random => body.extend([call(HELPER_GET_PRANDOM_U32), mov(R8, R0)]),
     }
+    // The template's headers, two bytes at a time (the frame is only 2-byte aligned), as
+    // immediates in the byte order of the machine that stores them.
+    for at in (0..frame_min as usize).step_by(2) {
+        let pair = i32::from(u16::from_ne_bytes([frame[at], frame[at + 1]]));
+        body.push(store16_imm(R7, i16::try_from(at)?, pair));
+    }
     body.extend([
         // Source address: 198.18.0.0 + (n & 0xffff), in network order, as two 16-bit stores
         // (the frame is only 2-byte aligned at the address).
@@ -351,22 +453,52 @@ pub fn generator(sources: Sources, counter: &OwnedFd) -> Vec<Insn> {
         add_imm(R1, 1024),
         to_be(R1, 16),
         store16(R7, SRC_PORT, R1),
-        mov_imm(R0, XDP_TX),
-        exit(),
+        // The IPv4 checksum: the base plus the address's low word (n & 0xffff), folded and
+        // complemented. The high word (198.18) is in the base.
+        mov(R2, R8),
+        and_imm(R2, 0xffff),
+        mov(R4, R2),
+        add_imm(R4, i32::try_from(bases.ip)?),
     ]);
-    let out = i16::try_from(body.len()).expect("a short program");
+    body.extend(fold(R4, R5));
+    body.extend([
+        xor_imm(R4, 0xffff),
+        to_be(R4, 16),
+        store16(R7, IP_CHECKSUM, R4),
+    ]);
+    if let Some(tcp) = bases.tcp {
+        // TCP's covers the address (pseudo-header) and the port too.
+        body.extend([
+            mov(R3, R8),
+            rsh_imm(R3, 16),
+            add_imm(R3, 1024),
+            and_imm(R3, 0xffff),
+            mov(R4, R2),
+            add(R4, R3),
+            add_imm(R4, i32::try_from(tcp)?),
+        ]);
+        body.extend(fold(R4, R5));
+        body.extend(fold(R4, R5));
+        body.extend([
+            xor_imm(R4, 0xffff),
+            to_be(R4, 16),
+            store16(R7, TCP_CHECKSUM, R4),
+        ]);
+    }
+    body.extend([mov_imm(R0, XDP_TX), exit()]);
+    let out = i16::try_from(body.len()).context("a short program")?;
     // Patch the map lookup's null check to jump to `out`, just past the body.
     if let Sources::Cycle { .. } = sources {
         let check = body
             .iter()
             .position(|i| i.code == 0x15)
-            .expect("the null check");
-        body[check].off = out - i16::try_from(check).expect("a short program") - 1;
+            .context("the null check")?;
+        body[check].off = out - i16::try_from(check)? - 1;
     }
     p.push(jgt(R4, R3, out));
     p.extend(body);
     p.extend([mov_imm(R0, XDP_DROP), exit()]);
-    p
+    Ok(p)
 }
 
 #[repr(C)]
@@ -582,8 +714,14 @@ mod tests {
     #[test]
     fn every_jump_lands_inside_its_program() {
         let map = per_cpu_counter_stand_in();
-        check_jumps("cycle", &generator(Sources::Cycle { count: 1000 }, &map));
-        check_jumps("random", &generator(Sources::Random, &map));
+        let udp = crate::live::udp_frame([2; 6], [4; 6], [10, 0, 0, 1], 9);
+        let tcp = crate::live::tcp_syn_frame([2; 6], [4; 6], [10, 0, 0, 1], 80);
+        for (name, frame) in [("udp", &udp), ("tcp", &tcp)] {
+            let cycle = generator(Sources::Cycle { count: 1000 }, &map, frame).unwrap();
+            check_jumps(&format!("cycle {name}"), &cycle);
+            let random = generator(Sources::Random, &map, frame).unwrap();
+            check_jumps(&format!("random {name}"), &random);
+        }
         check_jumps("mac_swap", &mac_swap());
         check_jumps("receiver", &receiver());
     }
@@ -609,6 +747,36 @@ mod tests {
             XDP_DROP,
             "anything else is dropped"
         );
+    }
+
+    /// The bases plus a source's words give the checksums a whole computation gives.
+    #[test]
+    fn the_checksum_bases_complete_to_the_checksums_of_each_source() {
+        let frame = crate::live::tcp_syn_frame([2; 6], [4; 6], [10, 0, 0, 1], 80);
+        let bases = checksum_bases(&frame).unwrap();
+        for n in [0u32, 1, 0xffff, 0x1_0000, 0x12_3456, u32::MAX] {
+            let (address, port) = flow_source(n);
+            let mut sent = frame.clone();
+            sent[26..30].copy_from_slice(&address);
+            sent[34..36].copy_from_slice(&port);
+            let word = n & 0xffff;
+            let port = u32::from(u16::from_be_bytes(port));
+            let fold = |mut s: u32| {
+                while s >> 16 != 0 {
+                    s = (s & 0xffff) + (s >> 16);
+                }
+                s
+            };
+            let ip = !fold(bases.ip + word) as u16;
+            let tcp = !fold(bases.tcp.unwrap() + word + port) as u16;
+            sent[24..26].copy_from_slice(&ip.to_be_bytes());
+            sent[50..52].copy_from_slice(&tcp.to_be_bytes());
+            assert_eq!(ones_sum(&sent[14..34]), 0xffff, "IPv4 checksum of flow {n}");
+            let mut pseudo = sent[26..34].to_vec();
+            pseudo.extend_from_slice(&[0, 6, 0, 20]);
+            pseudo.extend_from_slice(&sent[34..54]);
+            assert_eq!(ones_sum(&pseudo), 0xffff, "TCP checksum of flow {n}");
+        }
     }
 
     /// Any open fd will do to build (not load) the program.
