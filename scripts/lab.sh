@@ -550,50 +550,34 @@ do_up() {
   say "tear down:          $0 down --prefix $PREFIX"
 }
 
-# Stops the HTTP server of one server of a running lab (its namespace stays up).
-do_http-stop() {
-  local pidfile=$STATE/http-$SERVER.pid pid
-  [[ -f $pidfile ]] || die 1 "no HTTP server $SERVER is running in lab '$PREFIX'"
+# Stops what answers on one server of a running lab, its namespace staying up: KIND is http
+# (the HTTP server) or udp (the UDP responder), WHAT its name in messages.
+stop_responder() {
+  local kind=$1 what=$2 pidfile=$STATE/$1-$SERVER.pid pid
+  [[ -f $pidfile ]] || die 1 "no $what $SERVER is running in lab '$PREFIX'"
   pid=$(<"$pidfile")
-  if is_http_server "$pid"; then
-    say "stopping HTTP server $SERVER (pid $pid)"
+  if "is_${kind}_server" "$pid"; then
+    say "stopping $what $SERVER (pid $pid)"
     stop_pids "$pid"
   fi
   rm -f "$pidfile"
 }
 
-# Starts the HTTP server of one server of a running lab again.
-do_http-start() {
+# Starts what answers on one server of a running lab again (KIND and WHAT as above).
+start_responder() {
+  local kind=$1 what=$2 pidfile=$STATE/$1-$SERVER.pid
   [[ -d $STATE ]] || die 1 "no lab with prefix '$PREFIX' is up"
   ip netns list | awk '{ print $1 }' | grep -qx "$PREFIX-$SERVER" || die 1 "lab '$PREFIX' has no host $SERVER"
-  if [[ -f $STATE/http-$SERVER.pid ]] && is_http_server "$(<"$STATE/http-$SERVER.pid")"; then
-    die 1 "HTTP server $SERVER is already running"
+  if [[ -f $pidfile ]] && "is_${kind}_server" "$(<"$pidfile")"; then
+    die 1 "$what $SERVER is already running"
   fi
   PYTHON=$(python3 -c 'import sys; print(sys.executable)') || die 1 "python3 does not run"
-  start_http_host "$SERVER" "$(server_address "$SERVER")"
+  "start_${kind}_host" "$SERVER" "$(server_address "$SERVER")"
 }
 
-# Stops the UDP responder of one server of a running lab (its namespace stays up).
-do_udp-stop() {
-  local pidfile=$STATE/udp-$SERVER.pid pid
-  [[ -f $pidfile ]] || die 1 "no UDP responder $SERVER is running in lab '$PREFIX'"
-  pid=$(<"$pidfile")
-  if is_udp_server "$pid"; then
-    say "stopping UDP responder $SERVER (pid $pid)"
-    stop_pids "$pid"
-  fi
-  rm -f "$pidfile"
-}
-
-# Starts the UDP responder of one server of a running lab again.
-do_udp-start() {
-  [[ -d $STATE ]] || die 1 "no lab with prefix '$PREFIX' is up"
-  ip netns list | awk '{ print $1 }' | grep -qx "$PREFIX-$SERVER" || die 1 "lab '$PREFIX' has no host $SERVER"
-  if [[ -f $STATE/udp-$SERVER.pid ]] && is_udp_server "$(<"$STATE/udp-$SERVER.pid")"; then
-    die 1 "UDP responder $SERVER is already running"
-  fi
-  PYTHON=$(python3 -c 'import sys; print(sys.executable)') || die 1 "python3 does not run"
-  start_udp_host "$SERVER" "$(server_address "$SERVER")"
-}
+do_http-stop() { stop_responder http "HTTP server"; }
+do_http-start() { start_responder http "HTTP server"; }
+do_udp-stop() { stop_responder udp "UDP responder"; }
+do_udp-start() { start_responder udp "UDP responder"; }
 
 "do_$CMD"
