@@ -6,24 +6,30 @@
 //! the one IPVS uses when it sees only the client-to-server half of a connection, as a DR
 //! director does.
 
-/// Key of the `FLOWS` map: one connection as the director sees it (client to VIP).
+use crate::{Ipv4Bytes, Ipv6Bytes};
+
+/// Key of the `FLOWS` map (IPv4, the default `A`) and of `FLOWS6` (IPv6): one connection as
+/// the director sees it (client to VIP).
 ///
-/// Aligned to 8 so that the data plane copies it onto its stack as two words rather than
-/// sixteen single bytes (its fields are byte arrays, which alone would give it alignment 1).
+/// Aligned to 8 so that the data plane copies it onto its stack as words rather than single
+/// bytes (its fields are byte arrays, which alone would give it alignment 1).
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowKey {
+pub struct FlowKey<A = Ipv4Bytes> {
     /// Client address, network byte order.
-    pub src_addr: [u8; 4],
+    pub src_addr: A,
     /// Virtual address, network byte order.
-    pub dst_addr: [u8; 4],
+    pub dst_addr: A,
     pub src_port: [u8; 2],
     pub dst_port: [u8; 2],
     pub protocol: u8,
     pub _pad: [u8; 3],
 }
 
-/// Value of the `FLOWS` map. Written whole by the data plane when a connection is scheduled;
+/// The key of the `FLOWS6` map.
+pub type FlowKey6 = FlowKey<Ipv6Bytes>;
+
+/// Value of the `FLOWS` and `FLOWS6` maps. Written whole by the data plane when a connection is scheduled;
 /// `last_seen_ns` and `state` are then updated in place by each packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,19 +51,23 @@ pub struct FlowEntry {
 /// The flow's service is persistent: its packets keep the client's template alive.
 pub const FLOW_PERSISTENT: u8 = 1;
 
-/// Key of the `PERSIST` map: a persistence template as IPVS keeps it (client network, service).
+/// Key of the `PERSIST` map (IPv4) and of `PERSIST6` (IPv6): a persistence template as IPVS
+/// keeps it (client network, service).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct PersistKey {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersistKey<A = Ipv4Bytes> {
     /// The client address masked with the service's persistence netmask (`-M`).
-    pub client: [u8; 4],
-    pub vip: [u8; 4],
+    pub client: A,
+    pub vip: A,
     pub vport: [u8; 2],
     pub protocol: u8,
     pub _pad: u8,
 }
 
-/// Value of the `PERSIST` map.
+/// The key of the `PERSIST6` map.
+pub type PersistKey6 = PersistKey<Ipv6Bytes>;
+
+/// Value of the `PERSIST` and `PERSIST6` maps.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PersistEntry {

@@ -7,8 +7,12 @@
 //! byte swapping on either side.
 #![no_std]
 
+pub mod address;
 pub mod flow;
 pub mod hash;
+pub mod keys;
+
+pub use address::{Address, Ipv4Bytes, Ipv6Bytes};
 
 /// Name of the XDP program inside the object file.
 pub const PROGRAM_NAME: &str = "lvs";
@@ -29,13 +33,16 @@ pub mod map_names {
     pub const LAYOUT: &str = "LAYOUT";
     pub const DENY: &str = "DENY";
     pub const DENY_STATS: &str = "DENY_STATS";
+    pub const SERVICES6: &str = "SERVICES6";
+    pub const FLOWS6: &str = "FLOWS6";
+    pub const PERSIST6: &str = "PERSIST6";
 }
 
 /// The version of the maps' layout (names, key and value types, sizes), kept in slot 0 of the
 /// `LAYOUT` map. A restarted or upgraded controller adopts the maps a running program uses
 /// only when this matches its own, so a change to any shared type or map definition must
 /// raise it: the controller then starts with fresh maps instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Default capacity of the service map; the controller may size the maps differently at load.
 pub const MAX_SERVICES: u32 = 64;
@@ -53,17 +60,20 @@ pub const MAX_DENY_PREFIXES: u32 = 16_384;
 /// A lookup-table slot that names no real server (the service has none usable).
 pub const NO_REAL_SERVER: u32 = u32::MAX;
 
-/// IP protocol numbers as they appear in the IPv4 header.
+/// IP protocol numbers as they appear in the IPv4 header and IPv6's next-header fields.
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
 
-/// Key of the `SERVICES` hash map: a virtual service as ipvsadm names it (`-t VIP:port`).
+/// Key of the `SERVICES` hash map (IPv4, the default `A`) and of `SERVICES6` (IPv6): a
+/// virtual service as ipvsadm names it (`-t VIP:port`, `-t [VIP6]:port`). Each family has its
+/// own maps, so that an IPv4 packet hashes and compares keys no longer than its addresses.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ServiceKey {
-    /// The virtual IPv4 address, network byte order (as on the wire).
-    pub addr: [u8; 4],
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey<A = Ipv4Bytes> {
+    /// The virtual address, network byte order (as on the wire).
+    pub addr: A,
     /// The virtual port, network byte order (as on the wire).
     pub port: [u8; 2],
     /// `IPPROTO_TCP` or `IPPROTO_UDP`.
@@ -84,9 +94,13 @@ pub struct ServiceEntry {
     pub ring_len: u32,
     /// Persistence timeout in seconds (`ipvsadm -p`); 0 when the service is not persistent.
     pub persist_timeout_s: u32,
-    /// Persistence netmask (`ipvsadm -M`), network byte order.
-    pub persist_mask: [u8; 4],
+    /// Persistence netmask, network byte order: for IPv4 `ipvsadm -M` in the first four
+    /// bytes (the rest zero), for IPv6 the mask of `-M`'s prefix length over all sixteen.
+    pub persist_mask: Ipv6Bytes,
 }
+
+/// The key of the `SERVICES6` map.
+pub type ServiceKey6 = ServiceKey<Ipv6Bytes>;
 
 /// New connections take the next slot of the service's schedule (a ring walked by per-CPU
 /// cursors): `rr`, `wrr`, `lc`, `wlc`, `sed`, `nq`. Without it, the slot is chosen by hash:
@@ -104,8 +118,10 @@ pub const SERVICE_HASH_DESTINATION: u32 = 4;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RealServerEntry {
-    /// The real server's IPv4 address, network byte order.
-    pub addr: [u8; 4],
+    /// The real server's address, network byte order: an IPv6 address, or an IPv4 one in its
+    /// IPv4-mapped form (`::ffff:a.b.c.d`). The program never reads it; a restarted
+    /// controller recognises its real servers by it.
+    pub addr: Ipv6Bytes,
     /// The real server's MAC address, the new Ethernet destination of forwarded frames.
     pub mac: [u8; 6],
     /// `REAL_SERVER_USABLE` when the entry may be forwarded to. Host byte order.
@@ -174,13 +190,14 @@ pub enum Counter {
     /// XDP_DROP: the packet belongs to a connection whose real server was removed, and the
     /// director is set to drop such packets until the connection expires.
     DropRealServerGone,
-    /// XDP_PASS: not IPv4 (ARP, IPv6, LLDP, ...).
-    PassNotIpv4,
-    /// XDP_PASS: IPv4 but neither TCP nor UDP (ICMP to the VIP, for example).
+    /// XDP_PASS: neither IPv4 nor IPv6 (ARP, LLDP, ...).
+    PassNotIp,
+    /// XDP_PASS: IPv4 or IPv6 but neither TCP nor UDP (ICMP to the VIP, for example).
     PassNotTcpUdp,
     /// XDP_PASS: TCP or UDP whose (address, port, protocol) is not a virtual service.
     PassNotService,
-    /// XDP_PASS: an IPv4 fragment, whose ports are not all in this packet.
+    /// XDP_PASS: an IPv4 fragment or an IPv6 packet with a fragment header, whose ports are
+    /// not all in this packet.
     PassFragment,
     /// XDP_PASS: the frame ended inside a header the program needed.
     PassTruncated,
@@ -201,15 +218,18 @@ pub enum Counter {
     PassIcmpUnknownFlow,
     /// XDP_DROP: an IPv4 frame from a source in the deny list, dropped before any other work.
     DropDenied,
+    /// XDP_PASS: an IPv6 packet whose chain of extension headers is longer than the program
+    /// walks (`packet::MAX_EXTENSION_HEADERS`): the kernel finds its transport header.
+    PassExtensionHeaders,
 }
 
 impl Counter {
     /// Every counter, in slot order.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 15] = [
         Counter::TxForwarded,
         Counter::DropNoRealServer,
         Counter::DropRealServerGone,
-        Counter::PassNotIpv4,
+        Counter::PassNotIp,
         Counter::PassNotTcpUdp,
         Counter::PassNotService,
         Counter::PassFragment,
@@ -220,6 +240,7 @@ impl Counter {
         Counter::TxIcmpError,
         Counter::PassIcmpUnknownFlow,
         Counter::DropDenied,
+        Counter::PassExtensionHeaders,
     ];
 
     /// Number of slots in the `COUNTERS` array.
@@ -231,7 +252,7 @@ impl Counter {
             Counter::TxForwarded => "tx_forwarded",
             Counter::DropNoRealServer => "drop_no_real_server",
             Counter::DropRealServerGone => "drop_real_server_gone",
-            Counter::PassNotIpv4 => "pass_not_ipv4",
+            Counter::PassNotIp => "pass_not_ip",
             Counter::PassNotTcpUdp => "pass_not_tcp_udp",
             Counter::PassNotService => "pass_not_service",
             Counter::PassFragment => "pass_fragment",
@@ -242,20 +263,24 @@ impl Counter {
             Counter::TxIcmpError => "tx_icmp_error",
             Counter::PassIcmpUnknownFlow => "pass_icmp_unknown_flow",
             Counter::DropDenied => "drop_denied",
+            Counter::PassExtensionHeaders => "pass_extension_headers",
         }
     }
 }
 
 const _: () = {
     assert!(size_of::<ServiceKey>() == 8);
-    assert!(size_of::<ServiceEntry>() == 20);
-    assert!(size_of::<RealServerEntry>() == 16);
+    assert!(size_of::<ServiceKey6>() == 20);
+    assert!(size_of::<ServiceEntry>() == 32);
+    assert!(size_of::<RealServerEntry>() == 28);
     assert!(size_of::<DirectorEntry>() == 8);
     assert!(size_of::<TrafficStats>() == 24);
     assert!(size_of::<DenyEntry>() == 8);
     assert!(size_of::<flow::FlowKey>() == 16);
     assert!(size_of::<flow::FlowEntry>() == 24);
     assert!(size_of::<flow::PersistKey>() == 12);
+    assert!(size_of::<flow::FlowKey6>() == 40);
+    assert!(size_of::<flow::PersistKey6>() == 36);
     assert!(size_of::<flow::PersistEntry>() == 16);
     assert!(size_of::<flow::Settings>() == 36);
 };
@@ -265,6 +290,9 @@ mod pod {
     // SAFETY: every type here is `repr(C)`, `Copy`, made only of integers and byte arrays, and
     // has its padding spelled out as fields, so any bit pattern is a valid value.
     unsafe impl aya::Pod for super::ServiceKey {}
+    unsafe impl aya::Pod for super::ServiceKey6 {}
+    unsafe impl aya::Pod for super::flow::FlowKey6 {}
+    unsafe impl aya::Pod for super::flow::PersistKey6 {}
     unsafe impl aya::Pod for super::ServiceEntry {}
     unsafe impl aya::Pod for super::RealServerEntry {}
     unsafe impl aya::Pod for super::DirectorEntry {}

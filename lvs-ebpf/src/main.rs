@@ -28,7 +28,7 @@ mod program {
         programs::XdpContext,
     };
     use lvs_common::{
-        Counter, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
+        Address, Counter, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
         RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
         flow::{
             FLOW_PERSISTENT, FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey,
@@ -372,9 +372,8 @@ mod program {
 
     #[inline(always)]
     fn template_key(flow: &Flow, service: &ServiceEntry) -> PersistKey {
-        let client = u32::from_be_bytes(flow.src_addr) & u32::from_be_bytes(service.persist_mask);
         PersistKey {
-            client: client.to_be_bytes(),
+            client: flow.src_addr.masked(&service.persist_mask),
             vip: flow.dst_addr,
             vport: flow.dst_port,
             protocol: flow.protocol,

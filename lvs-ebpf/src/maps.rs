@@ -10,13 +10,19 @@ use aya_ebpf::{
 use lvs_common::{
     Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DenyAddress, DenyEntry,
     DirectorEntry, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS, MAX_SERVICES,
-    RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
-    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+    RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
+    flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
 };
 
 /// Virtual services by (VIP, port, protocol).
 #[map]
 pub static SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// IPv6 virtual services by (VIP, port, protocol). Their indices share one space with the
+/// IPv4 services' (lookup tables, cursors, counters).
+#[map]
+pub static SERVICES6: HashMap<ServiceKey6, ServiceEntry> =
+    HashMap::with_max_entries(MAX_SERVICES, 0);
 
 /// Every service's lookup table, one after another: slot `index * LOOKUP_TABLE_SIZE + n` holds
 /// a real-server id or `NO_REAL_SERVER`. For hash schedulers slot `n` serves flows that hash to
@@ -34,6 +40,16 @@ pub static REAL_SERVERS: Array<RealServerEntry> = Array::with_max_entries(MAX_RE
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// IPv6 connections, as `FLOWS` holds IPv4 ones (same size, set by the controller).
+#[map]
+pub static FLOWS6: LruHashMap<FlowKey6, FlowEntry> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+
+/// IPv6 persistence templates, as `PERSIST` holds IPv4 ones.
+#[map]
+pub static PERSIST6: LruHashMap<PersistKey6, PersistEntry> =
+    LruHashMap::with_max_entries(DEFAULT_PERSIST_TABLE_SIZE, 0);
 
 /// Persistence templates: the real server of a client network for a persistent service.
 #[map]

@@ -136,7 +136,7 @@ pub fn parse_ipv4(ctx: &XdpContext) -> Result<Ipv4At, Counter> {
         return Err(Counter::PassMalformed);
     }
     if ether_type != EtherType::Ipv4 as u16 {
-        return Err(Counter::PassNotIpv4);
+        return Err(Counter::PassNotIp);
     }
 
     let header: *const Ipv4Hdr = ptr_at(ctx, offset).ok_or(Counter::PassTruncated)?;

@@ -211,14 +211,14 @@ fn fixtures() -> Vec<Fixture> {
         pass(
             "ARP request for the VIP",
             arp_request_for_vip(),
-            Counter::PassNotIpv4,
+            Counter::PassNotIp,
         ),
         pass(
             "IPv6",
             with(tcp_syn(VIP, 80), |f| {
                 f[12..14].copy_from_slice(&[0x86, 0xdd])
             }),
-            Counter::PassNotIpv4,
+            Counter::PassNotIp,
         ),
         pass(
             "ICMP to the VIP",

@@ -292,7 +292,7 @@ impl BpfDataPlane {
             0,
             lvs_common::MAX_REAL_SERVERS,
             RealServerEntry {
-                addr: [0; 4],
+                addr: [0; 16],
                 mac: [0; 6],
                 flags: 0,
                 generation: 0,

@@ -17,10 +17,14 @@
 
 mod adopt;
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use lvs_common::{
     MAX_REAL_SERVERS, MAX_SERVICES, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry, ServiceKey,
+    keys::real_server_address_bytes,
 };
 use serde::Serialize;
 
@@ -668,7 +672,12 @@ fn sync_service(
         persist_mask: service
             .service
             .persistence
-            .map_or([255; 4], |p| p.netmask.octets()),
+            .map_or([255; 4], |p| p.netmask.octets())
+            .into_iter()
+            .chain([0; 12])
+            .collect::<Vec<u8>>()
+            .try_into()
+            .expect("sixteen bytes"),
     };
     if ring_len > 0 && (!changed.is_empty() || service.entry != Some(entry)) {
         dataplane.reset_cursors(service.index, ring_len)?;
@@ -748,7 +757,7 @@ fn wanted_entry(rs: &RealServerState, neighbour: Option<&Neighbour>) -> RealServ
         .and_then(Neighbour::mac)
         .filter(|_| rs.admitted_weight().is_some());
     RealServerEntry {
-        addr: rs.config.address.octets(),
+        addr: real_server_address_bytes(IpAddr::V4(rs.config.address)),
         mac: mac.unwrap_or([0; 6]),
         flags: if mac.is_some() { REAL_SERVER_USABLE } else { 0 },
         generation: rs.generation,

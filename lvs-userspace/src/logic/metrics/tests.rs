@@ -50,7 +50,7 @@ fn status() -> Status {
         "timeouts": {"tcp": 900, "tcp_fin": 120, "udp": 300},
         "counters": [
             {"name": "tx_forwarded", "value": 1234},
-            {"name": "pass_not_ipv4", "value": 7}
+            {"name": "pass_not_ip", "value": 7}
         ],
         "flow_table": {"size": 262144, "entries": 42},
         "sync": {

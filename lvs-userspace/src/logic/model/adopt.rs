@@ -11,10 +11,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
 };
 
-use lvs_common::{RealServerEntry, ServiceEntry, ServiceKey};
+use lvs_common::{RealServerEntry, ServiceEntry, ServiceKey, keys::real_server_address};
 
 use super::{Model, ModelError, Retired, sorry_server};
 use crate::logic::{config::Service, dataplane::Previous};
@@ -105,7 +105,7 @@ impl Model {
                     continue;
                 }
                 let found = unmatched.iter().position(|(id, entry)| {
-                    Ipv4Addr::from(entry.addr) == address
+                    real_server_address(entry.addr) == IpAddr::V4(address)
                         && (!by_table || named.get(&key).is_some_and(|ids| ids.contains(id)))
                 });
                 if let Some(at) = found {
@@ -250,7 +250,7 @@ address = "10.0.0.12"
             "the dropped service is removed"
         );
         for (id, generation) in second.generations() {
-            let address = Ipv4Addr::from(dataplane.real_servers[&id].addr);
+            let address = real_server_address(dataplane.real_servers[&id].addr);
             if address == Ipv4Addr::new(10, 0, 0, 14) {
                 assert_ne!(
                     generations.get(&id),
@@ -261,11 +261,11 @@ address = "10.0.0.12"
                 assert_eq!(generations.get(&id), Some(&generation), "{address} kept");
             }
         }
-        let mut usable: Vec<Ipv4Addr> = dataplane
+        let mut usable: Vec<IpAddr> = dataplane
             .real_servers
             .values()
             .filter(|e| e.flags & REAL_SERVER_USABLE != 0)
-            .map(|e| Ipv4Addr::from(e.addr))
+            .map(|e| real_server_address(e.addr))
             .collect();
         usable.sort();
         let expected: Vec<Ipv4Addr> = [11, 12, 14].map(|n| Ipv4Addr::new(10, 0, 0, n)).into();
