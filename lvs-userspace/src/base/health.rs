@@ -5,7 +5,7 @@
 //! body that does not match its regex). It lives here, apart from all three, so that none
 //! imports another.
 
-use std::{fmt, net::Ipv4Addr, time::Duration};
+use std::{fmt, net::IpAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub trait HealthRecord<Service> {
     /// Records the status of a real server (or the sorry server) of a service; returns
     /// whether its admission changed, so that the data plane needs a `sync`.
-    fn set_health(&mut self, service: Service, address: Ipv4Addr, status: HealthStatus) -> bool;
+    fn set_health(&mut self, service: Service, address: IpAddr, status: HealthStatus) -> bool;
 }
 
 /// What health checking lets a real server of a service have.

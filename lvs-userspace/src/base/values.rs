@@ -8,7 +8,10 @@
 //! that travel in messages implement `Deserialize` through the same rule, so a value out of
 //! range cannot even decode.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -20,9 +23,11 @@ pub enum ValueError {
     #[error("port {0} is out of range 1..=65535")]
     Port(i64),
     #[error("{0} cannot be a service or server address")]
-    NotUnicast(Ipv4Addr),
+    NotUnicast(IpAddr),
     #[error("{0} is not a netmask (its one bits must come first)")]
     NotNetmask(Ipv4Addr),
+    #[error("prefix length {0} is out of range 0..=128")]
+    Ipv6PrefixLength(i64),
     #[error("{0} is out of range 0..={max}", max = u32::MAX)]
     Threshold(i64),
     #[error("lower threshold {lower} is above upper threshold {upper}")]
@@ -165,28 +170,37 @@ impl Port {
 
 conversions!(Port, i64 => Port::new, u16);
 
-/// An address a service, a real server, a sorry server or a checker can have: an IPv4
-/// address that names one host. The unspecified address, the broadcast address and
-/// multicast addresses name none or many, so no frame could be addressed to them.
+/// An address a service, a real server, a sorry server or a checker can have: an IPv4 or
+/// IPv6 address that names one host. The unspecified address, IPv4's broadcast address and
+/// multicast addresses name none or many, so no frame could be addressed to them; an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is the IPv4 address, which is written as such,
+/// so that each host has one address in one family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "Ipv4Addr", into = "Ipv4Addr")]
-pub struct UnicastAddress(Ipv4Addr);
+#[serde(try_from = "IpAddr", into = "IpAddr")]
+pub struct UnicastAddress(IpAddr);
 
 impl UnicastAddress {
-    pub fn new(address: Ipv4Addr) -> Result<Self, ValueError> {
-        if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
-            Err(ValueError::NotUnicast(address))
-        } else {
+    pub fn new(address: impl Into<IpAddr>) -> Result<Self, ValueError> {
+        let address = address.into();
+        let unicast = match address {
+            IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
+            IpAddr::V6(v6) => {
+                !(v6.is_unspecified() || v6.is_multicast() || v6.to_ipv4_mapped().is_some())
+            }
+        };
+        if unicast {
             Ok(UnicastAddress(address))
+        } else {
+            Err(ValueError::NotUnicast(address))
         }
     }
 
-    pub const fn get(self) -> Ipv4Addr {
+    pub const fn get(self) -> IpAddr {
         self.0
     }
 }
 
-conversions!(UnicastAddress, Ipv4Addr => UnicastAddress::new, Ipv4Addr);
+conversions!(UnicastAddress, IpAddr => UnicastAddress::new, IpAddr);
 
 /// A persistence netmask (ipvsadm's `-M`, keepalived's `persistence_granularity`): one bits
 /// followed by zero bits, since clients that share a template form a network.
@@ -213,6 +227,91 @@ impl Netmask {
 }
 
 conversions!(Netmask, Ipv4Addr => Netmask::new, Ipv4Addr);
+
+/// An IPv6 service's persistence granularity: a prefix length, 0 to 128, as ipvsadm's `-M`
+/// and keepalived's `persistence_granularity` take it for IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "u8")]
+pub struct PrefixLength(u8);
+
+impl PrefixLength {
+    /// One client address per template: ipvsadm's default for IPv6.
+    pub const HOST: PrefixLength = PrefixLength(128);
+
+    pub fn new(length: i64) -> Result<Self, ValueError> {
+        match u8::try_from(length) {
+            Ok(length) if length <= 128 => Ok(PrefixLength(length)),
+            _ => Err(ValueError::Ipv6PrefixLength(length)),
+        }
+    }
+
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+}
+
+conversions!(PrefixLength, i64 => PrefixLength::new, u8);
+
+/// How many clients share a persistence template, in the family of the service: IPv4's
+/// netmask or IPv6's prefix length. In messages an IPv4 netmask is its dotted text and an
+/// IPv6 prefix length a number, as ipvsadm prints them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Granularity {
+    Netmask(Netmask),
+    PrefixLength(PrefixLength),
+}
+
+impl Granularity {
+    /// One client address per template, for a service at `address`: ipvsadm's default.
+    pub const fn host(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(_) => Granularity::Netmask(Netmask::HOST),
+            IpAddr::V6(_) => Granularity::PrefixLength(PrefixLength::HOST),
+        }
+    }
+
+    /// Whether this is the default, which ipvsadm's listings leave out.
+    pub fn is_host(self) -> bool {
+        self == Granularity::Netmask(Netmask::HOST)
+            || self == Granularity::PrefixLength(PrefixLength::HOST)
+    }
+
+    /// Whether it can be the granularity of a service at `address`: a netmask for IPv4, a
+    /// prefix length for IPv6.
+    pub const fn fits(self, address: IpAddr) -> bool {
+        matches!(
+            (self, address),
+            (Granularity::Netmask(_), IpAddr::V4(_))
+                | (Granularity::PrefixLength(_), IpAddr::V6(_))
+        )
+    }
+
+    /// The data plane's mask (`ServiceEntry::persist_mask`): the netmask in the first four
+    /// bytes, or the prefix's sixteen bytes.
+    pub fn mask_bytes(self) -> [u8; 16] {
+        match self {
+            Granularity::Netmask(mask) => {
+                let mut bytes = [0; 16];
+                bytes[..4].copy_from_slice(&mask.get().octets());
+                bytes
+            }
+            Granularity::PrefixLength(length) => match length.get() {
+                0 => [0; 16],
+                bits => (u128::MAX << (128 - u32::from(bits))).to_be_bytes(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Granularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Granularity::Netmask(mask) => mask.fmt(f),
+            Granularity::PrefixLength(length) => length.fmt(f),
+        }
+    }
+}
 
 /// A connection threshold of a real server (ipvsadm's `-x` and `-y`, keepalived's
 /// `uthreshold` and `lthreshold`); 0 means none.

@@ -40,7 +40,7 @@ mod vips;
 
 use std::{
     future::Future,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -514,7 +514,7 @@ struct Director<D, N> {
     bgp_config: Option<crate::logic::announce::BgpConfig>,
     /// The VIPs whose routes are in the `[bgp]` table: this director's, or its
     /// predecessor's that it took over.
-    announced: std::collections::BTreeSet<Ipv4Addr>,
+    announced: std::collections::BTreeSet<IpAddr>,
     /// The VIPs wanted but not announced yet, and since when.
     settling: crate::logic::announce::Settling,
     netlink: N,

@@ -1,6 +1,9 @@
 //! Real servers' MACs: asking the kernel to resolve them and following its neighbour table.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use anyhow::Result;
 use tracing::{info, warn};
@@ -51,7 +54,7 @@ pub(super) async fn request_resolutions(
             return;
         }
     };
-    for address in model.real_server_addresses() {
+    for address in ipv4_real_servers(model) {
         let wanted = match model.neighbour(address) {
             Neighbour::Resolved { .. } => all,
             _ => true,
@@ -73,7 +76,7 @@ pub(super) async fn refresh(
 ) -> Result<bool> {
     let entries = netlink.neighbours(link.index).await?;
     let mut changed = false;
-    for address in model.real_server_addresses() {
+    for address in ipv4_real_servers(model) {
         let entry = entries.iter().find(|e| e.address == address);
         let on_link = netlink::on_link(address, &link.networks);
         let next = netlink::next_neighbour(model.neighbour(address), entry, on_link);
@@ -83,6 +86,18 @@ pub(super) async fn refresh(
         }
     }
     Ok(changed)
+}
+
+/// The IPv4 real servers, whose neighbours the IPv4 neighbour table holds.
+fn ipv4_real_servers(model: &Model) -> Vec<Ipv4Addr> {
+    model
+        .real_server_addresses()
+        .into_iter()
+        .filter_map(|address| match address {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }
 
 fn log_change(address: Ipv4Addr, next: &Neighbour) {

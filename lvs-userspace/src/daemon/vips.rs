@@ -2,7 +2,7 @@
 //! only those it added, never ones it found there (unless it adopted the previous director's
 //! running data plane, whose VIPs they are).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Result;
 use tracing::{info, warn};
@@ -17,6 +17,9 @@ impl<D, N: DirectorNetlink> Director<D, N> {
             return Ok(());
         }
         for vip in self.model.virtual_addresses() {
+            let IpAddr::V4(vip) = vip else {
+                continue;
+            };
             if self.added_vips.contains(&vip) {
                 continue;
             }
@@ -36,7 +39,7 @@ impl<D, N: DirectorNetlink> Director<D, N> {
         let used = self.model.virtual_addresses();
         let (keep, unused): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) = std::mem::take(&mut self.added_vips)
             .into_iter()
-            .partition(|vip| used.contains(vip));
+            .partition(|vip| used.contains(&IpAddr::V4(*vip)));
         self.added_vips = keep;
         for vip in unused {
             self.remove_vip(vip).await;

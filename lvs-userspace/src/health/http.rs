@@ -9,7 +9,6 @@
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -180,7 +179,7 @@ async fn get(http: &HttpProbe, url: &UrlCheck, tls: &TlsConfigs) -> Result<u16, 
                 Some(name) => ServerName::try_from(name.clone())
                     .map_err(|e| Failure::Tls(format!("SNI name {name:?}: {e}")))?,
                 // An IP address as the server name sends no SNI.
-                None => ServerName::IpAddress(IpAddr::V4(*http.endpoint.connect.ip()).into()),
+                None => ServerName::IpAddress(http.endpoint.connect.ip().into()),
             };
             let stream = TlsConnector::from(config)
                 .connect(name, stream)

@@ -9,14 +9,14 @@
 
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
 use lvs_common::keys::ServiceMapKey;
 
 /// A real server of a service, as health checking names it.
-pub type MemberKey = (ServiceMapKey, Ipv4Addr);
+pub type MemberKey = (ServiceMapKey, IpAddr);
 
 /// The file's name beside the director's other state (`/run/lvs/director`).
 pub fn path(state_dir: &Path, state_name: &str) -> PathBuf {
@@ -63,7 +63,7 @@ fn parse_line(line: &str) -> Option<(MemberKey, bool)> {
         _ => return None,
     };
     let vip: SocketAddr = fields.next()?.parse().ok()?;
-    let address: Ipv4Addr = fields.next()?.parse().ok()?;
+    let address: IpAddr = fields.next()?.parse().ok()?;
     if fields.next().is_some() {
         return None;
     }
@@ -87,6 +87,8 @@ pub fn write(path: &Path, states: &HashMap<MemberKey, bool>) -> std::io::Result<
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn key(port: u16) -> ServiceMapKey {
@@ -96,15 +98,22 @@ mod tests {
     #[test]
     fn states_round_trip_through_the_file_text() {
         let states = HashMap::from([
-            ((key(80), Ipv4Addr::new(10, 0, 0, 11)), true),
-            ((key(80), Ipv4Addr::new(10, 0, 0, 12)), false),
-            ((key(443), Ipv4Addr::new(10, 0, 0, 12)), true),
+            ((key(80), Ipv4Addr::new(10, 0, 0, 11).into()), true),
+            ((key(80), Ipv4Addr::new(10, 0, 0, 12).into()), false),
+            ((key(443), Ipv4Addr::new(10, 0, 0, 12).into()), true),
+            (
+                (
+                    ServiceMapKey::new("2001:db8::10".parse().unwrap(), 53, 17),
+                    "2001:db8::11".parse().unwrap(),
+                ),
+                true,
+            ),
         ]);
         let text = format(&states);
         assert_eq!(
             text,
             "down tcp 10.0.0.100:80 10.0.0.12\nup tcp 10.0.0.100:443 10.0.0.12\n\
-             up tcp 10.0.0.100:80 10.0.0.11\n"
+             up tcp 10.0.0.100:80 10.0.0.11\nup udp [2001:db8::10]:53 2001:db8::11\n"
         );
         assert_eq!(parse(&text), states);
     }
@@ -116,7 +125,7 @@ mod tests {
                     down tcp 10.0.0.100:80 10.0.0.15 extra\n";
         assert_eq!(
             parse(text),
-            HashMap::from([((key(80), Ipv4Addr::new(10, 0, 0, 11)), true)])
+            HashMap::from([((key(80), Ipv4Addr::new(10, 0, 0, 11).into()), true)])
         );
     }
 

@@ -38,8 +38,9 @@ fn outcome(end: ScriptEnd, dynamic: bool, timeout: std::time::Duration) -> Outco
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use std::{
-        net::Ipv4Addr,
         os::unix::fs::PermissionsExt as _,
         path::{Path, PathBuf},
         time::{Duration, Instant},
@@ -61,7 +62,7 @@ mod tests {
             command: Script { argv },
             timeout,
             dynamic,
-            real_server: Ipv4Addr::new(127, 0, 0, 1),
+            real_server: Ipv4Addr::new(127, 0, 0, 1).into(),
             run_as: None,
         }
     }

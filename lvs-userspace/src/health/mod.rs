@@ -74,19 +74,21 @@ pub mod udp;
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::HashMap, net::Ipv4Addr};
+    use std::net::Ipv4Addr;
+
+    use std::{collections::HashMap, net::IpAddr};
 
     use super::*;
 
     /// A record that keeps each server's admission, as the model does.
     #[derive(Default)]
-    struct Record(HashMap<(ServiceMapKey, Ipv4Addr), Admission>);
+    struct Record(HashMap<(ServiceMapKey, IpAddr), Admission>);
 
     impl HealthRecord<ServiceMapKey> for Record {
         fn set_health(
             &mut self,
             service: ServiceMapKey,
-            address: Ipv4Addr,
+            address: IpAddr,
             status: HealthStatus,
         ) -> bool {
             self.0.insert((service, address), status.admission) != Some(status.admission)
@@ -102,7 +104,7 @@ mod tests {
         );
         let update = |last, admission| HealthUpdate {
             service,
-            address: Ipv4Addr::new(10, 0, 0, last),
+            address: Ipv4Addr::new(10, 0, 0, last).into(),
             status: HealthStatus {
                 state: HealthState::Up,
                 admission,

@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     hash::{Hash as _, Hasher as _},
-    net::Ipv4Addr,
+    net::IpAddr,
     sync::Arc,
     time::Duration,
 };
@@ -43,7 +43,7 @@ pub struct ServicePlan {
     pub name: String,
     pub quorum: u32,
     pub hysteresis: u32,
-    pub sorry_server: Option<Ipv4Addr>,
+    pub sorry_server: Option<IpAddr>,
     pub quorum_up: Option<Script>,
     pub quorum_down: Option<Script>,
     pub omega: bool,
@@ -53,7 +53,7 @@ pub struct ServicePlan {
 /// A real server of a planned service.
 #[derive(Debug)]
 pub struct MemberPlan {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub weight: u32,
     pub inhibit_on_failure: bool,
     pub notify_up: Option<Script>,

@@ -13,7 +13,7 @@
 use std::{
     collections::{HashMap, HashSet},
     future::poll_fn,
-    net::Ipv4Addr,
+    net::IpAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -108,7 +108,7 @@ impl Default for Options {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthUpdate {
     pub service: ServiceMapKey,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub status: HealthStatus,
 }
 
@@ -337,7 +337,7 @@ struct Engine {
     attempts: JoinSet<Finished>,
     notifiers: JoinSet<()>,
     services: Vec<ServiceRun>,
-    pending: HashMap<(ServiceMapKey, Ipv4Addr), HealthStatus>,
+    pending: HashMap<(ServiceMapKey, IpAddr), HealthStatus>,
     /// Numbers attempts across all checks, so that a result of a check removed by a reload
     /// can never pass for an attempt of a check added back later.
     last_attempt: u64,

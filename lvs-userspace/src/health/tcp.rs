@@ -35,7 +35,7 @@ pub async fn connect(endpoint: &Endpoint) -> Result<TcpStream, Failure> {
             .map_err(|e| Failure::Connect(format!("binding to {bind}: {e}")))?;
     }
     let stream = socket
-        .connect(SocketAddr::V4(endpoint.connect))
+        .connect(endpoint.connect)
         .await
         .map_err(|error| match error.kind() {
             io::ErrorKind::ConnectionRefused => Failure::Refused,
@@ -46,15 +46,17 @@ pub async fn connect(endpoint: &Endpoint) -> Result<TcpStream, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::net::Ipv4Addr;
+
+    use std::net::{IpAddr, SocketAddr};
 
     use tokio::net::TcpListener;
 
     use super::*;
 
-    fn endpoint(port: u16, bind: Option<Ipv4Addr>) -> Endpoint {
+    fn endpoint(port: u16, bind: Option<IpAddr>) -> Endpoint {
         Endpoint {
-            connect: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+            connect: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
             bind,
         }
     }
@@ -85,7 +87,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let source = Ipv4Addr::new(127, 0, 0, 2);
-        let target = endpoint(port, Some(source));
+        let target = endpoint(port, Some(source.into()));
         let (outcome, accepted) =
             tokio::join!(probe(&target, Duration::from_secs(2)), listener.accept());
         assert!(outcome.passed(), "{outcome:?}");
@@ -95,7 +97,7 @@ mod tests {
     #[tokio::test]
     async fn an_address_that_is_not_local_cannot_be_bound() {
         let outcome = probe(
-            &endpoint(1, Some(Ipv4Addr::new(192, 0, 2, 1))),
+            &endpoint(1, Some(Ipv4Addr::new(192, 0, 2, 1).into())),
             Duration::from_secs(2),
         )
         .await;

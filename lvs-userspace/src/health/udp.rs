@@ -71,7 +71,7 @@ pub fn connect(endpoint: &Endpoint) -> Result<UdpSocket, Failure> {
             .map_err(|e| fail(&format!("binding to {bind}"), e))?;
     }
     socket
-        .connect(&SocketAddr::V4(endpoint.connect).into())
+        .connect(&endpoint.connect.into())
         .map_err(io_failure)?;
     UdpSocket::from_std(std::net::UdpSocket::from(socket))
         .map_err(|e| fail("registering the socket", e))
@@ -121,7 +121,7 @@ pub fn random_bytes(length: usize) -> Vec<u8> {
 #[cfg(test)]
 pub(crate) fn loopback(port: u16) -> Endpoint {
     Endpoint {
-        connect: std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
+        connect: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port),
         bind: None,
     }
 }
@@ -245,7 +245,7 @@ mod tests {
         let port = socket.local_addr().unwrap().port();
         let source = Ipv4Addr::new(127, 0, 0, 2);
         let mut target = check(port, Some(b"x"), None);
-        target.endpoint.bind = Some(source);
+        target.endpoint.bind = Some(source.into());
         let mut buffer = [0u8; 16];
         let (outcome, received) =
             tokio::join!(probe(&target, SHORT), socket.recv_from(&mut buffer));

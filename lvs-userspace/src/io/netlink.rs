@@ -365,18 +365,18 @@ pub trait DirectorNetlink {
     /// The kernel's neighbour-table changes, from now on.
     fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError>;
     /// The VIPs announced, in any routing table, as (table, VIP) (see `routes`).
-    fn announced(&self) -> impl Future<Output = Result<Vec<(u32, Ipv4Addr)>, NetlinkError>> + Send;
+    fn announced(&self) -> impl Future<Output = Result<Vec<(u32, IpAddr)>, NetlinkError>> + Send;
     /// Announces `vip` through routing table `table`.
     fn announce(
         &self,
         table: u32,
-        vip: Ipv4Addr,
+        vip: IpAddr,
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
     /// Withdraws `vip` from routing table `table`, if it is announced there.
     fn withdraw(
         &self,
         table: u32,
-        vip: Ipv4Addr,
+        vip: IpAddr,
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
 }
 
@@ -415,15 +415,15 @@ impl DirectorNetlink for Netlink {
         Ok(neighbour_events()?.boxed())
     }
 
-    async fn announced(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+    async fn announced(&self) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
         Netlink::announced(self).await
     }
 
-    async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+    async fn announce(&self, table: u32, vip: IpAddr) -> Result<(), NetlinkError> {
         Netlink::announce(self, table, vip).await
     }
 
-    async fn withdraw(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+    async fn withdraw(&self, table: u32, vip: IpAddr) -> Result<(), NetlinkError> {
         Netlink::withdraw(self, table, vip).await
     }
 }

@@ -14,7 +14,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use serde::{Deserialize, Serialize};
@@ -48,8 +48,8 @@ impl Default for BgpConfig {
 /// service with its quorum.
 pub fn wanted(
     forwards: bool,
-    services: impl IntoIterator<Item = (Ipv4Addr, bool)>,
-) -> BTreeSet<Ipv4Addr> {
+    services: impl IntoIterator<Item = (IpAddr, bool)>,
+) -> BTreeSet<IpAddr> {
     if !forwards {
         return BTreeSet::new();
     }
@@ -73,7 +73,7 @@ pub const SYNC_SETTLE_NS: u64 = 3_000_000_000;
 #[derive(Clone, Debug, Default)]
 pub struct Settling {
     /// When each wanted VIP not yet announced was first wanted.
-    since: BTreeMap<Ipv4Addr, u64>,
+    since: BTreeMap<IpAddr, u64>,
 }
 
 impl Settling {
@@ -81,14 +81,14 @@ impl Settling {
     /// they have been wanted for `settle_ns`.
     pub fn ready(
         &mut self,
-        wanted: &BTreeSet<Ipv4Addr>,
-        announced: &BTreeSet<Ipv4Addr>,
+        wanted: &BTreeSet<IpAddr>,
+        announced: &BTreeSet<IpAddr>,
         now_ns: u64,
         settle_ns: u64,
-    ) -> BTreeSet<Ipv4Addr> {
+    ) -> BTreeSet<IpAddr> {
         self.since
             .retain(|vip, _| wanted.contains(vip) && !announced.contains(vip));
-        let ready: BTreeSet<Ipv4Addr> = wanted
+        let ready: BTreeSet<IpAddr> = wanted
             .iter()
             .copied()
             .filter(|vip| {
@@ -109,7 +109,7 @@ impl Settling {
     }
 
     /// Whether this VIP waits to be announced.
-    pub fn waits(&self, vip: Ipv4Addr) -> bool {
+    pub fn waits(&self, vip: IpAddr) -> bool {
         self.since.contains_key(&vip)
     }
 }
@@ -117,12 +117,12 @@ impl Settling {
 /// What to change to go from the routes `announced` to the `wanted` ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    pub announce: Vec<Ipv4Addr>,
-    pub withdraw: Vec<Ipv4Addr>,
+    pub announce: Vec<IpAddr>,
+    pub withdraw: Vec<IpAddr>,
 }
 
 impl Changes {
-    pub fn between(announced: &BTreeSet<Ipv4Addr>, wanted: &BTreeSet<Ipv4Addr>) -> Self {
+    pub fn between(announced: &BTreeSet<IpAddr>, wanted: &BTreeSet<IpAddr>) -> Self {
         Self {
             announce: wanted.difference(announced).copied().collect(),
             withdraw: announced.difference(wanted).copied().collect(),
@@ -136,19 +136,21 @@ impl Changes {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
-    const A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
-    const B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11));
 
-    fn set(vips: &[Ipv4Addr]) -> BTreeSet<Ipv4Addr> {
+    fn set(vips: &[IpAddr]) -> BTreeSet<IpAddr> {
         vips.iter().copied().collect()
     }
 
     #[test]
     fn a_vip_is_announced_while_the_data_plane_forwards_and_a_service_has_its_quorum() {
         /// Whether the data plane forwards, each service's VIP and quorum, what is announced.
-        type Case<'a> = (bool, &'a [(Ipv4Addr, bool)], &'a [Ipv4Addr]);
+        type Case<'a> = (bool, &'a [(IpAddr, bool)], &'a [IpAddr]);
         let cases: &[Case<'_>] = &[
             (true, &[(A, true), (B, true)], &[A, B]),
             (true, &[(A, true), (B, false)], &[A]),

@@ -10,7 +10,7 @@
 //! checks every change against its state (does the service exist, is the server already
 //! there) before anything touches the data plane.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{fmt, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +29,9 @@ use crate::logic::{
 /// The longest timeout ipvsadm accepts: 31 days, in seconds.
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
 
+pub use crate::base::values::{Granularity, Netmask, PrefixLength};
 pub use crate::logic::{
-    config::{DEFAULT_NETMASK, DEFAULT_PERSISTENCE_TIMEOUT, Persistence, Protocol, Timeouts},
+    config::{DEFAULT_PERSISTENCE_TIMEOUT, Persistence, Protocol, Timeouts},
     schedule::{SchedFlags, Scheduler},
 };
 
@@ -40,7 +41,7 @@ pub use crate::logic::{
 #[serde(deny_unknown_fields)]
 pub struct ServiceKey {
     pub protocol: Protocol,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
 }
 
@@ -113,7 +114,7 @@ impl ForwardMethod {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealServerConfig {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub forward: ForwardMethod,
     /// 0..=65535; 0 quiesces the server (no new connections).
     pub weight: u32,
@@ -168,7 +169,7 @@ pub enum Change {
     /// `-d`: fails with "Service not defined" or "No such destination".
     DeleteServer {
         service: ServiceKey,
-        address: Ipv4Addr,
+        address: IpAddr,
     },
     /// `-Z`: zeroes the counters of one service, or of all with `None`; fails with "No such
     /// service".
@@ -253,12 +254,14 @@ pub struct Daemons {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn web() -> ServiceKey {
         ServiceKey {
             protocol: Protocol::Tcp,
-            address: Ipv4Addr::new(10, 0, 0, 1),
+            address: Ipv4Addr::new(10, 0, 0, 1).into(),
             port: 80,
         }
     }
@@ -274,13 +277,13 @@ mod tests {
                         sched_flags: SchedFlags::default(),
                         persistence: Some(Persistence {
                             timeout: 300,
-                            netmask: DEFAULT_NETMASK,
+                            netmask: Granularity::Netmask(Netmask::HOST),
                         }),
                     },
                 },
                 Change::DeleteServer {
                     service: web(),
-                    address: Ipv4Addr::new(10, 0, 0, 11),
+                    address: Ipv4Addr::new(10, 0, 0, 11).into(),
                 },
                 Change::Clear {},
             ],
@@ -306,7 +309,7 @@ mod tests {
             ),
             (
                 r#"{"command":"apply","changes":[{"op":"delete_service","service":{"protocol":"tcp","address":"10.0.0.300","port":80}}]}"#,
-                "invalid IPv4 address syntax",
+                "invalid IP address syntax",
             ),
             (
                 r#"{"command":"apply","changes":[{"op":"delete_service","service":{"protocol":"tcp","address":"10.0.0.1","port":65536}}]}"#,

@@ -34,7 +34,7 @@ mod sync;
 use std::{
     collections::HashSet,
     fmt,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     ops::Range,
     path::{Path, PathBuf},
 };
@@ -47,8 +47,8 @@ pub use crate::base::diagnostics::Problem;
 use crate::base::{
     diagnostics::Locator,
     values::{
-        Netmask, Port, SourcePrefix, Threshold, Thresholds, Timeout, UnicastAddress, ValueError,
-        Weight, same_port,
+        Granularity, Netmask, Port, PrefixLength, SourcePrefix, Threshold, Thresholds, Timeout,
+        UnicastAddress, ValueError, Weight, same_port,
     },
 };
 pub use crate::logic::schedule::{SchedFlags, Scheduler};
@@ -176,7 +176,7 @@ impl Protocol {
 /// A virtual service and its real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
     pub scheduler: Scheduler,
@@ -197,15 +197,13 @@ pub struct Persistence {
     /// Seconds a client's template outlives its last connection (ipvsadm's default is 300).
     pub timeout: u32,
     /// Clients in the same network of this mask share a template (`-M`,
-    /// keepalived's `persistence_granularity`); 255.255.255.255 by default.
-    pub netmask: Ipv4Addr,
+    /// keepalived's `persistence_granularity`): a netmask for an IPv4 service
+    /// (255.255.255.255 by default), a prefix length for an IPv6 one (128 by default).
+    pub netmask: Granularity,
 }
 
 /// ipvsadm's default persistence timeout, when `-p` is given without a value.
 pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
-
-/// The persistence granularity when `-M` is not given: one client address.
-pub const DEFAULT_NETMASK: Ipv4Addr = Netmask::HOST.get();
 
 impl Service {
     /// The data plane's key for this service (in its family's map).
@@ -223,7 +221,7 @@ impl fmt::Display for Service {
 /// A real server of a service. In direct routing its port is the service's port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RealServer {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// Relative share of new flows; 0 takes the server out of rotation (quiesce).
     pub weight: u32,
     /// Connections (active + inactive) at which the server stops taking new ones (`-x`,
@@ -551,7 +549,8 @@ fn validate_service(
     problems: &mut Vec<Problem>,
 ) -> Option<Service> {
     let before = problems.len();
-    let address = parse_ipv4(&raw.address, &format!("{field}.address"), at, problems);
+    let address_span = raw.address.span();
+    let address = parse_address(&raw.address, &format!("{field}.address"), at, problems);
     let port = parse_port(&raw.port, &format!("{field}.port"), at, problems);
     let protocol = match raw.protocol.as_ref() {
         None => Some(Protocol::Tcp),
@@ -599,7 +598,7 @@ fn validate_service(
             }
         }
     };
-    let persistence = validate_persistence(&raw, field, at, problems);
+    let persistence = validate_persistence(&raw, address, field, at, problems);
     if let Some(kind) = raw.lb_kind.as_ref() {
         if !kind.get_ref().eq_ignore_ascii_case("DR") {
             problems.push(at.problem(
@@ -644,6 +643,20 @@ fn validate_service(
         let rs_health =
             health::validate_real_server(raw_rs_health, &inherited, &rs_field, &mut sink);
         if let Some(rs) = rs {
+            if let Some(address) = address
+                && address.is_ipv4() != rs.address.is_ipv4()
+            {
+                problems.push(at.problem(
+                    &span,
+                    &format!("{rs_field}.address"),
+                    format!(
+                        "real server {} is not in the service's family ({address}): direct \
+                         routing forwards a frame as it came",
+                        rs.address
+                    ),
+                ));
+                continue;
+            }
             if real_servers.iter().any(|known| known.address == rs.address) {
                 problems.push(at.problem(
                     &span,
@@ -664,6 +677,15 @@ fn validate_service(
         }
     }
 
+    if let (Some(address), Some(sorry)) = (address, health.sorry_server)
+        && address.is_ipv4() != sorry.is_ipv4()
+    {
+        problems.push(at.problem(
+            &address_span,
+            &format!("{field}.sorry_server"),
+            format!("sorry server {sorry} is not in the service's family ({address})"),
+        ));
+    }
     if problems.len() != before {
         return None;
     }
@@ -679,9 +701,12 @@ fn validate_service(
     })
 }
 
-/// `persistence_timeout` makes a service persistent; `persistence_granularity` needs it.
+/// `persistence_timeout` makes a service persistent; `persistence_granularity` needs it. The
+/// granularity is a netmask for an IPv4 service and a prefix length for an IPv6 one, as
+/// keepalived and ipvsadm take them.
 fn validate_persistence(
     raw: &RawService,
+    address: Option<IpAddr>,
     field: &str,
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
@@ -693,37 +718,52 @@ fn validate_persistence(
         at,
         problems,
     );
-    let netmask = raw.persistence_granularity.as_ref().and_then(|mask| {
-        let parsed = mask
-            .get_ref()
-            .parse::<Ipv4Addr>()
-            .ok()
-            .and_then(|m| Netmask::new(m).ok())
-            .map(Netmask::get);
-        if parsed.is_none() {
+    let granularity_field = format!("{field}.persistence_granularity");
+    let granularity = raw.persistence_granularity.as_ref().and_then(|mask| {
+        let parsed = match address {
+            Some(address) => granularity(mask.get_ref(), address).map_err(|message| {
+                problems.push(at.problem(&mask.span(), &granularity_field, message));
+            }),
+            // The address's own problem is reported; the granularity cannot be judged.
+            None => Err(()),
+        };
+        if parsed.is_ok() && raw.persistence_timeout.is_none() {
             problems.push(at.problem(
                 &mask.span(),
-                &format!("{field}.persistence_granularity"),
-                format!("{:?} is not an IPv4 netmask", mask.get_ref()),
-            ));
-        } else if raw.persistence_timeout.is_none() {
-            problems.push(at.problem(
-                &mask.span(),
-                &format!("{field}.persistence_granularity"),
+                &granularity_field,
                 "needs persistence_timeout",
             ));
         }
-        parsed
+        parsed.ok()
     });
+    let address = address?;
     timeout.map(|timeout| Persistence {
         timeout: timeout.get(),
-        netmask: netmask.unwrap_or(DEFAULT_NETMASK),
+        netmask: granularity.unwrap_or(Granularity::host(address)),
     })
 }
 
-/// Whether the address is a netmask: ones followed by zeros (the rule of `base::values::Netmask`).
-pub fn is_netmask(mask: Ipv4Addr) -> bool {
-    Netmask::new(mask).is_ok()
+/// A persistence granularity in the family of a service at `address`: a netmask for IPv4 or
+/// a prefix length for IPv6; the message says which the service needs.
+pub fn granularity(text: &str, address: IpAddr) -> Result<Granularity, String> {
+    match address {
+        IpAddr::V4(_) => text
+            .parse::<Ipv4Addr>()
+            .ok()
+            .and_then(|mask| Netmask::new(mask).ok())
+            .map(Granularity::Netmask)
+            .ok_or_else(|| format!("{text:?} is not an IPv4 netmask")),
+        IpAddr::V6(_) => text
+            .parse::<i64>()
+            .ok()
+            .and_then(|length| PrefixLength::new(length).ok())
+            .map(Granularity::PrefixLength)
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not an IPv6 prefix length (0 to 128), as an IPv6 service needs"
+                )
+            }),
+    }
 }
 
 /// An optional field that must pass `rule`; reports the rule's error at the value otherwise.
@@ -795,7 +835,7 @@ fn validate_real_server(
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<RealServer> {
-    let address = parse_ipv4(&raw.address, &format!("{field}.address"), at, problems);
+    let address = parse_address(&raw.address, &format!("{field}.address"), at, problems);
     if let Some(raw_port) = raw.port.as_ref() {
         let port = parse_port(raw_port, &format!("{field}.port"), at, problems);
         if let (Some(port), Some(service_port)) = (port, service_port)
@@ -852,19 +892,19 @@ fn validate_real_server(
     })
 }
 
-/// A service or real server address: a unicast IPv4 address.
-fn parse_ipv4(
+/// A service or real server address: a unicast IPv4 or IPv6 address.
+fn parse_address(
     raw: &Spanned<String>,
     field: &str,
     at: &Locator<'_>,
     problems: &mut Vec<Problem>,
-) -> Option<Ipv4Addr> {
-    let message = match raw.get_ref().parse::<Ipv4Addr>() {
+) -> Option<IpAddr> {
+    let message = match raw.get_ref().parse::<IpAddr>() {
         Ok(address) => match UnicastAddress::new(address) {
             Ok(address) => return Some(address.get()),
             Err(error) => error.to_string(),
         },
-        Err(_) => format!("{:?} is not an IPv4 address", raw.get_ref()),
+        Err(_) => format!("{:?} is not an IP address", raw.get_ref()),
     };
     problems.push(at.problem(&raw.span(), field, message));
     None
@@ -994,7 +1034,7 @@ protocol = "udp"
             (
                 "address = \"192.0.2.10\"",
                 "address = \"192.0.2.300\"",
-                "lvs.toml:6: virtual_server[0].address: \"192.0.2.300\" is not an IPv4 address",
+                "lvs.toml:6: virtual_server[0].address: \"192.0.2.300\" is not an IP address",
             ),
             (
                 "port = 80\nprotocol",

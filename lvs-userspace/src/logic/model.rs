@@ -17,10 +17,7 @@
 
 mod adopt;
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::{collections::HashMap, net::IpAddr};
 
 use lvs_common::{
     MAX_REAL_SERVERS, MAX_SERVICES, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry,
@@ -32,6 +29,7 @@ use crate::{
     base::{
         health::{HealthRecord, HealthStatus},
         mac::MacAddr,
+        values::Granularity,
     },
     logic::{
         config::{RealServer, Service},
@@ -225,7 +223,7 @@ struct Retired {
 #[derive(Debug)]
 pub struct Model {
     services: Vec<ServiceState>,
-    neighbours: HashMap<Ipv4Addr, Neighbour>,
+    neighbours: HashMap<IpAddr, Neighbour>,
     counts: HashMap<u32, ConnectionCounts>,
     service_indices: IdPool,
     real_server_ids: IdPool,
@@ -250,7 +248,7 @@ impl HealthRecord<ServiceMapKey> for Model {
     fn set_health(
         &mut self,
         service: ServiceMapKey,
-        address: Ipv4Addr,
+        address: IpAddr,
         status: HealthStatus,
     ) -> bool {
         Model::set_health(self, service, address, status)
@@ -431,8 +429,8 @@ impl Model {
     }
 
     /// Every distinct real-server address, whose MAC the controller must track.
-    pub fn real_server_addresses(&self) -> Vec<Ipv4Addr> {
-        let mut addresses: Vec<Ipv4Addr> = self
+    pub fn real_server_addresses(&self) -> Vec<IpAddr> {
+        let mut addresses: Vec<IpAddr> = self
             .services
             .iter()
             .flat_map(|s| s.real_servers.iter().map(|rs| rs.config.address))
@@ -448,21 +446,22 @@ impl Model {
         self.services.iter().map(|s| &s.service)
     }
 
-    pub fn virtual_addresses(&self) -> Vec<Ipv4Addr> {
-        let mut addresses: Vec<Ipv4Addr> =
-            self.services.iter().map(|s| s.service.address).collect();
+    pub fn virtual_addresses(&self) -> Vec<IpAddr> {
+        let mut addresses: Vec<IpAddr> = self.services.iter().map(|s| s.service.address).collect();
         addresses.sort();
         addresses.dedup();
         addresses
     }
 
-    pub fn neighbour(&self, address: Ipv4Addr) -> &Neighbour {
-        self.neighbours.get(&address).unwrap_or(&Neighbour::Unknown)
+    pub fn neighbour(&self, address: impl Into<IpAddr>) -> &Neighbour {
+        self.neighbours
+            .get(&address.into())
+            .unwrap_or(&Neighbour::Unknown)
     }
 
     /// Records what is known of an address; returns whether anything changed.
-    pub fn set_neighbour(&mut self, address: Ipv4Addr, neighbour: Neighbour) -> bool {
-        self.neighbours.insert(address, neighbour.clone()) != Some(neighbour)
+    pub fn set_neighbour(&mut self, address: impl Into<IpAddr>, neighbour: Neighbour) -> bool {
+        self.neighbours.insert(address.into(), neighbour.clone()) != Some(neighbour)
     }
 
     /// The generation of every configured real server by id: a flow or template whose id and
@@ -503,7 +502,7 @@ impl Model {
     pub fn set_health(
         &mut self,
         service: ServiceMapKey,
-        address: Ipv4Addr,
+        address: IpAddr,
         status: HealthStatus,
     ) -> bool {
         let Some(rs) = self
@@ -597,7 +596,7 @@ impl Model {
 /// Brings one service's entries, table and real servers in line with what is wanted.
 fn sync_service(
     service: &mut ServiceState,
-    neighbours: &HashMap<Ipv4Addr, Neighbour>,
+    neighbours: &HashMap<IpAddr, Neighbour>,
     counts: &HashMap<u32, ConnectionCounts>,
     dataplane: &mut dyn DataPlane,
     report: &mut SyncReport,
@@ -677,12 +676,8 @@ fn sync_service(
         persist_mask: service
             .service
             .persistence
-            .map_or([255; 4], |p| p.netmask.octets())
-            .into_iter()
-            .chain([0; 12])
-            .collect::<Vec<u8>>()
-            .try_into()
-            .expect("sixteen bytes"),
+            .map_or(Granularity::host(service.service.address), |p| p.netmask)
+            .mask_bytes(),
     };
     if ring_len > 0 && (!changed.is_empty() || service.entry != Some(entry)) {
         dataplane.reset_cursors(service.index, ring_len)?;
@@ -733,7 +728,7 @@ pub struct ServiceView<'a> {
 /// A read-only view of a real server for status output.
 pub struct RealServerView<'a> {
     pub config: &'a RealServer,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// The configured weight.
     pub weight: u32,
     /// The weight it has in the service's scheduling, or none when health checking took it
@@ -762,7 +757,7 @@ fn wanted_entry(rs: &RealServerState, neighbour: Option<&Neighbour>) -> RealServ
         .and_then(Neighbour::mac)
         .filter(|_| rs.admitted_weight().is_some());
     RealServerEntry {
-        addr: real_server_address_bytes(IpAddr::V4(rs.config.address)),
+        addr: real_server_address_bytes(rs.config.address),
         mac: mac.unwrap_or([0; 6]),
         flags: if mac.is_some() { REAL_SERVER_USABLE } else { 0 },
         generation: rs.generation,
@@ -771,8 +766,11 @@ fn wanted_entry(rs: &RealServerState, neighbour: Option<&Neighbour>) -> RealServ
 
 /// What a real server's Maglev permutation is derived from: its address and port, the same on
 /// every director.
-fn identity(address: Ipv4Addr, port: u16) -> Vec<u8> {
-    let mut bytes = address.octets().to_vec();
+fn identity(address: IpAddr, port: u16) -> Vec<u8> {
+    let mut bytes = match address {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
     bytes.extend_from_slice(&port.to_be_bytes());
     bytes
 }
@@ -790,6 +788,8 @@ fn changed_slots(old: &[u32], new: &[u32]) -> Vec<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use lvs_common::{LOOKUP_TABLE_SIZE, NO_REAL_SERVER};
 
@@ -980,15 +980,15 @@ weight = 0
             last_result: None,
         };
         let eleven = Ipv4Addr::new(10, 0, 0, 11);
-        assert!(m.set_health(web, eleven, status(Admission::Removed)));
-        assert!(!m.set_health(web, eleven, status(Admission::Removed)));
+        assert!(m.set_health(web, eleven.into(), status(Admission::Removed)));
+        assert!(!m.set_health(web, eleven.into(), status(Admission::Removed)));
         m.sync(&mut dp).unwrap();
         assert_eq!(ids_in_table(&dp, 0), [1].into_iter().collect());
         assert_eq!(
             dp.real_servers[&0].flags, 0,
             "removed: its flows follow expire_nodest_conn"
         );
-        assert!(m.set_health(web, eleven, status(Admission::Weight(0))));
+        assert!(m.set_health(web, eleven.into(), status(Admission::Weight(0))));
         m.sync(&mut dp).unwrap();
         assert_eq!(
             ids_in_table(&dp, 0),
@@ -999,10 +999,14 @@ weight = 0
             dp.real_servers[&0].flags, REAL_SERVER_USABLE,
             "inhibited: its flows carry on"
         );
-        assert!(m.set_health(web, Ipv4Addr::new(10, 0, 0, 12), status(Admission::Removed)));
         assert!(m.set_health(
             web,
-            Ipv4Addr::new(10, 0, 0, 9),
+            Ipv4Addr::new(10, 0, 0, 12).into(),
+            status(Admission::Removed)
+        ));
+        assert!(m.set_health(
+            web,
+            Ipv4Addr::new(10, 0, 0, 9).into(),
             status(Admission::Weight(1))
         ));
         m.sync(&mut dp).unwrap();
@@ -1016,6 +1020,10 @@ weight = 0
         assert!(sorry.sorry && sorry.forwarding);
         assert!(!views[0].real_servers[0].forwarding);
         // An unknown service or address changes nothing.
-        assert!(!m.set_health(web, Ipv4Addr::new(10, 0, 0, 77), status(Admission::Removed)));
+        assert!(!m.set_health(
+            web,
+            Ipv4Addr::new(10, 0, 0, 77).into(),
+            status(Admission::Removed)
+        ));
     }
 }

@@ -201,7 +201,7 @@ uthreshold = 100
 
     fn server(last: u8, weight: u32) -> RealServerConfig {
         RealServerConfig {
-            address: Ipv4Addr::new(10, 0, 0, last),
+            address: Ipv4Addr::new(10, 0, 0, last).into(),
             forward: ForwardMethod::Route,
             weight,
             u_threshold: 0,
@@ -287,7 +287,7 @@ uthreshold = 100
             &[
                 Change::DeleteServer {
                     service: table_key(),
-                    address: Ipv4Addr::new(10, 0, 0, 11),
+                    address: Ipv4Addr::new(10, 0, 0, 11).into(),
                 },
                 Change::EditService {
                     service: table_key(),
@@ -309,7 +309,7 @@ uthreshold = 100
             &[Change::AddServer {
                 service: table_key(),
                 server: RealServerConfig {
-                    address: Ipv4Addr::BROADCAST,
+                    address: Ipv4Addr::BROADCAST.into(),
                     ..server(12, 1)
                 },
             }],
@@ -385,7 +385,7 @@ uthreshold = 100
                 },
                 Change::DeleteServer {
                     service: key,
-                    address: Ipv4Addr::new(10, 0, 0, 12),
+                    address: Ipv4Addr::new(10, 0, 0, 12).into(),
                 },
             ],
         )
@@ -394,7 +394,7 @@ uthreshold = 100
         assert_eq!(next[0].real_servers[0].weight, 5);
         assert_eq!(
             next[0].health.real_servers.keys().collect::<Vec<_>>(),
-            [&Ipv4Addr::new(10, 0, 0, 11)],
+            [&std::net::IpAddr::from(Ipv4Addr::new(10, 0, 0, 11))],
             "the deleted server's check goes with it"
         );
 
@@ -513,7 +513,7 @@ uthreshold = 100
         let model = Model::new(&services).unwrap();
         let dns = ServiceKey {
             protocol: Protocol::Udp,
-            address: Ipv4Addr::new(10, 0, 0, 101),
+            address: Ipv4Addr::new(10, 0, 0, 101).into(),
             port: 53,
         };
         assert_eq!(
@@ -580,22 +580,22 @@ uthreshold = 100
         let address = |last| Ipv4Addr::new(10, 0, 0, last);
         model.set_health(
             service,
-            address(11),
+            address(11).into(),
             health(HealthState::Down, Admission::Removed),
         );
         model.set_health(
             service,
-            address(12),
+            address(12).into(),
             health(HealthState::Down, Admission::Weight(0)),
         );
         model.set_health(
             service,
-            address(13),
+            address(13).into(),
             health(HealthState::Up, Admission::Weight(4)),
         );
         model.set_health(
             service,
-            address(9),
+            address(9).into(),
             health(HealthState::SorryActive, Admission::Weight(1)),
         );
         assert_eq!(
@@ -606,7 +606,7 @@ uthreshold = 100
 
         model.set_health(
             service,
-            address(9),
+            address(9).into(),
             health(HealthState::SorryStandby, Admission::Removed),
         );
         assert_eq!(
@@ -618,7 +618,7 @@ uthreshold = 100
     fn table_key() -> ServiceKey {
         ServiceKey {
             protocol: Protocol::Tcp,
-            address: Ipv4Addr::new(10, 0, 0, 100),
+            address: Ipv4Addr::new(10, 0, 0, 100).into(),
             port: 80,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::Duration,
 };
 
@@ -11,7 +11,7 @@ use super::report::{Check, Finding, Report, Status};
 use crate::{
     base::mac::MacAddr,
     io::{netlink::on_link, provision::director::arp_ignore_all_problem},
-    logic::config::{Config, Protocol, RealServer, Service},
+    logic::config::{Config, Protocol, Service},
 };
 
 /// An address and port a health check connects to.
@@ -25,10 +25,10 @@ pub struct HealthTarget {
 /// The health-check target of a real server in a service: in direct routing the real server
 /// serves the service's port on its own address too. (When checkers get their own
 /// `connect_ip`/`connect_port`, this is where they apply.)
-pub fn health_target(service: &Service, real_server: &RealServer) -> HealthTarget {
+pub fn health_target(service: &Service, real_server: Ipv4Addr) -> HealthTarget {
     HealthTarget {
         protocol: service.protocol,
-        address: real_server.address,
+        address: real_server,
         port: service.port,
     }
 }
@@ -53,15 +53,19 @@ impl Plan {
     pub fn from_config(config: &Config) -> Self {
         let mut real_servers: Vec<RealServerPlan> = Vec::new();
         for service in &config.services {
+            // The doctor's probes (ARP, TCP over IPv4) check IPv4 services.
+            let IpAddr::V4(vip) = service.address else {
+                continue;
+            };
             for real_server in &service.real_servers {
-                let index = match real_servers
-                    .iter()
-                    .position(|p| p.address == real_server.address)
-                {
+                let IpAddr::V4(address) = real_server.address else {
+                    continue;
+                };
+                let index = match real_servers.iter().position(|p| p.address == address) {
                     Some(index) => index,
                     None => {
                         real_servers.push(RealServerPlan {
-                            address: real_server.address,
+                            address,
                             vips: BTreeSet::new(),
                             targets: BTreeSet::new(),
                         });
@@ -69,8 +73,8 @@ impl Plan {
                     }
                 };
                 let plan = &mut real_servers[index];
-                plan.vips.insert(service.address);
-                plan.targets.insert(health_target(service, real_server));
+                plan.vips.insert(vip);
+                plan.targets.insert(health_target(service, address));
             }
         }
         Self {

@@ -48,8 +48,8 @@ impl Resolver for SystemNames {
             .next()
     }
 
-    fn host_name(&self, address: Ipv4Addr) -> Option<String> {
-        let socket = SocketAddr::V4(SocketAddrV4::new(address, 0));
+    fn host_name(&self, address: IpAddr) -> Option<String> {
+        let socket = SocketAddr::new(address, 0);
         getnameinfo(&socket, libc::NI_NAMEREQD | libc::NI_NUMERICSERV)
             .ok()
             .map(|(host, _)| host)

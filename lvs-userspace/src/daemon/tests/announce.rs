@@ -328,8 +328,8 @@ async fn the_routes_stay_across_a_restart_are_adopted_without_a_flap_and_go_at_a
 async fn routes_left_in_another_table_are_withdrawn_at_start() {
     for (bgp, left) in [("\n[bgp]\n", vec![(TABLE, VIP)]), ("", vec![])] {
         let (netlink, _events) = FakeNetlink::new();
-        netlink.kernel().routes.insert((100, VIP));
-        netlink.kernel().routes.insert((100, OTHER_VIP));
+        netlink.kernel().routes.insert((100, VIP.into()));
+        netlink.kernel().routes.insert((100, OTHER_VIP.into()));
         let (health, _updates, _reloads) = FakeHealth::new();
         let daemon = start(&netlink, FakeDataPlane::default(), health, bgp).await;
         assert_eq!(netlink.routes(), left, "with {bgp:?}");
@@ -340,7 +340,7 @@ async fn routes_left_in_another_table_are_withdrawn_at_start() {
 #[tokio::test]
 async fn a_director_that_starts_without_quorum_withdraws_what_its_predecessor_announced() {
     let (netlink, _events) = FakeNetlink::new();
-    netlink.kernel().routes.insert((TABLE, VIP));
+    netlink.kernel().routes.insert((TABLE, VIP.into()));
     let (health, _updates, _reloads) = FakeHealth::new();
     let config = config::parse(&text(std::path::Path::new("/x"), false, ""), "t").unwrap();
     health

@@ -73,7 +73,7 @@ pub(super) struct Kernel {
     pub(super) neighbours: Vec<NeighbourEntry>,
     pub(super) resolutions: Vec<Ipv4Addr>,
     /// The routes that announce VIPs: (table, VIP).
-    pub(super) routes: std::collections::BTreeSet<(u32, Ipv4Addr)>,
+    pub(super) routes: std::collections::BTreeSet<(u32, std::net::IpAddr)>,
     /// Every route change, in order: "announce 245 10.0.0.100", "withdraw ...".
     pub(super) route_log: Vec<String>,
     events: Option<futures::channel::mpsc::UnboundedReceiver<NeighbourEvent>>,
@@ -100,9 +100,16 @@ impl FakeNetlink {
         self.0.lock().unwrap()
     }
 
-    /// The announced VIPs, as (table, VIP).
+    /// The announced IPv4 VIPs, as (table, VIP).
     pub(super) fn routes(&self) -> Vec<(u32, Ipv4Addr)> {
-        self.kernel().routes.iter().copied().collect()
+        self.kernel()
+            .routes
+            .iter()
+            .filter_map(|&(table, vip)| match vip {
+                std::net::IpAddr::V4(vip) => Some((table, vip)),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect()
     }
 
     pub(super) fn addresses(&self) -> Vec<Ipv4Addr> {
@@ -168,18 +175,18 @@ impl DirectorNetlink for FakeNetlink {
         Ok(events.boxed())
     }
 
-    async fn announced(&self) -> Result<Vec<(u32, Ipv4Addr)>, NetlinkError> {
+    async fn announced(&self) -> Result<Vec<(u32, std::net::IpAddr)>, NetlinkError> {
         Ok(self.kernel().routes.iter().copied().collect())
     }
 
-    async fn announce(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+    async fn announce(&self, table: u32, vip: std::net::IpAddr) -> Result<(), NetlinkError> {
         let mut kernel = self.kernel();
         kernel.routes.insert((table, vip));
         kernel.route_log.push(format!("announce {table} {vip}"));
         Ok(())
     }
 
-    async fn withdraw(&self, table: u32, vip: Ipv4Addr) -> Result<(), NetlinkError> {
+    async fn withdraw(&self, table: u32, vip: std::net::IpAddr) -> Result<(), NetlinkError> {
         let mut kernel = self.kernel();
         kernel.routes.remove(&(table, vip));
         kernel.route_log.push(format!("withdraw {table} {vip}"));

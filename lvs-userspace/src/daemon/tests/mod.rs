@@ -399,7 +399,7 @@ async fn a_health_change_takes_a_server_out_and_back_in() {
     let service = rig.director.model.wanted()[0].key();
     let update = |admission| HealthUpdate {
         service,
-        address: RS2,
+        address: RS2.into(),
         status: HealthStatus {
             state: HealthState::Down,
             admission,
@@ -431,7 +431,7 @@ async fn only_health_updates_that_change_an_admission_publish_the_status_at_once
     let service = rig.director.model.wanted()[0].key();
     let update = |state, admission, detail: &str| HealthUpdate {
         service,
-        address: RS2,
+        address: RS2.into(),
         status: HealthStatus {
             state,
             admission,
@@ -646,7 +646,7 @@ async fn the_daemon_runs_on_injected_parts_and_cleans_up_at_shutdown() {
     let service = config::Service::key(&config::load(&file).unwrap().services[0]);
     let down = HealthUpdate {
         service,
-        address: RS2,
+        address: RS2.into(),
         status: HealthStatus {
             state: HealthState::Down,
             admission: Admission::Removed,

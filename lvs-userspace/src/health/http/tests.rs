@@ -157,7 +157,7 @@ fn url(path: &str) -> UrlCheck {
 fn http_probe(port: u16, urls: Vec<UrlCheck>, tls: Option<TlsOptions>) -> HttpProbe {
     HttpProbe {
         endpoint: Endpoint {
-            connect: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+            connect: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port).into(),
             bind: None,
         },
         tls,

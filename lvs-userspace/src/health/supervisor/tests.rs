@@ -1,9 +1,9 @@
 //! The supervisor with a fake prober on tokio's paused clock: shared checks, transitions,
 //! sorry server, reloads, concurrency. Notifiers run real programs on the real clock.
 
+use std::net::Ipv4Addr;
 use std::{
     collections::HashSet,
-    net::SocketAddrV4,
     sync::{
         Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -72,18 +72,18 @@ impl Prober for Shared {
             fake.max_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(fake.hold).await;
             fake.in_flight.fetch_sub(1, Ordering::SeqCst);
-            let address: Option<SocketAddrV4> = match &check.probe {
+            let address: Option<std::net::SocketAddr> = match &check.probe {
                 Probe::Tcp(endpoint) => Some(endpoint.connect),
                 Probe::Http(http) => Some(http.endpoint.connect),
                 Probe::Udp(udp) => Some(udp.endpoint.connect),
                 Probe::Dns(dns) => Some(dns.endpoint.connect),
-                Probe::Ping(ping) => match ping.address {
-                    std::net::IpAddr::V4(address) => Some(SocketAddrV4::new(address, 0)),
-                    std::net::IpAddr::V6(_) => None,
-                },
+                Probe::Ping(ping) => Some(std::net::SocketAddr::new(ping.address, 0)),
                 Probe::Misc(_) => None,
             };
-            let failing = address.is_some_and(|a| fake.failing.lock().unwrap().contains(a.ip()));
+            let failing = address.is_some_and(|a| match a.ip() {
+                IpAddr::V4(ip) => fake.failing.lock().unwrap().contains(&ip),
+                IpAddr::V6(_) => false,
+            });
             if failing {
                 Outcome::Fail(Failure::Refused)
             } else {
@@ -95,7 +95,7 @@ impl Prober for Shared {
 
 /// The latest status of every real server, as the director would hold it.
 #[derive(Default)]
-struct Latest(HashMap<(ServiceMapKey, Ipv4Addr), HealthStatus>);
+struct Latest(HashMap<(ServiceMapKey, IpAddr), HealthStatus>);
 
 impl Latest {
     fn apply(&mut self, updates: Vec<HealthUpdate>) {
@@ -476,8 +476,8 @@ async fn remembered_states_replace_the_starting_ones_and_are_kept_in_a_file() {
     let options = Options {
         memory: Some(file.clone()),
         remembered: HashMap::from([
-            ((service, Ipv4Addr::new(10, 0, 0, 11)), true),
-            ((service, Ipv4Addr::new(10, 0, 0, 12)), false),
+            ((service, Ipv4Addr::new(10, 0, 0, 11).into()), true),
+            ((service, Ipv4Addr::new(10, 0, 0, 12).into()), false),
         ]),
         ..Options::default()
     };

@@ -65,7 +65,7 @@
 use std::{
     collections::BTreeMap,
     fmt,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::Duration,
 };
@@ -118,7 +118,7 @@ pub struct ServiceHealth {
     pub delay_loop: Duration,
     /// Gets the traffic while the service has no quorum (by default: while no real server
     /// is up). In direct routing it listens on the service port.
-    pub sorry_server: Option<Ipv4Addr>,
+    pub sorry_server: Option<IpAddr>,
     pub quorum: u32,
     pub hysteresis: u32,
     pub quorum_up: Option<Script>,
@@ -126,7 +126,7 @@ pub struct ServiceHealth {
     pub alpha: bool,
     pub omega: bool,
     /// The settings of each real server, by address (addresses are unique in a service).
-    pub real_servers: BTreeMap<Ipv4Addr, RealServerHealth>,
+    pub real_servers: BTreeMap<IpAddr, RealServerHealth>,
 }
 
 impl Default for ServiceHealth {
@@ -259,9 +259,9 @@ impl fmt::Display for Probe {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
     /// `connect_ip`:`connect_port`, by default the real server's address and the service port.
-    pub connect: SocketAddrV4,
+    pub connect: SocketAddr,
     /// `bindto`: the local source address.
-    pub bind: Option<Ipv4Addr>,
+    pub bind: Option<IpAddr>,
 }
 
 /// `HTTP_GET` and `SSL_GET`.
@@ -363,7 +363,7 @@ pub struct MiscProbe {
     /// `misc_dynamic`: exit codes 2-255 mean up with weight code-2.
     pub dynamic: bool,
     /// The real server it stands for, so that one script for two servers is two checks.
-    pub real_server: Ipv4Addr,
+    pub real_server: IpAddr,
     /// `user`: who the program runs as, instead of the director's own user.
     pub run_as: Option<RunAs>,
 }

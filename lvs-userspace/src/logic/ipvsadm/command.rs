@@ -2,7 +2,7 @@
 //! command, each option at most once, ipvsadm's table of which options each command takes,
 //! then the values. Errors carry ipvsadm's own wording.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{
     UsageError,
@@ -12,7 +12,7 @@ use super::{
 };
 use crate::base::values::{Port, UnicastAddress, Weight};
 use crate::logic::api::{
-    Change, DEFAULT_NETMASK, ForwardMethod, Persistence, Protocol, RealServerConfig, ServiceConfig,
+    Change, ForwardMethod, Granularity, Persistence, Protocol, RealServerConfig, ServiceConfig,
     ServiceKey, Timeouts,
 };
 use crate::logic::sync::{SyncDaemon, SyncRole};
@@ -237,20 +237,16 @@ impl Command {
         };
         let values = Values::parse(args, kind, names)?;
         check_rules(kind, given)?;
-        build(kind, given, &values, args)
+        build(kind, given, &values, args, names)
     }
 }
 
 /// Options ipvsadm has and lvs does not: a clear refusal rather than a silent difference.
 fn reject_unsupported(args: &Args) -> Result<(), UsageError> {
-    let refusals: [(bool, &'static str); 8] = [
+    let refusals: [(bool, &'static str); 7] = [
         (
             !args.fwmark_service.is_empty(),
             "firewall-mark services (-f) are not supported by lvs",
-        ),
-        (
-            args.ipv6 > 0,
-            "-6 applies to firewall-mark services (-f), which lvs does not support",
         ),
         (
             args.ipip > 0,
@@ -394,7 +390,8 @@ struct Values {
     service: Option<(Protocol, values::AddressPort)>,
     scheduler: Option<String>,
     persistence_timeout: Option<u32>,
-    netmask: Option<Ipv4Addr>,
+    /// `-M` as given: a netmask or a prefix length, depending on the service's family.
+    netmask: Option<String>,
     real_server: Option<values::AddressPort>,
     weight: Option<u32>,
     u_threshold: Option<u32>,
@@ -421,7 +418,7 @@ impl Values {
         if let Some((protocol, text)) = service {
             let address = values::address_port(text, protocol, names).map_err(|e| match e {
                 AddressError::Illegal => UsageError::IllegalService,
-                AddressError::Ipv6 => UsageError::Ipv6,
+                AddressError::Unbracketed => UsageError::Unbracketed,
             })?;
             values.service = Some((protocol, address));
         }
@@ -429,14 +426,12 @@ impl Values {
         if let Some(text) = args.persistent.first() {
             values.persistence_timeout = Some(values::timeout(text, 1)?);
         }
-        if let Some(text) = args.netmask.first() {
-            values.netmask = Some(values::netmask(text, names)?);
-        }
+        values.netmask = args.netmask.first().cloned();
         if let Some(text) = args.real_server.first() {
             let protocol = service.map_or(Protocol::Tcp, |(p, _)| p);
             let address = values::address_port(text, protocol, names).map_err(|e| match e {
                 AddressError::Illegal => UsageError::IllegalRealServer,
-                AddressError::Ipv6 => UsageError::Ipv6,
+                AddressError::Unbracketed => UsageError::Unbracketed,
             })?;
             values.real_server = Some(address);
         }
@@ -487,7 +482,37 @@ impl Values {
     }
 }
 
-fn build(kind: Kind, given: Given, values: &Values, args: &Args) -> Result<Command, UsageError> {
+fn build(
+    kind: Kind,
+    given: Given,
+    values: &Values,
+    args: &Args,
+    names: &dyn Resolver,
+) -> Result<Command, UsageError> {
+    // ipvsadm's -6 says that a firewall-mark service is IPv6; lvs has no such services, and
+    // an address says its own family, so -6 is taken beside an IPv6 service and refused
+    // beside an IPv4 one rather than ignored.
+    if args.ipv6 > 0 {
+        match values.service_key() {
+            Some(service) if service.address.is_ipv4() => {
+                return Err(UsageError::Ipv6FlagWithIpv4(service.address));
+            }
+            Some(_) => {}
+            None => {
+                return Err(UsageError::Unsupported(
+                    "-6 applies to firewall-mark services (-f), which lvs does not support",
+                ));
+            }
+        }
+    }
+    if let (Some(service), Some(server)) = (values.service_key(), values.real_server) {
+        if service.address.is_ipv4() != server.address.is_ipv4() {
+            return Err(UsageError::MixedFamilies {
+                service: service.address,
+                server: server.address,
+            });
+        }
+    }
     // The table guarantees a service where the command needs one.
     let service = || values.service_key().ok_or(UsageError::TryHelp);
     let change = match kind {
@@ -495,14 +520,14 @@ fn build(kind: Kind, given: Given, values: &Values, args: &Args) -> Result<Comma
             let service = service()?;
             unicast(service.address, "virtual service")?;
             Change::AddService {
-                config: service_config(service, values, args)?,
+                config: service_config(service, values, args, names)?,
                 service,
             }
         }
         Kind::EditService => {
             let service = service()?;
             Change::EditService {
-                config: service_config(service, values, args)?,
+                config: service_config(service, values, args, names)?,
                 service,
             }
         }
@@ -554,11 +579,15 @@ fn service_config(
     service: ServiceKey,
     values: &Values,
     args: &Args,
+    names: &dyn Resolver,
 ) -> Result<ServiceConfig, UsageError> {
-    let persistence = match (values.persistence_timeout, values.netmask) {
+    let persistence = match (values.persistence_timeout, &values.netmask) {
         (Some(timeout), netmask) => Some(Persistence {
             timeout,
-            netmask: netmask.unwrap_or(DEFAULT_NETMASK),
+            netmask: match netmask {
+                Some(text) => values::netmask(text, service.address, names)?,
+                None => Granularity::host(service.address),
+            },
         }),
         (None, Some(_)) => return Err(UsageError::NetmaskWithoutPersistence),
         (None, None) => None,
@@ -599,7 +628,7 @@ fn real_server(values: &Values) -> Result<RealServerConfig, UsageError> {
     })
 }
 
-fn unicast(address: Ipv4Addr, role: &'static str) -> Result<(), UsageError> {
+fn unicast(address: IpAddr, role: &'static str) -> Result<(), UsageError> {
     UnicastAddress::new(address)
         .map(drop)
         .map_err(|_| UsageError::NotUnicast { address, role })

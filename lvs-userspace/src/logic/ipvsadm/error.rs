@@ -1,6 +1,6 @@
 //! Errors of the command line, worded as ipvsadm words them (lvs's own refusals excepted).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// A command line (or restore line) that cannot be carried out. The messages are ipvsadm's,
 /// so scripts and operators that know them keep recognising them.
@@ -87,13 +87,17 @@ pub enum UsageError {
         flag: String,
         scheduler: crate::logic::api::Scheduler,
     },
-    #[error("IPv6 services and real servers are not supported by lvs (IPv4 only)")]
-    Ipv6,
+    #[error("an IPv6 address goes in brackets: [2001:db8::10]:80")]
+    Unbracketed,
     #[error("{address} cannot be a {role} address: it is not a unicast address")]
-    NotUnicast {
-        address: Ipv4Addr,
-        role: &'static str,
-    },
+    NotUnicast { address: IpAddr, role: &'static str },
+    #[error(
+        "the real server {server} and the virtual service {service} are of different address \
+         families: direct routing forwards a frame as it came"
+    )]
+    MixedFamilies { service: IpAddr, server: IpAddr },
+    #[error("-6 names an IPv6 service, and {0} is IPv4")]
+    Ipv6FlagWithIpv4(IpAddr),
     #[error("a persistent service on every port (port 0) is not supported by lvs")]
     AllPorts,
     #[error("the persistence netmask (-M) needs a persistent service (-p)")]

@@ -17,7 +17,7 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
 fn server(address: Ipv4Addr, port: u16, weight: u32) -> RealServerEntry {
     RealServerEntry {
         server: RealServerConfig {
-            address,
+            address: address.into(),
             forward: ForwardMethod::Route,
             weight,
             u_threshold: 0,
@@ -36,7 +36,7 @@ fn service(protocol: Protocol, address: Ipv4Addr, port: u16, scheduler: Schedule
     ServiceEntry {
         service: ServiceKey {
             protocol,
-            address,
+            address: address.into(),
             port,
         },
         config: ServiceConfig {
@@ -114,7 +114,9 @@ pub fn snapshot() -> Snapshot {
     };
     tls.config.persistence = Some(Persistence {
         timeout: 300,
-        netmask: ip(255, 255, 255, 0),
+        netmask: crate::base::values::Granularity::Netmask(
+            crate::base::values::Netmask::new(ip(255, 255, 255, 0)).unwrap(),
+        ),
     });
     tls.real_servers.push(server(ip(10, 0, 0, 11), 443, 0));
 
@@ -127,7 +129,9 @@ pub fn snapshot() -> Snapshot {
     maglev.config.sched_flags.port = true;
     maglev.config.persistence = Some(Persistence {
         timeout: 3600,
-        netmask: Ipv4Addr::BROADCAST,
+        netmask: crate::base::values::Granularity::Netmask(
+            crate::base::values::Netmask::new(Ipv4Addr::BROADCAST).unwrap(),
+        ),
     });
     maglev
         .real_servers

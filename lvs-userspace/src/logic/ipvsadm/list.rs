@@ -8,7 +8,7 @@
 
 use std::{
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
 };
 
 use serde::Serialize;
@@ -151,24 +151,30 @@ pub fn sorted_real_servers(entry: &ServiceEntry, sort: bool) -> Vec<&RealServerE
     servers
 }
 
-/// `address:port`, with names unless `numeric` (ipvsadm's `addrport_to_anyname`).
+/// `address:port`, or `[address]:port` for IPv6, with names unless `numeric` (ipvsadm's
+/// `addrport_to_anyname`).
 pub fn address_port(
-    address: Ipv4Addr,
+    address: IpAddr,
     port: u16,
     protocol: Protocol,
     numeric: bool,
     names: &dyn Resolver,
 ) -> String {
-    if numeric {
-        return format!("{address}:{port}");
+    let (host, service) = if numeric {
+        (address.to_string(), port.to_string())
+    } else {
+        let host = names
+            .host_name(address)
+            .unwrap_or_else(|| address.to_string());
+        let service = names
+            .service_name(port, protocol)
+            .unwrap_or_else(|| port.to_string());
+        (host, service)
+    };
+    match address {
+        IpAddr::V4(_) => format!("{host}:{service}"),
+        IpAddr::V6(_) => format!("[{host}]:{service}"),
     }
-    let host = names
-        .host_name(address)
-        .unwrap_or_else(|| address.to_string());
-    let service = names
-        .service_name(port, protocol)
-        .unwrap_or_else(|| port.to_string());
-    format!("{host}:{service}")
 }
 
 /// The two title lines of a service listing (ipvsadm's `print_title`).
@@ -203,7 +209,7 @@ struct View<'a> {
 }
 
 impl View<'_> {
-    fn name(&self, address: Ipv4Addr, port: u16, protocol: Protocol) -> String {
+    fn name(&self, address: IpAddr, port: u16, protocol: Protocol) -> String {
         address_port(address, port, protocol, self.format.numeric, self.names)
     }
 
@@ -213,15 +219,18 @@ impl View<'_> {
             address,
             port,
         } = entry.service;
-        // ipvsadm builds "PROT name" in a buffer it cuts at 33 characters.
-        let name = truncate(
-            format!(
-                "{:<4} {}",
-                protocol.name(),
-                self.name(address, port, protocol)
-            ),
-            33,
+        // ipvsadm builds "PROT name" in a buffer it cuts at 33 characters, except for IPv6,
+        // whose names it prints whole.
+        let name = format!(
+            "{:<4} {}",
+            protocol.name(),
+            self.name(address, port, protocol)
         );
+        let name = if address.is_ipv4() {
+            truncate(name, 33)
+        } else {
+            name
+        };
         let exact = self.format.exact;
         match self.format.layout {
             Layout::Stats => {
@@ -247,7 +256,7 @@ impl View<'_> {
                 }
                 if let Some(persistence) = &config.persistence {
                     let _ = write!(out, " persistent {}", persistence.timeout);
-                    if persistence.netmask != Ipv4Addr::BROADCAST {
+                    if !persistence.netmask.is_host() {
                         let _ = write!(out, " mask {}", persistence.netmask);
                     }
                 }
@@ -260,7 +269,13 @@ impl View<'_> {
     }
 
     fn real_server(&self, out: &mut String, rs: &RealServerEntry, protocol: Protocol) {
-        let name = truncate(self.name(rs.server.address, rs.port, protocol), 28);
+        // As for services, ipvsadm cuts IPv4 names only.
+        let name = self.name(rs.server.address, rs.port, protocol);
+        let name = if rs.server.address.is_ipv4() {
+            truncate(name, 28)
+        } else {
+            name
+        };
         let exact = self.format.exact;
         match self.format.layout {
             Layout::Stats => {
@@ -331,11 +346,7 @@ impl View<'_> {
             );
         }
         for connection in connections {
-            // IPv6 connections are printed as ipvsadm prints them, bracketed and numeric.
-            let name = |at: SocketAddr| match at {
-                SocketAddr::V4(at) => self.name(*at.ip(), at.port(), connection.protocol),
-                SocketAddr::V6(at) => format!("[{}]:{}", at.ip(), at.port()),
-            };
+            let name = |at: SocketAddr| self.name(at.ip(), at.port(), connection.protocol);
             let expire = format!(
                 "{:02}:{:02}",
                 connection.expires / 60,

@@ -5,7 +5,7 @@
 //! asks a [`Resolver`]; `lvsadm` passes one backed by the system's resolver, tests pass a
 //! table, and [`NumericOnly`] resolves nothing.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::logic::api::Protocol;
 
@@ -16,7 +16,7 @@ pub trait Resolver {
     /// The port of a service name for a protocol (`http` → 80).
     fn service_port(&self, name: &str, protocol: Protocol) -> Option<u16>;
     /// The host name of an address, if it has one.
-    fn host_name(&self, address: Ipv4Addr) -> Option<String>;
+    fn host_name(&self, address: IpAddr) -> Option<String>;
     /// The service name of a port for a protocol, if it has one.
     fn service_name(&self, port: u16, protocol: Protocol) -> Option<String>;
 }
@@ -32,7 +32,7 @@ impl Resolver for NumericOnly {
     fn service_port(&self, _: &str, _: Protocol) -> Option<u16> {
         None
     }
-    fn host_name(&self, _: Ipv4Addr) -> Option<String> {
+    fn host_name(&self, _: IpAddr) -> Option<String> {
         None
     }
     fn service_name(&self, _: u16, _: Protocol) -> Option<String> {
@@ -82,10 +82,10 @@ impl Resolver for Table {
             .find(|(n, _, p)| *n == name && *p == protocol)
             .map(|(_, port, _)| *port)
     }
-    fn host_name(&self, address: Ipv4Addr) -> Option<String> {
+    fn host_name(&self, address: IpAddr) -> Option<String> {
         self.hosts
             .iter()
-            .find(|(_, a)| *a == address)
+            .find(|(_, a)| IpAddr::V4(*a) == address)
             .map(|(n, _)| (*n).to_owned())
     }
     fn service_name(&self, port: u16, protocol: Protocol) -> Option<String> {

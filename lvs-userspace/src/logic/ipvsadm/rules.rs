@@ -7,10 +7,10 @@
 //! hands the result to the model as it is, with no other representation in between. The
 //! tests use it to prove that `-S` then `-R` rebuilds the same table.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::{
-    base::values::{Netmask, Port, Thresholds, Timeout, UnicastAddress, ValueError, Weight},
+    base::values::{Port, Thresholds, Timeout, UnicastAddress, ValueError, Weight},
     logic::{
         api::{
             Change, RealServerConfig, ServiceConfig, ServiceKey, Timeouts,
@@ -225,7 +225,7 @@ impl RuleSet {
     }
 }
 
-fn position(service: &Service, address: Ipv4Addr) -> Option<usize> {
+fn position(service: &Service, address: IpAddr) -> Option<usize> {
     service
         .real_servers
         .iter()
@@ -253,10 +253,12 @@ fn check_service(key: ServiceKey, config: ServiceConfig) -> Result<(), ApplyErro
         .check(config.scheduler)
         .map_err(|e| invalid(e.to_string()))?;
     if let Some(p) = config.persistence
-        && (Timeout::new(p.timeout.into()).is_err() || Netmask::new(p.netmask).is_err())
+        && (Timeout::new(p.timeout.into()).is_err() || !p.netmask.fits(key.address))
     {
         return Err(invalid(
-            "persistence needs a timeout and a contiguous netmask".into(),
+            "persistence needs a timeout and a granularity of the service's family (a \
+             netmask for IPv4, a prefix length for IPv6)"
+                .into(),
         ));
     }
     Ok(())
@@ -271,7 +273,7 @@ fn check_server(server: &RealServerConfig) -> Result<(), ApplyError> {
     Ok(())
 }
 
-fn unicast(address: Ipv4Addr) -> Result<(), ApplyError> {
+fn unicast(address: IpAddr) -> Result<(), ApplyError> {
     UnicastAddress::new(address)
         .map(|_| ())
         .map_err(|error| ApplyError::Invalid(error.to_string()))
@@ -279,13 +281,16 @@ fn unicast(address: Ipv4Addr) -> Result<(), ApplyError> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+    use crate::base::values::{Granularity, Netmask, PrefixLength};
     use crate::logic::api::{ForwardMethod, Protocol, Scheduler};
 
     fn web() -> ServiceKey {
         ServiceKey {
             protocol: Protocol::Tcp,
-            address: Ipv4Addr::new(10, 0, 0, 1),
+            address: Ipv4Addr::new(10, 0, 0, 1).into(),
             port: 80,
         }
     }
@@ -300,7 +305,7 @@ mod tests {
 
     fn server(last: u8, weight: u32) -> RealServerConfig {
         RealServerConfig {
-            address: Ipv4Addr::new(10, 0, 0, last),
+            address: Ipv4Addr::new(10, 0, 0, last).into(),
             forward: ForwardMethod::Route,
             weight,
             u_threshold: 0,
@@ -370,14 +375,14 @@ mod tests {
             (
                 Change::DeleteServer {
                     service: other,
-                    address: Ipv4Addr::new(10, 0, 0, 11),
+                    address: Ipv4Addr::new(10, 0, 0, 11).into(),
                 },
                 "Service not defined",
             ),
             (
                 Change::DeleteServer {
                     service: web(),
-                    address: Ipv4Addr::new(10, 0, 0, 12),
+                    address: Ipv4Addr::new(10, 0, 0, 12).into(),
                 },
                 "No such destination",
             ),
@@ -498,7 +503,7 @@ mod tests {
             (
                 Change::AddService {
                     service: ServiceKey {
-                        address: Ipv4Addr::new(224, 0, 0, 1),
+                        address: Ipv4Addr::new(224, 0, 0, 1).into(),
                         ..web()
                     },
                     config: config(),
@@ -508,16 +513,18 @@ mod tests {
             (
                 Change::EditService {
                     service: web(),
-                    config: persistent(0, Ipv4Addr::BROADCAST),
+                    config: persistent(0, Granularity::Netmask(Netmask::HOST)),
                 },
-                "TCP 10.0.0.1:80: persistence needs a timeout and a contiguous netmask",
+                "TCP 10.0.0.1:80: persistence needs a timeout and a granularity of the \
+                 service's family (a netmask for IPv4, a prefix length for IPv6)",
             ),
             (
                 Change::EditService {
                     service: web(),
-                    config: persistent(300, Ipv4Addr::new(255, 0, 255, 0)),
+                    config: persistent(300, Granularity::PrefixLength(PrefixLength::HOST)),
                 },
-                "TCP 10.0.0.1:80: persistence needs a timeout and a contiguous netmask",
+                "TCP 10.0.0.1:80: persistence needs a timeout and a granularity of the \
+                 service's family (a netmask for IPv4, a prefix length for IPv6)",
             ),
             (
                 Change::AddServer {
@@ -541,7 +548,7 @@ mod tests {
                 Change::EditServer {
                     service: web(),
                     server: RealServerConfig {
-                        address: Ipv4Addr::UNSPECIFIED,
+                        address: Ipv4Addr::UNSPECIFIED.into(),
                         ..server(11, 1)
                     },
                 },

@@ -10,7 +10,7 @@
 //! lvsadm appends `-x`/`-y` to a real server's line when they are set (ipvsadm's `-R`
 //! accepts them), so that a save and restore gives back the same table.
 
-use std::{fmt::Write as _, net::Ipv4Addr};
+use std::fmt::Write as _;
 
 use super::{
     list::{address_port, sorted_real_servers, sorted_services},
@@ -38,7 +38,7 @@ pub fn render(snapshot: &Snapshot, numeric: bool, names: &dyn Resolver) -> Strin
         let _ = write!(out, "-A {name} -s {}", config.scheduler);
         if let Some(persistence) = &config.persistence {
             let _ = write!(out, " -p {}", persistence.timeout);
-            if persistence.netmask != Ipv4Addr::BROADCAST {
+            if !persistence.netmask.is_host() {
                 let _ = write!(out, " -M {}", persistence.netmask);
             }
         }

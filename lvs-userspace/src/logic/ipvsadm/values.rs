@@ -1,11 +1,11 @@
 //! Parsing of option values as ipvsadm does it: `host[:port]`, numbers in a range, timeouts,
 //! netmasks and scheduler flags.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{UsageError, names::Resolver};
 use crate::{
-    base::values::Netmask,
+    base::values::{Granularity, Netmask, PrefixLength},
     logic::{
         api::{MAX_TIMEOUT, Protocol, SchedFlags, Scheduler},
         schedule::SchedulerError,
@@ -15,7 +15,7 @@ use crate::{
 /// What a `host[:port]` argument names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddressPort {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     /// `None` when the argument has no `:port`.
     pub port: Option<u16>,
 }
@@ -25,13 +25,14 @@ pub struct AddressPort {
 pub enum AddressError {
     /// Not an address, a known host, a number or a known service name.
     Illegal,
-    /// An IPv6 address, which lvs does not handle.
-    Ipv6,
+    /// An IPv6 address without brackets, whose last group cannot be told from a port.
+    Unbracketed,
 }
 
-/// Parses `host[:port]` (or `[v6]:port`) the way ipvsadm does: the host is a dotted quad or
-/// a host name, the port a number from 0 to 65535 or a service name of `protocol`. A bare
-/// number is not an address.
+/// Parses `host[:port]` or `[v6][:port]` the way ipvsadm does: the host is a dotted quad, a
+/// host name or a bracketed IPv6 address, the port a number from 0 to 65535 or a service
+/// name of `protocol`. A bare number is not an address, and an IPv6 address needs its
+/// brackets, since `2001:db8::1:80` is an address too.
 pub fn address_port(
     text: &str,
     protocol: Protocol,
@@ -40,18 +41,29 @@ pub fn address_port(
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AddressError::Illegal);
     }
-    if text.starts_with('[') || text.parse::<Ipv6Addr>().is_ok() {
-        return Err(AddressError::Ipv6);
+    if text.parse::<Ipv6Addr>().is_ok() {
+        return Err(AddressError::Unbracketed);
     }
-    let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (text, None),
+    let (address, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or(AddressError::Illegal)?;
+        let address: Ipv6Addr = inside.parse().map_err(|_| AddressError::Illegal)?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or(AddressError::Illegal)?),
+        };
+        (IpAddr::V6(address), port)
+    } else {
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        };
+        let address = host
+            .parse::<Ipv4Addr>()
+            .ok()
+            .or_else(|| names.host_address(host))
+            .ok_or(AddressError::Illegal)?;
+        (IpAddr::V4(address), port)
     };
-    let address = host
-        .parse::<Ipv4Addr>()
-        .ok()
-        .or_else(|| names.host_address(host))
-        .ok_or(AddressError::Illegal)?;
     let port = match port {
         None => None,
         Some(port) => Some(
@@ -85,17 +97,30 @@ pub fn timeout(text: &str, min: u32) -> Result<u32, UsageError> {
         .ok_or_else(|| UsageError::InvalidTimeout(text.to_owned()))
 }
 
-/// A persistence netmask: a dotted quad (or a host name, as ipvsadm allows) whose one bits
-/// are contiguous, since a persistence group is a network.
-pub fn netmask(text: &str, names: &dyn Resolver) -> Result<Ipv4Addr, UsageError> {
-    let mask = text
-        .parse::<Ipv4Addr>()
-        .ok()
-        .or_else(|| names.host_address(text))
-        .ok_or(UsageError::IllegalNetmask)?;
-    Netmask::new(mask)
-        .map(Netmask::get)
-        .map_err(|_| UsageError::IllegalNetmask)
+/// A persistence granularity for a service at `service`: for IPv4 a dotted quad (or a host
+/// name, as ipvsadm allows) whose one bits are contiguous, since a persistence group is a
+/// network; for IPv6 a prefix length from 0 to 128, as ipvsadm takes it.
+pub fn netmask(
+    text: &str,
+    service: IpAddr,
+    names: &dyn Resolver,
+) -> Result<Granularity, UsageError> {
+    match service {
+        IpAddr::V4(_) => {
+            let mask = text
+                .parse::<Ipv4Addr>()
+                .ok()
+                .or_else(|| names.host_address(text))
+                .ok_or(UsageError::IllegalNetmask)?;
+            Netmask::new(mask)
+                .map(Granularity::Netmask)
+                .map_err(|_| UsageError::IllegalNetmask)
+        }
+        IpAddr::V6(_) => integer(text)
+            .and_then(|length| PrefixLength::new(length).ok())
+            .map(Granularity::PrefixLength)
+            .ok_or(UsageError::IllegalNetmask),
+    }
 }
 
 /// A scheduler name: one lvs has, one of ipvsadm's that lvs lacks, or an unknown one.
@@ -134,7 +159,8 @@ mod tests {
     fn addresses_and_ports() {
         let names = Table::example();
         let at = |text| address_port(text, Protocol::Tcp, &names);
-        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let v6 = IpAddr::V6("2001:db8::1".parse().unwrap());
         let cases = [
             ("10.0.0.1:80", Ok((ip, Some(80)))),
             ("10.0.0.1", Ok((ip, None))),
@@ -148,8 +174,15 @@ mod tests {
             ("nowhere.example.com:80", Err(AddressError::Illegal)),
             ("8080", Err(AddressError::Illegal)),
             ("", Err(AddressError::Illegal)),
-            ("[2001:db8::1]:80", Err(AddressError::Ipv6)),
-            ("2001:db8::1", Err(AddressError::Ipv6)),
+            ("[2001:db8::1]:80", Ok((v6, Some(80)))),
+            ("[2001:db8::1]", Ok((v6, None))),
+            ("[2001:db8::1]:http", Ok((v6, Some(80)))),
+            ("2001:db8::1", Err(AddressError::Unbracketed)),
+            ("2001:db8::1:80", Err(AddressError::Unbracketed)),
+            ("[2001:db8::1]80", Err(AddressError::Illegal)),
+            ("[2001:db8::1", Err(AddressError::Illegal)),
+            ("[10.0.0.1]:80", Err(AddressError::Illegal)),
+            ("[2001:db8::1]:65536", Err(AddressError::Illegal)),
         ];
         for (text, expected) in cases {
             let got = at(text).map(|a| (a.address, a.port));
@@ -172,16 +205,33 @@ mod tests {
         assert_eq!(timeout("2678400", 1), Ok(2_678_400));
         assert!(timeout("2678401", 1).is_err());
         let names = Table::example();
+        let v4: IpAddr = Ipv4Addr::new(10, 0, 0, 1).into();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let mask = |a, b, c, d| {
+            Ok(Granularity::Netmask(
+                Netmask::new(Ipv4Addr::new(a, b, c, d)).unwrap(),
+            ))
+        };
+        assert_eq!(netmask("255.255.255.0", v4, &names), mask(255, 255, 255, 0));
+        assert_eq!(netmask("0.0.0.0", v4, &names), mask(0, 0, 0, 0));
         assert_eq!(
-            netmask("255.255.255.0", &names),
-            Ok(Ipv4Addr::new(255, 255, 255, 0))
-        );
-        assert_eq!(netmask("0.0.0.0", &names), Ok(Ipv4Addr::UNSPECIFIED));
-        assert_eq!(
-            netmask("255.0.255.0", &names),
+            netmask("255.0.255.0", v4, &names),
             Err(UsageError::IllegalNetmask)
         );
-        assert_eq!(netmask("24", &names), Err(UsageError::IllegalNetmask));
+        assert_eq!(netmask("24", v4, &names), Err(UsageError::IllegalNetmask));
+        let prefix = |length| {
+            Ok(Granularity::PrefixLength(
+                PrefixLength::new(length).unwrap(),
+            ))
+        };
+        assert_eq!(netmask("64", v6, &names), prefix(64));
+        assert_eq!(netmask("0", v6, &names), prefix(0));
+        assert_eq!(netmask("128", v6, &names), prefix(128));
+        assert_eq!(netmask("129", v6, &names), Err(UsageError::IllegalNetmask));
+        assert_eq!(
+            netmask("255.255.255.0", v6, &names),
+            Err(UsageError::IllegalNetmask)
+        );
     }
 
     #[test]

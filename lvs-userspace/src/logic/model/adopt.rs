@@ -11,7 +11,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
 };
 
 use lvs_common::{
@@ -28,7 +28,7 @@ pub(super) struct Claims {
     /// A service's previous entry (its index inside) and table.
     pub(super) services: HashMap<ServiceMapKey, (ServiceEntry, Vec<u32>)>,
     /// A real server's previous id and entry, by service and address.
-    pub(super) real_servers: HashMap<(ServiceMapKey, Ipv4Addr), (u32, RealServerEntry)>,
+    pub(super) real_servers: HashMap<(ServiceMapKey, IpAddr), (u32, RealServerEntry)>,
 }
 
 /// How an adoption went, for the log.
@@ -85,7 +85,7 @@ impl Model {
         // Two services may share a real server's address, each with its own id. An id that
         // a service's table names is that service's; only then are the rest matched by
         // address alone (a server out of the tables, such as one quiesced or down).
-        let wanted_servers: Vec<(ServiceMapKey, Ipv4Addr)> = services
+        let wanted_servers: Vec<(ServiceMapKey, IpAddr)> = services
             .iter()
             .flat_map(|service| {
                 let key = service.key();
@@ -108,7 +108,7 @@ impl Model {
                     continue;
                 }
                 let found = unmatched.iter().position(|(id, entry)| {
-                    real_server_address(entry.addr) == IpAddr::V4(address)
+                    real_server_address(entry.addr) == address
                         && (!by_table || named.get(&key).is_some_and(|ids| ids.contains(id)))
                 });
                 if let Some(at) = found {
@@ -137,6 +137,8 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use lvs_common::REAL_SERVER_USABLE;
 
     use super::*;
@@ -271,7 +273,9 @@ address = "10.0.0.12"
             .map(|e| real_server_address(e.addr))
             .collect();
         usable.sort();
-        let expected: Vec<Ipv4Addr> = [11, 12, 14].map(|n| Ipv4Addr::new(10, 0, 0, n)).into();
+        let expected: Vec<IpAddr> = [11, 12, 14]
+            .map(|n| IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)))
+            .into();
         assert_eq!(usable, expected, "the dropped service's server is cleared");
     }
 }

@@ -165,7 +165,7 @@ mod tests {
             service.service,
             ServiceKey {
                 protocol: Protocol::Udp,
-                address: Ipv4Addr::new(10, 0, 0, 100),
+                address: Ipv4Addr::new(10, 0, 0, 100).into(),
                 port: 53,
             }
         );
@@ -184,7 +184,7 @@ mod tests {
             })
             .collect();
         let server = |last, weight, u_threshold| RealServerConfig {
-            address: Ipv4Addr::new(10, 0, 0, last),
+            address: Ipv4Addr::new(10, 0, 0, last).into(),
             forward: ForwardMethod::Route,
             weight,
             u_threshold,

@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
 };
 
 use lvs_common::flow::{FLOW_PERSISTENT, FlowEntry, FlowKey, PersistEntry, PersistKey, Settings};
@@ -87,17 +87,21 @@ impl Places {
         let generations = model.generations();
         let mut services = HashMap::new();
         for view in model.services() {
+            // The wire names IPv4 services only, so far.
+            let IpAddr::V4(service_address) = view.service.address else {
+                continue;
+            };
             let address = ServiceAddress {
-                address: view.service.address,
+                address: service_address,
                 port: view.service.port,
                 protocol: view.service.protocol,
             };
             let mut real_servers = HashMap::new();
             for rs in &view.real_servers {
-                if let Some(&generation) = generations.get(&rs.id) {
-                    real_servers
-                        .entry(rs.address)
-                        .or_insert((rs.id, generation));
+                if let (Some(&generation), IpAddr::V4(address)) =
+                    (generations.get(&rs.id), rs.address)
+                {
+                    real_servers.entry(address).or_insert((rs.id, generation));
                 }
             }
             services.entry(address).or_insert(PlacedService {
@@ -186,7 +190,12 @@ pub fn install(
                 .persistence
                 .ok_or(Unknown::NotPersistent(service))?;
             // The backup's granularity decides which clients share the template here.
-            let client = template.client_network.to_bits() & persistence.netmask.to_bits();
+            let mask = u32::from_be_bytes(
+                persistence.netmask.mask_bytes()[..4]
+                    .try_into()
+                    .expect("four bytes"),
+            );
+            let client = template.client_network.to_bits() & mask;
             let key = PersistKey {
                 client: Ipv4Addr::from_bits(client).octets(),
                 vip: service.address.octets(),

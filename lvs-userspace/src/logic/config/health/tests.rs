@@ -90,10 +90,13 @@ fn every_keyword_is_read() {
         health.quorum_down.as_ref().unwrap().argv,
         ["/etc/lvs/quorum.sh", "down"]
     );
-    assert_eq!(health.sorry_server, Some(Ipv4Addr::new(10, 0, 0, 99)));
+    assert_eq!(
+        health.sorry_server,
+        Some(Ipv4Addr::new(10, 0, 0, 99)).map(Into::into)
+    );
     assert!(health.alpha && health.omega);
 
-    let rs = |last| &health.real_servers[&Ipv4Addr::new(10, 0, 0, last)];
+    let rs = |last| &health.real_servers[&IpAddr::from(Ipv4Addr::new(10, 0, 0, last))];
     let http = rs(11);
     assert!(http.inhibit_on_failure, "inherited from the service");
     assert_eq!(
@@ -118,8 +121,8 @@ fn every_keyword_is_read() {
     assert_eq!(
         probe.endpoint,
         Endpoint {
-            connect: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 8080),
-            bind: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            connect: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 8080).into(),
+            bind: Some(Ipv4Addr::new(10, 0, 0, 1).into()),
         }
     );
     assert_eq!(probe.version, HttpVersion::Http11);
@@ -193,7 +196,7 @@ fn defaults_are_keepalived_s() {
     let health = &config.services[0].health;
     assert_eq!(health.delay_loop, DEFAULT_DELAY_LOOP);
     assert_eq!((health.quorum, health.hysteresis), (1, 0));
-    let check = health.real_servers[&Ipv4Addr::new(10, 0, 0, 2)]
+    let check = health.real_servers[&IpAddr::from(Ipv4Addr::new(10, 0, 0, 2))]
         .check
         .as_ref()
         .unwrap();
@@ -278,7 +281,7 @@ fn bad_values_are_reported_with_file_line_and_field() {
             "bindto = \"10.0.0.1\"",
             "bindto = \"nowhere\"",
             format!(
-                "lvs.toml:30: {vs}.real_server[0].HTTP_GET.bindto: \"nowhere\" is not a usable IPv4 address"
+                "lvs.toml:30: {vs}.real_server[0].HTTP_GET.bindto: \"nowhere\" is not a usable IP address"
             ),
         ),
         (
@@ -430,7 +433,7 @@ virtualhost = "url.test"
 "#;
 
 fn check_of(config: &Config, last: u8) -> &Check {
-    config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, last)]
+    config.services[0].health.real_servers[&IpAddr::from(Ipv4Addr::new(10, 0, 0, last))]
         .check
         .as_ref()
         .unwrap()
@@ -581,7 +584,8 @@ fn http_protocol_takes_keepalived_s_spellings() {
             "http_protocol = \"1.1\"",
             &format!("http_protocol = \"{text}\""),
         ));
-        let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+        let check = config.services[0].health.real_servers
+            [&IpAddr::from(Ipv4Addr::new(10, 0, 0, 11))]
             .check
             .as_ref()
             .unwrap();
@@ -624,7 +628,7 @@ regex_options = ["caseless"]
 "#;
 
 fn regexes(config: &Config) -> Vec<&BodyRegex> {
-    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+    let check = config.services[0].health.real_servers[&IpAddr::from(Ipv4Addr::new(10, 0, 0, 11))]
         .check
         .as_ref()
         .unwrap();
@@ -732,7 +736,7 @@ user = "root"
 
 fn run_as_in(text: &str) -> Option<RunAs> {
     let config = parse(text);
-    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 11)]
+    let check = config.services[0].health.real_servers[&IpAddr::from(Ipv4Addr::new(10, 0, 0, 11))]
         .check
         .clone()
         .unwrap();
@@ -804,7 +808,7 @@ fn a_checker_table_implied_by_its_urls_is_read() {
                 port = 80\nretry = 2\n[[virtual_server.real_server]]\naddress = \"10.0.0.2\"\n\
                 [[virtual_server.real_server.HTTP_GET.url]]\npath = \"/\"\n";
     let config = parse(text);
-    let check = config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 2)]
+    let check = config.services[0].health.real_servers[&IpAddr::from(Ipv4Addr::new(10, 0, 0, 2))]
         .check
         .as_ref()
         .unwrap();
@@ -834,7 +838,8 @@ fn every_level_takes_every_timing_key() {
              [virtual_server.real_server.TCP_CHECK]\n{checker}"
         );
         let config = config::parse(&text, "x.toml").expect("valid");
-        let health = &config.services[0].health.real_servers[&Ipv4Addr::new(10, 0, 0, 2)];
+        let health =
+            &config.services[0].health.real_servers[&IpAddr::from(Ipv4Addr::new(10, 0, 0, 2))];
         let timing = health.check.as_ref().expect("a checker").timing;
         assert_eq!(timing, expected, "{text}");
     };

@@ -2,7 +2,7 @@
 //! Problems are reported as `file:line: field: message` through the main config's locator.
 
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::Duration,
 };
@@ -256,7 +256,7 @@ pub(crate) fn validate_service(
 pub(crate) struct Inherited<'a> {
     pub service: &'a ServiceDefaults,
     pub service_port: Option<u16>,
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
 }
 
 /// What a checker inherits: the timing and `virtualhost` its real server (or else its
@@ -472,7 +472,7 @@ fn endpoint(
         None => None,
     };
     Some(Endpoint {
-        connect: SocketAddrV4::new(ip, port),
+        connect: SocketAddr::new(ip, port),
         bind,
     })
 }
@@ -825,10 +825,10 @@ pub(super) fn count(
     }
 }
 
-fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Option<Ipv4Addr> {
+fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Option<IpAddr> {
     let unicast = raw
         .get_ref()
-        .parse::<Ipv4Addr>()
+        .parse::<IpAddr>()
         .ok()
         .and_then(|addr| UnicastAddress::new(addr).ok());
     match unicast {
@@ -837,7 +837,7 @@ fn address(raw: &Spanned<String>, field: &str, sink: &mut Sink<'_, '_>) -> Optio
             sink.report(
                 &raw.span(),
                 field,
-                format!("{:?} is not a usable IPv4 address", raw.get_ref()),
+                format!("{:?} is not a usable IP address", raw.get_ref()),
             );
             None
         }

@@ -1,4 +1,5 @@
 use clap::Parser as _;
+use std::net::Ipv4Addr;
 
 use super::*;
 use crate::logic::{
@@ -15,7 +16,7 @@ fn parse(line: &str) -> Result<Command, String> {
 fn web() -> ServiceKey {
     ServiceKey {
         protocol: Protocol::Tcp,
-        address: Ipv4Addr::new(10, 0, 0, 1),
+        address: Ipv4Addr::new(10, 0, 0, 1).into(),
         port: 80,
     }
 }
@@ -59,7 +60,9 @@ fn services_get_ipvsadm_defaults() {
                 },
                 persistence: Some(Persistence {
                     timeout: 300,
-                    netmask: Ipv4Addr::new(255, 255, 0, 0),
+                    netmask: Granularity::Netmask(
+                        crate::base::values::Netmask::new(Ipv4Addr::new(255, 255, 0, 0)).unwrap()
+                    ),
                 }),
             },
         }
@@ -69,7 +72,7 @@ fn services_get_ipvsadm_defaults() {
         Change::AddService {
             service: ServiceKey {
                 protocol: Protocol::Udp,
-                address: Ipv4Addr::new(10, 0, 0, 2),
+                address: Ipv4Addr::new(10, 0, 0, 2).into(),
                 port: 53,
             },
             config: ServiceConfig {
@@ -77,7 +80,9 @@ fn services_get_ipvsadm_defaults() {
                 sched_flags: SchedFlags::default(),
                 persistence: Some(Persistence {
                     timeout: 60,
-                    netmask: Ipv4Addr::BROADCAST,
+                    netmask: Granularity::Netmask(
+                        crate::base::values::Netmask::new(Ipv4Addr::BROADCAST).unwrap()
+                    ),
                 }),
             },
         }
@@ -85,9 +90,69 @@ fn services_get_ipvsadm_defaults() {
 }
 
 #[test]
+fn ipv6_services_and_real_servers_are_bracketed_and_persist_by_prefix_length() {
+    let vip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+    let service = ServiceKey {
+        protocol: Protocol::Tcp,
+        address: vip,
+        port: 80,
+    };
+    assert_eq!(
+        change("-A -t [2001:db8::1]:80 -s rr -p 600 -M 64 -6"),
+        Change::AddService {
+            service,
+            config: ServiceConfig {
+                scheduler: Scheduler::RoundRobin,
+                sched_flags: SchedFlags::default(),
+                persistence: Some(Persistence {
+                    timeout: 600,
+                    netmask: Granularity::PrefixLength(
+                        crate::base::values::PrefixLength::new(64).unwrap()
+                    ),
+                }),
+            },
+        }
+    );
+    assert_eq!(
+        change("-A -t [2001:db8::1]:80 -p"),
+        Change::AddService {
+            service,
+            config: ServiceConfig {
+                scheduler: Scheduler::WeightedLeastConnection,
+                sched_flags: SchedFlags::default(),
+                persistence: Some(Persistence {
+                    timeout: 300,
+                    netmask: Granularity::PrefixLength(crate::base::values::PrefixLength::HOST),
+                }),
+            },
+        }
+    );
+    assert_eq!(
+        change("-a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -w 3"),
+        Change::AddServer {
+            service,
+            server: RealServerConfig {
+                address: "2001:db8::11".parse().unwrap(),
+                forward: ForwardMethod::Route,
+                weight: 3,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        }
+    );
+    assert_eq!(
+        change("-d -t [2001:db8::1]:80 -r [2001:db8::11]"),
+        Change::DeleteServer {
+            service,
+            address: "2001:db8::11".parse().unwrap(),
+        }
+    );
+}
+
+#[test]
 fn real_servers_get_ipvsadm_defaults_and_the_service_port() {
     let server = |weight, u, l| RealServerConfig {
-        address: Ipv4Addr::new(10, 0, 0, 11),
+        address: Ipv4Addr::new(10, 0, 0, 11).into(),
         forward: ForwardMethod::Route,
         weight,
         u_threshold: u,
@@ -112,7 +177,7 @@ fn real_servers_get_ipvsadm_defaults_and_the_service_port() {
         change("-d -t 10.0.0.1:80 -r 10.0.0.11:80"),
         Change::DeleteServer {
             service: web(),
-            address: Ipv4Addr::new(10, 0, 0, 11)
+            address: Ipv4Addr::new(10, 0, 0, 11).into()
         }
     );
 }
@@ -376,8 +441,50 @@ fn bad_command_lines_get_ipvsadm_messages() {
             "224.0.0.1 cannot be a real server address: it is not a unicast address",
         ),
         (
-            "-A -t [2001:db8::1]:80",
-            "IPv6 services and real servers are not supported by lvs (IPv4 only)",
+            "-A -t 2001:db8::1",
+            "an IPv6 address goes in brackets: [2001:db8::10]:80",
+        ),
+        (
+            "-a -t [2001:db8::1]:80 -r 2001:db8::11",
+            "an IPv6 address goes in brackets: [2001:db8::10]:80",
+        ),
+        (
+            "-A -t [2001:db8::1]:80 -6 -p -M 255.255.255.0",
+            "illegal virtual server persistent mask specified",
+        ),
+        (
+            "-A -t [2001:db8::1]:80 -p -M 129",
+            "illegal virtual server persistent mask specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -p -M 64",
+            "illegal virtual server persistent mask specified",
+        ),
+        (
+            "-A -t 10.0.0.1:80 -6",
+            "-6 names an IPv6 service, and 10.0.0.1 is IPv4",
+        ),
+        (
+            "-L -n -6",
+            "-6 applies to firewall-mark services (-f), which lvs does not support",
+        ),
+        (
+            "-a -t [2001:db8::1]:80 -r 10.0.0.11",
+            "the real server 10.0.0.11 and the virtual service 2001:db8::1 are of different \
+             address families: direct routing forwards a frame as it came",
+        ),
+        (
+            "-a -t 10.0.0.1:80 -r [2001:db8::11]",
+            "the real server 2001:db8::11 and the virtual service 10.0.0.1 are of different \
+             address families: direct routing forwards a frame as it came",
+        ),
+        (
+            "-A -t [ff02::1]:80",
+            "ff02::1 cannot be a virtual service address: it is not a unicast address",
+        ),
+        (
+            "-A -t [::ffff:10.0.0.1]:80",
+            "::ffff:10.0.0.1 cannot be a virtual service address: it is not a unicast address",
         ),
         (
             "-A -f 1",

@@ -4,6 +4,7 @@ use crate::logic::ipvsadm::{
     fixture,
     names::{NumericOnly, Table},
 };
+use std::net::Ipv4Addr;
 
 fn list(target: ListTarget, layout: Layout) -> List {
     List {
@@ -23,7 +24,7 @@ fn numeric(list: &List) -> String {
 fn web() -> ServiceKey {
     ServiceKey {
         protocol: Protocol::Tcp,
-        address: Ipv4Addr::new(10, 0, 0, 1),
+        address: Ipv4Addr::new(10, 0, 0, 1).into(),
         port: 80,
     }
 }

@@ -104,7 +104,7 @@ fn every_bad_line_is_reported_and_nothing_is_returned() {
 -a -t 10.0.0.1:80
 -R
 -h
--A -u [2001:db8::1]:53
+-A -u 2001:db8::1
 --set 1 2
 -A -t 10.0.0.1:84 extra
 --reload
@@ -126,7 +126,7 @@ fn every_bad_line_is_reported_and_nothing_is_returned() {
         "line 12: You need to supply the 'real-server' option for the 'add-server' command",
         "line 13: only commands that change the table (-A -E -D -C -a -e -d -Z --set) can be restored",
         "line 14: -h and -v cannot be restored",
-        "line 15: IPv6 services and real servers are not supported by lvs (IPv4 only)",
+        "line 15: an IPv6 address goes in brackets: [2001:db8::10]:80",
         "line 16: --set option requires 3 timeout values",
         "line 17: unexpected argument extra",
         "line 18: only commands that change the table (-A -E -D -C -a -e -d -Z --set) can be restored",

@@ -70,8 +70,8 @@ fn every_datagram_key_is_read() {
     assert_eq!(
         udp.endpoint,
         Endpoint {
-            connect: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 5353),
-            bind: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            connect: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 5353).into(),
+            bind: Some(Ipv4Addr::new(10, 0, 0, 1).into()),
         }
     );
     assert_eq!(udp.payload.as_deref(), Some(&[0, 1, 2, 3][..]));
@@ -236,7 +236,7 @@ fn bad_datagram_values_are_reported_with_file_line_and_field() {
             "connect_ip = \"10.0.1.13\"",
             "connect_ip = \"10.0.1.255x\"",
             format!(
-                "lvs.toml:31: {}.connect_ip: \"10.0.1.255x\" is not a usable IPv4 address",
+                "lvs.toml:31: {}.connect_ip: \"10.0.1.255x\" is not a usable IP address",
                 rs(2, "PING_CHECK")
             ),
         ),
