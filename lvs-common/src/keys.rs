@@ -35,10 +35,10 @@ impl ServiceMapKey {
         }
     }
 
-    pub const fn address(&self) -> IpAddr {
+    pub fn address(&self) -> IpAddr {
         match self {
-            ServiceMapKey::V4(key) => IpAddr::V4(Ipv4Addr::from_octets(key.addr)),
-            ServiceMapKey::V6(key) => IpAddr::V6(Ipv6Addr::from_octets(key.addr)),
+            ServiceMapKey::V4(key) => IpAddr::V4(Ipv4Addr::from(key.addr)),
+            ServiceMapKey::V6(key) => IpAddr::V6(Ipv6Addr::from(key.addr)),
         }
     }
 
@@ -56,7 +56,7 @@ impl ServiceMapKey {
         }
     }
 
-    pub const fn socket(&self) -> SocketAddr {
+    pub fn socket(&self) -> SocketAddr {
         SocketAddr::new(self.address(), self.port())
     }
 }
@@ -241,8 +241,8 @@ pub const fn real_server_address_bytes(address: IpAddr) -> crate::Ipv6Bytes {
 }
 
 /// The address `RealServerEntry::addr` holds.
-pub const fn real_server_address(bytes: crate::Ipv6Bytes) -> IpAddr {
-    Ipv6Addr::from_octets(bytes).to_canonical()
+pub fn real_server_address(bytes: crate::Ipv6Bytes) -> IpAddr {
+    Ipv6Addr::from(bytes).to_canonical()
 }
 
 #[cfg(test)]

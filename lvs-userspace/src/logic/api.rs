@@ -58,7 +58,9 @@ impl ServiceKey {
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
+        // An IPv6 address is bracketed before its port, as ipvsadm writes it.
+        let at = std::net::SocketAddr::new(self.address, self.port);
+        write!(f, "{} {at}", self.protocol.name())
     }
 }
 

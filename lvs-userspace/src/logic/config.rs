@@ -208,13 +208,15 @@ pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
 impl Service {
     /// The data plane's key for this service (in its family's map).
     pub fn key(&self) -> ServiceMapKey {
-        ServiceMapKey::new(self.address.into(), self.port, self.protocol.number())
+        ServiceMapKey::new(self.address, self.port, self.protocol.number())
     }
 }
 
 impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.protocol.name(), self.address, self.port)
+        // An IPv6 address is bracketed before its port, as ipvsadm writes it.
+        let at = SocketAddr::new(self.address, self.port);
+        write!(f, "{} {at}", self.protocol.name())
     }
 }
 
@@ -1182,6 +1184,88 @@ protocol = "udp"
             panic!("expected an invalid-config error");
         };
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn ipv6_services_take_their_family_and_a_prefix_length() {
+        let text = r#"
+[director]
+interface = "eth0"
+
+[[virtual_server]]
+address = "2001:db8::10"
+port = 80
+persistence_timeout = 300
+persistence_granularity = "64"
+sorry_server = { address = "2001:db8::99", port = 80 }
+
+[[virtual_server.real_server]]
+address = "2001:db8::11"
+
+[[virtual_server]]
+address = "2001:db8::10"
+port = 443
+persistence_timeout = 300
+"#;
+        let config = parse(text, "lvs.toml").expect("valid");
+        let web = &config.services[0];
+        assert_eq!(web.to_string(), "TCP [2001:db8::10]:80");
+        assert!(matches!(web.key(), ServiceMapKey::V6(_)));
+        let granularity = web.persistence.map(|p| p.netmask);
+        assert_eq!(
+            granularity,
+            Some(Granularity::PrefixLength(PrefixLength::new(64).unwrap()))
+        );
+        assert_eq!(
+            config.services[1].persistence.map(|p| p.netmask),
+            Some(Granularity::PrefixLength(PrefixLength::HOST)),
+            "one client address by default, as ipvsadm"
+        );
+
+        let cases = [
+            (
+                "address = \"2001:db8::11\"",
+                "address = \"192.0.2.11\"",
+                "lvs.toml:12: virtual_server[0].real_server[0].address: real server 192.0.2.11 is \
+                 not in the service's family (2001:db8::10): direct routing forwards a frame as \
+                 it came",
+            ),
+            (
+                "persistence_granularity = \"64\"",
+                "persistence_granularity = \"255.255.255.0\"",
+                "lvs.toml:9: virtual_server[0].persistence_granularity: \"255.255.255.0\" is not \
+                 an IPv6 prefix length (0 to 128), as an IPv6 service needs",
+            ),
+            (
+                "persistence_granularity = \"64\"",
+                "persistence_granularity = \"129\"",
+                "lvs.toml:9: virtual_server[0].persistence_granularity: \"129\" is not an IPv6 \
+                 prefix length (0 to 128), as an IPv6 service needs",
+            ),
+            (
+                "address = \"2001:db8::99\"",
+                "address = \"192.0.2.99\"",
+                "lvs.toml:6: virtual_server[0].sorry_server: sorry server 192.0.2.99 is not in the \
+                 service's family (2001:db8::10)",
+            ),
+            (
+                "address = \"2001:db8::11\"",
+                "address = \"::ffff:192.0.2.11\"",
+                "lvs.toml:13: virtual_server[0].real_server[0].address: ::ffff:192.0.2.11 cannot be \
+                 a service or server address",
+            ),
+            (
+                "address = \"2001:db8::11\"",
+                "address = \"ff02::1\"",
+                "lvs.toml:13: virtual_server[0].real_server[0].address: ff02::1 cannot be a \
+                 service or server address",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let bad = text.replacen(from, to, 1);
+            let error = parse(&bad, "lvs.toml").unwrap_err().to_string();
+            assert!(error.contains(expected), "{to}:\n{error}");
+        }
     }
 
     #[test]

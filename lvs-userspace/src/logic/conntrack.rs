@@ -295,10 +295,7 @@ pub fn destinations(model: &Model) -> HashMap<(u32, u32), SocketAddr> {
                 .iter()
                 .filter_map(|rs| {
                     let generation = *generations.get(&rs.id)?;
-                    Some((
-                        (rs.id, generation),
-                        SocketAddr::new(rs.address.into(), port),
-                    ))
+                    Some(((rs.id, generation), SocketAddr::new(rs.address, port)))
                 })
                 .collect::<Vec<_>>()
         })

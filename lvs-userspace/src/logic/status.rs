@@ -333,7 +333,7 @@ impl Status {
                 out,
                 "{:<4} {:<28} {:<53} {:>10} {:>10}",
                 service.protocol,
-                format!("{}:{}", service.address, service.port),
+                host_port(&service.address, service.port),
                 scheduler,
                 service.packets,
                 service.bytes
@@ -349,7 +349,7 @@ impl Status {
                 let _ = writeln!(
                     out,
                     "  -> {:<28} {:<7} {:<6} {:>10} {:>9} {:<17} {:>10} {:>10}{note}",
-                    format!("{}:{}", rs.address, rs.port),
+                    host_port(&rs.address, rs.port),
                     "Route",
                     rs.weight,
                     rs.active_connections,
@@ -448,6 +448,15 @@ fn health_note(rs: &RealServerStatus) -> Option<String> {
             Some("up, out while the sorry server serves".into())
         }
         (HealthState::Up, _, _) => None,
+    }
+}
+
+/// `address:port`, with an IPv6 address in brackets, as ipvsadm writes it.
+fn host_port(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
     }
 }
 

@@ -15,7 +15,7 @@
 use std::{
     collections::HashSet,
     fmt,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
     },
     logic::{
         config::{
-            self,
+            self, granularity,
             health::{self, HttpVersion, run_as},
         },
         schedule::Scheduler,
@@ -195,15 +195,6 @@ pub fn import(text: &str, interface: Option<&str>) -> Result<Imported, SyntaxErr
         problems: importer.problems,
         notes,
     })
-}
-
-/// "services", "addresses".
-fn plural(noun: &str) -> String {
-    if noun.ends_with('s') {
-        format!("{noun}es")
-    } else {
-        format!("{noun}s")
-    }
 }
 
 fn find<'a>(statement: &'a Statement, keyword: &str) -> Option<&'a Statement> {
@@ -391,28 +382,21 @@ impl Importer {
         Some(true)
     }
 
-    fn ipv4(&mut self, at: &Statement, text: &str, what: &str) -> Option<Ipv4Addr> {
-        match text.parse::<Ipv4Addr>() {
+    fn address(&mut self, at: &Statement, text: &str) -> Option<IpAddr> {
+        match text.parse::<IpAddr>() {
             Ok(address) => Some(address),
-            Err(_) if text.parse::<Ipv6Addr>().is_ok() => {
-                self.problem(
-                    at,
-                    format!("IPv6 {} are not supported by lvs (IPv4 only)", plural(what)),
-                );
-                None
-            }
             Err(_) => {
-                self.problem(at, format!("{text:?} is not an IPv4 address"));
+                self.problem(at, format!("{text:?} is not an IP address"));
                 None
             }
         }
     }
 
-    /// A checker's `connect_ip` or `bindto`: a unicast IPv4 address, by the rule lvs's config
+    /// A checker's `connect_ip` or `bindto`: a unicast address, by the rule lvs's config
     /// checks it with (keepalived takes 0.0.0.0 or a multicast address too).
     fn checker_address(&mut self, at: &Statement) -> Option<String> {
         let text = self.value(at)?;
-        let address = self.ipv4(at, text, "checker address")?;
+        let address = self.address(at, text)?;
         match UnicastAddress::new(address) {
             Ok(address) => Some(address.get().to_string()),
             Err(error) => {
@@ -423,12 +407,12 @@ impl Importer {
     }
 
     /// `address port`, as virtual_server, real_server and sorry_server give them.
-    fn endpoint(&mut self, at: &Statement, what: &str) -> Option<Endpoint> {
+    fn endpoint(&mut self, at: &Statement) -> Option<Endpoint> {
         let [address, port] = at.args.as_slice() else {
             self.problem(at, format!("{} takes an address and a port", at.keyword));
             return None;
         };
-        let address = self.ipv4(at, address, what)?;
+        let address = self.address(at, address)?;
         let port = self.port(at, port)?;
         Some(Endpoint {
             address: address.to_string(),
@@ -448,7 +432,8 @@ impl Importer {
             }
             _ => {}
         }
-        let Endpoint { address, port } = self.endpoint(at, "service")?;
+        let Endpoint { address, port } = self.endpoint(at)?;
+        let family_v6 = address.contains(':');
         let mut service = VirtualServer {
             address,
             port,
@@ -493,7 +478,7 @@ impl Importer {
                     service.persistence_timeout = self.persistence_timeout(s);
                 }
                 "persistence_granularity" => {
-                    service.persistence_granularity = self.netmask(s);
+                    service.persistence_granularity = self.granularity(s, family_v6);
                     granularity_at = Some(s);
                 }
                 "nat_mask" => {
@@ -505,14 +490,17 @@ impl Importer {
                         );
                     }
                 }
+                // keepalived takes the family from the address; ip_family must agree with it.
                 "ip_family" => match self.value(s) {
-                    Some("inet") => {}
-                    Some("inet6") => {
+                    Some(family @ ("inet" | "inet6")) if (family == "inet6") != family_v6 => {
                         forwards_elsewhere = true;
                         self.problem(
                             s,
-                            "IPv6 services are not supported by lvs (IPv4 only); the service \
-                             is not imported",
+                            format!(
+                                "ip_family {family} does not match the service address \
+                                     {}; the service is not imported",
+                                service.address
+                            ),
                         );
                     }
                     Some(other) => {
@@ -544,7 +532,7 @@ impl Importer {
                 ),
                 "virtualhost" => service.virtualhost = self.text(s),
                 "sorry_server" => {
-                    service.sorry_server = self.endpoint(s, "sorry server").map(|sorry| {
+                    service.sorry_server = self.endpoint(s).map(|sorry| {
                         // keepalived resets a sorry server's port to the service's ("ports
                         // don't match - resetting"), as direct routing cannot change it.
                         if sorry.port != port {
@@ -654,6 +642,24 @@ impl Importer {
         }
     }
 
+    /// A `persistence_granularity`: a netmask for an IPv4 service, a prefix length for an
+    /// IPv6 one, by the config's rule.
+    fn granularity(&mut self, at: &Statement, family_v6: bool) -> Option<String> {
+        let text = self.value(at)?;
+        let service: IpAddr = if family_v6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        match granularity(text, service) {
+            Ok(granularity) => Some(granularity.to_string()),
+            Err(message) => {
+                self.problem(at, message);
+                None
+            }
+        }
+    }
+
     fn netmask(&mut self, at: &Statement) -> Option<String> {
         let text = self.value(at)?;
         let mask = text
@@ -686,7 +692,7 @@ impl Importer {
     }
 
     fn real_server(&mut self, at: &Statement, service_port: u16) -> Option<RealServer> {
-        let Endpoint { address, port } = self.endpoint(at, "real server")?;
+        let Endpoint { address, port } = self.endpoint(at)?;
         if let Err(error) = same_port("real server", service_port, i64::from(port)) {
             self.problem(at, format!("{error}; the server is not imported"));
             return None;

@@ -29,7 +29,6 @@ fn what_is_not_imported_is_reported_with_its_line() {
         "line 106: one-packet scheduling (ops) is not supported by lvs",
         "line 139: lb_kind NAT is not supported (lvs does direct routing, DR); the service is not imported",
         "line 145: firewall-mark services are not supported by lvs",
-        "line 149: IPv6 services are not supported by lvs (IPv4 only)",
         "line 153: virtual_server_group is not supported by lvs; write its members as virtual_server blocks",
         "line 158: scheduler lblc is not supported by lvs (it has rr wrr lc wlc sed nq sh dh mh); lvs's default applies",
         "line 159: frobnicate is not imported",
@@ -51,7 +50,7 @@ fn the_output_is_valid_toml_with_the_keys_lvs_reads() {
         .iter()
         .map(|s| s["port"].as_integer().unwrap())
         .collect();
-    assert_eq!(ports, [80, 443, 53, 25]);
+    assert_eq!(ports, [80, 443, 53, 80, 25]);
     let web = &services[0];
     assert_eq!(web["lb_algo"].as_str(), Some("wlc"));
     let checker = &web["real_server"][0]["HTTP_GET"];
@@ -63,7 +62,7 @@ fn the_output_is_valid_toml_with_the_keys_lvs_reads() {
     // And the director accepts it as its configuration, health checks included.
     let config = crate::logic::config::parse(&text, "imported.toml")
         .unwrap_or_else(|e| panic!("the import is not a valid lvs config: {e}"));
-    assert_eq!(config.services.len(), 4);
+    assert_eq!(config.services.len(), 5);
     // ...so each checker gets, key by key, the value of the nearest level that sets it, as
     // under keepalived.
     let health = &config.services[0].health;
@@ -298,7 +297,8 @@ fn values_keepalived_takes_import_or_are_reported_with_their_line() {
         ),
         (
             "ip_family inet6",
-            "line 2: IPv6 services are not supported by lvs (IPv4 only); the service is not imported",
+            "line 2: ip_family inet6 does not match the service address 192.0.2.10; the service \
+             is not imported",
         ),
         (
             "persistence_timeout -5",
@@ -723,3 +723,79 @@ fn a_vrrp_interface_that_is_no_interface_name_is_reported() {
 }
 
 mod datagram;
+
+#[test]
+fn an_ipv6_virtual_server_imports_with_its_prefix_length_and_checks() {
+    let text = "virtual_server 2001:db8::10 443 {
+    ip_family inet6
+    lb_algo sh
+    protocol TCP
+    persistence_timeout 600
+    persistence_granularity 64
+    real_server 2001:db8::11 443 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 3
+        }
+    }
+    real_server 2001:db8::12 443 {
+        PING_CHECK {
+        }
+    }
+}
+";
+    let imported = import(text, Some("eth0")).unwrap();
+    assert!(imported.problems.is_empty(), "{:?}", imported.problems);
+    let toml = imported.to_toml().unwrap();
+    let config = crate::logic::config::parse(&toml, "imported.toml")
+        .unwrap_or_else(|e| panic!("the import is not a valid lvs config: {e}\n{toml}"));
+    let service = &config.services[0];
+    assert_eq!(
+        service.address,
+        "2001:db8::10".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(
+        service.persistence.map(|p| p.netmask.to_string()),
+        Some("64".to_owned())
+    );
+    let servers: Vec<String> = service
+        .real_servers
+        .iter()
+        .map(|rs| rs.address.to_string())
+        .collect();
+    assert_eq!(servers, ["2001:db8::11", "2001:db8::12"]);
+
+    // What keepalived would refuse or lvs cannot forward is reported at its line.
+    let cases = [
+        (
+            "virtual_server 2001:db8::10 80 {\n    persistence_timeout 60\n    persistence_granularity 255.255.255.0\n}\n",
+            "line 3: \"255.255.255.0\" is not an IPv6 prefix length (0 to 128), as an IPv6 service needs",
+        ),
+        (
+            "virtual_server 192.0.2.10 80 {\n    persistence_timeout 60\n    persistence_granularity 64\n}\n",
+            "line 3: \"64\" is not an IPv4 netmask",
+        ),
+        (
+            "virtual_server 2001:db8::10 80 {\n    ip_family inet\n}\n",
+            "line 2: ip_family inet does not match the service address 2001:db8::10; the service \
+             is not imported",
+        ),
+    ];
+    for (text, expected) in cases {
+        let imported = import(text, Some("eth0")).unwrap();
+        let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+        assert!(got.iter().any(|p| p == expected), "{text}: {got:?}");
+    }
+
+    // A real server of the other family is left out by the config's own rule, at its line.
+    let mixed = "virtual_server 2001:db8::10 80 {\n    real_server 192.0.2.11 80 {\n    }\n}\n";
+    let imported = import(mixed, Some("eth0")).unwrap();
+    let got: Vec<String> = imported.problems.iter().map(ToString::to_string).collect();
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("line 2:") && p.contains("not in the service's family")),
+        "{got:?}"
+    );
+    let toml = imported.to_toml().unwrap();
+    crate::logic::config::parse(&toml, "imported.toml").expect("what is imported passes lvs check");
+}

@@ -92,7 +92,7 @@ fn every_keyword_is_read() {
     );
     assert_eq!(
         health.sorry_server,
-        Some(Ipv4Addr::new(10, 0, 0, 99)).map(Into::into)
+        Some(Into::into(Ipv4Addr::new(10, 0, 0, 99)))
     );
     assert!(health.alpha && health.omega);
 

@@ -91,7 +91,7 @@ fn services_get_ipvsadm_defaults() {
 
 #[test]
 fn ipv6_services_and_real_servers_are_bracketed_and_persist_by_prefix_length() {
-    let vip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+    let vip: IpAddr = "2001:db8::1".parse().unwrap();
     let service = ServiceKey {
         protocol: Protocol::Tcp,
         address: vip,

@@ -171,8 +171,8 @@ fn bad_datagram_values_are_reported_with_their_line() {
             "line 5: require_reply in PING_CHECK is not imported",
         ),
         (
-            "PING_CHECK {\n connect_ip 2001:db8::1\n}",
-            "line 5: IPv6 checker addresses are not supported by lvs (IPv4 only)",
+            "PING_CHECK {\n connect_ip ff02::1\n}",
+            "line 5: connect_ip: ff02::1 cannot be a service or server address",
         ),
     ];
     // A service whose checker lost a value lvs needs is left out whole, with a line of its

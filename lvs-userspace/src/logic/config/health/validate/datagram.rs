@@ -170,11 +170,11 @@ pub(super) fn validate_ping(
         None => inherited.address,
     };
     let bind = match raw.bindto.as_ref() {
-        Some(bind) => Some(address(bind, &format!("{field}.bindto"), sink)?.into()),
+        Some(bind) => Some(address(bind, &format!("{field}.bindto"), sink)?),
         None => None,
     };
     Some(PingProbe {
-        address: target?.into(),
+        address: target?,
         bind,
     })
 }
