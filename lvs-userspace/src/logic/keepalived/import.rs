@@ -503,6 +503,7 @@ impl Importer {
                             ),
                         );
                     }
+                    Some("inet" | "inet6") => {}
                     Some(other) => {
                         self.problem(s, format!("ip_family {other:?} is not inet or inet6"));
                     }
