@@ -42,6 +42,10 @@ REALSERVER=$SCRIPT_DIR/realserver.sh
 STATE_ROOT=/run/lvs-lab
 SUBNET=10.77.0
 VIP=$SUBNET.100
+# With --ipv6 every host also gets an address in SUBNET6::/64 (HOST = the IPv4 address's
+# last number, so rs1 is fd77::11) and the services are balanced over VIP6 too.
+SUBNET6=fd77:
+VIP6=$SUBNET6:100
 PORT=80
 CLIENT_ADDR=$SUBNET.2
 DIR_ADDR=$SUBNET.1
@@ -54,7 +58,7 @@ warn() { printf 'lab: warning: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$2" >&2; exit "$1"; }
 usage() {
   cat >&2 <<EOF
-usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D] [--flooder]
+usage: ${0##*/} up     [--prefix P] [--real-servers N] [--sorry-server] [--directors D] [--flooder] [--ipv6]
        ${0##*/} down   [--prefix P]
        ${0##*/} config [--prefix P]
        ${0##*/} http-stop  --server S [--prefix P]
@@ -76,6 +80,7 @@ NRS=2
 SORRY=0
 DIRECTORS=1
 FLOODER=0
+IPV6=0
 SERVER=
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -85,6 +90,9 @@ while [[ $# -gt 0 ]]; do
     --flooder)
       [[ $CMD == up ]] || die 2 "--flooder is only valid with 'up'"
       FLOODER=1; shift ;;
+    --ipv6)
+      [[ $CMD == up ]] || die 2 "--ipv6 is only valid with 'up'"
+      IPV6=1; shift ;;
     --server | --server=*)
       [[ $CMD == http-* || $CMD == udp-* ]] || die 2 "--server is only valid with 'http-stop', 'http-start', 'udp-stop' and 'udp-start'"
       if [[ $1 == --server ]]; then
@@ -240,6 +248,11 @@ do_down() {
     say "unprovisioning real server $ns"
     LVS_STATE_DIR=$STATE/realserver ip netns exec "$ns" "$REALSERVER" stop "$VIP" --dev eth0 \
       >/dev/null 2>&1 || warn "realserver.sh stop failed in $ns (ignored; the namespace is deleted anyway)"
+    # A lab built with --ipv6 has the IPv6 VIP on lo too.
+    if ip -n "$ns" -6 addr show dev lo 2>/dev/null | grep -q " $VIP6/"; then
+      LVS_STATE_DIR=$STATE/realserver ip netns exec "$ns" "$REALSERVER" stop "$VIP6" --dev eth0 \
+        >/dev/null 2>&1 || warn "realserver.sh stop $VIP6 failed in $ns (ignored; the namespace is deleted anyway)"
+    fi
   done
 
   # 3. Anything else still running inside a lab namespace (the lvs daemon, a stray curl, an
@@ -354,8 +367,19 @@ add_host() {
   no_tx_csum "$NS_SW" "$name"
   no_tx_csum "$ns" eth0
   ip -n "$ns" addr add "$addr/24" dev eth0
+  if (( IPV6 )); then
+    # nodad: the address is usable at once, instead of after a second of duplicate address
+    # detection, and the lab knows no other host has it.
+    ip -n "$ns" addr add "$(ipv6_of "$addr")/64" dev eth0 nodad
+  fi
   ip -n "$NS_SW" link set "$name" up
   ip -n "$ns" link set eth0 up
+}
+
+# The IPv6 address of a host with IPv4 address ADDR (--ipv6): SUBNET6::LAST, with LAST the
+# IPv4 address's last number written as is (10.77.0.11 is fd77::11).
+ipv6_of() {
+  printf '%s:%s\n' "$SUBNET6" "${1##*.}"
 }
 
 # Starts the HTTP server of real server rsI and waits until it answers with its name.
@@ -379,13 +403,20 @@ start_http_host() {
   # setsid detaches the server from this script's session, so that it outlives the script
   # and is not hit by a terminal's hangup. Because a background job of a script is not a
   # process-group leader, setsid does not fork, and $! is the server's own PID.
-  ip netns exec "$ns" setsid "$PYTHON" -m http.server "$PORT" --bind 0.0.0.0 --directory "$dir" \
+  # With --ipv6 the server binds :: (both families: Python's http.server turns
+  # IPV6_V6ONLY off), so that it answers on the IPv6 VIP as well as the IPv4 one.
+  local bind=0.0.0.0
+  if (( IPV6 )); then bind=::; fi
+  ip netns exec "$ns" setsid "$PYTHON" -m http.server "$PORT" --bind "$bind" --directory "$dir" \
     </dev/null >"$STATE/http-$name.log" 2>&1 &
   pid=$!
   printf '%s\n' "$pid" >"$STATE/http-$name.pid"
   # Poll for up to 5 s. --noproxy keeps a proxy set in the environment out of the way.
   for ((tries = 0; tries < 50; tries++)); do
     body=$(ip netns exec "$ns" curl -s --noproxy '*' --max-time 1 "http://$addr:$PORT/" 2>/dev/null) || true
+    if [[ $body == "$name" ]] && (( IPV6 )); then
+      body=$(ip netns exec "$ns" curl -s --noproxy '*' --max-time 1 "http://[$(ipv6_of "$addr")]:$PORT/" 2>/dev/null) || true
+    fi
     [[ $body == "$name" ]] && return 0
     if ! kill -0 "$pid" 2>/dev/null; then
       sed 's/^/  /' "$STATE/http-$name.log" >&2 || true
@@ -401,15 +432,16 @@ start_http_host() {
 # marker argument lets is_udp_server recognise it.
 UDP_RESPONDER='import socket, sys
 name = (sys.argv[2] + "\n").encode()
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[3])))
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[3])))
 while True:
     _, peer = s.recvfrom(2048)
     s.sendto(name, peer)'
 
 # Asks ADDR:PORT once over UDP and prints the answer (nothing after 0.2 s, or when refused).
 UDP_ASK='import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.2)
 s.sendto(b"?", (sys.argv[1], int(sys.argv[2])))
 try:
@@ -466,6 +498,15 @@ EOF
     for ((i = 1; i <= NRS; i++)); do
       printf '\n[[virtual_server.real_server]]\naddress = "%s"\nweight = 1\n' "$SUBNET.$((10 + i))"
     done
+    if (( IPV6 )); then
+      for protocol in TCP UDP; do
+        printf '\n[[virtual_server]]\naddress = "%s"\nport = %s\nprotocol = "%s"\nlb_algo = "wlc"\nlb_kind = "DR"\n' \
+          "$VIP6" "$PORT" "$protocol"
+        for ((i = 1; i <= NRS; i++)); do
+          printf '\n[[virtual_server.real_server]]\naddress = "%s"\nweight = 1\n' "$(ipv6_of "$SUBNET.$((10 + i))")"
+        done
+      done
+    fi
   } >"$CONFIG.tmp"
   mv "$CONFIG.tmp" "$CONFIG"
   say "wrote $CONFIG"
@@ -523,6 +564,10 @@ do_up() {
     # The realserver state goes under the lab's state dir, so it is removed with the lab and
     # never mixes with a real server provisioned on this machine outside the lab.
     LVS_STATE_DIR=$STATE/realserver ip netns exec "$ns" "$REALSERVER" start "$VIP" --dev eth0 >/dev/null
+    if (( IPV6 )); then
+      say "provisioning real server $ns with VIP $VIP6"
+      LVS_STATE_DIR=$STATE/realserver ip netns exec "$ns" "$REALSERVER" start "$VIP6" --dev eth0 >/dev/null
+    fi
   done
 
   for ((i = 1; i <= NRS; i++)); do
@@ -544,6 +589,9 @@ do_up() {
   local directors=$DIR_ADDR
   if (( DIRECTORS == 2 )); then directors="$DIR_ADDR and $DIR2_ADDR ($PREFIX-dir2)"; fi
   say "lab '$PREFIX' is up: client $CLIENT_ADDR, director $directors, real servers $SUBNET.11..$SUBNET.$((10 + NRS)), VIP $VIP:$PORT/TCP"
+  if (( IPV6 )); then
+    say "IPv6: client $(ipv6_of "$CLIENT_ADDR"), director $(ipv6_of "$DIR_ADDR"), real servers $(ipv6_of "$SUBNET.11").., VIP [$VIP6]:$PORT TCP and UDP"
+  fi
   say "config: $CONFIG"
   say "start the director: nsenter --net=/run/netns/$NS_DIR lvs director --config $CONFIG"
   say "then try the VIP:   ip netns exec $NS_CLIENT curl http://$VIP/"

@@ -14,6 +14,10 @@ use std::{
 
 /// The lab's VIP, as `scripts/lab.sh` sets it up.
 pub const VIP: &str = "10.77.0.100";
+/// The IPv6 VIP of a lab built with `Shape::ipv6`.
+pub const VIP6: &str = "fd77::100";
+/// The client's IPv6 address, in a lab built with `Shape::ipv6`.
+pub const CLIENT6: &str = "fd77::2";
 /// The lab client's address.
 pub const CLIENT: &str = "10.77.0.2";
 
@@ -108,6 +112,9 @@ impl Lab {
         }
         if shape.flooder {
             args.push("--flooder");
+        }
+        if shape.ipv6 {
+            args.push("--ipv6");
         }
         lab.script(&args)?;
         Ok(lab)
@@ -314,12 +321,22 @@ impl Lab {
     /// Sends `count` HTTP requests to the VIP from the client, one connection each (so each
     /// is a new flow with a new source port), each bounded by a 2 s timeout.
     pub fn requests(&self, count: usize) -> Requests {
+        self.requests_to(VIP, count)
+    }
+
+    /// `requests` to another VIP of the lab (`VIP6` too: an IPv6 address is bracketed).
+    pub fn requests_to(&self, vip: &str, count: usize) -> Requests {
+        let url = if vip.contains(':') {
+            format!("http://[{vip}]/")
+        } else {
+            format!("http://{vip}/")
+        };
         let mut seen = Requests::default();
         for _ in 0..count {
             let output = Command::new("ip")
                 .args(["netns", "exec", &self.namespace("client")])
                 .args(["curl", "--silent", "--show-error", "--max-time", "2"])
-                .arg(format!("http://{VIP}/"))
+                .arg(&url)
                 .output();
             match output {
                 Ok(o) if o.status.success() => {
@@ -338,9 +355,15 @@ impl Lab {
     /// Sends `count` datagrams to the VIP's UDP port 80 from the client, each from a socket
     /// of its own (a new flow), each waiting 1 s at most for the real server's name.
     pub fn udp_requests(&self, count: usize) -> Requests {
+        self.udp_requests_to(VIP, count)
+    }
+
+    /// `udp_requests` to another VIP of the lab (`VIP6` too).
+    pub fn udp_requests_to(&self, vip: &str, count: usize) -> Requests {
         const ASK: &str = "import socket, sys\n\
+            family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n\
             for _ in range(int(sys.argv[2])):\n\
-            \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+            \x20   s = socket.socket(family, socket.SOCK_DGRAM)\n\
             \x20   s.settimeout(1)\n\
             \x20   s.sendto(b'?', (sys.argv[1], 80))\n\
             \x20   try:\n\
@@ -351,7 +374,7 @@ impl Lab {
         let mut seen = Requests::default();
         let output = Command::new("ip")
             .args(["netns", "exec", &self.namespace("client")])
-            .args(["python3", "-c", ASK, VIP, &count.to_string()])
+            .args(["python3", "-c", ASK, vip, &count.to_string()])
             .output();
         match output {
             Ok(o) if o.status.success() => {
@@ -529,6 +552,9 @@ pub struct Shape {
     /// Host "flood" on the switch, its switch port with a no-op XDP program like a
     /// director's, so that frames a live-frames generator sends from it reach the bridge.
     pub flooder: bool,
+    /// Every host also on `fd77::/64`, the real servers holding `VIP6` on lo, and the
+    /// config balancing TCP and UDP on `[VIP6]:80` over the real servers' IPv6 addresses.
+    pub ipv6: bool,
 }
 
 impl Default for Shape {
@@ -538,6 +564,7 @@ impl Default for Shape {
             sorry_server: false,
             directors: 1,
             flooder: false,
+            ipv6: false,
         }
     }
 }

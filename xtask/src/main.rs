@@ -188,6 +188,8 @@ fn main() -> Result<()> {
                 "scale_out",
                 "--test",
                 "flood",
+                "--test",
+                "ipv6",
                 "--",
                 "--ignored",
                 "--test-threads=1",
