@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lvs_test_support::lab::{self, CLIENT6, Lab, Shape, VIP6, counter};
+use lvs_test_support::lab::{CLIENT6, Lab, Shape, VIP6, counter};
 
 const REQUESTS: usize = 40;
 
@@ -296,7 +296,7 @@ fn ipv6_tcp_and_udp_are_balanced_with_direct_return_follow_a_mac_change_and_rela
         "eth0",
     ]));
     assert!(
-        !addresses.contains(lab::VIP6),
+        !addresses.contains(VIP6),
         "the IPv6 VIP was left on the director:\n{addresses}"
     );
 }
