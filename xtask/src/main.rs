@@ -491,13 +491,24 @@ fn demo(repo: &Path, built: &Built, keep: bool, requests: usize, real_servers: u
         bail!("--real-servers must be between 1 and 8");
     }
     say(&format!(
-        "building the demo lab: a client, the director and {real_servers} real servers"
+        "building the demo lab: a client, the director and {real_servers} real servers, on \
+         IPv4 and IPv6"
     ));
-    let mut lab = lab::Lab::up(repo, "lvsdemo", real_servers).map_err(anyhow::Error::msg)?;
+    let mut lab = lab::Lab::up_with(
+        repo,
+        "lvsdemo",
+        lab::Shape {
+            real_servers,
+            ipv6: true,
+            ..lab::Shape::default()
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     say("starting the director in the lab");
     lab.start_director(lvs).map_err(anyhow::Error::msg)?;
+    // Each real server is in three services: TCP on the IPv4 VIP, TCP and UDP on the IPv6 one.
     let before = lab
-        .wait_until_forwarding(lvs, usize::from(real_servers), Duration::from_secs(15))
+        .wait_until_forwarding(lvs, 3 * usize::from(real_servers), Duration::from_secs(20))
         .map_err(anyhow::Error::msg)?;
     let kernel_before = lab.director_tcp_in_segments().map_err(anyhow::Error::msg)?;
     // The mode is read back from the director rather than from the lab's config, so the
@@ -510,27 +521,41 @@ fn demo(repo: &Path, built: &Built, keep: bool, requests: usize, real_servers: u
         before["interface"].as_str().unwrap_or("its interface")
     ));
 
-    say(&format!(
-        "sending {requests} HTTP requests from the client to {}",
-        lab::VIP
-    ));
-    let seen = lab.requests(requests);
+    let mut failures = 0;
+    let mut rounds = Vec::new();
+    for (what, vip) in [("HTTP", lab::VIP), ("HTTP", lab::VIP6), ("UDP", lab::VIP6)] {
+        say(&format!(
+            "sending {requests} {what} requests from the client to {vip}"
+        ));
+        let seen = if what == "UDP" {
+            lab.udp_requests_to(vip, requests)
+        } else {
+            lab.requests_to(vip, requests)
+        };
+        failures += seen.failures.len();
+        rounds.push((what, vip, seen));
+    }
     let after = lab.status(lvs).map_err(anyhow::Error::msg)?;
     let kernel_after = lab.director_tcp_in_segments().map_err(anyhow::Error::msg)?;
 
-    println!("\nAnswers by real server ({requests} requests, one connection each):");
-    for (server, count) in &seen.answers {
+    for (what, vip, seen) in &rounds {
         println!(
-            "  {server:<6} {count:>5}  {}",
-            "#".repeat(count * 50 / requests.max(1))
+            "\nAnswers by real server ({requests} {what} requests to {vip}, one connection or \
+             socket each):"
         );
-    }
-    if !seen.failures.is_empty() {
-        println!(
-            "  failed  {:>5}  first error: {}",
-            seen.failures.len(),
-            seen.failures[0]
-        );
+        for (server, count) in &seen.answers {
+            println!(
+                "  {server:<6} {count:>5}  {}",
+                "#".repeat(count * 50 / requests.max(1))
+            );
+        }
+        if !seen.failures.is_empty() {
+            println!(
+                "  failed  {:>5}  first error: {}",
+                seen.failures.len(),
+                seen.failures[0]
+            );
+        }
     }
     let forwarded = lab::counter(&after, "tx_forwarded") - lab::counter(&before, "tx_forwarded");
     println!(
@@ -544,11 +569,13 @@ fn demo(repo: &Path, built: &Built, keep: bool, requests: usize, real_servers: u
     if keep {
         lab.keep();
         println!(
-            "The lab is still up. Try:\n  ip netns exec {client} curl http://{vip}/\n  {lvs} status --socket {socket}\n  \
+            "The lab is still up. Try:\n  ip netns exec {client} curl http://{vip}/\n  \
+             ip netns exec {client} curl 'http://[{vip6}]/'\n  {lvs} status --socket {socket}\n  \
              {lvsadm} --socket {socket} -Ln\n\
              Stop it with:\n  cargo xtask lab down --prefix lvsdemo   (this also stops the director)",
             client = lab.namespace("client"),
             vip = lab::VIP,
+            vip6 = lab::VIP6,
             lvs = lvs.display(),
             lvsadm = built.lvsadm.display(),
             socket = lab.control_socket().display(),
@@ -558,10 +585,6 @@ fn demo(repo: &Path, built: &Built, keep: bool, requests: usize, real_servers: u
     say("stopping the director and removing the lab");
     lab.stop_director().map_err(anyhow::Error::msg)?;
     drop(lab);
-    ensure!(
-        seen.failures.is_empty(),
-        "{} requests failed",
-        seen.failures.len()
-    );
+    ensure!(failures == 0, "{failures} requests failed");
     Ok(())
 }
