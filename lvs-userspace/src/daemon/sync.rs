@@ -408,20 +408,18 @@ impl SyncDaemons {
         let counters = &mut self.counters;
         if let Some(step) = step {
             let destinations = conntrack::destinations(model);
-            let mut outgoing = vec![running.master.flows(
-                &step.flows,
-                now_ns,
-                settings,
-                &destinations,
-            )];
+            let mut outgoing =
+                vec![
+                    running
+                        .master
+                        .flows(&step.flows, now_ns, settings, &destinations),
+                ];
             if let Some(templates) = &step.templates {
                 let timeouts = conntrack::TemplateTimeouts::of(model);
                 outgoing.push(
                     running
                         .master
-                        .templates(templates, now_ns, &destinations, |key| {
-                            timeouts.get(key)
-                        }),
+                        .templates(templates, now_ns, &destinations, |key| timeouts.get(key)),
                 );
                 running.master.end_pass();
             }

@@ -274,7 +274,13 @@ async fn ipv6_entries_travel_between_the_directors_and_need_an_ipv6_service_to_l
     assert_eq!(counted(&status.unknown, "unknown_service"), 2);
     assert_eq!(counted(&status.rejected, "malformed"), 0);
     assert_eq!(
-        backup.director.dataplane.flows.keys().copied().collect::<Vec<_>>(),
+        backup
+            .director
+            .dataplane
+            .flows
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
         [flow_key(2)]
     );
 

@@ -370,9 +370,9 @@ impl Master {
         destinations: &Destinations,
         template_timeout_ns: impl Fn(&TemplateMapKey) -> Option<u64>,
     ) -> Outgoing {
-        let mut due = self
-            .outbox
-            .templates_due(templates, now_ns, destinations, template_timeout_ns);
+        let mut due =
+            self.outbox
+                .templates_due(templates, now_ns, destinations, template_timeout_ns);
         let sent = self.send(&mut due, now_ns);
         for due in &due[..sent.entries] {
             self.outbox.templates.insert(due.key, due.sent);
@@ -405,12 +405,7 @@ impl Master {
     }
 
     /// The same for a template.
-    pub fn received_template(
-        &mut self,
-        key: TemplateMapKey,
-        template: &PersistEntry,
-        now_ns: u64,
-    ) {
+    pub fn received_template(&mut self, key: TemplateMapKey, template: &PersistEntry, now_ns: u64) {
         let sent = Sent {
             state: 0,
             destination: (template.real_server_id, template.generation),
@@ -458,9 +453,7 @@ impl Master {
         // bucket grants are the first ones the encoder would make of the batch.
         let batches = Encoder::batches(self.max_len, &batch);
         let granted = self.bucket.take(batches.len(), now_ns);
-        let entries = granted
-            .checked_sub(1)
-            .map_or(0, |last| batches[last].end);
+        let entries = granted.checked_sub(1).map_or(0, |last| batches[last].end);
         // Every entry was checked when it became due, and fits, so encoding cannot fail.
         let messages = self.encoder.encode(&batch[..entries]).unwrap_or_default();
         if !messages.is_empty() {

@@ -305,10 +305,8 @@ impl Entry {
         };
         let client = address_at(client_at);
         let client_port = u16_at(client_at + width);
-        let real_server = SocketAddr::new(
-            address_at(real_server_at),
-            u16_at(real_server_at + width),
-        );
+        let real_server =
+            SocketAddr::new(address_at(real_server_at), u16_at(real_server_at + width));
         let remaining_ms = u32::from_be_bytes([
             bytes[remaining_at],
             bytes[remaining_at + 1],
@@ -712,9 +710,7 @@ pub fn decode(
     let entries = chunks
         .into_iter()
         .enumerate()
-        .map(|(index, chunk)| {
-            Entry::read(chunk).map_err(|error| Rejection::Entry { index, error })
-        })
+        .map(|(index, chunk)| Entry::read(chunk).map_err(|error| Rejection::Entry { index, error }))
         .collect::<Result<Vec<Entry>, Rejection>>()?;
     window.record(sequence);
     Ok(Message {

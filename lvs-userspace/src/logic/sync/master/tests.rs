@@ -408,11 +408,8 @@ fn flow_key6(client_port: u16) -> FlowMapKey {
 }
 
 fn template6(last_seen_s: u64) -> (TemplateMapKey, PersistEntry) {
-    let service = lvs_common::keys::ServiceMapKey::new(
-        "2001:db8::100".parse().unwrap(),
-        80,
-        IPPROTO_TCP,
-    );
+    let service =
+        lvs_common::keys::ServiceMapKey::new("2001:db8::100".parse().unwrap(), 80, IPPROTO_TCP);
     (
         TemplateMapKey::new("2001:db8:cafe::".parse().unwrap(), service).unwrap(),
         PersistEntry {
@@ -480,7 +477,11 @@ fn an_ipv6_flow_and_template_are_sent_like_ipv4_ones() {
         })]
     );
     master.end_pass();
-    assert_eq!(master.remembered(), (3, 1), "both families remembered alike");
+    assert_eq!(
+        master.remembered(),
+        (3, 1),
+        "both families remembered alike"
+    );
 }
 
 #[test]

@@ -656,11 +656,17 @@ fn a_message_mixing_families_is_taken() {
 fn ipv6_entries_are_never_split_nor_over_the_sync_maxlen() {
     assert_eq!(IPV6_LEAST_MAX_LEN, 116);
     assert_eq!(Encoder::ipv6_entries_per_message(SyncMaxLen::DEFAULT), 22);
-    assert_eq!(Encoder::ipv6_entries_per_message(SyncMaxLen::new(115).unwrap()), 0);
+    assert_eq!(
+        Encoder::ipv6_entries_per_message(SyncMaxLen::new(115).unwrap()),
+        0
+    );
     // Below 116 bytes an IPv6 entry fits no message: refused, nothing written.
     for max_len in [80, 115] {
         let mut encoder = encoder(max_len);
-        assert!(!Encoder::fits(SyncMaxLen::new(max_len).unwrap(), &every_ipv6_kind()[0]));
+        assert!(!Encoder::fits(
+            SyncMaxLen::new(max_len).unwrap(),
+            &every_ipv6_kind()[0]
+        ));
         assert_eq!(
             encoder.encode(&mixed()).unwrap_err().to_string(),
             format!("an entry of 64 bytes does not fit a message of at most {max_len} bytes")
@@ -684,7 +690,11 @@ fn ipv6_entries_are_never_split_nor_over_the_sync_maxlen() {
         let mut window = ReplayWindow::default();
         let mut decoded = Vec::new();
         for bytes in &messages {
-            assert!(bytes.len() <= max_len as usize, "{max_len}: {} bytes", bytes.len());
+            assert!(
+                bytes.len() <= max_len as usize,
+                "{max_len}: {} bytes",
+                bytes.len()
+            );
             let message = decode(bytes, id(7), &key(), &mut window).unwrap();
             // A message is full: the next entry of its family would not have fitted.
             assert!(!message.entries.is_empty());
@@ -706,7 +716,12 @@ fn ipv6_entries_are_never_split_nor_over_the_sync_maxlen() {
 fn a_truncated_ipv6_entry_is_refused() {
     let good = encoder(1472).encode(&every_ipv6_kind()).unwrap().remove(0);
     // Cut anywhere in the entries: the header's length says more.
-    for cut in [HEADER_LEN + 1, HEADER_LEN + 30, HEADER_LEN + 64 + 10, good.len() - 1] {
+    for cut in [
+        HEADER_LEN + 1,
+        HEADER_LEN + 30,
+        HEADER_LEN + 64 + 10,
+        good.len() - 1,
+    ] {
         let rejection = decode_fresh(&good[..cut]).unwrap_err();
         assert_eq!(rejection.reason(), Reason::Truncated, "cut at {cut}");
     }
@@ -724,10 +739,7 @@ fn a_truncated_ipv6_entry_is_refused() {
     );
     assert_eq!(rejection.reason(), Reason::Malformed);
     // An IPv4 entry marked IPv6 claims 64 bytes where 28 are.
-    let mut marked = encoder(1472)
-        .encode(&every_kind()[..1])
-        .unwrap()
-        .remove(0);
+    let mut marked = encoder(1472).encode(&every_kind()[..1]).unwrap().remove(0);
     marked[HEADER_LEN] |= KIND_IPV6;
     resign(&mut marked);
     let rejection = decode_fresh(&marked).unwrap_err();
@@ -749,9 +761,18 @@ fn entries_mixing_families_are_refused_and_counted() {
     };
     // An IPv6 entry can mix in IPv4 only as a mapped address, in any of its three.
     let cases = [
-        (4, "entry 0: ::ffff:198.51.100.7 is an IPv4-mapped IPv6 address; an IPv4 connection travels as an IPv4 entry"),
-        (24, "entry 0: ::ffff:198.51.100.7 is an IPv4-mapped IPv6 address; an IPv4 connection travels as an IPv4 entry"),
-        (40, "entry 0: ::ffff:198.51.100.7 is an IPv4-mapped IPv6 address; an IPv4 connection travels as an IPv4 entry"),
+        (
+            4,
+            "entry 0: ::ffff:198.51.100.7 is an IPv4-mapped IPv6 address; an IPv4 connection travels as an IPv4 entry",
+        ),
+        (
+            24,
+            "entry 0: ::ffff:198.51.100.7 is an IPv4-mapped IPv6 address; an IPv4 connection travels as an IPv4 entry",
+        ),
+        (
+            40,
+            "entry 0: ::ffff:198.51.100.7 is an IPv4-mapped IPv6 address; an IPv4 connection travels as an IPv4 entry",
+        ),
     ];
     for (at, message) in cases {
         let mut window = ReplayWindow::default();
@@ -776,13 +797,7 @@ fn entries_mixing_families_are_refused_and_counted() {
             "the client 198.51.100.7, the service TCP [2001:db8::10]:80 and the real server [2001:db8::21]:80 are not of one family",
         ),
         (
-            Entry::Connection(
-                change,
-                Connection {
-                    service: WEB,
-                    ..v6
-                },
-            ),
+            Entry::Connection(change, Connection { service: WEB, ..v6 }),
             "the client 2001:db8:cafe::7, the service TCP 192.0.2.10:80 and the real server [2001:db8::21]:80 are not of one family",
         ),
         (
