@@ -10,15 +10,20 @@
 //! backup's copy, which expires when the master's would have at the time of the send, never
 //! expires while the master's flow lives. Templates likewise. What the master has stopped
 //! seeing (expired, evicted, or of a real server that is gone) is forgotten by the end of
-//! the pass.
+//! the pass. Both families go through the same outbox, keyed by the family-wide map keys
+//! (`FlowMapKey`, `TemplateMapKey`), as the sweep reads them.
 //!
 //! Messages are bounded by a token bucket of `max_rate` messages a second (a second's worth
-//! of burst): what could not be sent stays due and goes at the next pass. When a backup
-//! appears, [`Master::resend_all`] makes every flow and template due again, so that a
-//! director coming back with an empty table learns every connection. A connection received
-//! from a peer is marked as sent ([`Master::received_flow`]), so that two directors running
-//! both roles do not echo each other's entries back; it is sent on only when it sees traffic
-//! here, which is when this director has taken it over.
+//! of burst): what could not be sent stays due and goes at the next pass. IPv6 entries are
+//! longer than IPv4 ones, so the bucket is asked for the messages the encoder would make of
+//! the due entries, and grants whole messages. Under a `--sync-maxlen` too small for an IPv6
+//! entry, IPv6 entries are counted as too long and never sent.
+//!
+//! When a backup appears, [`Master::resend_all`] makes every flow and template due again, so
+//! that a director coming back with an empty table learns every connection. A connection
+//! received from a peer is marked as sent ([`Master::received_flow`]), so that two directors
+//! running both roles do not echo each other's entries back; it is sent on only when it sees
+//! traffic here, which is when this director has taken it over.
 
 use std::{collections::HashMap, hash::Hash, net::SocketAddr};
 
