@@ -767,12 +767,12 @@ fn a_connection_learned_by_sync_keeps_its_real_server() {
         Change::New,
         Connection {
             service: ServiceAddress {
-                address: Ipv4Addr::from(VIP),
+                address: Ipv4Addr::from(VIP).into(),
                 port: 1,
                 protocol: Protocol::Tcp,
             },
-            client: std::net::SocketAddrV4::new(Ipv4Addr::from(CLIENT), 3000),
-            real_server: std::net::SocketAddrV4::new(address(first), 1),
+            client: std::net::SocketAddr::new(Ipv4Addr::from(CLIENT).into(), 3000),
+            real_server: std::net::SocketAddr::new(address(first).into(), 1),
             state: FlowState::Established,
             remaining_ms: 600_000,
         },
@@ -783,7 +783,7 @@ fn a_connection_learned_by_sync_keeps_its_real_server() {
     else {
         panic!("a connection is a flow");
     };
-    bench.dataplane.insert_flows(&[(key.into(), flow)]).unwrap();
+    bench.dataplane.insert_flows(&[(key, flow)]).unwrap();
     assert_eq!(
         bench.send(3000, 1, TcpKind::Ack),
         first,

@@ -28,7 +28,7 @@ pub const TARGETS: &[(&str, &[&str])] = &[
     ("lvsadm_args", &["fuzz/seeds/lvsadm_args"]),
     ("restore", &["lvs-userspace/src/logic/ipvsadm/golden"]),
     ("control_request", &["fuzz/seeds/control_request"]),
-    ("sync_message", &[]),
+    ("sync_message", &["fuzz/seeds/sync_message"]),
 ];
 
 /// Mutated frames through the real XDP object (`tests/packet_mutation.rs`), run only when

@@ -15,7 +15,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     io,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -24,7 +24,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt as _;
 use lvs_common::{
-    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+    flow::{FlowEntry, PersistEntry, Settings},
     keys::{FlowMapKey, TemplateMapKey},
 };
 use tokio::sync::mpsc;
@@ -43,7 +43,7 @@ use crate::{
         status::{SyncPeer, SyncStatus},
         sync::{
             Encoder, Install, Master, Places, Reason, ReplayWindow, SyncConfig, SyncDaemon,
-            SyncKey, SyncRole, Unknown, decode, install,
+            SyncKey, SyncRole, Unknown, decode, install, wire::IPV6_LEAST_MAX_LEN,
         },
     },
 };
@@ -87,6 +87,9 @@ struct RunningMaster {
     key: SyncKey,
     sender: Box<dyn SyncSender>,
     master: Master,
+    /// Whether it has warned that its `--sync-maxlen` is too small for IPv6 entries (once
+    /// a daemon, not once a pass).
+    warned_too_long: bool,
 }
 
 struct RunningBackup {
@@ -336,6 +339,7 @@ impl SyncDaemons {
                     key: shared.key.clone(),
                     sender,
                     master: Master::new(encoder, daemon.max_len, shared.max_rate, now_ns),
+                    warned_too_long: false,
                 }))
             }
             SyncRole::Backup => {
@@ -403,48 +407,34 @@ impl SyncDaemons {
         };
         let counters = &mut self.counters;
         if let Some(step) = step {
-            // The sync wire names IPv4 connections only, so far: IPv6 ones are not sent.
-            let destinations: HashMap<(u32, u32), SocketAddrV4> = conntrack::destinations(model)
-                .into_iter()
-                .filter_map(|(at, destination)| match destination {
-                    SocketAddr::V4(destination) => Some((at, destination)),
-                    SocketAddr::V6(_) => None,
-                })
-                .collect();
-            let flows: Vec<(FlowKey, FlowEntry)> = step
-                .flows
-                .iter()
-                .filter_map(|(key, entry)| match key {
-                    FlowMapKey::V4(key) => Some((*key, *entry)),
-                    FlowMapKey::V6(_) => None,
-                })
-                .collect();
-            let mut outgoing = vec![
-                running
-                    .master
-                    .flows(&flows, now_ns, settings, &destinations),
-            ];
+            let destinations = conntrack::destinations(model);
+            let mut outgoing =
+                vec![
+                    running
+                        .master
+                        .flows(&step.flows, now_ns, settings, &destinations),
+                ];
             if let Some(templates) = &step.templates {
                 let timeouts = conntrack::TemplateTimeouts::of(model);
-                let templates: Vec<(PersistKey, PersistEntry)> = templates
-                    .iter()
-                    .filter_map(|(key, entry)| match key {
-                        TemplateMapKey::V4(key) => Some((*key, *entry)),
-                        TemplateMapKey::V6(_) => None,
-                    })
-                    .collect();
                 outgoing.push(
                     running
                         .master
-                        .templates(&templates, now_ns, &destinations, |key| {
-                            timeouts.get(&TemplateMapKey::V4(*key))
-                        }),
+                        .templates(templates, now_ns, &destinations, |key| timeouts.get(key)),
                 );
                 running.master.end_pass();
             }
             for out in outgoing {
                 counters.entries_sent += out.entries as u64;
                 counters.entries_deferred += out.deferred as u64;
+                if out.too_long > 0 && !running.warned_too_long {
+                    running.warned_too_long = true;
+                    warn!(
+                        max_len = running.daemon.max_len.get(),
+                        least = IPV6_LEAST_MAX_LEN,
+                        "sync: IPv6 connections are not sent: --sync-maxlen is below the \
+                         length of a message with one IPv6 entry"
+                    );
+                }
                 for message in &out.messages {
                     send(running.sender.as_mut(), message, counters);
                 }
@@ -527,8 +517,8 @@ impl SyncDaemons {
                 .place(entry)
                 .and_then(|placement| install(entry, &placement, settings, now_ns));
             match installed {
-                Ok(Install::Flow(key, flow)) => flows.push((key.into(), flow)),
-                Ok(Install::Template(key, template)) => templates.push((key.into(), template)),
+                Ok(Install::Flow(key, flow)) => flows.push((key, flow)),
+                Ok(Install::Template(key, template)) => templates.push((key, template)),
                 Err(unknown) => {
                     *self.counters.unknown.entry(unknown.name()).or_default() += 1;
                     debug!(source = %datagram.source, %unknown, "sync entry ignored");
@@ -539,16 +529,11 @@ impl SyncDaemons {
         dataplane.insert_templates(&templates)?;
         self.counters.entries_installed += (flows.len() + templates.len()) as u64;
         if let Some(master) = &mut self.master {
-            // What a backup installs came over the wire, which names IPv4 entries only.
             for (key, flow) in &flows {
-                if let FlowMapKey::V4(key) = key {
-                    master.master.received_flow(*key, flow, now_ns);
-                }
+                master.master.received_flow(*key, flow, now_ns);
             }
             for (key, template) in &templates {
-                if let TemplateMapKey::V4(key) = key {
-                    master.master.received_template(*key, template, now_ns);
-                }
+                master.master.received_template(*key, template, now_ns);
             }
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! multicast segment: what a master's sweep sends, a backup installs with its own ids; what
 //! it does not have, or cannot trust, it counts and leaves out.
 
-use std::{net::SocketAddrV4, path::Path};
+use std::{net::SocketAddr, path::Path};
 
 use lvs_common::{
     flow::{FlowEntry, FlowKey, FlowState},
@@ -19,6 +19,7 @@ use crate::{
         sync::{
             Change, Connection, Encoder, Entry, ServiceAddress, SyncConfig, SyncDaemon, SyncKey,
             SyncRole, Template,
+            wire::{HEADER_LEN, MAC_LEN},
         },
     },
 };
@@ -61,7 +62,7 @@ fn encoder(key: &[u8], sync_id: i64, first_sequence: u64) -> Encoder {
 
 fn web(vip: Ipv4Addr) -> ServiceAddress {
     ServiceAddress {
-        address: vip,
+        address: vip.into(),
         port: 80,
         protocol: Protocol::Tcp,
     }
@@ -72,8 +73,8 @@ fn connection(vip: Ipv4Addr, client_port: u16, real_server: Ipv4Addr) -> Entry {
         Change::New,
         Connection {
             service: web(vip),
-            client: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), client_port),
-            real_server: SocketAddrV4::new(real_server, 80),
+            client: SocketAddr::new(Ipv4Addr::new(198, 51, 100, 7).into(), client_port),
+            real_server: SocketAddr::new(real_server.into(), 80),
             state: FlowState::Established,
             remaining_ms: 600_000,
         },
@@ -203,8 +204,8 @@ async fn what_the_backup_does_not_have_is_counted_and_not_installed() {
     backup.start_sync(&[SyncRole::Backup]).await;
     let template = Entry::Template(Template {
         service: web(VIP),
-        client_network: Ipv4Addr::new(198, 51, 100, 0),
-        real_server: SocketAddrV4::new(RS1, 80),
+        client_network: Ipv4Addr::new(198, 51, 100, 0).into(),
+        real_server: SocketAddr::new(RS1.into(), 80),
         remaining_ms: 100_000,
     });
     let messages = encoder(KEY.trim_ascii_end(), SYNC_ID, 1)
@@ -230,6 +231,77 @@ async fn what_the_backup_does_not_have_is_counted_and_not_installed() {
     assert_eq!(counted(&status.unknown, "unknown_real_server"), 1);
     assert_eq!(counted(&status.unknown, "unknown_service"), 1);
     assert_eq!(counted(&status.unknown, "not_persistent"), 1);
+}
+
+/// An IPv6 connection to the web service's port on 2001:db8::100.
+fn connection6(client_port: u16) -> Entry {
+    let Entry::Connection(change, connection) = connection(VIP, client_port, RS1) else {
+        unreachable!()
+    };
+    Entry::Connection(
+        change,
+        Connection {
+            service: ServiceAddress {
+                address: "2001:db8::100".parse().unwrap(),
+                ..connection.service
+            },
+            client: SocketAddr::new("2001:db8:cafe::7".parse().unwrap(), client_port),
+            real_server: "[2001:db8::11]:80".parse().unwrap(),
+            ..connection
+        },
+    )
+}
+
+#[tokio::test]
+async fn ipv6_entries_travel_between_the_directors_and_need_an_ipv6_service_to_land() {
+    // The model holds IPv4 services only so far: an IPv6 entry is taken (authentic, well
+    // formed) and counted as naming no service here, like any entry the backup does not
+    // have; the IPv4 connection beside it in the batch lands.
+    let network = MemoryNetwork::default();
+    let mut backup = rig_on(&[RS1], network.transport(B)).await;
+    backup.start_sync(&[SyncRole::Backup]).await;
+    let messages = encoder(KEY.trim_ascii_end(), SYNC_ID, 1)
+        .encode(&[connection6(1), connection(VIP, 2, RS1), connection6(3)])
+        .unwrap();
+    assert_eq!(messages.len(), 3, "one family a message");
+    for message in &messages {
+        network.inject(A, GROUP, PORT, message);
+    }
+    assert_eq!(backup.deliver().await, 3);
+    let status = backup.sync_status();
+    assert_eq!((status.messages_received, status.entries_received), (3, 3));
+    assert_eq!(status.entries_installed, 1);
+    assert_eq!(counted(&status.unknown, "unknown_service"), 2);
+    assert_eq!(counted(&status.rejected, "malformed"), 0);
+    assert_eq!(
+        backup
+            .director
+            .dataplane
+            .flows
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [flow_key(2)]
+    );
+
+    // An IPv6 entry that hides an IPv4 address (mapped) is refused whole and counted.
+    let mut mapped = encoder(KEY.trim_ascii_end(), SYNC_ID, 10)
+        .encode(&[connection6(4)])
+        .unwrap()
+        .remove(0);
+    let client = HEADER_LEN + 4;
+    mapped[client..client + 16]
+        .copy_from_slice(&Ipv4Addr::new(198, 51, 100, 7).to_ipv6_mapped().octets());
+    let end = mapped.len() - MAC_LEN;
+    let tag = SyncKey::new(KEY.trim_ascii_end().to_vec())
+        .unwrap()
+        .tag(&mapped[..end]);
+    mapped[end..].copy_from_slice(&tag);
+    network.inject(A, GROUP, PORT, &mapped);
+    assert_eq!(backup.deliver().await, 1);
+    let status = backup.sync_status();
+    assert_eq!(counted(&status.rejected, "malformed"), 1);
+    assert_eq!(status.entries_received, 3);
 }
 
 #[tokio::test]

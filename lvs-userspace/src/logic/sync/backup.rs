@@ -9,10 +9,14 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
-use lvs_common::flow::{FLOW_PERSISTENT, FlowEntry, FlowKey, PersistEntry, PersistKey, Settings};
+use lvs_common::{
+    address::Address as _,
+    flow::{FLOW_PERSISTENT, FlowEntry, PersistEntry, Settings},
+    keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
+};
 
 use super::wire::{Entry, ServiceAddress};
 use crate::logic::{config::Persistence, model::Model};
@@ -38,7 +42,7 @@ pub enum Unknown {
     #[error("unknown real server {real_server} of service {service}")]
     RealServer {
         service: ServiceAddress,
-        real_server: SocketAddrV4,
+        real_server: SocketAddr,
     },
     /// A persistence template for a service that is not persistent here: the backup would
     /// only expire it.
@@ -79,7 +83,7 @@ struct PlacedService {
     index: u32,
     persistence: Option<Persistence>,
     /// Id and generation by address.
-    real_servers: HashMap<Ipv4Addr, (u32, u32)>,
+    real_servers: HashMap<IpAddr, (u32, u32)>,
 }
 
 impl Places {
@@ -87,21 +91,17 @@ impl Places {
         let generations = model.generations();
         let mut services = HashMap::new();
         for view in model.services() {
-            // The wire names IPv4 services only, so far.
-            let IpAddr::V4(service_address) = view.service.address else {
-                continue;
-            };
             let address = ServiceAddress {
-                address: service_address,
+                address: view.service.address,
                 port: view.service.port,
                 protocol: view.service.protocol,
             };
             let mut real_servers = HashMap::new();
             for rs in &view.real_servers {
-                if let (Some(&generation), IpAddr::V4(address)) =
-                    (generations.get(&rs.id), rs.address)
-                {
-                    real_servers.entry(address).or_insert((rs.id, generation));
+                if let Some(&generation) = generations.get(&rs.id) {
+                    real_servers
+                        .entry(rs.address)
+                        .or_insert((rs.id, generation));
                 }
             }
             services.entry(address).or_insert(PlacedService {
@@ -126,7 +126,7 @@ impl Places {
             return Err(unknown);
         }
         let &(real_server_id, generation) =
-            service.real_servers.get(real_server.ip()).ok_or(unknown)?;
+            service.real_servers.get(&real_server.ip()).ok_or(unknown)?;
         Ok(Placement {
             service_index: service.index,
             real_server_id,
@@ -136,11 +136,11 @@ impl Places {
     }
 }
 
-/// What the backup writes for an entry: a connection or a template.
+/// What the backup writes for an entry: a connection or a template, in its family's map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Install {
-    Flow(FlowKey, FlowEntry),
-    Template(PersistKey, PersistEntry),
+    Flow(FlowMapKey, FlowEntry),
+    Template(TemplateMapKey, PersistEntry),
 }
 
 /// The flow-table entry for a placed entry, as the backup's data plane would have made it:
@@ -162,14 +162,14 @@ pub fn install(
         Entry::Connection(_, connection) => {
             let state = connection.state as u8;
             let service = connection.service;
-            let key = FlowKey {
-                src_addr: connection.client.ip().octets(),
-                dst_addr: service.address.octets(),
-                src_port: connection.client.port().to_be_bytes(),
-                dst_port: service.port.to_be_bytes(),
-                protocol: service.protocol.number(),
-                _pad: [0; 3],
-            };
+            // An entry mixing families (which the decoder refuses) is no connection this
+            // director can have.
+            let key = FlowMapKey::new(
+                connection.client,
+                SocketAddr::new(service.address, service.port),
+                service.protocol.number(),
+            )
+            .ok_or(Unknown::Service(service))?;
             let flow = FlowEntry {
                 last_seen_ns: last_seen(settings.timeout_ns(state), connection.remaining_ms),
                 real_server_id: placement.real_server_id,
@@ -190,19 +190,11 @@ pub fn install(
                 .persistence
                 .ok_or(Unknown::NotPersistent(service))?;
             // The backup's granularity decides which clients share the template here.
-            let mask = u32::from_be_bytes(
-                persistence.netmask.mask_bytes()[..4]
-                    .try_into()
-                    .expect("four bytes"),
-            );
-            let client = template.client_network.to_bits() & mask;
-            let key = PersistKey {
-                client: Ipv4Addr::from_bits(client).octets(),
-                vip: service.address.octets(),
-                vport: service.port.to_be_bytes(),
-                protocol: service.protocol.number(),
-                _pad: 0,
-            };
+            let key = TemplateMapKey::new(
+                client_network(template.client_network, &persistence),
+                ServiceMapKey::new(service.address, service.port, service.protocol.number()),
+            )
+            .ok_or(Unknown::Service(service))?;
             let timeout_ns = u64::from(persistence.timeout) * 1_000_000_000;
             let entry = PersistEntry {
                 last_seen_ns: last_seen(timeout_ns, template.remaining_ms),
@@ -214,11 +206,22 @@ pub fn install(
     }
 }
 
+/// The template's client network on this director: `client` masked as this director's data
+/// plane masks a client's address, with the mask the model writes as the service's
+/// `persist_mask` (`Granularity::mask_bytes`) through
+/// [`Address::masked`](lvs_common::address::Address::masked), so that the data plane finds
+/// the template for the client's next connection.
+fn client_network(client: IpAddr, persistence: &Persistence) -> IpAddr {
+    let mask = persistence.netmask.mask_bytes();
+    match client {
+        IpAddr::V4(v4) => Ipv4Addr::from(v4.octets().masked(&mask)).into(),
+        IpAddr::V6(v6) => Ipv6Addr::from(v6.octets().masked(&mask)).into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
-    use lvs_common::flow::FlowState;
+    use lvs_common::flow::{FlowKey, FlowKey6, FlowState, PersistKey, PersistKey6};
 
     use super::*;
     use crate::logic::{
@@ -258,7 +261,7 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
 
     fn service(port: u16, protocol: Protocol) -> ServiceAddress {
         ServiceAddress {
-            address: Ipv4Addr::new(192, 0, 2, 10),
+            address: Ipv4Addr::new(192, 0, 2, 10).into(),
             port,
             protocol,
         }
@@ -324,14 +327,14 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
         };
         assert_eq!(
             key,
-            FlowKey {
+            FlowMapKey::V4(FlowKey {
                 src_addr: [198, 51, 100, 7],
                 dst_addr: [192, 0, 2, 10],
                 src_port: 40000u16.to_be_bytes(),
                 dst_port: 80u16.to_be_bytes(),
                 protocol: lvs_common::IPPROTO_TCP,
                 _pad: [0; 3],
-            }
+            })
         );
         assert_eq!(
             flow,
@@ -404,7 +407,7 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
         // The master's granularity was /32; the backup's /24 decides here.
         let template = Entry::Template(Template {
             service: tls,
-            client_network: Ipv4Addr::new(198, 51, 100, 77),
+            client_network: Ipv4Addr::new(198, 51, 100, 77).into(),
             real_server: "192.0.2.23:443".parse().unwrap(),
             remaining_ms: 100_000,
         });
@@ -412,13 +415,13 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
         assert_eq!(
             installed(&template, &model, now),
             Ok(Install::Template(
-                PersistKey {
+                TemplateMapKey::V4(PersistKey {
                     client: [198, 51, 100, 0],
                     vip: [192, 0, 2, 10],
                     vport: 443u16.to_be_bytes(),
                     protocol: lvs_common::IPPROTO_TCP,
                     _pad: 0,
-                },
+                }),
                 PersistEntry {
                     last_seen_ns: now - 200 * S,
                     real_server_id: placement.real_server_id,
@@ -461,7 +464,7 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
         assert_ne!(ids(&model, 80, "192.0.2.22"), ids(&model, 53, "192.0.2.22"));
         let template = Entry::Template(Template {
             service: web,
-            client_network: Ipv4Addr::new(198, 51, 100, 0),
+            client_network: Ipv4Addr::new(198, 51, 100, 0).into(),
             real_server: "192.0.2.21:80".parse().unwrap(),
             remaining_ms: 300_000,
         });
@@ -487,7 +490,7 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
             (
                 connection(
                     ServiceAddress {
-                        address: Ipv4Addr::new(192, 0, 2, 11),
+                        address: Ipv4Addr::new(192, 0, 2, 11).into(),
                         ..web
                     },
                     "192.0.2.21:80",
@@ -511,11 +514,137 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
                 "unknown real server 192.0.2.99:80 of service TCP 192.0.2.10:80",
                 "unknown_real_server",
             ),
+            // An IPv6 service is another service, even with the same port.
+            (
+                connection6(web.port, "[2001:db8::21]:80"),
+                "unknown service TCP [2001:db8::10]:80",
+                "unknown_service",
+            ),
         ];
         for (entry, message, counter) in cases {
             let unknown = place(&entry, &model).unwrap_err();
             assert_eq!(unknown.to_string(), message);
             assert_eq!(unknown.name(), counter, "{message}");
         }
+    }
+
+    /// An IPv6 connection to port `port` of 2001:db8::10.
+    fn connection6(port: u16, real_server: &str) -> Entry {
+        let Entry::Connection(change, connection) =
+            connection(service(port, Protocol::Tcp), "192.0.2.21:80")
+        else {
+            unreachable!()
+        };
+        Entry::Connection(
+            change,
+            Connection {
+                service: ServiceAddress {
+                    address: "2001:db8::10".parse().unwrap(),
+                    ..connection.service
+                },
+                client: "[2001:db8:cafe::7]:40000".parse().unwrap(),
+                real_server: real_server.parse().unwrap(),
+                ..connection
+            },
+        )
+    }
+
+    /// The model's services as its data plane has them.
+    fn written(model: &mut Model) -> crate::logic::dataplane::FakeDataPlane {
+        let mut dataplane = crate::logic::dataplane::FakeDataPlane::default();
+        model.sync(&mut dataplane).unwrap();
+        dataplane
+    }
+
+    #[test]
+    fn the_template_mask_is_the_data_planes() {
+        // A backup's template is found only if its client network is masked as the data
+        // plane masks a client: with the mask the model writes for the service.
+        let mut model = model();
+        let dataplane = written(&mut model);
+        let mut persistent = 0;
+        for view in model.services() {
+            let Some(persistence) = view.service.persistence else {
+                continue;
+            };
+            persistent += 1;
+            assert_eq!(
+                persistence.netmask.mask_bytes(),
+                dataplane.services[&view.service.key()].persist_mask,
+                "{}",
+                view.service
+            );
+        }
+        assert_eq!(persistent, 1);
+    }
+
+    #[test]
+    fn an_ipv6_entry_installs_in_the_ipv6_maps() {
+        // The model holds IPv4 services only so far, so the placement is given: an IPv6
+        // service's ids as `place` would find them.
+        let mut model = model();
+        let placement = Placement {
+            generation: 7,
+            ..ids(&model, 443, "192.0.2.23")
+        };
+        let now = 10_000 * S;
+        let entry = connection6(443, "[2001:db8::23]:443");
+        let Ok(Install::Flow(key, flow)) = install(&entry, &placement, &settings(), now) else {
+            panic!("a connection is a flow");
+        };
+        assert_eq!(
+            key,
+            FlowMapKey::V6(FlowKey6 {
+                src_addr: "2001:db8:cafe::7".parse::<Ipv6Addr>().unwrap().octets(),
+                dst_addr: "2001:db8::10".parse::<Ipv6Addr>().unwrap().octets(),
+                src_port: 40000u16.to_be_bytes(),
+                dst_port: 443u16.to_be_bytes(),
+                protocol: lvs_common::IPPROTO_TCP,
+                _pad: [0; 3],
+            })
+        );
+        assert_eq!(
+            flow,
+            FlowEntry {
+                last_seen_ns: now,
+                real_server_id: placement.real_server_id,
+                generation: 7,
+                state: FlowState::Established as u8,
+                flags: FLOW_PERSISTENT,
+                _pad: [0; 6],
+            }
+        );
+
+        let client: Ipv6Addr = "2001:db8:cafe:1:2:3:4:5".parse().unwrap();
+        let template = Entry::Template(Template {
+            service: entry.service(),
+            client_network: client.into(),
+            real_server: "[2001:db8::23]:443".parse().unwrap(),
+            remaining_ms: 100_000,
+        });
+        let dataplane = written(&mut model);
+        let mask = dataplane.services[&ServiceMapKey::new(
+            Ipv4Addr::new(192, 0, 2, 10).into(),
+            443,
+            lvs_common::IPPROTO_TCP,
+        )]
+            .persist_mask;
+        assert_eq!(
+            install(&template, &placement, &settings(), now),
+            Ok(Install::Template(
+                TemplateMapKey::V6(PersistKey6 {
+                    client: client.octets().masked(&mask),
+                    vip: "2001:db8::10".parse::<Ipv6Addr>().unwrap().octets(),
+                    vport: 443u16.to_be_bytes(),
+                    protocol: lvs_common::IPPROTO_TCP,
+                    _pad: 0,
+                }),
+                PersistEntry {
+                    last_seen_ns: now - 200 * S,
+                    real_server_id: placement.real_server_id,
+                    generation: 7,
+                }
+            ))
+        );
     }
 }

@@ -10,23 +10,27 @@
 //! backup's copy, which expires when the master's would have at the time of the send, never
 //! expires while the master's flow lives. Templates likewise. What the master has stopped
 //! seeing (expired, evicted, or of a real server that is gone) is forgotten by the end of
-//! the pass.
+//! the pass. Both families go through the same outbox, keyed by the family-wide map keys
+//! (`FlowMapKey`, `TemplateMapKey`), as the sweep reads them.
 //!
 //! Messages are bounded by a token bucket of `max_rate` messages a second (a second's worth
-//! of burst): what could not be sent stays due and goes at the next pass. When a backup
-//! appears, [`Master::resend_all`] makes every flow and template due again, so that a
-//! director coming back with an empty table learns every connection. A connection received
-//! from a peer is marked as sent ([`Master::received_flow`]), so that two directors running
-//! both roles do not echo each other's entries back; it is sent on only when it sees traffic
-//! here, which is when this director has taken it over.
+//! of burst): what could not be sent stays due and goes at the next pass. IPv6 entries are
+//! longer than IPv4 ones, so the bucket is asked for the messages the encoder would make of
+//! the due entries, and grants whole messages. Under a `--sync-maxlen` too small for an IPv6
+//! entry, IPv6 entries are counted as too long and never sent.
+//!
+//! When a backup appears, [`Master::resend_all`] makes every flow and template due again, so
+//! that a director coming back with an empty table learns every connection. A connection
+//! received from a peer is marked as sent ([`Master::received_flow`]), so that two directors
+//! running both roles do not echo each other's entries back; it is sent on only when it sees
+//! traffic here, which is when this director has taken it over.
 
-use std::{
-    collections::HashMap,
-    hash::Hash,
-    net::{Ipv4Addr, SocketAddrV4},
+use std::{collections::HashMap, hash::Hash, net::SocketAddr};
+
+use lvs_common::{
+    flow::{FlowEntry, FlowState, PersistEntry, Settings},
+    keys::{FlowMapKey, TemplateMapKey},
 };
-
-use lvs_common::flow::{FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey, Settings};
 
 use super::wire::{Change, Connection, Encoder, Entry, MAX_REMAINING_MS, ServiceAddress, Template};
 use crate::{base::values::SyncMaxLen, logic::config::Protocol};
@@ -39,7 +43,7 @@ pub const REFRESH_MAX_NS: u64 = 60 * S;
 pub const HEARTBEAT_NS: u64 = S;
 
 /// Each real server's address and port by id and generation (`conntrack::destinations`).
-pub type Destinations = HashMap<(u32, u32), SocketAddrV4>;
+pub type Destinations = HashMap<(u32, u32), SocketAddr>;
 
 /// What was last sent about one flow or template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,11 +70,11 @@ struct Due<K> {
     sent: Sent,
 }
 
-/// What a master last sent, per flow and per template.
+/// What a master last sent, per flow and per template, of either family.
 #[derive(Debug, Default)]
 struct Outbox {
-    flows: HashMap<FlowKey, Sent>,
-    templates: HashMap<PersistKey, Sent>,
+    flows: HashMap<FlowMapKey, Sent>,
+    templates: HashMap<TemplateMapKey, Sent>,
     /// Bumped by "send everything again": what was sent in an earlier round is due.
     round: u32,
     /// Bumped at the end of each pass of the sweep.
@@ -133,11 +137,11 @@ fn remaining_ms(timeout_ns: u64, age_ns: u64) -> u32 {
 impl Outbox {
     fn flows_due(
         &mut self,
-        flows: &[(FlowKey, FlowEntry)],
+        flows: &[(FlowMapKey, FlowEntry)],
         now_ns: u64,
         settings: &Settings,
         destinations: &Destinations,
-    ) -> Vec<Due<FlowKey>> {
+    ) -> Vec<Due<FlowMapKey>> {
         let mut due = Vec::new();
         for (key, flow) in flows {
             let timeout_ns = settings.timeout_ns(flow.state);
@@ -150,7 +154,7 @@ impl Outbox {
             let destination = (flow.real_server_id, flow.generation);
             let (Some(real_server), Some(protocol), Some(state)) = (
                 destinations.get(&destination),
-                protocol(key.protocol),
+                protocol(key.protocol()),
                 FlowState::from_u8(flow.state),
             ) else {
                 // No real server to name (it was replaced), or not a flow the wire can carry:
@@ -176,18 +180,16 @@ impl Outbox {
             let Some(why) = why else {
                 continue;
             };
+            let virtual_address = key.virtual_address();
             let entry = Entry::Connection(
                 why,
                 Connection {
                     service: ServiceAddress {
-                        address: Ipv4Addr::from(key.dst_addr),
-                        port: u16::from_be_bytes(key.dst_port),
+                        address: virtual_address.ip(),
+                        port: virtual_address.port(),
                         protocol,
                     },
-                    client: SocketAddrV4::new(
-                        Ipv4Addr::from(key.src_addr),
-                        u16::from_be_bytes(key.src_port),
-                    ),
+                    client: key.client(),
                     real_server: *real_server,
                     state,
                     remaining_ms: remaining_ms(timeout_ns, age_ns),
@@ -206,11 +208,11 @@ impl Outbox {
 
     fn templates_due(
         &mut self,
-        templates: &[(PersistKey, PersistEntry)],
+        templates: &[(TemplateMapKey, PersistEntry)],
         now_ns: u64,
         destinations: &Destinations,
-        template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
-    ) -> Vec<Due<PersistKey>> {
+        template_timeout_ns: impl Fn(&TemplateMapKey) -> Option<u64>,
+    ) -> Vec<Due<TemplateMapKey>> {
         let mut due = Vec::new();
         for (key, template) in templates {
             let age_ns = now_ns.saturating_sub(template.last_seen_ns);
@@ -219,8 +221,9 @@ impl Outbox {
                 continue;
             };
             let destination = (template.real_server_id, template.generation);
+            let service = key.service();
             let (Some(real_server), Some(protocol)) =
-                (destinations.get(&destination), protocol(key.protocol))
+                (destinations.get(&destination), protocol(service.protocol()))
             else {
                 continue;
             };
@@ -245,11 +248,11 @@ impl Outbox {
             }
             let entry = Entry::Template(Template {
                 service: ServiceAddress {
-                    address: Ipv4Addr::from(key.vip),
-                    port: u16::from_be_bytes(key.vport),
+                    address: service.address(),
+                    port: service.port(),
                     protocol,
                 },
-                client_network: Ipv4Addr::from(key.client),
+                client_network: key.client(),
                 real_server: *real_server,
                 remaining_ms: remaining_ms(timeout_ns, age_ns),
             });
@@ -319,6 +322,10 @@ pub struct Outgoing {
     pub entries: usize,
     /// Entries that were due but over the rate bound: they stay due.
     pub deferred: usize,
+    /// IPv6 entries that were due but that no message of `--sync-maxlen` holds (below
+    /// [`IPV6_LEAST_MAX_LEN`](super::wire::IPV6_LEAST_MAX_LEN)): never sent, so that no
+    /// entry is split or overflows it.
+    pub too_long: usize,
 }
 
 /// A running sync master: its outbox, rate bound and encoder.
@@ -327,7 +334,7 @@ pub struct Master {
     outbox: Outbox,
     bucket: TokenBucket,
     encoder: Encoder,
-    per_message: usize,
+    max_len: SyncMaxLen,
     /// When it last sent a message, heartbeats included.
     last_sent_ns: Option<u64>,
 }
@@ -338,7 +345,7 @@ impl Master {
             outbox: Outbox::default(),
             bucket: TokenBucket::new(max_rate, now_ns),
             encoder,
-            per_message: Encoder::entries_per_message(max_len),
+            max_len,
             last_sent_ns: None,
         }
     }
@@ -346,13 +353,13 @@ impl Master {
     /// The messages for one slice of the flow table, as the sweep read it.
     pub fn flows(
         &mut self,
-        flows: &[(FlowKey, FlowEntry)],
+        flows: &[(FlowMapKey, FlowEntry)],
         now_ns: u64,
         settings: &Settings,
         destinations: &Destinations,
     ) -> Outgoing {
-        let due = self.outbox.flows_due(flows, now_ns, settings, destinations);
-        let sent = self.send(&due, now_ns);
+        let mut due = self.outbox.flows_due(flows, now_ns, settings, destinations);
+        let sent = self.send(&mut due, now_ns);
         for due in &due[..sent.entries] {
             self.outbox.flows.insert(due.key, due.sent);
         }
@@ -363,15 +370,15 @@ impl Master {
     /// the persistence timeout of a template's service (none: gone or not persistent).
     pub fn templates(
         &mut self,
-        templates: &[(PersistKey, PersistEntry)],
+        templates: &[(TemplateMapKey, PersistEntry)],
         now_ns: u64,
         destinations: &Destinations,
-        template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
+        template_timeout_ns: impl Fn(&TemplateMapKey) -> Option<u64>,
     ) -> Outgoing {
-        let due = self
-            .outbox
-            .templates_due(templates, now_ns, destinations, template_timeout_ns);
-        let sent = self.send(&due, now_ns);
+        let mut due =
+            self.outbox
+                .templates_due(templates, now_ns, destinations, template_timeout_ns);
+        let sent = self.send(&mut due, now_ns);
         for due in &due[..sent.entries] {
             self.outbox.templates.insert(due.key, due.sent);
         }
@@ -390,7 +397,7 @@ impl Master {
 
     /// Records a connection a peer sent and this director installed, as if this master had
     /// sent it: it is not echoed back, and goes out only once it sees traffic here.
-    pub fn received_flow(&mut self, key: FlowKey, flow: &FlowEntry, now_ns: u64) {
+    pub fn received_flow(&mut self, key: FlowMapKey, flow: &FlowEntry, now_ns: u64) {
         let sent = Sent {
             state: flow.state,
             destination: (flow.real_server_id, flow.generation),
@@ -403,7 +410,7 @@ impl Master {
     }
 
     /// The same for a template.
-    pub fn received_template(&mut self, key: PersistKey, template: &PersistEntry, now_ns: u64) {
+    pub fn received_template(&mut self, key: TemplateMapKey, template: &PersistEntry, now_ns: u64) {
         let sent = Sent {
             state: 0,
             destination: (template.real_server_id, template.generation),
@@ -433,18 +440,27 @@ impl Master {
         (self.outbox.flows.len(), self.outbox.templates.len())
     }
 
-    /// Encodes as many of `due`'s entries as the rate allows, in order; the caller records
-    /// the first `entries` of them as sent.
-    fn send<K>(&mut self, due: &[Due<K>], now_ns: u64) -> Outgoing {
+    /// Encodes as many of `due`'s entries as the rate allows, in order, after dropping from
+    /// it those no message holds; the caller records the first `entries` of what remains in
+    /// `due` as sent.
+    fn send<K>(&mut self, due: &mut Vec<Due<K>>, now_ns: u64) -> Outgoing {
+        let before = due.len();
+        due.retain(|due| Encoder::fits(self.max_len, &due.entry));
+        let too_long = before - due.len();
         if due.is_empty() {
-            return Outgoing::default();
+            return Outgoing {
+                too_long,
+                ..Outgoing::default()
+            };
         }
-        let wanted = due.len().div_ceil(self.per_message);
-        let granted = self.bucket.take(wanted, now_ns);
-        let entries = due.len().min(granted * self.per_message);
-        let batch: Vec<Entry> = due[..entries].iter().map(|due| due.entry).collect();
-        // Every entry was checked when it became due, so encoding cannot fail.
-        let messages = self.encoder.encode(&batch).unwrap_or_default();
+        let batch: Vec<Entry> = due.iter().map(|due| due.entry).collect();
+        // The rate counts messages, and entries differ in length: the whole messages the
+        // bucket grants are the first ones the encoder would make of the batch.
+        let batches = Encoder::batches(self.max_len, &batch);
+        let granted = self.bucket.take(batches.len(), now_ns);
+        let entries = granted.checked_sub(1).map_or(0, |last| batches[last].end);
+        // Every entry was checked when it became due, and fits, so encoding cannot fail.
+        let messages = self.encoder.encode(&batch[..entries]).unwrap_or_default();
         if !messages.is_empty() {
             self.last_sent_ns = Some(now_ns);
         }
@@ -453,6 +469,7 @@ impl Master {
             messages,
             entries,
             deferred: due.len() - entries,
+            too_long,
         }
     }
 }

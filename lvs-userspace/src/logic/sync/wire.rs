@@ -3,7 +3,8 @@
 
 use std::{
     fmt,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    ops::Range,
 };
 
 use hmac::{Hmac, Mac};
@@ -21,15 +22,24 @@ pub const MAGIC: [u8; 4] = *b"LVSY";
 /// The version this module writes and reads.
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 20;
+/// An IPv4 entry.
 pub const ENTRY_LEN: usize = 28;
+/// An IPv6 entry: an IPv4 entry's fields in the same order, its three addresses 16 bytes.
+pub const ENTRY6_LEN: usize = 64;
 /// HMAC-SHA256.
 pub const MAC_LEN: usize = 32;
+/// The smallest message that holds an IPv6 entry, 116 bytes: a `--sync-maxlen` below it (80
+/// is the least, which holds one IPv4 entry) carries IPv4 entries only.
+pub const IPV6_LEAST_MAX_LEN: usize = HEADER_LEN + ENTRY6_LEN + MAC_LEN;
 /// The longest remaining timeout an entry may carry: the longest timeout lvs can hold.
 pub const MAX_REMAINING_MS: u32 = Timeout::MAX * 1000;
 
 const KIND_NEW: u8 = 1;
 const KIND_STATE_CHANGE: u8 = 2;
 const KIND_TEMPLATE: u8 = 3;
+/// Set in an entry's kind byte when its addresses are IPv6 (IPVS's `STYPE_F_INET6`), so that
+/// a reader knows the entry's length from its first byte.
+const KIND_IPV6: u8 = 0x80;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -78,16 +88,16 @@ pub enum KeyError {
 /// A virtual service as directors name it to each other: VIP, port and protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ServiceAddress {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
 }
 
 impl fmt::Display for ServiceAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // An IPv6 address is bracketed before its port, as ipvsadm writes it.
-        let at = std::net::SocketAddr::new(self.address.into(), self.port);
-        write!(f, "{} {at}", self.protocol.name())
+        // As a socket address, so that an IPv6 VIP is bracketed apart from its port.
+        let socket = SocketAddr::new(self.address, self.port);
+        write!(f, "{} {socket}", self.protocol.name())
     }
 }
 
@@ -102,8 +112,8 @@ pub enum Change {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connection {
     pub service: ServiceAddress,
-    pub client: SocketAddrV4,
-    pub real_server: SocketAddrV4,
+    pub client: SocketAddr,
+    pub real_server: SocketAddr,
     pub state: FlowState,
     pub remaining_ms: u32,
 }
@@ -113,8 +123,8 @@ pub struct Connection {
 pub struct Template {
     pub service: ServiceAddress,
     /// The client address masked by the service's persistence granularity.
-    pub client_network: Ipv4Addr,
-    pub real_server: SocketAddrV4,
+    pub client_network: IpAddr,
+    pub real_server: SocketAddr,
     pub remaining_ms: u32,
 }
 
@@ -133,10 +143,33 @@ impl Entry {
         }
     }
 
-    pub fn real_server(&self) -> SocketAddrV4 {
+    pub fn real_server(&self) -> SocketAddr {
         match self {
             Entry::Connection(_, connection) => connection.real_server,
             Entry::Template(template) => template.real_server,
+        }
+    }
+
+    /// The client's address, or a template's client network.
+    pub fn client(&self) -> IpAddr {
+        match self {
+            Entry::Connection(_, connection) => connection.client.ip(),
+            Entry::Template(template) => template.client_network,
+        }
+    }
+
+    /// Whether the entry is an IPv6 one: its service's family, which [`check`](Self::check)
+    /// makes every address of the entry share.
+    pub fn is_ipv6(&self) -> bool {
+        self.service().address.is_ipv6()
+    }
+
+    /// Its length on the wire: [`ENTRY_LEN`] or [`ENTRY6_LEN`].
+    pub fn wire_len(&self) -> usize {
+        if self.is_ipv6() {
+            ENTRY6_LEN
+        } else {
+            ENTRY_LEN
         }
     }
 
@@ -144,10 +177,32 @@ impl Entry {
     /// builds from its flow table, so that one odd flow cannot stop a whole batch.
     pub fn check(&self) -> Result<(), EntryError> {
         let service = self.service();
+        let real_server = self.real_server();
+        let addresses = [service.address, self.client(), real_server.ip()];
+        // An IPv4 connection always travels as an IPv4 entry, so that one connection has one
+        // name on the wire and in either family's table; a mapped address would be a second.
+        let mapped = addresses.iter().find_map(|address| match address {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Some(*v6),
+            _ => None,
+        });
+        if let Some(mapped) = mapped {
+            return Err(EntryError::Mapped(mapped));
+        }
+        // Under direct routing the real server gets the client's packet as sent, to the VIP,
+        // so the client, the VIP and the real server are of one family.
+        if addresses
+            .iter()
+            .any(|address| address.is_ipv6() != service.address.is_ipv6())
+        {
+            return Err(EntryError::Families {
+                service,
+                client: self.client(),
+                real_server,
+            });
+        }
         UnicastAddress::new(service.address).map_err(|_| EntryError::Service(service))?;
         Port::new(i64::from(service.port)).map_err(|_| EntryError::Service(service))?;
-        let real_server = self.real_server();
-        UnicastAddress::new(*real_server.ip()).map_err(|_| EntryError::RealServer(real_server))?;
+        UnicastAddress::new(real_server.ip()).map_err(|_| EntryError::RealServer(real_server))?;
         Port::new(i64::from(real_server.port()))
             .map_err(|_| EntryError::RealServer(real_server))?;
         let remaining_ms = match self {
@@ -172,45 +227,66 @@ impl Entry {
         Ok(())
     }
 
+    /// Writes a checked entry: every address of it is of one family.
     fn write(&self, out: &mut Vec<u8>) {
         let service = self.service();
-        let (kind, state, client, client_port, remaining_ms) = match self {
+        let (kind, state, client_port, remaining_ms) = match self {
             Entry::Connection(change, connection) => (
                 match change {
                     Change::New => KIND_NEW,
                     Change::StateChange => KIND_STATE_CHANGE,
                 },
                 state_code(connection.state),
-                *connection.client.ip(),
                 connection.client.port(),
                 connection.remaining_ms,
             ),
-            Entry::Template(template) => (
-                KIND_TEMPLATE,
-                0,
-                template.client_network,
-                0,
-                template.remaining_ms,
-            ),
+            Entry::Template(template) => (KIND_TEMPLATE, 0, 0, template.remaining_ms),
+        };
+        let family = if self.is_ipv6() { KIND_IPV6 } else { 0 };
+        let address = |out: &mut Vec<u8>, address: IpAddr| match address {
+            IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => out.extend_from_slice(&v6.octets()),
         };
         let real_server = self.real_server();
-        out.extend_from_slice(&[kind, service.protocol.number(), state, 0]);
-        out.extend_from_slice(&client.octets());
+        out.extend_from_slice(&[kind | family, service.protocol.number(), state, 0]);
+        address(out, self.client());
         out.extend_from_slice(&client_port.to_be_bytes());
         out.extend_from_slice(&service.port.to_be_bytes());
-        out.extend_from_slice(&service.address.octets());
-        out.extend_from_slice(&real_server.ip().octets());
+        address(out, service.address);
+        address(out, real_server.ip());
         out.extend_from_slice(&real_server.port().to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&remaining_ms.to_be_bytes());
     }
 
-    /// Reads one entry of exactly [`ENTRY_LEN`] bytes.
-    fn read(bytes: &[u8; ENTRY_LEN]) -> Result<Entry, EntryError> {
+    /// The length of the entry whose first byte is `kind`.
+    const fn len_of(kind: u8) -> usize {
+        if kind & KIND_IPV6 == 0 {
+            ENTRY_LEN
+        } else {
+            ENTRY6_LEN
+        }
+    }
+
+    /// Reads one entry of exactly [`Entry::len_of`] its first byte.
+    fn read(bytes: &[u8]) -> Result<Entry, EntryError> {
+        // Both layouts have the same fields in the same order (`mod.rs`), so every offset
+        // after the client address follows from the addresses' width.
+        let width = if bytes[0] & KIND_IPV6 == 0 { 4 } else { 16 };
+        debug_assert_eq!(bytes.len(), 16 + 3 * width);
         let u16_at = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
-        let ipv4_at =
-            |at: usize| Ipv4Addr::new(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]);
-        if bytes[3] != 0 || bytes[22] != 0 || bytes[23] != 0 {
+        let address_at = |at: usize| -> IpAddr {
+            if width == 4 {
+                Ipv4Addr::new(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]).into()
+            } else {
+                let mut octets = [0; 16];
+                octets.copy_from_slice(&bytes[at..at + 16]);
+                Ipv6Addr::from(octets).into()
+            }
+        };
+        let (client_at, service_at, real_server_at) = (4, 8 + width, 8 + 2 * width);
+        let (reserved_at, remaining_at) = (10 + 3 * width, 12 + 3 * width);
+        if bytes[3] != 0 || bytes[reserved_at] != 0 || bytes[reserved_at + 1] != 0 {
             return Err(EntryError::Reserved);
         }
         let protocol = match bytes[1] {
@@ -219,24 +295,31 @@ impl Entry {
             other => return Err(EntryError::Protocol(other)),
         };
         let service = ServiceAddress {
-            address: ipv4_at(12),
-            port: u16_at(10),
+            address: address_at(service_at),
+            port: u16_at(client_at + width + 2),
             protocol,
         };
-        let client = ipv4_at(4);
-        let client_port = u16_at(8);
-        let real_server = SocketAddrV4::new(ipv4_at(16), u16_at(20));
-        let remaining_ms = u32::from_be_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
-        let entry = match bytes[0] {
+        let client = address_at(client_at);
+        let client_port = u16_at(client_at + width);
+        let real_server =
+            SocketAddr::new(address_at(real_server_at), u16_at(real_server_at + width));
+        let remaining_ms = u32::from_be_bytes([
+            bytes[remaining_at],
+            bytes[remaining_at + 1],
+            bytes[remaining_at + 2],
+            bytes[remaining_at + 3],
+        ]);
+        let kind = bytes[0] & !KIND_IPV6;
+        let entry = match kind {
             KIND_NEW | KIND_STATE_CHANGE => Entry::Connection(
-                if bytes[0] == KIND_NEW {
+                if kind == KIND_NEW {
                     Change::New
                 } else {
                     Change::StateChange
                 },
                 Connection {
                     service,
-                    client: SocketAddrV4::new(client, client_port),
+                    client: SocketAddr::new(client, client_port),
                     real_server,
                     state: state_from_code(bytes[2]).ok_or(EntryError::State(bytes[2]))?,
                     remaining_ms,
@@ -306,11 +389,26 @@ pub enum EntryError {
     #[error("the service {0} is not a unicast address and a port")]
     Service(ServiceAddress),
     #[error("the real server {0} is not a unicast address and a port")]
-    RealServer(SocketAddrV4),
+    RealServer(SocketAddr),
     #[error("remaining timeout {0} ms is out of range 1..={MAX_REMAINING_MS}")]
     Remaining(u32),
     #[error("a reserved byte is not zero")]
     Reserved,
+    #[error(
+        "the client {client}, the service {service} and the real server {real_server} are not \
+         of one family"
+    )]
+    Families {
+        service: ServiceAddress,
+        client: IpAddr,
+        real_server: SocketAddr,
+    },
+    #[error("{0} is an IPv4-mapped IPv6 address; an IPv4 connection travels as an IPv4 entry")]
+    Mapped(Ipv6Addr),
+    /// Only the encoder: an IPv6 entry needs a `--sync-maxlen` of at least
+    /// [`IPV6_LEAST_MAX_LEN`].
+    #[error("an entry of {length} bytes does not fit a message of at most {max_len} bytes")]
+    TooLong { length: usize, max_len: u16 },
 }
 
 /// Writes a master's messages: batches entries into messages of at most `max_len` bytes,
@@ -335,25 +433,75 @@ impl Encoder {
         }
     }
 
-    /// How many entries one message holds under `max_len`.
+    /// How many IPv4 entries one message holds under `max_len`: at least one, since the
+    /// smallest `--sync-maxlen` (80) is a header, one IPv4 entry and the HMAC.
     pub fn entries_per_message(max_len: SyncMaxLen) -> usize {
-        (usize::from(max_len.get()) - HEADER_LEN - MAC_LEN) / ENTRY_LEN
+        Self::room(max_len) / ENTRY_LEN
     }
 
-    /// The messages for `entries`, in order, each a datagram's payload. An entry that breaks
-    /// the format's rules (a UDP state on a TCP connection, no time left, ...) is an error and
-    /// nothing is written.
+    /// How many IPv6 entries one message holds under `max_len`: none below
+    /// [`IPV6_LEAST_MAX_LEN`].
+    pub fn ipv6_entries_per_message(max_len: SyncMaxLen) -> usize {
+        Self::room(max_len) / ENTRY6_LEN
+    }
+
+    /// The bytes a message of at most `max_len` has for its entries.
+    fn room(max_len: SyncMaxLen) -> usize {
+        usize::from(max_len.get()) - HEADER_LEN - MAC_LEN
+    }
+
+    /// Whether a message of at most `max_len` bytes can hold `entry`: an IPv6 entry needs
+    /// [`IPV6_LEAST_MAX_LEN`]; an entry is never split between messages.
+    pub fn fits(max_len: SyncMaxLen, entry: &Entry) -> bool {
+        entry.wire_len() <= Self::room(max_len)
+    }
+
+    /// The messages `entries` make, each as the range of `entries` it holds, in order. A
+    /// message is filled until the next entry would take it past `max_len`, or is of the
+    /// other family: messages of one family each, so that a backup of an earlier lvs, which
+    /// reads 28-byte entries only and refuses a message with any other, still takes every
+    /// IPv4 message (it has no IPv6 service for the others anyway). Every entry must
+    /// [`fit`](Self::fits).
+    pub fn batches(max_len: SyncMaxLen, entries: &[Entry]) -> Vec<Range<usize>> {
+        let room = Self::room(max_len);
+        let mut batches = Vec::new();
+        let mut start = 0;
+        let mut used = 0;
+        for (at, entry) in entries.iter().enumerate() {
+            let other_family = at > start && entry.is_ipv6() != entries[start].is_ipv6();
+            if at > start && (other_family || used + entry.wire_len() > room) {
+                batches.push(start..at);
+                start = at;
+                used = 0;
+            }
+            used += entry.wire_len();
+        }
+        if start < entries.len() {
+            batches.push(start..entries.len());
+        }
+        batches
+    }
+
+    /// The messages for `entries`, in order, each a datagram's payload (see
+    /// [`batches`](Self::batches)). An entry that breaks the format's rules (a UDP state on a
+    /// TCP connection, no time left, an IPv6 entry under a `max_len` too small for it, ...)
+    /// is an error and nothing is written.
     pub fn encode(&mut self, entries: &[Entry]) -> Result<Vec<Vec<u8>>, EntryError> {
         for entry in entries {
             entry.check()?;
+            if !Self::fits(self.max_len, entry) {
+                return Err(EntryError::TooLong {
+                    length: entry.wire_len(),
+                    max_len: self.max_len.get(),
+                });
+            }
         }
-        let per_message = Self::entries_per_message(self.max_len);
-        Ok(entries
-            .chunks(per_message)
+        Ok(Self::batches(self.max_len, entries)
+            .into_iter()
             .map(|batch| {
                 let sequence = self.next_sequence;
                 self.next_sequence = self.next_sequence.wrapping_add(1);
-                self.message(sequence, batch)
+                self.message(sequence, &entries[batch])
             })
             .collect())
     }
@@ -367,8 +515,8 @@ impl Encoder {
     }
 
     fn message(&self, sequence: u64, batch: &[Entry]) -> Vec<u8> {
-        let length = HEADER_LEN + batch.len() * ENTRY_LEN + MAC_LEN;
-        // `entries_per_message` keeps both within a u16: max_len is one.
+        let length = HEADER_LEN + batch.iter().map(Entry::wire_len).sum::<usize>() + MAC_LEN;
+        // `batches` keeps both within a u16: max_len is one.
         let (count, length_field) = (batch.len() as u16, length as u16);
         let mut out = Vec::with_capacity(length);
         out.extend_from_slice(&MAGIC);
@@ -524,7 +672,20 @@ pub fn decode(
     }
     let count = u16_at(6);
     let body = &signed[HEADER_LEN..];
-    if body.len() != count * ENTRY_LEN {
+    // Each entry's first byte gives its length: the entries must fill the body exactly.
+    let mut chunks = Vec::with_capacity(count.min(body.len() / ENTRY_LEN));
+    let mut at = 0;
+    for _ in 0..count {
+        let Some(&kind) = body.get(at) else {
+            return Err(Rejection::Count { count, length });
+        };
+        let Some(chunk) = body.get(at..at + Entry::len_of(kind)) else {
+            return Err(Rejection::Count { count, length });
+        };
+        chunks.push(chunk);
+        at += chunk.len();
+    }
+    if at != body.len() {
         return Err(Rejection::Count { count, length });
     }
     let mut sequence = [0; 8];
@@ -533,14 +694,10 @@ pub fn decode(
     if !window.is_new(sequence) {
         return Err(Rejection::Replayed(sequence));
     }
-    let entries = body
-        .chunks_exact(ENTRY_LEN)
+    let entries = chunks
+        .into_iter()
         .enumerate()
-        .map(|(index, chunk)| {
-            let mut entry = [0; ENTRY_LEN];
-            entry.copy_from_slice(chunk);
-            Entry::read(&entry).map_err(|error| Rejection::Entry { index, error })
-        })
+        .map(|(index, chunk)| Entry::read(chunk).map_err(|error| Rejection::Entry { index, error }))
         .collect::<Result<Vec<Entry>, Rejection>>()?;
     window.record(sequence);
     Ok(Message {

@@ -1,4 +1,9 @@
-use lvs_common::IPPROTO_TCP;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use lvs_common::{
+    IPPROTO_TCP,
+    flow::{FlowKey, PersistKey},
+};
 
 use super::*;
 use crate::{
@@ -38,15 +43,15 @@ fn master(per_message: usize, rate: u32) -> Master {
     Master::new(encoder, max_len, rate, 0)
 }
 
-fn flow_key(client_port: u16) -> FlowKey {
-    FlowKey {
+fn flow_key(client_port: u16) -> FlowMapKey {
+    FlowMapKey::V4(FlowKey {
         src_addr: [198, 51, 100, 7],
         dst_addr: [10, 0, 0, 100],
         src_port: client_port.to_be_bytes(),
         dst_port: 80u16.to_be_bytes(),
         protocol: IPPROTO_TCP,
         _pad: [0; 3],
-    }
+    })
 }
 
 fn flow(destination: (u32, u32), state: FlowState, last_seen_s: u64) -> FlowEntry {
@@ -95,7 +100,7 @@ fn a_new_flow_is_sent_once_with_its_real_server_and_remaining_time() {
             Change::New,
             Connection {
                 service: ServiceAddress {
-                    address: Ipv4Addr::new(10, 0, 0, 100),
+                    address: Ipv4Addr::new(10, 0, 0, 100).into(),
                     port: 80,
                     protocol: Protocol::Tcp,
                 },
@@ -242,7 +247,7 @@ fn send_everything_again_makes_every_flow_and_template_due() {
         (flow_key(2), flow(RS2, FlowState::Established, 1000)),
     ];
     let templates = [template(RS1, 1000)];
-    let timeout = |_: &PersistKey| Some(300 * S);
+    let timeout = |_: &TemplateMapKey| Some(300 * S);
     master.flows(&flows, 1000 * S, &settings(), &destinations());
     master.templates(&templates, 1000 * S, &destinations(), timeout);
     master.end_pass();
@@ -266,15 +271,15 @@ fn send_everything_again_makes_every_flow_and_template_due() {
     assert_eq!(out.entries, 0, "once");
 }
 
-fn template(destination: (u32, u32), last_seen_s: u64) -> (PersistKey, PersistEntry) {
+fn template(destination: (u32, u32), last_seen_s: u64) -> (TemplateMapKey, PersistEntry) {
     (
-        PersistKey {
+        TemplateMapKey::V4(PersistKey {
             client: [198, 51, 100, 0],
             vip: [10, 0, 0, 100],
             vport: 80u16.to_be_bytes(),
             protocol: IPPROTO_TCP,
             _pad: 0,
-        },
+        }),
         PersistEntry {
             last_seen_ns: last_seen_s * S,
             real_server_id: destination.0,
@@ -286,17 +291,17 @@ fn template(destination: (u32, u32), last_seen_s: u64) -> (PersistKey, PersistEn
 #[test]
 fn templates_are_sent_refreshed_and_forgotten_like_flows() {
     let mut master = master(10, 100);
-    let timeout = |_: &PersistKey| Some(300 * S);
+    let timeout = |_: &TemplateMapKey| Some(300 * S);
     let out = master.templates(&[template(RS2, 1000)], 1010 * S, &destinations(), timeout);
     assert_eq!(
         entries(&out),
         [Entry::Template(Template {
             service: ServiceAddress {
-                address: Ipv4Addr::new(10, 0, 0, 100),
+                address: Ipv4Addr::new(10, 0, 0, 100).into(),
                 port: 80,
                 protocol: Protocol::Tcp,
             },
-            client_network: Ipv4Addr::new(198, 51, 100, 0),
+            client_network: Ipv4Addr::new(198, 51, 100, 0).into(),
             real_server: "10.0.0.12:80".parse().unwrap(),
             remaining_ms: 290_000,
         })]
@@ -341,7 +346,8 @@ fn the_rate_bound_defers_what_does_not_fit_to_the_next_pass() {
         Outgoing {
             messages: Vec::new(),
             entries: 0,
-            deferred: 1
+            deferred: 1,
+            too_long: 0,
         }
     );
     let out = master.flows(&flows, 1001 * S + S / 2, &settings(), &destinations());
@@ -381,4 +387,144 @@ fn a_heartbeat_goes_out_after_a_second_of_silence() {
     master.flows(&flows, 1000 * S + S * 9 / 10, &settings(), &destinations());
     assert_eq!(master.heartbeat(1001 * S + S / 2), None);
     assert!(master.heartbeat(1001 * S + S * 9 / 10).is_some());
+}
+
+/// Real servers of an IPv6 service, beside IPv4's.
+const RS6: (u32, u32) = (5, 1);
+
+fn destinations6() -> Destinations {
+    let mut destinations = destinations();
+    destinations.insert(RS6, "[2001:db8::11]:80".parse().unwrap());
+    destinations
+}
+
+fn flow_key6(client_port: u16) -> FlowMapKey {
+    FlowMapKey::new(
+        SocketAddr::new("2001:db8:cafe::7".parse().unwrap(), client_port),
+        "[2001:db8::100]:80".parse().unwrap(),
+        IPPROTO_TCP,
+    )
+    .unwrap()
+}
+
+fn template6(last_seen_s: u64) -> (TemplateMapKey, PersistEntry) {
+    let service =
+        lvs_common::keys::ServiceMapKey::new("2001:db8::100".parse().unwrap(), 80, IPPROTO_TCP);
+    (
+        TemplateMapKey::new("2001:db8:cafe::".parse().unwrap(), service).unwrap(),
+        PersistEntry {
+            last_seen_ns: last_seen_s * S,
+            real_server_id: RS6.0,
+            generation: RS6.1,
+        },
+    )
+}
+
+#[test]
+fn an_ipv6_flow_and_template_are_sent_like_ipv4_ones() {
+    let mut master = master(10, 100);
+    let flows = [
+        (flow_key(40000), flow(RS1, FlowState::Established, 1000)),
+        (flow_key6(40001), flow(RS6, FlowState::Established, 1000)),
+    ];
+    let out = master.flows(&flows, 1010 * S, &settings(), &destinations6());
+    let service6 = ServiceAddress {
+        address: "2001:db8::100".parse().unwrap(),
+        port: 80,
+        protocol: Protocol::Tcp,
+    };
+    assert_eq!(
+        entries(&out)[1],
+        Entry::Connection(
+            Change::New,
+            Connection {
+                service: service6,
+                client: "[2001:db8:cafe::7]:40001".parse().unwrap(),
+                real_server: "[2001:db8::11]:80".parse().unwrap(),
+                state: FlowState::Established,
+                remaining_ms: 890_000,
+            }
+        )
+    );
+    assert_eq!(sent(&out), [(40000, Change::New), (40001, Change::New)]);
+    // One message of each family.
+    assert_eq!(out.messages.len(), 2);
+    let again = master.flows(&flows, 1011 * S, &settings(), &destinations6());
+    assert_eq!(again, Outgoing::default());
+    // A state change is sent, and a received IPv6 flow is not echoed back.
+    let changed = [(flow_key6(40001), flow(RS6, FlowState::FinWait, 1011))];
+    let out = master.flows(&changed, 1012 * S, &settings(), &destinations6());
+    assert_eq!(sent(&out), [(40001, Change::StateChange)]);
+    let received = flow(RS6, FlowState::Established, 1012);
+    master.received_flow(flow_key6(40002), &received, 1012 * S);
+    let out = master.flows(
+        &[(flow_key6(40002), received)],
+        1013 * S,
+        &settings(),
+        &destinations6(),
+    );
+    assert_eq!(out.entries, 0);
+
+    let timeout = |_: &TemplateMapKey| Some(300 * S);
+    let out = master.templates(&[template6(1000)], 1010 * S, &destinations6(), timeout);
+    assert_eq!(
+        entries(&out),
+        [Entry::Template(Template {
+            service: service6,
+            client_network: "2001:db8:cafe::".parse().unwrap(),
+            real_server: "[2001:db8::11]:80".parse().unwrap(),
+            remaining_ms: 290_000,
+        })]
+    );
+    master.end_pass();
+    assert_eq!(
+        master.remembered(),
+        (3, 1),
+        "both families remembered alike"
+    );
+}
+
+#[test]
+fn an_ipv6_flow_with_an_ipv4_real_server_is_not_sent() {
+    // The data plane never makes one; if a real server's address changed family under a
+    // reused id, the flow names no connection a backup could take.
+    let mut master = master(10, 100);
+    let flows = [(flow_key6(1), flow(RS1, FlowState::Established, 1000))];
+    let out = master.flows(&flows, 1000 * S, &settings(), &destinations6());
+    assert_eq!(out, Outgoing::default());
+}
+
+#[test]
+fn the_rate_counts_messages_of_either_family() {
+    // Room for two IPv4 entries (56 bytes) is room for no IPv6 one: at that maxlen IPv6
+    // entries are counted as too long, never sent, and IPv4 ones still go.
+    let mut small = master(2, 100);
+    let flows = [
+        (flow_key(1), flow(RS1, FlowState::Established, 1000)),
+        (flow_key6(2), flow(RS6, FlowState::Established, 1000)),
+    ];
+    let out = small.flows(&flows, 1000 * S, &settings(), &destinations6());
+    assert_eq!((out.entries, out.deferred, out.too_long), (1, 0, 1));
+    assert_eq!(sent(&out), [(1, Change::New)]);
+
+    // Room for four IPv4 or one IPv6 entry (112 bytes: 20 + 112 + 32 = 164), one message a
+    // second: the first message's entries go, the rest wait.
+    let mut master = master(4, 1);
+    let flows: Vec<_> = (1..=3)
+        .map(|port| (flow_key6(port), flow(RS6, FlowState::Established, 1000)))
+        .chain((4..=6).map(|port| (flow_key(port), flow(RS1, FlowState::Established, 1000))))
+        .collect();
+    let out = master.flows(&flows, 1000 * S, &settings(), &destinations6());
+    assert_eq!(sent(&out), [(1, Change::New)]);
+    assert_eq!((out.entries, out.deferred, out.too_long), (1, 5, 0));
+    let out = master.flows(&flows, 1001 * S, &settings(), &destinations6());
+    assert_eq!(sent(&out), [(2, Change::New)]);
+    let out = master.flows(&flows, 1003 * S, &settings(), &destinations6());
+    assert_eq!(sent(&out), [(3, Change::New)], "a second's worth, at most");
+    let out = master.flows(&flows, 1004 * S, &settings(), &destinations6());
+    assert_eq!(
+        sent(&out),
+        [(4, Change::New), (5, Change::New), (6, Change::New)],
+        "the IPv4 entries in one message"
+    );
 }
