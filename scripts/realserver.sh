@@ -12,8 +12,10 @@
 # on the facing interface(s): --dev IFACE, or every non-loopback interface when --dev is not
 # given. arp_notify=1 on the same makes the kernel announce this host's own address by
 # gratuitous ARP when its MAC changes, so the director follows at once. IPv6 needs no such
-# settings (neighbour solicitations are answered only for addresses on the interface asked);
-# ndisc_notify=1 is the IPv6 counterpart of arp_notify. rp_filter is left alone: strict mode
+# settings: Linux answers a neighbour solicitation only for an address on the interface it
+# arrived on (ndisc_recv_ns looks the target up with ipv6_get_ifaddr(..., dev, strict=1)), so
+# a VIP on lo is never advertised on eth0, as long as proxy_ndp stays off (its default).
+# ndisc_notify=1, set per interface, is the IPv6 counterpart of arp_notify. rp_filter is left alone: strict mode
 # suits DR while replies to clients leave through the interface the requests came in on.
 #
 # `start` records what it changes under $LVS_STATE_DIR (default /run/lvs-realserver) so that
@@ -196,7 +198,13 @@ do_start() {
     fi
     # Record before adding: a stale record is harmless, an unrecorded address would leak.
     : >"$STATE/vip/$vip"
-    ip addr add "$vip/$(host_prefix "$vip")" dev lo
+    # An IPv6 VIP goes on without duplicate address detection (nodad), as lvs realserver
+    # does: every real server holds the same VIP, and lo never runs DAD anyway.
+    if is_v6 "$vip"; then
+      ip addr add "$vip/128" dev lo nodad
+    else
+      ip addr add "$vip/32" dev lo
+    fi
     say "added $vip/$(host_prefix "$vip") to lo"
   done
 }

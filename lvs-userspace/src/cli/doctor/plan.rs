@@ -1,9 +1,11 @@
 //! What the doctor checks (from the config) and what it concludes (from what it observed).
-//! Pure: the probes live in `probe.rs`.
+//! Pure: the probes live in `probe.rs`. Addresses of either family are judged by the same
+//! rules; only the protocol that resolves them differs (ARP for IPv4, neighbour discovery
+//! for IPv6), and with it the words and fixes.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::Duration,
 };
 
@@ -18,7 +20,7 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HealthTarget {
     pub protocol: Protocol,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
 }
 
@@ -28,7 +30,7 @@ pub struct HealthTarget {
 pub fn health_target(service: &Service, real_server: &RealServer) -> HealthTarget {
     HealthTarget {
         protocol: service.protocol,
-        address: real_server.address,
+        address: real_server.address.into(),
         port: service.port,
     }
 }
@@ -36,8 +38,8 @@ pub fn health_target(service: &Service, real_server: &RealServer) -> HealthTarge
 /// What is checked for one real server, gathered over every service it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RealServerPlan {
-    pub address: Ipv4Addr,
-    pub vips: BTreeSet<Ipv4Addr>,
+    pub address: IpAddr,
+    pub vips: BTreeSet<IpAddr>,
     pub targets: BTreeSet<HealthTarget>,
 }
 
@@ -54,14 +56,12 @@ impl Plan {
         let mut real_servers: Vec<RealServerPlan> = Vec::new();
         for service in &config.services {
             for real_server in &service.real_servers {
-                let index = match real_servers
-                    .iter()
-                    .position(|p| p.address == real_server.address)
-                {
+                let address: IpAddr = real_server.address.into();
+                let index = match real_servers.iter().position(|p| p.address == address) {
                     Some(index) => index,
                     None => {
                         real_servers.push(RealServerPlan {
-                            address: real_server.address,
+                            address,
                             vips: BTreeSet::new(),
                             targets: BTreeSet::new(),
                         });
@@ -69,7 +69,7 @@ impl Plan {
                     }
                 };
                 let plan = &mut real_servers[index];
-                plan.vips.insert(service.address);
+                plan.vips.insert(service.address.into());
                 plan.targets.insert(health_target(service, real_server));
             }
         }
@@ -80,7 +80,7 @@ impl Plan {
     }
 
     /// Every VIP any real server serves.
-    pub fn vips(&self) -> BTreeSet<Ipv4Addr> {
+    pub fn vips(&self) -> BTreeSet<IpAddr> {
         self.real_servers
             .iter()
             .flat_map(|p| p.vips.iter().copied())
@@ -102,12 +102,15 @@ pub enum HealthResult {
 pub struct Observations {
     /// The director interface's IPv4 networks.
     pub networks: Vec<(Ipv4Addr, u8)>,
+    /// The director interface's IPv6 networks.
+    pub networks6: Vec<(Ipv6Addr, u8)>,
     /// `net.ipv4.conf.all.arp_ignore` on the director.
     pub arp_ignore_all: Option<String>,
-    /// For each address asked for, the MACs that answered ARP for it.
-    pub arp_answers: BTreeMap<Ipv4Addr, Vec<MacAddr>>,
-    /// How long the ARP probes listened.
-    pub arp_window: Duration,
+    /// For each address asked for, the MACs that answered for it: ARP replies for an IPv4
+    /// address, neighbour advertisements for an IPv6 one.
+    pub answers: BTreeMap<IpAddr, Vec<MacAddr>>,
+    /// How long the ARP and neighbour discovery probes listened.
+    pub probe_window: Duration,
     /// How long a connection attempt could take.
     pub connect_timeout: Duration,
     /// The outcome for each TCP target.
@@ -115,8 +118,84 @@ pub struct Observations {
 }
 
 impl Observations {
-    fn answers(&self, address: Ipv4Addr) -> &[MacAddr] {
-        self.arp_answers.get(&address).map_or(&[], Vec::as_slice)
+    fn answers_for(&self, address: IpAddr) -> &[MacAddr] {
+        self.answers.get(&address).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `address` is on the director interface's segment (`netlink::on_link`).
+    fn on_link(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(_) => on_link(address, &self.networks),
+            IpAddr::V6(_) => on_link(address, &self.networks6),
+        }
+    }
+
+    /// The interface's subnets of `address`'s family, for messages; host addresses (such as
+    /// the VIP) are no segment.
+    fn networks_text(&self, address: IpAddr) -> String {
+        let (list, family): (Vec<String>, _) = match address {
+            IpAddr::V4(_) => (
+                self.networks
+                    .iter()
+                    .filter(|&&(_, prefix)| prefix < 32)
+                    .map(|(a, p)| format!("{a}/{p}"))
+                    .collect(),
+                "IPv4",
+            ),
+            IpAddr::V6(_) => (
+                self.networks6
+                    .iter()
+                    .filter(|&&(_, prefix)| prefix < 128)
+                    .map(|(a, p)| format!("{a}/{p}"))
+                    .collect(),
+                "IPv6",
+            ),
+        };
+        if list.is_empty() {
+            return format!("no {family} subnet");
+        }
+        list.join(", ")
+    }
+}
+
+/// How an address of one family is resolved, in the words and checks the findings use.
+struct Resolution {
+    /// "ARP" or "NDP".
+    protocol: &'static str,
+    own_address: Check,
+    vip: Check,
+}
+
+fn resolution(address: IpAddr) -> Resolution {
+    match address {
+        IpAddr::V4(_) => Resolution {
+            protocol: "ARP",
+            own_address: Check::ArpOwnAddress,
+            vip: Check::ArpVip,
+        },
+        IpAddr::V6(_) => Resolution {
+            protocol: "NDP",
+            own_address: Check::NdpOwnAddress,
+            vip: Check::NdpVip,
+        },
+    }
+}
+
+/// What makes a real server stop answering for a VIP, by the VIP's family.
+fn vip_answer_fix(rs: IpAddr, vip: IpAddr) -> String {
+    match vip {
+        IpAddr::V4(_) => format!(
+            "on {rs} run `lvs realserver up {vip}` (or scripts/realserver.sh start {vip}): \
+             arp_ignore=1 and arp_announce=2 on all and the facing interface, the VIP on lo \
+             only"
+        ),
+        // Linux answers a neighbour solicitation only for addresses of the interface it
+        // arrived on, so an IPv6 answer means the VIP is on that interface, or proxied.
+        IpAddr::V6(_) => format!(
+            "on {rs} run `lvs realserver up {vip}` (or scripts/realserver.sh start {vip}) and \
+             remove {vip} from every interface but lo (`ip -6 addr`), and keep proxy_ndp at 0 \
+             (`ip -6 neigh show proxy` lists proxied addresses)"
+        ),
     }
 }
 
@@ -128,19 +207,6 @@ pub fn evaluate(plan: &Plan, seen: &Observations) -> Report {
     }
     findings.extend(judge_vip_answerers(plan, seen));
     Report::new(findings)
-}
-
-/// The interface's subnets, for messages; host addresses (such as the VIP) are no segment.
-fn networks_text(networks: &[(Ipv4Addr, u8)]) -> String {
-    let list: Vec<String> = networks
-        .iter()
-        .filter(|&&(_, prefix)| prefix < 32)
-        .map(|(a, p)| format!("{a}/{p}"))
-        .collect();
-    if list.is_empty() {
-        return "no IPv4 subnet".into();
-    }
-    list.join(", ")
 }
 
 fn judge_director(interface: &str, seen: &Observations) -> Finding {
@@ -169,8 +235,13 @@ fn judge_real_server(interface: &str, plan: &RealServerPlan, seen: &Observations
     let subject = format!("real server {rs}");
     let finding = |check, status, detail| Finding::new(subject.clone(), check, status, detail);
     let mut findings = Vec::new();
-    let reachable = on_link(rs, &seen.networks);
-    let networks = networks_text(&seen.networks);
+    let reachable = seen.on_link(rs);
+    let networks = seen.networks_text(rs);
+    let Resolution {
+        protocol,
+        own_address,
+        ..
+    } = resolution(rs);
     if reachable {
         findings.push(finding(
             Check::OnLink,
@@ -194,46 +265,50 @@ fn judge_real_server(interface: &str, plan: &RealServerPlan, seen: &Observations
         );
     }
 
-    let own_macs = seen.answers(rs);
-    let window = seen.arp_window;
+    let own_macs = seen.answers_for(rs);
+    let window = seen.probe_window;
     let own_mac = if !reachable {
         findings.push(finding(
-            Check::ArpOwnAddress,
+            own_address,
             Status::Skip,
-            "ARP not checked: not on the segment".into(),
+            format!("{protocol} not checked: not on the segment"),
         ));
         None
     } else {
         match own_macs {
             [] => {
+                let setting = match rs {
+                    IpAddr::V4(_) => "that its arp_ignore is 1, not 8",
+                    IpAddr::V6(_) => "that IPv6 is enabled on its facing interface",
+                };
                 findings.push(
                     finding(
-                        Check::ArpOwnAddress,
+                        own_address,
                         Status::Fail,
-                        format!("no ARP answer for {rs} within {window:?}"),
+                        format!("no {protocol} answer for {rs} within {window:?}"),
                     )
                     .with_fix(format!(
                         "check that {rs} is up and on the same L2 segment (VLAN) as \
-                         {interface}, and that its arp_ignore is 1, not 8"
+                         {interface}, and {setting}"
                     )),
                 );
                 None
             }
             [mac] => {
                 findings.push(finding(
-                    Check::ArpOwnAddress,
+                    own_address,
                     Status::Ok,
-                    format!("answers ARP for {rs} from {mac}"),
+                    format!("answers {protocol} for {rs} from {mac}"),
                 ));
                 Some(*mac)
             }
             several => {
                 findings.push(
                     finding(
-                        Check::ArpOwnAddress,
+                        own_address,
                         Status::Fail,
                         format!(
-                            "several hosts answer ARP for {rs} ({}): an address conflict",
+                            "several hosts answer {protocol} for {rs} ({}): an address conflict",
                             join_macs(several)
                         ),
                     )
@@ -247,29 +322,33 @@ fn judge_real_server(interface: &str, plan: &RealServerPlan, seen: &Observations
     };
 
     for &vip in &plan.vips {
+        let Resolution {
+            protocol,
+            vip: check,
+            ..
+        } = resolution(vip);
         findings.push(match own_mac {
             None => finding(
-                Check::ArpVip,
+                check,
                 Status::Skip,
-                format!("cannot tell whether it answers ARP for the VIP {vip}: its MAC is unknown"),
+                format!(
+                    "cannot tell whether it answers {protocol} for the VIP {vip}: its MAC is \
+                     unknown"
+                ),
             ),
-            Some(mac) if seen.answers(vip).contains(&mac) => finding(
-                Check::ArpVip,
+            Some(mac) if seen.answers_for(vip).contains(&mac) => finding(
+                check,
                 Status::Fail,
                 format!(
-                    "answers ARP for the VIP {vip} (from {mac}): clients and routers that ask \
-                     for the VIP can learn its MAC and bypass the director"
+                    "answers {protocol} for the VIP {vip} (from {mac}): clients and routers \
+                     that ask for the VIP can learn its MAC and bypass the director"
                 ),
             )
-            .with_fix(format!(
-                "on {rs} run `lvs realserver up {vip}` (or scripts/realserver.sh start {vip}): \
-                 arp_ignore=1 and arp_announce=2 on all and the facing interface, the VIP on lo \
-                 only"
-            )),
+            .with_fix(vip_answer_fix(rs, vip)),
             Some(_) => finding(
-                Check::ArpVip,
+                check,
                 Status::Ok,
-                format!("does not answer ARP for the VIP {vip}"),
+                format!("does not answer {protocol} for the VIP {vip}"),
             ),
         });
     }
@@ -320,13 +399,18 @@ fn judge_vip_answerers(plan: &Plan, seen: &Observations) -> Vec<Finding> {
     let real_server_macs: Vec<MacAddr> = plan
         .real_servers
         .iter()
-        .flat_map(|p| seen.answers(p.address).iter().copied())
+        .flat_map(|p| seen.answers_for(p.address).iter().copied())
         .collect();
     plan.vips()
         .into_iter()
         .filter_map(|vip| {
+            let Resolution { protocol, .. } = resolution(vip);
+            let how_to_stop = match vip {
+                IpAddr::V4(_) => "set its arp_ignore=1",
+                IpAddr::V6(_) => "move it to lo",
+            };
             let strangers: Vec<MacAddr> = seen
-                .answers(vip)
+                .answers_for(vip)
                 .iter()
                 .copied()
                 .filter(|mac| !real_server_macs.contains(mac))
@@ -337,7 +421,7 @@ fn judge_vip_answerers(plan: &Plan, seen: &Observations) -> Vec<Finding> {
                     Check::VipAnswerers,
                     Status::Warn,
                     format!(
-                        "ARP for the VIP is answered by {}, which is no configured real \
+                        "{protocol} for the VIP is answered by {}, which is no configured real \
                          server: right if that is a director holding the VIP (a VRRP peer), \
                          otherwise that host takes the VIP's traffic",
                         join_macs(&strangers)
@@ -345,7 +429,7 @@ fn judge_vip_answerers(plan: &Plan, seen: &Observations) -> Vec<Finding> {
                 )
                 .with_fix(format!(
                     "find the host by its MAC (`ip neigh`, the switch's MAC table) and remove \
-                     {vip} from it or set its arp_ignore=1"
+                     {vip} from it or {how_to_stop}"
                 ))
             })
         })
@@ -393,7 +477,11 @@ address = "10.20.0.5"
     const RS2: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x12]);
     const PEER: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x99]);
 
-    fn ip(text: &str) -> Ipv4Addr {
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn v4(text: &str) -> Ipv4Addr {
         text.parse().unwrap()
     }
 
@@ -411,12 +499,13 @@ address = "10.20.0.5"
 
     fn healthy() -> Observations {
         Observations {
-            networks: vec![(ip("10.77.0.1"), 24), (ip("10.77.0.100"), 32)],
+            networks: vec![(v4("10.77.0.1"), 24), (v4("10.77.0.100"), 32)],
+            networks6: Vec::new(),
             arp_ignore_all: Some("0".into()),
-            arp_answers: [(ip("10.77.0.11"), vec![RS1]), (ip("10.77.0.12"), vec![RS2])]
+            answers: [(ip("10.77.0.11"), vec![RS1]), (ip("10.77.0.12"), vec![RS2])]
                 .into_iter()
                 .collect(),
-            arp_window: Duration::from_secs(1),
+            probe_window: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
             health: [
                 (tcp("10.77.0.11"), HealthResult::Connected),
@@ -490,7 +579,7 @@ address = "10.20.0.5"
     #[test]
     fn a_real_server_answering_for_the_vip_is_the_classic_mistake() {
         let mut seen = healthy();
-        seen.arp_answers.insert(ip("10.77.0.100"), vec![RS2, PEER]);
+        seen.answers.insert(ip("10.77.0.100"), vec![RS2, PEER]);
         let report = evaluate(&plan(), &seen);
         assert_eq!(
             status_of(&report, "real server 10.77.0.12", Check::ArpVip),
@@ -523,8 +612,8 @@ address = "10.20.0.5"
     #[test]
     fn silent_conflicting_and_closed_servers_fail_with_fixes() {
         let mut seen = healthy();
-        seen.arp_answers.insert(ip("10.77.0.11"), vec![]);
-        seen.arp_answers.insert(ip("10.77.0.12"), vec![RS2, PEER]);
+        seen.answers.insert(ip("10.77.0.11"), vec![]);
+        seen.answers.insert(ip("10.77.0.12"), vec![RS2, PEER]);
         seen.health.insert(tcp("10.77.0.12"), HealthResult::Refused);
         seen.health
             .insert(tcp("10.77.0.11"), HealthResult::TimedOut);
@@ -564,6 +653,142 @@ address = "10.20.0.5"
                 .findings
                 .iter()
                 .all(|f| f.status != Status::Fail || f.fix.is_some())
+        );
+    }
+
+    /// Observations of an IPv6 cluster: two real servers on 2001:db8:77::/64 serving the VIP
+    /// 2001:db8:77::100, both advertising their own address.
+    fn ipv6_cluster() -> (Plan, Observations) {
+        let target = |address: &str| HealthTarget {
+            protocol: Protocol::Tcp,
+            address: ip(address),
+            port: 80,
+        };
+        let server = |address: &str| RealServerPlan {
+            address: ip(address),
+            vips: [ip("2001:db8:77::100")].into_iter().collect(),
+            targets: [target(address)].into_iter().collect(),
+        };
+        let plan = Plan {
+            interface: "eth0".into(),
+            real_servers: vec![server("2001:db8:77::11"), server("2001:db8:77::12")],
+        };
+        let seen = Observations {
+            networks6: vec![
+                ("2001:db8:77::1".parse().unwrap(), 64),
+                ("fe80::1".parse().unwrap(), 64),
+            ],
+            answers: [
+                (ip("2001:db8:77::11"), vec![RS1]),
+                (ip("2001:db8:77::12"), vec![RS2]),
+                (ip("2001:db8:77::100"), vec![]),
+            ]
+            .into_iter()
+            .collect(),
+            probe_window: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            health: [
+                (target("2001:db8:77::11"), HealthResult::Connected),
+                (target("2001:db8:77::12"), HealthResult::Refused),
+            ]
+            .into_iter()
+            .collect(),
+            ..Observations::default()
+        };
+        (plan, seen)
+    }
+
+    #[test]
+    fn ipv6_real_servers_are_judged_by_neighbour_discovery() {
+        let (plan, seen) = ipv6_cluster();
+        let report = evaluate(&plan, &seen);
+        let rs1 = "real server 2001:db8:77::11";
+        assert_eq!(status_of(&report, rs1, Check::OnLink), [Status::Ok]);
+        assert_eq!(status_of(&report, rs1, Check::NdpOwnAddress), [Status::Ok]);
+        assert_eq!(status_of(&report, rs1, Check::NdpVip), [Status::Ok]);
+        assert_eq!(status_of(&report, rs1, Check::ArpVip), []);
+        let detail = |subject: &str, check| {
+            report
+                .findings
+                .iter()
+                .find(|f| f.subject == subject && f.check == check)
+                .map(|f| f.detail.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            detail(rs1, Check::OnLink),
+            "on the segment of eth0 (2001:db8:77::1/64, fe80::1/64)"
+        );
+        assert_eq!(
+            detail(rs1, Check::NdpVip),
+            "does not answer NDP for the VIP 2001:db8:77::100"
+        );
+        assert_eq!(
+            status_of(&report, "real server 2001:db8:77::12", Check::HealthCheck),
+            [Status::Fail],
+            "TCP over IPv6 judged as over IPv4"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_real_server_advertising_the_vip_fails_with_the_ipv6_fix() {
+        let (plan, mut seen) = ipv6_cluster();
+        seen.answers.insert(ip("2001:db8:77::100"), vec![RS2, PEER]);
+        let report = evaluate(&plan, &seen);
+        let rs2 = "real server 2001:db8:77::12";
+        assert_eq!(status_of(&report, rs2, Check::NdpVip), [Status::Fail]);
+        let fail = report
+            .findings
+            .iter()
+            .find(|f| f.subject == rs2 && f.check == Check::NdpVip)
+            .unwrap();
+        assert!(
+            fail.detail.starts_with("answers NDP for the VIP"),
+            "{}",
+            fail.detail
+        );
+        let fix = fail.fix.as_deref().unwrap();
+        assert!(fix.contains("lvs realserver up 2001:db8:77::100"), "{fix}");
+        assert!(fix.contains("every interface but lo"), "{fix}");
+        assert!(!fix.contains("arp_ignore"), "{fix}");
+        assert_eq!(
+            status_of(&report, "VIP 2001:db8:77::100", Check::VipAnswerers),
+            [Status::Warn]
+        );
+        assert_eq!(
+            status_of(&report, "real server 2001:db8:77::11", Check::NdpVip),
+            [Status::Ok]
+        );
+    }
+
+    #[test]
+    fn silent_and_off_link_ipv6_servers_fail_or_skip() {
+        let (mut plan, mut seen) = ipv6_cluster();
+        seen.answers.insert(ip("2001:db8:77::11"), vec![]);
+        plan.real_servers[1].address = ip("2001:db8:99::12");
+        let report = evaluate(&plan, &seen);
+        let silent = "real server 2001:db8:77::11";
+        assert_eq!(
+            status_of(&report, silent, Check::NdpOwnAddress),
+            [Status::Fail]
+        );
+        assert_eq!(
+            status_of(&report, silent, Check::NdpVip),
+            [Status::Skip],
+            "without its MAC the VIP answer cannot be attributed"
+        );
+        let off = "real server 2001:db8:99::12";
+        assert_eq!(status_of(&report, off, Check::OnLink), [Status::Fail]);
+        assert_eq!(
+            status_of(&report, off, Check::NdpOwnAddress),
+            [Status::Skip]
+        );
+        // A link-local real server is on the link whatever the interface's global prefixes.
+        plan.real_servers[1].address = ip("fe80::12");
+        let report = evaluate(&plan, &seen);
+        assert_eq!(
+            status_of(&report, "real server fe80::12", Check::OnLink),
+            [Status::Ok]
         );
     }
 }

@@ -54,12 +54,13 @@ pub(super) fn link() -> LinkInfo {
         index: IF_INDEX,
         mac: [2, 0, 0, 0, 0, 1],
         networks: vec![(Ipv4Addr::new(10, 0, 0, 1), 24)],
+        networks6: Vec::new(),
     }
 }
 
 pub(super) fn reachable(address: Ipv4Addr, mac: [u8; 6]) -> NeighbourEntry {
     NeighbourEntry {
-        address,
+        address: address.into(),
         if_index: IF_INDEX,
         state: NeighbourState::Reachable,
         mac: Some(mac),
