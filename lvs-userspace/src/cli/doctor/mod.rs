@@ -97,7 +97,7 @@ pub async fn run(config: &Config) -> Result<Report, DoctorError> {
     let (arp_answers, ndp_answers, health) = tokio::join!(
         probe::arp_answers(&arp_socket, link.mac, &arp_requests),
         ndp_probe,
-        probe::health(&plan)
+        probe::health(&plan, link.index)
     );
     let mut answers = arp_answers.map_err(probe_error("ARP"))?;
     answers.extend(ndp_answers.map_err(probe_error("NDP"))?);

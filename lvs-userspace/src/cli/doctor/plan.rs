@@ -201,7 +201,13 @@ fn vip_answer_fix(rs: IpAddr, vip: IpAddr) -> String {
 
 /// Turns what was observed into findings, with fixes.
 pub fn evaluate(plan: &Plan, seen: &Observations) -> Report {
-    let mut findings = vec![judge_director(&plan.interface, seen)];
+    // The director's arp_ignore matters to IPv4 VIPs only; a cluster of IPv6 VIPs alone is
+    // not told about it (one without VIPs is, as before: nothing says which it will be).
+    let vips = plan.vips();
+    let mut findings = Vec::new();
+    if vips.is_empty() || vips.iter().any(IpAddr::is_ipv4) {
+        findings.push(judge_director(&plan.interface, seen));
+    }
     for real_server in &plan.real_servers {
         findings.extend(judge_real_server(&plan.interface, real_server, seen));
     }
@@ -702,6 +708,11 @@ address = "10.20.0.5"
     fn ipv6_real_servers_are_judged_by_neighbour_discovery() {
         let (plan, seen) = ipv6_cluster();
         let report = evaluate(&plan, &seen);
+        assert_eq!(
+            status_of(&report, "director eth0", Check::DirectorArpIgnore),
+            [],
+            "arp_ignore means nothing to IPv6 VIPs"
+        );
         let rs1 = "real server 2001:db8:77::11";
         assert_eq!(status_of(&report, rs1, Check::OnLink), [Status::Ok]);
         assert_eq!(status_of(&report, rs1, Check::NdpOwnAddress), [Status::Ok]);

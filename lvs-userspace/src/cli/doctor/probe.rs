@@ -6,7 +6,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     future::Future,
     io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
     time::Duration,
 };
 
@@ -165,8 +165,21 @@ async fn answers<F: Future<Output = io::Result<(IpAddr, MacAddr)>>>(
     Ok(answers)
 }
 
-/// Connects to every TCP target at once, each within `CONNECT_TIMEOUT`.
-pub async fn health(plan: &Plan) -> BTreeMap<HealthTarget, HealthResult> {
+/// The socket address a health check connects to. An IPv6 link-local address means nothing
+/// without its link, so it is scoped to the director interface (`if_index`), the one link
+/// the doctor examines.
+pub fn connect_address(target: &HealthTarget, if_index: u32) -> SocketAddr {
+    match target.address {
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => {
+            SocketAddr::V6(SocketAddrV6::new(v6, target.port, 0, if_index))
+        }
+        address => SocketAddr::new(address, target.port),
+    }
+}
+
+/// Connects to every TCP target at once, each within `CONNECT_TIMEOUT`; `if_index` is the
+/// director interface's, for link-local targets.
+pub async fn health(plan: &Plan, if_index: u32) -> BTreeMap<HealthTarget, HealthResult> {
     let targets: BTreeSet<HealthTarget> = plan
         .real_servers
         .iter()
@@ -176,7 +189,7 @@ pub async fn health(plan: &Plan) -> BTreeMap<HealthTarget, HealthResult> {
     let attempts = targets.into_iter().map(|target| async move {
         let outcome = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            TcpStream::connect((target.address, target.port)),
+            TcpStream::connect(connect_address(&target, if_index)),
         )
         .await;
         let result = match outcome {
@@ -318,7 +331,7 @@ address = "10.20.0.5"
                 targets: [target(open), target(closed)].into_iter().collect(),
             }],
         };
-        let results = health(&plan).await;
+        let results = health(&plan, 1).await;
         assert_eq!(results[&target(open)], HealthResult::Connected);
         assert_eq!(results[&target(closed)], HealthResult::Refused);
     }
@@ -343,6 +356,27 @@ address = "10.20.0.5"
                 targets: [target].into_iter().collect(),
             }],
         };
-        assert_eq!(health(&plan).await[&target], HealthResult::Connected);
+        assert_eq!(health(&plan, 1).await[&target], HealthResult::Connected);
+    }
+
+    #[test]
+    fn link_local_targets_are_scoped_to_the_director_interface() {
+        let target = |address: &str| HealthTarget {
+            protocol: Protocol::Tcp,
+            address: address.parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(
+            connect_address(&target("fe80::11"), 7),
+            "[fe80::11%7]:80".parse().unwrap()
+        );
+        assert_eq!(
+            connect_address(&target("2001:db8::11"), 7),
+            "[2001:db8::11]:80".parse().unwrap()
+        );
+        assert_eq!(
+            connect_address(&target("10.77.0.11"), 7),
+            "10.77.0.11:80".parse().unwrap()
+        );
     }
 }
