@@ -57,8 +57,8 @@ pub(super) async fn request_resolutions(
             _ => true,
         };
         let entry = entries.iter().find(|e| e.address == address);
-        if wanted && netlink::on_link(address, &link.networks) && netlink::may_refresh(entry) {
-            if let Err(error) = netlink.request_resolution(link.index, address).await {
+        if wanted && link.on_link(address) && netlink::may_refresh(entry) {
+            if let Err(error) = netlink.resolve(link.index, address).await {
                 warn!(%address, %error, "requesting neighbour resolution failed");
             }
         }
@@ -75,7 +75,7 @@ pub(super) async fn refresh(
     let mut changed = false;
     for address in model.real_server_addresses() {
         let entry = entries.iter().find(|e| e.address == address);
-        let on_link = netlink::on_link(address, &link.networks);
+        let on_link = link.on_link(address);
         let next = netlink::next_neighbour(model.neighbour(address), entry, on_link);
         if model.set_neighbour(address, next.clone()) {
             log_change(address, &next);

@@ -20,7 +20,7 @@ impl<D, N: DirectorNetlink> Director<D, N> {
             if self.added_vips.contains(&vip) {
                 continue;
             }
-            if self.netlink.add_address(self.link.index, vip, 32).await? {
+            if self.netlink.add_vip(self.link.index, vip).await? {
                 info!(%vip, interface = %self.interface, "VIP added");
                 self.added_vips.push(vip);
             } else if self.adopted {
@@ -51,7 +51,7 @@ impl<D, N: DirectorNetlink> Director<D, N> {
     }
 
     async fn remove_vip(&self, vip: Ipv4Addr) {
-        match self.netlink.remove_address(self.link.index, vip, 32).await {
+        match self.netlink.remove_vip(self.link.index, vip).await {
             Ok(()) => info!(%vip, "VIP removed"),
             Err(error) => warn!(%vip, %error, "removing the VIP failed"),
         }

@@ -393,7 +393,8 @@ pub fn host_prefix(address: IpAddr) -> u8 {
 /// removes, and the real servers' neighbour entries. The daemon is written against this
 /// trait, so its logic runs against an in-memory stand-in in tests, without root.
 ///
-/// `add_vip`, `remove_vip` and `resolve` take either family; `add_address`,
+/// `add_vip`, `remove_vip` and `resolve` take either family (anything that converts into an
+/// `IpAddr`, so callers holding `Ipv4Addr` or `IpAddr` call them alike); `add_address`,
 /// `remove_address` and `request_resolution` are their IPv4 forms, which the daemon used
 /// before IPv6. The family-wide methods fall back on the IPv4 forms by default (and refuse
 /// IPv6), so a stand-in written for IPv4 keeps working until it implements them.
@@ -419,8 +420,9 @@ pub trait DirectorNetlink: Sync {
     fn add_vip(
         &self,
         index: u32,
-        vip: IpAddr,
+        vip: impl Into<IpAddr> + Send,
     ) -> impl Future<Output = Result<bool, NetlinkError>> + Send {
+        let vip = vip.into();
         async move {
             match vip {
                 IpAddr::V4(v4) => self.add_address(index, v4, 32).await,
@@ -434,8 +436,9 @@ pub trait DirectorNetlink: Sync {
     fn remove_vip(
         &self,
         index: u32,
-        vip: IpAddr,
+        vip: impl Into<IpAddr> + Send,
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send {
+        let vip = vip.into();
         async move {
             match vip {
                 IpAddr::V4(v4) => self.remove_address(index, v4, 32).await,
@@ -449,8 +452,9 @@ pub trait DirectorNetlink: Sync {
     fn resolve(
         &self,
         index: u32,
-        address: IpAddr,
+        address: impl Into<IpAddr> + Send,
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send {
+        let address = address.into();
         async move {
             match address {
                 IpAddr::V4(v4) => self.request_resolution(index, v4).await,
@@ -512,16 +516,30 @@ impl DirectorNetlink for Netlink {
         Netlink::remove_address(self, index, address, prefix).await
     }
 
-    async fn add_vip(&self, index: u32, vip: IpAddr) -> Result<bool, NetlinkError> {
-        Netlink::add_vip(self, index, vip).await
+    async fn add_vip(
+        &self,
+        index: u32,
+        vip: impl Into<IpAddr> + Send,
+    ) -> Result<bool, NetlinkError> {
+        Netlink::add_vip(self, index, vip.into()).await
     }
 
-    async fn remove_vip(&self, index: u32, vip: IpAddr) -> Result<(), NetlinkError> {
-        Netlink::remove_vip(self, index, vip).await.map(|_| ())
+    async fn remove_vip(
+        &self,
+        index: u32,
+        vip: impl Into<IpAddr> + Send,
+    ) -> Result<(), NetlinkError> {
+        Netlink::remove_vip(self, index, vip.into())
+            .await
+            .map(|_| ())
     }
 
-    async fn resolve(&self, index: u32, address: IpAddr) -> Result<(), NetlinkError> {
-        Netlink::resolve(self, index, address).await
+    async fn resolve(
+        &self,
+        index: u32,
+        address: impl Into<IpAddr> + Send,
+    ) -> Result<(), NetlinkError> {
+        Netlink::resolve(self, index, address.into()).await
     }
 
     async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
