@@ -95,6 +95,13 @@ vip_elsewhere() {
   ip "$family" -o addr show to "$1/$(host_prefix "$1")" | awk '$2 != "lo" { print $2 }' | sort -u
 }
 
+# The interfaces with a proxy neighbour entry for an IPv6 VIP: with proxy_ndp (and
+# forwarding) on, the host advertises the VIP there as if it were on that interface.
+vip_proxied() {
+  is_v6 "$1" || return 0
+  ip -6 neigh show proxy to "$1" | awk '{ for (i = 1; i < NF; i++) if ($i == "dev" && $(i + 1) != "lo") print $(i + 1) }' | sort -u
+}
+
 # The interfaces whose settings matter: the one named by --dev, or else every interface
 # that has IPv4 settings in this namespace, except lo and the "all"/"default" pseudo-entries.
 devices() {
@@ -284,6 +291,9 @@ do_status() {
     while read -r other; do
       say "$vip on $other: WRONG (the host answers ARP/NDP for it there; DR needs it on lo only)"; bad=1
     done < <(vip_elsewhere "$vip")
+    while read -r other; do
+      say "$vip proxied on $other: WRONG (with proxy_ndp the host advertises it there; remove it: ip -6 neigh del proxy $vip dev $other)"; bad=1
+    done < <(vip_proxied "$vip")
   done
   while read -r conf dir rel want; do
     cur=$(cat "$conf/$rel" 2>/dev/null || echo missing)

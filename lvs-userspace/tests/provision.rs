@@ -810,7 +810,8 @@ fn solicit(pair: &Ipv6Pair) -> BTreeMap<std::net::IpAddr, Vec<[u8; 6]>> {
 
 /// What Linux needs for direct routing with an IPv6 VIP, checked on the wire: the VIP on
 /// `lo` is not advertised on eth0 (no arp_ignore counterpart is needed), the real server's
-/// own address is, and a VIP wrongly put on eth0 is advertised, which the doctor reports.
+/// own address is, a VIP wrongly put on eth0 is advertised, which the doctor reports, and so
+/// is a proxied one, which `lvs realserver status` reports.
 #[test]
 #[ignore = "needs root: network namespaces"]
 fn an_ipv6_vip_on_lo_is_not_advertised_on_the_facing_interface() {
@@ -894,6 +895,50 @@ fn an_ipv6_vip_on_lo_is_not_advertised_on_the_facing_interface() {
         .expect("an NDP VIP finding");
     assert_eq!(vip_check.status, Status::Fail, "{vip_check:?}");
     pair.ip(rs, &["addr", "del", &format!("{VIP6}/128"), "dev", "eth0"]);
+
+    // The one exception the kernel makes, proxy NDP: with forwarding and proxy_ndp on the
+    // facing interface, a proxy entry for the VIP is advertised; `status` finds the entry.
+    for setting in ["forwarding", "proxy_ndp"] {
+        must(
+            Command::new("ip")
+                .args(["netns", "exec", rs, "sysctl", "-qw"])
+                .arg(format!("net.ipv6.conf.eth0.{setting}=1")),
+        );
+    }
+    pair.ip(rs, &["-6", "neigh", "add", "proxy", VIP6, "dev", "eth0"]);
+    assert_eq!(
+        solicit(&pair)[&VIP6.parse().unwrap()],
+        [RS_MAC],
+        "a proxied VIP is advertised"
+    );
+    let status = Command::new("ip")
+        .args(["netns", "exec", rs])
+        .arg(lvs())
+        .args(["realserver", "status", VIP6, "--dev", "eth0", "--state-dir"])
+        .arg(&state.0)
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(
+        text(&status).contains("proxy neighbour entry on eth0"),
+        "{}",
+        text(&status)
+    );
+    let script = Command::new("ip")
+        .args(["netns", "exec", rs, "env"])
+        .arg(format!("LVS_STATE_DIR={}", state.0.display()))
+        .arg("bash")
+        .arg(repo().join("scripts/realserver.sh"))
+        .args(["status", VIP6, "--dev", "eth0"])
+        .output()
+        .unwrap();
+    assert_eq!(script.status.code(), Some(1), "{}", text(&script));
+    assert!(
+        text(&script).contains(&format!("{VIP6} proxied on eth0: WRONG")),
+        "{}",
+        text(&script)
+    );
+    pair.ip(rs, &["-6", "neigh", "del", "proxy", VIP6, "dev", "eth0"]);
 
     let down = must(
         Command::new("ip")

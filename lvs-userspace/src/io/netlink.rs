@@ -354,6 +354,26 @@ impl Netlink {
         Ok(entries)
     }
 
+    /// The IPv6 proxy neighbour entries of this namespace (`ip -6 neigh show proxy`): the
+    /// addresses it advertises for others where proxy NDP is on, as (interface, address).
+    pub async fn proxied(&self) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
+        let messages: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .proxies()
+            .set_address_family(AddressFamily::Inet6)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request("listing proxy neighbours"))?;
+        Ok(messages
+            .iter()
+            .filter_map(neighbour_entry)
+            .map(|entry| (entry.if_index, entry.address))
+            .collect())
+    }
+
     /// Asks the kernel to resolve (or re-confirm) a neighbour, as if a packet were waiting
     /// for it (NTF_USE): an ARP request (IPv4) or a neighbour solicitation (IPv6) goes out
     /// and the answer lands in the neighbour table. This also keeps entries fresh, since

@@ -281,6 +281,7 @@ impl RealServer {
         let mut observed = Observed {
             interfaces: self.netlink.interfaces().await?,
             addresses: self.netlink.addresses().await?,
+            proxied: self.netlink.proxied().await?,
             sysctls: BTreeMap::new(),
         };
         let rp_filters = std::iter::once("all")
