@@ -14,7 +14,8 @@
 # gratuitous ARP when its MAC changes, so the director follows at once. IPv6 needs no such
 # settings: Linux answers a neighbour solicitation only for an address on the interface it
 # arrived on (ndisc_recv_ns looks the target up with ipv6_get_ifaddr(..., dev, strict=1)), so
-# a VIP on lo is never advertised on eth0, as long as proxy_ndp stays off (its default).
+# a VIP on lo is never advertised on eth0, as long as proxy_ndp stays off (its default;
+# status reports a proxy entry for a VIP).
 # ndisc_notify=1, set per interface, is the IPv6 counterpart of arp_notify. rp_filter is left alone: strict mode
 # suits DR while replies to clients leave through the interface the requests came in on.
 #

@@ -14,7 +14,7 @@
 //! the target up with `ipv6_get_ifaddr(net, target, dev, 1)`, whose last argument (strict)
 //! refuses an address of another interface, so a VIP on `lo` is never advertised on the
 //! facing interface. (The one way around it is proxy NDP, `proxy_ndp` with forwarding and a
-//! proxy entry, which is off by default.) And a host's own solicitations name the address
+//! proxy entry, which is off by default; `status` reports a proxy entry for a VIP.) And a host's own solicitations name the address
 //! that is asked for as the target, from an address of the interface they leave by, so the
 //! VIP is not announced as `arp_announce=2` prevents for IPv4. `ndisc_notify=1` is the
 //! counterpart of `arp_notify` (an unsolicited advertisement of the interface's own
@@ -281,7 +281,11 @@ impl RealServer {
         let mut observed = Observed {
             interfaces: self.netlink.interfaces().await?,
             addresses: self.netlink.addresses().await?,
-            proxied: self.netlink.proxied().await?,
+            // Proxy NDP concerns IPv6 VIPs only; a host without IPv6 is not asked.
+            proxied: match vips.iter().any(IpAddr::is_ipv6) {
+                true => self.netlink.proxied().await?,
+                false => Vec::new(),
+            },
             sysctls: BTreeMap::new(),
         };
         let rp_filters = std::iter::once("all")
