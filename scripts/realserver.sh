@@ -12,8 +12,11 @@
 # on the facing interface(s): --dev IFACE, or every non-loopback interface when --dev is not
 # given. arp_notify=1 on the same makes the kernel announce this host's own address by
 # gratuitous ARP when its MAC changes, so the director follows at once. IPv6 needs no such
-# settings (neighbour solicitations are answered only for addresses on the interface asked);
-# ndisc_notify=1 is the IPv6 counterpart of arp_notify. rp_filter is left alone: strict mode
+# settings: Linux answers a neighbour solicitation only for an address on the interface it
+# arrived on (ndisc_recv_ns looks the target up with ipv6_get_ifaddr(..., dev, strict=1)), so
+# a VIP on lo is never advertised on eth0, as long as proxy_ndp stays off (its default;
+# status reports a proxy entry for a VIP).
+# ndisc_notify=1, set per interface, is the IPv6 counterpart of arp_notify. rp_filter is left alone: strict mode
 # suits DR while replies to clients leave through the interface the requests came in on.
 #
 # `start` records what it changes under $LVS_STATE_DIR (default /run/lvs-realserver) so that
@@ -91,6 +94,13 @@ vip_elsewhere() {
   local family=-4
   is_v6 "$1" && family=-6
   ip "$family" -o addr show to "$1/$(host_prefix "$1")" | awk '$2 != "lo" { print $2 }' | sort -u
+}
+
+# The interfaces with a proxy neighbour entry for an IPv6 VIP: with proxy_ndp (and
+# forwarding) on, the host advertises the VIP there as if it were on that interface.
+vip_proxied() {
+  is_v6 "$1" || return 0
+  ip -6 neigh show proxy to "$1" | awk '{ for (i = 1; i < NF; i++) if ($i == "dev" && $(i + 1) != "lo") print $(i + 1) }' | sort -u
 }
 
 # The interfaces whose settings matter: the one named by --dev, or else every interface
@@ -196,7 +206,13 @@ do_start() {
     fi
     # Record before adding: a stale record is harmless, an unrecorded address would leak.
     : >"$STATE/vip/$vip"
-    ip addr add "$vip/$(host_prefix "$vip")" dev lo
+    # An IPv6 VIP goes on without duplicate address detection (nodad), as lvs realserver
+    # does: every real server holds the same VIP, and lo never runs DAD anyway.
+    if is_v6 "$vip"; then
+      ip addr add "$vip/128" dev lo nodad
+    else
+      ip addr add "$vip/32" dev lo
+    fi
     say "added $vip/$(host_prefix "$vip") to lo"
   done
 }
@@ -276,6 +292,9 @@ do_status() {
     while read -r other; do
       say "$vip on $other: WRONG (the host answers ARP/NDP for it there; DR needs it on lo only)"; bad=1
     done < <(vip_elsewhere "$vip")
+    while read -r other; do
+      say "$vip proxied on $other: WRONG (with proxy_ndp the host advertises it there; remove it: ip -6 neigh del proxy $vip dev $other)"; bad=1
+    done < <(vip_proxied "$vip")
   done
   while read -r conf dir rel want; do
     cur=$(cat "$conf/$rel" 2>/dev/null || echo missing)

@@ -1,7 +1,9 @@
 //! Provisioning and the doctor, in network namespaces this test creates (prefix `lvsp6`):
-//! real-server up/down/up with the binary and with the script, the director's host settings
-//! and pinned maps, a misconfigured real server found by `lvs doctor`, and a real server's
-//! MAC change followed while traffic runs.
+//! real-server up/down/up with the binary and with the script (IPv4 and IPv6 VIPs), the
+//! director's host settings and pinned maps, a misconfigured real server found by
+//! `lvs doctor`, a real server's MAC change followed while traffic runs; and for IPv6, on a
+//! namespace pair: a VIP on `lo` not advertised on the facing interface (one on it is, and
+//! is judged a failure), and a neighbour resolved through netlink and its change followed.
 //!
 //! Needs root (namespaces, sysctls, XDP); ignored by a plain `cargo test`, run by
 //! `cargo xtask test` or `cargo test --test provision -- --ignored --test-threads=1`.
@@ -264,6 +266,16 @@ fn up_down_up_restores_exactly(provisioner: Provisioner, tag: &str) {
             after_up.lo
         );
     }
+
+    // The IPv6 VIP goes on without duplicate address detection, by either provisioner.
+    let lo6 =
+        must(Command::new("ip").args(["-n", &namespace.name, "-6", "addr", "show", "dev", "lo"]));
+    let lo6 = String::from_utf8_lossy(&lo6.stdout);
+    assert!(
+        lo6.lines()
+            .any(|l| l.contains("2001:db8::100/128") && l.contains("nodad")),
+        "{provisioner:?}: the IPv6 VIP with nodad:\n{lo6}"
+    );
 
     // Idempotent: a second up changes nothing and says so.
     let again = provisioner.run(&namespace, &state, "up", &vips);
@@ -681,4 +693,438 @@ fn a_real_servers_mac_change_is_followed_while_traffic_runs() {
     assert_eq!(director_sysctl("eth0/drop_gratuitous_arp"), "1");
     assert_eq!(director_sysctl("eth0/arp_ignore"), "2");
     assert!(lab.log().contains("maps pinned"), "{}", lab.log());
+}
+
+/// Two network namespaces joined by a veth pair, each end named eth0: a director side and a
+/// real server side on 2001:db8:77::/64, with known MACs. Duplicate address detection is off
+/// on both ends (and the addresses are added with nodad), so every address works at once;
+/// both namespaces are deleted on drop, even after a panic.
+struct Ipv6Pair {
+    director: String,
+    real_server: String,
+}
+
+const DIRECTOR_MAC: &str = "02:00:00:77:00:01";
+const RS_MAC: [u8; 6] = [0x02, 0, 0, 0x77, 0, 0x11];
+const DIRECTOR6: &str = "2001:db8:77::1";
+const RS6: &str = "2001:db8:77::11";
+const VIP6: &str = "2001:db8:77::100";
+
+impl Ipv6Pair {
+    fn new(tag: &str) -> Self {
+        let pair = Self {
+            director: format!("lvsp6-{tag}-d"),
+            real_server: format!("lvsp6-{tag}-r"),
+        };
+        for name in [&pair.director, &pair.real_server] {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+            must(Command::new("ip").args(["netns", "add", name]));
+        }
+        let (d, r) = (format!("{tag}-d0"), format!("{tag}-r0"));
+        must(Command::new("ip").args(["link", "add", &d, "type", "veth", "peer", "name", &r]));
+        for (device, namespace, mac, address) in [
+            (&d, &pair.director, DIRECTOR_MAC, DIRECTOR6),
+            (&r, &pair.real_server, "02:00:00:77:00:11", RS6),
+        ] {
+            must(Command::new("ip").args(["link", "set", device, "netns", namespace]));
+            let ip = |args: &[&str]| must(Command::new("ip").args(["-n", namespace]).args(args));
+            ip(&["link", "set", device, "name", "eth0"]);
+            ip(&["link", "set", "eth0", "address", mac]);
+            must(Command::new("ip").args([
+                "netns",
+                "exec",
+                namespace,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.eth0.accept_dad=0",
+            ]));
+            ip(&[
+                "addr",
+                "add",
+                &format!("{address}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+            ip(&["link", "set", "lo", "up"]);
+            ip(&["link", "set", "eth0", "up"]);
+        }
+        pair
+    }
+
+    fn ip(&self, namespace: &str, args: &[&str]) -> Output {
+        must(Command::new("ip").args(["-n", namespace]).args(args))
+    }
+}
+
+impl Drop for Ipv6Pair {
+    fn drop(&mut self) {
+        for name in [&self.director, &self.real_server] {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
+/// Runs `f` with a current-thread runtime on a thread inside `namespace`, so the netlink and
+/// packet sockets it opens are that namespace's.
+fn in_namespace<T: Send>(
+    namespace: &str,
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = T>>> + Send,
+) -> T {
+    lvs_test_support::live::in_namespace(namespace, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        Ok(runtime.block_on(f()))
+    })
+    .unwrap_or_else(|error| panic!("in {namespace}: {error:#}"))
+}
+
+fn ip6(text: &str) -> std::net::Ipv6Addr {
+    text.parse().unwrap()
+}
+
+/// Solicits the real server's own address and the VIP from the director side, as the
+/// doctor does: every MAC that advertised each.
+fn solicit(pair: &Ipv6Pair) -> BTreeMap<std::net::IpAddr, Vec<[u8; 6]>> {
+    use lvs_userspace::{cli::doctor::probe, io::ndisc::NdiscSocket, io::netlink::Netlink};
+    in_namespace(&pair.director, || {
+        Box::pin(async {
+            let netlink = Netlink::connect().unwrap();
+            let link = netlink.link("eth0").await.unwrap();
+            let source = probe::solicitation_source(&link.networks6);
+            assert!(source.is_unicast_link_local(), "{:?}", link.networks6);
+            let socket = NdiscSocket::open(link.index).unwrap();
+            let requests = [(source, ip6(RS6)), (source, ip6(VIP6))];
+            let answers = probe::ndp_answers(&socket, link.mac, &requests)
+                .await
+                .unwrap();
+            answers
+                .into_iter()
+                .map(|(address, macs)| (address, macs.iter().map(|m| m.0).collect()))
+                .collect()
+        })
+    })
+}
+
+/// What Linux needs for direct routing with an IPv6 VIP, checked on the wire: the VIP on
+/// `lo` is not advertised on eth0 (no arp_ignore counterpart is needed), the real server's
+/// own address is, a VIP wrongly put on eth0 is advertised, which the doctor reports, and so
+/// is a proxied one, which `lvs realserver status` reports.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn an_ipv6_vip_on_lo_is_not_advertised_on_the_facing_interface() {
+    use lvs_userspace::cli::doctor::{
+        Check, Observations, Plan, Status, evaluate,
+        plan::{HealthTarget, RealServerPlan},
+    };
+    let pair = Ipv6Pair::new("ndp");
+    let state = StateDir::new("ndp");
+    let rs = &pair.real_server;
+    let up = must(
+        Command::new("ip")
+            .args(["netns", "exec", rs])
+            .arg(lvs())
+            .args(["realserver", "up", VIP6, "--dev", "eth0", "--state-dir"])
+            .arg(&state.0),
+    );
+    let lo = String::from_utf8_lossy(&pair.ip(rs, &["-6", "addr", "show", "dev", "lo"]).stdout)
+        .into_owned();
+    assert!(
+        lo.lines()
+            .any(|l| l.contains(&format!("{VIP6}/128")) && l.contains("nodad")),
+        "the VIP on lo as a /128 without DAD:\n{lo}\n{}",
+        text(&up)
+    );
+
+    let answers = solicit(&pair);
+    assert_eq!(
+        answers[&RS6.parse().unwrap()],
+        [RS_MAC],
+        "own address advertised"
+    );
+    assert_eq!(
+        answers[&VIP6.parse().unwrap()],
+        Vec::<[u8; 6]>::new(),
+        "the VIP on lo is not advertised on eth0"
+    );
+
+    // The classic mistake, in IPv6: the VIP on the facing interface is advertised there,
+    // and the doctor's judgement of what the probe saw fails that real server.
+    pair.ip(
+        rs,
+        &[
+            "addr",
+            "add",
+            &format!("{VIP6}/128"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    );
+    let answers = solicit(&pair);
+    assert_eq!(answers[&VIP6.parse().unwrap()], [RS_MAC]);
+    let plan = Plan {
+        interface: "eth0".into(),
+        real_servers: vec![RealServerPlan {
+            address: RS6.parse().unwrap(),
+            vips: [VIP6.parse().unwrap()].into_iter().collect(),
+            targets: std::collections::BTreeSet::<HealthTarget>::new(),
+        }],
+    };
+    let seen = Observations {
+        networks6: vec![(ip6(DIRECTOR6), 64)],
+        answers: answers
+            .into_iter()
+            .map(|(a, macs)| {
+                let macs = macs
+                    .into_iter()
+                    .map(lvs_userspace::base::mac::MacAddr)
+                    .collect();
+                (a, macs)
+            })
+            .collect(),
+        ..Observations::default()
+    };
+    let report = evaluate(&plan, &seen);
+    let vip_check = report
+        .findings
+        .iter()
+        .find(|f| f.check == Check::NdpVip)
+        .expect("an NDP VIP finding");
+    assert_eq!(vip_check.status, Status::Fail, "{vip_check:?}");
+    pair.ip(rs, &["addr", "del", &format!("{VIP6}/128"), "dev", "eth0"]);
+
+    // The one exception the kernel makes, proxy NDP: with forwarding and proxy_ndp on the
+    // facing interface, a proxy entry for the VIP is advertised; `status` finds the entry.
+    for setting in ["forwarding", "proxy_ndp"] {
+        must(
+            Command::new("ip")
+                .args(["netns", "exec", rs, "sysctl", "-qw"])
+                .arg(format!("net.ipv6.conf.eth0.{setting}=1")),
+        );
+    }
+    pair.ip(rs, &["-6", "neigh", "add", "proxy", VIP6, "dev", "eth0"]);
+    assert_eq!(
+        solicit(&pair)[&VIP6.parse().unwrap()],
+        [RS_MAC],
+        "a proxied VIP is advertised"
+    );
+    let status = Command::new("ip")
+        .args(["netns", "exec", rs])
+        .arg(lvs())
+        .args(["realserver", "status", VIP6, "--dev", "eth0", "--state-dir"])
+        .arg(&state.0)
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(
+        text(&status).contains("proxy neighbour entry on eth0"),
+        "{}",
+        text(&status)
+    );
+    let script = Command::new("ip")
+        .args(["netns", "exec", rs, "env"])
+        .arg(format!("LVS_STATE_DIR={}", state.0.display()))
+        .arg("bash")
+        .arg(repo().join("scripts/realserver.sh"))
+        .args(["status", VIP6, "--dev", "eth0"])
+        .output()
+        .unwrap();
+    assert_eq!(script.status.code(), Some(1), "{}", text(&script));
+    assert!(
+        text(&script).contains(&format!("{VIP6} proxied on eth0: WRONG")),
+        "{}",
+        text(&script)
+    );
+    pair.ip(rs, &["-6", "neigh", "del", "proxy", VIP6, "dev", "eth0"]);
+
+    let down = must(
+        Command::new("ip")
+            .args(["netns", "exec", rs])
+            .arg(lvs())
+            .args(["realserver", "down", "--state-dir"])
+            .arg(&state.0),
+    );
+    let lo = String::from_utf8_lossy(&pair.ip(rs, &["-6", "addr", "show", "dev", "lo"]).stdout)
+        .into_owned();
+    assert!(
+        !lo.contains(VIP6),
+        "down removes the VIP:\n{lo}\n{}",
+        text(&down)
+    );
+}
+
+/// Waits up to 5 s for the kernel's notification that `address` is at `mac`.
+async fn notified(
+    events: &mut futures::stream::BoxStream<'static, lvs_userspace::io::netlink::NeighbourEvent>,
+    address: std::net::IpAddr,
+    mac: [u8; 6],
+) -> lvs_userspace::io::netlink::NeighbourEntry {
+    use futures::StreamExt as _;
+    use lvs_userspace::io::netlink::NeighbourEvent;
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = events.next().await {
+            if let NeighbourEvent::Changed(entry) = event {
+                if entry.address == address && entry.mac == Some(mac) {
+                    return entry;
+                }
+            }
+        }
+        panic!("the neighbour notifications ended");
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no notification of {address} at {mac:02x?}"))
+}
+
+/// The director's netlink side for an IPv6 real server: its prefix and link-local network
+/// seen on the interface, resolution asked for with NTF_USE, the MAC found in the IPv6
+/// neighbour table and announced by a notification, and a new MAC (the real server's
+/// `ndisc_notify` advertisement) followed.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn an_ipv6_neighbour_is_resolved_and_its_change_followed() {
+    use futures::StreamExt as _;
+    use lvs_userspace::{
+        base::mac::MacAddr,
+        io::netlink::{self, Netlink},
+        logic::model::Neighbour,
+    };
+    let pair = Ipv6Pair::new("nl6");
+    must(Command::new("ip").args([
+        "netns",
+        "exec",
+        &pair.real_server,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.eth0.ndisc_notify=1",
+    ]));
+    let real_server = pair.real_server.clone();
+    in_namespace(&pair.director, move || {
+        Box::pin(async move {
+            let rs: std::net::IpAddr = RS6.parse().unwrap();
+            let netlink = Netlink::connect().unwrap();
+            let link = netlink.link("eth0").await.unwrap();
+            assert!(
+                link.networks6.contains(&(ip6(DIRECTOR6), 64)),
+                "{:?}",
+                link.networks6
+            );
+            assert!(link.on_link(rs));
+            assert!(
+                link.on_link(ip6("fe80::ff:fe77:11")),
+                "link-local is on-link"
+            );
+            assert!(!link.on_link(ip6("2001:db8:78::11")));
+
+            let mut events = netlink::neighbour_events().unwrap().boxed();
+            let entry_of = |entries: Vec<netlink::NeighbourEntry>| {
+                entries.into_iter().find(|e| e.address == rs)
+            };
+            assert_eq!(
+                entry_of(netlink.neighbours(link.index).await.unwrap()),
+                None,
+                "nothing known before resolution"
+            );
+            netlink.resolve(link.index, rs).await.unwrap();
+            let announced = notified(&mut events, rs, RS_MAC).await;
+            assert_eq!(
+                netlink::classify(Some(&announced)),
+                Neighbour::Resolved {
+                    mac: MacAddr(RS_MAC)
+                }
+            );
+            let entry = entry_of(netlink.neighbours(link.index).await.unwrap());
+            let known = netlink::next_neighbour(&Neighbour::Unknown, entry.as_ref(), true);
+            assert_eq!(
+                known,
+                Neighbour::Resolved {
+                    mac: MacAddr(RS_MAC)
+                },
+                "{entry:?}"
+            );
+
+            // The real server's NIC changes: its unsolicited advertisement reaches the
+            // director's table, and the change is followed.
+            let moved = [0x02, 0, 0, 0x77, 0, 0x99];
+            must(Command::new("ip").args([
+                "-n",
+                &real_server,
+                "link",
+                "set",
+                "eth0",
+                "address",
+                "02:00:00:77:00:99",
+            ]));
+            notified(&mut events, rs, moved).await;
+            let entry = entry_of(netlink.neighbours(link.index).await.unwrap());
+            assert_eq!(
+                netlink::next_neighbour(&known, entry.as_ref(), true),
+                Neighbour::Resolved {
+                    mac: MacAddr(moved)
+                },
+                "{entry:?}"
+            );
+        })
+    });
+}
+
+/// The director's VIPs through netlink: an IPv6 VIP goes on as a /128 without duplicate
+/// address detection (usable at once, never tentative, though the interface runs DAD), an
+/// IPv4 one as a /32 as before; adding again reports that it was there, and removing takes
+/// off exactly that address.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn the_director_puts_vips_on_without_dad_and_takes_them_off() {
+    use lvs_userspace::io::netlink::Netlink;
+    let pair = Ipv6Pair::new("vip6");
+    must(Command::new("ip").args([
+        "netns",
+        "exec",
+        &pair.director,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.eth0.accept_dad=1",
+    ]));
+    let director = pair.director.clone();
+    let addresses = move || {
+        let output =
+            must(Command::new("ip").args(["-n", &director, "addr", "show", "dev", "eth0"]));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    in_namespace(&pair.director, move || {
+        Box::pin(async move {
+            let netlink = Netlink::connect().unwrap();
+            let index = netlink.link("eth0").await.unwrap().index;
+            let vip6: std::net::IpAddr = VIP6.parse().unwrap();
+            let vip4: std::net::IpAddr = "10.77.0.100".parse().unwrap();
+            assert!(netlink.add_vip(index, vip6).await.unwrap());
+            assert!(netlink.add_vip(index, vip4).await.unwrap());
+            let shown = addresses();
+            let line6 = shown
+                .lines()
+                .find(|l| l.contains(&format!("{VIP6}/128")))
+                .unwrap_or_else(|| panic!("no {VIP6}/128:\n{shown}"));
+            assert!(line6.contains("nodad"), "{line6}");
+            assert!(!line6.contains("tentative"), "usable at once: {line6}");
+            assert!(shown.contains("inet 10.77.0.100/32"), "{shown}");
+            assert!(
+                !netlink.add_vip(index, vip6).await.unwrap(),
+                "already there: not ours to remove"
+            );
+            assert!(netlink.remove_vip(index, vip6).await.unwrap());
+            assert!(netlink.remove_vip(index, vip4).await.unwrap());
+            assert!(!netlink.remove_vip(index, vip6).await.unwrap(), "gone");
+            let shown = addresses();
+            assert!(
+                !shown.contains(VIP6) && !shown.contains("10.77.0.100"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains(&format!("{DIRECTOR6}/64")),
+                "the rest stays: {shown}"
+            );
+        })
+    });
 }

@@ -191,7 +191,7 @@ impl<D: DataPlane, N: DirectorNetlink> Director<D, N> {
                     NeighbourEvent::Deleted { address, if_index } => (*address, *if_index),
                 };
                 if if_index == self.link.index
-                    && self.model.real_server_addresses().contains(&address.into())
+                    && self.model.real_server_addresses().contains(&address)
                 {
                     neighbours_changed =
                         neighbours::refresh(&self.netlink, &self.link, &mut self.model).await?;

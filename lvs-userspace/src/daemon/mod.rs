@@ -40,7 +40,7 @@ mod vips;
 
 use std::{
     future::Future,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -532,7 +532,7 @@ struct Director<D, N> {
     settings: config::Director,
     config_path: Option<PathBuf>,
     /// VIPs this director put on the interface, and must take off.
-    added_vips: Vec<Ipv4Addr>,
+    added_vips: Vec<IpAddr>,
     /// Connections in the flow table at the last sweep.
     flows_in_table: u64,
     /// Where the status listener reads the status document, when there is one.

@@ -1,9 +1,6 @@
 //! Real servers' MACs: asking the kernel to resolve them and following its neighbour table.
 
-use std::{
-    net::{IpAddr, Ipv4Addr},
-    time::Duration,
-};
+use std::{net::IpAddr, time::Duration};
 
 use anyhow::Result;
 use tracing::{info, warn};
@@ -54,14 +51,14 @@ pub(super) async fn request_resolutions(
             return;
         }
     };
-    for address in ipv4_real_servers(model) {
+    for address in model.real_server_addresses() {
         let wanted = match model.neighbour(address) {
             Neighbour::Resolved { .. } => all,
             _ => true,
         };
         let entry = entries.iter().find(|e| e.address == address);
-        if wanted && netlink::on_link(address, &link.networks) && netlink::may_refresh(entry) {
-            if let Err(error) = netlink.request_resolution(link.index, address).await {
+        if wanted && link.on_link(address) && netlink::may_refresh(entry) {
+            if let Err(error) = netlink.resolve(link.index, address).await {
                 warn!(%address, %error, "requesting neighbour resolution failed");
             }
         }
@@ -76,9 +73,9 @@ pub(super) async fn refresh(
 ) -> Result<bool> {
     let entries = netlink.neighbours(link.index).await?;
     let mut changed = false;
-    for address in ipv4_real_servers(model) {
+    for address in model.real_server_addresses() {
         let entry = entries.iter().find(|e| e.address == address);
-        let on_link = netlink::on_link(address, &link.networks);
+        let on_link = link.on_link(address);
         let next = netlink::next_neighbour(model.neighbour(address), entry, on_link);
         if model.set_neighbour(address, next.clone()) {
             log_change(address, &next);
@@ -88,19 +85,7 @@ pub(super) async fn refresh(
     Ok(changed)
 }
 
-/// The IPv4 real servers, whose neighbours the IPv4 neighbour table holds.
-fn ipv4_real_servers(model: &Model) -> Vec<Ipv4Addr> {
-    model
-        .real_server_addresses()
-        .into_iter()
-        .filter_map(|address| match address {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
-}
-
-fn log_change(address: Ipv4Addr, next: &Neighbour) {
+fn log_change(address: IpAddr, next: &Neighbour) {
     match next {
         Neighbour::Resolved { mac } => info!(real_server = %address, %mac, "real server resolved"),
         Neighbour::Unresolved { reason } => {

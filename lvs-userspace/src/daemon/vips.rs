@@ -2,7 +2,7 @@
 //! only those it added, never ones it found there (unless it adopted the previous director's
 //! running data plane, whose VIPs they are).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use anyhow::Result;
 use tracing::{info, warn};
@@ -17,13 +17,10 @@ impl<D, N: DirectorNetlink> Director<D, N> {
             return Ok(());
         }
         for vip in self.model.virtual_addresses() {
-            let IpAddr::V4(vip) = vip else {
-                continue;
-            };
             if self.added_vips.contains(&vip) {
                 continue;
             }
-            if self.netlink.add_address(self.link.index, vip, 32).await? {
+            if self.netlink.add_vip(self.link.index, vip).await? {
                 info!(%vip, interface = %self.interface, "VIP added");
                 self.added_vips.push(vip);
             } else if self.adopted {
@@ -37,9 +34,9 @@ impl<D, N: DirectorNetlink> Director<D, N> {
     /// Takes off the VIPs this director added that no service uses any more.
     pub(super) async fn remove_unused_vips(&mut self) {
         let used = self.model.virtual_addresses();
-        let (keep, unused): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) = std::mem::take(&mut self.added_vips)
+        let (keep, unused): (Vec<IpAddr>, Vec<IpAddr>) = std::mem::take(&mut self.added_vips)
             .into_iter()
-            .partition(|vip| used.contains(&IpAddr::V4(*vip)));
+            .partition(|vip| used.contains(vip));
         self.added_vips = keep;
         for vip in unused {
             self.remove_vip(vip).await;
@@ -53,8 +50,8 @@ impl<D, N: DirectorNetlink> Director<D, N> {
         }
     }
 
-    async fn remove_vip(&self, vip: Ipv4Addr) {
-        match self.netlink.remove_address(self.link.index, vip, 32).await {
+    async fn remove_vip(&self, vip: IpAddr) {
+        match self.netlink.remove_vip(self.link.index, vip).await {
             Ok(()) => info!(%vip, "VIP removed"),
             Err(error) => warn!(%vip, %error, "removing the VIP failed"),
         }

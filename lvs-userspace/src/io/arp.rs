@@ -4,19 +4,15 @@
 //! only "what is the one MAC you keep for it?", and a real server that wrongly answers for the
 //! VIP is exactly a second answer.
 
-use std::{
-    io,
-    net::Ipv4Addr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-};
+use std::{io, net::Ipv4Addr};
 
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, SlicedPacket};
-use tokio::io::{Interest, unix::AsyncFd};
 
+use super::packet_socket::PacketSocket;
 use crate::base::mac::MacAddr;
 
 /// The shortest Ethernet frame (without the FCS); shorter ones are padded.
-const MIN_FRAME: usize = 60;
+pub(crate) const MIN_FRAME: usize = 60;
 const BROADCAST: [u8; 6] = [0xff; 6];
 
 /// A reply: `sender_mac` says it has `sender_ip`.
@@ -60,69 +56,19 @@ pub fn parse_reply(frame: &[u8]) -> Option<ArpReply> {
 
 /// A raw packet socket for ARP frames on one interface.
 pub struct ArpSocket {
-    fd: AsyncFd<OwnedFd>,
+    socket: PacketSocket,
 }
 
 impl ArpSocket {
     /// Opens the socket and binds it to the interface; needs CAP_NET_RAW.
     pub fn open(if_index: u32) -> io::Result<Self> {
-        let protocol = (libc::ETH_P_ARP as u16).to_be();
-        // SAFETY: socket() takes no pointers; a valid descriptor is owned from here on.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(protocol),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let address = libc::sockaddr_ll {
-            sll_family: libc::AF_PACKET as u16,
-            sll_protocol: protocol,
-            sll_ifindex: i32::try_from(if_index)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index"))?,
-            sll_hatype: 0,
-            sll_pkttype: 0,
-            sll_halen: 0,
-            sll_addr: [0; 8],
-        };
-        // SAFETY: the pointer and length describe `address`, which lives across the call.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const address).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the AsyncFd owns the descriptor for its whole life, so the descriptor it
-        // registered is the one it reads, and it is closed only after deregistration.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(|error| error.into_parts().1)?;
-        Ok(Self { fd })
+        let socket = PacketSocket::open(if_index, libc::ETH_P_ARP as u16)?;
+        Ok(Self { socket })
     }
 
     /// Sends a whole Ethernet frame out of the bound interface.
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: the pointer and length describe `frame`, which lives across the call.
-        let sent = unsafe {
-            libc::send(
-                self.fd.get_ref().as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.socket.send(frame)
     }
 
     /// Waits for the next ARP reply that arrived on the interface (frames this host sent,
@@ -130,36 +76,9 @@ impl ArpSocket {
     pub async fn recv_reply(&self) -> io::Result<ArpReply> {
         let mut buffer = [0u8; 1518];
         loop {
-            let mut guard = self.fd.readable().await?;
-            let received = guard.try_io(|fd| {
-                // SAFETY: zeroed is a valid sockaddr_ll; recvfrom writes at most `length`
-                // bytes into it and at most `buffer.len()` bytes into `buffer`.
-                let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                let mut length = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-                let n = unsafe {
-                    libc::recvfrom(
-                        fd.get_ref().as_raw_fd(),
-                        buffer.as_mut_ptr().cast(),
-                        buffer.len(),
-                        0,
-                        (&raw mut from).cast(),
-                        &mut length,
-                    )
-                };
-                if n < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok((n.unsigned_abs(), from.sll_pkttype))
-            });
-            match received {
-                Ok(Ok((length, kind))) if kind != libc::PACKET_OUTGOING => {
-                    if let Some(reply) = parse_reply(&buffer[..length]) {
-                        return Ok(reply);
-                    }
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(error),
-                Err(_would_block) => {}
+            let length = self.socket.recv_incoming(&mut buffer).await?;
+            if let Some(reply) = parse_reply(&buffer[..length]) {
+                return Ok(reply);
             }
         }
     }

@@ -1,27 +1,26 @@
 //! What the controller asks of the kernel's routing netlink: the director interface, its
 //! addresses (to bring VIPs up and to know its subnets), the neighbour table (real
-//! servers' MACs), and the routes that announce the VIPs to a BGP daemon (`routes`). Pure interpretation of the answers (`classify`, `on_link`) is kept apart
-//! from the requests so it is tested without root.
+//! servers' MACs), and the routes that announce the VIPs to a BGP daemon (`routes`). Pure interpretation of the answers (`rules`: `classify`, `on_link`, ...) is
+//! kept apart from the requests so it is tested without root.
 
 use std::{
     future::Future,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use futures::{Stream, StreamExt as _, TryStreamExt as _, stream::BoxStream};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
     link::{LinkAttribute, LinkFlags, LinkMessage},
-    neighbour::{
-        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
-    },
+    neighbour::{NeighbourFlags, NeighbourMessage, NeighbourState},
 };
 use rtnetlink::{Handle, MulticastGroup, packet_core::NetlinkPayload};
 
-use crate::{base::mac::MacAddr, logic::model::Neighbour};
-
 mod routes;
+mod rules;
+
+pub use rules::{classify, host_prefix, may_refresh, neighbour_entry, next_neighbour, on_link};
 
 /// Errors of netlink requests, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +31,8 @@ pub enum NetlinkError {
     NoSuchInterface { name: String },
     #[error("interface {name:?} has no Ethernet address")]
     NoMac { name: String },
+    #[error("{what} is not supported here")]
+    Unsupported { what: String },
     #[error("{action} failed")]
     Request {
         action: String,
@@ -47,12 +48,25 @@ pub struct LinkInfo {
     pub mac: [u8; 6],
     /// The IPv4 networks on the interface: (address, prefix length).
     pub networks: Vec<(Ipv4Addr, u8)>,
+    /// The IPv6 networks on the interface, its link-local fe80::/64 among them.
+    pub networks6: Vec<(Ipv6Addr, u8)>,
 }
 
-/// One IPv4 entry of the kernel's neighbour table.
+impl LinkInfo {
+    /// Whether `address`, of either family, is reachable by L2 on this interface: on one of
+    /// its networks of that family, or (IPv6) link-local while the interface has IPv6 at all.
+    pub fn on_link(&self, address: impl Into<IpAddr>) -> bool {
+        match address.into() {
+            IpAddr::V4(v4) => on_link(v4, &self.networks),
+            IpAddr::V6(v6) => on_link(v6, &self.networks6),
+        }
+    }
+}
+
+/// One entry of the kernel's neighbour table, IPv4 (ARP) or IPv6 (NDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighbourEntry {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub if_index: u32,
     pub state: NeighbourState,
     pub mac: Option<[u8; 6]>,
@@ -62,7 +76,7 @@ pub struct NeighbourEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NeighbourEvent {
     Changed(NeighbourEntry),
-    Deleted { address: Ipv4Addr, if_index: u32 },
+    Deleted { address: IpAddr, if_index: u32 },
 }
 
 /// An interface of this network namespace, as the kernel lists it.
@@ -105,7 +119,7 @@ impl Netlink {
         Ok(Self { handle })
     }
 
-    /// Looks up an interface by name: its index, MAC and IPv4 networks.
+    /// Looks up an interface by name: its index, MAC and IPv4 and IPv6 networks.
     pub async fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
         let mut links = self
             .handle
@@ -134,33 +148,20 @@ impl Netlink {
                 name: name.to_owned(),
             })?;
         let index = link.header.index;
-        let networks = self
-            .ipv4_addresses(index)
-            .await?
-            .into_iter()
-            .map(|(address, prefix, _)| (address, prefix))
-            .collect();
+        let (mut networks, mut networks6) = (Vec::new(), Vec::new());
+        for message in self.address_messages(Some(index)).await? {
+            match own_address(&message) {
+                Some(IpAddr::V4(address)) => networks.push((address, message.header.prefix_len)),
+                Some(IpAddr::V6(address)) => networks6.push((address, message.header.prefix_len)),
+                None => {}
+            }
+        }
         Ok(LinkInfo {
             index,
             mac,
             networks,
+            networks6,
         })
-    }
-
-    /// The IPv4 addresses on an interface, with prefix length and the raw message.
-    async fn ipv4_addresses(
-        &self,
-        index: u32,
-    ) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, NetlinkError> {
-        Ok(self
-            .address_messages(Some(index))
-            .await?
-            .into_iter()
-            .filter_map(|m| match own_address(&m)? {
-                IpAddr::V4(address) => Some((address, m.header.prefix_len, m)),
-                IpAddr::V6(_) => None,
-            })
-            .collect())
     }
 
     /// The kernel's address messages, of one interface or of all.
@@ -204,6 +205,42 @@ impl Netlink {
         self.remove_ip(index, IpAddr::V4(address), prefix)
             .await
             .map(|_| ())
+    }
+
+    /// Puts a VIP on an interface as a host address: IPv4 as /32; IPv6 as /128 with
+    /// IFA_F_NODAD, so it is usable at once (no tentative second) and duplicate address
+    /// detection cannot fail it when a second director holds the same VIP on the segment.
+    /// Returns false when it was already there, so the caller knows not to remove it later.
+    pub async fn add_vip(&self, index: u32, vip: IpAddr) -> Result<bool, NetlinkError> {
+        self.add_host_address(index, vip).await
+    }
+
+    /// Takes a VIP added by `add_vip` off the interface, if it is there; returns whether it was.
+    pub async fn remove_vip(&self, index: u32, vip: IpAddr) -> Result<bool, NetlinkError> {
+        self.remove_ip(index, vip, host_prefix(vip)).await
+    }
+
+    /// Adds a host address (/32 or /128) to an interface, IPv6 without DAD (see `add_vip`).
+    /// Returns false when it was already there.
+    pub async fn add_host_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+    ) -> Result<bool, NetlinkError> {
+        let prefix = host_prefix(address);
+        let mut add = self.handle.address().add(index, address, prefix);
+        if address.is_ipv6() {
+            let message = add.message_mut();
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match add.execute().await {
+            Ok(()) => Ok(true),
+            Err(error) if is_errno(&error, libc::EEXIST) => Ok(false),
+            Err(source) => Err(request(format!("adding {address}/{prefix}"))(source)),
+        }
     }
 
     /// Every interface of this network namespace.
@@ -292,36 +329,59 @@ impl Netlink {
         Ok(removed)
     }
 
-    /// The IPv4 neighbour entries of an interface.
+    /// The neighbour entries of an interface, IPv4 (ARP) and IPv6 (NDP) alike.
     pub async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
+        let mut entries = Vec::new();
+        // One dump per family: the kernel's AF_UNSPEC dump would also walk tables lvs has no
+        // use for (such as the multicast router's), and the two tables are all it needs.
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let messages: Vec<NeighbourMessage> = self
+                .handle
+                .neighbours()
+                .get()
+                .set_address_family(family)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(request("listing neighbours"))?;
+            entries.extend(
+                messages
+                    .iter()
+                    .filter_map(neighbour_entry)
+                    .filter(|entry| entry.if_index == index),
+            );
+        }
+        Ok(entries)
+    }
+
+    /// The IPv6 proxy neighbour entries of this namespace (`ip -6 neigh show proxy`): the
+    /// addresses it advertises for others where proxy NDP is on, as (interface, address).
+    pub async fn proxied(&self) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
         let messages: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
             .get()
-            .set_address_family(AddressFamily::Inet)
+            .proxies()
+            .set_address_family(AddressFamily::Inet6)
             .execute()
             .try_collect()
             .await
-            .map_err(request("listing neighbours"))?;
+            .map_err(request("listing proxy neighbours"))?;
         Ok(messages
             .iter()
             .filter_map(neighbour_entry)
-            .filter(|entry| entry.if_index == index)
+            .map(|entry| (entry.if_index, entry.address))
             .collect())
     }
 
     /// Asks the kernel to resolve (or re-confirm) a neighbour, as if a packet were waiting
-    /// for it (NTF_USE): an ARP request goes out and the answer lands in the neighbour table.
-    /// This also keeps entries fresh, since frames the data plane sends never pass the
-    /// kernel's neighbour code.
-    pub async fn request_resolution(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
+    /// for it (NTF_USE): an ARP request (IPv4) or a neighbour solicitation (IPv6) goes out
+    /// and the answer lands in the neighbour table. This also keeps entries fresh, since
+    /// frames the data plane sends never pass the kernel's neighbour code.
+    pub async fn resolve(&self, index: u32, address: IpAddr) -> Result<(), NetlinkError> {
         self.handle
             .neighbours()
-            .add(index, IpAddr::V4(address))
+            .add(index, address)
             .state(NeighbourState::None)
             .flags(NeighbourFlags::Use)
             .replace()
@@ -329,39 +389,48 @@ impl Netlink {
             .await
             .map_err(request(format!("resolving {address}")))
     }
+
+    /// `resolve` for an IPv4 address; kept for the daemon's IPv4 path.
+    pub async fn request_resolution(
+        &self,
+        index: u32,
+        address: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        self.resolve(index, IpAddr::V4(address)).await
+    }
 }
 
 /// What the director daemon asks of routing netlink: its interface, the VIPs it adds and
 /// removes, and the real servers' neighbour entries. The daemon is written against this
 /// trait, so its logic runs against an in-memory stand-in in tests, without root.
-pub trait DirectorNetlink {
-    /// Looks up an interface by name: its index, MAC and IPv4 networks.
+///
+pub trait DirectorNetlink: Sync {
+    /// Looks up an interface by name: its index, MAC and IPv4 and IPv6 networks.
     fn link(&self, name: &str) -> impl Future<Output = Result<LinkInfo, NetlinkError>> + Send;
-    /// Adds `address/prefix`; false when it was already there (then it is not ours to remove).
-    fn add_address(
+    /// Puts a VIP on the interface (IPv4 /32; IPv6 /128 without DAD); false when it was
+    /// already there (then it is not ours to remove).
+    fn add_vip(
         &self,
         index: u32,
-        address: Ipv4Addr,
-        prefix: u8,
+        vip: IpAddr,
     ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
-    /// Removes `address/prefix`, if it is there.
-    fn remove_address(
+    /// Takes a VIP off the interface, if it is there.
+    fn remove_vip(
         &self,
         index: u32,
-        address: Ipv4Addr,
-        prefix: u8,
+        vip: IpAddr,
     ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
-    /// The IPv4 neighbour entries of an interface.
+    /// Asks the kernel to resolve or re-confirm a neighbour of either family (NTF_USE).
+    fn resolve(
+        &self,
+        index: u32,
+        address: IpAddr,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
+    /// The neighbour entries of an interface, both families.
     fn neighbours(
         &self,
         index: u32,
     ) -> impl Future<Output = Result<Vec<NeighbourEntry>, NetlinkError>> + Send;
-    /// Asks the kernel to resolve or re-confirm a neighbour (NTF_USE).
-    fn request_resolution(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
     /// The kernel's neighbour-table changes, from now on.
     fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError>;
     /// The VIPs announced, in any routing table, as (table, VIP) (see `routes`).
@@ -385,30 +454,20 @@ impl DirectorNetlink for Netlink {
         Netlink::link(self, name).await
     }
 
-    async fn add_address(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-        prefix: u8,
-    ) -> Result<bool, NetlinkError> {
-        Netlink::add_address(self, index, address, prefix).await
+    async fn add_vip(&self, index: u32, vip: IpAddr) -> Result<bool, NetlinkError> {
+        Netlink::add_vip(self, index, vip).await
     }
 
-    async fn remove_address(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-        prefix: u8,
-    ) -> Result<(), NetlinkError> {
-        Netlink::remove_address(self, index, address, prefix).await
+    async fn remove_vip(&self, index: u32, vip: IpAddr) -> Result<(), NetlinkError> {
+        Netlink::remove_vip(self, index, vip).await.map(|_| ())
+    }
+
+    async fn resolve(&self, index: u32, address: IpAddr) -> Result<(), NetlinkError> {
+        Netlink::resolve(self, index, address).await
     }
 
     async fn neighbours(&self, index: u32) -> Result<Vec<NeighbourEntry>, NetlinkError> {
         Netlink::neighbours(self, index).await
-    }
-
-    async fn request_resolution(&self, index: u32, address: Ipv4Addr) -> Result<(), NetlinkError> {
-        Netlink::request_resolution(self, index, address).await
     }
 
     fn neighbour_events(&self) -> Result<BoxStream<'static, NeighbourEvent>, NetlinkError> {
@@ -428,7 +487,8 @@ impl DirectorNetlink for Netlink {
     }
 }
 
-/// A stream of neighbour-table changes from the kernel (RTNLGRP_NEIGH).
+/// A stream of neighbour-table changes from the kernel (RTNLGRP_NEIGH, which carries the
+/// IPv4 and the IPv6 table's changes alike).
 pub fn neighbour_events() -> Result<impl Stream<Item = NeighbourEvent>, NetlinkError> {
     let (connection, _handle, messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Neigh])
@@ -461,217 +521,4 @@ fn own_address(message: &AddressMessage) -> Option<IpAddr> {
         })
     };
     find(true).or_else(|| find(false))
-}
-
-fn neighbour_entry(message: &NeighbourMessage) -> Option<NeighbourEntry> {
-    let mut address = None;
-    let mut mac = None;
-    for attribute in &message.attributes {
-        match attribute {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => address = Some(*v4),
-            NeighbourAttribute::LinkLayerAddress(bytes) => {
-                mac = <[u8; 6]>::try_from(bytes.as_slice()).ok();
-            }
-            _ => {}
-        }
-    }
-    Some(NeighbourEntry {
-        address: address?,
-        if_index: message.header.ifindex,
-        state: message.header.state,
-        mac,
-    })
-}
-
-/// What a neighbour entry means for forwarding. Entries that hold a MAC the kernel itself
-/// would use (reachable, stale, being re-probed, static) are usable; an entry the kernel
-/// gave up on, or one still waiting for its first answer, is not.
-/// Whether lvs may ask the kernel to resolve an address again (NTF_USE, which can rewrite the
-/// entry). Never for an entry the kernel does not manage: PERMANENT and NOARP entries are
-/// static, set by an operator or another tool, and are used as they are; only entries the
-/// kernel resolves and ages (or none yet) are refreshed.
-pub fn may_refresh(entry: Option<&NeighbourEntry>) -> bool {
-    !entry.is_some_and(|e| matches!(e.state, NeighbourState::Permanent | NeighbourState::Noarp))
-}
-
-pub fn classify(entry: Option<&NeighbourEntry>) -> Neighbour {
-    let Some(entry) = entry else {
-        return Neighbour::Unresolved {
-            reason: "no neighbour entry yet".into(),
-        };
-    };
-    let usable = matches!(
-        entry.state,
-        NeighbourState::Reachable
-            | NeighbourState::Stale
-            | NeighbourState::Delay
-            | NeighbourState::Probe
-            | NeighbourState::Permanent
-            | NeighbourState::Noarp
-    );
-    match (usable, entry.mac) {
-        (true, Some(mac)) if mac != [0; 6] => Neighbour::Resolved { mac: MacAddr(mac) },
-        _ => Neighbour::Unresolved {
-            reason: match entry.state {
-                NeighbourState::Failed => "no ARP reply (neighbour FAILED)".into(),
-                NeighbourState::Incomplete => "waiting for an ARP reply".into(),
-                other => format!("neighbour state {other:?}"),
-            },
-        },
-    }
-}
-
-/// The next state of a real server's neighbour, given the previous one and the kernel's
-/// entry now. A known MAC is kept while the kernel is merely re-resolving (the entry was
-/// garbage-collected, or is waiting for a reply): frames the data plane sends never refresh
-/// the kernel's entries, so they age and vanish even while the server is fine. Only the
-/// kernel giving up (FAILED) takes a server out.
-pub fn next_neighbour(
-    previous: &Neighbour,
-    entry: Option<&NeighbourEntry>,
-    on_link: bool,
-) -> Neighbour {
-    if !on_link {
-        return Neighbour::OffLink;
-    }
-    let fresh = classify(entry);
-    let kernel_gave_up = entry.is_some_and(|e| e.state == NeighbourState::Failed);
-    match (&fresh, previous) {
-        (Neighbour::Unresolved { .. }, Neighbour::Resolved { .. }) if !kernel_gave_up => {
-            previous.clone()
-        }
-        _ => fresh,
-    }
-}
-
-/// Whether `address` is on one of the interface's IPv4 networks, i.e. reachable by L2.
-pub fn on_link(address: Ipv4Addr, networks: &[(Ipv4Addr, u8)]) -> bool {
-    networks.iter().any(|&(network, prefix)| {
-        // A /32 (such as a VIP) is not a segment anything else lives on.
-        if prefix == 0 || prefix >= 32 {
-            return false;
-        }
-        let mask = u32::MAX << (32 - u32::from(prefix));
-        u32::from(network) & mask == u32::from(address) & mask
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(state: NeighbourState, mac: Option<[u8; 6]>) -> NeighbourEntry {
-        NeighbourEntry {
-            address: Ipv4Addr::new(10, 0, 0, 11),
-            if_index: 2,
-            state,
-            mac,
-        }
-    }
-
-    #[test]
-    fn static_entries_are_never_refreshed() {
-        assert!(may_refresh(None), "no entry yet: ask for one");
-        for state in [
-            NeighbourState::Reachable,
-            NeighbourState::Stale,
-            NeighbourState::Delay,
-            NeighbourState::Probe,
-            NeighbourState::Failed,
-            NeighbourState::Incomplete,
-        ] {
-            assert!(may_refresh(Some(&entry(state, None))), "{state:?}");
-        }
-        for state in [NeighbourState::Permanent, NeighbourState::Noarp] {
-            let mac = Some([2, 0, 0, 0, 0, 0x11]);
-            assert!(!may_refresh(Some(&entry(state, mac))), "{state:?}");
-        }
-    }
-
-    #[test]
-    fn usable_states_with_a_mac_resolve() {
-        let mac = [2, 0, 0, 0, 0, 0x11];
-        for state in [
-            NeighbourState::Reachable,
-            NeighbourState::Stale,
-            NeighbourState::Delay,
-            NeighbourState::Probe,
-            NeighbourState::Permanent,
-        ] {
-            assert_eq!(
-                classify(Some(&entry(state, Some(mac)))),
-                Neighbour::Resolved { mac: MacAddr(mac) },
-                "{state:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn failed_incomplete_and_missing_entries_do_not_resolve() {
-        assert!(matches!(
-            classify(Some(&entry(NeighbourState::Failed, None))),
-            Neighbour::Unresolved { reason } if reason.contains("FAILED")
-        ));
-        assert!(matches!(
-            classify(Some(&entry(NeighbourState::Incomplete, None))),
-            Neighbour::Unresolved { .. }
-        ));
-        assert!(matches!(classify(None), Neighbour::Unresolved { .. }));
-        // A usable state without an address is still unusable.
-        assert!(matches!(
-            classify(Some(&entry(NeighbourState::Reachable, None))),
-            Neighbour::Unresolved { .. }
-        ));
-    }
-
-    #[test]
-    fn a_known_mac_survives_re_resolution_but_not_failure() {
-        let mac = [2, 0, 0, 0, 0, 0x11];
-        let known = Neighbour::Resolved { mac: MacAddr(mac) };
-        assert_eq!(
-            next_neighbour(&known, None, true),
-            known,
-            "entry garbage-collected"
-        );
-        assert_eq!(
-            next_neighbour(&known, Some(&entry(NeighbourState::Incomplete, None)), true),
-            known
-        );
-        assert!(matches!(
-            next_neighbour(&known, Some(&entry(NeighbourState::Failed, None)), true),
-            Neighbour::Unresolved { .. }
-        ));
-        let moved = [2, 0, 0, 0, 0, 0x99];
-        assert_eq!(
-            next_neighbour(
-                &known,
-                Some(&entry(NeighbourState::Reachable, Some(moved))),
-                true
-            ),
-            Neighbour::Resolved {
-                mac: MacAddr(moved)
-            },
-            "a new MAC is followed"
-        );
-        assert_eq!(next_neighbour(&known, None, false), Neighbour::OffLink);
-        assert!(matches!(
-            next_neighbour(&Neighbour::Unknown, None, true),
-            Neighbour::Unresolved { .. }
-        ));
-    }
-
-    #[test]
-    fn on_link_follows_the_interface_networks_and_ignores_host_routes() {
-        let networks = [
-            (Ipv4Addr::new(10, 0, 0, 1), 24),
-            (Ipv4Addr::new(10, 0, 0, 100), 32),
-        ];
-        assert!(on_link(Ipv4Addr::new(10, 0, 0, 11), &networks));
-        assert!(!on_link(Ipv4Addr::new(10, 0, 1, 11), &networks));
-        assert!(!on_link(Ipv4Addr::new(192, 0, 2, 1), &networks));
-        assert!(!on_link(
-            Ipv4Addr::new(10, 0, 0, 11),
-            &[(Ipv4Addr::new(10, 0, 0, 100), 32)]
-        ));
-    }
 }

@@ -40,7 +40,11 @@ pub enum Check {
     ArpOwnAddress,
     /// The real server does not answer ARP for a VIP.
     ArpVip,
-    /// Hosts other than real servers answer ARP for a VIP.
+    /// The real server answers neighbour solicitations for its own IPv6 address.
+    NdpOwnAddress,
+    /// The real server does not answer neighbour solicitations for an IPv6 VIP.
+    NdpVip,
+    /// Hosts other than real servers answer ARP or NDP for a VIP.
     VipAnswerers,
     /// The health-check target accepts connections.
     HealthCheck,

@@ -281,7 +281,7 @@ fn left_running(netlink: &FakeNetlink) -> FakeDataPlane {
     previous.sync(&mut dataplane).unwrap();
     dataplane.attached = Some((IF_INDEX, AttachMode::Native));
     dataplane.adopted = true;
-    netlink.kernel().addresses = vec![VIP];
+    netlink.kernel().addresses = vec![VIP.into()];
     dataplane
 }
 

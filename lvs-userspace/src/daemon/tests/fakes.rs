@@ -3,7 +3,7 @@
 //! segment for connection sync.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::Path,
     sync::{
         Arc, Mutex,
@@ -54,12 +54,13 @@ pub(super) fn link() -> LinkInfo {
         index: IF_INDEX,
         mac: [2, 0, 0, 0, 0, 1],
         networks: vec![(Ipv4Addr::new(10, 0, 0, 1), 24)],
+        networks6: Vec::new(),
     }
 }
 
 pub(super) fn reachable(address: Ipv4Addr, mac: [u8; 6]) -> NeighbourEntry {
     NeighbourEntry {
-        address,
+        address: address.into(),
         if_index: IF_INDEX,
         state: NeighbourState::Reachable,
         mac: Some(mac),
@@ -69,11 +70,11 @@ pub(super) fn reachable(address: Ipv4Addr, mac: [u8; 6]) -> NeighbourEntry {
 /// The kernel as netlink shows it: addresses on the interface and its neighbour table.
 #[derive(Default)]
 pub(super) struct Kernel {
-    pub(super) addresses: Vec<Ipv4Addr>,
+    pub(super) addresses: Vec<IpAddr>,
     pub(super) neighbours: Vec<NeighbourEntry>,
-    pub(super) resolutions: Vec<Ipv4Addr>,
+    pub(super) resolutions: Vec<IpAddr>,
     /// The routes that announce VIPs: (table, VIP).
-    pub(super) routes: std::collections::BTreeSet<(u32, std::net::IpAddr)>,
+    pub(super) routes: std::collections::BTreeSet<(u32, IpAddr)>,
     /// Every route change, in order: "announce 245 10.0.0.100", "withdraw ...".
     pub(super) route_log: Vec<String>,
     events: Option<futures::channel::mpsc::UnboundedReceiver<NeighbourEvent>>,
@@ -106,13 +107,14 @@ impl FakeNetlink {
             .routes
             .iter()
             .filter_map(|&(table, vip)| match vip {
-                std::net::IpAddr::V4(vip) => Some((table, vip)),
-                std::net::IpAddr::V6(_) => None,
+                IpAddr::V4(vip) => Some((table, vip)),
+                IpAddr::V6(_) => None,
             })
             .collect()
     }
 
-    pub(super) fn addresses(&self) -> Vec<Ipv4Addr> {
+    /// The VIPs on the interface, sorted.
+    pub(super) fn addresses(&self) -> Vec<IpAddr> {
         let mut addresses = self.kernel().addresses.clone();
         addresses.sort();
         addresses
@@ -127,12 +129,7 @@ impl DirectorNetlink for FakeNetlink {
         }
     }
 
-    async fn add_address(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-        _: u8,
-    ) -> Result<bool, NetlinkError> {
+    async fn add_vip(&self, index: u32, address: IpAddr) -> Result<bool, NetlinkError> {
         assert_eq!(index, IF_INDEX);
         let mut kernel = self.kernel();
         if kernel.addresses.contains(&address) {
@@ -142,12 +139,7 @@ impl DirectorNetlink for FakeNetlink {
         Ok(true)
     }
 
-    async fn remove_address(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-        _: u8,
-    ) -> Result<(), NetlinkError> {
+    async fn remove_vip(&self, index: u32, address: IpAddr) -> Result<(), NetlinkError> {
         assert_eq!(index, IF_INDEX);
         self.kernel().addresses.retain(|&a| a != address);
         Ok(())
@@ -163,7 +155,7 @@ impl DirectorNetlink for FakeNetlink {
             .collect())
     }
 
-    async fn request_resolution(&self, _: u32, address: Ipv4Addr) -> Result<(), NetlinkError> {
+    async fn resolve(&self, _: u32, address: IpAddr) -> Result<(), NetlinkError> {
         self.kernel().resolutions.push(address);
         Ok(())
     }
@@ -175,18 +167,18 @@ impl DirectorNetlink for FakeNetlink {
         Ok(events.boxed())
     }
 
-    async fn announced(&self) -> Result<Vec<(u32, std::net::IpAddr)>, NetlinkError> {
+    async fn announced(&self) -> Result<Vec<(u32, IpAddr)>, NetlinkError> {
         Ok(self.kernel().routes.iter().copied().collect())
     }
 
-    async fn announce(&self, table: u32, vip: std::net::IpAddr) -> Result<(), NetlinkError> {
+    async fn announce(&self, table: u32, vip: IpAddr) -> Result<(), NetlinkError> {
         let mut kernel = self.kernel();
         kernel.routes.insert((table, vip));
         kernel.route_log.push(format!("announce {table} {vip}"));
         Ok(())
     }
 
-    async fn withdraw(&self, table: u32, vip: std::net::IpAddr) -> Result<(), NetlinkError> {
+    async fn withdraw(&self, table: u32, vip: IpAddr) -> Result<(), NetlinkError> {
         let mut kernel = self.kernel();
         kernel.routes.remove(&(table, vip));
         kernel.route_log.push(format!("withdraw {table} {vip}"));

@@ -505,7 +505,7 @@ async fn a_neighbour_change_on_the_interface_rewrites_the_real_servers_mac() {
     }];
     rig.handle(Event::ResyncNeighbours).await;
     assert_eq!(rig.usable_mac(RS1), None);
-    assert!(rig.netlink.kernel().resolutions.contains(&RS1));
+    assert!(rig.netlink.kernel().resolutions.contains(&RS1.into()));
 }
 
 /// Static neighbour entries (PERMANENT, NOARP), as some sites configure for their real
@@ -538,7 +538,7 @@ async fn static_neighbour_entries_are_used_and_never_refreshed() {
     rig.netlink.kernel().neighbours = vec![reachable(RS1, MAC1)];
     rig.handle(Event::RefreshNeighbours).await;
     assert!(
-        rig.netlink.kernel().resolutions.contains(&RS1),
+        rig.netlink.kernel().resolutions.contains(&RS1.into()),
         "an entry the kernel manages is re-confirmed"
     );
 }
@@ -836,7 +836,7 @@ async fn an_adopted_data_plane_is_kept_and_its_vips_are_the_adopters_to_remove()
     dataplane.attached = Some((IF_INDEX, AttachMode::Native));
     dataplane.adopted = true;
     let (netlink, _neighbour_events) = FakeNetlink::new();
-    netlink.kernel().addresses = vec![VIP];
+    netlink.kernel().addresses = vec![VIP.into()];
 
     let listener = control::bind(&socket).await.unwrap();
     let (health, _health_updates, _reloads) = FakeHealth::new();

@@ -7,9 +7,24 @@
 //! (never use the VIP as the sender of our own ARP requests) on `all` and on the interfaces
 //! facing the director. `arp_notify=1` on the same makes the kernel announce the real
 //! server's own address by gratuitous ARP when its MAC changes, which is how the director
-//! follows the change at once. IPv6 needs no such settings (a host answers neighbour
-//! solicitations only for addresses on the interface asked), but `ndisc_notify=1` is the
-//! equivalent of `arp_notify` and is set for IPv6 VIPs.
+//! follows the change at once.
+//!
+//! IPv6 needs no equivalent of `arp_ignore` or `arp_announce`. Linux answers a neighbour
+//! solicitation only for an address on the interface it arrived on: `ndisc_recv_ns` looks
+//! the target up with `ipv6_get_ifaddr(net, target, dev, 1)`, whose last argument (strict)
+//! refuses an address of another interface, so a VIP on `lo` is never advertised on the
+//! facing interface. (The one way around it is proxy NDP, `proxy_ndp` with forwarding and a
+//! proxy entry, which is off by default; `status` reports a proxy entry for a VIP.) And a host's own solicitations name the address
+//! that is asked for as the target, from an address of the interface they leave by, so the
+//! VIP is not announced as `arp_announce=2` prevents for IPv4. `ndisc_notify=1` is the
+//! counterpart of `arp_notify` (an unsolicited advertisement of the interface's own
+//! addresses when its MAC changes); like `arp_notify` it is per interface, so it is set on
+//! `all` and each facing interface. `tests/provision.rs` checks the first point on the wire:
+//! a real server with the VIP on `lo` sends no advertisement for it.
+//!
+//! An IPv6 VIP goes on `lo` as a /128 with IFA_F_NODAD: every real server holds the same
+//! address, and although the kernel runs no duplicate address detection on `lo`, the flag
+//! says so explicitly and keeps the address usable the moment it is added.
 //!
 //! `rp_filter` is left alone, deliberately: DR traffic arrives from the client's address on
 //! the facing interface, which strict mode (1) accepts as long as the route back to the
@@ -147,7 +162,7 @@ impl RealServer {
             }
             state.added_addresses.insert(vip);
             file.save(&state)?;
-            self.netlink.add_ip(facing.loopback, vip, prefix).await?;
+            self.netlink.add_host_address(facing.loopback, vip).await?;
             say(out, format!("added {vip}/{prefix} to lo"));
         }
         Ok(())
@@ -266,6 +281,11 @@ impl RealServer {
         let mut observed = Observed {
             interfaces: self.netlink.interfaces().await?,
             addresses: self.netlink.addresses().await?,
+            // Proxy NDP concerns IPv6 VIPs only; a host without IPv6 is not asked.
+            proxied: match vips.iter().any(IpAddr::is_ipv6) {
+                true => self.netlink.proxied().await?,
+                false => Vec::new(),
+            },
             sysctls: BTreeMap::new(),
         };
         let rp_filters = std::iter::once("all")

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+pub use crate::io::netlink::host_prefix;
 use crate::io::provision::sysctl::{Setting, SysctlKey, Want};
 
 /// Checks that an address can be a VIP on `lo`.
@@ -21,14 +22,6 @@ pub fn validate_vip(vip: IpAddr) -> Result<(), String> {
     match problem {
         Some(what) => Err(format!("{vip} cannot be a VIP: it is {what}")),
         None => Ok(()),
-    }
-}
-
-/// The prefix length of a host address of this family.
-pub fn host_prefix(address: IpAddr) -> u8 {
-    match address {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
     }
 }
 

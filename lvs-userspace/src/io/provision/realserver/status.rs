@@ -35,11 +35,15 @@ impl fmt::Display for StatusLine {
     }
 }
 
-/// What `status` looked at: the namespace's interfaces and addresses, and the settings.
+/// What `status` looked at: the namespace's interfaces and addresses, its proxy neighbour
+/// entries, and the settings.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub interfaces: Vec<InterfaceSummary>,
     pub addresses: Vec<InterfaceAddress>,
+    /// The addresses this host answers neighbour solicitations for on behalf of others
+    /// (`ip -6 neigh show proxy`), as (interface index, address).
+    pub proxied: Vec<(u32, IpAddr)>,
     pub sysctls: BTreeMap<SysctlKey, Option<String>>,
 }
 
@@ -98,6 +102,24 @@ pub fn assess(
                     "{vip}/{} is on {name}: the host answers ARP/NDP for it there and takes \
                      clients' traffic from the director (remove it: `ip addr del {vip}/{} dev {name}`)",
                     elsewhere.prefix, elsewhere.prefix
+                ),
+            ));
+        }
+        // Proxy NDP is the one way Linux advertises an address of no interface it arrives
+        // on: with proxy_ndp and forwarding on, a proxy entry for the VIP on the facing
+        // interface makes the host answer for it there, as a VIP on that interface would.
+        for &(if_index, _) in observed
+            .proxied
+            .iter()
+            .filter(|&&(if_index, address)| address == vip && !observed.is_loopback(if_index))
+        {
+            let name = observed.interface_name(if_index);
+            lines.push(line(
+                Verdict::Wrong,
+                format!(
+                    "{vip} has a proxy neighbour entry on {name}: with proxy_ndp the host \
+                     advertises it there and takes clients' traffic from the director (remove \
+                     it: `ip -6 neigh del proxy {vip} dev {name}`)"
                 ),
             ));
         }
@@ -181,6 +203,7 @@ mod tests {
                     prefix,
                 })
                 .collect(),
+            proxied: Vec::new(),
             sysctls: sysctls
                 .iter()
                 .map(|(k, v)| (k.clone(), Some((*v).to_owned())))
@@ -277,5 +300,21 @@ mod tests {
             &observed(&[(1, "2001:db8::100", 64)], &sysctls),
         );
         assert_eq!(wrong_prefix[0].verdict, Verdict::Wrong);
+
+        let mut proxied = observed(&[(1, "2001:db8::100", 128)], &sysctls);
+        proxied.proxied = vec![(2, ip("2001:db8::100")), (2, ip("2001:db8::7"))];
+        let lines = assess(&vips, &settings, &names(&["eth0"]), &proxied);
+        let wrong: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.verdict == Verdict::Wrong)
+            .map(|l| l.text.as_str())
+            .collect();
+        assert_eq!(wrong.len(), 1, "only the VIP's entry matters: {lines:#?}");
+        assert!(
+            wrong[0].contains("proxy neighbour entry on eth0")
+                && wrong[0].contains("ip -6 neigh del proxy 2001:db8::100 dev eth0"),
+            "{}",
+            wrong[0]
+        );
     }
 }
