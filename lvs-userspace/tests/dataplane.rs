@@ -214,11 +214,11 @@ fn fixtures() -> Vec<Fixture> {
             Counter::PassNotIp,
         ),
         pass(
-            "IPv6",
+            "an IPv4 packet under IPv6's EtherType",
             with(tcp_syn(VIP, 80), |f| {
                 f[12..14].copy_from_slice(&[0x86, 0xdd])
             }),
-            Counter::PassNotIp,
+            Counter::PassMalformed,
         ),
         pass(
             "ICMP to the VIP",
