@@ -28,6 +28,7 @@ use fixture::{DIRECTOR_MAC, TcpKind, VIP, XDP_PASS, XDP_TX, default_settings, tc
 use lvs_common::{
     LOOKUP_TABLE_SIZE,
     flow::{FlowEntry, FlowKey, FlowState},
+    keys::FlowMapKey,
 };
 use lvs_userspace::{
     base::mac::MacAddr,
@@ -429,7 +430,7 @@ fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) ->
     let generations: HashMap<u32, u32> = model.generations();
     let ids: Vec<(u32, u32)> = generations.into_iter().collect();
     let now = monotonic_ns();
-    let flows: Vec<(FlowKey, FlowEntry)> = (0..count)
+    let flows: Vec<(FlowMapKey, FlowEntry)> = (0..count)
         .map(|i| {
             let (id, generation) = ids[i % ids.len()];
             let key = flow_key(i);
@@ -440,7 +441,7 @@ fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) ->
                 state: FlowState::Established as u8,
                 ..FlowEntry::default()
             };
-            (key, entry)
+            (key.into(), entry)
         })
         .collect();
     dataplane.insert_flows(&flows)?;

@@ -15,6 +15,7 @@ use fixture::*;
 use lvs_common::{
     Counter,
     flow::{FlowEntry, FlowKey, FlowState, Settings},
+    keys::FlowMapKey,
 };
 use lvs_userspace::{
     io::bpf::{BpfDataPlane, LoadOptions, test_run},
@@ -226,7 +227,7 @@ impl Bench {
             .flows()
             .expect("read flows")
             .into_iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| *k == FlowMapKey::V4(key))
             .map(|(_, v)| v)
     }
 
@@ -530,7 +531,10 @@ fn an_expired_flow_is_a_new_connection() {
         protocol: 6,
         _pad: [0; 3],
     };
-    bench.dataplane.insert_flows(&[(key, entry)]).unwrap();
+    bench
+        .dataplane
+        .insert_flows(&[(key.into(), entry)])
+        .unwrap();
     bench.send(1000, 3, TcpKind::Ack);
     assert_eq!(
         bench.dataplane.service_stats(2).unwrap().connections,
@@ -632,7 +636,7 @@ fn an_established_flow_is_stamped_only_when_its_stamp_is_old_or_its_state_change
     };
     bench
         .dataplane
-        .insert_flows(&[(key, half_a_second_ago)])
+        .insert_flows(&[(key.into(), half_a_second_ago)])
         .unwrap();
     bench.send(1000, 1, TcpKind::Ack);
     assert_eq!(
@@ -647,7 +651,7 @@ fn an_established_flow_is_stamped_only_when_its_stamp_is_old_or_its_state_change
     };
     bench
         .dataplane
-        .insert_flows(&[(key, two_seconds_ago)])
+        .insert_flows(&[(key.into(), two_seconds_ago)])
         .unwrap();
     bench.send(1000, 1, TcpKind::Ack);
     let renewed = bench.flow(1000, 1).unwrap();
@@ -670,7 +674,7 @@ fn a_sweep_in_slices_computes_what_a_whole_sweep_does() {
     let generations = bench.model.generations();
     let ids: Vec<(u32, u32)> = generations.iter().map(|(&id, &g)| (id, g)).collect();
     let now = monotonic_ns();
-    let flows: Vec<(FlowKey, FlowEntry)> = (0..FLOWS)
+    let flows: Vec<(FlowMapKey, FlowEntry)> = (0..FLOWS)
         .map(|i| {
             let (id, generation) = ids[i % ids.len()];
             let key = FlowKey {
@@ -695,7 +699,7 @@ fn a_sweep_in_slices_computes_what_a_whole_sweep_does() {
                 state: state as u8,
                 ..FlowEntry::default()
             };
-            (key, entry)
+            (key.into(), entry)
         })
         .collect();
     bench.dataplane.insert_flows(&flows).unwrap();
@@ -779,7 +783,7 @@ fn a_connection_learned_by_sync_keeps_its_real_server() {
     else {
         panic!("a connection is a flow");
     };
-    bench.dataplane.insert_flows(&[(key, flow)]).unwrap();
+    bench.dataplane.insert_flows(&[(key.into(), flow)]).unwrap();
     assert_eq!(
         bench.send(3000, 1, TcpKind::Ack),
         first,

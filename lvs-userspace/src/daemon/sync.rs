@@ -15,7 +15,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     io,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -23,7 +23,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt as _;
-use lvs_common::flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings};
+use lvs_common::{
+    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+    keys::{FlowMapKey, TemplateMapKey},
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -400,19 +403,42 @@ impl SyncDaemons {
         };
         let counters = &mut self.counters;
         if let Some(step) = step {
-            let destinations = conntrack::destinations(model);
-            let mut outgoing =
-                vec![
-                    running
-                        .master
-                        .flows(&step.flows, now_ns, settings, &destinations),
-                ];
+            // The sync wire names IPv4 connections only, so far: IPv6 ones are not sent.
+            let destinations: HashMap<(u32, u32), SocketAddrV4> = conntrack::destinations(model)
+                .into_iter()
+                .filter_map(|(at, destination)| match destination {
+                    SocketAddr::V4(destination) => Some((at, destination)),
+                    SocketAddr::V6(_) => None,
+                })
+                .collect();
+            let flows: Vec<(FlowKey, FlowEntry)> = step
+                .flows
+                .iter()
+                .filter_map(|(key, entry)| match key {
+                    FlowMapKey::V4(key) => Some((*key, *entry)),
+                    FlowMapKey::V6(_) => None,
+                })
+                .collect();
+            let mut outgoing = vec![
+                running
+                    .master
+                    .flows(&flows, now_ns, settings, &destinations),
+            ];
             if let Some(templates) = &step.templates {
                 let timeouts = conntrack::TemplateTimeouts::of(model);
+                let templates: Vec<(PersistKey, PersistEntry)> = templates
+                    .iter()
+                    .filter_map(|(key, entry)| match key {
+                        TemplateMapKey::V4(key) => Some((*key, *entry)),
+                        TemplateMapKey::V6(_) => None,
+                    })
+                    .collect();
                 outgoing.push(
                     running
                         .master
-                        .templates(templates, now_ns, &destinations, |key| timeouts.get(key)),
+                        .templates(&templates, now_ns, &destinations, |key| {
+                            timeouts.get(&TemplateMapKey::V4(*key))
+                        }),
                 );
                 running.master.end_pass();
             }
@@ -494,15 +520,15 @@ impl SyncDaemons {
             return Ok(());
         }
         let places = Places::of(model);
-        let mut flows: Vec<(FlowKey, FlowEntry)> = Vec::new();
-        let mut templates: Vec<(PersistKey, PersistEntry)> = Vec::new();
+        let mut flows: Vec<(FlowMapKey, FlowEntry)> = Vec::new();
+        let mut templates: Vec<(TemplateMapKey, PersistEntry)> = Vec::new();
         for entry in &message.entries {
             let installed = places
                 .place(entry)
                 .and_then(|placement| install(entry, &placement, settings, now_ns));
             match installed {
-                Ok(Install::Flow(key, flow)) => flows.push((key, flow)),
-                Ok(Install::Template(key, template)) => templates.push((key, template)),
+                Ok(Install::Flow(key, flow)) => flows.push((key.into(), flow)),
+                Ok(Install::Template(key, template)) => templates.push((key.into(), template)),
                 Err(unknown) => {
                     *self.counters.unknown.entry(unknown.name()).or_default() += 1;
                     debug!(source = %datagram.source, %unknown, "sync entry ignored");
@@ -513,11 +539,16 @@ impl SyncDaemons {
         dataplane.insert_templates(&templates)?;
         self.counters.entries_installed += (flows.len() + templates.len()) as u64;
         if let Some(master) = &mut self.master {
+            // What a backup installs came over the wire, which names IPv4 entries only.
             for (key, flow) in &flows {
-                master.master.received_flow(*key, flow, now_ns);
+                if let FlowMapKey::V4(key) = key {
+                    master.master.received_flow(*key, flow, now_ns);
+                }
             }
             for (key, template) in &templates {
-                master.master.received_template(*key, template, now_ns);
+                if let TemplateMapKey::V4(key) = key {
+                    master.master.received_template(*key, template, now_ns);
+                }
             }
         }
         Ok(())

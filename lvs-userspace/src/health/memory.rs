@@ -9,14 +9,14 @@
 
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
 };
 
-use lvs_common::ServiceKey;
+use lvs_common::keys::ServiceMapKey;
 
 /// A real server of a service, as health checking names it.
-pub type MemberKey = (ServiceKey, Ipv4Addr);
+pub type MemberKey = (ServiceMapKey, Ipv4Addr);
 
 /// The file's name beside the director's other state (`/run/lvs/director`).
 pub fn path(state_dir: &Path, state_name: &str) -> PathBuf {
@@ -28,16 +28,15 @@ pub fn format(states: &HashMap<MemberKey, bool>) -> String {
     let mut lines: Vec<String> = states
         .iter()
         .map(|((service, address), up)| {
-            let protocol = match service.protocol {
+            let protocol = match service.protocol() {
                 6 => "tcp",
                 17 => "udp",
                 _ => "other",
             };
             format!(
-                "{} {protocol} {}:{} {address}\n",
+                "{} {protocol} {} {address}\n",
                 if *up { "up" } else { "down" },
-                Ipv4Addr::from(service.addr),
-                u16::from_be_bytes(service.port)
+                service.socket(),
             )
         })
         .collect();
@@ -63,19 +62,12 @@ fn parse_line(line: &str) -> Option<(MemberKey, bool)> {
         "udp" => 17,
         _ => return None,
     };
-    let (vip, port) = fields.next()?.split_once(':')?;
-    let vip: Ipv4Addr = vip.parse().ok()?;
-    let port: u16 = port.parse().ok()?;
+    let vip: SocketAddr = fields.next()?.parse().ok()?;
     let address: Ipv4Addr = fields.next()?.parse().ok()?;
     if fields.next().is_some() {
         return None;
     }
-    let service = ServiceKey {
-        addr: vip.octets(),
-        port: port.to_be_bytes(),
-        protocol,
-        _pad: 0,
-    };
+    let service = ServiceMapKey::new(vip.ip(), vip.port(), protocol);
     Some(((service, address), up))
 }
 
@@ -97,13 +89,8 @@ pub fn write(path: &Path, states: &HashMap<MemberKey, bool>) -> std::io::Result<
 mod tests {
     use super::*;
 
-    fn key(port: u16) -> ServiceKey {
-        ServiceKey {
-            addr: [10, 0, 0, 100],
-            port: port.to_be_bytes(),
-            protocol: 6,
-            _pad: 0,
-        }
+    fn key(port: u16) -> ServiceMapKey {
+        ServiceMapKey::new(Ipv4Addr::new(10, 0, 0, 100).into(), port, 6)
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use supervisor::{Checkers, HealthUpdate, Options, Prober, Quorums, Superviso
 
 use std::sync::Arc;
 
-use lvs_common::ServiceKey;
+use lvs_common::keys::ServiceMapKey;
 
 use crate::{base::health::HealthRecord, logic::config::Config};
 
@@ -54,7 +54,7 @@ pub fn start_remembering(
 
 /// Gives the model (any `HealthRecord`) what health checking said; returns whether an
 /// admission changed (then the data plane needs a `sync`).
-pub fn apply(model: &mut impl HealthRecord<ServiceKey>, updates: Vec<HealthUpdate>) -> bool {
+pub fn apply(model: &mut impl HealthRecord<ServiceMapKey>, updates: Vec<HealthUpdate>) -> bool {
     let mut changed = false;
     for update in updates {
         changed |= model.set_health(update.service, update.address, update.status);
@@ -80,12 +80,12 @@ mod tests {
 
     /// A record that keeps each server's admission, as the model does.
     #[derive(Default)]
-    struct Record(HashMap<(ServiceKey, Ipv4Addr), Admission>);
+    struct Record(HashMap<(ServiceMapKey, Ipv4Addr), Admission>);
 
-    impl HealthRecord<ServiceKey> for Record {
+    impl HealthRecord<ServiceMapKey> for Record {
         fn set_health(
             &mut self,
-            service: ServiceKey,
+            service: ServiceMapKey,
             address: Ipv4Addr,
             status: HealthStatus,
         ) -> bool {
@@ -95,12 +95,11 @@ mod tests {
 
     #[test]
     fn apply_hands_every_update_over_and_says_whether_an_admission_changed() {
-        let service = ServiceKey {
-            addr: [10, 0, 0, 1],
-            port: 80u16.to_be_bytes(),
-            protocol: lvs_common::IPPROTO_TCP,
-            _pad: 0,
-        };
+        let service = ServiceMapKey::new(
+            Ipv4Addr::from([10, 0, 0, 1]).into(),
+            80u16,
+            lvs_common::IPPROTO_TCP,
+        );
         let update = |last, admission| HealthUpdate {
             service,
             address: Ipv4Addr::new(10, 0, 0, last),

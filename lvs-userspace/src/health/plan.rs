@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use lvs_common::ServiceKey;
+use lvs_common::keys::ServiceMapKey;
 
 use crate::logic::{
     config::Config,
@@ -38,7 +38,7 @@ pub struct MemberRef {
 /// A service under health checking.
 #[derive(Debug)]
 pub struct ServicePlan {
-    pub key: ServiceKey,
+    pub key: ServiceMapKey,
     /// As the log shows it: "TCP 192.0.2.10:80".
     pub name: String,
     pub quorum: u32,

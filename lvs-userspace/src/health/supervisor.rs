@@ -22,7 +22,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use lvs_common::ServiceKey;
+use lvs_common::keys::ServiceMapKey;
 use tokio::{
     sync::{Semaphore, mpsc, oneshot},
     task::JoinSet,
@@ -107,7 +107,7 @@ impl Default for Options {
 /// A change in the health of one real server (or sorry server) of one service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthUpdate {
-    pub service: ServiceKey,
+    pub service: ServiceMapKey,
     pub address: Ipv4Addr,
     pub status: HealthStatus,
 }
@@ -126,7 +126,7 @@ pub struct Stats {
 /// Whether each service under health checking has its quorum (keepalived's `quorum`),
 /// as the supervisor last decided. Services health checking leaves out (no checker and no
 /// sorry server) are not in it: nothing can take their quorum away.
-pub type Quorums = HashMap<ServiceKey, bool>;
+pub type Quorums = HashMap<ServiceMapKey, bool>;
 
 /// The handle the director holds.
 pub struct Supervisor {
@@ -337,7 +337,7 @@ struct Engine {
     attempts: JoinSet<Finished>,
     notifiers: JoinSet<()>,
     services: Vec<ServiceRun>,
-    pending: HashMap<(ServiceKey, Ipv4Addr), HealthStatus>,
+    pending: HashMap<(ServiceMapKey, Ipv4Addr), HealthStatus>,
     /// Numbers attempts across all checks, so that a result of a check removed by a reload
     /// can never pass for an attempt of a check added back later.
     last_attempt: u64,
@@ -486,7 +486,7 @@ impl Engine {
                 }
             }
         }
-        let mut old: HashMap<ServiceKey, Pool> = self
+        let mut old: HashMap<ServiceMapKey, Pool> = self
             .services
             .drain(..)
             .map(|run| (run.plan.key, run.pool))

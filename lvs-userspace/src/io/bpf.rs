@@ -18,8 +18,9 @@ use aya::{
 use lvs_common::{
     Counter, DEFAULT_FLOW_TABLE_SIZE, DenyAddress, DenyEntry, DirectorEntry, LOOKUP_TABLE_SIZE,
     MAP_LAYOUT_VERSION, PROGRAM_NAME, RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
-    TrafficStats,
-    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+    ServiceKey6, TrafficStats,
+    flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
+    keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
     map_names,
 };
 
@@ -31,7 +32,9 @@ pub use pins::Inheritance;
 
 use crate::{
     base::values::SourcePrefix,
-    logic::dataplane::{AttachMode, Attachment, DataPlane, DataPlaneError, FlowSlice, Previous},
+    logic::dataplane::{
+        AttachMode, Attachment, DataPlane, DataPlaneError, FlowPosition, FlowSlice, Previous,
+    },
 };
 
 /// How the object is loaded.
@@ -65,9 +68,12 @@ pub fn object_bytes() -> &'static [u8] {
 pub struct BpfDataPlane {
     ebpf: Ebpf,
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
+    services6: HashMap<MapData, ServiceKey6, ServiceEntry>,
     lookup: MapData,
     flows: MapData,
+    flows6: MapData,
     templates: MapData,
+    templates6: MapData,
     settings: Array<MapData, Settings>,
     cursors: PerCpuArray<MapData, u32>,
     real_servers: Array<MapData, RealServerEntry>,
@@ -139,7 +145,8 @@ impl BpfDataPlane {
         let mut loader = EbpfLoader::new();
         loader
             .override_global("TRACE_PACKETS", &trace, true)
-            .map_max_entries(map_names::FLOWS, options.flow_table_size);
+            .map_max_entries(map_names::FLOWS, options.flow_table_size)
+            .map_max_entries(map_names::FLOWS6, options.flow_table_size);
         if let Some(dir) = &options.pin_dir {
             for name in pins::PINNED_MAPS {
                 loader.map_pin_path(name, dir.join(name));
@@ -153,9 +160,12 @@ impl BpfDataPlane {
         })?;
         Ok(Self {
             services: take(&mut ebpf, map_names::SERVICES)?,
+            services6: take(&mut ebpf, map_names::SERVICES6)?,
             lookup: take_data(&mut ebpf, map_names::LOOKUP)?,
             flows: take_data(&mut ebpf, map_names::FLOWS)?,
+            flows6: take_data(&mut ebpf, map_names::FLOWS6)?,
             templates: take_data(&mut ebpf, map_names::PERSIST)?,
+            templates6: take_data(&mut ebpf, map_names::PERSIST6)?,
             settings: take(&mut ebpf, map_names::SETTINGS)?,
             cursors: take(&mut ebpf, map_names::CURSORS)?,
             real_servers: take(&mut ebpf, map_names::REAL_SERVERS)?,
@@ -285,7 +295,12 @@ impl BpfDataPlane {
     fn read_previous(&self) -> Result<Previous, DataPlaneError> {
         let mut services = Vec::new();
         for item in self.services.iter() {
-            services.push(item.map_err(read_error(map_names::SERVICES))?);
+            let (key, entry) = item.map_err(read_error(map_names::SERVICES))?;
+            services.push((ServiceMapKey::V4(key), entry));
+        }
+        for item in self.services6.iter() {
+            let (key, entry) = item.map_err(read_error(map_names::SERVICES6))?;
+            services.push((ServiceMapKey::V6(key), entry));
         }
         let real_servers: Vec<(u32, RealServerEntry)> = batch::lookup_range(
             self.real_servers.map().fd(),
@@ -349,9 +364,12 @@ impl BpfDataPlane {
     pub fn maps(&self) -> Vec<(&'static str, &MapData)> {
         vec![
             (map_names::SERVICES, self.services.map()),
+            (map_names::SERVICES6, self.services6.map()),
             (map_names::LOOKUP, &self.lookup),
             (map_names::FLOWS, &self.flows),
+            (map_names::FLOWS6, &self.flows6),
             (map_names::PERSIST, &self.templates),
+            (map_names::PERSIST6, &self.templates6),
             (map_names::SETTINGS, self.settings.map()),
             (map_names::CURSORS, self.cursors.map()),
             (map_names::REAL_SERVERS, self.real_servers.map()),
@@ -364,6 +382,52 @@ impl BpfDataPlane {
             (map_names::DENY_STATS, self.deny_stats.map()),
         ]
     }
+}
+
+/// One family's keys and values, as a batch operation on its map takes them.
+struct Batch<K, V> {
+    keys: Vec<K>,
+    values: Vec<V>,
+}
+
+impl<K, V> Default for Batch<K, V> {
+    fn default() -> Self {
+        Batch {
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+/// Splits family-wide entries into the IPv4 map's batch and the IPv6 map's (`Ok` is IPv4).
+fn by_family<W, K4, K6, V>(
+    entries: impl Iterator<Item = (W, V)>,
+    split: impl Fn(W) -> Result<K4, K6>,
+) -> (Batch<K4, V>, Batch<K6, V>) {
+    let (mut v4, mut v6) = (Batch::default(), Batch::default());
+    for (key, value) in entries {
+        match split(key) {
+            Ok(key) => {
+                v4.keys.push(key);
+                v4.values.push(value);
+            }
+            Err(key) => {
+                v6.keys.push(key);
+                v6.values.push(value);
+            }
+        }
+    }
+    (v4, v6)
+}
+
+/// Both families' entries as family-wide ones, IPv4's first.
+fn either_family<K4: Into<W>, K6: Into<W>, W, V>(
+    v4: Vec<(K4, V)>,
+    v6: Vec<(K6, V)>,
+) -> Vec<(W, V)> {
+    let v4 = v4.into_iter().map(|(key, value)| (key.into(), value));
+    v4.chain(v6.into_iter().map(|(key, value)| (key.into(), value)))
+        .collect()
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataPlaneError> {
@@ -548,16 +612,34 @@ impl DataPlane for BpfDataPlane {
         batch::update(self.lookup.fd(), &keys, &ids).map_err(batch_error(map_names::LOOKUP))
     }
 
-    fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError> {
-        self.services
-            .insert(key, entry, 0)
-            .map_err(write_error(map_names::SERVICES))
+    fn set_service(
+        &mut self,
+        key: ServiceMapKey,
+        entry: ServiceEntry,
+    ) -> Result<(), DataPlaneError> {
+        match key {
+            ServiceMapKey::V4(key) => self
+                .services
+                .insert(key, entry, 0)
+                .map_err(write_error(map_names::SERVICES)),
+            ServiceMapKey::V6(key) => self
+                .services6
+                .insert(key, entry, 0)
+                .map_err(write_error(map_names::SERVICES6)),
+        }
     }
 
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError> {
-        self.services
-            .remove(key)
-            .map_err(write_error(map_names::SERVICES))
+    fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError> {
+        match key {
+            ServiceMapKey::V4(key) => self
+                .services
+                .remove(key)
+                .map_err(write_error(map_names::SERVICES)),
+            ServiceMapKey::V6(key) => self
+                .services6
+                .remove(key)
+                .map_err(write_error(map_names::SERVICES6)),
+        }
     }
 
     fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError> {
@@ -609,38 +691,94 @@ impl DataPlane for BpfDataPlane {
             .map_err(write_error(map_names::DENY_STATS))
     }
 
-    fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError> {
-        batch::lookup_all(self.flows.fd()).map_err(batch_error(map_names::FLOWS))
+    fn flows(&self) -> Result<Vec<(FlowMapKey, FlowEntry)>, DataPlaneError> {
+        let v4: Vec<(FlowKey, FlowEntry)> =
+            batch::lookup_all(self.flows.fd()).map_err(batch_error(map_names::FLOWS))?;
+        let v6: Vec<(FlowKey6, FlowEntry)> =
+            batch::lookup_all(self.flows6.fd()).map_err(batch_error(map_names::FLOWS6))?;
+        Ok(either_family(v4, v6))
     }
 
-    fn flows_slice(&self, from: Option<u32>, max: usize) -> Result<FlowSlice, DataPlaneError> {
-        batch::lookup_slice(self.flows.fd(), from, max).map_err(batch_error(map_names::FLOWS))
+    fn flows_slice(
+        &self,
+        from: Option<FlowPosition>,
+        max: usize,
+    ) -> Result<FlowSlice, DataPlaneError> {
+        // The IPv4 table first, then the IPv6 one; a slice never spans both, so a position
+        // is always one table's batch position.
+        match from.unwrap_or(FlowPosition::Ipv4(0)) {
+            FlowPosition::Ipv4(bucket) => {
+                let (flows, next): (Vec<(FlowKey, FlowEntry)>, _) =
+                    batch::lookup_slice(self.flows.fd(), Some(bucket), max)
+                        .map_err(batch_error(map_names::FLOWS))?;
+                let next = Some(next.map_or(FlowPosition::Ipv6(0), FlowPosition::Ipv4));
+                Ok((
+                    flows.into_iter().map(|(k, e)| (k.into(), e)).collect(),
+                    next,
+                ))
+            }
+            FlowPosition::Ipv6(bucket) => {
+                let (flows, next): (Vec<(FlowKey6, FlowEntry)>, _) =
+                    batch::lookup_slice(self.flows6.fd(), Some(bucket), max)
+                        .map_err(batch_error(map_names::FLOWS6))?;
+                let next = next.map(FlowPosition::Ipv6);
+                Ok((
+                    flows.into_iter().map(|(k, e)| (k.into(), e)).collect(),
+                    next,
+                ))
+            }
+        }
     }
 
-    fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError> {
-        batch::delete(self.flows.fd(), keys).map_err(batch_error(map_names::FLOWS))
+    fn remove_flows(&mut self, keys: &[FlowMapKey]) -> Result<(), DataPlaneError> {
+        let (v4, v6) = by_family(keys.iter().map(|key| (*key, ())), |key| match key {
+            FlowMapKey::V4(key) => Ok(key),
+            FlowMapKey::V6(key) => Err(key),
+        });
+        batch::delete(self.flows.fd(), &v4.keys).map_err(batch_error(map_names::FLOWS))?;
+        batch::delete(self.flows6.fd(), &v6.keys).map_err(batch_error(map_names::FLOWS6))
     }
 
-    fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError> {
-        batch::lookup_all(self.templates.fd()).map_err(batch_error(map_names::PERSIST))
+    fn templates(&self) -> Result<Vec<(TemplateMapKey, PersistEntry)>, DataPlaneError> {
+        let v4: Vec<(PersistKey, PersistEntry)> =
+            batch::lookup_all(self.templates.fd()).map_err(batch_error(map_names::PERSIST))?;
+        let v6: Vec<(PersistKey6, PersistEntry)> =
+            batch::lookup_all(self.templates6.fd()).map_err(batch_error(map_names::PERSIST6))?;
+        Ok(either_family(v4, v6))
     }
 
-    fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError> {
-        batch::delete(self.templates.fd(), keys).map_err(batch_error(map_names::PERSIST))
+    fn remove_templates(&mut self, keys: &[TemplateMapKey]) -> Result<(), DataPlaneError> {
+        let (v4, v6) = by_family(keys.iter().map(|key| (*key, ())), |key| match key {
+            TemplateMapKey::V4(key) => Ok(key),
+            TemplateMapKey::V6(key) => Err(key),
+        });
+        batch::delete(self.templates.fd(), &v4.keys).map_err(batch_error(map_names::PERSIST))?;
+        batch::delete(self.templates6.fd(), &v6.keys).map_err(batch_error(map_names::PERSIST6))
     }
 
-    fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError> {
-        let (keys, values): (Vec<FlowKey>, Vec<FlowEntry>) = flows.iter().copied().unzip();
-        batch::update(self.flows.fd(), &keys, &values).map_err(batch_error(map_names::FLOWS))
+    fn insert_flows(&mut self, flows: &[(FlowMapKey, FlowEntry)]) -> Result<(), DataPlaneError> {
+        let (v4, v6) = by_family(flows.iter().copied(), |key| match key {
+            FlowMapKey::V4(key) => Ok(key),
+            FlowMapKey::V6(key) => Err(key),
+        });
+        batch::update(self.flows.fd(), &v4.keys, &v4.values)
+            .map_err(batch_error(map_names::FLOWS))?;
+        batch::update(self.flows6.fd(), &v6.keys, &v6.values)
+            .map_err(batch_error(map_names::FLOWS6))
     }
 
     fn insert_templates(
         &mut self,
-        templates: &[(PersistKey, PersistEntry)],
+        templates: &[(TemplateMapKey, PersistEntry)],
     ) -> Result<(), DataPlaneError> {
-        let (keys, values): (Vec<PersistKey>, Vec<PersistEntry>) =
-            templates.iter().copied().unzip();
-        batch::update(self.templates.fd(), &keys, &values).map_err(batch_error(map_names::PERSIST))
+        let (v4, v6) = by_family(templates.iter().copied(), |key| match key {
+            TemplateMapKey::V4(key) => Ok(key),
+            TemplateMapKey::V6(key) => Err(key),
+        });
+        batch::update(self.templates.fd(), &v4.keys, &v4.values)
+            .map_err(batch_error(map_names::PERSIST))?;
+        batch::update(self.templates6.fd(), &v6.keys, &v6.values)
+            .map_err(batch_error(map_names::PERSIST6))
     }
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError> {

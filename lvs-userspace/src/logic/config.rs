@@ -39,6 +39,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use lvs_common::keys::ServiceMapKey;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -207,14 +208,9 @@ pub const DEFAULT_PERSISTENCE_TIMEOUT: u32 = 300;
 pub const DEFAULT_NETMASK: Ipv4Addr = Netmask::HOST.get();
 
 impl Service {
-    /// The data plane's key for this service.
-    pub fn key(&self) -> lvs_common::ServiceKey {
-        lvs_common::ServiceKey {
-            addr: self.address.octets(),
-            port: self.port.to_be_bytes(),
-            protocol: self.protocol.number(),
-            _pad: 0,
-        }
+    /// The data plane's key for this service (in its family's map).
+    pub fn key(&self) -> ServiceMapKey {
+        ServiceMapKey::new(self.address.into(), self.port, self.protocol.number())
     }
 }
 
@@ -979,7 +975,7 @@ protocol = "udp"
         assert_eq!(web.persistence, None);
         assert_eq!(config.director.timeouts, Timeouts::default());
         assert!(config.director.expire_nodest_conn);
-        assert_eq!(config.services[1].key().port, [0, 53]);
+        assert_eq!(config.services[1].key().port(), 53);
     }
 
     /// Replaces the first occurrence of `from` in the good file and returns the error text.

@@ -7,21 +7,19 @@
 //! connection-count schedulers (`lc`, `wlc`, `sed`, `nq`) follow. Counts are therefore at most
 //! one sweep old.
 
-use std::{
-    collections::HashMap,
-    net::{Ipv4Addr, SocketAddrV4},
-};
+use std::{collections::HashMap, net::SocketAddr};
 
 use lvs_common::{
     IPPROTO_TCP,
-    flow::{FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey, Settings},
+    flow::{FlowEntry, FlowState, PersistEntry, Settings},
+    keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
 };
 use serde::{Deserialize, Serialize};
 
 use crate::logic::{
     api::snapshot::ConnectionState,
     config::Protocol,
-    dataplane::{DataPlane, DataPlaneError},
+    dataplane::{DataPlane, DataPlaneError, FlowPosition},
     model::{ConnectionCounts, Model},
 };
 
@@ -45,7 +43,7 @@ pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 #[derive(Debug, Default)]
 pub struct Sweeper {
     /// Where the pass under way continues; `None` with `started_ns` set: at the start.
-    position: Option<u32>,
+    position: Option<FlowPosition>,
     /// When the pass under way started (`None`: no pass under way).
     started_ns: Option<u64>,
     /// When the last pass started.
@@ -75,7 +73,7 @@ impl Sweeper {
         now_ns: u64,
         settings: &Settings,
         generations: &HashMap<u32, u32>,
-        template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
+        template_timeout_ns: impl Fn(&TemplateMapKey) -> Option<u64>,
     ) -> Result<Option<Pass>, DataPlaneError> {
         let step = self.step_reading(
             dataplane,
@@ -96,7 +94,7 @@ impl Sweeper {
         now_ns: u64,
         settings: &Settings,
         generations: &HashMap<u32, u32>,
-        template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
+        template_timeout_ns: impl Fn(&TemplateMapKey) -> Option<u64>,
     ) -> Result<Option<Step>, DataPlaneError> {
         if self.started_ns.is_none() {
             let due = self
@@ -152,9 +150,9 @@ impl Sweeper {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Step {
     /// The slice of the flow table.
-    pub flows: Vec<(FlowKey, FlowEntry)>,
+    pub flows: Vec<(FlowMapKey, FlowEntry)>,
     /// Every template, read at the end of a pass.
-    pub templates: Option<Vec<(PersistKey, PersistEntry)>>,
+    pub templates: Option<Vec<(TemplateMapKey, PersistEntry)>>,
     /// The whole pass's counts, at its end.
     pub pass: Option<Pass>,
 }
@@ -173,8 +171,8 @@ fn add_counts(into: &mut HashMap<u32, ConnectionCounts>, from: HashMap<u32, Conn
 pub struct Sweep {
     /// Counts of live connections and templates per real-server id.
     pub counts: HashMap<u32, ConnectionCounts>,
-    pub expired_flows: Vec<FlowKey>,
-    pub expired_templates: Vec<PersistKey>,
+    pub expired_flows: Vec<FlowMapKey>,
+    pub expired_templates: Vec<TemplateMapKey>,
 }
 
 /// Sorts every flow and template into live (counted against its real server, if that server
@@ -182,12 +180,12 @@ pub struct Sweep {
 /// persistence timeout of a template's service, or `None` when the service is gone or no
 /// longer persistent (its templates then expire).
 pub fn sweep(
-    flows: &[(FlowKey, FlowEntry)],
-    templates: &[(PersistKey, PersistEntry)],
+    flows: &[(FlowMapKey, FlowEntry)],
+    templates: &[(TemplateMapKey, PersistEntry)],
     now_ns: u64,
     settings: &Settings,
     generations: &HashMap<u32, u32>,
-    template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
+    template_timeout_ns: impl Fn(&TemplateMapKey) -> Option<u64>,
 ) -> Sweep {
     let mut result = Sweep::default();
     let current = |id: u32, generation: u32| generations.get(&id) == Some(&generation);
@@ -222,10 +220,9 @@ pub fn sweep(
     result
 }
 
-/// The persistence timeouts of the persistent services, in ns, keyed as templates key their
-/// service (VIP, port, protocol).
+/// The persistence timeouts of the persistent services, in ns, by service.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct TemplateTimeouts(HashMap<([u8; 4], [u8; 2], u8), u64>);
+pub struct TemplateTimeouts(HashMap<ServiceMapKey, u64>);
 
 impl TemplateTimeouts {
     /// The timeouts of the model's wanted services.
@@ -236,12 +233,7 @@ impl TemplateTimeouts {
                 .filter_map(|view| {
                     let service = view.service;
                     let timeout = u64::from(service.persistence?.timeout) * 1_000_000_000;
-                    let key = (
-                        service.address.octets(),
-                        service.port.to_be_bytes(),
-                        service.protocol.number(),
-                    );
-                    Some((key, timeout))
+                    Some((service.key(), timeout))
                 })
                 .collect(),
         )
@@ -249,13 +241,14 @@ impl TemplateTimeouts {
 
     /// The timeout of a template's service, or none when the service is gone or no longer
     /// persistent (its templates then expire).
-    pub fn get(&self, key: &PersistKey) -> Option<u64> {
-        self.0.get(&(key.vip, key.vport, key.protocol)).copied()
+    pub fn get(&self, key: &TemplateMapKey) -> Option<u64> {
+        self.0.get(&key.service()).copied()
     }
 }
 
 /// One connection as `ipvsadm -Lnc` lists it. Its JSON (the control socket's `connections`
-/// answer) names the protocol as ipvsadm prints it ("TCP") and addresses as `a.b.c.d:port`.
+/// answer) names the protocol as ipvsadm prints it ("TCP") and addresses as `a.b.c.d:port`
+/// or `[v6]:port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     #[serde(with = "protocol_name")]
@@ -264,9 +257,9 @@ pub struct Connection {
     pub expires_s: u64,
     /// IPVS's state (`NONE` for templates).
     pub state: ConnectionState,
-    pub source: SocketAddrV4,
-    pub virtual_address: SocketAddrV4,
-    pub destination: SocketAddrV4,
+    pub source: SocketAddr,
+    pub virtual_address: SocketAddr,
+    pub destination: SocketAddr,
     /// A persistence template rather than a connection.
     pub template: bool,
 }
@@ -292,7 +285,7 @@ mod protocol_name {
 
 /// Each real server's address and port by its id and generation: what a flow or template
 /// stamped with that id and generation is forwarded to.
-pub fn destinations(model: &Model) -> HashMap<(u32, u32), SocketAddrV4> {
+pub fn destinations(model: &Model) -> HashMap<(u32, u32), SocketAddr> {
     let generations = model.generations();
     model
         .services()
@@ -302,7 +295,10 @@ pub fn destinations(model: &Model) -> HashMap<(u32, u32), SocketAddrV4> {
                 .iter()
                 .filter_map(|rs| {
                     let generation = *generations.get(&rs.id)?;
-                    Some(((rs.id, generation), SocketAddrV4::new(rs.address, port)))
+                    Some((
+                        (rs.id, generation),
+                        SocketAddr::new(rs.address.into(), port),
+                    ))
                 })
                 .collect::<Vec<_>>()
         })
@@ -313,8 +309,8 @@ pub fn destinations(model: &Model) -> HashMap<(u32, u32), SocketAddrV4> {
 /// real server each was scheduled to, while it is still that server).
 pub fn list(
     model: &Model,
-    flows: &[(FlowKey, FlowEntry)],
-    templates: &[(PersistKey, PersistEntry)],
+    flows: &[(FlowMapKey, FlowEntry)],
+    templates: &[(TemplateMapKey, PersistEntry)],
     now_ns: u64,
     settings: &Settings,
 ) -> Vec<Connection> {
@@ -333,12 +329,12 @@ pub fn list(
 /// The live connections and templates, with their destinations resolved through
 /// `destination` (real-server id and generation to address and port).
 pub fn connections(
-    flows: &[(FlowKey, FlowEntry)],
-    templates: &[(PersistKey, PersistEntry)],
+    flows: &[(FlowMapKey, FlowEntry)],
+    templates: &[(TemplateMapKey, PersistEntry)],
     now_ns: u64,
     settings: &Settings,
-    destination: impl Fn(u32, u32) -> Option<SocketAddrV4>,
-    template_timeout_ns: impl Fn(&PersistKey) -> Option<u64>,
+    destination: impl Fn(u32, u32) -> Option<SocketAddr>,
+    template_timeout_ns: impl Fn(&TemplateMapKey) -> Option<u64>,
 ) -> Vec<Connection> {
     let protocol = |number: u8| {
         if number == IPPROTO_TCP {
@@ -361,11 +357,11 @@ pub fn connections(
         };
         let state = FlowState::from_u8(entry.state).map_or(ConnectionState::None, Into::into);
         list.push(Connection {
-            protocol: protocol(key.protocol),
+            protocol: protocol(key.protocol()),
             expires_s: remaining(entry.last_seen_ns, timeout),
             state,
-            source: endpoint(key.src_addr, key.src_port),
-            virtual_address: endpoint(key.dst_addr, key.dst_port),
+            source: key.client(),
+            virtual_address: key.virtual_address(),
             destination,
             template: false,
         });
@@ -382,11 +378,11 @@ pub fn connections(
         };
         // IPVS lists a template with the client's port as 0.
         list.push(Connection {
-            protocol: protocol(key.protocol),
+            protocol: protocol(key.service().protocol()),
             expires_s: remaining(entry.last_seen_ns, timeout),
             state: ConnectionState::None,
-            source: endpoint(key.client, [0, 0]),
-            virtual_address: endpoint(key.vip, key.vport),
+            source: SocketAddr::new(key.client(), 0),
+            virtual_address: key.service().socket(),
             destination,
             template: true,
         });
@@ -394,10 +390,6 @@ pub fn connections(
     // Connections first, then templates; each by service and client, so the list is stable.
     list.sort_by_key(|c| (c.template, c.virtual_address, c.source));
     list
-}
-
-fn endpoint(addr: [u8; 4], port: [u8; 2]) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(addr), u16::from_be_bytes(port))
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock the data plane stamps flows with
@@ -414,21 +406,26 @@ pub fn monotonic_ns() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use lvs_common::{IPPROTO_UDP, flow::FlowState::*};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use lvs_common::{
+        IPPROTO_UDP,
+        flow::{FlowKey, FlowState::*, PersistKey},
+    };
 
     use super::*;
 
     const S: u64 = 1_000_000_000;
 
-    fn flow(port: u16, protocol: u8) -> FlowKey {
-        FlowKey {
+    fn flow(port: u16, protocol: u8) -> FlowMapKey {
+        FlowMapKey::V4(FlowKey {
             src_addr: [10, 0, 0, 2],
             dst_addr: [10, 0, 0, 100],
             src_port: port.to_be_bytes(),
             dst_port: 80u16.to_be_bytes(),
             protocol,
             _pad: [0; 3],
-        }
+        })
     }
 
     fn entry(id: u32, generation: u32, state: FlowState, last_seen_s: u64) -> FlowEntry {
@@ -441,15 +438,15 @@ mod tests {
         }
     }
 
-    fn template(id: u32, last_seen_s: u64) -> (PersistKey, PersistEntry) {
+    fn template(id: u32, last_seen_s: u64) -> (TemplateMapKey, PersistEntry) {
         (
-            PersistKey {
+            TemplateMapKey::V4(PersistKey {
                 client: [10, 0, 0, 0],
                 vip: [10, 0, 0, 100],
                 vport: 80u16.to_be_bytes(),
                 protocol: IPPROTO_TCP,
                 _pad: 0,
-            },
+            }),
             PersistEntry {
                 last_seen_ns: last_seen_s * S,
                 real_server_id: id,
@@ -480,7 +477,7 @@ mod tests {
             now,
             &settings(),
             &generations,
-            |_: &PersistKey| Option::None,
+            |_: &TemplateMapKey| Option::None,
         );
         assert_eq!(
             result.counts[&0],
@@ -509,7 +506,7 @@ mod tests {
             100 * S,
             &settings(),
             &generations,
-            |_: &PersistKey| Option::None,
+            |_: &TemplateMapKey| Option::None,
         );
         assert!(result.counts.is_empty());
         assert!(
@@ -536,7 +533,7 @@ mod tests {
             1001 * S,
             &settings(),
             &generations,
-            |_: &PersistKey| Option::None,
+            |_: &TemplateMapKey| Option::None,
         );
         assert_eq!(
             gone.expired_templates.len(),
@@ -648,7 +645,7 @@ mod tests {
             &settings(),
             |id, generation| {
                 (id == 0 && generation == 1)
-                    .then_some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 80))
+                    .then_some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 80).into())
             },
             |_| Some(300 * S),
         );
@@ -722,10 +719,13 @@ mod tests {
         let timeouts = TemplateTimeouts::of(&model);
         let (key, _) = template(0, 0);
         assert_eq!(timeouts.get(&key), Some(300 * S));
-        let other = PersistKey {
+        let TemplateMapKey::V4(key) = key else {
+            unreachable!("an IPv4 template")
+        };
+        let other = TemplateMapKey::V4(PersistKey {
             vport: 81u16.to_be_bytes(),
             ..key
-        };
+        });
         assert_eq!(
             timeouts.get(&other),
             Option::None,

@@ -13,8 +13,9 @@ pub use fake::FakeDataPlane;
 
 use crate::base::values::SourcePrefix;
 use lvs_common::{
-    Counter, DenyEntry, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
-    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+    Counter, DenyEntry, RealServerEntry, ServiceEntry, TrafficStats,
+    flow::{FlowEntry, PersistEntry, Settings},
+    keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
 };
 
 /// Errors of the data plane.
@@ -66,8 +67,16 @@ pub enum DataPlaneError {
     },
 }
 
-/// A slice of the flow table and the position after it (`None`: the end).
-pub type FlowSlice = (Vec<(FlowKey, FlowEntry)>, Option<u32>);
+/// A slice of the flow tables and the position after it (`None`: the end).
+pub type FlowSlice = (Vec<(FlowMapKey, FlowEntry)>, Option<FlowPosition>);
+
+/// Where a walk of the flow tables stands: the IPv4 table is walked first, then the IPv6
+/// one, each by its own batch position (a hash bucket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowPosition {
+    Ipv4(u32),
+    Ipv6(u32),
+}
 
 /// How the program is attached to an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +112,7 @@ pub enum Attachment {
 /// the flows in the flow table keep their real servers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Previous {
-    pub services: Vec<(ServiceKey, ServiceEntry)>,
+    pub services: Vec<(ServiceMapKey, ServiceEntry)>,
     /// Every real-server entry ever written (its generation is not 0), by id.
     pub real_servers: Vec<(u32, RealServerEntry)>,
     /// Each previous service's table by service index: its ring (`ring_len` slots) or its
@@ -140,8 +149,13 @@ pub trait DataPlane {
         service_index: u32,
         slots: &[(u32, u32)],
     ) -> Result<(), DataPlaneError>;
-    fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError>;
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError>;
+    /// Writes a service into its family's map (`SERVICES` or `SERVICES6`).
+    fn set_service(
+        &mut self,
+        key: ServiceMapKey,
+        entry: ServiceEntry,
+    ) -> Result<(), DataPlaneError>;
+    fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError>;
     /// Restarts a ring-scheduled service's schedule: CPU `c` of `n` starts at entry
     /// `c * ring_len / n` and walks on from there.
     fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError>;
@@ -155,27 +169,32 @@ pub trait DataPlane {
     fn deny_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError>;
     fn zero_deny_stats(&mut self, index: u32) -> Result<(), DataPlaneError>;
 
-    /// Every connection in the flow table.
-    fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError>;
-    /// About `max` connections of the flow table from position `from` (`None`: the start),
+    /// Every connection in the flow tables (both families).
+    fn flows(&self) -> Result<Vec<(FlowMapKey, FlowEntry)>, DataPlaneError>;
+    /// About `max` connections of the flow tables from position `from` (`None`: the start),
     /// and the position to continue from (`None`: that was the end), so that a large table
     /// can be read a slice at a time. Entries added or removed meanwhile may or may not be
     /// seen, as with any walk of a live table. By default the whole table is one slice.
-    fn flows_slice(&self, from: Option<u32>, max: usize) -> Result<FlowSlice, DataPlaneError> {
+    fn flows_slice(
+        &self,
+        from: Option<FlowPosition>,
+        max: usize,
+    ) -> Result<FlowSlice, DataPlaneError> {
         let _ = (from, max);
         Ok((self.flows()?, None))
     }
-    fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError>;
-    /// Writes whole connections into the flow table, replacing any with the same key: what
-    /// a sync backup learns from its master (and what tests and benchmarks start from).
-    fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError>;
-    /// Every persistence template.
-    fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError>;
-    fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError>;
+    fn remove_flows(&mut self, keys: &[FlowMapKey]) -> Result<(), DataPlaneError>;
+    /// Writes whole connections into their family's flow table, replacing any with the same
+    /// key: what a sync backup learns from its master (and what tests and benchmarks start
+    /// from).
+    fn insert_flows(&mut self, flows: &[(FlowMapKey, FlowEntry)]) -> Result<(), DataPlaneError>;
+    /// Every persistence template (both families).
+    fn templates(&self) -> Result<Vec<(TemplateMapKey, PersistEntry)>, DataPlaneError>;
+    fn remove_templates(&mut self, keys: &[TemplateMapKey]) -> Result<(), DataPlaneError>;
     /// Writes whole persistence templates, replacing any with the same key.
     fn insert_templates(
         &mut self,
-        templates: &[(PersistKey, PersistEntry)],
+        templates: &[(TemplateMapKey, PersistEntry)],
     ) -> Result<(), DataPlaneError>;
 
     /// Each verdict counter, summed over CPUs, in `Counter::ALL` order.

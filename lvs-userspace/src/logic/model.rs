@@ -23,8 +23,8 @@ use std::{
 };
 
 use lvs_common::{
-    MAX_REAL_SERVERS, MAX_SERVICES, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry, ServiceKey,
-    keys::real_server_address_bytes,
+    MAX_REAL_SERVERS, MAX_SERVICES, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry,
+    keys::{ServiceMapKey, real_server_address_bytes},
 };
 use serde::Serialize;
 
@@ -229,7 +229,7 @@ pub struct Model {
     counts: HashMap<u32, ConnectionCounts>,
     service_indices: IdPool,
     real_server_ids: IdPool,
-    retired_services: Vec<(ServiceKey, Option<ServiceEntry>, u32)>,
+    retired_services: Vec<(ServiceMapKey, Option<ServiceEntry>, u32)>,
     retired_real_servers: Vec<Retired>,
     /// While adopting a previous director's maps: the indices, ids and entries it left,
     /// which `new_service` and `new_real_server` take instead of fresh ones.
@@ -246,8 +246,13 @@ pub struct SyncReport {
 }
 
 /// Health checking records its verdicts through this, without naming the model.
-impl HealthRecord<ServiceKey> for Model {
-    fn set_health(&mut self, service: ServiceKey, address: Ipv4Addr, status: HealthStatus) -> bool {
+impl HealthRecord<ServiceMapKey> for Model {
+    fn set_health(
+        &mut self,
+        service: ServiceMapKey,
+        address: Ipv4Addr,
+        status: HealthStatus,
+    ) -> bool {
         Model::set_health(self, service, address, status)
     }
 }
@@ -281,7 +286,7 @@ impl Model {
     /// `sync`. Fails without changing anything when the maps cannot hold the result.
     pub fn apply(&mut self, services: &[Service]) -> Result<(), ModelError> {
         self.check_capacity(services)?;
-        let mut old: HashMap<ServiceKey, ServiceState> = self
+        let mut old: HashMap<ServiceMapKey, ServiceState> = self
             .services
             .drain(..)
             .map(|s| (s.service.key(), s))
@@ -305,7 +310,7 @@ impl Model {
     }
 
     fn check_capacity(&self, services: &[Service]) -> Result<(), ModelError> {
-        let known: HashMap<ServiceKey, &ServiceState> =
+        let known: HashMap<ServiceMapKey, &ServiceState> =
             self.services.iter().map(|s| (s.service.key(), s)).collect();
         let mut new_services = 0;
         let mut new_real_servers = 0;
@@ -367,7 +372,7 @@ impl Model {
         }
     }
 
-    fn new_real_server(&mut self, service: ServiceKey, config: &RealServer) -> RealServerState {
+    fn new_real_server(&mut self, service: ServiceMapKey, config: &RealServer) -> RealServerState {
         // An adopted real server keeps its id and generation, so its flows stay with it, and
         // the entry the previous director wrote is the shadow `sync` compares with.
         let (id, generation, written) =
@@ -497,7 +502,7 @@ impl Model {
     /// service; returns whether its admission changed, so that a `sync` is needed.
     pub fn set_health(
         &mut self,
-        service: ServiceKey,
+        service: ServiceMapKey,
         address: Ipv4Addr,
         status: HealthStatus,
     ) -> bool {
@@ -963,12 +968,11 @@ weight = 0
         // The sorry server (id 2, after the two real servers) gets nothing by default.
         assert_eq!(ids_in_table(&dp, 0), [0, 1].into_iter().collect());
 
-        let web = ServiceKey {
-            addr: [10, 0, 0, 100],
-            port: 80u16.to_be_bytes(),
-            protocol: lvs_common::IPPROTO_TCP,
-            _pad: 0,
-        };
+        let web = ServiceMapKey::new(
+            Ipv4Addr::from([10, 0, 0, 100]).into(),
+            80u16,
+            lvs_common::IPPROTO_TCP,
+        );
         let status = |admission| HealthStatus {
             state: HealthState::Down,
             admission,

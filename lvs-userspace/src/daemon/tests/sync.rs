@@ -4,7 +4,10 @@
 
 use std::{net::SocketAddrV4, path::Path};
 
-use lvs_common::flow::{FlowEntry, FlowKey, FlowState};
+use lvs_common::{
+    flow::{FlowEntry, FlowKey, FlowState},
+    keys::{FlowMapKey, TemplateMapKey},
+};
 
 use super::*;
 use crate::{
@@ -77,15 +80,15 @@ fn connection(vip: Ipv4Addr, client_port: u16, real_server: Ipv4Addr) -> Entry {
     )
 }
 
-fn flow_key(client_port: u16) -> FlowKey {
-    FlowKey {
+fn flow_key(client_port: u16) -> FlowMapKey {
+    FlowMapKey::V4(FlowKey {
         src_addr: [198, 51, 100, 7],
         dst_addr: VIP.octets(),
         src_port: client_port.to_be_bytes(),
         dst_port: 80u16.to_be_bytes(),
         protocol: lvs_common::IPPROTO_TCP,
         _pad: [0; 3],
-    }
+    })
 }
 
 impl Rig {
@@ -568,13 +571,13 @@ async fn a_persistence_template_follows_its_connection_to_the_backup() {
     master.start_sync(&[SyncRole::Master]).await;
     backup.start_sync(&[SyncRole::Backup]).await;
 
-    let template_key = lvs_common::flow::PersistKey {
+    let template_key = TemplateMapKey::V4(lvs_common::flow::PersistKey {
         client: [198, 51, 100, 0],
         vip: VIP.octets(),
         vport: 80u16.to_be_bytes(),
         protocol: lvs_common::IPPROTO_TCP,
         _pad: 0,
-    };
+    });
     let flow = FlowEntry {
         flags: lvs_common::flow::FLOW_PERSISTENT,
         ..master.scheduled(RS2)

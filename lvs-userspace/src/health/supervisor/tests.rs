@@ -95,7 +95,7 @@ impl Prober for Shared {
 
 /// The latest status of every real server, as the director would hold it.
 #[derive(Default)]
-struct Latest(HashMap<(ServiceKey, Ipv4Addr), HealthStatus>);
+struct Latest(HashMap<(ServiceMapKey, Ipv4Addr), HealthStatus>);
 
 impl Latest {
     fn apply(&mut self, updates: Vec<HealthUpdate>) {
@@ -109,8 +109,8 @@ impl Latest {
         self.0
             .iter()
             .find(|((key, a), _)| {
-                key.addr == [10, 0, 0, vip_last]
-                    && key.port == service_port.to_be_bytes()
+                key.address() == Ipv4Addr::new(10, 0, 0, vip_last)
+                    && key.port() == service_port
                     && *a == Ipv4Addr::from(address)
             })
             .map(|(_, status)| status)
@@ -263,7 +263,7 @@ async fn each_services_quorum_is_published_before_the_updates_that_go_with_it() 
         supervisor
             .quorums()
             .iter()
-            .find(|(key, _)| key.addr == [10, 0, 0, vip])
+            .find(|(key, _)| key.address() == Ipv4Addr::new(10, 0, 0, vip))
             .map(|(_, &quorum)| quorum)
     };
     assert_eq!(quorum(&supervisor, 100), Some(true));
@@ -472,12 +472,7 @@ async fn remembered_states_replace_the_starting_ones_and_are_kept_in_a_file() {
     let fake = FakeProber::new(Duration::from_millis(10));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("netns-1-eth0.health");
-    let service = ServiceKey {
-        addr: [10, 0, 0, 100],
-        port: 80u16.to_be_bytes(),
-        protocol: 6,
-        _pad: 0,
-    };
+    let service = ServiceMapKey::new(Ipv4Addr::from([10, 0, 0, 100]).into(), 80u16, 6);
     let options = Options {
         memory: Some(file.clone()),
         remembered: HashMap::from([

@@ -21,8 +21,11 @@ use lvs_common::{MAP_LAYOUT_VERSION, map_names};
 pub const LINK_PIN: &str = "link";
 
 /// Every map the controller pins, by name.
-pub const PINNED_MAPS: [&str; 14] = [
+pub const PINNED_MAPS: [&str; 17] = [
     map_names::SERVICES,
+    map_names::SERVICES6,
+    map_names::FLOWS6,
+    map_names::PERSIST6,
     map_names::LOOKUP,
     map_names::REAL_SERVERS,
     map_names::FLOWS,
@@ -86,7 +89,7 @@ fn mismatch(dir: &Path, object: &[u8], flow_table_size: u32) -> Option<String> {
             Ok(info) => info,
             Err(error) => return Some(format!("the pinned map {name} cannot be read: {error}")),
         };
-        let capacity = if name == map_names::FLOWS {
+        let capacity = if name == map_names::FLOWS || name == map_names::FLOWS6 {
             flow_table_size
         } else {
             definition.max_entries()

@@ -1,7 +1,7 @@
 //! The daemon's state as `lvsadm -L` shows it: services, real servers, counters, rates,
 //! connections and timeouts. The daemon sends this; `lvsadm --json` prints it.
 
-use std::{fmt, net::SocketAddrV4};
+use std::{fmt, net::SocketAddr};
 
 use lvs_common::flow::FlowState;
 use serde::{Deserialize, Serialize};
@@ -79,9 +79,9 @@ pub struct Connection {
     /// Seconds until the entry expires.
     pub expires: u32,
     pub state: ConnectionState,
-    pub source: SocketAddrV4,
-    pub virtual_service: SocketAddrV4,
-    pub destination: SocketAddrV4,
+    pub source: SocketAddr,
+    pub virtual_service: SocketAddr,
+    pub destination: SocketAddr,
 }
 
 /// The state of a connection entry, with the names IPVS prints.

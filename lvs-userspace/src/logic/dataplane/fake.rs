@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lvs_common::{
-    Counter, DenyEntry, NO_REAL_SERVER, RealServerEntry, ServiceEntry, ServiceKey, TrafficStats,
-    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey, Settings},
+    Counter, DenyEntry, NO_REAL_SERVER, RealServerEntry, ServiceEntry, TrafficStats,
+    flow::{FlowEntry, PersistEntry, Settings},
+    keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
 };
 
 use super::{AttachMode, Attachment, DataPlane, DataPlaneError, Previous};
@@ -14,7 +15,7 @@ use crate::base::values::SourcePrefix;
 #[derive(Debug, Default)]
 pub struct FakeDataPlane {
     pub director_mac: Option<[u8; 6]>,
-    pub services: HashMap<ServiceKey, ServiceEntry>,
+    pub services: HashMap<ServiceMapKey, ServiceEntry>,
     pub real_servers: HashMap<u32, RealServerEntry>,
     pub lookup: HashMap<u32, HashMap<u32, u32>>,
     pub slot_writes: usize,
@@ -23,8 +24,8 @@ pub struct FakeDataPlane {
     pub cursor_resets: HashMap<u32, u32>,
     pub zeroed_services: Vec<u32>,
     pub zeroed_real_servers: Vec<u32>,
-    pub flows: HashMap<FlowKey, FlowEntry>,
-    pub templates: HashMap<PersistKey, PersistEntry>,
+    pub flows: HashMap<FlowMapKey, FlowEntry>,
+    pub templates: HashMap<TemplateMapKey, PersistEntry>,
     /// How many flows and templates were written with `insert_flows` and `insert_templates`
     /// (a sync backup's installs), so that a test can tell "nothing installed" from "the
     /// same entry written again".
@@ -140,12 +141,16 @@ impl DataPlane for FakeDataPlane {
         Ok(())
     }
 
-    fn set_service(&mut self, key: ServiceKey, entry: ServiceEntry) -> Result<(), DataPlaneError> {
+    fn set_service(
+        &mut self,
+        key: ServiceMapKey,
+        entry: ServiceEntry,
+    ) -> Result<(), DataPlaneError> {
         self.services.insert(key, entry);
         Ok(())
     }
 
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataPlaneError> {
+    fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError> {
         self.services.remove(key);
         Ok(())
     }
@@ -185,28 +190,28 @@ impl DataPlane for FakeDataPlane {
         Ok(())
     }
 
-    fn flows(&self) -> Result<Vec<(FlowKey, FlowEntry)>, DataPlaneError> {
+    fn flows(&self) -> Result<Vec<(FlowMapKey, FlowEntry)>, DataPlaneError> {
         Ok(self.flows.iter().map(|(k, v)| (*k, *v)).collect())
     }
 
-    fn remove_flows(&mut self, keys: &[FlowKey]) -> Result<(), DataPlaneError> {
+    fn remove_flows(&mut self, keys: &[FlowMapKey]) -> Result<(), DataPlaneError> {
         for key in keys {
             self.flows.remove(key);
         }
         Ok(())
     }
 
-    fn insert_flows(&mut self, flows: &[(FlowKey, FlowEntry)]) -> Result<(), DataPlaneError> {
+    fn insert_flows(&mut self, flows: &[(FlowMapKey, FlowEntry)]) -> Result<(), DataPlaneError> {
         self.flows.extend(flows.iter().copied());
         self.flow_inserts += flows.len();
         Ok(())
     }
 
-    fn templates(&self) -> Result<Vec<(PersistKey, PersistEntry)>, DataPlaneError> {
+    fn templates(&self) -> Result<Vec<(TemplateMapKey, PersistEntry)>, DataPlaneError> {
         Ok(self.templates.iter().map(|(k, v)| (*k, *v)).collect())
     }
 
-    fn remove_templates(&mut self, keys: &[PersistKey]) -> Result<(), DataPlaneError> {
+    fn remove_templates(&mut self, keys: &[TemplateMapKey]) -> Result<(), DataPlaneError> {
         for key in keys {
             self.templates.remove(key);
         }
@@ -215,7 +220,7 @@ impl DataPlane for FakeDataPlane {
 
     fn insert_templates(
         &mut self,
-        templates: &[(PersistKey, PersistEntry)],
+        templates: &[(TemplateMapKey, PersistEntry)],
     ) -> Result<(), DataPlaneError> {
         self.templates.extend(templates.iter().copied());
         self.template_inserts += templates.len();

@@ -8,7 +8,7 @@
 
 use std::{
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr},
 };
 
 use serde::Serialize;
@@ -331,7 +331,11 @@ impl View<'_> {
             );
         }
         for connection in connections {
-            let name = |at: SocketAddrV4| self.name(*at.ip(), at.port(), connection.protocol);
+            // IPv6 connections are printed as ipvsadm prints them, bracketed and numeric.
+            let name = |at: SocketAddr| match at {
+                SocketAddr::V4(at) => self.name(*at.ip(), at.port(), connection.protocol),
+                SocketAddr::V6(at) => format!("[{}]:{}", at.ip(), at.port()),
+            };
             let expire = format!(
                 "{:02}:{:02}",
                 connection.expires / 60,

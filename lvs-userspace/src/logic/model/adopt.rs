@@ -14,7 +14,10 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use lvs_common::{RealServerEntry, ServiceEntry, ServiceKey, keys::real_server_address};
+use lvs_common::{
+    RealServerEntry, ServiceEntry,
+    keys::{ServiceMapKey, real_server_address},
+};
 
 use super::{Model, ModelError, Retired, sorry_server};
 use crate::logic::{config::Service, dataplane::Previous};
@@ -23,9 +26,9 @@ use crate::logic::{config::Service, dataplane::Previous};
 #[derive(Debug, Default)]
 pub(super) struct Claims {
     /// A service's previous entry (its index inside) and table.
-    pub(super) services: HashMap<ServiceKey, (ServiceEntry, Vec<u32>)>,
+    pub(super) services: HashMap<ServiceMapKey, (ServiceEntry, Vec<u32>)>,
     /// A real server's previous id and entry, by service and address.
-    pub(super) real_servers: HashMap<(ServiceKey, Ipv4Addr), (u32, RealServerEntry)>,
+    pub(super) real_servers: HashMap<(ServiceMapKey, Ipv4Addr), (u32, RealServerEntry)>,
 }
 
 /// How an adoption went, for the log.
@@ -63,7 +66,7 @@ impl Model {
             }
         }
 
-        let wanted: HashSet<ServiceKey> = services.iter().map(Service::key).collect();
+        let wanted: HashSet<ServiceMapKey> = services.iter().map(Service::key).collect();
         let mut claims = Claims::default();
         for &(key, entry) in &old_services {
             if wanted.contains(&key) {
@@ -82,7 +85,7 @@ impl Model {
         // Two services may share a real server's address, each with its own id. An id that
         // a service's table names is that service's; only then are the rest matched by
         // address alone (a server out of the tables, such as one quiesced or down).
-        let wanted_servers: Vec<(ServiceKey, Ipv4Addr)> = services
+        let wanted_servers: Vec<(ServiceMapKey, Ipv4Addr)> = services
             .iter()
             .flat_map(|service| {
                 let key = service.key();
@@ -94,7 +97,7 @@ impl Model {
                     .map(move |address| (key, address))
             })
             .collect();
-        let named: HashMap<ServiceKey, HashSet<u32>> = claims
+        let named: HashMap<ServiceMapKey, HashSet<u32>> = claims
             .services
             .iter()
             .map(|(key, (_, table))| (*key, table.iter().copied().collect()))
