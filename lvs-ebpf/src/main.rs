@@ -30,8 +30,8 @@ mod program {
         programs::XdpContext,
     };
     use lvs_common::{
-        Counter, DirectorEntry, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER,
-        REAL_SERVER_USABLE, RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
+        Counter, DirectorEntry, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
+        RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
         flow::{
             FLOW_PERSISTENT, FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey,
             SETTINGS_DENY_LIST, SETTINGS_DROP_NODEST, Settings, initial_state, next_tcp_state,

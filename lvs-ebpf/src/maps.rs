@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use lvs_common::{
     Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DenyAddress, DenyEntry,
-    DirectorEntry, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS, MAX_SERVICES,
-    Ipv6Bytes, RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
+    DirectorEntry, Ipv6Bytes, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS, MAX_SERVICES,
+    RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
     flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
 };
 

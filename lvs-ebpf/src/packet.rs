@@ -269,8 +269,8 @@ pub fn parse_flow6(ctx: &XdpContext, offset: usize) -> Result<&'static Flow<Ipv6
     let ip_len = Ipv6Hdr::LEN as u32 + u32::from(u16::from_be_bytes(ip.payload_len));
     let header_len = l4_offset - offset;
     flow.ip_len = ip_len;
-    flow.ip_src = ip.src_addr;
-    flow.ip_dst = ip.dst_addr;
+    copy_address(&mut flow.ip_src, &ip.src_addr);
+    copy_address(&mut flow.ip_dst, &ip.dst_addr);
     flow.ip_offset = offset;
     flow.ip_header_len = header_len;
     if protocol == IPPROTO_ICMPV6 {
@@ -279,8 +279,8 @@ pub fn parse_flow6(ctx: &XdpContext, offset: usize) -> Result<&'static Flow<Ipv6
     }
     let (src_port, dst_port, tcp_flags) = parse_ports(ctx, protocol, l4_offset)?;
     flow.kind = Kind::Connection;
-    flow.src_addr = ip.src_addr;
-    flow.dst_addr = ip.dst_addr;
+    flow.src_addr = flow.ip_src;
+    flow.dst_addr = flow.ip_dst;
     flow.src_port = src_port;
     flow.dst_port = dst_port;
     flow.protocol = protocol;
@@ -288,6 +288,15 @@ pub fn parse_flow6(ctx: &XdpContext, offset: usize) -> Result<&'static Flow<Ipv6
     flow.l4_offset = l4_offset;
     flow.quote_end = 0;
     Ok(flow)
+}
+
+/// Copies an IPv6 address out of the frame, as sixteen byte loads and stores. A plain
+/// assignment, whose source LLVM cannot prove apart from its destination, becomes a call to a
+/// byte-wise memmove subprogram: a call (10-15 ns here) for each address of each packet.
+#[inline(always)]
+fn copy_address(to: &mut Ipv6Bytes, from: &Ipv6Bytes) {
+    // SAFETY: a shared and a mutable reference never overlap.
+    unsafe { core::ptr::copy_nonoverlapping(from, to, 1) }
 }
 
 /// The ports and TCP flags of the TCP or UDP header at `l4_offset` (flags 0 for UDP).
@@ -474,8 +483,8 @@ fn parse_icmp6_error(
     let ports = unsafe { &*ports };
     flow.kind = Kind::IcmpError;
     // As for IPv4: the quoted packet went from the VIP to the client.
-    flow.src_addr = quoted.dst_addr;
-    flow.dst_addr = quoted.src_addr;
+    copy_address(&mut flow.src_addr, &quoted.dst_addr);
+    copy_address(&mut flow.dst_addr, &quoted.src_addr);
     flow.src_port = [ports[2], ports[3]];
     flow.dst_port = [ports[0], ports[1]];
     flow.protocol = protocol;

@@ -174,9 +174,13 @@ pub fn tcp_ack(dst_port: u16) -> Vec<u8> {
 /// config does not take IPv6 addresses yet). Their service indices and real-server ids lie
 /// above the IPv4 model's, so both families share the maps as the daemon's would.
 pub const CLIENT6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
-pub const VIP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+pub const VIP6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
 /// A second IPv6 VIP whose only service has no usable real server.
-pub const VIP6_DOWN: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+pub const VIP6_DOWN: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11,
+];
 
 /// `[2001:db8::10]:80` TCP, round robin over one real server (RS1).
 pub const SERVICE6_TCP: u32 = 10;
@@ -199,7 +203,11 @@ pub const RS6_SH: [u32; 2] = [104, 105];
 
 /// The real server a hashed IPv6 service's slot names: slot parity picks RS1 or RS2.
 pub fn ipv6_slot_mac(slot: u32) -> [u8; 6] {
-    if slot % 2 == 0 { RS1_MAC } else { RS2_MAC }
+    if slot.is_multiple_of(2) {
+        RS1_MAC
+    } else {
+        RS2_MAC
+    }
 }
 
 /// Programs `dataplane` as `program` does, then adds the IPv6 services above.
@@ -218,7 +226,9 @@ fn write_ipv6_services(
         keys::ServiceMapKey,
     };
     let real_server = |mac: [u8; 6], last: u8| RealServerEntry {
-        addr: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last],
+        addr: [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
+        ],
         mac,
         flags: REAL_SERVER_USABLE,
         generation: 1,

@@ -20,7 +20,9 @@ const IP: usize = 14;
 const L4: usize = IP + 40;
 
 /// A router on the way to the client.
-const ROUTER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ROUTER6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+];
 
 /// IPv6 next-header values.
 const HOP_BY_HOP: u8 = 0;
@@ -203,13 +205,19 @@ fn ipv6_fixtures() -> Vec<Fixture> {
         forward("IPv6 TCP ACK with data to a service", tcp6_ack(80)),
         forward("IPv6 UDP to a service", udp6(53)),
         forward("802.1Q-tagged IPv6 SYN keeps its tag", vlan6_syn(None, 42)),
-        forward("QinQ-tagged IPv6 SYN keeps both tags", vlan6_syn(Some(100), 42)),
+        forward(
+            "QinQ-tagged IPv6 SYN keeps both tags",
+            vlan6_syn(Some(100), 42),
+        ),
         forward(
             "Ethernet padding after the IPv6 packet is allowed",
             with(syn(), |f| f.extend_from_slice(&[0; 6])),
         ),
         // Extension headers are walked to the ports, up to MAX_EXTENSION_HEADERS (4).
-        forward("a hop-by-hop options header", with_extensions(syn(), &[hop])),
+        forward(
+            "a hop-by-hop options header",
+            with_extensions(syn(), &[hop]),
+        ),
         forward("a routing header", with_extensions(syn(), &[routing])),
         forward(
             "a destination options header",
@@ -254,7 +262,10 @@ fn ipv6_fixtures() -> Vec<Fixture> {
         ),
         pass(
             "a fragment header after four extension headers",
-            with_extensions(syn(), &[hop, routing, options, options, Extension(FRAGMENT, 0)]),
+            with_extensions(
+                syn(),
+                &[hop, routing, options, options, Extension(FRAGMENT, 0)],
+            ),
             Counter::PassFragment,
         ),
         pass(
@@ -342,7 +353,9 @@ fn ipv6_fixtures() -> Vec<Fixture> {
         ),
         pass(
             "extension headers whole, TCP header missing",
-            with(with_extensions(syn(), &four), |f| f.truncate(l4_after(&four))),
+            with(with_extensions(syn(), &four), |f| {
+                f.truncate(l4_after(&four))
+            }),
             Counter::PassTruncated,
         ),
         pass(
@@ -383,7 +396,10 @@ fn ipv6_fixtures() -> Vec<Fixture> {
         ),
         pass(
             "a multicast IPv6 source",
-            from6(syn(), [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            from6(
+                syn(),
+                [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            ),
             Counter::PassMalformed,
         ),
         pass(
@@ -672,7 +688,9 @@ fn ipv6_sh_hashes_the_folded_client_address() {
 fn ipv6_persistence_keeps_a_client_64_on_one_server() {
     let mut dataplane = loaded_ipv6();
     let in_64 = |last: u16| {
-        let mut client = [0x20, 0x01, 0x0d, 0xb8, 0, 0x0a, 0, 0x0b, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut client = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0x0a, 0, 0x0b, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         client[14..16].copy_from_slice(&last.to_be_bytes());
         client
     };
@@ -680,7 +698,11 @@ fn ipv6_persistence_keeps_a_client_64_on_one_server() {
     let frame = tcp6_from(first, 43000, VIP6, 443, TcpKind::Syn);
     let outcome = test_run::run(&mut dataplane, &frame, 1).unwrap();
     let mac = ipv6_slot_mac(hash6(0, first, 0));
-    assert_eq!(outcome.frame, rewritten(&frame, mac), "the first client, by its hash");
+    assert_eq!(
+        outcome.frame,
+        rewritten(&frame, mac),
+        "the first client, by its hash"
+    );
 
     let neighbour = (2..1000)
         .map(in_64)
@@ -738,7 +760,11 @@ fn ipv6_traffic_is_counted_by_ip_packet_length() {
     );
     let real_server = dataplane.real_server_stats(RS6_TCP).unwrap();
     assert_eq!(
-        (real_server.connections, real_server.packets, real_server.bytes),
+        (
+            real_server.connections,
+            real_server.packets,
+            real_server.bytes
+        ),
         (1, 3, 3 * ip_bytes)
     );
 }
