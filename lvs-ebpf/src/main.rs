@@ -88,9 +88,9 @@ mod program {
     #[inline(always)]
     fn forward(ctx: &XdpContext) -> Result<Counter, Counter> {
         let (ether_type, offset) = packet::parse_ethernet(ctx)?;
+        let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
         if packet::is_ipv4(ether_type) {
             let ipv4 = packet::parse_ipv4(ctx, offset)?;
-            let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
             // The deny list comes before any other work, and costs no lookup while it is
             // empty.
             if settings.flags & SETTINGS_DENY_LIST != 0 {
@@ -102,7 +102,6 @@ mod program {
             // The deny list holds IPv4 prefixes only (its trie's keys are IPv4 addresses), so
             // IPv6 frames skip it.
             let flow = packet::parse_flow6(ctx, offset)?;
-            let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
             forward_flow(ctx, flow, settings)
         } else {
             Err(Counter::PassNotIp)
