@@ -15,6 +15,8 @@
 #[cfg(target_arch = "bpf")]
 mod clock;
 #[cfg(target_arch = "bpf")]
+mod family;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod packet;
@@ -28,7 +30,7 @@ mod program {
         programs::XdpContext,
     };
     use lvs_common::{
-        Address, Counter, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
+        Counter, DirectorEntry, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
         RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
         flow::{
             FLOW_PERSISTENT, FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey,
@@ -40,6 +42,7 @@ mod program {
 
     use crate::{
         clock,
+        family::Family,
         maps::*,
         packet::{self, Flow, Kind},
     };
@@ -84,13 +87,35 @@ mod program {
     /// ICMP error about one), or says why not.
     #[inline(always)]
     fn forward(ctx: &XdpContext) -> Result<Counter, Counter> {
-        let ipv4 = packet::parse_ipv4(ctx)?;
+        let (ether_type, offset) = packet::parse_ethernet(ctx)?;
         let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
-        // The deny list comes before any other work, and costs no lookup while it is empty.
-        if settings.flags & SETTINGS_DENY_LIST != 0 {
-            deny(&ipv4)?;
+        if packet::is_ipv4(ether_type) {
+            let ipv4 = packet::parse_ipv4(ctx, offset)?;
+            // The deny list comes before any other work, and costs no lookup while it is
+            // empty.
+            if settings.flags & SETTINGS_DENY_LIST != 0 {
+                deny(&ipv4)?;
+            }
+            let flow = packet::parse_flow(ctx, &ipv4)?;
+            forward_flow(ctx, &flow, settings)
+        } else if packet::is_ipv6(ether_type) {
+            // The deny list holds IPv4 prefixes only (its trie's keys are IPv4 addresses), so
+            // IPv6 frames skip it.
+            let flow = packet::parse_flow6(ctx, offset)?;
+            forward_flow(ctx, flow, settings)
+        } else {
+            Err(Counter::PassNotIp)
         }
-        let flow = packet::parse_flow(ctx, &ipv4)?;
+    }
+
+    /// Forwards a parsed frame of either family: its service, then its connection's real
+    /// server (or a new one's), then the rewrite and the counts.
+    #[inline(always)]
+    fn forward_flow<A: Family>(
+        ctx: &XdpContext,
+        flow: &Flow<A>,
+        settings: &Settings,
+    ) -> Result<Counter, Counter> {
         let key = ServiceKey {
             addr: flow.dst_addr,
             port: flow.dst_port,
@@ -98,29 +123,31 @@ mod program {
             _pad: 0,
         };
         // SAFETY: the controller only inserts and removes whole entries; a concurrent update
-        // yields the old or the new service, both valid.
-        let service = *unsafe { SERVICES.get(key) }.ok_or(Counter::PassNotService)?;
+        // yields the old or the new service, both valid. The entry is read where it is used
+        // rather than copied: a copy's sixteen bytes of IPv6 persistence mask would be held in
+        // registers across the flow table's lookup, and spilled to a stack that is too small.
+        let service = unsafe { A::services().get(key) }.ok_or(Counter::PassNotService)?;
         // Before the flow table: an invalid frame, or one for another host, must never make
         // or refresh a flow.
-        packet::check_valid(ctx, &flow)?;
+        packet::check_valid(ctx, flow)?;
         let director = DIRECTOR.get(0).ok_or(Counter::Aborted)?;
         if !packet::is_for(ctx, &director.mac) {
             return Err(Counter::PassOtherHost);
         }
         if flow.kind == Kind::IcmpError {
-            return relay_icmp_error(ctx, &flow, director);
+            return relay_icmp_error(ctx, flow, director);
         }
         let now = clock::coarse_now_ns();
-        let flow_key = flow_key(&flow);
+        let flow_key = flow_key(flow);
 
-        let followed = match FLOWS.get_ptr_mut(flow_key) {
-            Some(entry) => follow(entry, &flow, &service, settings, now)?,
+        let followed = match A::flows().get_ptr_mut(flow_key) {
+            Some(entry) => follow(entry, flow, service, settings, now)?,
             None => None,
         };
         let (real_server_id, real_server, new_connections) = match followed {
             Some((id, real_server)) => (id, real_server, 0),
             None => {
-                let (id, real_server) = schedule(&flow, &flow_key, &service, now)?;
+                let (id, real_server) = schedule(flow, &flow_key, service, now)?;
                 (id, real_server, 1)
             }
         };
@@ -140,13 +167,12 @@ mod program {
 
         // SAFETY: a read of a plain global that the loader may have patched.
         if unsafe { core::ptr::read_volatile(&TRACE_PACKETS) } != 0 {
-            aya_log_ebpf::debug!(
+            A::trace(
                 ctx,
-                "forward {}:{} -> real server {} (new {})",
-                u32::from_be_bytes(flow.src_addr),
-                u16::from_be_bytes(flow.src_port),
+                &flow.src_addr,
+                flow.src_port,
                 real_server_id,
-                new_connections
+                new_connections,
             );
         }
         Ok(Counter::TxForwarded)
@@ -171,14 +197,14 @@ mod program {
     /// its stack can act on it (a smaller path MTU, an unreachable client). The flow entry is
     /// only read: an error is not traffic of the connection and keeps nothing alive.
     #[inline(always)]
-    fn relay_icmp_error(
+    fn relay_icmp_error<A: Family>(
         ctx: &XdpContext,
-        flow: &Flow,
-        director: &lvs_common::DirectorEntry,
+        flow: &Flow<A>,
+        director: &DirectorEntry,
     ) -> Result<Counter, Counter> {
         let key = flow_key(flow);
         // SAFETY: the entry is plain data; a racing update leaves one of two valid values.
-        let entry = unsafe { FLOWS.get(key) }.ok_or(Counter::PassIcmpUnknownFlow)?;
+        let entry = unsafe { A::flows().get(key) }.ok_or(Counter::PassIcmpUnknownFlow)?;
         let real_server = match REAL_SERVERS.get(entry.real_server_id) {
             Some(rs) if rs.flags & REAL_SERVER_USABLE != 0 && rs.generation == entry.generation => {
                 rs
@@ -194,9 +220,9 @@ mod program {
     /// The flow table's key for a frame. Built from a zeroed key so that the padding costs no
     /// call: a struct literal's `[0; 3]` padding makes LLVM call a byte-wise memset subprogram.
     #[inline(always)]
-    fn flow_key(flow: &Flow) -> FlowKey {
+    fn flow_key<A: Family>(flow: &Flow<A>) -> FlowKey<A> {
         // SAFETY: `FlowKey` is plain bytes; all zeroes is a valid value.
-        let mut key: FlowKey = unsafe { core::mem::zeroed() };
+        let mut key: FlowKey<A> = unsafe { core::mem::zeroed() };
         key.src_addr = flow.src_addr;
         key.dst_addr = flow.dst_addr;
         key.src_port = flow.src_port;
@@ -226,9 +252,9 @@ mod program {
     /// must be scheduled anew (it expired, or its real server is gone), or the drop reason when
     /// the director is set to drop packets of connections whose real server is gone.
     #[inline(always)]
-    fn follow(
+    fn follow<A: Family>(
         entry: *mut FlowEntry,
-        flow: &Flow,
+        flow: &Flow<A>,
         service: &ServiceEntry,
         settings: &Settings,
         now: u64,
@@ -271,9 +297,9 @@ mod program {
     /// Picks a real server for a new connection (through the client's persistence template when
     /// the service is persistent) and records the connection.
     #[inline(always)]
-    fn schedule(
-        flow: &Flow,
-        flow_key: &FlowKey,
+    fn schedule<A: Family>(
+        flow: &Flow<A>,
+        flow_key: &FlowKey<A>,
         service: &ServiceEntry,
         now: u64,
     ) -> Result<(u32, &'static RealServerEntry), Counter> {
@@ -298,7 +324,7 @@ mod program {
         // A full LRU map evicts its least recently used entry instead of failing, so an error
         // here means memory pressure; the packet is still forwarded, and the next one of this
         // connection is scheduled again.
-        let _ = FLOWS.insert(flow_key, entry, 0);
+        let _ = A::flows().insert(flow_key, entry, 0);
         Ok((id, real_server))
     }
 
@@ -328,13 +354,13 @@ mod program {
     /// The client's template's real server while the template is valid, or a new pick that
     /// becomes the client's template.
     #[inline(always)]
-    fn schedule_persistent(
-        flow: &Flow,
+    fn schedule_persistent<A: Family>(
+        flow: &Flow<A>,
         service: &ServiceEntry,
         now: u64,
     ) -> Result<(u32, &'static RealServerEntry), Counter> {
         let key = template_key(flow, service);
-        if let Some(template) = PERSIST.get_ptr_mut(key) {
+        if let Some(template) = A::templates().get_ptr_mut(key) {
             // SAFETY: as in `follow`.
             let template = unsafe { &mut *template };
             let timeout_ns = u64::from(service.persist_timeout_s) * 1_000_000_000;
@@ -354,14 +380,19 @@ mod program {
             real_server_id: id,
             generation: real_server.generation,
         };
-        let _ = PERSIST.insert(key, template, 0);
+        let _ = A::templates().insert(key, template, 0);
         Ok((id, real_server))
     }
 
     /// Keeps a persistent client's template alive while one of its connections is in use.
     #[inline(always)]
-    fn refresh_template(flow: &Flow, service: &ServiceEntry, real_server_id: u32, now: u64) {
-        if let Some(template) = PERSIST.get_ptr_mut(template_key(flow, service)) {
+    fn refresh_template<A: Family>(
+        flow: &Flow<A>,
+        service: &ServiceEntry,
+        real_server_id: u32,
+        now: u64,
+    ) {
+        if let Some(template) = A::templates().get_ptr_mut(template_key(flow, service)) {
             // SAFETY: as in `follow`.
             let template = unsafe { &mut *template };
             if template.real_server_id == real_server_id {
@@ -370,10 +401,12 @@ mod program {
         }
     }
 
+    /// The client's template's key: its address masked with the service's persistence mask
+    /// (an IPv4 netmask, or an IPv6 prefix over all sixteen bytes).
     #[inline(always)]
-    fn template_key(flow: &Flow, service: &ServiceEntry) -> PersistKey {
+    fn template_key<A: Family>(flow: &Flow<A>, service: &ServiceEntry) -> PersistKey<A> {
         PersistKey {
-            client: flow.src_addr.masked(&service.persist_mask),
+            client: A::masked_client(flow, service),
             vip: flow.dst_addr,
             vport: flow.dst_port,
             protocol: flow.protocol,
@@ -384,7 +417,7 @@ mod program {
     /// The service's scheduler's choice for a new connection: the next entry of its schedule
     /// for ring schedulers, the slot its hash names for hash schedulers.
     #[inline(always)]
-    fn pick(flow: &Flow, service: &ServiceEntry) -> Result<u32, Counter> {
+    fn pick<A: Family>(flow: &Flow<A>, service: &ServiceEntry) -> Result<u32, Counter> {
         let slot = if service.flags & SERVICE_RING != 0 {
             let ring_len = service.ring_len;
             if ring_len == 0 || ring_len > LOOKUP_TABLE_SIZE {
@@ -398,8 +431,14 @@ mod program {
                 position
             }
         } else {
-            schedule_hash(service.flags, flow.src_addr, flow.dst_addr, flow.src_port)
-                % LOOKUP_TABLE_SIZE
+            // IPv6 addresses are folded to 32 bits as IPVS's sh and dh fold them; an IPv4
+            // address is its own fold.
+            schedule_hash(
+                service.flags,
+                flow.src_addr.fold(),
+                flow.dst_addr.fold(),
+                flow.src_port,
+            ) % LOOKUP_TABLE_SIZE
         };
         let id = *LOOKUP
             .get(service.index * LOOKUP_TABLE_SIZE + slot)

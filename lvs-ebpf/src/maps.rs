@@ -9,10 +9,12 @@ use aya_ebpf::{
 };
 use lvs_common::{
     Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DenyAddress, DenyEntry,
-    DirectorEntry, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS, MAX_SERVICES,
+    DirectorEntry, Ipv6Bytes, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS, MAX_SERVICES,
     RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
     flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
 };
+
+use crate::packet::Flow;
 
 /// Virtual services by (VIP, port, protocol).
 #[map]
@@ -91,6 +93,11 @@ pub static DENY: LpmTrie<DenyAddress, DenyEntry> = LpmTrie::with_max_entries(MAX
 #[map]
 pub static DENY_STATS: PerCpuArray<TrafficStats> =
     PerCpuArray::with_max_entries(MAX_DENY_PREFIXES, 0);
+
+/// Each CPU's scratch space for the IPv6 frame it is forwarding (`packet::parse_flow6` says
+/// why it is not on the stack). The controller never reads it, and it is not pinned.
+#[map]
+pub static FLOW6: PerCpuArray<Flow<Ipv6Bytes>> = PerCpuArray::with_max_entries(1, 0);
 
 /// Slot 0: the layout version of these maps (`lvs_common::MAP_LAYOUT_VERSION`), written by
 /// the controller. The program never reads it; it travels with the pinned maps so that a

@@ -1,14 +1,18 @@
 //! Bounds-checked access to the frame and the parsing of the headers the director needs.
 
 use aya_ebpf::programs::XdpContext;
-use lvs_common::{Counter, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use lvs_common::{
+    Counter, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Ipv4Bytes, Ipv6Bytes,
+};
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::Ipv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
     tcp::TcpHdr,
     udp::UdpHdr,
     vlan::VlanHdr,
 };
+
+use crate::{family::Family, maps::FLOW6};
 
 /// How many VLAN tags are skipped: an 802.1ad outer tag and an 802.1Q inner one (QinQ).
 const MAX_VLAN_TAGS: usize = 2;
@@ -33,9 +37,35 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
-/// Where an IPv4 header can start (after Ethernet and two VLAN tags) and its greatest length.
-const MAX_IP_OFFSET: usize = EthHdr::LEN + MAX_VLAN_TAGS * VlanHdr::LEN;
-const MAX_IPV4_HEADER_LEN: usize = 60;
+/// Where an IP header can start (after Ethernet and two VLAN tags) and an IPv4 header's
+/// greatest length.
+pub const MAX_IP_OFFSET: usize = EthHdr::LEN + MAX_VLAN_TAGS * VlanHdr::LEN;
+pub const MAX_IPV4_HEADER_LEN: usize = 60;
+
+/// How many IPv6 extension headers are walked to find the transport header. Hosts send one
+/// or two at most (a hop-by-hop header, a routing header); a longer chain is passed to the
+/// kernel, which walks any length (`PassExtensionHeaders`). The bound keeps the program's
+/// size, and the verifier's work, fixed.
+pub const MAX_EXTENSION_HEADERS: usize = 4;
+
+/// The longest an IPv6 extension header can be: its length byte counts 8-byte units beyond
+/// the first, so at most 256 units.
+const MAX_EXTENSION_HEADER_LEN: usize = 256 * 8;
+
+/// The greatest length of an IPv6 header and the extension headers walked after it.
+pub const MAX_IPV6_HEADERS_LEN: usize =
+    Ipv6Hdr::LEN + MAX_EXTENSION_HEADERS * MAX_EXTENSION_HEADER_LEN;
+
+/// IPv6 next-header values of the extension headers the walk knows (RFC 8200): hop-by-hop
+/// options (only ever first), routing, fragment and destination options.
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DESTINATION_OPTIONS: u8 = 60;
+
+/// A fragment header is always 8 bytes; its offset is the top 13 bits of its bytes 2 and 3.
+const IPV6_FRAGMENT_HEADER_LEN: usize = 8;
+const IPV6_FRAGMENT_OFFSET: u16 = 0xfff8;
 
 /// The most 16-bit words of IPv4 options (a 60-byte header less the fixed 20 bytes).
 const MAX_IPV4_OPTION_WORDS: usize = 20;
@@ -52,8 +82,16 @@ const TCP_SYN_CONFLICTS: u8 = 0x01 | 0x04;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_TIME_EXCEEDED: u8 = 11;
 
-/// An ICMP header, and the quoted packet's transport bytes an error must carry (RFC 792: the
-/// IP header and the first 8 bytes of the datagram).
+/// ICMPv6's errors about a packet that IPVS relays likewise: "destination unreachable",
+/// "packet too big" (path MTU discovery) and "time exceeded" (RFC 4443). Every other ICMPv6
+/// message, neighbour discovery first of all, is the kernel's.
+const ICMPV6_DEST_UNREACH: u8 = 1;
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+const ICMPV6_TIME_EXCEEDED: u8 = 3;
+
+/// An ICMP (and ICMPv6) header, and the quoted packet's transport bytes an error must carry
+/// (RFC 792: the IP header and the first 8 bytes of the datagram; ICMPv6 quotes as much as
+/// fits, always more).
 const ICMP_HEADER_LEN: usize = 8;
 const QUOTED_TRANSPORT_LEN: usize = 8;
 
@@ -67,24 +105,30 @@ pub enum Kind {
     IcmpError,
 }
 
-/// What the director needs to know about a TCP or UDP over IPv4 frame, or about the
-/// connection an ICMP error quotes.
-pub struct Flow {
+/// What the director needs to know about a TCP or UDP frame of either family (`A` is its
+/// address), or about the connection an ICMP error quotes.
+///
+/// The four addresses come first and the whole is 8-byte aligned, so that each IPv6 address
+/// lies on 8 bytes and `Family` can compare it as two words (see `family::words`).
+#[repr(C, align(8))]
+pub struct Flow<A> {
+    pub src_addr: A,
+    pub dst_addr: A,
+    /// The frame's own IP addresses (for an ICMP error, the sender's and the VIP).
+    pub ip_src: A,
+    pub ip_dst: A,
     pub kind: Kind,
-    /// The IPv4 total length: the bytes counted per service and real server, as IPVS does.
-    pub ip_len: u16,
-    pub src_addr: [u8; 4],
-    pub dst_addr: [u8; 4],
+    /// The IP packet's length (IPv4's total length, IPv6's payload length and its 40-byte
+    /// header): the bytes counted per service and real server, as IPVS does.
+    pub ip_len: u32,
     pub src_port: [u8; 2],
     pub dst_port: [u8; 2],
     pub protocol: u8,
     /// The TCP flags byte (`lvs_common::flow::TCP_*`); 0 for UDP.
     pub tcp_flags: u8,
-    /// The frame's own IPv4 addresses (for an ICMP error, the sender's and the VIP), where its
-    /// IPv4 header starts and how long it is, where TCP, UDP or ICMP starts, and where the
-    /// bytes an ICMP error must quote end: for [`check_valid`].
-    ip_src: [u8; 4],
-    ip_dst: [u8; 4],
+    /// Where the frame's IP header starts and how long it is with IPv4's options or IPv6's
+    /// extension headers, where TCP, UDP or ICMP starts, and where the bytes an ICMP error
+    /// must quote end: for [`check_valid`].
     ip_offset: usize,
     ip_header_len: usize,
     l4_offset: usize,
@@ -113,11 +157,10 @@ impl Ipv4At {
     }
 }
 
-/// Parses Ethernet (with up to two VLAN tags) up to an IPv4 header with a sane version and
-/// length: all the deny list needs, so that a denied source costs no more parsing.
-/// `Err` carries the pass reason for frames that are not IPv4 or are malformed.
+/// Parses Ethernet and up to two VLAN tags: the EtherType of what follows, and where it
+/// starts. `Err` carries the pass reason for a frame cut short or with a third tag.
 #[inline(always)]
-pub fn parse_ipv4(ctx: &XdpContext) -> Result<Ipv4At, Counter> {
+pub fn parse_ethernet(ctx: &XdpContext) -> Result<(u16, usize), Counter> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: `ptr_at` checked that the whole header lies inside the frame.
     let mut ether_type = unsafe { (*eth).ether_type };
@@ -135,10 +178,24 @@ pub fn parse_ipv4(ctx: &XdpContext) -> Result<Ipv4At, Counter> {
     if is_vlan(ether_type) {
         return Err(Counter::PassMalformed);
     }
-    if ether_type != EtherType::Ipv4 as u16 {
-        return Err(Counter::PassNotIp);
-    }
+    Ok((ether_type, offset))
+}
 
+/// Whether an EtherType (as `parse_ethernet` returns it, in wire order) is IPv4's or IPv6's.
+#[inline(always)]
+pub fn is_ipv4(ether_type: u16) -> bool {
+    ether_type == EtherType::Ipv4 as u16
+}
+
+#[inline(always)]
+pub fn is_ipv6(ether_type: u16) -> bool {
+    ether_type == EtherType::Ipv6 as u16
+}
+
+/// Parses the IPv4 header at `offset` as far as a sane version and length: all the deny list
+/// needs, so that a denied source costs no more parsing.
+#[inline(always)]
+pub fn parse_ipv4(ctx: &XdpContext, offset: usize) -> Result<Ipv4At, Counter> {
     let header: *const Ipv4Hdr = ptr_at(ctx, offset).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds checked by `ptr_at`.
     let vihl = unsafe { (*header).vihl };
@@ -151,7 +208,7 @@ pub fn parse_ipv4(ctx: &XdpContext) -> Result<Ipv4At, Counter> {
 /// Parses the rest of an IPv4 frame: TCP or UDP ports, or the connection an ICMP error
 /// quotes. `Err` carries the pass reason for frames that are not for the director to forward.
 #[inline(always)]
-pub fn parse_flow(ctx: &XdpContext, ipv4: &Ipv4At) -> Result<Flow, Counter> {
+pub fn parse_flow(ctx: &XdpContext, ipv4: &Ipv4At) -> Result<Flow<Ipv4Bytes>, Counter> {
     let offset = ipv4.offset;
     // SAFETY: `parse_ipv4` checked that the whole header lies inside the frame.
     let ip = unsafe { &*ipv4.header };
@@ -164,25 +221,12 @@ pub fn parse_flow(ctx: &XdpContext, ipv4: &Ipv4At) -> Result<Flow, Counter> {
         return Err(Counter::PassFragment);
     }
     let (src_addr, dst_addr) = (ip.src_addr, ip.dst_addr);
-    let ip_len = u16::from_be_bytes(ip.tot_len);
+    let ip_len = u32::from(u16::from_be_bytes(ip.tot_len));
     let l4_offset = offset + header_len;
     if protocol == IPPROTO_ICMP {
         return parse_icmp_error(ctx, ip, offset, header_len);
     }
-
-    let (src_port, dst_port, tcp_flags) = if protocol == IPPROTO_TCP {
-        let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
-        // SAFETY: bounds checked by `ptr_at`. The flags are the low byte of the 16-bit word
-        // after the sequence and acknowledgement numbers (byte 13 of the header).
-        unsafe {
-            let flags = *(tcp as *const u8).add(TCP_FLAGS_OFFSET);
-            ((*tcp).source, (*tcp).dest, flags)
-        }
-    } else {
-        let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
-        // SAFETY: bounds checked by `ptr_at`.
-        unsafe { ((*udp).src, (*udp).dst, 0) }
-    };
+    let (src_port, dst_port, tcp_flags) = parse_ports(ctx, protocol, l4_offset)?;
 
     Ok(Flow {
         kind: Kind::Connection,
@@ -202,6 +246,147 @@ pub fn parse_flow(ctx: &XdpContext, ipv4: &Ipv4At) -> Result<Flow, Counter> {
     })
 }
 
+/// Parses an IPv6 frame whose header starts at `offset`: through its extension headers to TCP
+/// or UDP ports, or to the connection an ICMPv6 error quotes. `Err` carries the pass reason
+/// for frames that are not for the director to forward.
+///
+/// The flow is written to this CPU's slot of `FLOW6` rather than to the stack: LLVM would
+/// keep a stack copy's four addresses in registers byte by byte, and their spills alone
+/// overflow the 512 bytes of stack a BPF program has.
+#[inline(always)]
+pub fn parse_flow6(ctx: &XdpContext, offset: usize) -> Result<&'static Flow<Ipv6Bytes>, Counter> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, offset).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let ip = unsafe { &*ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(Counter::PassMalformed);
+    }
+    let (protocol, l4_offset) = walk_extension_headers::<false>(ctx, offset, ip.next_hdr)?;
+    let flow = FLOW6.get_ptr_mut(0).ok_or(Counter::Aborted)?;
+    // SAFETY: this CPU's own slot, which nothing else uses while this program runs here (XDP
+    // runs with preemption disabled); every field is written before it is read.
+    let flow = unsafe { &mut *flow };
+    let ip_len = Ipv6Hdr::LEN as u32 + u32::from(u16::from_be_bytes(ip.payload_len));
+    let header_len = l4_offset - offset;
+    flow.ip_len = ip_len;
+    copy_address(&mut flow.ip_src, &ip.src_addr);
+    copy_address(&mut flow.ip_dst, &ip.dst_addr);
+    flow.ip_offset = offset;
+    flow.ip_header_len = header_len;
+    if protocol == IPPROTO_ICMPV6 {
+        parse_icmp6_error(ctx, flow, l4_offset)?;
+        return Ok(flow);
+    }
+    let (src_port, dst_port, tcp_flags) = parse_ports(ctx, protocol, l4_offset)?;
+    flow.kind = Kind::Connection;
+    flow.src_addr = flow.ip_src;
+    flow.dst_addr = flow.ip_dst;
+    flow.src_port = src_port;
+    flow.dst_port = dst_port;
+    flow.protocol = protocol;
+    flow.tcp_flags = tcp_flags;
+    flow.l4_offset = l4_offset;
+    flow.quote_end = 0;
+    Ok(flow)
+}
+
+/// Copies an IPv6 address out of the frame, as sixteen byte loads and stores. A plain
+/// assignment, whose source LLVM cannot prove apart from its destination, becomes a call to a
+/// byte-wise memmove subprogram: a call (10-15 ns here) for each address of each packet.
+#[inline(always)]
+fn copy_address(to: &mut Ipv6Bytes, from: &Ipv6Bytes) {
+    // SAFETY: a shared and a mutable reference never overlap.
+    unsafe { core::ptr::copy_nonoverlapping(from, to, 1) }
+}
+
+/// The ports and TCP flags of the TCP or UDP header at `l4_offset` (flags 0 for UDP).
+#[inline(always)]
+fn parse_ports(
+    ctx: &XdpContext,
+    protocol: u8,
+    l4_offset: usize,
+) -> Result<([u8; 2], [u8; 2], u8), Counter> {
+    if protocol == IPPROTO_TCP {
+        let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+        // SAFETY: bounds checked by `ptr_at`. The flags are the low byte of the 16-bit word
+        // after the sequence and acknowledgement numbers (byte 13 of the header).
+        Ok(unsafe {
+            let flags = *(tcp as *const u8).add(TCP_FLAGS_OFFSET);
+            ((*tcp).source, (*tcp).dest, flags)
+        })
+    } else {
+        let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+        // SAFETY: bounds checked by `ptr_at`.
+        Ok(unsafe { ((*udp).src, (*udp).dst, 0) })
+    }
+}
+
+/// Walks the IPv6 extension headers after the header at `offset`, whose next-header field is
+/// `next`, to the transport header: its protocol (TCP, UDP, or ICMPv6 unless `QUOTE`) and
+/// where it starts. Hop-by-hop options, routing and destination options headers are skipped,
+/// each read whole (`PassTruncated` otherwise); a hop-by-hop header anywhere but first is
+/// `PassMalformed`, as the kernel has it; more than `MAX_EXTENSION_HEADERS` of them is
+/// `PassExtensionHeaders`. A fragment header is `PassFragment`: the ports are not all in this
+/// packet. In a quote (`QUOTE`, an ICMPv6 error's copy of a packet the real server sent),
+/// only a later fragment is: a first fragment's ports follow its header, as in an IPv4
+/// quote. No next header (59), ESP, AH and anything else is `PassNotTcpUdp`.
+#[inline(always)]
+fn walk_extension_headers<const QUOTE: bool>(
+    ctx: &XdpContext,
+    offset: usize,
+    next: u8,
+) -> Result<(u8, usize), Counter> {
+    let mut next = next;
+    let mut at = offset + Ipv6Hdr::LEN;
+    for index in 0..MAX_EXTENSION_HEADERS {
+        if is_transport::<QUOTE>(next) {
+            return Ok((next, at));
+        }
+        let length = match next {
+            IPV6_HOP_BY_HOP if index != 0 => return Err(Counter::PassMalformed),
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DESTINATION_OPTIONS => {
+                let header: *const [u8; 2] = ptr_at(ctx, at).ok_or(Counter::PassTruncated)?;
+                // SAFETY: bounds checked by `ptr_at`.
+                let header = unsafe { *header };
+                next = header[0];
+                (usize::from(header[1]) + 1) * 8
+            }
+            IPV6_FRAGMENT if QUOTE => {
+                let header: *const [u8; IPV6_FRAGMENT_HEADER_LEN] =
+                    ptr_at(ctx, at).ok_or(Counter::PassTruncated)?;
+                // SAFETY: bounds checked by `ptr_at`.
+                let header = unsafe { *header };
+                if u16::from_be_bytes([header[2], header[3]]) & IPV6_FRAGMENT_OFFSET != 0 {
+                    return Err(Counter::PassFragment);
+                }
+                next = header[0];
+                IPV6_FRAGMENT_HEADER_LEN
+            }
+            IPV6_FRAGMENT => return Err(Counter::PassFragment),
+            _ => return Err(Counter::PassNotTcpUdp),
+        };
+        // The whole header must be in the frame: the kernel would find it cut short.
+        if ctx.data() + at + length > ctx.data_end() {
+            return Err(Counter::PassTruncated);
+        }
+        at += length;
+    }
+    match next {
+        _ if is_transport::<QUOTE>(next) => Ok((next, at)),
+        IPV6_HOP_BY_HOP => Err(Counter::PassMalformed),
+        IPV6_ROUTING | IPV6_DESTINATION_OPTIONS => Err(Counter::PassExtensionHeaders),
+        IPV6_FRAGMENT => Err(Counter::PassFragment),
+        _ => Err(Counter::PassNotTcpUdp),
+    }
+}
+
+/// Whether an IPv6 next header ends the walk: TCP or UDP, and in a packet of its own (not a
+/// quote) ICMPv6, whose errors may be about a connection.
+#[inline(always)]
+fn is_transport<const QUOTE: bool>(next: u8) -> bool {
+    next == IPPROTO_TCP || next == IPPROTO_UDP || (!QUOTE && next == IPPROTO_ICMPV6)
+}
+
 /// An ICMP error to a VIP: the connection it is about, from the quoted IPv4 header and ports
 /// of the packet that caused it (one the real server sent, from the VIP to the client). Any
 /// other ICMP (echo to the VIP, say) is the kernel's, as before. A quote that is cut short is
@@ -212,7 +397,7 @@ fn parse_icmp_error(
     ip: &Ipv4Hdr,
     offset: usize,
     header_len: usize,
-) -> Result<Flow, Counter> {
+) -> Result<Flow<Ipv4Bytes>, Counter> {
     let icmp_offset = offset + header_len;
     let icmp: *const [u8; ICMP_HEADER_LEN] =
         ptr_at(ctx, icmp_offset).ok_or(Counter::PassTruncated)?;
@@ -244,7 +429,7 @@ fn parse_icmp_error(
     let ports = unsafe { &*ports };
     Ok(Flow {
         kind: Kind::IcmpError,
-        ip_len: u16::from_be_bytes(ip.tot_len),
+        ip_len: u32::from(u16::from_be_bytes(ip.tot_len)),
         // The quoted packet went from the VIP to the client: its connection, as the flow
         // table keys it, is from the client to the VIP.
         src_addr: quoted.dst_addr,
@@ -262,19 +447,70 @@ fn parse_icmp_error(
     })
 }
 
+/// An ICMPv6 error to a VIP, as `parse_icmp_error` reads an IPv4 one: the connection it is
+/// about, from the quoted IPv6 header (its extension headers walked as a packet's are) and
+/// ports of the packet that caused it, completing `flow` (whose IP fields `parse_flow6` has
+/// written). Any other ICMPv6, neighbour discovery and echo among it, is the kernel's
+/// (`PassNotTcpUdp`), untouched.
+#[inline(always)]
+fn parse_icmp6_error(
+    ctx: &XdpContext,
+    flow: &mut Flow<Ipv6Bytes>,
+    icmp_offset: usize,
+) -> Result<(), Counter> {
+    let icmp: *const [u8; ICMP_HEADER_LEN] =
+        ptr_at(ctx, icmp_offset).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let icmp_type = unsafe { (*icmp)[0] };
+    if icmp_type != ICMPV6_DEST_UNREACH
+        && icmp_type != ICMPV6_PACKET_TOO_BIG
+        && icmp_type != ICMPV6_TIME_EXCEEDED
+    {
+        return Err(Counter::PassNotTcpUdp);
+    }
+    let quoted_offset = icmp_offset + ICMP_HEADER_LEN;
+    let quoted: *const Ipv6Hdr = ptr_at(ctx, quoted_offset).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    let quoted = unsafe { &*quoted };
+    if quoted.vcf[0] >> 4 != 6 {
+        return Err(Counter::PassMalformed);
+    }
+    let (protocol, quoted_l4) =
+        walk_extension_headers::<true>(ctx, quoted_offset, quoted.next_hdr)?;
+    let ports: *const [u8; QUOTED_TRANSPORT_LEN] =
+        ptr_at(ctx, quoted_l4).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`; TCP and UDP both start with the two ports.
+    let ports = unsafe { &*ports };
+    flow.kind = Kind::IcmpError;
+    // As for IPv4: the quoted packet went from the VIP to the client.
+    copy_address(&mut flow.src_addr, &quoted.dst_addr);
+    copy_address(&mut flow.dst_addr, &quoted.src_addr);
+    flow.src_port = [ports[2], ports[3]];
+    flow.dst_port = [ports[0], ports[1]];
+    flow.protocol = protocol;
+    flow.tcp_flags = 0;
+    flow.l4_offset = icmp_offset;
+    flow.quote_end = quoted_l4 + QUOTED_TRANSPORT_LEN;
+    Ok(())
+}
+
 /// Checks a frame for a virtual service the way the kernel's own stack would check it before
 /// it reached a socket, so that nothing a real server's stack would reject (or a director's
-/// stack would call a martian) is forwarded or makes a flow. `parse_flow` has found the
-/// headers; this is the rest of the rule, run only for frames that hit a service so that
-/// other traffic, which the kernel checks itself, pays nothing for it:
+/// stack would call a martian) is forwarded or makes a flow. `parse_flow` or `parse_flow6` has
+/// found the headers; this is the rest of the rule, run only for frames that hit a service so
+/// that other traffic, which the kernel checks itself, pays nothing for it:
 ///
 /// - Ethernet: the source MAC is not a group address.
 /// - IPv4: the header checksum is right; the total length covers the header and fits in
 ///   the frame (`PassTruncated` when the frame is shorter than it says); the source is not
 ///   0.0.0.0/8, 127.0.0.0/8, multicast or the limited broadcast, nor the destination itself.
+/// - IPv6: the payload length covers the extension headers and fits in the frame (which may
+///   be longer, by Ethernet's padding); the source is not multicast, unspecified, loopback or
+///   IPv4-mapped, nor the destination itself.
 /// - TCP: the data offset is at least 5 words and the header lies inside the IP packet; a
 ///   SYN carries neither FIN nor RST.
-/// - UDP: the length is at least 8 and at most what the IP packet holds after its header.
+/// - UDP: the length is at least 8 and at most what the IP packet holds after its headers;
+///   over IPv6 the checksum is not zero.
 /// - An ICMP error: it quotes a packet from the VIP it is sent to, and the quote up to the
 ///   ports lies inside the IP packet. (ICMP's checksum, like TCP's and UDP's, is left to the
 ///   real server, whose stack checks it.)
@@ -282,7 +518,7 @@ fn parse_icmp_error(
 /// Everything that fails is passed to the kernel (which drops and counts it as its stack
 /// does) and counted as `PassMalformed`, or `PassTruncated`.
 #[inline(always)]
-pub fn check_valid(ctx: &XdpContext, flow: &Flow) -> Result<(), Counter> {
+pub fn check_valid<A: Family>(ctx: &XdpContext, flow: &Flow<A>) -> Result<(), Counter> {
     // The offsets are read back opaquely: LLVM would otherwise drop the bounds checks below as
     // repeats of `parse_flow`'s, and the verifier, which no longer ties the packet pointer to
     // those checks after the map lookups in between, would refuse the loads.
@@ -293,9 +529,9 @@ pub fn check_valid(ctx: &XdpContext, flow: &Flow) -> Result<(), Counter> {
             core::ptr::read_volatile(&flow.l4_offset),
         )
     };
-    // Opaque values have no bounds for the verifier; these (which `parse_flow` guarantees)
+    // Opaque values have no bounds for the verifier; these (which the parsers guarantee)
     // give them some before they are added to a packet pointer.
-    if ip_offset > MAX_IP_OFFSET || l4_offset > MAX_IP_OFFSET + MAX_IPV4_HEADER_LEN {
+    if ip_offset > MAX_IP_OFFSET || l4_offset > A::MAX_L4_OFFSET {
         return Err(Counter::PassMalformed);
     }
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
@@ -307,30 +543,24 @@ pub fn check_valid(ctx: &XdpContext, flow: &Flow) -> Result<(), Counter> {
     // First, while nothing else is known of the frame's length: LLVM would otherwise take the
     // header's bounds check as implied by the length checks below, which the verifier cannot
     // follow.
-    if !ipv4_checksum_ok(ctx, ip_offset, flow.ip_header_len) {
+    if !A::header_ok(ctx, ip_offset, flow.ip_header_len) {
         return Err(Counter::PassMalformed);
     }
-    let ip_len = usize::from(flow.ip_len);
+    let ip_len = flow.ip_len as usize;
     if ip_len < flow.ip_header_len {
         return Err(Counter::PassMalformed);
     }
     if ip_offset + ip_len > ctx.data_end() - ctx.data() {
         return Err(Counter::PassTruncated);
     }
-    let source = flow.ip_src;
-    if source[0] == 0
-        || source[0] == 127
-        || source[0] & 0xf0 == 0xe0
-        || source == [0xff; 4]
-        || source == flow.ip_dst
-    {
+    if A::is_martian(flow) {
         return Err(Counter::PassMalformed);
     }
 
     let l4_len = ip_len - flow.ip_header_len;
     if flow.kind == Kind::IcmpError {
         // The quote must be the VIP's own packet, whole up to its ports, inside the datagram.
-        if flow.dst_addr != flow.ip_dst || flow.quote_end > ip_offset + ip_len {
+        if !A::quotes_destination(flow) || flow.quote_end > ip_offset + ip_len {
             return Err(Counter::PassMalformed);
         }
     } else if flow.protocol == IPPROTO_TCP {
@@ -347,8 +577,12 @@ pub fn check_valid(ctx: &XdpContext, flow: &Flow) -> Result<(), Counter> {
     } else {
         let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
         // SAFETY: bounds checked by `ptr_at`.
-        let udp_len = usize::from(u16::from_be_bytes(unsafe { (*udp).len }));
+        let (udp_len, checksum) = unsafe { ((*udp).len, (*udp).check) };
+        let udp_len = usize::from(u16::from_be_bytes(udp_len));
         if udp_len < UdpHdr::LEN || udp_len > l4_len {
+            return Err(Counter::PassMalformed);
+        }
+        if A::UDP_CHECKSUM_REQUIRED && checksum == [0, 0] {
             return Err(Counter::PassMalformed);
         }
     }
@@ -371,7 +605,7 @@ pub fn is_for(ctx: &XdpContext, mac: &[u8; 6]) -> bool {
 /// complement (RFC 1071), as `ip_rcv` requires. The fixed 20 bytes are read through the
 /// header `parse_flow` checked; options, rare, a word at a time.
 #[inline(always)]
-fn ipv4_checksum_ok(ctx: &XdpContext, offset: usize, header_len: usize) -> bool {
+pub fn ipv4_checksum_ok(ctx: &XdpContext, offset: usize, header_len: usize) -> bool {
     let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, offset) else {
         return false;
     };

@@ -169,3 +169,177 @@ pub fn tcp_ack(dst_port: u16) -> Vec<u8> {
         b"GET / HTTP/1.1\r\n\r\n",
     )
 }
+
+/// IPv6: a client, the VIP and its services, programmed straight through `DataPlane` (the
+/// config does not take IPv6 addresses yet). Their service indices and real-server ids lie
+/// above the IPv4 model's, so both families share the maps as the daemon's would.
+pub const CLIENT6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+pub const VIP6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+/// A second IPv6 VIP whose only service has no usable real server.
+pub const VIP6_DOWN: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11,
+];
+
+/// `[2001:db8::10]:80` TCP, round robin over one real server (RS1).
+pub const SERVICE6_TCP: u32 = 10;
+/// `[2001:db8::10]:53` UDP, round robin over one real server (RS1).
+pub const SERVICE6_UDP: u32 = 11;
+/// `[2001:db8::10]:443` TCP, `sh` over RS1 and RS2 by slot parity, persistent for 300 s per
+/// client /64.
+pub const SERVICE6_PERSISTENT: u32 = 12;
+/// `[2001:db8::10]:8080` TCP, `sh` over RS1 and RS2 by slot parity.
+pub const SERVICE6_SH: u32 = 13;
+/// `[2001:db8::11]:80` TCP, whose table names no real server.
+pub const SERVICE6_DOWN: u32 = 14;
+
+/// The real-server ids of the IPv6 services: RS1 for the two rings, RS1 and RS2 for each
+/// hashed service.
+pub const RS6_TCP: u32 = 100;
+pub const RS6_UDP: u32 = 101;
+pub const RS6_PERSISTENT: [u32; 2] = [102, 103];
+pub const RS6_SH: [u32; 2] = [104, 105];
+
+/// The real server a hashed IPv6 service's slot names: slot parity picks RS1 or RS2.
+pub fn ipv6_slot_mac(slot: u32) -> [u8; 6] {
+    if slot.is_multiple_of(2) {
+        RS1_MAC
+    } else {
+        RS2_MAC
+    }
+}
+
+/// Programs `dataplane` as `program` does, then adds the IPv6 services above.
+pub fn program_ipv6(dataplane: &mut dyn DataPlane) -> Model {
+    let model = program(dataplane);
+    write_ipv6_services(dataplane).expect("program the IPv6 services");
+    model
+}
+
+fn write_ipv6_services(
+    dataplane: &mut dyn DataPlane,
+) -> Result<(), lvs_userspace::logic::dataplane::DataPlaneError> {
+    use lvs_common::{
+        IPPROTO_TCP, IPPROTO_UDP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
+        RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey6, address::ipv6_prefix_mask,
+        keys::ServiceMapKey,
+    };
+    let real_server = |mac: [u8; 6], last: u8| RealServerEntry {
+        addr: [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last,
+        ],
+        mac,
+        flags: REAL_SERVER_USABLE,
+        generation: 1,
+    };
+    let service = |addr: [u8; 16], port: u16, protocol: u8| {
+        ServiceMapKey::V6(ServiceKey6 {
+            addr,
+            port: port.to_be_bytes(),
+            protocol,
+            _pad: 0,
+        })
+    };
+    let entry = |index, flags, ring_len, persist_timeout_s, persist_mask| ServiceEntry {
+        index,
+        flags,
+        ring_len,
+        persist_timeout_s,
+        persist_mask,
+    };
+    let hashed = |ids: [u32; 2]| -> Vec<(u32, u32)> {
+        (0..LOOKUP_TABLE_SIZE)
+            .map(|slot| (slot, ids[(slot % 2) as usize]))
+            .collect()
+    };
+    dataplane.set_real_server(RS6_TCP, real_server(RS1_MAC, 0x21))?;
+    dataplane.set_real_server(RS6_UDP, real_server(RS1_MAC, 0x21))?;
+    for ids in [RS6_PERSISTENT, RS6_SH] {
+        dataplane.set_real_server(ids[0], real_server(RS1_MAC, 0x21))?;
+        dataplane.set_real_server(ids[1], real_server(RS2_MAC, 0x22))?;
+    }
+    dataplane.set_lookup_slots(SERVICE6_TCP, &[(0, RS6_TCP)])?;
+    dataplane.set_lookup_slots(SERVICE6_UDP, &[(0, RS6_UDP)])?;
+    dataplane.set_lookup_slots(SERVICE6_PERSISTENT, &hashed(RS6_PERSISTENT))?;
+    dataplane.set_lookup_slots(SERVICE6_SH, &hashed(RS6_SH))?;
+    dataplane.set_lookup_slots(SERVICE6_DOWN, &[(0, NO_REAL_SERVER)])?;
+    for index in [SERVICE6_TCP, SERVICE6_UDP, SERVICE6_DOWN] {
+        dataplane.reset_cursors(index, 1)?;
+    }
+    let no_mask = [0; 16];
+    dataplane.set_service(
+        service(VIP6, 80, IPPROTO_TCP),
+        entry(SERVICE6_TCP, SERVICE_RING, 1, 0, no_mask),
+    )?;
+    dataplane.set_service(
+        service(VIP6, 53, IPPROTO_UDP),
+        entry(SERVICE6_UDP, SERVICE_RING, 1, 0, no_mask),
+    )?;
+    dataplane.set_service(
+        service(VIP6, 443, IPPROTO_TCP),
+        entry(SERVICE6_PERSISTENT, 0, 0, 300, ipv6_prefix_mask(64)),
+    )?;
+    dataplane.set_service(
+        service(VIP6, 8080, IPPROTO_TCP),
+        entry(SERVICE6_SH, 0, 0, 0, no_mask),
+    )?;
+    dataplane.set_service(
+        service(VIP6_DOWN, 80, IPPROTO_TCP),
+        entry(SERVICE6_DOWN, SERVICE_RING, 1, 0, no_mask),
+    )?;
+    Ok(())
+}
+
+/// A director loaded and programmed with both families' services.
+pub fn loaded_ipv6() -> BpfDataPlane {
+    let mut dataplane = BpfDataPlane::load(false).expect("load the XDP object (are you root?)");
+    program_ipv6(&mut dataplane);
+    dataplane
+}
+
+/// A TCP segment over IPv6 from `client:client_port` to `dst:dst_port`.
+pub fn tcp6_from(
+    client: [u8; 16],
+    client_port: u16,
+    dst: [u8; 16],
+    dst_port: u16,
+    kind: TcpKind,
+) -> Vec<u8> {
+    let base = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+        .ipv6(client, dst, 64)
+        .tcp(client_port, dst_port, 1, 64240);
+    match kind {
+        TcpKind::Syn => build(base.syn(), &[]),
+        TcpKind::Ack => build(base.ack(1), b"data"),
+        TcpKind::Fin => build(base.fin().ack(1), &[]),
+        TcpKind::Rst => build(base.rst(), &[]),
+    }
+}
+
+/// A TCP SYN from the IPv6 client, port 40000.
+pub fn tcp6_syn(dst: [u8; 16], dst_port: u16) -> Vec<u8> {
+    tcp6_from(CLIENT6, 40000, dst, dst_port, TcpKind::Syn)
+}
+
+/// An ACK with a request from the IPv6 client, port 40000, to the VIP.
+pub fn tcp6_ack(dst_port: u16) -> Vec<u8> {
+    build(
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ipv6(CLIENT6, VIP6, 64)
+            .tcp(40000, dst_port, 2, 64240)
+            .ack(1),
+        b"GET / HTTP/1.1\r\n\r\n",
+    )
+}
+
+/// A UDP datagram over IPv6 from the client, port 5353, to the VIP.
+pub fn udp6(dst_port: u16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+        .ipv6(CLIENT6, VIP6, 64)
+        .udp(5353, dst_port)
+        .write(&mut frame, b"query")
+        .expect("build frame");
+    frame
+}

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, ensure};
 use lvs_test_support::{empty_program, fixture};
 
 use empty_program::{EmptyProgram, Run};
-use fixture::{RS1_MAC, VIP, XDP_PASS, XDP_TX, tcp_ack, tcp_syn};
+use fixture::{RS1_MAC, VIP, VIP6, XDP_PASS, XDP_TX, tcp_ack, tcp_syn, tcp6_ack, tcp6_syn};
 use lvs_common::flow::SETTINGS_DENY_LIST;
 use lvs_userspace::{
     base::values::SourcePrefix,
@@ -33,6 +33,10 @@ use lvs_userspace::{
 
 /// A destination that is not a virtual service.
 const NOT_A_VIP: [u8; 4] = [10, 0, 0, 50];
+/// An IPv6 destination that is not a virtual service.
+const NOT_A_VIP6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x50,
+];
 
 /// Prefixes in the deny list of the second director: /16s, /24s and /32s spread over the
 /// whole address space (a multiplicative hash of their number), so that a lookup walks a deep
@@ -127,10 +131,30 @@ fn cases() -> Vec<Case> {
             verdict: XDP_PASS,
             target_above: 25.0,
         },
+        // IPv6's rows: the same three frames, with IPv6 headers (the targets are IPv4's).
+        Case {
+            name: "IPv6 TCP SYN to a service",
+            frame: to_director(tcp6_syn(VIP6, 80)),
+            verdict: XDP_TX,
+            target_above: 80.0,
+        },
+        Case {
+            name: "IPv6 TCP ACK + 18 B",
+            frame: to_director(tcp6_ack(80)),
+            verdict: XDP_TX,
+            target_above: 80.0,
+        },
+        Case {
+            name: "IPv6 TCP SYN to a non-VIP",
+            frame: to_director(tcp6_syn(NOT_A_VIP6, 80)),
+            verdict: XDP_PASS,
+            target_above: 25.0,
+        },
     ]
 }
 
-/// Loads the director's program and programs its maps through the model, as the daemon does.
+/// Loads the director's program and programs its maps through the model, as the daemon does
+/// (and the fixture's IPv6 services beside them).
 ///
 /// Repeat mode runs the program again on the frame it rewrote, and the program forwards only
 /// frames sent to the director's own MAC: so here the director takes the MAC of the real
@@ -138,7 +162,7 @@ fn cases() -> Vec<Case> {
 /// rewritten frame one the program forwards again, by the same path.
 fn load_director() -> Result<BpfDataPlane> {
     let mut dataplane = BpfDataPlane::load(false).context("loading the XDP object")?;
-    fixture::program(&mut dataplane);
+    fixture::program_ipv6(&mut dataplane);
     dataplane.set_director(RS1_MAC)?;
     Ok(dataplane)
 }

@@ -1,0 +1,208 @@
+//! What differs between IPv4 and IPv6 once a frame is parsed: each family's maps, and the few
+//! rules of the validation that are the family's own.
+//!
+//! The code that follows connections, schedules them and rewrites frames is written once,
+//! generic over `Family`, and the compiler makes one copy for each family. So both families
+//! obey the same rules, and the IPv4 copy is the code it was before IPv6 came: its keys stay
+//! IPv4-sized, and nothing it runs asks which family it is.
+
+use aya_ebpf::{
+    maps::{HashMap, LruHashMap},
+    programs::XdpContext,
+};
+use lvs_common::{
+    Address, Ipv4Bytes, Ipv6Bytes, ServiceEntry, ServiceKey,
+    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey},
+};
+
+use crate::{
+    maps::*,
+    packet::{self, Flow},
+};
+
+/// An address family the data plane forwards: its address type, with the maps keyed by it.
+pub trait Family: Address + 'static {
+    /// The furthest into a frame that a transport header (or an ICMP header) can start, which
+    /// the validation gives the offsets it reads back opaquely, so that the verifier knows
+    /// them to be bounded.
+    const MAX_L4_OFFSET: usize;
+    /// Whether a UDP checksum of zero (no checksum) is refused: IPv6 requires a checksum
+    /// (RFC 8200, section 8.1), and its stack drops a datagram without one; IPv4 allows it.
+    const UDP_CHECKSUM_REQUIRED: bool;
+
+    /// Virtual services by (VIP, port, protocol).
+    fn services() -> &'static HashMap<ServiceKey<Self>, ServiceEntry>;
+    /// Connections, client to VIP.
+    fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowEntry>;
+    /// Persistence templates by client network and service.
+    fn templates() -> &'static LruHashMap<PersistKey<Self>, PersistEntry>;
+
+    /// Whether the network header at `ip_offset`, `header_len` bytes long, passes the checks
+    /// of its own that the kernel makes (IPv4's header checksum; IPv6 has none).
+    fn header_ok(ctx: &XdpContext, ip_offset: usize, header_len: usize) -> bool;
+    /// Whether the kernel would refuse the frame's source address (`ip_src`) when it arrives
+    /// from the network for its destination (`ip_dst`): a martian, or the destination itself
+    /// (LAND).
+    fn is_martian(flow: &Flow<Self>) -> bool;
+    /// Whether an ICMP error's quote is of a packet from the address the error is sent to
+    /// (the quote's source, `dst_addr`, is the frame's destination, `ip_dst`).
+    fn quotes_destination(flow: &Flow<Self>) -> bool;
+
+    /// The frame's client (`src_addr`) masked with the service's persistence mask: the
+    /// client of its persistence template.
+    fn masked_client(flow: &Flow<Self>, service: &ServiceEntry) -> Self;
+
+    /// Logs a forwarding decision (only with `--trace-packets`).
+    fn trace(ctx: &XdpContext, client: &Self, port: [u8; 2], real_server_id: u32, new: u64);
+}
+
+impl Family for Ipv4Bytes {
+    const MAX_L4_OFFSET: usize = packet::MAX_IP_OFFSET + packet::MAX_IPV4_HEADER_LEN;
+    const UDP_CHECKSUM_REQUIRED: bool = false;
+
+    #[inline(always)]
+    fn services() -> &'static HashMap<ServiceKey<Self>, ServiceEntry> {
+        &SERVICES
+    }
+
+    #[inline(always)]
+    fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowEntry> {
+        &FLOWS
+    }
+
+    #[inline(always)]
+    fn templates() -> &'static LruHashMap<PersistKey<Self>, PersistEntry> {
+        &PERSIST
+    }
+
+    #[inline(always)]
+    fn header_ok(ctx: &XdpContext, ip_offset: usize, header_len: usize) -> bool {
+        packet::ipv4_checksum_ok(ctx, ip_offset, header_len)
+    }
+
+    /// 0.0.0.0/8, 127.0.0.0/8, multicast, the limited broadcast, or the destination itself.
+    #[inline(always)]
+    fn is_martian(flow: &Flow<Self>) -> bool {
+        let source = flow.ip_src;
+        source[0] == 0
+            || source[0] == 127
+            || source[0] & 0xf0 == 0xe0
+            || source == [0xff; 4]
+            || source == flow.ip_dst
+    }
+
+    #[inline(always)]
+    fn quotes_destination(flow: &Flow<Self>) -> bool {
+        flow.dst_addr == flow.ip_dst
+    }
+
+    #[inline(always)]
+    fn masked_client(flow: &Flow<Self>, service: &ServiceEntry) -> Self {
+        flow.src_addr.masked(&service.persist_mask)
+    }
+
+    #[inline(always)]
+    fn trace(ctx: &XdpContext, client: &Self, port: [u8; 2], real_server_id: u32, new: u64) {
+        aya_log_ebpf::debug!(
+            ctx,
+            "forward {:i}:{} -> real server {} (new {})",
+            *client,
+            u16::from_be_bytes(port),
+            real_server_id,
+            new
+        );
+    }
+}
+
+impl Family for Ipv6Bytes {
+    const MAX_L4_OFFSET: usize = packet::MAX_IP_OFFSET + packet::MAX_IPV6_HEADERS_LEN;
+    const UDP_CHECKSUM_REQUIRED: bool = true;
+
+    #[inline(always)]
+    fn services() -> &'static HashMap<ServiceKey<Self>, ServiceEntry> {
+        &SERVICES6
+    }
+
+    #[inline(always)]
+    fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowEntry> {
+        &FLOWS6
+    }
+
+    #[inline(always)]
+    fn templates() -> &'static LruHashMap<PersistKey<Self>, PersistEntry> {
+        &PERSIST6
+    }
+
+    #[inline(always)]
+    fn header_ok(_ctx: &XdpContext, _ip_offset: usize, _header_len: usize) -> bool {
+        true
+    }
+
+    /// Multicast (ff00::/8), the unspecified address, loopback, an IPv4-mapped address
+    /// (::ffff:0:0/96, which `ipv6_rcv` drops as RFC 4291 asks), or the destination itself.
+    #[inline(always)]
+    fn is_martian(flow: &Flow<Self>) -> bool {
+        let [high, low] = words(&flow.ip_src);
+        let [high, low] = [u64::from_be(high), u64::from_be(low)];
+        high >> 56 == 0xff
+            || (high == 0 && (low <= 1 || low >> 32 == 0xffff))
+            || words(&flow.ip_src) == words(&flow.ip_dst)
+    }
+
+    #[inline(always)]
+    fn quotes_destination(flow: &Flow<Self>) -> bool {
+        words(&flow.dst_addr) == words(&flow.ip_dst)
+    }
+
+    /// Masked a word at a time, for the reason `words` gives.
+    #[inline(always)]
+    fn masked_client(flow: &Flow<Self>, service: &ServiceEntry) -> Self {
+        // SAFETY: `src_addr` lies on 8 bytes (see `words`) and the mask on 4 (`ServiceEntry`
+        // is 4-byte aligned and the mask's offset a multiple of 4; asserted below); 16 bytes
+        // are four `u32`s, and any four `u32`s are 16 bytes.
+        unsafe {
+            let client = core::ptr::read(flow.src_addr.as_ptr().cast::<[u32; 4]>());
+            let mask = core::ptr::read(service.persist_mask.as_ptr().cast::<[u32; 4]>());
+            core::mem::transmute::<[u32; 4], Ipv6Bytes>([
+                client[0] & mask[0],
+                client[1] & mask[1],
+                client[2] & mask[2],
+                client[3] & mask[3],
+            ])
+        }
+    }
+
+    #[inline(always)]
+    fn trace(ctx: &XdpContext, client: &Self, port: [u8; 2], real_server_id: u32, new: u64) {
+        aya_log_ebpf::debug!(
+            ctx,
+            "forward [{:i}]:{} -> real server {} (new {})",
+            *client,
+            u16::from_be_bytes(port),
+            real_server_id,
+            new
+        );
+    }
+}
+
+/// An IPv6 address of a `Flow` as two 64-bit words in memory order. Compared as bytes or as
+/// arrays, LLVM keeps all sixteen bytes of each address in registers (the BPF target has no
+/// unaligned loads to combine them), and their spills overflow the program's 512 bytes of
+/// stack; two aligned loads need two registers.
+#[inline(always)]
+fn words(address: &Ipv6Bytes) -> [u64; 2] {
+    // SAFETY: every caller passes an address field of a `Flow<Ipv6Bytes>`, which lies on 8
+    // bytes (`Flow` is 8-byte aligned and its addresses, first, are 16 bytes each; asserted
+    // below), and 16 bytes are two `u64`s.
+    unsafe { core::ptr::read(address.as_ptr().cast::<[u64; 2]>()) }
+}
+
+const _: () = {
+    assert!(align_of::<Flow<Ipv6Bytes>>() == 8);
+    assert!(core::mem::offset_of!(Flow<Ipv6Bytes>, src_addr) % 8 == 0);
+    assert!(core::mem::offset_of!(Flow<Ipv6Bytes>, dst_addr) % 8 == 0);
+    assert!(core::mem::offset_of!(Flow<Ipv6Bytes>, ip_src) % 8 == 0);
+    assert!(core::mem::offset_of!(Flow<Ipv6Bytes>, ip_dst) % 8 == 0);
+    assert!(align_of::<ServiceEntry>() >= 4);
+    assert!(core::mem::offset_of!(ServiceEntry, persist_mask) % 4 == 0);
+};
