@@ -1,6 +1,6 @@
 //! A snapshot with a bit of everything, shared by the layout, save and restore tests.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
 use crate::logic::api::{
     ForwardMethod, Persistence, Protocol, RealServerConfig, SchedFlags, Scheduler, ServiceConfig,
@@ -14,7 +14,11 @@ fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
     Ipv4Addr::new(a, b, c, d)
 }
 
-fn server(address: Ipv4Addr, port: u16, weight: u32) -> RealServerEntry {
+fn v6(text: &str) -> Ipv6Addr {
+    text.parse().expect("an IPv6 address")
+}
+
+fn server(address: impl Into<IpAddr>, port: u16, weight: u32) -> RealServerEntry {
     RealServerEntry {
         server: RealServerConfig {
             address: address.into(),
@@ -32,7 +36,12 @@ fn server(address: Ipv4Addr, port: u16, weight: u32) -> RealServerEntry {
     }
 }
 
-fn service(protocol: Protocol, address: Ipv4Addr, port: u16, scheduler: Scheduler) -> ServiceEntry {
+fn service(
+    protocol: Protocol,
+    address: impl Into<IpAddr>,
+    port: u16,
+    scheduler: Scheduler,
+) -> ServiceEntry {
     ServiceEntry {
         service: ServiceKey {
             protocol,
@@ -51,8 +60,9 @@ fn service(protocol: Protocol, address: Ipv4Addr, port: u16, scheduler: Schedule
 }
 
 /// Services and servers deliberately out of order, counters that hit every scaling step,
-/// persistence with and without a mask, scheduler flags, thresholds and a name long enough
-/// to be cut.
+/// persistence with and without a mask, scheduler flags, thresholds, a name long enough to
+/// be cut, and an IPv6 service (persistent by a /64, with a name longer than IPv4's columns,
+/// which ipvsadm prints whole).
 pub fn snapshot() -> Snapshot {
     let mut dns = service(Protocol::Udp, ip(10, 0, 0, 2), 53, Scheduler::RoundRobin);
     let mut dns_server = server(ip(10, 0, 0, 21), 53, 1);
@@ -137,6 +147,24 @@ pub fn snapshot() -> Snapshot {
         .real_servers
         .push(server(ip(192, 168, 100, 201), 65535, 65535));
 
+    let mut ipv6 = service(
+        Protocol::Tcp,
+        v6("2001:db8:ffff:100::10"),
+        443,
+        Scheduler::WeightedLeastConnection,
+    );
+    ipv6.config.persistence = Some(Persistence {
+        timeout: 600,
+        netmask: crate::base::values::Granularity::PrefixLength(
+            crate::base::values::PrefixLength::new(64).unwrap(),
+        ),
+    });
+    ipv6.real_servers
+        .push(server(v6("2001:db8:ffff:100::12"), 443, 2));
+    ipv6.real_servers
+        .push(server(v6("2001:db8:ffff:100::11"), 443, 1));
+    ipv6.real_servers[1].active_conns = 1;
+
     Snapshot {
         connection_table_size: 4096,
         timeouts: Timeouts {
@@ -144,7 +172,7 @@ pub fn snapshot() -> Snapshot {
             tcp_fin: 120,
             udp: 300,
         },
-        services: vec![dns, web, tls, maglev],
+        services: vec![dns, web, tls, ipv6, maglev],
         connections: vec![
             Connection {
                 protocol: Protocol::Tcp,
@@ -161,6 +189,14 @@ pub fn snapshot() -> Snapshot {
                 source: SocketAddrV4::new(ip(198, 51, 100, 8), 40000).into(),
                 virtual_service: SocketAddrV4::new(ip(10, 0, 0, 2), 53).into(),
                 destination: SocketAddrV4::new(ip(10, 0, 0, 21), 53).into(),
+            },
+            Connection {
+                protocol: Protocol::Tcp,
+                expires: 42,
+                state: ConnectionState::Established,
+                source: SocketAddr::new(v6("2001:db8:1::7").into(), 40001),
+                virtual_service: SocketAddr::new(v6("2001:db8:ffff:100::10").into(), 443),
+                destination: SocketAddr::new(v6("2001:db8:ffff:100::11").into(), 443),
             },
             Connection {
                 protocol: Protocol::Tcp,
