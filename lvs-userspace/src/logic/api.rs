@@ -260,6 +260,31 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn an_ipv6_change_decodes_with_its_prefix_length_and_reads_back_as_itself() {
+        let json = include_str!("../../../fuzz/seeds/control_request/apply6.json");
+        let request: Request = serde_json::from_str(json).expect("decodes");
+        let Request::Apply { changes } = &request else {
+            panic!("{request:?}");
+        };
+        let Change::AddService { service, config } = &changes[0] else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(service.to_string(), "TCP [2001:db8::10]:443");
+        assert_eq!(
+            config.persistence.map(|p| p.netmask),
+            Some(Granularity::PrefixLength(PrefixLength::new(64).unwrap()))
+        );
+        let again: Request = serde_json::from_str(&serde_json::to_string(&request).unwrap())
+            .expect("reads back");
+        assert_eq!(again, request);
+        // A prefix length past 128, or a netmask that is not one, does not even decode.
+        for bad in ["129", "\"255.0.255.0\""] {
+            let text = json.replace("\"netmask\":64", &format!("\"netmask\":{bad}"));
+            assert!(serde_json::from_str::<Request>(&text).is_err(), "{text}");
+        }
+    }
+
     fn web() -> ServiceKey {
         ServiceKey {
             protocol: Protocol::Tcp,
