@@ -3,8 +3,8 @@
 //!
 //! The code that follows connections, schedules them and rewrites frames is written once,
 //! generic over `Family`, and the compiler makes one copy for each family. So both families
-//! obey the same rules, and the IPv4 copy is the code it was before IPv6 came: its keys stay
-//! IPv4-sized, and nothing it runs asks which family it is.
+//! obey the same rules, and the IPv4 copy is, but for the layout of `Flow`, the code it was
+//! before IPv6 came: its keys stay IPv4-sized, and nothing it runs asks which family it is.
 
 use aya_ebpf::{
     maps::{HashMap, LruHashMap},

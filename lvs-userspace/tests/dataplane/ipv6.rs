@@ -788,3 +788,36 @@ fn ipv6_frames_skip_the_deny_list() {
     let outcome = test_run::run(&mut dataplane, &tcp_syn(VIP, 80), 1).unwrap();
     assert_eq!(outcome.action, XDP_DROP, "the IPv4 client is denied");
 }
+
+/// An IPv6 service written as the daemon writes it: from the config file, through the model,
+/// its real server's MAC from a neighbour entry. Its first SYN is forwarded to that MAC.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn an_ipv6_service_from_the_config_is_forwarded() {
+    use lvs_userspace::{base::mac::MacAddr, logic::model::Neighbour};
+
+    let mut dataplane = BpfDataPlane::load(false).expect("load the XDP object (are you root?)");
+    let config = format!(
+        "{CONFIG}\n[[virtual_server]]\naddress = \"2001:db8::10\"\nport = 80\n\
+         [[virtual_server.real_server]]\naddress = \"2001:db8::21\"\n"
+    );
+    let mut model = program_config(&mut dataplane, &config);
+    model.set_neighbour(
+        "2001:db8::21".parse::<std::net::Ipv6Addr>().unwrap(),
+        Neighbour::Resolved {
+            mac: MacAddr(RS4_MAC),
+        },
+    );
+    model.sync(&mut dataplane).expect("sync");
+    let frame = tcp6_syn(VIP6, 80);
+    let outcome = test_run::run(&mut dataplane, &frame, 1).unwrap();
+    assert_eq!(outcome.action, XDP_TX);
+    assert_eq!(outcome.frame, rewritten(&frame, RS4_MAC));
+    let flows = dataplane.flows().unwrap();
+    assert!(
+        flows
+            .iter()
+            .any(|(key, _)| matches!(key, FlowMapKey::V6(_))),
+        "the connection is in FLOWS6"
+    );
+}
