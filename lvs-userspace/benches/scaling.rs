@@ -10,12 +10,14 @@
 //!   includes the kernel's clock reads around it, so the empty program is timed the same way
 //!   on the same frames, and the ratio compares like with like.
 //!
-//! The flow table is filled beforehand with the given number of live connections. Under
+//! The flow table is filled beforehand with the given number of live connections. Every row
+//! is measured for IPv4 and for IPv6 (an IPv6 service, real servers, clients and flows), one
+//! after the other in the same run, since the targets are for both families. Under
 //! `cargo test --benches` a small smoke matrix runs instead (and is skipped without root).
 
 use std::{
     collections::HashMap,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -24,10 +26,12 @@ use anyhow::{Context, Result, ensure};
 use lvs_test_support::{empty_program, fixture};
 
 use empty_program::EmptyProgram;
-use fixture::{DIRECTOR_MAC, TcpKind, VIP, XDP_PASS, XDP_TX, default_settings, tcp_from};
+use fixture::{
+    DIRECTOR_MAC, TcpKind, VIP, XDP_PASS, XDP_TX, default_settings, tcp_from, tcp6_from,
+};
 use lvs_common::{
     LOOKUP_TABLE_SIZE,
-    flow::{FlowEntry, FlowKey, FlowState},
+    flow::{FlowEntry, FlowKey, FlowKey6, FlowState},
     keys::FlowMapKey,
 };
 use lvs_userspace::{
@@ -98,7 +102,8 @@ fn main() -> ExitCode {
 fn run(matrix: &Matrix) -> Result<()> {
     let empty = EmptyProgram::load(XDP_PASS)?;
     println!(
-        "{:>7} {:>9} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6}",
+        "{:>4} {:>7} {:>9} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6}",
+        "ip",
         "servers",
         "flows",
         "new",
@@ -112,25 +117,32 @@ fn run(matrix: &Matrix) -> Result<()> {
         "above"
     );
     let mut rows = Vec::new();
+    let mut rows6 = Vec::new();
     for &servers in matrix.servers {
         for &flows in matrix.flows {
-            let row = measure(matrix, &empty, servers, flows)?;
-            println!(
-                "{:>7} {:>9} | {:>8.0} {:>7.0} {:>6.0} | {:>8.0} {:>7.0} {:>6.0} | {:>8.0} {:>7.0} \
-                 {:>6.0}",
-                servers,
-                flows,
-                row.new_flow,
-                row.new_flow_empty,
-                row.new_flow - row.new_flow_empty,
-                row.cycling,
-                row.cycling_empty,
-                row.cycling - row.cycling_empty,
-                row.established,
-                row.established_empty,
-                row.established - row.established_empty,
-            );
-            rows.push((servers, flows, row));
+            for family in [Family::V4, Family::V6] {
+                let row = measure(matrix, &empty, family, servers, flows)?;
+                println!(
+                    "{:>4} {:>7} {:>9} | {:>8.0} {:>7.0} {:>6.0} | {:>8.0} {:>7.0} {:>6.0} | \
+                     {:>8.0} {:>7.0} {:>6.0}",
+                    family.name(),
+                    servers,
+                    flows,
+                    row.new_flow,
+                    row.new_flow_empty,
+                    row.new_flow - row.new_flow_empty,
+                    row.cycling,
+                    row.cycling_empty,
+                    row.cycling - row.cycling_empty,
+                    row.established,
+                    row.established_empty,
+                    row.established - row.established_empty,
+                );
+                match family {
+                    Family::V4 => rows.push((servers, flows, row)),
+                    Family::V6 => rows6.push((servers, flows, row)),
+                }
+            }
         }
     }
     println!(
@@ -141,7 +153,8 @@ fn run(matrix: &Matrix) -> Result<()> {
          empty",
         matrix.new_flow_frames, matrix.repeat
     );
-    print_targets(&rows);
+    print_targets("IPv4", &rows);
+    print_targets("IPv6", &rows6);
     println!();
     println!(
         "{:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>11}",
@@ -205,10 +218,10 @@ impl Row {
 }
 
 /// The issue's targets, each beside what this run measured.
-fn print_targets(rows: &[(usize, usize, Row)]) {
+fn print_targets(family: &str, rows: &[(usize, usize, Row)]) {
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!();
-    println!("targets (ns above the empty program; ratios within this run):");
+    println!("{family} targets (ns above the empty program; ratios within this run):");
     let worst_new = rows
         .iter()
         .map(|(_, _, r)| r.new_above())
@@ -278,11 +291,69 @@ fn dedup(values: impl Iterator<Item = usize>) -> Vec<usize> {
     all
 }
 
-fn measure(matrix: &Matrix, empty: &EmptyProgram, servers: usize, flows: usize) -> Result<Row> {
-    let (mut dataplane, model) = director(servers, flows)?;
-    fill_flow_table(&mut dataplane, &model, flows)?;
+/// The address family a row is measured in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
 
-    let established = tcp_from([192, 0, 2, 7], 40000, VIP, 80, TcpKind::Ack);
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+
+    /// The VIP of the bench's service.
+    fn vip(self) -> IpAddr {
+        match self {
+            Family::V4 => Ipv4Addr::from(VIP).into(),
+            Family::V6 => VIP6.into(),
+        }
+    }
+
+    /// A TCP segment from `client` (a number: each is another client address) to the VIP.
+    fn segment(self, client: usize, client_port: u16, kind: TcpKind) -> Vec<u8> {
+        match self {
+            Family::V4 => tcp_from(
+                [198, 18, (client >> 8) as u8, client as u8],
+                client_port,
+                VIP,
+                80,
+                kind,
+            ),
+            Family::V6 => tcp6_from(
+                client6(client).octets(),
+                client_port,
+                VIP6.octets(),
+                80,
+                kind,
+            ),
+        }
+    }
+}
+
+/// The IPv6 VIP of the bench's IPv6 service.
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+
+/// The `i`th IPv6 client.
+fn client6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0xc1, 0, 0, 0, (i >> 16) as u16, i as u16)
+}
+
+fn measure(
+    matrix: &Matrix,
+    empty: &EmptyProgram,
+    family: Family,
+    servers: usize,
+    flows: usize,
+) -> Result<Row> {
+    let (mut dataplane, model) = director(family, servers, flows)?;
+    fill_flow_table(&mut dataplane, &model, family, flows)?;
+
+    let established = family.segment(usize::MAX >> 1, 40000, TcpKind::Ack);
     let first = test_run::run(&mut dataplane, &established, 1)?;
     ensure!(
         first.action == XDP_TX,
@@ -304,28 +375,20 @@ fn measure(matrix: &Matrix, empty: &EmptyProgram, servers: usize, flows: usize) 
         .step_by(step)
         .take(usize::from(matrix.new_flow_frames))
         .map(|i| {
-            let key = flow_key(i);
-            tcp_from(
-                key.src_addr,
-                u16::from_be_bytes(key.src_port),
-                VIP,
-                80,
-                TcpKind::Ack,
-            )
+            let key = flow_key(family, i);
+            let client = key.client();
+            match client.ip() {
+                IpAddr::V4(v4) => tcp_from(v4.octets(), client.port(), VIP, 80, TcpKind::Ack),
+                IpAddr::V6(v6) => {
+                    tcp6_from(v6.octets(), client.port(), VIP6.octets(), 80, TcpKind::Ack)
+                }
+            }
         })
         .collect();
     let (cycling, cycling_empty) = per_call(&mut dataplane, empty, &live, false)?;
 
     let frames: Vec<Vec<u8>> = (0..matrix.new_flow_frames)
-        .map(|i| {
-            tcp_from(
-                [198, 18, (i >> 8) as u8, i as u8],
-                1000,
-                VIP,
-                80,
-                TcpKind::Syn,
-            )
-        })
+        .map(|i| family.segment(usize::from(i), 1000, TcpKind::Syn))
         .collect();
     let (new_flow, new_flow_empty) = per_call(&mut dataplane, empty, &frames, true)?;
     Ok(Row {
@@ -367,15 +430,16 @@ fn per_call(
 
 /// A director with one `wlc` service and `servers` resolved real servers, with a flow table
 /// big enough for `flows` live connections and the measured ones.
-fn director(servers: usize, flows: usize) -> Result<(BpfDataPlane, Model)> {
-    let mut text = String::from(
-        "[director]\ninterface = \"bench0\"\n\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
+fn director(family: Family, servers: usize, flows: usize) -> Result<(BpfDataPlane, Model)> {
+    let mut text = format!(
+        "[director]\ninterface = \"bench0\"\n\n[[virtual_server]]\naddress = \"{}\"\n\
          port = 80\n",
+        family.vip()
     );
     for i in 0..servers {
         text.push_str(&format!(
             "[[virtual_server.real_server]]\naddress = \"{}\"\n",
-            server_address(i)
+            server_address(family, i)
         ));
     }
     let config = config::parse(&text, "bench.toml").context("the bench config")?;
@@ -392,7 +456,7 @@ fn director(servers: usize, flows: usize) -> Result<(BpfDataPlane, Model)> {
     // this keeps the repeated established packet on the path of the first.
     for i in 0..servers {
         model.set_neighbour(
-            server_address(i),
+            server_address(family, i),
             Neighbour::Resolved {
                 mac: MacAddr(DIRECTOR_MAC),
             },
@@ -404,36 +468,64 @@ fn director(servers: usize, flows: usize) -> Result<(BpfDataPlane, Model)> {
     Ok((dataplane, model))
 }
 
-fn server_address(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8)
+fn server_address(family: Family, i: usize) -> IpAddr {
+    match family {
+        Family::V4 => Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8).into(),
+        Family::V6 => Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, i as u16).into(),
+    }
 }
 
 /// The key of the `i`th flow `fill_flow_table` writes.
-fn flow_key(i: usize) -> FlowKey {
-    FlowKey {
-        src_addr: [
-            100,
-            64 + (i >> 24) as u8 % 64,
-            (i >> 16) as u8,
-            (i >> 8) as u8,
-        ],
-        dst_addr: VIP,
-        src_port: (i as u16).to_be_bytes(),
-        dst_port: 80u16.to_be_bytes(),
-        protocol: 6,
-        _pad: [0; 3],
+fn flow_key(family: Family, i: usize) -> FlowMapKey {
+    match family {
+        Family::V4 => FlowMapKey::V4(FlowKey {
+            src_addr: [
+                100,
+                64 + (i >> 24) as u8 % 64,
+                (i >> 16) as u8,
+                (i >> 8) as u8,
+            ],
+            dst_addr: VIP,
+            src_port: (i as u16).to_be_bytes(),
+            dst_port: 80u16.to_be_bytes(),
+            protocol: 6,
+            _pad: [0; 3],
+        }),
+        Family::V6 => FlowMapKey::V6(FlowKey6 {
+            src_addr: Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xf,
+                0,
+                0,
+                0,
+                (i >> 32) as u16,
+                (i >> 16) as u16,
+            )
+            .octets(),
+            dst_addr: VIP6.octets(),
+            src_port: (i as u16).to_be_bytes(),
+            dst_port: 80u16.to_be_bytes(),
+            protocol: 6,
+            _pad: [0; 3],
+        }),
     }
 }
 
 /// Fills the flow table with `count` established connections spread over the real servers.
-fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) -> Result<()> {
+fn fill_flow_table(
+    dataplane: &mut BpfDataPlane,
+    model: &Model,
+    family: Family,
+    count: usize,
+) -> Result<()> {
     let generations: HashMap<u32, u32> = model.generations();
     let ids: Vec<(u32, u32)> = generations.into_iter().collect();
     let now = monotonic_ns();
     let flows: Vec<(FlowMapKey, FlowEntry)> = (0..count)
         .map(|i| {
             let (id, generation) = ids[i % ids.len()];
-            let key = flow_key(i);
+            let key = flow_key(family, i);
             let entry = FlowEntry {
                 last_seen_ns: now,
                 real_server_id: id,
@@ -441,7 +533,7 @@ fn fill_flow_table(dataplane: &mut BpfDataPlane, model: &Model, count: usize) ->
                 state: FlowState::Established as u8,
                 ..FlowEntry::default()
             };
-            (key.into(), entry)
+            (key, entry)
         })
         .collect();
     dataplane.insert_flows(&flows)?;
@@ -460,8 +552,8 @@ struct SweepCost {
 
 /// How long the controller's sweep takes with `flows` live flows, each the median of three.
 fn sweep_cost(flows: usize) -> Result<SweepCost> {
-    let (mut dataplane, model) = director(16, flows)?;
-    fill_flow_table(&mut dataplane, &model, flows)?;
+    let (mut dataplane, model) = director(Family::V4, 16, flows)?;
+    fill_flow_table(&mut dataplane, &model, Family::V4, flows)?;
     let generations = model.generations();
     let settings = default_settings();
     let mut reads = Vec::new();

@@ -275,8 +275,8 @@ mod tests {
             config.persistence.map(|p| p.netmask),
             Some(Granularity::PrefixLength(PrefixLength::new(64).unwrap()))
         );
-        let again: Request = serde_json::from_str(&serde_json::to_string(&request).unwrap())
-            .expect("reads back");
+        let again: Request =
+            serde_json::from_str(&serde_json::to_string(&request).unwrap()).expect("reads back");
         assert_eq!(again, request);
         // A prefix length past 128, or a netmask that is not one, does not even decode.
         for bad in ["129", "\"255.0.255.0\""] {
