@@ -254,9 +254,10 @@ fn connection6(client_port: u16) -> Entry {
 
 #[tokio::test]
 async fn ipv6_entries_travel_between_the_directors_and_need_an_ipv6_service_to_land() {
-    // The model holds IPv4 services only so far: an IPv6 entry is taken (authentic, well
-    // formed) and counted as naming no service here, like any entry the backup does not
-    // have; the IPv4 connection beside it in the batch lands.
+    // This backup has no IPv6 service: an IPv6 entry is taken (authentic, well formed) and
+    // counted as naming no service here, like any entry the backup does not have; the IPv4
+    // connection beside it in the batch lands. (With the service, it lands too: the test
+    // after this one.)
     let network = MemoryNetwork::default();
     let mut backup = rig_on(&[RS1], network.transport(B)).await;
     backup.start_sync(&[SyncRole::Backup]).await;
@@ -302,6 +303,57 @@ async fn ipv6_entries_travel_between_the_directors_and_need_an_ipv6_service_to_l
     let status = backup.sync_status();
     assert_eq!(counted(&status.rejected, "malformed"), 1);
     assert_eq!(status.entries_received, 3);
+}
+
+#[tokio::test]
+async fn an_ipv6_connection_lands_on_a_backup_with_the_ipv6_service() {
+    let network = MemoryNetwork::default();
+    let mut backup = rig_of(
+        |socket| {
+            config_text(socket, VIP, &[RS1])
+                + "\n[[virtual_server]]\naddress = \"2001:db8::100\"\nport = 80\n\
+                   lb_algo = \"rr\"\n\n[[virtual_server.real_server]]\n\
+                   address = \"2001:db8::11\"\n"
+        },
+        network.transport(B),
+    )
+    .await;
+    backup.start_sync(&[SyncRole::Backup]).await;
+    let messages = encoder(KEY.trim_ascii_end(), SYNC_ID, 1)
+        .encode(&[connection6(7), connection(VIP, 8, RS1)])
+        .unwrap();
+    for message in &messages {
+        network.inject(A, GROUP, PORT, message);
+    }
+    assert_eq!(backup.deliver().await, messages.len());
+    let status = backup.sync_status();
+    assert_eq!(status.entries_installed, 2, "{status:?}");
+    let ipv6: Vec<FlowMapKey> = backup
+        .director
+        .dataplane
+        .flows
+        .keys()
+        .copied()
+        .filter(|key| matches!(key, FlowMapKey::V6(_)))
+        .collect();
+    assert_eq!(ipv6.len(), 1);
+    assert_eq!(
+        ipv6[0].client(),
+        "[2001:db8:cafe::7]:7".parse::<SocketAddr>().unwrap()
+    );
+    let flow = backup.director.dataplane.flows[&ipv6[0]];
+    let ids: Vec<u32> = backup
+        .director
+        .model
+        .services()
+        .filter(|view| view.service.address.is_ipv6())
+        .flat_map(|view| view.real_servers.iter().map(|rs| rs.id).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(
+        ids,
+        [flow.real_server_id],
+        "the backup's own id for 2001:db8::11"
+    );
 }
 
 #[tokio::test]

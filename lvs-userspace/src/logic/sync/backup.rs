@@ -580,8 +580,8 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
 
     #[test]
     fn an_ipv6_entry_installs_in_the_ipv6_maps() {
-        // The model holds IPv4 services only so far, so the placement is given: an IPv6
-        // service's ids as `place` would find them.
+        // The placement is given: an IPv6 service's ids as `place` would find them (the
+        // daemon's two-director test places one through a model that has the service).
         let mut model = model();
         let placement = Placement {
             generation: 7,
