@@ -190,13 +190,15 @@ async fn get(http: &HttpProbe, url: &UrlCheck, tls: &TlsConfigs) -> Result<u16, 
     }
 }
 
-fn request(http: &HttpProbe, url: &UrlCheck) -> Result<Request<Empty<Bytes>>, Failure> {
+pub(super) fn request(http: &HttpProbe, url: &UrlCheck) -> Result<Request<Empty<Bytes>>, Failure> {
     let default_port = if http.tls.is_some() { 443 } else { 80 };
     let host = match &url.virtualhost {
         Some(host) => host.clone(),
-        None if http.endpoint.connect.port() == default_port => {
-            http.endpoint.connect.ip().to_string()
-        }
+        // An IPv6 literal goes in brackets in a Host header (RFC 3986's IP-literal).
+        None if http.endpoint.connect.port() == default_port => match http.endpoint.connect {
+            std::net::SocketAddr::V4(at) => at.ip().to_string(),
+            std::net::SocketAddr::V6(at) => format!("[{}]", at.ip()),
+        },
         None => http.endpoint.connect.to_string(),
     };
     let mut request = Request::get(url.path.as_str())
