@@ -371,7 +371,12 @@ fn judge_health(subject: &str, target: &HealthTarget, seen: &Observations) -> Fi
         address,
         port,
     } = *target;
-    let name = format!("{} {address}:{port}", protocol.name());
+    // As a socket address, so that an IPv6 address is bracketed apart from its port.
+    let name = format!(
+        "{} {}",
+        protocol.name(),
+        std::net::SocketAddr::new(address, port)
+    );
     let finding = |status, detail| Finding::new(subject, Check::HealthCheck, status, detail);
     let fix = format!(
         "start the service on {address} port {port} (listening on the VIP and on its own \

@@ -560,12 +560,9 @@ async fn plain_http_to_a_tls_port_fails_and_a_missing_ca_file_is_reported() {
 fn an_ipv6_address_is_bracketed_in_the_host_header() {
     let mut probe = http_probe(80, vec![url("/")], None);
     probe.endpoint.connect = "[2001:db8::11]:80".parse().unwrap();
-    let request = super::request(&probe, &url("/")).unwrap();
-    assert_eq!(request.headers()[hyper::header::HOST], "[2001:db8::11]");
+    let built = request(&probe, &url("/")).unwrap();
+    assert_eq!(built.headers()[header::HOST], "[2001:db8::11]");
     probe.endpoint.connect = "[2001:db8::11]:8080".parse().unwrap();
-    let request = super::request(&probe, &url("/")).unwrap();
-    assert_eq!(
-        request.headers()[hyper::header::HOST],
-        "[2001:db8::11]:8080"
-    );
+    let request = request(&probe, &url("/")).unwrap();
+    assert_eq!(request.headers()[header::HOST], "[2001:db8::11]:8080");
 }
