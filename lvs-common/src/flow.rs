@@ -205,8 +205,10 @@ pub struct Settings {
 /// When a flow's real server is gone, drop its packets until the flow expires (IPVS's
 /// `expire_nodest_conn = 0`) instead of scheduling it anew at once.
 pub const SETTINGS_DROP_NODEST: u32 = 1;
-/// The deny list holds at least one prefix. Without it the program skips the deny trie's
-/// lookup, a helper call the verifier does not inline, so an empty list costs nothing.
+/// The deny list holds at least one prefix, of either family. Without it the program skips
+/// the deny tries' lookups (`DENY` for IPv4 frames, `DENY6` for IPv6 ones), a helper call
+/// the verifier does not inline, so an empty list costs nothing. With it, each frame looks up
+/// its own family's trie, even when only the other family's holds prefixes.
 pub const SETTINGS_DENY_LIST: u32 = 2;
 
 /// IPVS's default timeouts: `ipvsadm --set` changes the first three.

@@ -32,6 +32,7 @@ pub mod map_names {
     pub const CURSORS: &str = "CURSORS";
     pub const LAYOUT: &str = "LAYOUT";
     pub const DENY: &str = "DENY";
+    pub const DENY6: &str = "DENY6";
     pub const DENY_STATS: &str = "DENY_STATS";
     pub const SERVICES6: &str = "SERVICES6";
     pub const FLOWS6: &str = "FLOWS6";
@@ -42,7 +43,7 @@ pub mod map_names {
 /// `LAYOUT` map. A restarted or upgraded controller adopts the maps a running program uses
 /// only when this matches its own, so a change to any shared type or map definition must
 /// raise it: the controller then starts with fresh maps instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 /// Default capacity of the service map; the controller may size the maps differently at load.
 pub const MAX_SERVICES: u32 = 64;
@@ -55,7 +56,8 @@ pub const LOOKUP_TABLE_SIZE: u32 = 65537;
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 262_144;
 /// Default capacity of the persistence-template table.
 pub const DEFAULT_PERSIST_TABLE_SIZE: u32 = 65_536;
-/// Capacity of the deny list: source prefixes dropped before any other work.
+/// Capacity of the deny list: source prefixes of both families together (each trie can hold
+/// them all, and they share `DENY_STATS`), dropped before any other work.
 pub const MAX_DENY_PREFIXES: u32 = 16_384;
 /// A lookup-table slot that names no real server (the service has none usable).
 pub const NO_REAL_SERVER: u32 = u32::MAX;
@@ -147,7 +149,11 @@ pub struct DirectorEntry {
 /// as the trie's key data (its prefix length travels beside it in the trie's key).
 pub type DenyAddress = [u8; 4];
 
-/// Value of the `DENY` trie: one denied source prefix.
+/// Key of the `DENY6` longest-prefix-match trie: an IPv6 source address, network byte order.
+pub type DenyAddress6 = [u8; 16];
+
+/// Value of the `DENY` and `DENY6` tries: one denied source prefix. Both tries share
+/// `DENY_STATS`'s slots, so a slot belongs to one prefix of either family.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DenyEntry {
@@ -216,7 +222,8 @@ pub enum Counter {
     /// XDP_PASS: an ICMP error quoting a service's connection that the flow table does not
     /// hold (or whose real server is gone): the director's kernel has it.
     PassIcmpUnknownFlow,
-    /// XDP_DROP: an IPv4 frame from a source in the deny list, dropped before any other work.
+    /// XDP_DROP: a frame (IPv4 or IPv6) from a source in the deny list, dropped before any
+    /// other work.
     DropDenied,
     /// XDP_PASS: an IPv6 packet whose chain of extension headers is longer than the program
     /// walks (`packet::MAX_EXTENSION_HEADERS`): the kernel finds its transport header.

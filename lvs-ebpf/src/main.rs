@@ -99,9 +99,12 @@ mod program {
             let flow = packet::parse_flow(ctx, &ipv4)?;
             forward_flow(ctx, &flow, settings)
         } else if packet::is_ipv6(ether_type) {
-            // The deny list holds IPv4 prefixes only (its trie's keys are IPv4 addresses), so
-            // IPv6 frames skip it.
-            let flow = packet::parse_flow6(ctx, offset)?;
+            let ipv6 = packet::parse_ipv6(ctx, offset)?;
+            // As for IPv4: before the extension headers or any lookup.
+            if settings.flags & SETTINGS_DENY_LIST != 0 {
+                deny6(&ipv6)?;
+            }
+            let flow = packet::parse_flow6(ctx, &ipv6)?;
             forward_flow(ctx, flow, settings)
         } else {
             Err(Counter::PassNotIp)
@@ -186,6 +189,23 @@ mod program {
         match DENY.get(&key) {
             Some(entry) => {
                 add_traffic(&DENY_STATS, entry.index, u64::from(ipv4.total_len()), 0);
+                Err(Counter::DropDenied)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// `deny` for an IPv6 frame, in the IPv6 prefixes' trie (whose counter slots are shared
+    /// with the IPv4 prefixes').
+    #[inline(always)]
+    fn deny6(ipv6: &packet::Ipv6At) -> Result<(), Counter> {
+        let mut key = LpmKey::new(128, [0u8; 16]);
+        // Copied as `packet::copy_address` copies: a plain copy becomes a call to a byte-wise
+        // memmove subprogram, which cost about 10 ns a frame here.
+        packet::copy_address(&mut key.data, ipv6.source());
+        match DENY6.get(&key) {
+            Some(entry) => {
+                add_traffic(&DENY_STATS, entry.index, u64::from(ipv6.packet_len()), 0);
                 Err(Counter::DropDenied)
             }
             None => Ok(()),

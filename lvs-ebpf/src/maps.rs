@@ -8,9 +8,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
-    Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DenyAddress, DenyEntry,
-    DirectorEntry, Ipv6Bytes, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS, MAX_SERVICES,
-    RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
+    Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DenyAddress, DenyAddress6,
+    DenyEntry, DirectorEntry, Ipv6Bytes, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS,
+    MAX_SERVICES, RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
     flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
 };
 
@@ -89,7 +89,13 @@ pub static REAL_SERVER_STATS: PerCpuArray<TrafficStats> =
 #[map]
 pub static DENY: LpmTrie<DenyAddress, DenyEntry> = LpmTrie::with_max_entries(MAX_DENY_PREFIXES, 0);
 
-/// Packets and bytes dropped per deny-list prefix, by `DenyEntry::index`.
+/// The deny list's IPv6 prefixes, as `DENY` holds the IPv4 ones. Read only while
+/// `SETTINGS_DENY_LIST` is set.
+#[map]
+pub static DENY6: LpmTrie<DenyAddress6, DenyEntry> =
+    LpmTrie::with_max_entries(MAX_DENY_PREFIXES, 0);
+
+/// Packets and bytes dropped per deny-list prefix of either family, by `DenyEntry::index`.
 #[map]
 pub static DENY_STATS: PerCpuArray<TrafficStats> =
     PerCpuArray::with_max_entries(MAX_DENY_PREFIXES, 0);

@@ -246,27 +246,58 @@ pub fn parse_flow(ctx: &XdpContext, ipv4: &Ipv4At) -> Result<Flow<Ipv4Bytes>, Co
     })
 }
 
-/// Parses an IPv6 frame whose header starts at `offset`: through its extension headers to TCP
-/// or UDP ports, or to the connection an ICMPv6 error quotes. `Err` carries the pass reason
-/// for frames that are not for the director to forward.
+/// An IPv6 header in the frame, whole and of version 6.
+pub struct Ipv6At {
+    offset: usize,
+    header: *const Ipv6Hdr,
+}
+
+impl Ipv6At {
+    /// The source address, as on the wire.
+    #[inline(always)]
+    pub fn source(&self) -> &Ipv6Bytes {
+        // SAFETY: `parse_ipv6` checked that the whole header lies inside the frame.
+        unsafe { &(*self.header).src_addr }
+    }
+
+    /// The packet's length: the 40-byte header and the payload length field.
+    #[inline(always)]
+    pub fn packet_len(&self) -> u32 {
+        // SAFETY: as in `source`.
+        Ipv6Hdr::LEN as u32 + u32::from(u16::from_be_bytes(unsafe { (*self.header).payload_len }))
+    }
+}
+
+/// Parses the IPv6 header at `offset` as far as its version: all the deny list needs, so
+/// that a denied source costs no walk of its extension headers.
+#[inline(always)]
+pub fn parse_ipv6(ctx: &XdpContext, offset: usize) -> Result<Ipv6At, Counter> {
+    let header: *const Ipv6Hdr = ptr_at(ctx, offset).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds checked by `ptr_at`.
+    if unsafe { (*header).vcf[0] } >> 4 != 6 {
+        return Err(Counter::PassMalformed);
+    }
+    Ok(Ipv6At { offset, header })
+}
+
+/// Parses the rest of an IPv6 frame: through its extension headers to TCP or UDP ports, or to
+/// the connection an ICMPv6 error quotes. `Err` carries the pass reason for frames that are
+/// not for the director to forward.
 ///
 /// The flow is written to this CPU's slot of `FLOW6` rather than to the stack: LLVM would
 /// keep a stack copy's four addresses in registers byte by byte, and their spills alone
 /// overflow the 512 bytes of stack a BPF program has.
 #[inline(always)]
-pub fn parse_flow6(ctx: &XdpContext, offset: usize) -> Result<&'static Flow<Ipv6Bytes>, Counter> {
-    let ip: *const Ipv6Hdr = ptr_at(ctx, offset).ok_or(Counter::PassTruncated)?;
-    // SAFETY: bounds checked by `ptr_at`.
-    let ip = unsafe { &*ip };
-    if ip.vcf[0] >> 4 != 6 {
-        return Err(Counter::PassMalformed);
-    }
+pub fn parse_flow6(ctx: &XdpContext, ipv6: &Ipv6At) -> Result<&'static Flow<Ipv6Bytes>, Counter> {
+    let offset = ipv6.offset;
+    // SAFETY: `parse_ipv6` checked that the whole header lies inside the frame.
+    let ip = unsafe { &*ipv6.header };
     let (protocol, l4_offset) = walk_extension_headers::<false>(ctx, offset, ip.next_hdr)?;
     let flow = FLOW6.get_ptr_mut(0).ok_or(Counter::Aborted)?;
     // SAFETY: this CPU's own slot, which nothing else uses while this program runs here (XDP
     // runs with preemption disabled); every field is written before it is read.
     let flow = unsafe { &mut *flow };
-    let ip_len = Ipv6Hdr::LEN as u32 + u32::from(u16::from_be_bytes(ip.payload_len));
+    let ip_len = ipv6.packet_len();
     let header_len = l4_offset - offset;
     flow.ip_len = ip_len;
     copy_address(&mut flow.ip_src, &ip.src_addr);
@@ -294,7 +325,7 @@ pub fn parse_flow6(ctx: &XdpContext, offset: usize) -> Result<&'static Flow<Ipv6
 /// assignment, whose source LLVM cannot prove apart from its destination, becomes a call to a
 /// byte-wise memmove subprogram: a call (10-15 ns here) for each address of each packet.
 #[inline(always)]
-fn copy_address(to: &mut Ipv6Bytes, from: &Ipv6Bytes) {
+pub fn copy_address(to: &mut Ipv6Bytes, from: &Ipv6Bytes) {
     // SAFETY: a shared and a mutable reference never overlap.
     unsafe { core::ptr::copy_nonoverlapping(from, to, 1) }
 }

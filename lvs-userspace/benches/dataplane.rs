@@ -1,6 +1,7 @@
 //! Per-packet cost of the director's XDP program, side by side with an empty XDP program,
-//! and with the director's program again behind a deny list of `DENY_PREFIXES` prefixes that
-//! none of the frames matches: the deny list's cost on a packet it lets through.
+//! and with the director's program again behind a deny list of `DENY_PREFIXES` IPv4 and
+//! `DENY6_PREFIXES` IPv6 prefixes that none of the frames matches: the deny list's cost on a
+//! packet it lets through, for each family.
 //!
 //! Run as root: `cargo bench -p lvs-userspace --bench dataplane`.
 //!
@@ -42,6 +43,10 @@ const NOT_A_VIP6: [u8; 16] = [
 /// whole address space (a multiplicative hash of their number), so that a lookup walks a deep
 /// trie; none holds the fixtures' client.
 const DENY_PREFIXES: u32 = 10_000;
+
+/// IPv6 prefixes beside them (the two families share the list's capacity): /32s, /48s, /64s
+/// and /128s spread likewise; none holds the fixtures' IPv6 client.
+const DENY6_PREFIXES: u32 = 6_000;
 
 /// How much work one invocation does.
 #[derive(Clone, Copy)]
@@ -190,8 +195,28 @@ fn load_director_with_deny_list() -> Result<BpfDataPlane> {
         prefixes.len() == DENY_PREFIXES as usize,
         "too few distinct prefixes"
     );
+    let client6 = u128::from_be_bytes(fixture::CLIENT6);
+    let prefixes6: Vec<SourcePrefix> = (0..DENY6_PREFIXES * 2)
+        .map(|n: u32| {
+            let length = [32, 48, 64, 128][(n % 4) as usize];
+            let mask = u128::MAX << (128 - length);
+            let spread = u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+            (spread & mask, mask, length)
+        })
+        .filter(|&(network, mask, _)| client6 & mask != network)
+        .filter_map(|(network, _, length)| {
+            SourcePrefix::new(std::net::Ipv6Addr::from(network), i64::from(length)).ok()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(DENY6_PREFIXES as usize)
+        .collect();
+    ensure!(
+        prefixes6.len() == DENY6_PREFIXES as usize,
+        "too few distinct IPv6 prefixes"
+    );
     let mut deny = DenyList::default();
-    deny.set_config(&prefixes)?;
+    deny.set_config(&[prefixes, prefixes6].concat())?;
     deny.sync(&mut dataplane)?;
     let mut settings = fixture::default_settings();
     settings.flags |= SETTINGS_DENY_LIST;
@@ -372,7 +397,7 @@ fn print_table(cases: &[Case], samples: &Samples, mode: Mode) {
     println!(
         "empty = an XDP program returning XDP_PASS; empty TX returns XDP_TX; \
          ratio and difference are against empty; +deny = lvs with a deny list of {DENY_PREFIXES} \
-         prefixes none of the frames is in, deny cost = +deny - lvs"
+         IPv4 and {DENY6_PREFIXES} IPv6 prefixes none of the frames is in, deny cost = +deny - lvs"
     );
     println!(
         "lvs samples per round (ns): {}",

@@ -132,7 +132,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DenyAction {
-    /// Deny these source prefixes (a.b.c.d/length, or an address for a /32).
+    /// Deny these source prefixes (a.b.c.d/length or 2001:db8::/length, or an address for a
+    /// /32 or a /128).
     Add {
         #[arg(required = true)]
         prefixes: Vec<SourcePrefix>,

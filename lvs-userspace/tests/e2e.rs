@@ -402,8 +402,8 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
 
 /// `lvs deny` as an operator uses it: the client is denied and its requests go unanswered
 /// while everything else works; the drops are counted per prefix; the runtime prefix stays
-/// across a reload and a restart, the file's prefix cannot be lifted at runtime, and lifting
-/// the runtime one lets the client in again.
+/// across a reload and a restart (an IPv6 prefix beside it too), the file's prefix cannot be
+/// lifted at runtime, and lifting the runtime one lets the client in again.
 #[test]
 #[ignore = "needs root: network namespaces and XDP"]
 fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_restarts() {
@@ -445,6 +445,9 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
     assert_eq!(list[0]["packets"].as_u64(), Some(dropped));
     assert_eq!(list[1]["prefix"], "198.51.100.0/24");
     assert_eq!(list[1]["origin"], "config");
+    // An IPv6 prefix beside them, kept in its own trie.
+    let (ok, _, err) = deny(&["add", "2001:db8:dead::/48"]);
+    assert!(ok, "{err}");
 
     // The status page shows the list with what it dropped.
     let mut page = Browser::launch(&lab.namespace("dir"), &lab.state_dir().join("chromium"))
@@ -473,7 +476,7 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
         err.contains("10.77.0.2/32 is already in the deny list"),
         "{err}"
     );
-    assert_eq!(listed().as_array().unwrap().len(), 2);
+    assert_eq!(listed().as_array().unwrap().len(), 3);
 
     // A reload and a restart keep the runtime block, and its count.
     lab.reload().unwrap();
@@ -485,6 +488,8 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
     let list = listed();
     assert_eq!(list[0]["prefix"], "10.77.0.2/32", "{list}");
     assert!(list[0]["packets"].as_u64().unwrap() >= dropped, "{list}");
+    assert_eq!(list[2]["prefix"], "2001:db8:dead::/48", "{list}");
+    assert_eq!(list[2]["origin"], "runtime", "adopted from DENY6: {list}");
     assert_eq!(
         lab.requests(1).failures.len(),
         1,
@@ -498,6 +503,7 @@ fn a_denied_client_is_dropped_until_lifted_and_the_block_outlives_reloads_and_re
     let (ok, table, _) = deny(&["list"]);
     assert!(ok);
     assert!(table.contains("198.51.100.0/24    config"), "{table}");
+    assert!(table.contains("2001:db8:dead::/48 runtime"), "{table}");
 }
 
 /// `lvs deny ARGS` against the daemon on `socket`: whether it succeeded, stdout, stderr.

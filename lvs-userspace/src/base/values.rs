@@ -10,7 +10,7 @@
 
 use std::{
     fmt,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use serde::{Deserialize, Serialize};
@@ -69,18 +69,31 @@ pub enum ValueError {
     HoldTime(i64),
     #[error("AS number {0} is out of range 1..={max}", max = u32::MAX)]
     AsNumber(i64),
-    #[error("not an IPv4 address or prefix (a.b.c.d or a.b.c.d/length)")]
+    #[error(
+        "not an address or prefix (a.b.c.d, a.b.c.d/length, an IPv6 address or \
+         2001:db8::/length)"
+    )]
     PrefixSyntax,
     #[error(
         "prefix length /{0} is out of range 1..=32 (a /0 would drop every frame: stop the \
          director instead)"
     )]
     PrefixLength(i64),
+    #[error(
+        "prefix length /{0} is out of range 1..=128 (a /0 would drop every frame: stop the \
+         director instead)"
+    )]
+    Ipv6DenyPrefixLength(i64),
+    #[error(
+        "{address}/{length} is an IPv4-mapped IPv6 prefix, which no IPv6 frame comes from: \
+         deny the IPv4 prefix instead"
+    )]
+    MappedDenyPrefix { address: Ipv6Addr, length: u8 },
     #[error("{address}/{length} has host bits set: the network is {network}/{length}")]
     HostBitsSet {
-        address: Ipv4Addr,
+        address: IpAddr,
         length: u8,
-        network: Ipv4Addr,
+        network: IpAddr,
     },
 }
 
@@ -641,22 +654,42 @@ impl std::str::FromStr for AsNumber {
 }
 
 /// A source prefix of the deny list: an IPv4 network, `a.b.c.d/length` with no host bits
-/// set, or one address (`a.b.c.d`, a /32). /0 is refused: it would drop every frame.
+/// set, or one address (`a.b.c.d`, a /32); or an IPv6 network, `2001:db8::/32` likewise
+/// (an address alone is a /128). /0 is refused: it would drop every frame. An IPv4-mapped
+/// IPv6 prefix (`::ffff:a.b.c.d/length`) is refused too: no IPv6 frame carries such a source,
+/// and the IPv4 prefix is the one that denies it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SourcePrefix {
-    address: Ipv4Addr,
+    address: IpAddr,
     length: u8,
 }
 
 impl SourcePrefix {
-    pub fn new(address: Ipv4Addr, length: i64) -> Result<Self, ValueError> {
+    pub fn new(address: impl Into<IpAddr>, length: i64) -> Result<Self, ValueError> {
+        let address = address.into();
+        let bits: u8 = if address.is_ipv4() { 32 } else { 128 };
         let length = match u8::try_from(length) {
-            Ok(length @ 1..=32) => length,
-            _ => return Err(ValueError::PrefixLength(length)),
+            Ok(length) if (1..=bits).contains(&length) => length,
+            _ if address.is_ipv4() => return Err(ValueError::PrefixLength(length)),
+            _ => return Err(ValueError::Ipv6DenyPrefixLength(length)),
         };
-        let mask = u32::MAX << (32 - u32::from(length));
-        let network = Ipv4Addr::from(u32::from(address) & mask);
+        let network = match address {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX << (32 - u32::from(length));
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                if v6.to_ipv4_mapped().is_some() && length >= 96 {
+                    return Err(ValueError::MappedDenyPrefix {
+                        address: v6,
+                        length,
+                    });
+                }
+                let mask = u128::MAX << (128 - u32::from(length));
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        };
         if network != address {
             return Err(ValueError::HostBitsSet {
                 address,
@@ -667,7 +700,7 @@ impl SourcePrefix {
         Ok(SourcePrefix { address, length })
     }
 
-    pub const fn address(self) -> Ipv4Addr {
+    pub const fn address(self) -> IpAddr {
         self.address
     }
 
@@ -681,17 +714,19 @@ impl std::str::FromStr for SourcePrefix {
 
     fn from_str(text: &str) -> Result<Self, ValueError> {
         let (address, length) = match text.split_once('/') {
-            Some((address, length)) => (
-                address,
-                length
-                    .parse::<i64>()
-                    .map_err(|_| ValueError::PrefixSyntax)?,
-            ),
-            None => (text, 32),
+            Some((address, length)) => (address, Some(length)),
+            None => (text, None),
         };
         let address = address
-            .parse::<Ipv4Addr>()
+            .parse::<IpAddr>()
             .map_err(|_| ValueError::PrefixSyntax)?;
+        let length = match length {
+            Some(length) => length
+                .parse::<i64>()
+                .map_err(|_| ValueError::PrefixSyntax)?,
+            None if address.is_ipv4() => 32,
+            None => 128,
+        };
         SourcePrefix::new(address, length)
     }
 }
@@ -741,13 +776,16 @@ mod tests {
             "10.0.0",
             "10.0.0.0/",
             "10.0.0.0/x",
-            "::1",
             "10.0.0.0/8/8",
             " 10.0.0.1",
+            "2001:db8::/",
+            "[2001:db8::]/32",
+            "2001:db8:::/32",
         ] {
             assert_eq!(
                 refused(bad),
-                "not an IPv4 address or prefix (a.b.c.d or a.b.c.d/length)",
+                "not an address or prefix (a.b.c.d, a.b.c.d/length, an IPv6 address or \
+                 2001:db8::/length)",
                 "{bad:?}"
             );
         }
@@ -757,9 +795,57 @@ mod tests {
             "\"10.1.0.0/15\": 10.1.0.0/15 has host bits set: the network is 10.0.0.0/15"
         );
         let prefix: SourcePrefix = serde_json::from_str("\"10.0.0.0/15\"").unwrap();
+        assert_eq!(prefix.address(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)));
         assert_eq!(serde_json::to_string(&prefix).unwrap(), "\"10.0.0.0/15\"");
     }
 
+    #[test]
+    fn ipv6_source_prefixes() {
+        let ok = |text: &str| text.parse::<SourcePrefix>().unwrap().to_string();
+        assert_eq!(ok("2001:db8::/32"), "2001:db8::/32");
+        assert_eq!(ok("2001:DB8:0::/48"), "2001:db8::/48");
+        assert_eq!(ok("2001:db8::7"), "2001:db8::7/128");
+        assert_eq!(ok("8000::/1"), "8000::/1");
+        // A prefix that only holds the mapped range is not one: it holds much more.
+        assert_eq!(ok("::/80"), "::/80");
+        let refused = |text: &str| text.parse::<SourcePrefix>().unwrap_err().to_string();
+        assert_eq!(
+            refused("2001:db8::1/32"),
+            "2001:db8::1/32 has host bits set: the network is 2001:db8::/32"
+        );
+        assert!(refused("::/0").starts_with("prefix length /0 is out of range 1..=128"));
+        assert!(
+            refused("2001:db8::/129").starts_with("prefix length /129 is out of range 1..=128")
+        );
+        assert!(refused("2001:db8::/-1").starts_with("prefix length /-1"));
+        // One rule for either family's length: an IPv4 prefix stops at 32.
+        assert!(refused("10.0.0.0/64").starts_with("prefix length /64 is out of range 1..=32"));
+        for mapped in [
+            "::ffff:192.0.2.0/120",
+            "::ffff:0.0.0.0/96",
+            "::ffff:192.0.2.1",
+        ] {
+            assert!(
+                refused(mapped).contains("is an IPv4-mapped IPv6 prefix"),
+                "{mapped}: {}",
+                refused(mapped)
+            );
+        }
+        assert_eq!(
+            refused("::ffff:192.0.2.1"),
+            "::ffff:192.0.2.1/128 is an IPv4-mapped IPv6 prefix, which no IPv6 frame comes \
+             from: deny the IPv4 prefix instead"
+        );
+        let prefix: SourcePrefix = serde_json::from_str("\"2001:db8:1::/48\"").unwrap();
+        assert_eq!(prefix.length(), 48);
+        assert!(prefix.address().is_ipv6());
+        assert_eq!(
+            serde_json::to_string(&prefix).unwrap(),
+            "\"2001:db8:1::/48\""
+        );
+        // IPv4 prefixes sort before IPv6 ones.
+        assert!(prefix > "203.0.113.0/24".parse::<SourcePrefix>().unwrap());
+    }
     #[test]
     fn route_tables_and_hold_times() {
         check(

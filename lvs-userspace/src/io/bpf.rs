@@ -1,6 +1,9 @@
 //! The real data plane: the embedded XDP object, loaded with aya.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -16,9 +19,9 @@ use aya::{
     util::nr_cpus,
 };
 use lvs_common::{
-    Counter, DEFAULT_FLOW_TABLE_SIZE, DenyAddress, DenyEntry, DirectorEntry, LOOKUP_TABLE_SIZE,
-    MAP_LAYOUT_VERSION, PROGRAM_NAME, RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
-    ServiceKey6, TrafficStats,
+    Counter, DEFAULT_FLOW_TABLE_SIZE, DenyAddress, DenyAddress6, DenyEntry, DirectorEntry,
+    LOOKUP_TABLE_SIZE, MAP_LAYOUT_VERSION, PROGRAM_NAME, RealServerEntry, SERVICE_RING,
+    ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
     flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
     keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
     map_names,
@@ -83,6 +86,7 @@ pub struct BpfDataPlane {
     real_server_stats: PerCpuArray<MapData, TrafficStats>,
     layout: Array<MapData, u32>,
     deny: LpmTrie<MapData, DenyAddress, DenyEntry>,
+    deny6: LpmTrie<MapData, DenyAddress6, DenyEntry>,
     deny_stats: PerCpuArray<MapData, TrafficStats>,
     /// The attachment while the program manages it (no pin directory).
     attached: Option<XdpLinkId>,
@@ -175,6 +179,7 @@ impl BpfDataPlane {
             real_server_stats: take(&mut ebpf, map_names::REAL_SERVER_STATS)?,
             layout: take(&mut ebpf, map_names::LAYOUT)?,
             deny: take(&mut ebpf, map_names::DENY)?,
+            deny6: take(&mut ebpf, map_names::DENY6)?,
             deny_stats: take(&mut ebpf, map_names::DENY_STATS)?,
             ebpf,
             attached: None,
@@ -341,6 +346,13 @@ impl BpfDataPlane {
                 deny.push((prefix, entry));
             }
         }
+        for item in self.deny6.iter() {
+            let (key, entry) = item.map_err(read_error(map_names::DENY6))?;
+            let address = std::net::Ipv6Addr::from(key.data());
+            if let Ok(prefix) = SourcePrefix::new(address, i64::from(key.prefix_len())) {
+                deny.push((prefix, entry));
+            }
+        }
         Ok(Previous {
             services,
             real_servers,
@@ -379,6 +391,7 @@ impl BpfDataPlane {
             (map_names::REAL_SERVER_STATS, self.real_server_stats.map()),
             (map_names::LAYOUT, self.layout.map()),
             (map_names::DENY, self.deny.map()),
+            (map_names::DENY6, self.deny6.map()),
             (map_names::DENY_STATS, self.deny_stats.map()),
         ]
     }
@@ -460,9 +473,19 @@ fn batch_error(name: &'static str) -> impl FnOnce(std::io::Error) -> DataPlaneEr
     move |source| DataPlaneError::Batch { name, source }
 }
 
-/// The deny trie's key for a prefix: its length, and its address as on the wire.
-fn deny_key(prefix: SourcePrefix) -> LpmKey<DenyAddress> {
-    LpmKey::new(u32::from(prefix.length()), prefix.address().octets())
+/// A deny-list prefix's key in its family's trie: its length, and its address as on the
+/// wire.
+enum DenyKey {
+    V4(LpmKey<DenyAddress>),
+    V6(LpmKey<DenyAddress6>),
+}
+
+fn deny_key(prefix: SourcePrefix) -> DenyKey {
+    let length = u32::from(prefix.length());
+    match prefix.address() {
+        IpAddr::V4(address) => DenyKey::V4(LpmKey::new(length, address.octets())),
+        IpAddr::V6(address) => DenyKey::V6(LpmKey::new(length, address.octets())),
+    }
 }
 
 fn sum_stats(values: &PerCpuValues<TrafficStats>) -> TrafficStats {
@@ -666,15 +689,26 @@ impl DataPlane for BpfDataPlane {
     }
 
     fn set_deny(&mut self, prefix: SourcePrefix, entry: DenyEntry) -> Result<(), DataPlaneError> {
-        self.deny
-            .insert(&deny_key(prefix), entry, 0)
-            .map_err(write_error(map_names::DENY))
+        match deny_key(prefix) {
+            DenyKey::V4(key) => self
+                .deny
+                .insert(&key, entry, 0)
+                .map_err(write_error(map_names::DENY)),
+            DenyKey::V6(key) => self
+                .deny6
+                .insert(&key, entry, 0)
+                .map_err(write_error(map_names::DENY6)),
+        }
     }
 
     fn remove_deny(&mut self, prefix: SourcePrefix) -> Result<(), DataPlaneError> {
-        self.deny
-            .remove(&deny_key(prefix))
-            .map_err(write_error(map_names::DENY))
+        match deny_key(prefix) {
+            DenyKey::V4(key) => self.deny.remove(&key).map_err(write_error(map_names::DENY)),
+            DenyKey::V6(key) => self
+                .deny6
+                .remove(&key)
+                .map_err(write_error(map_names::DENY6)),
+        }
     }
 
     fn deny_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError> {

@@ -84,7 +84,7 @@ pub struct Denied {
     pub origin: Origin,
     /// Frames dropped since the prefix was added.
     pub packets: u64,
-    /// Their bytes (IPv4 total length).
+    /// Their bytes (IPv4 total length, or IPv6's 40-byte header and payload).
     pub bytes: u64,
 }
 
@@ -251,15 +251,20 @@ impl DenyList {
 /// The list as `lvs deny list` and `lvs status` print it: a header and a line a prefix.
 pub fn render(list: &[Denied], out: &mut String) {
     use std::fmt::Write as _;
+    // As wide as IPv4's longest prefix, or wider for a long IPv6 one.
+    let width = list
+        .iter()
+        .map(|denied| denied.prefix.to_string().len())
+        .fold(18, usize::max);
     let _ = writeln!(
         out,
-        "  {:<18} {:<8} {:>12} {:>14}",
+        "  {:<width$} {:<8} {:>12} {:>14}",
         "Prefix", "Origin", "Packets", "Bytes"
     );
     for denied in list {
         let _ = writeln!(
             out,
-            "  {:<18} {:<8} {:>12} {:>14}",
+            "  {:<width$} {:<8} {:>12} {:>14}",
             denied.prefix.to_string(),
             denied.origin.name(),
             denied.packets,
@@ -442,6 +447,60 @@ mod tests {
                     bytes: 420,
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn ipv6_prefixes_share_the_slots_and_the_capacity() {
+        let mut list = DenyList::default();
+        let mut dataplane = FakeDataPlane::default();
+        list.set_config(&[p("2001:db8::/32"), p("203.0.113.0/24")])
+            .unwrap();
+        list.add(&[p("2001:db8:1::7"), p("192.0.2.0/25")]).unwrap();
+        list.sync(&mut dataplane).unwrap();
+        // Address order puts IPv4 first; each prefix has its own slot of the one array.
+        assert_eq!(
+            written(&dataplane),
+            [
+                ("192.0.2.0/25".into(), 0, DENY_FROM_RUNTIME),
+                ("203.0.113.0/24".into(), 1, DENY_FROM_CONFIG),
+                ("2001:db8::/32".into(), 2, DENY_FROM_CONFIG),
+                ("2001:db8:1::7/128".into(), 3, DENY_FROM_RUNTIME),
+            ]
+        );
+        // A freed IPv4 slot goes to the next prefix, whatever its family.
+        list.delete(&[p("192.0.2.0/25")]).unwrap();
+        list.add(&[p("2001:db8:2::/48")]).unwrap();
+        list.sync(&mut dataplane).unwrap();
+        assert_eq!(dataplane.deny[&p("2001:db8:2::/48")].index, 0);
+        assert_eq!(
+            list.delete(&[p("2001:db8::/32")]).unwrap_err().to_string(),
+            "2001:db8::/32 comes from the config file: remove it there and reload"
+        );
+        let mut rendered = String::new();
+        render(&list.listing(&dataplane).unwrap(), &mut rendered);
+        assert!(
+            rendered.contains("  2001:db8:1::7/128  runtime "),
+            "{rendered}"
+        );
+
+        // Both families count against the one capacity.
+        let mut full = DenyList::default();
+        let half = MAX_DENY_PREFIXES / 2;
+        let v4: Vec<SourcePrefix> = (0..half)
+            .map(|n| SourcePrefix::new(std::net::Ipv4Addr::from(0x0a00_0000 + n), 32).unwrap())
+            .collect();
+        let v6: Vec<SourcePrefix> = (0..half)
+            .map(|n| {
+                let address = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(n));
+                SourcePrefix::new(address, 128).unwrap()
+            })
+            .collect();
+        full.add(&v4).unwrap();
+        full.add(&v6).unwrap();
+        assert_eq!(
+            full.add(&[p("2001:db8:ffff::/48")]).unwrap_err(),
+            DenyError::Full(MAX_DENY_PREFIXES as usize + 1)
         );
     }
 }

@@ -769,24 +769,128 @@ fn ipv6_traffic_is_counted_by_ip_packet_length() {
     );
 }
 
-/// The deny list holds IPv4 prefixes only: with it in use, IPv6 frames are forwarded as
-/// before.
+/// The deny list drops an IPv6 frame from a listed source right after its IPv6 header:
+/// counted against the longest IPv6 prefix that holds it, by IP packet length, before any
+/// extension header is walked or any service looked up, and never making a flow. It is read
+/// only while the settings say the list is in use, and the IPv4 prefixes beside it keep
+/// their own counts in the same counter array.
 #[test]
 #[ignore = "needs root: loads BPF programs"]
-fn ipv6_frames_skip_the_deny_list() {
+fn the_deny_list_drops_ipv6_sources_by_longest_prefix_before_any_other_work() {
     use lvs_userspace::logic::deny::DenyList;
 
     let mut dataplane = loaded_ipv6();
     let mut deny = DenyList::default();
-    deny.set_config(&["192.0.2.0/24".parse().unwrap()]).unwrap();
+    let prefix = |text: &str| text.parse().unwrap();
+    deny.set_config(&[
+        prefix("2001:db8::/32"),
+        prefix("2001:db8:1::7/128"),
+        prefix("192.0.2.0/24"),
+    ])
+    .unwrap();
     deny.sync(&mut dataplane).unwrap();
+    let host = |last: u16| std::net::Ipv6Addr::new(0x2001, 0xdb8, 5, 0, 0, 0, 0, last).octets();
+
+    // Written but not in use: the program does not look the list up.
+    let outcome = test_run::run(&mut dataplane, &tcp6_syn(VIP6, 80), 1).unwrap();
+    assert_eq!(
+        outcome.action, XDP_TX,
+        "the list is not read while it is off"
+    );
+    let flows_before = dataplane.flows().unwrap().len();
+
     let mut settings = default_settings();
     settings.flags |= SETTINGS_DENY_LIST;
     dataplane.set_settings(settings).unwrap();
-    let outcome = test_run::run(&mut dataplane, &tcp6_syn(VIP6, 80), 1).unwrap();
-    assert_eq!(outcome.action, XDP_TX);
-    let outcome = test_run::run(&mut dataplane, &tcp_syn(VIP, 80), 1).unwrap();
-    assert_eq!(outcome.action, XDP_DROP, "the IPv4 client is denied");
+    let dropped_before = counter(&dataplane, Counter::DropDenied);
+    let from_32 = |port: u16| tcp6_from(host(9), port, VIP6, 80, TcpKind::Syn);
+    let frames = [
+        (tcp6_syn(VIP6, 80), "a SYN from the /128"),
+        (from_32(41001), "a SYN from the /32"),
+        (
+            with_extensions(from_32(41002), &[Extension(FRAGMENT, 1)]),
+            "a later fragment from the /32",
+        ),
+        (
+            with_extensions(from_32(41003), &[Extension(DESTINATION_OPTIONS, 0); 12]),
+            "a chain of extension headers longer than the program walks, from the /32",
+        ),
+        (
+            tcp6_from(host(9), 41004, VIP6_DOWN, 22, TcpKind::Syn),
+            "TCP to no service from the /32",
+        ),
+    ];
+    for (frame, what) in &frames {
+        let outcome = test_run::run(&mut dataplane, frame, 1).unwrap();
+        assert_eq!(outcome.action, XDP_DROP, "{what}");
+        assert_eq!(&outcome.frame, frame, "{what}: untouched");
+    }
+    // An IPv4 frame from the IPv4 prefix beside them.
+    let ipv4 = tcp_from([192, 0, 2, 9], 41005, VIP, 80, TcpKind::Syn);
+    assert_eq!(
+        test_run::run(&mut dataplane, &ipv4, 1).unwrap().action,
+        XDP_DROP
+    );
+    assert_eq!(
+        counter(&dataplane, Counter::DropDenied) - dropped_before,
+        frames.len() as u64 + 1
+    );
+    assert_eq!(
+        dataplane.flows().unwrap().len(),
+        flows_before,
+        "a denied frame makes no flow"
+    );
+    let counts: Vec<(String, u64, u64)> = deny
+        .listing(&dataplane)
+        .unwrap()
+        .iter()
+        .map(|d| (d.prefix.to_string(), d.packets, d.bytes))
+        .collect();
+    let ip_bytes = |frame: &[u8]| (frame.len() - IP) as u64;
+    let slash32_bytes: u64 = frames[1..].iter().map(|(f, _)| ip_bytes(f)).sum();
+    assert_eq!(
+        counts,
+        [
+            ("192.0.2.0/24".to_owned(), 1, ip_bytes(&ipv4)),
+            ("2001:db8::/32".to_owned(), 4, slash32_bytes),
+            ("2001:db8:1::7/128".to_owned(), 1, ip_bytes(&frames[0].0)),
+        ]
+    );
+
+    // A source outside the IPv6 prefixes goes on as before.
+    let outside = tcp6_from(
+        std::net::Ipv6Addr::new(0x2001, 0xdb9, 0, 0, 0, 0, 0, 1).octets(),
+        41006,
+        VIP6,
+        80,
+        TcpKind::Syn,
+    );
+    assert_eq!(
+        test_run::run(&mut dataplane, &outside, 1).unwrap().action,
+        XDP_TX
+    );
+
+    // Lifting the /128 leaves its address under the /32; an IPv4-only list lets it through.
+    deny.set_config(&[prefix("2001:db8::/32"), prefix("192.0.2.0/24")])
+        .unwrap();
+    deny.sync(&mut dataplane).unwrap();
+    let again = tcp6_from(CLIENT6, 41007, VIP6, 80, TcpKind::Syn);
+    assert_eq!(
+        test_run::run(&mut dataplane, &again, 1).unwrap().action,
+        XDP_DROP
+    );
+    deny.set_config(&[prefix("192.0.2.0/24")]).unwrap();
+    deny.sync(&mut dataplane).unwrap();
+    let through = tcp6_from(CLIENT6, 41008, VIP6, 80, TcpKind::Syn);
+    assert_eq!(
+        test_run::run(&mut dataplane, &through, 1).unwrap().action,
+        XDP_TX
+    );
+    assert_eq!(
+        test_run::run(&mut dataplane, &ipv4, 1).unwrap().action,
+        XDP_DROP,
+        "the IPv4 client is still denied"
+    );
 }
 
 /// An IPv6 service written as the daemon writes it: from the config file, through the model,

@@ -304,7 +304,7 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
 
     let answer = rig
         .request(Request::DenyAdd {
-            prefixes: prefixes(&["192.0.2.0/24"]),
+            prefixes: prefixes(&["192.0.2.0/24", "2001:db8::/32"]),
         })
         .await;
     assert_eq!(answer, Response::Ok);
@@ -313,7 +313,8 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
         before,
         [
             "192.0.2.0/24 slot 1 origin 1",
-            "203.0.113.0/24 slot 0 origin 0"
+            "203.0.113.0/24 slot 0 origin 0",
+            "2001:db8::/32 slot 2 origin 1"
         ]
     );
     let refusals = [
@@ -352,7 +353,13 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
     let socket = rig.director.settings.control_socket.clone();
     std::fs::write(&rig.file, config_text(&socket, VIP, &[RS1])).unwrap();
     rig.handle(Event::Hangup).await;
-    assert_eq!(denied(&rig), ["192.0.2.0/24 slot 1 origin 1"]);
+    assert_eq!(
+        denied(&rig),
+        [
+            "192.0.2.0/24 slot 1 origin 1",
+            "2001:db8::/32 slot 2 origin 1"
+        ]
+    );
     assert!(deny_flag(&rig));
 
     rig.director.dataplane.deny_stats.insert(
@@ -368,7 +375,7 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
     };
     assert_eq!(
         serde_json::to_string(&list).unwrap(),
-        r#"[{"prefix":"192.0.2.0/24","origin":"runtime","packets":3,"bytes":180}]"#
+        r#"[{"prefix":"192.0.2.0/24","origin":"runtime","packets":3,"bytes":180},{"prefix":"2001:db8::/32","origin":"runtime","packets":0,"bytes":0}]"#
     );
     let Response::Status(status) = rig.request(Request::Status {}).await else {
         panic!("no status");
@@ -383,6 +390,16 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
     let answer = rig
         .request(Request::DenyDelete {
             prefixes: prefixes(&["192.0.2.0/24"]),
+        })
+        .await;
+    assert_eq!(answer, Response::Ok);
+    assert!(
+        deny_flag(&rig),
+        "an IPv6 prefix alone keeps the list in use"
+    );
+    let answer = rig
+        .request(Request::DenyDelete {
+            prefixes: prefixes(&["2001:db8::/32"]),
         })
         .await;
     assert_eq!(answer, Response::Ok);

@@ -21,7 +21,7 @@ use lvs_common::{MAP_LAYOUT_VERSION, map_names};
 pub const LINK_PIN: &str = "link";
 
 /// Every map the controller pins, by name.
-pub const PINNED_MAPS: [&str; 17] = [
+pub const PINNED_MAPS: [&str; 18] = [
     map_names::SERVICES,
     map_names::SERVICES6,
     map_names::FLOWS6,
@@ -38,6 +38,7 @@ pub const PINNED_MAPS: [&str; 17] = [
     map_names::REAL_SERVER_STATS,
     map_names::LAYOUT,
     map_names::DENY,
+    map_names::DENY6,
     map_names::DENY_STATS,
 ];
 

@@ -70,9 +70,19 @@ mod tests {
 
     #[test]
     fn prefixes_are_read_in_order() {
-        let config = config_with("[deny]\nprefixes = [\"203.0.113.0/24\", \"198.51.100.7\"]\n");
+        let config = config_with(
+            "[deny]\nprefixes = [\"203.0.113.0/24\", \"2001:db8::/32\", \"198.51.100.7\", \"2001:db8:1::7\"]\n",
+        );
         let prefixes: Vec<String> = config.deny.iter().map(ToString::to_string).collect();
-        assert_eq!(prefixes, ["203.0.113.0/24", "198.51.100.7/32"]);
+        assert_eq!(
+            prefixes,
+            [
+                "203.0.113.0/24",
+                "2001:db8::/32",
+                "198.51.100.7/32",
+                "2001:db8:1::7/128"
+            ]
+        );
         assert!(config_with("").deny.is_empty());
         assert!(config_with("[deny]\n").deny.is_empty());
     }
@@ -80,7 +90,7 @@ mod tests {
     #[test]
     fn bad_prefixes_are_reported_with_their_line() {
         let errors = errors_of(
-            "[deny]\nprefixes = [\n  \"203.0.113.1/24\",\n  \"0.0.0.0/0\",\n  \"nonsense\",\n  \"192.0.2.1\",\n  \"192.0.2.1/32\",\n]\n",
+            "[deny]\nprefixes = [\n  \"203.0.113.1/24\",\n  \"0.0.0.0/0\",\n  \"nonsense\",\n  \"192.0.2.1\",\n  \"192.0.2.1/32\",\n  \"2001:db8::1/32\",\n  \"::/0\",\n  \"::ffff:10.0.0.0/104\",\n  \"2001:db8::7\",\n  \"2001:db8::7/128\",\n]\n",
         );
         let lines: Vec<&str> = errors.lines().collect();
         assert_eq!(
@@ -88,8 +98,12 @@ mod tests {
             [
                 "lvs.toml:6: deny.prefixes[0]: \"203.0.113.1/24\": 203.0.113.1/24 has host bits set: the network is 203.0.113.0/24",
                 "lvs.toml:7: deny.prefixes[1]: \"0.0.0.0/0\": prefix length /0 is out of range 1..=32 (a /0 would drop every frame: stop the director instead)",
-                "lvs.toml:8: deny.prefixes[2]: \"nonsense\": not an IPv4 address or prefix (a.b.c.d or a.b.c.d/length)",
+                "lvs.toml:8: deny.prefixes[2]: \"nonsense\": not an address or prefix (a.b.c.d, a.b.c.d/length, an IPv6 address or 2001:db8::/length)",
                 "lvs.toml:10: deny.prefixes[4]: 192.0.2.1/32 is listed twice",
+                "lvs.toml:11: deny.prefixes[5]: \"2001:db8::1/32\": 2001:db8::1/32 has host bits set: the network is 2001:db8::/32",
+                "lvs.toml:12: deny.prefixes[6]: \"::/0\": prefix length /0 is out of range 1..=128 (a /0 would drop every frame: stop the director instead)",
+                "lvs.toml:13: deny.prefixes[7]: \"::ffff:10.0.0.0/104\": ::ffff:10.0.0.0/104 is an IPv4-mapped IPv6 prefix, which no IPv6 frame comes from: deny the IPv4 prefix instead",
+                "lvs.toml:15: deny.prefixes[9]: 2001:db8::7/128 is listed twice",
             ]
         );
         assert!(errors_of("[deny]\nprefix = []\n").contains("unknown field `prefix`"));

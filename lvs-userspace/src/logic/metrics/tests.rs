@@ -70,7 +70,7 @@ fn status() -> Status {
             "peers": [{"address": "10.0.0.3", "last_message_seconds_ago": 0.5}]
         },
         "deny": [{"prefix": "203.0.113.0/24", "origin": "config", "packets": 12, "bytes": 720},
-                 {"prefix": "198.51.100.7/32", "origin": "runtime", "packets": 0, "bytes": 0}],
+                 {"prefix": "2001:db8::/32", "origin": "runtime", "packets": 0, "bytes": 0}],
         "bgp": {
             "route_table": 245, "hold_time": 3,
             "vips": [{"address": "10.0.0.100", "announced": true},
@@ -396,7 +396,7 @@ fn each_denied_prefix_says_what_it_dropped() {
     assert_eq!(
         by_label(&samples, "lvs_deny_dropped_packets_total", "prefix"),
         BTreeMap::from([
-            ("198.51.100.7/32".to_owned(), 0.0),
+            ("2001:db8::/32".to_owned(), 0.0),
             ("203.0.113.0/24".to_owned(), 12.0)
         ])
     );
