@@ -34,8 +34,8 @@ mod program {
         RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
         flow::{
             FLOW_PERSISTENT, FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey,
-            SETTINGS_DENY_LIST, SETTINGS_DROP_NODEST, Settings, initial_state, next_tcp_state,
-            schedule_hash,
+            SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6, SETTINGS_DROP_NODEST, Settings, initial_state,
+            next_tcp_state, schedule_hash,
         },
     };
     use network_types::eth::EthHdr;
@@ -100,8 +100,9 @@ mod program {
             forward_flow(ctx, &flow, settings)
         } else if packet::is_ipv6(ether_type) {
             let ipv6 = packet::parse_ipv6(ctx, offset)?;
-            // As for IPv4: before the extension headers or any lookup.
-            if settings.flags & SETTINGS_DENY_LIST != 0 {
+            // As for IPv4: before the extension headers or any lookup, and only while the
+            // list holds IPv6 prefixes.
+            if settings.flags & SETTINGS_DENY_LIST6 != 0 {
                 deny6(&ipv6)?;
             }
             let flow = packet::parse_flow6(ctx, &ipv6)?;

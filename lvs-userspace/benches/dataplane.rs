@@ -25,7 +25,7 @@ use lvs_test_support::{empty_program, fixture};
 
 use empty_program::{EmptyProgram, Run};
 use fixture::{RS1_MAC, VIP, VIP6, XDP_PASS, XDP_TX, tcp_ack, tcp_syn, tcp6_ack, tcp6_syn};
-use lvs_common::flow::SETTINGS_DENY_LIST;
+use lvs_common::flow::{SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6};
 use lvs_userspace::{
     base::values::SourcePrefix,
     io::bpf::{BpfDataPlane, test_run},
@@ -219,7 +219,7 @@ fn load_director_with_deny_list() -> Result<BpfDataPlane> {
     deny.set_config(&[prefixes, prefixes6].concat())?;
     deny.sync(&mut dataplane)?;
     let mut settings = fixture::default_settings();
-    settings.flags |= SETTINGS_DENY_LIST;
+    settings.flags |= SETTINGS_DENY_LIST | SETTINGS_DENY_LIST6;
     dataplane.set_settings(settings)?;
     Ok(dataplane)
 }

@@ -47,7 +47,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use futures::{StreamExt as _, future::OptionFuture, stream::BoxStream};
-use lvs_common::flow::{SETTINGS_DENY_LIST, SETTINGS_DROP_NODEST, Settings};
+use lvs_common::flow::{SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6, SETTINGS_DROP_NODEST, Settings};
 use tokio::{
     net::{TcpListener, UnixListener},
     signal::unix::{SignalKind, signal},
@@ -493,8 +493,11 @@ fn settings(director: &config::Director, deny: &DenyList) -> Settings {
     if !director.expire_nodest_conn {
         flags |= SETTINGS_DROP_NODEST;
     }
-    if deny.in_use() {
+    if deny.in_use_for(false) {
         flags |= SETTINGS_DENY_LIST;
+    }
+    if deny.in_use_for(true) {
+        flags |= SETTINGS_DENY_LIST6;
     }
     Settings::with_timeouts(timeouts.tcp, timeouts.tcp_fin, timeouts.udp, flags)
 }

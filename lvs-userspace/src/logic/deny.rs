@@ -121,9 +121,17 @@ impl DenyList {
         list
     }
 
-    /// Whether any prefix is wanted: the data plane looks the list up only then.
+    /// Whether any prefix is wanted.
     pub fn in_use(&self) -> bool {
         !self.wanted.is_empty()
+    }
+
+    /// Whether a prefix of the family of `ipv6` is wanted: the data plane looks that
+    /// family's trie up only then.
+    pub fn in_use_for(&self, ipv6: bool) -> bool {
+        self.wanted
+            .keys()
+            .any(|prefix| prefix.address().is_ipv6() == ipv6)
     }
 
     /// The wanted prefixes with their origins, in address order.

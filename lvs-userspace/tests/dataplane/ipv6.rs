@@ -9,7 +9,7 @@ use etherparse::{
 };
 use lvs_common::{
     Address, IPPROTO_TCP,
-    flow::{FlowState, SETTINGS_DENY_LIST},
+    flow::{FlowState, SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6},
     keys::{FlowMapKey, TemplateMapKey},
 };
 
@@ -799,8 +799,18 @@ fn the_deny_list_drops_ipv6_sources_by_longest_prefix_before_any_other_work() {
     );
     let flows_before = dataplane.flows().unwrap().len();
 
+    // The IPv4 list's flag alone leaves IPv6 frames unlooked-up: a list of IPv4 prefixes
+    // costs IPv6 traffic nothing.
     let mut settings = default_settings();
     settings.flags |= SETTINGS_DENY_LIST;
+    dataplane.set_settings(settings).unwrap();
+    let outcome = test_run::run(&mut dataplane, &tcp6_syn(VIP6, 80), 1).unwrap();
+    assert_eq!(
+        outcome.action, XDP_TX,
+        "IPv6 frames read only the IPv6 flag"
+    );
+
+    settings.flags |= SETTINGS_DENY_LIST6;
     dataplane.set_settings(settings).unwrap();
     let dropped_before = counter(&dataplane, Counter::DropDenied);
     let from_32 = |port: u16| tcp6_from(host(9), port, VIP6, 80, TcpKind::Syn);

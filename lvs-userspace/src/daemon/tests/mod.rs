@@ -295,8 +295,12 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
             .map(|(prefix, entry)| format!("{prefix} slot {} origin {}", entry.index, entry.origin))
             .collect()
     };
+    // Whether the data plane looks the IPv4 list up; `deny6_flag`, the IPv6 one.
     let deny_flag = |rig: &Rig| {
         rig.director.dataplane.settings.unwrap().flags & lvs_common::flow::SETTINGS_DENY_LIST != 0
+    };
+    let deny6_flag = |rig: &Rig| {
+        rig.director.dataplane.settings.unwrap().flags & lvs_common::flow::SETTINGS_DENY_LIST6 != 0
     };
     assert_eq!(denied(&rig), ["203.0.113.0/24 slot 0 origin 0"]);
     assert!(deny_flag(&rig));
@@ -394,8 +398,8 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
         .await;
     assert_eq!(answer, Response::Ok);
     assert!(
-        deny_flag(&rig),
-        "an IPv6 prefix alone keeps the list in use"
+        !deny_flag(&rig) && deny6_flag(&rig),
+        "an IPv6 prefix alone keeps the IPv6 list in use, and only that one"
     );
     let answer = rig
         .request(Request::DenyDelete {
@@ -405,7 +409,7 @@ async fn the_deny_list_changes_whole_or_not_at_all_and_runtime_prefixes_outlive_
     assert_eq!(answer, Response::Ok);
     assert!(denied(&rig).is_empty());
     assert!(
-        !deny_flag(&rig),
+        !deny_flag(&rig) && !deny6_flag(&rig),
         "an empty list costs the program no lookup"
     );
 }
