@@ -665,3 +665,23 @@ pub fn counter(status: &serde_json::Value, name: &str) -> u64 {
         .and_then(|c| c["value"].as_u64())
         .unwrap_or(0)
 }
+
+/// The real server at `address` of the service of `protocol`, in a status document.
+pub fn real_server_of<'a>(
+    status: &'a serde_json::Value,
+    protocol: &str,
+    address: &str,
+) -> &'a serde_json::Value {
+    status["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s["protocol"]
+                .as_str()
+                .is_some_and(|p| p.eq_ignore_ascii_case(protocol))
+        })
+        .flat_map(|s| s["real_servers"].as_array().into_iter().flatten())
+        .find(|rs| rs["address"] == address)
+        .unwrap_or_else(|| panic!("no {protocol} real server {address} in {status}"))
+}

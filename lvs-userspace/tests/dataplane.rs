@@ -11,7 +11,8 @@ mod ipv6;
 use lvs_test_support::fixture;
 
 use etherparse::{
-    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, PacketBuilder, VlanId,
+    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, IpHeaders, PacketBuilder,
+    PacketBuilderStep, VlanHeader, VlanId,
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
 use fixture::*;
@@ -31,26 +32,32 @@ fn udp(dst_port: u16) -> Vec<u8> {
     frame
 }
 
-fn vlan_syn(outer: Option<u16>, inner: u16) -> Vec<u8> {
+/// A TCP SYN behind one 802.1Q tag (`inner`) or two (`outer` too), its IP header written by
+/// `ip` (either family's).
+fn vlan_syn_over(
+    outer: Option<u16>,
+    inner: u16,
+    ip: impl FnOnce(PacketBuilderStep<VlanHeader>) -> PacketBuilderStep<IpHeaders>,
+) -> Vec<u8> {
     let mut frame = Vec::new();
     let eth = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC);
-    let with_ip = match outer {
-        None => eth
-            .single_vlan(VlanId::try_new(inner).unwrap())
-            .ipv4(CLIENT, VIP, 64),
-        Some(outer) => eth
-            .double_vlan(
-                VlanId::try_new(outer).unwrap(),
-                VlanId::try_new(inner).unwrap(),
-            )
-            .ipv4(CLIENT, VIP, 64),
+    let vlan = match outer {
+        None => eth.single_vlan(VlanId::try_new(inner).unwrap()),
+        Some(outer) => eth.double_vlan(
+            VlanId::try_new(outer).unwrap(),
+            VlanId::try_new(inner).unwrap(),
+        ),
     };
-    with_ip
+    ip(vlan)
         .tcp(40000, 80, 1, 64240)
         .syn()
         .write(&mut frame, &[])
         .expect("build frame");
     frame
+}
+
+fn vlan_syn(outer: Option<u16>, inner: u16) -> Vec<u8> {
+    vlan_syn_over(outer, inner, |vlan| vlan.ipv4(CLIENT, VIP, 64))
 }
 
 fn arp_request_for_vip() -> Vec<u8> {

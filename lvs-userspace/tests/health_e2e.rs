@@ -14,7 +14,7 @@ use lvs_test_support::{
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use lab::{Lab, SORRY_SERVER, is_forwarding};
+use lab::{Lab, SORRY_SERVER, is_forwarding, real_server_of};
 
 /// The checks' timing: a server whose HTTP server stops must be out of the pool within
 /// delay_loop * (retry + 1) + connect_timeout.
@@ -458,26 +458,6 @@ fn datagram_config(lab: &Lab) -> String {
         }
     }
     text
-}
-
-/// The real server at `address` of the service of `protocol`, in a status document.
-fn real_server_of<'a>(
-    status: &'a serde_json::Value,
-    protocol: &str,
-    address: &str,
-) -> &'a serde_json::Value {
-    status["services"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| {
-            s["protocol"]
-                .as_str()
-                .is_some_and(|p| p.eq_ignore_ascii_case(protocol))
-        })
-        .flat_map(|s| s["real_servers"].as_array().into_iter().flatten())
-        .find(|rs| rs["address"] == address)
-        .unwrap_or_else(|| panic!("no {protocol} real server {address} in {status}"))
 }
 
 fn udp_forwarding(status: &serde_json::Value, address: &str) -> bool {

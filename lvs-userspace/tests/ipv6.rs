@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lvs_test_support::lab::{CLIENT6, Lab, Shape, VIP6, counter};
+use lvs_test_support::lab::{CLIENT6, Lab, Shape, VIP6, counter, real_server_of};
 
 const REQUESTS: usize = 40;
 
@@ -34,22 +34,6 @@ fn must(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The status JSON's real server of an IPv6 service, by protocol and address.
-fn real_server<'a>(
-    status: &'a serde_json::Value,
-    protocol: &str,
-    address: &str,
-) -> &'a serde_json::Value {
-    status["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["address"] == VIP6 && s["protocol"] == protocol)
-        .flat_map(|s| s["real_servers"].as_array().unwrap())
-        .find(|rs| rs["address"] == address)
-        .unwrap_or_else(|| panic!("no {protocol} real server {address} in {status}"))
 }
 
 /// Opens a TCP connection from the client to `[VIP6]:80` and keeps it open without sending,
@@ -188,22 +172,11 @@ fn ipv6_tcp_and_udp_are_balanced_with_direct_return_follow_a_mac_change_and_rela
         "address",
         NEW_MAC,
     ]));
-    let changed = Instant::now();
-    let mut followed = None;
-    while changed.elapsed() < Duration::from_secs(5) {
-        let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
-        if real_server(&status, "TCP", "fd77::11")["mac"] == NEW_MAC {
-            followed = Some(changed.elapsed());
-            break;
-        }
-        sleep(Duration::from_millis(20));
-    }
-    let followed = followed.unwrap_or_else(|| {
-        panic!(
-            "the director still had rs1's old MAC 5 s after the change:\n{}",
-            lab.log()
-        )
-    });
+    let (_, followed) = lab
+        .wait_for_status(lvs(), Duration::from_secs(5), "rs1's new MAC", |status| {
+            real_server_of(status, "TCP", "fd77::11")["mac"] == NEW_MAC
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("the director followed rs1's IPv6 MAC change after {followed:?}");
     let after_change = lab.requests_to(VIP6, REQUESTS);
     assert!(

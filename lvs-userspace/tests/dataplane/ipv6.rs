@@ -84,25 +84,7 @@ fn l4_after(extensions: &[Extension]) -> usize {
 }
 
 fn vlan6_syn(outer: Option<u16>, inner: u16) -> Vec<u8> {
-    let mut frame = Vec::new();
-    let eth = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC);
-    let with_ip = match outer {
-        None => eth
-            .single_vlan(VlanId::try_new(inner).unwrap())
-            .ipv6(CLIENT6, VIP6, 64),
-        Some(outer) => eth
-            .double_vlan(
-                VlanId::try_new(outer).unwrap(),
-                VlanId::try_new(inner).unwrap(),
-            )
-            .ipv6(CLIENT6, VIP6, 64),
-    };
-    with_ip
-        .tcp(40000, 80, 1, 64240)
-        .syn()
-        .write(&mut frame, &[])
-        .expect("build frame");
-    frame
+    vlan_syn_over(outer, inner, |vlan| vlan.ipv6(CLIENT6, VIP6, 64))
 }
 
 /// What an ICMPv6 error quotes: a segment the real server sent for the connection
