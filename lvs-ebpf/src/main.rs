@@ -91,8 +91,8 @@ mod program {
         let settings = SETTINGS.get(0).ok_or(Counter::Aborted)?;
         if packet::is_ipv4(ether_type) {
             let ipv4 = packet::parse_ipv4(ctx, offset)?;
-            // The deny list comes before any other work, and costs no lookup while it is
-            // empty.
+            // The deny list comes before any other work, and costs no lookup while it holds
+            // no IPv4 prefix.
             if settings.flags & SETTINGS_DENY_LIST != 0 {
                 deny(&ipv4)?;
             }
