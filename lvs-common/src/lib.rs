@@ -11,6 +11,7 @@ pub mod address;
 pub mod flow;
 pub mod hash;
 pub mod keys;
+pub mod service_table;
 
 pub use address::{Address, Ipv4Bytes, Ipv6Bytes};
 
@@ -37,6 +38,8 @@ pub mod map_names {
     pub const SERVICES6: &str = "SERVICES6";
     pub const FLOWS6: &str = "FLOWS6";
     pub const PERSIST6: &str = "PERSIST6";
+    pub const SERVICE_TABLE: &str = "SERVICE_TABLE";
+    pub const SERVICE_TABLE6: &str = "SERVICE_TABLE6";
 }
 
 /// The version of the maps' layout (names, key and value types, sizes), kept in slot 0 of the
@@ -301,6 +304,8 @@ mod pod {
     unsafe impl aya::Pod for super::flow::FlowKey6 {}
     unsafe impl aya::Pod for super::flow::PersistKey6 {}
     unsafe impl aya::Pod for super::ServiceEntry {}
+    unsafe impl aya::Pod for super::service_table::ServiceSlot {}
+    unsafe impl aya::Pod for super::service_table::ServiceSlot6 {}
     unsafe impl aya::Pod for super::RealServerEntry {}
     unsafe impl aya::Pod for super::DirectorEntry {}
     unsafe impl aya::Pod for super::TrafficStats {}

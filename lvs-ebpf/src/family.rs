@@ -13,6 +13,7 @@ use aya_ebpf::{
 use lvs_common::{
     Address, Ipv4Bytes, Ipv6Bytes, ServiceEntry, ServiceKey,
     flow::{FlowEntry, FlowKey, PersistEntry, PersistKey},
+    service_table::ServiceSlot,
 };
 
 use crate::{
@@ -30,8 +31,14 @@ pub trait Family: Address + 'static {
     /// (RFC 8200, section 8.1), and its stack drops a datagram without one; IPv4 allows it.
     const UDP_CHECKSUM_REQUIRED: bool;
 
-    /// Virtual services by (VIP, port, protocol).
+    /// Virtual services by (VIP, port, protocol): what frames fall back on while the family
+    /// has no service table.
     fn services() -> &'static HashMap<ServiceKey<Self>, ServiceEntry>;
+    /// The family's service table, if the controller has put one in.
+    fn service_table() -> Option<&'static ServiceTable<Self>>;
+    /// Whether a service table's slot holds the frame's service (its destination address and
+    /// port, and its protocol), compared a word at a time.
+    fn is_service_of(slot: &ServiceSlot<Self>, flow: &Flow<Self>) -> bool;
     /// Connections, client to VIP.
     fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowEntry>;
     /// Persistence templates by client network and service.
@@ -63,6 +70,17 @@ impl Family for Ipv4Bytes {
     #[inline(always)]
     fn services() -> &'static HashMap<ServiceKey<Self>, ServiceEntry> {
         &SERVICES
+    }
+
+    #[inline(always)]
+    fn service_table() -> Option<&'static ServiceTable<Self>> {
+        SERVICE_TABLE.get(0)
+    }
+
+    #[inline(always)]
+    fn is_service_of(slot: &ServiceSlot<Self>, flow: &Flow<Self>) -> bool {
+        let slot = key_words::<2>(slot);
+        slot[0] == u32::from_ne_bytes(flow.dst_addr) && slot[1] == port_word(flow)
     }
 
     #[inline(always)]
@@ -121,6 +139,23 @@ impl Family for Ipv6Bytes {
     #[inline(always)]
     fn services() -> &'static HashMap<ServiceKey<Self>, ServiceEntry> {
         &SERVICES6
+    }
+
+    #[inline(always)]
+    fn service_table() -> Option<&'static ServiceTable<Self>> {
+        SERVICE_TABLE6.get(0)
+    }
+
+    #[inline(always)]
+    fn is_service_of(slot: &ServiceSlot<Self>, flow: &Flow<Self>) -> bool {
+        let slot = key_words::<5>(slot);
+        // SAFETY: `dst_addr` lies on 8 bytes (see `words`), and 16 bytes are four `u32`s.
+        let address = unsafe { core::ptr::read(flow.dst_addr.as_ptr().cast::<[u32; 4]>()) };
+        slot[0] == address[0]
+            && slot[1] == address[1]
+            && slot[2] == address[2]
+            && slot[3] == address[3]
+            && slot[4] == port_word(flow)
     }
 
     #[inline(always)]
@@ -183,6 +218,22 @@ impl Family for Ipv6Bytes {
             new
         );
     }
+}
+
+/// The first `N` 4-byte words of a service table slot: its key's address, then its port,
+/// protocol and zero padding (`port_word`).
+#[inline(always)]
+fn key_words<const N: usize>(slot: &ServiceSlot<impl Family>) -> [u32; N] {
+    // SAFETY: a slot is 4-byte aligned and its key is `N` words long (both asserted in
+    // lvs-common), and any bytes are valid `u32`s.
+    unsafe { core::ptr::read((slot as *const ServiceSlot<_>).cast::<[u32; N]>()) }
+}
+
+/// A frame's destination port and protocol as the word that follows the address in a
+/// service key: the port's two bytes as on the wire, the protocol, and a zero padding byte.
+#[inline(always)]
+fn port_word<A>(flow: &Flow<A>) -> u32 {
+    u32::from(u16::from_ne_bytes(flow.dst_port)) | u32::from(flow.protocol) << 16
 }
 
 /// An IPv6 address of a `Flow` as two 64-bit words in memory order. Compared as bytes or as

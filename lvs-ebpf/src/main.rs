@@ -37,6 +37,7 @@ mod program {
             SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6, SETTINGS_DROP_NODEST, Settings, initial_state,
             next_tcp_state, schedule_hash,
         },
+        service_table::{SERVICE_TABLE_PROBES, home_slot, is_empty, probe_slot},
     };
     use network_types::eth::EthHdr;
 
@@ -61,7 +62,10 @@ mod program {
     #[unsafe(no_mangle)]
     static TRACE_PACKETS: u8 = 0;
 
+    // Inlined into the entry point the macro wraps it in, which otherwise reaches it through
+    // a BPF-to-BPF call on every frame.
     #[xdp]
+    #[inline(always)]
     pub fn lvs(ctx: XdpContext) -> u32 {
         let (action, reason) = match forward(&ctx) {
             Ok(reason) => (XDP_TX, reason),
@@ -120,17 +124,7 @@ mod program {
         flow: &Flow<A>,
         settings: &Settings,
     ) -> Result<Counter, Counter> {
-        let key = ServiceKey {
-            addr: flow.dst_addr,
-            port: flow.dst_port,
-            protocol: flow.protocol,
-            _pad: 0,
-        };
-        // SAFETY: the controller only inserts and removes whole entries; a concurrent update
-        // yields the old or the new service, both valid. The entry is read where it is used
-        // rather than copied: a copy's sixteen bytes of IPv6 persistence mask would be held in
-        // registers across the flow table's lookup, and spilled to a stack that is too small.
-        let service = unsafe { A::services().get(key) }.ok_or(Counter::PassNotService)?;
+        let service = find_service(flow)?;
         // Before the flow table: an invalid frame, or one for another host, must never make
         // or refresh a flow.
         packet::check_valid(ctx, flow)?;
@@ -180,6 +174,40 @@ mod program {
             );
         }
         Ok(Counter::TxForwarded)
+    }
+
+    /// The frame's virtual service, from the family's service table, or from its `SERVICES`
+    /// map while it has none (`lvs_common::service_table` says why and how).
+    ///
+    /// The entry is read where it is used rather than copied: a copy's sixteen bytes of IPv6
+    /// persistence mask would be held in registers across the flow table's lookup, and spilled
+    /// to a stack that is too small.
+    #[inline(always)]
+    fn find_service<A: Family>(flow: &Flow<A>) -> Result<&'static ServiceEntry, Counter> {
+        let Some(table) = A::service_table() else {
+            let key = ServiceKey {
+                addr: flow.dst_addr,
+                port: flow.dst_port,
+                protocol: flow.protocol,
+                _pad: 0,
+            };
+            // SAFETY: the controller only inserts and removes whole entries; a concurrent
+            // update yields the old or the new service, both valid.
+            return unsafe { A::services().get(key) }.ok_or(Counter::PassNotService);
+        };
+        let home = home_slot(&flow.dst_addr, flow.dst_port, flow.protocol);
+        for probe in 0..SERVICE_TABLE_PROBES {
+            let slot = table
+                .get(probe_slot(home, probe))
+                .ok_or(Counter::PassNotService)?;
+            if is_empty(slot) {
+                break;
+            }
+            if A::is_service_of(slot, flow) {
+                return Ok(&slot.entry);
+            }
+        }
+        Err(Counter::PassNotService)
     }
 
     /// Drops a frame whose source is in the deny list, counting it against the longest

@@ -4,7 +4,8 @@
 //! Sizes here are defaults: the controller may resize the maps at load time.
 
 use aya_ebpf::{
-    macros::map,
+    btf_maps::{self, ArrayOfMaps},
+    macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use lvs_common::{
@@ -12,6 +13,7 @@ use lvs_common::{
     DenyEntry, DirectorEntry, Ipv6Bytes, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS,
     MAX_SERVICES, RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
     flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
+    service_table::{SERVICE_TABLE_SLOTS, ServiceSlot},
 };
 
 use crate::packet::Flow;
@@ -19,6 +21,21 @@ use crate::packet::Flow;
 /// Virtual services by (VIP, port, protocol).
 #[map]
 pub static SERVICES: HashMap<ServiceKey, ServiceEntry> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+/// One family's service table (`lvs_common::service_table`): what frames look their service
+/// up in, an array the verifier inlines rather than a hash map's helper call.
+pub type ServiceTable<A> = btf_maps::Array<ServiceSlot<A>, { SERVICE_TABLE_SLOTS as usize }>;
+
+/// Slot 0: the IPv4 service table. The controller swaps a whole new table in on every change
+/// to the services, so a frame never sees one half written; while the slot is empty (a fresh
+/// load, or services the table cannot place) frames look up `SERVICES` instead. Not pinned: a
+/// restarted controller builds it again from `SERVICES`.
+#[btf_map]
+pub static SERVICE_TABLE: ArrayOfMaps<ServiceTable<lvs_common::Ipv4Bytes>, 1> = ArrayOfMaps::new();
+
+/// Slot 0: the IPv6 service table, as `SERVICE_TABLE` is the IPv4 one.
+#[btf_map]
+pub static SERVICE_TABLE6: ArrayOfMaps<ServiceTable<Ipv6Bytes>, 1> = ArrayOfMaps::new();
 
 /// IPv6 virtual services by (VIP, port, protocol). Their indices share one space with the
 /// IPv4 services' (lookup tables, cursors, counters).

@@ -16,9 +16,14 @@ use etherparse::{
     icmpv4::{DestUnreachableHeader, TimeExceededCode},
 };
 use fixture::*;
-use lvs_common::{Counter, LOOKUP_TABLE_SIZE, SERVICE_HASH_SOURCE_PORT, flow::schedule_hash};
+use lvs_common::{
+    Counter, IPPROTO_TCP, LOOKUP_TABLE_SIZE, SERVICE_HASH_SOURCE_PORT, ServiceKey,
+    flow::schedule_hash,
+    keys::ServiceMapKey,
+    service_table::{SERVICE_TABLE_PROBES, home_slot},
+};
 use lvs_userspace::{
-    io::bpf::{BpfDataPlane, test_run},
+    io::bpf::{BpfDataPlane, Family, test_run},
     logic::dataplane::{DataPlane, FakeDataPlane},
 };
 
@@ -584,6 +589,72 @@ fn per_service_and_per_real_server_traffic_is_counted() {
     assert_eq!(real_server.connections, 1);
     let untouched = dataplane.service_stats(1).expect("service stats");
     assert_eq!(untouched.packets, 0);
+}
+
+/// Frames find their services in the service table; services the table cannot place (keys
+/// chosen to share one home slot, one more than the probes reach) are found in the
+/// `SERVICES` hash map instead, and the table comes back once they fit again.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn services_come_from_the_service_table_or_else_from_the_hash_map() {
+    let mut dataplane = loaded();
+    assert!(dataplane.has_service_table(Family::V4).expect("read"));
+    assert!(dataplane.has_service_table(Family::V6).expect("read"));
+    let forwarded = |dataplane: &mut BpfDataPlane, port: u16| {
+        let outcome = test_run::run(dataplane, &tcp_syn(VIP, port), 1).expect("test run");
+        outcome.action == XDP_TX
+    };
+    assert!(forwarded(&mut dataplane, 80));
+    assert!(!forwarded(&mut dataplane, 81), "not a service");
+
+    let home = |port: u16| home_slot(&VIP, port.to_be_bytes(), IPPROTO_TCP);
+    let crowded: Vec<u16> = (1000..=u16::MAX)
+        .filter(|&port| home(port) == home(1000))
+        .take(SERVICE_TABLE_PROBES as usize + 1)
+        .collect();
+    let services: String = crowded
+        .iter()
+        .map(|port| {
+            format!(
+                "[[virtual_server]]\naddress = \"10.0.0.100\"\nport = {port}\n\
+                 [[virtual_server.real_server]]\naddress = \"10.0.0.11\"\n"
+            )
+        })
+        .collect();
+    let mut dataplane = BpfDataPlane::load(false).expect("load");
+    program_config(
+        &mut dataplane,
+        &format!("[director]\ninterface = \"test0\"\n{services}"),
+    );
+    assert!(
+        !dataplane.has_service_table(Family::V4).expect("read"),
+        "{} services sharing a home slot cannot be placed",
+        crowded.len()
+    );
+    for &port in &crowded {
+        assert!(
+            forwarded(&mut dataplane, port),
+            "port {port} from the hash map"
+        );
+    }
+    assert!(!forwarded(&mut dataplane, 81), "not a service");
+
+    let removed = crowded[0];
+    let key = ServiceMapKey::from(ServiceKey {
+        addr: VIP,
+        port: removed.to_be_bytes(),
+        protocol: IPPROTO_TCP,
+        _pad: 0,
+    });
+    dataplane.remove_service(&key).expect("remove");
+    assert!(dataplane.has_service_table(Family::V4).expect("read"));
+    assert!(!forwarded(&mut dataplane, removed), "a removed service");
+    for &port in &crowded[1..] {
+        assert!(
+            forwarded(&mut dataplane, port),
+            "port {port} from the table"
+        );
+    }
 }
 
 /// The kernel's choice of real server must be the one userspace predicts from the same hash

@@ -6,7 +6,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader, Pod,
     maps::{
         Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray, PerCpuValues,
         lpm_trie::{Key as LpmKey, LpmTrie},
@@ -25,6 +25,7 @@ use lvs_common::{
     flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
     keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
     map_names,
+    service_table::{SERVICE_TABLE_SLOTS, ServiceSlot},
 };
 
 mod batch;
@@ -35,8 +36,11 @@ pub use pins::Inheritance;
 
 use crate::{
     base::values::SourcePrefix,
-    logic::dataplane::{
-        AttachMode, Attachment, DataPlane, DataPlaneError, FlowPosition, FlowSlice, Previous,
+    logic::{
+        dataplane::{
+            AttachMode, Attachment, DataPlane, DataPlaneError, FlowPosition, FlowSlice, Previous,
+        },
+        service_table,
     },
 };
 
@@ -72,6 +76,9 @@ pub struct BpfDataPlane {
     ebpf: Ebpf,
     services: HashMap<MapData, ServiceKey, ServiceEntry>,
     services6: HashMap<MapData, ServiceKey6, ServiceEntry>,
+    /// Each family's map of maps whose slot 0 holds its service table.
+    service_table: MapData,
+    service_table6: MapData,
     lookup: MapData,
     flows: MapData,
     flows6: MapData,
@@ -110,7 +117,9 @@ where
 /// Takes a map out of the object as untyped data, for the batch operations.
 fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, DataPlaneError> {
     match ebpf.take_map(name) {
-        Some(Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data)) => Ok(data),
+        Some(
+            Map::Array(data) | Map::HashMap(data) | Map::LruHashMap(data) | Map::ArrayOfMaps(data),
+        ) => Ok(data),
         Some(_) => Err(DataPlaneError::MapType {
             name,
             source: aya::maps::MapError::InvalidMapType { map_type: 0 },
@@ -165,6 +174,8 @@ impl BpfDataPlane {
         Ok(Self {
             services: take(&mut ebpf, map_names::SERVICES)?,
             services6: take(&mut ebpf, map_names::SERVICES6)?,
+            service_table: take_data(&mut ebpf, map_names::SERVICE_TABLE)?,
+            service_table6: take_data(&mut ebpf, map_names::SERVICE_TABLE6)?,
             lookup: take_data(&mut ebpf, map_names::LOOKUP)?,
             flows: take_data(&mut ebpf, map_names::FLOWS)?,
             flows6: take_data(&mut ebpf, map_names::FLOWS6)?,
@@ -192,6 +203,10 @@ impl BpfDataPlane {
                 .layout
                 .set(0, MAP_LAYOUT_VERSION, 0)
                 .map_err(write_error(map_names::LAYOUT))?;
+            // The services a previous director left (none in fresh maps) get their tables
+            // before the program is attached anywhere.
+            dataplane.publish_service_table(Family::V4)?;
+            dataplane.publish_service_table(Family::V6)?;
             Ok(dataplane)
         })
     }
@@ -371,12 +386,40 @@ impl BpfDataPlane {
         &mut self.ebpf
     }
 
+    /// Builds the family's service table from its `SERVICES` map and swaps it in whole (see
+    /// `lvs_common::service_table`). When the services cannot be placed, the table is taken
+    /// out instead, and the program looks services up in `SERVICES`.
+    fn publish_service_table(&mut self, family: Family) -> Result<(), DataPlaneError> {
+        match family {
+            Family::V4 => {
+                let services = read_services(&self.services, map_names::SERVICES)?;
+                publish(&self.service_table, &services, map_names::SERVICE_TABLE)
+            }
+            Family::V6 => {
+                let services = read_services(&self.services6, map_names::SERVICES6)?;
+                publish(&self.service_table6, &services, map_names::SERVICE_TABLE6)
+            }
+        }
+    }
+
+    /// Whether the family's frames find their services in its service table (rather than in
+    /// `SERVICES`, when the services could not be placed).
+    pub fn has_service_table(&self, family: Family) -> Result<bool, DataPlaneError> {
+        let (tables, name) = match family {
+            Family::V4 => (&self.service_table, map_names::SERVICE_TABLE),
+            Family::V6 => (&self.service_table6, map_names::SERVICE_TABLE6),
+        };
+        batch::has_inner_map(tables.fd(), 0).map_err(batch_error(name))
+    }
+
     /// Every map by its name, for pinning in bpffs (`provision::bpffs`). A new map belongs
     /// here too, so that bpftool can find it.
     pub fn maps(&self) -> Vec<(&'static str, &MapData)> {
         vec![
             (map_names::SERVICES, self.services.map()),
             (map_names::SERVICES6, self.services6.map()),
+            (map_names::SERVICE_TABLE, &self.service_table),
+            (map_names::SERVICE_TABLE6, &self.service_table6),
             (map_names::LOOKUP, &self.lookup),
             (map_names::FLOWS, &self.flows),
             (map_names::FLOWS6, &self.flows6),
@@ -395,6 +438,59 @@ impl BpfDataPlane {
             (map_names::DENY_STATS, self.deny_stats.map()),
         ]
     }
+}
+
+/// An address family, where the data plane keeps one map of each kind per family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// Every service of one family's `SERVICES` map.
+fn read_services<A>(
+    services: &HashMap<MapData, ServiceKey<A>, ServiceEntry>,
+    name: &'static str,
+) -> Result<Vec<(ServiceKey<A>, ServiceEntry)>, DataPlaneError>
+where
+    ServiceKey<A>: Pod,
+{
+    services
+        .iter()
+        .map(|item| item.map_err(read_error(name)))
+        .collect()
+}
+
+/// Fills a new service table with `services` and swaps it into slot 0 of `tables`, or empties
+/// that slot when they cannot be placed. The old table is freed by the kernel once no running
+/// program can hold it.
+fn publish<A>(
+    tables: &MapData,
+    services: &[(ServiceKey<A>, ServiceEntry)],
+    name: &'static str,
+) -> Result<(), DataPlaneError>
+where
+    A: lvs_common::Address + Copy + Ord + Pod,
+    ServiceSlot<A>: Pod,
+{
+    let placed = match service_table::place(services) {
+        Ok(placed) => placed,
+        Err(crowded) => {
+            tracing::warn!(
+                %crowded,
+                services = services.len(),
+                "services looked up in their hash map instead of the service table"
+            );
+            return batch::clear_inner_map(tables.fd(), 0).map_err(batch_error(name));
+        }
+    };
+    let table = Array::<MapData, ServiceSlot<A>>::create(SERVICE_TABLE_SLOTS, 0)
+        .map_err(write_error(name))?;
+    let (slots, values): (Vec<u32>, Vec<ServiceSlot<A>>) = placed.into_iter().unzip();
+    if !slots.is_empty() {
+        batch::update(table.map().fd(), &slots, &values).map_err(batch_error(name))?;
+    }
+    batch::set_inner_map(tables.fd(), 0, table.map().fd()).map_err(batch_error(name))
 }
 
 /// One family's keys and values, as a batch operation on its map takes them.
@@ -441,6 +537,13 @@ fn either_family<K4: Into<W>, K6: Into<W>, W, V>(
     let v4 = v4.into_iter().map(|(key, value)| (key.into(), value));
     v4.chain(v6.into_iter().map(|(key, value)| (key.into(), value)))
         .collect()
+}
+
+fn family_of(key: &ServiceMapKey) -> Family {
+    match key {
+        ServiceMapKey::V4(_) => Family::V4,
+        ServiceMapKey::V6(_) => Family::V6,
+    }
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataPlaneError> {
@@ -499,7 +602,7 @@ fn sum_stats(values: &PerCpuValues<TrafficStats>) -> TrafficStats {
 }
 
 /// One value per possible CPU, each computed from the CPU's number.
-fn per_cpu<T: aya::Pod>(value: impl Fn(u32) -> T) -> Result<PerCpuValues<T>, DataPlaneError> {
+fn per_cpu<T: Pod>(value: impl Fn(u32) -> T) -> Result<PerCpuValues<T>, DataPlaneError> {
     let cpus = nr_cpus().map_err(|(_, source)| DataPlaneError::Batch {
         name: "possible CPUs",
         source,
@@ -649,7 +752,8 @@ impl DataPlane for BpfDataPlane {
                 .services6
                 .insert(key, entry, 0)
                 .map_err(write_error(map_names::SERVICES6)),
-        }
+        }?;
+        self.publish_service_table(family_of(&key))
     }
 
     fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError> {
@@ -662,7 +766,8 @@ impl DataPlane for BpfDataPlane {
                 .services6
                 .remove(key)
                 .map_err(write_error(map_names::SERVICES6)),
-        }
+        }?;
+        self.publish_service_table(family_of(key))
     }
 
     fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError> {

@@ -19,6 +19,7 @@ pub mod model;
 pub mod rates;
 pub mod runtime;
 pub mod schedule;
+pub mod service_table;
 pub mod status;
 pub mod sync;
 pub mod web;

@@ -1,4 +1,6 @@
-//! Batched map operations (`BPF_MAP_*_BATCH`), which aya does not wrap.
+//! Batched map operations (`BPF_MAP_*_BATCH`), which aya does not wrap, and the element
+//! operations on a map of maps that aya 0.14 leaves out (emptying a slot) or ties to typed
+//! handles this crate does not keep.
 //!
 //! The flow table can hold millions of entries and a service's schedule tens of thousands of
 //! slots; reading or writing them one syscall per element would cost seconds. A batch moves
@@ -12,6 +14,9 @@ use std::{
 use aya::Pod;
 
 // Commands of bpf(2), from the kernel's `enum bpf_cmd`.
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
@@ -226,4 +231,70 @@ pub fn delete<K: Pod>(map: &impl AsFd, keys: &[K]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The element members of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ElementAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+fn element<K: Pod, V: Pod>(
+    command: libc::c_long,
+    map: &impl AsFd,
+    key: &K,
+    value: Option<&mut V>,
+) -> io::Result<()> {
+    let mut attr = ElementAttr {
+        map_fd: map.as_fd().as_raw_fd() as u32,
+        key: key as *const K as u64,
+        value: value.map_or(0, |value| value as *mut V as u64),
+        ..ElementAttr::default()
+    };
+    // SAFETY: `attr` is a valid `bpf_attr` prefix for the element commands; `key` and `value`
+    // point at live buffers of the map's key and value sizes (the caller's types).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            command,
+            &mut attr as *mut ElementAttr,
+            size_of::<ElementAttr>(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Puts the map `inner` into slot `slot` of the map of maps `outer`, in one step: a program
+/// sees the map the slot held before or this one. The kernel frees the one it replaces once no
+/// running program can hold it.
+pub fn set_inner_map(outer: &impl AsFd, slot: u32, inner: &impl AsFd) -> io::Result<()> {
+    let mut fd = inner.as_fd().as_raw_fd() as u32;
+    element(BPF_MAP_UPDATE_ELEM, outer, &slot, Some(&mut fd))
+}
+
+/// Empties slot `slot` of the map of maps `outer`; an empty slot stays empty.
+pub fn clear_inner_map(outer: &impl AsFd, slot: u32) -> io::Result<()> {
+    match element::<u32, u32>(BPF_MAP_DELETE_ELEM, outer, &slot, None) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        result => result,
+    }
+}
+
+/// Whether slot `slot` of the map of maps `outer` holds a map.
+pub fn has_inner_map(outer: &impl AsFd, slot: u32) -> io::Result<bool> {
+    let mut id = 0u32;
+    match element(BPF_MAP_LOOKUP_ELEM, outer, &slot, Some(&mut id)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
