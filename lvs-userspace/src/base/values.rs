@@ -57,6 +57,7 @@ pub enum ValueError {
     SyncMaxLen(i64),
     #[error("{0} is not a multicast group (224.0.0.0 to 239.255.255.255)")]
     NotMulticast(Ipv4Addr),
+
     #[error("multicast TTL {0} is out of range 1..=255")]
     MulticastTtl(i64),
     #[error(
@@ -522,12 +523,38 @@ impl MulticastGroup {
         }
     }
 
+    /// A group as an operator writes it (`--mcast-group`, keepalived's `lvs_sync_daemon
+    /// ... group`, the config's `sync.group`): an IPv4 multicast address. An IPv6 group is
+    /// refused with the reason, since the sync transport is IPv4 multicast whatever the
+    /// connections' family.
+    pub fn parse(text: &str) -> Result<Self, GroupError> {
+        match text.parse::<IpAddr>() {
+            Ok(IpAddr::V4(address)) => Ok(MulticastGroup::new(address)?),
+            Ok(IpAddr::V6(address)) => Err(GroupError::Ipv6(address)),
+            Err(_) => Err(GroupError::NotAnAddress(text.to_owned())),
+        }
+    }
+
     pub const fn get(self) -> Ipv4Addr {
         self.0
     }
 }
 
 conversions!(MulticastGroup, Ipv4Addr => MulticastGroup::new, Ipv4Addr);
+
+/// Why a sync group as written was refused (`MulticastGroup::parse`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    #[error("{0:?} is not an IPv4 address")]
+    NotAnAddress(String),
+    #[error(
+        "{0} is an IPv6 group: connection sync runs over IPv4 multicast (IPv6 connections are \
+         synced over it too)"
+    )]
+    Ipv6(Ipv6Addr),
+    #[error(transparent)]
+    Value(#[from] ValueError),
+}
 
 /// The TTL of sync messages (ipvsadm's `--mcast-ttl`): 1, the default, keeps them on the
 /// directors' segment.

@@ -30,7 +30,7 @@ use crate::{
 
 /// How often the neighbour table is read again even without a notification.
 const NEIGHBOUR_RESYNC: Duration = Duration::from_secs(1);
-/// How often resolved real servers are re-confirmed (see `Netlink::request_resolution`).
+/// How often resolved real servers are re-confirmed (see `Netlink::resolve`).
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 /// How often the sweep takes a step: a slice of the flow table (expired connections deleted),
 /// and at the end of a pass the counts refreshed (see `conntrack::Sweeper`).

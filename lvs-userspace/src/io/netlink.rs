@@ -20,7 +20,9 @@ use rtnetlink::{Handle, MulticastGroup, packet_core::NetlinkPayload};
 mod routes;
 mod rules;
 
-pub use rules::{classify, host_prefix, may_refresh, neighbour_entry, next_neighbour, on_link};
+pub use rules::{
+    classify, host_prefix, may_refresh, neighbour_entry, next_neighbour, on_link, on_link_of_family,
+};
 
 /// Errors of netlink requests, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +58,7 @@ impl LinkInfo {
     /// Whether `address`, of either family, is reachable by L2 on this interface: on one of
     /// its networks of that family, or (IPv6) link-local while the interface has IPv6 at all.
     pub fn on_link(&self, address: impl Into<IpAddr>) -> bool {
-        match address.into() {
-            IpAddr::V4(v4) => on_link(v4, &self.networks),
-            IpAddr::V6(v6) => on_link(v6, &self.networks6),
-        }
+        on_link_of_family(address.into(), &self.networks, &self.networks6)
     }
 }
 
@@ -388,15 +387,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(request(format!("resolving {address}")))
-    }
-
-    /// `resolve` for an IPv4 address; kept for the daemon's IPv4 path.
-    pub async fn request_resolution(
-        &self,
-        index: u32,
-        address: Ipv4Addr,
-    ) -> Result<(), NetlinkError> {
-        self.resolve(index, IpAddr::V4(address)).await
     }
 }
 

@@ -12,7 +12,7 @@ use std::{
 use super::report::{Check, Finding, Report, Status};
 use crate::{
     base::mac::MacAddr,
-    io::{netlink::on_link, provision::director::arp_ignore_all_problem},
+    io::{netlink::on_link_of_family, provision::director::arp_ignore_all_problem},
     logic::config::{Config, Protocol, RealServer, Service},
 };
 
@@ -124,10 +124,7 @@ impl Observations {
 
     /// Whether `address` is on the director interface's segment (`netlink::on_link`).
     fn on_link(&self, address: IpAddr) -> bool {
-        match address {
-            IpAddr::V4(_) => on_link(address, &self.networks),
-            IpAddr::V6(_) => on_link(address, &self.networks6),
-        }
+        on_link_of_family(address, &self.networks, &self.networks6)
     }
 
     /// The interface's subnets of `address`'s family, for messages; host addresses (such as

@@ -2,7 +2,7 @@
 //! kernel message is about, what an entry means for forwarding, how a real server's state
 //! moves on, and which addresses are on the interface's link. Tested without root.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -133,6 +133,18 @@ pub fn on_link<N: Into<IpAddr> + Copy>(address: impl Into<IpAddr>, networks: &[(
     networks
         .clone()
         .any(|(network, prefix)| same_network(address, network, prefix))
+}
+
+/// `on_link` against the interface's networks of `address`'s own family.
+pub fn on_link_of_family(
+    address: IpAddr,
+    networks: &[(Ipv4Addr, u8)],
+    networks6: &[(Ipv6Addr, u8)],
+) -> bool {
+    match address {
+        IpAddr::V4(_) => on_link(address, networks),
+        IpAddr::V6(_) => on_link(address, networks6),
+    }
 }
 
 /// Whether two addresses of one family share their first `prefix` bits, for a prefix that

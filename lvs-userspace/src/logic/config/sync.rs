@@ -17,7 +17,7 @@
 //! the command line cannot disagree on what is valid. The key file is read by the daemon,
 //! not here: `lvs check` may run where the key is not (a build host, a CI job).
 
-use std::{collections::HashSet, net::Ipv4Addr, path::PathBuf};
+use std::{collections::HashSet, path::PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -89,15 +89,11 @@ pub(super) fn validate(
         problems,
     );
     let group = raw.group.as_ref().and_then(|group| {
-        let message = match group.get_ref().parse::<Ipv4Addr>() {
-            Ok(address) => match MulticastGroup::new(address) {
-                Ok(group) => return Some(group),
-                Err(error) => error.to_string(),
-            },
-            Err(_) => format!("{:?} is not an IPv4 address", group.get_ref()),
-        };
-        problems.push(at.problem(&group.span(), "sync.group", message));
-        None
+        MulticastGroup::parse(group.get_ref())
+            .map_err(|error| {
+                problems.push(at.problem(&group.span(), "sync.group", error.to_string()));
+            })
+            .ok()
     });
     let port = checked(raw.port.as_ref(), "sync.port", Port::new, at, problems);
     let ttl = checked(
@@ -210,6 +206,8 @@ fn roles(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::super::section_tests::{config_with, errors_of};
     use super::*;
 
@@ -312,7 +310,8 @@ mod tests {
             ),
             (
                 "group = \"ff02::1\"",
-                "lvs.toml:5: sync.group: \"ff02::1\" is not an IPv4 address",
+                "lvs.toml:5: sync.group: ff02::1 is an IPv6 group: connection sync runs over IPv4 \
+                 multicast (IPv6 connections are synced over it too)",
             ),
             (
                 "port = 0",

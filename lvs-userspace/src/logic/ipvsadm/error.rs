@@ -104,6 +104,7 @@ pub enum UsageError {
     NetmaskWithoutPersistence,
     #[error("illegal mcast-interface `{0}': not an interface name")]
     IllegalMcastInterface(String),
-    #[error("IPv6 connection sync (--mcast-group `{0}') is not supported by lvs (IPv4 only)")]
+    /// Holds `GroupError::Ipv6`'s words.
+    #[error("illegal mcast-group: {0}")]
     Ipv6McastGroup(String),
 }

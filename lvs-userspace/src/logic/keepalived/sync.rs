@@ -17,8 +17,6 @@
 //! as a failover does. The key that signs lvs's sync messages is new: the import names a key
 //! file and says how to make it.
 
-use std::net::Ipv4Addr;
-
 use super::{import::Problem, output, syntax::Statement};
 use crate::{
     base::values::{MulticastGroup, MulticastTtl, Port, SyncId, SyncMaxLen},
@@ -236,18 +234,9 @@ impl Reader<'_> {
     }
 
     fn group(&mut self, text: &str) -> Option<MulticastGroup> {
-        let message = match text.parse::<Ipv4Addr>() {
-            Ok(address) => match MulticastGroup::new(address) {
-                Ok(group) => return Some(group),
-                Err(error) => error.to_string(),
-            },
-            Err(_) if text.contains(':') => {
-                "IPv6 connection sync is not supported by lvs (IPv4 only)".to_owned()
-            }
-            Err(_) => format!("{text:?} is not an IPv4 address"),
-        };
-        self.problem(format!("lvs_sync_daemon group: {message}"));
-        None
+        MulticastGroup::parse(text)
+            .map_err(|error| self.problem(format!("lvs_sync_daemon group: {error}")))
+            .ok()
     }
 
     /// The section, with the sync id taken from the VRRP instance when not given, as

@@ -445,8 +445,8 @@ fn a_bad_sync_daemon_value_is_reported_with_its_line_and_nothing_imported() {
         ),
         (
             "lvs_sync_daemon eth0 VI_1 group ff02::81",
-            "line 2: lvs_sync_daemon group: IPv6 connection sync is not supported by lvs (IPv4 \
-             only)",
+            "line 2: lvs_sync_daemon group: ff02::81 is an IPv6 group: connection sync runs over \
+             IPv4 multicast (IPv6 connections are synced over it too)",
         ),
         (
             "lvs_sync_daemon eth0 VI_1 ttl",

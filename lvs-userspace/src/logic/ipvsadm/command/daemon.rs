@@ -3,7 +3,7 @@
 //! `--mcast-port`, `--mcast-ttl` and `--sync-maxlen`, each through its `base::values` rule,
 //! with ipvsadm's messages.
 
-use std::net::Ipv4Addr;
+use crate::base::values::GroupError;
 
 use super::super::{UsageError, args::Args, values};
 use crate::base::values::{MulticastGroup, MulticastTtl, Port, SyncId, SyncMaxLen};
@@ -70,14 +70,12 @@ impl SyncOptions {
         let group = args
             .mcast_group
             .first()
-            .map(|text| {
-                if text.contains(':') {
-                    return Err(UsageError::Ipv6McastGroup(text.clone()));
+            .map(|text| match MulticastGroup::parse(text) {
+                Ok(group) => Ok(group),
+                Err(error @ GroupError::Ipv6(_)) => {
+                    Err(UsageError::Ipv6McastGroup(error.to_string()))
                 }
-                text.parse::<Ipv4Addr>()
-                    .ok()
-                    .and_then(|address| MulticastGroup::new(address).ok())
-                    .ok_or_else(|| UsageError::InvalidMcastGroup(text.clone()))
+                Err(_) => Err(UsageError::InvalidMcastGroup(text.clone())),
             })
             .transpose()?;
         Ok(SyncOptions {

@@ -573,7 +573,8 @@ fn bad_command_lines_get_ipvsadm_messages() {
         ),
         (
             "--start-daemon master --mcast-group ff02::81",
-            "IPv6 connection sync (--mcast-group `ff02::81') is not supported by lvs (IPv4 only)",
+            "illegal mcast-group: ff02::81 is an IPv6 group: connection sync runs over IPv4 \
+             multicast (IPv6 connections are synced over it too)",
         ),
         (
             "--start-daemon master --mcast-interface a-very-long-interface",
