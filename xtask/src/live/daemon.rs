@@ -25,9 +25,7 @@ impl Daemon {
         std::fs::create_dir_all(STATE_DIR)?;
         let socket = Path::new(STATE_DIR).join("lvs.sock");
         let config = Path::new(STATE_DIR).join("lvs.toml");
-        // Room for every flow of the largest pattern twice over, so established flows never
-        // compete for the table's room.
-        let table = flows.saturating_mul(2).max(262_144);
+        let table = flow_table_size(flows);
         std::fs::write(
             &config,
             format!(
@@ -172,6 +170,7 @@ fn daemon_maps() -> Result<Vec<serde_json::Value>> {
 /// director inserts), so the round would measure new flows rather than established ones.
 pub(super) fn prefill_flows(count: u32) -> Result<()> {
     use lvs_common::flow::{FlowEntry, FlowKey, FlowState};
+
     let maps = daemon_maps()?;
     let id = maps
         .iter()
@@ -182,25 +181,36 @@ pub(super) fn prefill_flows(count: u32) -> Result<()> {
     let (_, template) = rawbpf::first_entry::<FlowKey, FlowEntry>(&flows)?
         .context("the flow table is empty: the 1k round should have filled it")?;
     let now = net::coarse_monotonic_ns();
-    let mut keys = Vec::with_capacity(count as usize);
-    let mut values = Vec::with_capacity(count as usize);
-    for n in 0..count {
-        let (src_addr, src_port) = rawbpf::flow_source(n);
-        keys.push(FlowKey {
-            src_addr,
-            dst_addr: VIP,
-            src_port,
-            dst_port: VIP_PORT.to_be_bytes(),
-            protocol: 17,
-            _pad: [0; 3],
-        });
-        values.push(FlowEntry {
-            last_seen_ns: now,
-            state: FlowState::Udp as u8,
-            ..template
-        });
-    }
-    rawbpf::update_batch(&flows, &keys, &values)
+    let keys = flow_keys(count);
+    let value = FlowEntry {
+        last_seen_ns: now,
+        state: FlowState::Udp as u8,
+        ..template
+    };
+    rawbpf::update_batch(&flows, &keys, &vec![value; keys.len()])
+}
+
+/// The flow table's size for a run with `flows` established flows in its large pattern:
+/// room for every flow twice over, so established flows never compete for the table's room.
+pub(super) fn flow_table_size(flows: u32) -> u32 {
+    flows.saturating_mul(2).max(262_144)
+}
+
+/// The flow-table keys of the generator's first `count` flows (`Sources::Cycle`).
+pub(super) fn flow_keys(count: u32) -> Vec<lvs_common::flow::FlowKey> {
+    (0..count)
+        .map(|n| {
+            let (src_addr, src_port) = rawbpf::flow_source(n);
+            lvs_common::flow::FlowKey {
+                src_addr,
+                dst_addr: VIP,
+                src_port,
+                dst_port: VIP_PORT.to_be_bytes(),
+                protocol: 17,
+                _pad: [0; 3],
+            }
+        })
+        .collect()
 }
 
 /// The kernel memory of the daemon's maps, from bpftool: the flow table's in total and per

@@ -10,6 +10,12 @@
 //! native XDP_TX on a veth needs). Floor rounds come before and after the daemon's, and each
 //! ratio is to their mean, so drift over the run hits both alike.
 //!
+//! Between them runs a second reference, the flow-table floor: the floor plus one lookup of
+//! each frame's connection in an LRU hash map shaped and filled as the daemon's flow table
+//! (inserting on a miss). It is the least any director that keeps its connections in the
+//! kernel's LRU map pays per frame, so lvs's rate against it tells lvs's own work apart from
+//! the flow table's.
+//!
 //! While it runs, the CPU latency limit (PM QoS) is held at 0 so idle CPUs poll rather than
 //! halt: waking a halted vCPU costs tens of microseconds, long enough to overflow the veth's
 //! ring. Every round is bounded in time, and the namespaces (and the daemon) are removed on
@@ -142,17 +148,20 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing, repetitions: u32) -> Result<(
     // the table shows the median of the repetitions.
     let mut ratios = vec![Vec::new(); patterns.len()];
     let mut floors = vec![Vec::new(); patterns.len()];
+    let mut table_floors = vec![Vec::new(); patterns.len()];
     let mut lvs_rates = vec![Vec::new(); patterns.len()];
     let mut daemon_use = None;
     let mut map_memory = Vec::new();
     for repetition in 1..=repetitions {
         println!("repetition {repetition} of {repetitions}");
         let before = floor_rounds(&frame, &patterns, timing)?;
+        let table_floor = flow_table_floor_rounds(&frame, &patterns, flows, timing)?;
         let (rates, usage, memory) = lvs_rounds(lvs, &frame, &patterns, flows, timing)?;
         let after = floor_rounds(&frame, &patterns, timing)?;
         for i in 0..patterns.len() {
             let floor = (before[i].forwarded + after[i].forwarded) / 2.0;
             floors[i].push(floor);
+            table_floors[i].push(table_floor[i].forwarded);
             ratios[i].push(rates[i].forwarded / floor);
             lvs_rates[i].push(rates[i]);
         }
@@ -165,21 +174,32 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing, repetitions: u32) -> Result<(
 
     println!();
     println!(
-        "{:<38} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8}  ratios",
-        "traffic", "floor Mpps", "lvs Mpps", "delivered", "sent", "ratio", "target"
+        "{:<38} {:>10} {:>10} {:>9} {:>9} {:>6} {:>7} {:>8} {:>9}  ratios",
+        "traffic",
+        "floor Mpps",
+        "table Mpps",
+        "lvs Mpps",
+        "delivered",
+        "sent",
+        "ratio",
+        "target",
+        "lvs/table"
     );
     for (i, pattern) in patterns.iter().enumerate() {
         let ratio = median(&ratios[i]);
         let pick = |f: fn(&Rate) -> f64| median(&lvs_rates[i].iter().map(f).collect::<Vec<_>>());
+        let table = median(&table_floors[i]);
         println!(
-            "{:<38} {:>10.2} {:>9.2} {:>9.2} {:>6.2} {:>7.2} {:>8}  {}{}",
+            "{:<38} {:>10.2} {:>10.2} {:>9.2} {:>9.2} {:>6.2} {:>7.2} {:>8} {:>9.2}  {}{}",
             pattern.name,
             median(&floors[i]) / 1e6,
+            table / 1e6,
             pick(|r| r.forwarded) / 1e6,
             pick(|r| r.delivered) / 1e6,
             pick(|r| r.generated) / 1e6,
             ratio,
             format!(">={:.2}", pattern.target),
+            pick(|r| r.forwarded) / table,
             ratios[i]
                 .iter()
                 .map(|r| format!("{r:.2}"))
@@ -195,6 +215,8 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing, repetitions: u32) -> Result<(
     println!(
         "medians of {repetitions} repetitions (ratios: each repetition's). floor = an XDP program \
          that swaps the MACs and returns XDP_TX, mean of a round before and one after lvs's; \
+         table = the floor plus one lookup (an insert on a miss) in an LRU hash map shaped and \
+         filled as lvs's flow table, the least a director keeping connections in it does; \
          Mpps forwarded = the director's XDP_TX count; delivered = what reached the \
          generator's side; sent = what the generator sent (the rest overflowed the veth's ring)"
     );
@@ -247,6 +269,46 @@ fn floor_rounds(frame: &[u8], patterns: &[Pattern], timing: Timing) -> Result<Ve
         let rate = measure(frame, pattern, timing, None)?.0;
         println!(
             "  floor, {:<36} {:>6.2} Mpps (generator {:.2})",
+            pattern.name,
+            rate.forwarded / 1e6,
+            rate.generated / 1e6
+        );
+        rates.push(rate);
+    }
+    drop(link);
+    Ok(rates)
+}
+
+/// The flow-table floor's rounds: a table shaped and sized as the daemon's, empty for the
+/// first pattern and filled with the large pattern's flows before it, as the daemon's is.
+fn flow_table_floor_rounds(
+    frame: &[u8],
+    patterns: &[Pattern],
+    flows: u32,
+    timing: Timing,
+) -> Result<Vec<Rate>> {
+    let table = rawbpf::flow_table(daemon::flow_table_size(flows))?;
+    let program = rawbpf::load_xdp("bench_table", &rawbpf::mac_swap_with_flow_lookup(&table))?;
+    let link = net::in_namespace(DIR_NS, || {
+        rawbpf::attach_native(&program, net::if_index(DIR_IF)?)
+    })?;
+    net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU, true)?;
+    let mut rates = Vec::new();
+    for pattern in patterns {
+        if let Sources::Cycle { count } = pattern.sources
+            && count > 1000
+        {
+            let keys = daemon::flow_keys(count);
+            rawbpf::update_batch(&table, &keys, &vec![[0u8; 24]; keys.len()])?;
+        }
+        let rate = measure(frame, pattern, timing, None)?.0;
+        ensure!(
+            rate.forwarded > 0.0,
+            "the flow-table floor forwarded nothing for {}",
+            pattern.name
+        );
+        println!(
+            "  table, {:<36} {:>6.2} Mpps (generator {:.2})",
             pattern.name,
             rate.forwarded / 1e6,
             rate.generated / 1e6
