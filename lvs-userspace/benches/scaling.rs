@@ -10,7 +10,12 @@
 //!   includes the kernel's clock reads around it, so the empty program is timed the same way
 //!   on the same frames, and the ratio compares like with like.
 //!
-//! The flow table is filled beforehand with the given number of live connections. Every row
+//! The flow table is filled beforehand with the given number of live connections.
+//!
+//! For IPv4 the one-per-call rows are also run through the flow-table floor
+//! (`lvs_test_support::table_floor`: one lookup, or insert, in an LRU hash map shaped, sized
+//! and filled as the director's flow table, then the MAC swap) on the same frames, so that
+//! the table shows what the kernel's flow table alone costs and what lvs adds to it. Every row
 //! is measured for IPv4 and for IPv6 (an IPv6 service, real servers, clients and flows), one
 //! after the other in the same run, since the targets are for both families. Under
 //! `cargo test --benches` a small smoke matrix runs instead (and is skipped without root).
@@ -34,6 +39,7 @@ use lvs_common::{
     flow::{FlowEntry, FlowKey, FlowKey6, FlowState},
     keys::FlowMapKey,
 };
+use lvs_test_support::table_floor::FlowTableFloor;
 use lvs_userspace::{
     base::mac::MacAddr,
     io::bpf::{BpfDataPlane, LoadOptions, test_run},
@@ -155,6 +161,7 @@ fn run(matrix: &Matrix) -> Result<()> {
     );
     print_targets("IPv4", &rows);
     print_targets("IPv6", &rows6);
+    print_table_floor(&rows);
     println!();
     println!(
         "{:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>11}",
@@ -209,6 +216,63 @@ struct Row {
     cycling_empty: f64,
     established: f64,
     established_empty: f64,
+    /// The flow-table floor on the same new-flow and cycling frames (IPv4 rows only).
+    table: Option<TableFloorRow>,
+}
+
+/// The flow-table floor's median ns per call.
+struct TableFloorRow {
+    new_flow: f64,
+    cycling: f64,
+}
+
+/// The IPv4 rows beside the flow-table floor: how much of each one-per-call figure is the
+/// kernel's flow table, and how much lvs's own work, and whether that part is flat.
+fn print_table_floor(rows: &[(usize, usize, Row)]) {
+    println!();
+    println!(
+        "IPv4 beside the flow-table floor (one LRU lookup or insert, then the MAC swap), one \
+         packet per call, ns above the empty program:"
+    );
+    println!(
+        "{:>7} {:>9} | {:>9} {:>9} {:>10} | {:>9} {:>9} {:>10}",
+        "servers", "flows", "new: lvs", "table", "lvs-table", "cyc: lvs", "table", "lvs-table"
+    );
+    let mut own_new = Vec::new();
+    for (servers, flows, row) in rows {
+        let Some(table) = &row.table else { continue };
+        let new_table = table.new_flow - row.new_flow_empty;
+        let cycling_table = table.cycling - row.cycling_empty;
+        println!(
+            "{servers:>7} {flows:>9} | {:>9.0} {new_table:>9.0} {:>10.0} | {:>9.0} \
+             {cycling_table:>9.0} {:>10.0}",
+            row.new_above(),
+            row.new_flow - table.new_flow,
+            row.cycling - row.cycling_empty,
+            row.cycling - table.cycling,
+        );
+        own_new.push((*flows, row.new_flow - table.new_flow));
+    }
+    let at = |flows: usize| {
+        own_new
+            .iter()
+            .filter(|(f, _)| *f == flows)
+            .map(|(_, ns)| *ns)
+            .fold(f64::NAN, f64::max)
+    };
+    let (Some(few), Some(many)) = (
+        own_new.iter().map(|(f, _)| *f).min(),
+        own_new.iter().map(|(f, _)| *f).max(),
+    ) else {
+        return;
+    };
+    println!(
+        "  lvs's own work on a new flow (lvs - table), worst row: {:.0} ns at {few} live flows, \
+         {:.0} ns at {many}: ratio {:.2}",
+        at(few),
+        at(many),
+        at(many) / at(few)
+    );
 }
 
 impl Row {
@@ -391,6 +455,10 @@ fn measure(
         .map(|i| family.segment(usize::from(i), 1000, TcpKind::Syn))
         .collect();
     let (new_flow, new_flow_empty) = per_call(&mut dataplane, empty, &frames, true)?;
+    let table = match family {
+        Family::V4 => Some(table_floor(flows, &live, &frames)?),
+        Family::V6 => None,
+    };
     Ok(Row {
         new_flow,
         new_flow_empty,
@@ -398,7 +466,39 @@ fn measure(
         cycling_empty,
         established: established_ns,
         established_empty,
+        table,
     })
+}
+
+/// The flow-table floor, its table sized and filled as `director` and `fill_flow_table` make
+/// lvs's IPv4 one, on the cycling frames (`live`, all in the table) and the new flows'.
+fn table_floor(flows: usize, live: &[Vec<u8>], new: &[Vec<u8>]) -> Result<TableFloorRow> {
+    let floor = FlowTableFloor::load(flow_table_size(flows)?)?;
+    let keys: Vec<FlowKey> = (0..flows)
+        .filter_map(|i| match flow_key(Family::V4, i) {
+            FlowMapKey::V4(key) => Some(key),
+            FlowMapKey::V6(_) => None,
+        })
+        .collect();
+    floor.fill(&keys)?;
+    let per_call = |frames: &[Vec<u8>]| -> Result<f64> {
+        let mut ns = Vec::with_capacity(frames.len());
+        for frame in frames {
+            let run = floor.run(frame, 1)?;
+            ensure!(run.action == XDP_TX, "the flow-table floor did not forward");
+            ns.push(run.nanos);
+        }
+        Ok(median(&mut ns))
+    };
+    Ok(TableFloorRow {
+        cycling: per_call(live)?,
+        new_flow: per_call(new)?,
+    })
+}
+
+/// The flow table's size for `flows` live connections and the measured ones.
+fn flow_table_size(flows: usize) -> Result<u32> {
+    Ok(u32::try_from(flows * 2 + 65_536)?)
 }
 
 /// Median ns of one call per frame, for lvs and for the empty program on the same frames.
@@ -443,7 +543,7 @@ fn director(family: Family, servers: usize, flows: usize) -> Result<(BpfDataPlan
         ));
     }
     let config = config::parse(&text, "bench.toml").context("the bench config")?;
-    let table = u32::try_from(flows * 2 + 65_536)?;
+    let table = flow_table_size(flows)?;
     let mut dataplane = BpfDataPlane::load_with(LoadOptions {
         trace_packets: false,
         flow_table_size: table,

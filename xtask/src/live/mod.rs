@@ -34,6 +34,7 @@ use daemon::Daemon;
 use lvs_test_support::{
     live::{self, Budget, Generator, Port},
     rawbpf::{self, Sources},
+    table_floor::FlowTableFloor,
 };
 use net::Pair;
 
@@ -287,10 +288,9 @@ fn flow_table_floor_rounds(
     flows: u32,
     timing: Timing,
 ) -> Result<Vec<Rate>> {
-    let table = rawbpf::flow_table(daemon::flow_table_size(flows))?;
-    let program = rawbpf::load_xdp("bench_table", &rawbpf::mac_swap_with_flow_lookup(&table))?;
+    let floor = FlowTableFloor::load(daemon::flow_table_size(flows))?;
     let link = net::in_namespace(DIR_NS, || {
-        rawbpf::attach_native(&program, net::if_index(DIR_IF)?)
+        rawbpf::attach_native(floor.program(), net::if_index(DIR_IF)?)
     })?;
     net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU, true)?;
     let mut rates = Vec::new();
@@ -298,8 +298,7 @@ fn flow_table_floor_rounds(
         if let Sources::Cycle { count } = pattern.sources
             && count > 1000
         {
-            let keys = daemon::flow_keys(count);
-            rawbpf::update_batch(&table, &keys, &vec![[0u8; 24]; keys.len()])?;
+            floor.fill(&daemon::flow_keys(count))?;
         }
         let rate = measure(frame, pattern, timing, None)?.0;
         ensure!(
