@@ -108,7 +108,8 @@ fn main() -> ExitCode {
 fn run(matrix: &Matrix) -> Result<()> {
     let empty = EmptyProgram::load(XDP_PASS)?;
     println!(
-        "{:>4} {:>7} {:>9} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6}",
+        "{:>4} {:>7} {:>9} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6} | {:>8} {:>7} {:>6} | \
+         {:>8} {:>7} {:>6}",
         "ip",
         "servers",
         "flows",
@@ -116,6 +117,9 @@ fn run(matrix: &Matrix) -> Result<()> {
         "empty",
         "above",
         "cycling",
+        "empty",
+        "above",
+        "one flow",
         "empty",
         "above",
         "repeat",
@@ -130,7 +134,7 @@ fn run(matrix: &Matrix) -> Result<()> {
                 let row = measure(matrix, &empty, family, servers, flows)?;
                 println!(
                     "{:>4} {:>7} {:>9} | {:>8.0} {:>7.0} {:>6.0} | {:>8.0} {:>7.0} {:>6.0} | \
-                     {:>8.0} {:>7.0} {:>6.0}",
+                     {:>8.0} {:>7.0} {:>6.0} | {:>8.0} {:>7.0} {:>6.0}",
                     family.name(),
                     servers,
                     flows,
@@ -140,6 +144,9 @@ fn run(matrix: &Matrix) -> Result<()> {
                     row.cycling,
                     row.cycling_empty,
                     row.cycling - row.cycling_empty,
+                    row.one_flow,
+                    row.one_flow_empty,
+                    row.one_flow - row.one_flow_empty,
                     row.established,
                     row.established_empty,
                     row.established - row.established_empty,
@@ -153,10 +160,12 @@ fn run(matrix: &Matrix) -> Result<()> {
     }
     println!(
         "ns per packet. new: a new flow's first packet; cycling: a packet of an established \
-         flow, each call another of the live flows; both one packet per BPF_PROG_TEST_RUN call, \
-         median of {}; repeat: one established packet repeated {} times in one call. empty = an \
-         XDP program returning XDP_PASS, timed the same way on the same frames; above = lvs - \
-         empty",
+         flow, each call another of the live flows; one flow: the same established packet in \
+         every call; all three one packet per BPF_PROG_TEST_RUN call, median of {}; repeat: one \
+         established packet repeated {} times in one call. empty = an XDP program returning \
+         XDP_PASS, timed the same way on the same frames; above = lvs - empty. `one flow` \
+         against `repeat` is what running the program cold, once per call, costs by itself; \
+         `cycling` against `one flow` is what the live flows' memory costs",
         matrix.new_flow_frames, matrix.repeat
     );
     print_targets("IPv4", &rows);
@@ -214,6 +223,8 @@ struct Row {
     new_flow_empty: f64,
     cycling: f64,
     cycling_empty: f64,
+    one_flow: f64,
+    one_flow_empty: f64,
     established: f64,
     established_empty: f64,
     /// The flow-table floor on the same new-flow and cycling frames (IPv4 rows only).
@@ -450,6 +461,8 @@ fn measure(
         })
         .collect();
     let (cycling, cycling_empty) = per_call(&mut dataplane, empty, &live, false)?;
+    let same = vec![established.clone(); live.len()];
+    let (one_flow, one_flow_empty) = per_call(&mut dataplane, empty, &same, false)?;
 
     let frames: Vec<Vec<u8>> = (0..matrix.new_flow_frames)
         .map(|i| family.segment(usize::from(i), 1000, TcpKind::Syn))
@@ -464,6 +477,8 @@ fn measure(
         new_flow_empty,
         cycling,
         cycling_empty,
+        one_flow,
+        one_flow_empty,
         established: established_ns,
         established_empty,
         table,
