@@ -228,11 +228,19 @@ mod program {
     /// with the IPv4 prefixes').
     #[inline(always)]
     fn deny6(ipv6: &packet::Ipv6At) -> Result<(), Counter> {
-        let mut key = LpmKey::new(128, [0u8; 16]);
-        // Copied as `packet::copy_address` copies: a plain copy becomes a call to a byte-wise
-        // memmove subprogram, which cost about 10 ns a frame here.
-        packet::copy_address(&mut key.data, ipv6.source());
-        match DENY6.get(&key) {
+        // Built in place, the address copied as `packet::copy_address` copies: a plain copy
+        // becomes a call to a byte-wise memmove subprogram (about 10 ns a frame here), and a
+        // zeroed key a call to a memset one.
+        let mut key = core::mem::MaybeUninit::<LpmKey<[u8; 16]>>::uninit();
+        // SAFETY: both fields are written before the key is read (a key is plain data, a `u32`
+        // and sixteen bytes with no padding), and it is read in place, not moved.
+        let key = unsafe {
+            let at = key.as_mut_ptr();
+            (*at).prefix_len = 128;
+            packet::copy_address(&mut (*at).data, ipv6.source());
+            &*at
+        };
+        match DENY6.get(key) {
             Some(entry) => {
                 add_traffic(&DENY_STATS, entry.index, u64::from(ipv6.packet_len()), 0);
                 Err(Counter::DropDenied)
