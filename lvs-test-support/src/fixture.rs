@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::PacketBuilder;
+use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep};
 use lvs_common::flow::Settings;
 use lvs_userspace::{
     base::mac::MacAddr,
@@ -119,10 +119,7 @@ pub fn loaded() -> BpfDataPlane {
     dataplane
 }
 
-pub fn build(
-    builder: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn build(builder: PacketBuilderStep<etherparse::TcpHeader>, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::new();
     builder.write(&mut frame, payload).expect("build frame");
     frame
@@ -149,9 +146,18 @@ pub fn tcp_from(
     dst_port: u16,
     kind: TcpKind,
 ) -> Vec<u8> {
-    let base = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-        .ipv4(client, dst, 64)
-        .tcp(client_port, dst_port, 1, 64240);
+    let ip = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(client, dst, 64);
+    tcp_over(ip, client_port, dst_port, kind)
+}
+
+/// A TCP segment of `kind` over the Ethernet and IP headers `ip` (either family).
+fn tcp_over(
+    ip: PacketBuilderStep<IpHeaders>,
+    client_port: u16,
+    dst_port: u16,
+    kind: TcpKind,
+) -> Vec<u8> {
+    let base = ip.tcp(client_port, dst_port, 1, 64240);
     match kind {
         TcpKind::Syn => build(base.syn(), &[]),
         TcpKind::Ack => build(base.ack(1), b"data"),
@@ -160,13 +166,18 @@ pub fn tcp_from(
     }
 }
 
-pub fn tcp_ack(dst_port: u16) -> Vec<u8> {
+/// An ACK carrying a request, from port 40000 to `dst_port`, over the headers `ip`.
+fn request_over(ip: PacketBuilderStep<IpHeaders>, dst_port: u16) -> Vec<u8> {
     build(
-        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-            .ipv4(CLIENT, VIP, 64)
-            .tcp(40000, dst_port, 2, 64240)
-            .ack(1),
+        ip.tcp(40000, dst_port, 2, 64240).ack(1),
         b"GET / HTTP/1.1\r\n\r\n",
+    )
+}
+
+pub fn tcp_ack(dst_port: u16) -> Vec<u8> {
+    request_over(
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv4(CLIENT, VIP, 64),
+        dst_port,
     )
 }
 
@@ -306,15 +317,8 @@ pub fn tcp6_from(
     dst_port: u16,
     kind: TcpKind,
 ) -> Vec<u8> {
-    let base = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-        .ipv6(client, dst, 64)
-        .tcp(client_port, dst_port, 1, 64240);
-    match kind {
-        TcpKind::Syn => build(base.syn(), &[]),
-        TcpKind::Ack => build(base.ack(1), b"data"),
-        TcpKind::Fin => build(base.fin().ack(1), &[]),
-        TcpKind::Rst => build(base.rst(), &[]),
-    }
+    let ip = PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv6(client, dst, 64);
+    tcp_over(ip, client_port, dst_port, kind)
 }
 
 /// A TCP SYN from the IPv6 client, port 40000.
@@ -324,12 +328,9 @@ pub fn tcp6_syn(dst: [u8; 16], dst_port: u16) -> Vec<u8> {
 
 /// An ACK with a request from the IPv6 client, port 40000, to the VIP.
 pub fn tcp6_ack(dst_port: u16) -> Vec<u8> {
-    build(
-        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-            .ipv6(CLIENT6, VIP6, 64)
-            .tcp(40000, dst_port, 2, 64240)
-            .ack(1),
-        b"GET / HTTP/1.1\r\n\r\n",
+    request_over(
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC).ipv6(CLIENT6, VIP6, 64),
+        dst_port,
     )
 }
 

@@ -91,13 +91,28 @@ const ROUTER: [u8; 4] = [198, 51, 100, 1];
 /// What an ICMP error quotes: the IPv4 header and first 8 bytes of a segment the real server
 /// sent for the connection `CLIENT:client_port` <-> `VIP:service_port`, from the VIP.
 fn quote(service_port: u16, client_port: u16) -> Vec<u8> {
+    quoted_segment(
+        PacketBuilder::ipv4(VIP, CLIENT, 64),
+        service_port,
+        client_port,
+        20 + 8,
+    )
+}
+
+/// A segment from the VIP's `service_port` to the client's `client_port` over the IP header
+/// `ip` (either family), cut after `keep` bytes: what an ICMP error quotes of it.
+fn quoted_segment(
+    ip: PacketBuilderStep<IpHeaders>,
+    service_port: u16,
+    client_port: u16,
+    keep: usize,
+) -> Vec<u8> {
     let mut segment = Vec::new();
-    PacketBuilder::ipv4(VIP, CLIENT, 64)
-        .tcp(service_port, client_port, 7, 64240)
+    ip.tcp(service_port, client_port, 7, 64240)
         .ack(1)
         .write(&mut segment, &[0x55; 100])
         .expect("build the quoted segment");
-    segment.truncate(20 + 8);
+    segment.truncate(keep);
     segment
 }
 

@@ -91,14 +91,12 @@ fn vlan6_syn(outer: Option<u16>, inner: u16) -> Vec<u8> {
 /// `CLIENT6:client_port` <-> `VIP6:service_port`, from the VIP, cut after `keep` bytes of
 /// TCP (ICMPv6 quotes as much as fits; 8 is the least that names the connection).
 fn quote6(service_port: u16, client_port: u16, keep: usize) -> Vec<u8> {
-    let mut segment = Vec::new();
-    PacketBuilder::ipv6(VIP6, CLIENT6, 64)
-        .tcp(service_port, client_port, 7, 64240)
-        .ack(1)
-        .write(&mut segment, &[0x55; 100])
-        .expect("build the quoted segment");
-    segment.truncate(40 + keep);
-    segment
+    quoted_segment(
+        PacketBuilder::ipv6(VIP6, CLIENT6, 64),
+        service_port,
+        client_port,
+        40 + keep,
+    )
 }
 
 /// An ICMPv6 error from a router to the VIP, quoting `quoted`.
