@@ -13,7 +13,16 @@
 //! table shows how many checks were done against how many were due, the CPU time per check,
 //! and the memory the supervisor added.
 //!
+//! Each checker also gets a `kernel floor` row: the same connections made one after another
+//! by a plain blocking loop on this thread (socket, `SO_LINGER` 0, connect, for HTTP_GET a
+//! request and the answer read to its end, close with a reset), with no runtime, timer or
+//! bookkeeping. On the loopback the kernel charges the connecting process for both ends of
+//! the handshake, so that row is what a check costs before the controller does anything, and
+//! the distance to it is what the controller adds.
+//!
 //! Under `cargo test --benches` (no `--bench` argument) it runs a small smoke pass instead.
+//! Arguments other than flags pick rows, each a checker or a size that a row must have:
+//! `cargo bench -p lvs-userspace --bench health -- TCP_CHECK 10000` runs that row alone.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -42,6 +51,16 @@ struct Mode {
     sizes: &'static [usize],
     /// Delay loops measured per size and checker.
     rounds: u32,
+    /// Checkers and sizes a row must have to run (none: every row runs).
+    only: Vec<String>,
+}
+
+impl Mode {
+    fn runs(&self, checker: &str, size: usize) -> bool {
+        self.only
+            .iter()
+            .all(|wanted| wanted == checker || *wanted == size.to_string())
+    }
 }
 
 fn main() -> ExitCode {
@@ -54,15 +73,21 @@ fn main() -> ExitCode {
             }
         };
     }
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
     let mode = if std::env::args().any(|arg| arg == "--bench") {
         Mode {
             sizes: &[1_000, 10_000],
             rounds: 5,
+            only,
         }
     } else {
         Mode {
             sizes: &[50],
             rounds: 2,
+            only: Vec::new(),
         }
     };
     match run(&mode) {
@@ -96,8 +121,15 @@ fn run(mode: &Mode) -> Result<()> {
         "target"
     );
     for &size in mode.sizes {
+        let checkers: Vec<&str> = ["TCP_CHECK", "HTTP_GET"]
+            .into_iter()
+            .filter(|checker| mode.runs(checker, size))
+            .collect();
+        if checkers.is_empty() {
+            continue;
+        }
         let responders = Responders::start(size)?;
-        for checker in ["TCP_CHECK", "HTTP_GET"] {
+        for checker in checkers {
             let target = if checker == "TCP_CHECK" {
                 TCP_TARGET_US
             } else {
@@ -130,6 +162,21 @@ fn run(mode: &Mode) -> Result<()> {
                     verdict,
                 );
             }
+            let row = floor(checker, &responders.endpoints, mode.rounds)?;
+            ensure!(row.checks > 0, "no connection of the floor completed");
+            println!(
+                "{:<10} {:>7} {:<11} {:>8} {:>8} {:>9.0} {:>10.1} {:>9} {:>11} {:>7}",
+                checker,
+                size,
+                "floor",
+                row.checks,
+                row.due,
+                row.cpu.as_secs_f64() * 1e3,
+                row.cpu.as_secs_f64() * 1e6 / row.checks as f64,
+                "",
+                "",
+                "",
+            );
             println!(
                 "{:<10} {:>7} own thread / shared runtime, CPU per check: {:.2}",
                 "",
@@ -142,7 +189,8 @@ fn run(mode: &Mode) -> Result<()> {
         "checks: completed in the measured window (on time: at least 99.5% of due); due: \
          servers x rounds. cpu: user + system time of this process (supervisor, checkers, \
          update consumer), which includes the kernel's work for the loopback's other end. \
-         RSS: growth from before the supervisor started to the end."
+         floor: the same connections by a blocking loop, the thread's CPU (the kernel's share \
+         of a check). RSS: growth from before the supervisor started to the end."
     );
     Ok(())
 }
@@ -238,6 +286,49 @@ fn measure(
             cpu,
             rss_growth,
         })
+    })
+}
+
+/// The kernel's floor: each endpoint checked `rounds` times by a blocking loop on this thread,
+/// counted with this thread's own CPU time.
+fn floor(checker: &str, endpoints: &[SocketAddrV4], rounds: u32) -> Result<Row> {
+    use socket2::{Domain, Socket, Type};
+    const REQUEST: &[u8] = b"GET / HTTP/1.0\r\nHost: bench\r\nUser-Agent: floor\r\n\r\n";
+    let http = checker == "HTTP_GET";
+    let mut checks = 0;
+    let mut answer = [0u8; 512];
+    let before = thread_cpu_time();
+    for _ in 0..rounds {
+        for endpoint in endpoints {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+            socket.set_linger(Some(Duration::ZERO))?;
+            socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+            if socket.connect(&(*endpoint).into()).is_err() {
+                continue;
+            }
+            if http {
+                let mut stream = std::net::TcpStream::from(socket);
+                stream.set_nodelay(true)?;
+                stream.write_all(REQUEST)?;
+                let mut got = 0;
+                loop {
+                    match std::io::Read::read(&mut stream, &mut answer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                if got == 0 {
+                    continue;
+                }
+            }
+            checks += 1;
+        }
+    }
+    Ok(Row {
+        checks,
+        due: endpoints.len() as u64 * u64::from(rounds),
+        cpu: thread_cpu_time() - before,
+        rss_growth: 0,
     })
 }
 
@@ -366,10 +457,19 @@ async fn serve(listener: TcpListener) {
 
 /// User plus system CPU time of this process so far.
 fn cpu_time() -> Duration {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// User plus system CPU time of the calling thread so far.
+fn thread_cpu_time() -> Duration {
+    rusage(libc::RUSAGE_THREAD)
+}
+
+fn rusage(who: libc::c_int) -> Duration {
     // SAFETY: getrusage writes into the struct we pass and has no other effect.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
     };
     let time = |t: libc::timeval| {

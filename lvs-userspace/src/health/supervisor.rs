@@ -11,17 +11,20 @@
 //! in the timer queue: a flapping or edited server does not reset anybody else's timers.
 
 use std::{
-    collections::{HashMap, HashSet},
-    future::poll_fn,
+    collections::{HashMap, HashSet, VecDeque},
+    future::{Future, poll_fn},
     net::IpAddr,
+    panic::AssertUnwindSafe,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context, Poll},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use futures::future::BoxFuture;
+use futures::{FutureExt as _, StreamExt as _, future::BoxFuture, stream::FuturesUnordered};
 use lvs_common::keys::ServiceMapKey;
 use tokio::{
     sync::{Semaphore, mpsc, oneshot},
@@ -32,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::{
     health::{
-        Admission, CheckResult, HealthState, HealthStatus, Outcome, dns,
+        Admission, CheckResult, Failure, HealthState, HealthStatus, Outcome, dns,
         http::{self, TlsConfigs},
         memory, misc, ping,
         plan::{self, MemberRef, Plan, ServicePlan},
@@ -59,19 +62,50 @@ pub struct Checkers {
 }
 
 impl Prober for Checkers {
+    // Each checker's future is boxed on its own: one future over all the checkers would be
+    // as large as the largest (HTTP's, with hyper's connection and TLS in it), and every
+    // TCP_CHECK would allocate and copy that much.
     fn probe(&self, check: Arc<Check>) -> BoxFuture<'static, Outcome> {
-        let tls = self.tls.clone();
-        Box::pin(async move {
-            let timeout = check.timing.connect_timeout;
-            match &check.probe {
-                Probe::Http(probe) => http::probe(probe, timeout, &tls).await,
-                Probe::Tcp(endpoint) => tcp::probe(endpoint, timeout).await,
-                Probe::Misc(probe) => misc::probe(probe).await,
-                Probe::Udp(probe) => udp::probe(probe, timeout).await,
-                Probe::Dns(probe) => dns::probe(probe, timeout).await,
-                Probe::Ping(probe) => ping::probe(probe, timeout).await,
+        let timeout = check.timing.connect_timeout;
+        match &check.probe {
+            Probe::Tcp(endpoint) => {
+                let endpoint = *endpoint;
+                Box::pin(async move { tcp::probe(&endpoint, timeout).await })
             }
-        })
+            Probe::Http(_) => {
+                let tls = self.tls.clone();
+                Box::pin(async move {
+                    let Probe::Http(probe) = &check.probe else {
+                        unreachable!("an HTTP probe was matched")
+                    };
+                    http::probe(probe, timeout, &tls).await
+                })
+            }
+            Probe::Misc(_) => Box::pin(async move {
+                let Probe::Misc(probe) = &check.probe else {
+                    unreachable!("a MISC probe was matched")
+                };
+                misc::probe(probe).await
+            }),
+            Probe::Udp(_) => Box::pin(async move {
+                let Probe::Udp(probe) = &check.probe else {
+                    unreachable!("a UDP probe was matched")
+                };
+                udp::probe(probe, timeout).await
+            }),
+            Probe::Dns(_) => Box::pin(async move {
+                let Probe::Dns(probe) = &check.probe else {
+                    unreachable!("a DNS probe was matched")
+                };
+                dns::probe(probe, timeout).await
+            }),
+            Probe::Ping(_) => Box::pin(async move {
+                let Probe::Ping(probe) = &check.probe else {
+                    unreachable!("a PING probe was matched")
+                };
+                ping::probe(probe, timeout).await
+            }),
+        }
     }
 }
 
@@ -299,6 +333,8 @@ impl Unstarted {
 
 /// One check's runtime state.
 struct CheckEntry {
+    /// The check itself: the one `Arc` that the engine's lookups identify it by.
+    check: Arc<Check>,
     state: CheckState,
     /// Its entry in the timer queue, while it waits for its next attempt.
     queued: Option<delay_queue::Key>,
@@ -317,6 +353,56 @@ struct ServiceRun {
     sorry: Option<HealthStatus>,
 }
 
+/// A check's identity in the engine: the address of its one shared `Arc`. Looking a check
+/// up by its whole definition would hash every field of it (URLs, paths, timings) twice per
+/// attempt; a reload swaps each planned check for the running one it equals (see
+/// `apply_plan`), so the address is enough. An `Arc` that a finished attempt still holds
+/// keeps its address from being reused by another check.
+fn id(check: &Arc<Check>) -> usize {
+    Arc::as_ptr(check) as usize
+}
+
+/// How often updates that only carry a new last result are published: they are for the
+/// status page, and publishing each on its own would wake the director once per check.
+/// A change of state or admission is published at once.
+const RESULT_PACE: Duration = Duration::from_millis(100);
+
+/// One attempt of a check, run by the engine's own task among the others (no task of its
+/// own: spawning one per check, with a permit to wait for, cost more than the check's own
+/// work in user space).
+struct Attempt {
+    check: Arc<Check>,
+    number: u64,
+    started: tokio::time::Instant,
+    probe: BoxFuture<'static, Outcome>,
+}
+
+impl Future for Attempt {
+    type Output = Finished;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Finished> {
+        let this = &mut *self;
+        // A checker that panics fails its check instead of taking the engine down with it;
+        // the check is scheduled again like after any other failure.
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| this.probe.poll_unpin(cx)))
+        {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(outcome)) => outcome,
+            Err(_) => {
+                warn!(check = %this.check, "a health checker panicked");
+                Outcome::Fail(Failure::Connect("the checker panicked".into()))
+            }
+        };
+        Poll::Ready(Finished {
+            check: this.check.clone(),
+            attempt: this.number,
+            outcome,
+            at: SystemTime::now(),
+            took: this.started.elapsed(),
+        })
+    }
+}
+
 /// The end of one attempt.
 struct Finished {
     check: Arc<Check>,
@@ -329,15 +415,21 @@ struct Finished {
 
 struct Engine {
     prober: Arc<dyn Prober>,
-    permits: Arc<Semaphore>,
+    max_concurrent_checks: usize,
     notifier_permits: Arc<Semaphore>,
     notifier_timeout: Duration,
-    checks: HashMap<Arc<Check>, CheckEntry>,
+    /// Every check, by its `id`.
+    checks: HashMap<usize, CheckEntry>,
     queue: DelayQueue<Arc<Check>>,
-    attempts: JoinSet<Finished>,
+    /// The attempts running, at most `max_concurrent_checks`.
+    attempts: FuturesUnordered<Attempt>,
+    /// Attempts due while as many were running, in the order they fell due.
+    waiting: VecDeque<(Arc<Check>, u64)>,
     notifiers: JoinSet<()>,
     services: Vec<ServiceRun>,
     pending: HashMap<(ServiceMapKey, IpAddr), HealthStatus>,
+    /// Whether a pending update changes a state or an admission, to be published at once.
+    urgent: bool,
     /// Numbers attempts across all checks, so that a result of a check removed by a reload
     /// can never pass for an attempt of a check added back later.
     last_attempt: u64,
@@ -352,7 +444,7 @@ impl Engine {
     fn new(prober: Arc<dyn Prober>, options: &Options, stats: Arc<Stats>) -> Self {
         Self {
             prober,
-            permits: Arc::new(Semaphore::new(options.max_concurrent_checks.max(1))),
+            max_concurrent_checks: options.max_concurrent_checks.max(1),
             notifier_permits: Arc::new(Semaphore::new(options.max_concurrent_notifiers.max(1))),
             notifier_timeout: options.notifier_timeout,
             memory: options.memory.clone(),
@@ -360,10 +452,12 @@ impl Engine {
             quorums: Arc::default(),
             checks: HashMap::new(),
             queue: DelayQueue::new(),
-            attempts: JoinSet::new(),
+            attempts: FuturesUnordered::new(),
+            waiting: VecDeque::new(),
             notifiers: JoinSet::new(),
             services: Vec::new(),
             pending: HashMap::new(),
+            urgent: false,
             last_attempt: 0,
             stats,
         }
@@ -374,15 +468,29 @@ impl Engine {
         mut commands: mpsc::Receiver<Command>,
         updates: mpsc::Sender<Vec<HealthUpdate>>,
     ) {
+        // Publishing paces updates that carry only a new last result (`RESULT_PACE`).
+        let pace = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(pace);
         loop {
+            let publish = !self.pending.is_empty() && (self.urgent || pace.is_elapsed());
+            let wait_for_pace = !self.pending.is_empty() && !publish;
             tokio::select! {
                 Some(expired) = poll_fn(|cx| self.queue.poll_expired(cx)) => {
                     self.start_attempt(expired.into_inner());
+                    // Whatever else fell due is taken now, rather than one per turn of the loop.
+                    while let Some(Some(expired)) =
+                        poll_fn(|cx| self.queue.poll_expired(cx)).now_or_never()
+                    {
+                        self.start_attempt(expired.into_inner());
+                    }
                 }
-                Some(joined) = self.attempts.join_next() => match joined {
-                    Ok(finished) => self.finish(finished),
-                    Err(error) => warn!(%error, "a health check task failed"),
-                },
+                Some(finished) = self.attempts.next() => {
+                    self.finish(finished);
+                    while let Some(Some(finished)) = self.attempts.next().now_or_never() {
+                        self.finish(finished);
+                    }
+                    self.start_waiting();
+                }
                 Some(_) = self.notifiers.join_next() => {}
                 command = commands.recv() => match command {
                     Some(Command::Reload(config)) => self.apply_plan(plan::plan(&config), true),
@@ -394,8 +502,12 @@ impl Engine {
                     // The handle is gone: nobody listens any more.
                     None => return,
                 },
-                permit = updates.reserve(), if !self.pending.is_empty() => match permit {
-                    Ok(permit) => permit.send(self.take_pending()),
+                () = &mut pace, if wait_for_pace => {}
+                permit = updates.reserve(), if publish => match permit {
+                    Ok(permit) => {
+                        permit.send(self.take_pending());
+                        pace.as_mut().reset(tokio::time::Instant::now() + RESULT_PACE);
+                    }
                     Err(_) => self.pending.clear(),
                 },
             }
@@ -403,6 +515,7 @@ impl Engine {
     }
 
     fn take_pending(&mut self) -> Vec<HealthUpdate> {
+        self.urgent = false;
         if !self.pending.is_empty()
             && let Some(path) = &self.memory
             && let Err(error) = memory::write(path, &self.states())
@@ -438,13 +551,33 @@ impl Engine {
     /// the others, schedules the new ones, and re-evaluates every service. `notify` is false
     /// at start, where nothing has changed yet from anybody's point of view.
     fn apply_plan(&mut self, plan: Plan, notify: bool) {
-        let Plan { services, checks } = plan;
-        let wanted: HashSet<&Arc<Check>> = checks.keys().collect();
-        let removed: Vec<Arc<Check>> = self
+        let Plan {
+            mut services,
+            checks,
+        } = plan;
+        // A planned check equal to a running one is swapped for it, so that the engine finds
+        // it by identity (`id`), and it keeps its state and timer.
+        let running: HashMap<Arc<Check>, Arc<Check>> = self
+            .checks
+            .values()
+            .map(|entry| (entry.check.clone(), entry.check.clone()))
+            .collect();
+        let canonical = |check: Arc<Check>| running.get(&check).cloned().unwrap_or(check);
+        for service in &mut services {
+            for member in &mut service.members {
+                member.check = member.check.take().map(canonical);
+            }
+        }
+        let checks: Vec<(Arc<Check>, Vec<MemberRef>)> = checks
+            .into_iter()
+            .map(|(check, followers)| (canonical(check), followers))
+            .collect();
+        let wanted: HashSet<usize> = checks.iter().map(|(check, _)| id(check)).collect();
+        let removed: Vec<usize> = self
             .checks
             .keys()
             .filter(|check| !wanted.contains(check))
-            .cloned()
+            .copied()
             .collect();
         for check in removed {
             if let Some(entry) = self.checks.remove(&check) {
@@ -454,7 +587,7 @@ impl Engine {
             }
         }
         for (check, followers) in checks {
-            match self.checks.get_mut(&check) {
+            match self.checks.get_mut(&id(&check)) {
                 Some(entry) => entry.followers = followers,
                 None => {
                     let queued = Some(self.queue.insert(check.clone(), plan::first_delay(&check)));
@@ -474,8 +607,9 @@ impl Engine {
                         CheckState::remembered(remembered.iter().all(|up| *up))
                     };
                     self.checks.insert(
-                        check.clone(),
+                        id(&check),
                         CheckEntry {
+                            check: check.clone(),
                             state,
                             queued,
                             running: None,
@@ -530,28 +664,43 @@ impl Engine {
     }
 
     fn start_attempt(&mut self, check: Arc<Check>) {
-        let Some(entry) = self.checks.get_mut(&check) else {
+        let Some(entry) = self.checks.get_mut(&id(&check)) else {
             return;
         };
         entry.queued = None;
         self.last_attempt += 1;
         let attempt = self.last_attempt;
         entry.running = Some(attempt);
-        let permits = self.permits.clone();
-        let prober = self.prober.clone();
-        self.attempts.spawn(async move {
-            // Waiting for a permit happens here, in the attempt's task, so a full house
-            // never blocks the supervisor's loop.
-            let _permit = permits.acquire_owned().await;
-            let started = tokio::time::Instant::now();
-            let outcome = prober.probe(check.clone()).await;
-            Finished {
-                check,
-                attempt,
-                outcome,
-                at: SystemTime::now(),
-                took: started.elapsed(),
+        if self.attempts.len() < self.max_concurrent_checks {
+            self.launch(check, attempt);
+        } else {
+            self.waiting.push_back((check, attempt));
+        }
+    }
+
+    /// Starts attempts that waited for room, as long as there is room.
+    fn start_waiting(&mut self) {
+        while self.attempts.len() < self.max_concurrent_checks
+            && let Some((check, attempt)) = self.waiting.pop_front()
+        {
+            // A reload may have removed the check while it waited.
+            if self
+                .checks
+                .get(&id(&check))
+                .is_some_and(|entry| entry.running == Some(attempt))
+            {
+                self.launch(check, attempt);
             }
+        }
+    }
+
+    fn launch(&mut self, check: Arc<Check>, attempt: u64) {
+        let probe = self.prober.probe(check.clone());
+        self.attempts.push(Attempt {
+            check,
+            number: attempt,
+            started: tokio::time::Instant::now(),
+            probe,
         });
     }
 
@@ -563,7 +712,7 @@ impl Engine {
             at,
             took,
         } = finished;
-        let Some(entry) = self.checks.get_mut(&check) else {
+        let Some(entry) = self.checks.get_mut(&id(&check)) else {
             return; // The check was removed by a reload while it ran.
         };
         if entry.running != Some(attempt) {
@@ -572,39 +721,40 @@ impl Engine {
         self.stats.checks_completed.fetch_add(1, Ordering::Relaxed);
         entry.running = None;
         let step = entry.state.record(&check.timing, &outcome);
-        entry.last = Some(CheckResult {
+        let last = CheckResult {
             passed: outcome.passed(),
             detail: outcome.to_string(),
             at_unix_ms: at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             duration_ms: Some(took.as_millis() as u64),
-        });
+        };
         entry.queued = Some(self.queue.insert(check.clone(), step.next));
-        let followers = entry.followers.clone();
-        let last = entry.last.clone();
 
+        if step.changed.is_none() && !step.weight_changed {
+            // Only the last result changed: publish it without re-deciding the pool.
+            for member in &entry.followers {
+                let run = &mut self.services[member.service];
+                if let Some(status) = run.members.get_mut(member.member) {
+                    status.last_result = Some(last.clone());
+                    let address = run.plan.members[member.member].address;
+                    self.pending.insert((run.plan.key, address), status.clone());
+                }
+            }
+            entry.last = Some(last);
+            return;
+        }
+        entry.last = Some(last);
+        let followers = entry.followers.clone();
         if let Some(up) = step.changed {
             self.log_transition(&check, &followers, up, &outcome);
             for member in &followers {
                 self.notify_member(*member, up, &outcome);
             }
         }
-        if step.changed.is_some() || step.weight_changed {
-            let services: HashSet<usize> = followers.iter().map(|m| m.service).collect();
-            for service in services {
-                self.evaluate(service, true, Some(&outcome));
-            }
-        } else {
-            // Only the last result changed: publish it without re-deciding the pool.
-            for member in followers {
-                let run = &mut self.services[member.service];
-                if let Some(status) = run.members.get_mut(member.member) {
-                    status.last_result = last.clone();
-                    let address = run.plan.members[member.member].address;
-                    self.pending.insert((run.plan.key, address), status.clone());
-                }
-            }
+        let services: HashSet<usize> = followers.iter().map(|m| m.service).collect();
+        for service in services {
+            self.evaluate(service, true, Some(&outcome));
         }
     }
 
@@ -616,7 +766,7 @@ impl Engine {
             .members
             .iter()
             .map(|m| {
-                let state = m.check.as_ref().and_then(|c| self.checks.get(c));
+                let state = m.check.as_ref().and_then(|c| self.checks.get(&id(c)));
                 Member {
                     weight: m.weight,
                     inhibit_on_failure: m.inhibit_on_failure,
@@ -635,7 +785,7 @@ impl Engine {
             .zip(&members)
             .zip(&verdict.admissions)
         {
-            let entry = plan.check.as_ref().and_then(|c| self.checks.get(c));
+            let entry = plan.check.as_ref().and_then(|c| self.checks.get(&id(c)));
             let status = HealthStatus {
                 state: if member.up {
                     HealthState::Up
@@ -656,6 +806,10 @@ impl Engine {
                 );
             }
             if before != Some(&status) {
+                // A new member, or a new state or admission, is for the director to act on
+                // now; a new last result alone can wait for the pace.
+                self.urgent |= before
+                    .is_none_or(|b| b.state != status.state || b.admission != status.admission);
                 self.pending
                     .insert((run.plan.key, plan.address), status.clone());
             }
@@ -683,6 +837,7 @@ impl Engine {
                         if status.state == HealthState::SorryActive { "in" } else { "out" }
                     );
                 }
+                self.urgent = true;
                 self.pending.insert((run.plan.key, address), status.clone());
                 run.sorry = Some(status);
             }
@@ -787,7 +942,8 @@ impl Engine {
             ];
             self.spawn_notifier(script, env);
         }
-        self.attempts.abort_all();
+        self.attempts.clear();
+        self.waiting.clear();
         // Every notifier is bounded by its own timeout, so this wait is bounded too.
         while self.notifiers.join_next().await.is_some() {}
     }

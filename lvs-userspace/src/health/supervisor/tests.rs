@@ -641,3 +641,71 @@ async fn datagram_checks_follow_keepalived_s_retries() {
     );
     supervisor.shutdown().await;
 }
+
+/// Forty servers whose checks pass one after another, a result every 10 ms: the results
+/// are published in batches at least `RESULT_PACE` apart, not one batch per check, and
+/// none is lost.
+#[tokio::test(start_paused = true)]
+async fn new_last_results_alone_are_published_at_the_pace() {
+    let mut text = String::from(
+        "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
+         port = 80\ndelay_loop = 60\n",
+    );
+    for i in 1..=40 {
+        text += &format!(
+            "[[virtual_server.real_server]]\naddress = \"10.0.1.{i}\"\n\
+             [virtual_server.real_server.TCP_CHECK]\n"
+        );
+    }
+    let fake = FakeProber::new(Duration::from_millis(10));
+    let options = Options {
+        max_concurrent_checks: 1,
+        ..Options::default()
+    };
+    let (mut supervisor, mut latest) = start(&text, &fake, options);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut published = Vec::new();
+    while let Ok(Some(updates)) = tokio::time::timeout_at(deadline, supervisor.updates()).await {
+        published.push(Instant::now());
+        latest.apply(updates);
+    }
+    assert!(latest.0.values().all(|status| status.last_result.is_some()));
+    assert!(published.len() < 40, "{} batches", published.len());
+    for pair in published.windows(2) {
+        assert!(pair[1] - pair[0] >= RESULT_PACE, "{:?}", pair[1] - pair[0]);
+    }
+    supervisor.shutdown().await;
+}
+
+/// A checker that panics fails its check, and the check runs again after `delay_loop`.
+#[tokio::test(start_paused = true)]
+async fn a_checker_that_panics_fails_its_check_and_runs_again() {
+    struct Panicking(AtomicUsize);
+    impl Prober for Panicking {
+        fn probe(&self, _check: Arc<Check>) -> BoxFuture<'static, Outcome> {
+            let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if first {
+                    panic!("a checker's bug");
+                }
+                Outcome::pass("connected")
+            })
+        }
+    }
+    let text = "[director]\ninterface = \"eth0\"\n[[virtual_server]]\n\
+                address = \"10.0.0.100\"\nport = 80\ndelay_loop = 2\n\
+                [[virtual_server.real_server]]\naddress = \"10.0.1.1\"\n\
+                [virtual_server.real_server.TCP_CHECK]\n";
+    let config = config::parse(text, "t.toml").unwrap();
+    let prober = Arc::new(Panicking(AtomicUsize::new(0)));
+    let (mut supervisor, initial) = Supervisor::start(&config, prober.clone(), Options::default());
+    let mut latest = Latest::default();
+    latest.apply(initial);
+    latest
+        .follow(&mut supervisor, Duration::from_millis(4_500))
+        .await;
+    assert!(prober.0.load(Ordering::SeqCst) >= 2, "not run again");
+    let status = latest.get(80, 100, [10, 0, 1, 1]);
+    assert_eq!(status.last_result.as_ref().unwrap().detail, "connected");
+    supervisor.shutdown().await;
+}
