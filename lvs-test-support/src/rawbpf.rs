@@ -276,15 +276,23 @@ pub fn mac_swap() -> Vec<Insn> {
         add_imm(R4, 14),
         jgt(R4, R3, 14), // -> pass
     ];
+    p.extend(swap_macs(R2));
+    p.extend([mov_imm(R0, XDP_TX), exit(), mov_imm(R0, XDP_PASS), exit()]);
+    p
+}
+
+/// Swaps the Ethernet destination and source of the frame that register `data` points at
+/// (bounds already checked for 12 bytes), two bytes at a time through R4 and R5.
+fn swap_macs(data: u8) -> Vec<Insn> {
+    let mut p = Vec::new();
     for word in [0i16, 2, 4] {
         p.extend([
-            load16(R4, R2, word),
-            load16(R5, R2, 6 + word),
-            store16(R2, word, R5),
-            store16(R2, 6 + word, R4),
+            load16(R4, data, word),
+            load16(R5, data, 6 + word),
+            store16(data, word, R5),
+            store16(data, 6 + word, R4),
         ]);
     }
-    p.extend([mov_imm(R0, XDP_TX), exit(), mov_imm(R0, XDP_PASS), exit()]);
     p
 }
 
@@ -350,15 +358,7 @@ pub fn mac_swap_with_flow_lookup(flows: &OwnedFd) -> Vec<Insn> {
         p.extend(insert);
         p
     };
-    let mut swap = Vec::new();
-    for word in [0i16, 2, 4] {
-        swap.extend([
-            load16(R4, R6, word),
-            load16(R5, R6, 6 + word),
-            store16(R6, word, R5),
-            store16(R6, 6 + word, R4),
-        ]);
-    }
+    let mut swap = swap_macs(R6);
     swap.extend([mov_imm(R0, XDP_TX), exit()]);
     // The frame's start in R6, which helper calls leave alone.
     let mut p = vec![

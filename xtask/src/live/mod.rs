@@ -265,18 +265,37 @@ fn floor_rounds(frame: &[u8], patterns: &[Pattern], timing: Timing) -> Result<Ve
         rawbpf::attach_native(&floor, net::if_index(DIR_IF)?)
     })?;
     net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU, true)?;
+    let rates = reference_rounds("floor", frame, patterns, timing, |_| Ok(()))?;
+    drop(link);
+    Ok(rates)
+}
+
+/// A reference program's rounds, once it is attached: every pattern in turn, after
+/// `prepare` for it, each of which must forward something.
+fn reference_rounds(
+    label: &str,
+    frame: &[u8],
+    patterns: &[Pattern],
+    timing: Timing,
+    mut prepare: impl FnMut(&Pattern) -> Result<()>,
+) -> Result<Vec<Rate>> {
     let mut rates = Vec::new();
     for pattern in patterns {
+        prepare(pattern)?;
         let rate = measure(frame, pattern, timing, None)?.0;
+        ensure!(
+            rate.forwarded > 0.0,
+            "the {label} forwarded nothing for {}",
+            pattern.name
+        );
         println!(
-            "  floor, {:<36} {:>6.2} Mpps (generator {:.2})",
+            "  {label:<5}, {:<36} {:>6.2} Mpps (generator {:.2})",
             pattern.name,
             rate.forwarded / 1e6,
             rate.generated / 1e6
         );
         rates.push(rate);
     }
-    drop(link);
     Ok(rates)
 }
 
@@ -293,27 +312,12 @@ fn flow_table_floor_rounds(
         rawbpf::attach_native(floor.program(), net::if_index(DIR_IF)?)
     })?;
     net::thread_napi(DIR_NS, DIR_IF, DIRECTOR_CPU, true)?;
-    let mut rates = Vec::new();
-    for pattern in patterns {
-        if let Sources::Cycle { count } = pattern.sources
-            && count > 1000
-        {
-            floor.fill(&daemon::flow_keys(count))?;
+    let rates = reference_rounds("table", frame, patterns, timing, |pattern| {
+        match pattern.sources {
+            Sources::Cycle { count } if count > 1000 => floor.fill(&daemon::flow_keys(count)),
+            _ => Ok(()),
         }
-        let rate = measure(frame, pattern, timing, None)?.0;
-        ensure!(
-            rate.forwarded > 0.0,
-            "the flow-table floor forwarded nothing for {}",
-            pattern.name
-        );
-        println!(
-            "  table, {:<36} {:>6.2} Mpps (generator {:.2})",
-            pattern.name,
-            rate.forwarded / 1e6,
-            rate.generated / 1e6
-        );
-        rates.push(rate);
-    }
+    })?;
     drop(link);
     Ok(rates)
 }

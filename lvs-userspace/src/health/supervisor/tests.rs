@@ -360,8 +360,8 @@ async fn a_reload_keeps_the_state_and_timers_of_unchanged_checks() {
     supervisor.shutdown().await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn checks_run_with_bounded_concurrency() {
+/// A service with forty real servers, each with a `TCP_CHECK` every 60 s.
+fn forty_tcp_checked_servers() -> String {
     let mut text = String::from(
         "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
          port = 80\ndelay_loop = 60\n",
@@ -372,6 +372,12 @@ async fn checks_run_with_bounded_concurrency() {
              [virtual_server.real_server.TCP_CHECK]\n"
         );
     }
+    text
+}
+
+#[tokio::test(start_paused = true)]
+async fn checks_run_with_bounded_concurrency() {
+    let text = forty_tcp_checked_servers();
     let fake = FakeProber::new(Duration::from_secs(1));
     let options = Options {
         max_concurrent_checks: 4,
@@ -647,16 +653,7 @@ async fn datagram_checks_follow_keepalived_s_retries() {
 /// none is lost.
 #[tokio::test(start_paused = true)]
 async fn new_last_results_alone_are_published_at_the_pace() {
-    let mut text = String::from(
-        "[director]\ninterface = \"eth0\"\n[[virtual_server]]\naddress = \"10.0.0.100\"\n\
-         port = 80\ndelay_loop = 60\n",
-    );
-    for i in 1..=40 {
-        text += &format!(
-            "[[virtual_server.real_server]]\naddress = \"10.0.1.{i}\"\n\
-             [virtual_server.real_server.TCP_CHECK]\n"
-        );
-    }
+    let text = forty_tcp_checked_servers();
     let fake = FakeProber::new(Duration::from_millis(10));
     let options = Options {
         max_concurrent_checks: 1,
