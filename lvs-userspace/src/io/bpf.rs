@@ -484,13 +484,21 @@ where
             return batch::clear_inner_map(tables.fd(), 0).map_err(batch_error(name));
         }
     };
-    let table = Array::<MapData, ServiceSlot<A>>::create(SERVICE_TABLE_SLOTS, 0)
-        .map_err(write_error(name))?;
-    let (slots, values): (Vec<u32>, Vec<ServiceSlot<A>>) = placed.into_iter().unzip();
-    if !slots.is_empty() {
-        batch::update(table.map().fd(), &slots, &values).map_err(batch_error(name))?;
+    let swapped = Array::<MapData, ServiceSlot<A>>::create(SERVICE_TABLE_SLOTS, 0)
+        .map_err(write_error(name))
+        .and_then(|table| {
+            let (slots, values): (Vec<u32>, Vec<ServiceSlot<A>>) = placed.into_iter().unzip();
+            if !slots.is_empty() {
+                batch::update(table.map().fd(), &slots, &values).map_err(batch_error(name))?;
+            }
+            batch::set_inner_map(tables.fd(), 0, table.map().fd()).map_err(batch_error(name))
+        });
+    if swapped.is_err() {
+        // The table in place no longer matches `SERVICES`: take it out, so that frames find
+        // their services in `SERVICES` until a later change publishes a table again.
+        let _ = batch::clear_inner_map(tables.fd(), 0);
     }
-    batch::set_inner_map(tables.fd(), 0, table.map().fd()).map_err(batch_error(name))
+    swapped
 }
 
 /// One family's keys and values, as a batch operation on its map takes them.
