@@ -79,7 +79,7 @@ impl Family for Ipv4Bytes {
 
     #[inline(always)]
     fn is_service_of(slot: &ServiceSlot<Self>, flow: &Flow<Self>) -> bool {
-        let slot = key_words::<2>(slot);
+        let slot = key_words::<2, Self>(slot);
         slot[0] == u32::from_ne_bytes(flow.dst_addr) && slot[1] == port_word(flow)
     }
 
@@ -148,7 +148,7 @@ impl Family for Ipv6Bytes {
 
     #[inline(always)]
     fn is_service_of(slot: &ServiceSlot<Self>, flow: &Flow<Self>) -> bool {
-        let slot = key_words::<5>(slot);
+        let slot = key_words::<5, Self>(slot);
         // SAFETY: `dst_addr` lies on 8 bytes (see `words`), and 16 bytes are four `u32`s.
         let address = unsafe { core::ptr::read(flow.dst_addr.as_ptr().cast::<[u32; 4]>()) };
         slot[0] == address[0]
@@ -223,10 +223,11 @@ impl Family for Ipv6Bytes {
 /// The first `N` 4-byte words of a service table slot: its key's address, then its port,
 /// protocol and zero padding (`port_word`).
 #[inline(always)]
-fn key_words<const N: usize>(slot: &ServiceSlot<impl Family>) -> [u32; N] {
-    // SAFETY: a slot is 4-byte aligned and its key is `N` words long (both asserted in
-    // lvs-common), and any bytes are valid `u32`s.
-    unsafe { core::ptr::read((slot as *const ServiceSlot<_>).cast::<[u32; N]>()) }
+fn key_words<const N: usize, A: Family>(slot: &ServiceSlot<A>) -> [u32; N] {
+    const { assert!(N * 4 == size_of::<ServiceKey<A>>()) };
+    // SAFETY: a slot is 4-byte aligned (asserted in lvs-common) and starts with its key,
+    // which is `N` words long (asserted above); any bytes are valid `u32`s.
+    unsafe { core::ptr::read((slot as *const ServiceSlot<A>).cast::<[u32; N]>()) }
 }
 
 /// A frame's destination port and protocol as the word that follows the address in a
