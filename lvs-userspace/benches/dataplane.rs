@@ -177,44 +177,24 @@ fn load_director() -> Result<BpfDataPlane> {
 fn load_director_with_deny_list() -> Result<BpfDataPlane> {
     let mut dataplane = load_director()?;
     let client = u32::from(std::net::Ipv4Addr::from(fixture::CLIENT));
-    let prefixes: Vec<SourcePrefix> = (0..DENY_PREFIXES * 2)
-        .map(|n: u32| {
-            let length = [16, 24, 32][(n % 3) as usize];
-            let mask = u32::MAX << (32 - length);
-            (n.wrapping_mul(2_654_435_761) & mask, mask, length)
-        })
-        .filter(|&(network, mask, _)| client & mask != network)
-        .filter_map(|(network, _, length)| {
-            SourcePrefix::new(std::net::Ipv4Addr::from(network), i64::from(length)).ok()
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .take(DENY_PREFIXES as usize)
-        .collect();
-    ensure!(
-        prefixes.len() == DENY_PREFIXES as usize,
-        "too few distinct prefixes"
-    );
+    let prefixes = distinct_prefixes(DENY_PREFIXES, "IPv4", |n| {
+        let length = [16, 24, 32][(n % 3) as usize];
+        let mask = u32::MAX << (32 - length);
+        let network = n.wrapping_mul(2_654_435_761) & mask;
+        (client & mask != network)
+            .then(|| SourcePrefix::new(std::net::Ipv4Addr::from(network), i64::from(length)).ok())
+            .flatten()
+    })?;
     let client6 = u128::from_be_bytes(fixture::CLIENT6);
-    let prefixes6: Vec<SourcePrefix> = (0..DENY6_PREFIXES * 2)
-        .map(|n: u32| {
-            let length = [32, 48, 64, 128][(n % 4) as usize];
-            let mask = u128::MAX << (128 - length);
-            let spread = u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
-            (spread & mask, mask, length)
-        })
-        .filter(|&(network, mask, _)| client6 & mask != network)
-        .filter_map(|(network, _, length)| {
-            SourcePrefix::new(std::net::Ipv6Addr::from(network), i64::from(length)).ok()
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .take(DENY6_PREFIXES as usize)
-        .collect();
-    ensure!(
-        prefixes6.len() == DENY6_PREFIXES as usize,
-        "too few distinct IPv6 prefixes"
-    );
+    let prefixes6 = distinct_prefixes(DENY6_PREFIXES, "IPv6", |n| {
+        let length = [32, 48, 64, 128][(n % 4) as usize];
+        let mask = u128::MAX << (128 - length);
+        let spread = u128::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+        let network = spread & mask;
+        (client6 & mask != network)
+            .then(|| SourcePrefix::new(std::net::Ipv6Addr::from(network), i64::from(length)).ok())
+            .flatten()
+    })?;
     let mut deny = DenyList::default();
     deny.set_config(&[prefixes, prefixes6].concat())?;
     deny.sync(&mut dataplane)?;
@@ -222,6 +202,26 @@ fn load_director_with_deny_list() -> Result<BpfDataPlane> {
     settings.flags |= SETTINGS_DENY_LIST | SETTINGS_DENY_LIST6;
     dataplane.set_settings(settings)?;
     Ok(dataplane)
+}
+
+/// `count` distinct prefixes of a family (`what`, for the error), from candidates numbered
+/// 0 up to twice the count (`candidate` gives `None` for one that would hold the client).
+fn distinct_prefixes(
+    count: u32,
+    what: &str,
+    candidate: impl Fn(u32) -> Option<SourcePrefix>,
+) -> Result<Vec<SourcePrefix>> {
+    let prefixes: Vec<SourcePrefix> = (0..count * 2)
+        .filter_map(candidate)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(count as usize)
+        .collect();
+    ensure!(
+        prefixes.len() == count as usize,
+        "too few distinct {what} prefixes"
+    );
+    Ok(prefixes)
 }
 
 /// `frame` sent to the MAC address `load_director` gives the director.

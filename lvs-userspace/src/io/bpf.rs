@@ -313,15 +313,10 @@ impl BpfDataPlane {
     }
 
     fn read_previous(&self) -> Result<Previous, DataPlaneError> {
-        let mut services = Vec::new();
-        for item in self.services.iter() {
-            let (key, entry) = item.map_err(read_error(map_names::SERVICES))?;
-            services.push((ServiceMapKey::V4(key), entry));
-        }
-        for item in self.services6.iter() {
-            let (key, entry) = item.map_err(read_error(map_names::SERVICES6))?;
-            services.push((ServiceMapKey::V6(key), entry));
-        }
+        let services: Vec<(ServiceMapKey, ServiceEntry)> = either_family(
+            read_services(&self.services, map_names::SERVICES)?,
+            read_services(&self.services6, map_names::SERVICES6)?,
+        );
         let real_servers: Vec<(u32, RealServerEntry)> = batch::lookup_range(
             self.real_servers.map().fd(),
             0,
