@@ -210,12 +210,15 @@ impl DenyList {
             self.written.remove(&prefix);
         }
         let wanted: Vec<(SourcePrefix, Origin)> = self.wanted().collect();
+        let mut free = self.free_slots();
         for (prefix, origin) in wanted {
             let index = match self.written.get(&prefix) {
                 Some(written) if written.origin == origin => continue,
                 Some(written) => written.index,
                 None => {
-                    let index = self.free_slot();
+                    // There is always one: `add` and `set_config` keep the wanted list within
+                    // the map, and the removals above freed their slots.
+                    let index = free.next().unwrap_or(MAX_DENY_PREFIXES - 1);
                     dataplane.zero_deny_stats(index)?;
                     index
                 }
@@ -246,13 +249,11 @@ impl DenyList {
             .collect()
     }
 
-    /// The lowest counter slot no written prefix holds. There is always one: `add` and
-    /// `set_config` keep the wanted list within the map, and removals are written first.
-    fn free_slot(&self) -> u32 {
+    /// The counter slots no written prefix holds, lowest first. Gathered once per sync, so
+    /// that writing n new prefixes costs n log n rather than a scan of every slot for each.
+    fn free_slots(&self) -> impl Iterator<Item = u32> + use<> {
         let used: BTreeSet<u32> = self.written.values().map(|w| w.index).collect();
-        (0..MAX_DENY_PREFIXES)
-            .find(|index| !used.contains(index))
-            .unwrap_or(MAX_DENY_PREFIXES - 1)
+        (0..MAX_DENY_PREFIXES).filter(move |index| !used.contains(index))
     }
 }
 
