@@ -23,9 +23,14 @@
 
 use crate::{Address, ServiceEntry, ServiceKey};
 
-/// Slots of one family's service table: a power of two, sixteen times `MAX_SERVICES`, so the
-/// table is at most 1/16 full and a lookup's home slot is almost always the answer.
-pub const SERVICE_TABLE_SLOTS: u32 = 1024;
+/// Slots of one family's service table: a power of two, eight times `MAX_SERVICES`, so the
+/// table is at most 1/8 full and a lookup's home slot is almost always the answer. No more:
+/// at 512 slots the IPv6 table (56 bytes a slot) and its map header fit in 32 KiB, which the
+/// kernel allocates with kmalloc, in its linear map of 1 GiB pages, rather than with vmalloc
+/// in pages of 4 KiB, each of which needs a TLB entry of its own that a large flow table's
+/// random accesses keep evicting (checked in /proc/vmallocinfo: at 1,024 slots both
+/// families' tables were vmalloc areas).
+pub const SERVICE_TABLE_SLOTS: u32 = 512;
 
 /// How many slots from its home on a service may sit: the bound of the reader's loop.
 pub const SERVICE_TABLE_PROBES: u32 = 4;
@@ -72,7 +77,7 @@ pub fn is_empty<A>(slot: &ServiceSlot<A>) -> bool {
 
 const _: () = {
     assert!(SERVICE_TABLE_SLOTS.is_power_of_two());
-    assert!(SERVICE_TABLE_SLOTS >= 16 * crate::MAX_SERVICES);
+    assert!(SERVICE_TABLE_SLOTS >= 8 * crate::MAX_SERVICES);
     assert!(size_of::<ServiceSlot>() == 40);
     assert!(size_of::<ServiceSlot6>() == 52);
     assert!(align_of::<ServiceSlot>() == 4);
