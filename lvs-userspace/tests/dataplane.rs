@@ -23,8 +23,8 @@ use lvs_common::{
     service_table::{SERVICE_TABLE_PROBES, home_slot},
 };
 use lvs_userspace::{
-    io::bpf::{BpfDataPlane, Family, test_run},
-    logic::dataplane::{DataPlane, FakeDataPlane},
+    io::bpf::{BpfDataPlane, test_run},
+    logic::dataplane::{DataPlane, FakeDataPlane, Family, ServiceLookup},
 };
 
 fn udp(dst_port: u16) -> Vec<u8> {
@@ -613,8 +613,12 @@ fn per_service_and_per_real_server_traffic_is_counted() {
 #[ignore = "needs root: loads BPF programs"]
 fn services_come_from_the_service_table_or_else_from_the_hash_map() {
     let mut dataplane = loaded();
-    assert!(dataplane.has_service_table(Family::V4).expect("read"));
-    assert!(dataplane.has_service_table(Family::V6).expect("read"));
+    for family in Family::ALL {
+        assert_eq!(
+            dataplane.service_lookup(family).expect("read"),
+            ServiceLookup::Table
+        );
+    }
     let forwarded = |dataplane: &mut BpfDataPlane, port: u16| {
         let outcome = test_run::run(dataplane, &tcp_syn(VIP, port), 1).expect("test run");
         outcome.action == XDP_TX
@@ -641,8 +645,9 @@ fn services_come_from_the_service_table_or_else_from_the_hash_map() {
         &mut dataplane,
         &format!("[director]\ninterface = \"test0\"\n{services}"),
     );
-    assert!(
-        !dataplane.has_service_table(Family::V4).expect("read"),
+    assert_eq!(
+        dataplane.service_lookup(Family::V4).expect("read"),
+        ServiceLookup::HashMap,
         "{} services sharing a home slot cannot be placed",
         crowded.len()
     );
@@ -662,7 +667,10 @@ fn services_come_from_the_service_table_or_else_from_the_hash_map() {
         _pad: 0,
     });
     dataplane.remove_service(&key).expect("remove");
-    assert!(dataplane.has_service_table(Family::V4).expect("read"));
+    assert_eq!(
+        dataplane.service_lookup(Family::V4).expect("read"),
+        ServiceLookup::Table
+    );
     assert!(!forwarded(&mut dataplane, removed), "a removed service");
     for &port in &crowded[1..] {
         assert!(

@@ -38,7 +38,8 @@ use crate::{
     base::values::SourcePrefix,
     logic::{
         dataplane::{
-            AttachMode, Attachment, DataPlane, DataPlaneError, FlowPosition, FlowSlice, Previous,
+            AttachMode, Attachment, DataPlane, DataPlaneError, Family, FlowPosition, FlowSlice,
+            Previous, ServiceLookup,
         },
         service_table,
     },
@@ -397,16 +398,6 @@ impl BpfDataPlane {
         }
     }
 
-    /// Whether the family's frames find their services in its service table (rather than in
-    /// `SERVICES`, when the services could not be placed).
-    pub fn has_service_table(&self, family: Family) -> Result<bool, DataPlaneError> {
-        let (tables, name) = match family {
-            Family::V4 => (&self.service_table, map_names::SERVICE_TABLE),
-            Family::V6 => (&self.service_table6, map_names::SERVICE_TABLE6),
-        };
-        batch::has_inner_map(tables.fd(), 0).map_err(batch_error(name))
-    }
-
     /// Every map by its name, for pinning in bpffs (`provision::bpffs`). A new map belongs
     /// here too, so that bpftool can find it.
     pub fn maps(&self) -> Vec<(&'static str, &MapData)> {
@@ -433,13 +424,6 @@ impl BpfDataPlane {
             (map_names::DENY_STATS, self.deny_stats.map()),
         ]
     }
-}
-
-/// An address family, where the data plane keeps one map of each kind per family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
 }
 
 /// Every service of one family's `SERVICES` map.
@@ -921,6 +905,21 @@ impl DataPlane for BpfDataPlane {
             .map_err(batch_error(map_names::PERSIST))?;
         batch::update(self.templates6.fd(), &v6.keys, &v6.values)
             .map_err(batch_error(map_names::PERSIST6))
+    }
+
+    /// Read from the map of maps itself: a family has a table in it, or the program falls
+    /// back on `SERVICES` (`publish` takes the table out when it cannot build one).
+    fn service_lookup(&self, family: Family) -> Result<ServiceLookup, DataPlaneError> {
+        let (tables, name) = match family {
+            Family::V4 => (&self.service_table, map_names::SERVICE_TABLE),
+            Family::V6 => (&self.service_table6, map_names::SERVICE_TABLE6),
+        };
+        let has_table = batch::has_inner_map(tables.fd(), 0).map_err(batch_error(name))?;
+        Ok(if has_table {
+            ServiceLookup::Table
+        } else {
+            ServiceLookup::HashMap
+        })
     }
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError> {

@@ -97,6 +97,36 @@ impl AttachMode {
     }
 }
 
+/// An address family, where the data plane keeps one map of each kind per family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The family's name as the status and the metrics show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+/// Where the program finds a frame's virtual service, for one family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceLookup {
+    /// In the family's service table: an array read (`lvs_common::service_table`).
+    Table,
+    /// In the family's `SERVICES` hash map, about 20 ns more per frame: the services cannot
+    /// be placed in the table (only keys chosen to collide do that), or the last table could
+    /// not be made.
+    HashMap,
+}
+
 /// How `attach` put the program on the interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attachment {
@@ -196,6 +226,9 @@ pub trait DataPlane {
         &mut self,
         templates: &[(TemplateMapKey, PersistEntry)],
     ) -> Result<(), DataPlaneError>;
+
+    /// Where the program finds the family's services now.
+    fn service_lookup(&self, family: Family) -> Result<ServiceLookup, DataPlaneError>;
 
     /// Each verdict counter, summed over CPUs, in `Counter::ALL` order.
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError>;

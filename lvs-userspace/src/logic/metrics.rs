@@ -194,6 +194,18 @@ pub fn render(status: &Status) -> Result<String, fmt::Error> {
     }
     set(&flow_size, Labels::new(), u64::from(status.flow_table.size));
     set(&flow_entries, Labels::new(), status.flow_table.entries);
+    let service_table = f.gauge(
+        "lvs_service_table",
+        "1 while the data plane finds the family's services in its service table, 0 while in \
+         the slower SERVICES hash map (services that collide, or a table not made).",
+    );
+    for lookup in &status.service_lookup {
+        flag(
+            &service_table,
+            vec![("family", lookup.family.clone())],
+            lookup.table,
+        );
+    }
 
     let service_connections = f.counter(
         "lvs_service_connections",

@@ -8,7 +8,7 @@ use crate::{
     base::health::{Admission, HealthState, HealthStatus},
     logic::{
         config::Timeouts,
-        dataplane::{DataPlane, DataPlaneError},
+        dataplane::{DataPlane, DataPlaneError, Family, ServiceLookup},
         deny::{self, Denied},
         model::{Model, Neighbour},
         rates::{RateBook, Rates},
@@ -38,6 +38,18 @@ pub struct Status {
     /// The deny list, in address order, with what each prefix dropped.
     #[serde(default)]
     pub deny: Vec<Denied>,
+    /// Where the program finds each family's services, IPv4 first.
+    #[serde(default)]
+    pub service_lookup: Vec<FamilyLookup>,
+}
+
+/// Where the program finds one family's services (`ServiceLookup`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyLookup {
+    /// "IPv4" or "IPv6".
+    pub family: String,
+    /// Whether in the service table (the fast path); otherwise in the family's hash map.
+    pub table: bool,
 }
 
 /// The announcements' part of the status (`status.bgp`).
@@ -222,6 +234,15 @@ impl Status {
                 value,
             })
             .collect();
+        let service_lookup = Family::ALL
+            .into_iter()
+            .map(|family| {
+                Ok(FamilyLookup {
+                    family: family.name().to_owned(),
+                    table: dataplane.service_lookup(family)? == ServiceLookup::Table,
+                })
+            })
+            .collect::<Result<_, DataPlaneError>>()?;
         let mut services = Vec::new();
         for view in model.services() {
             let stats = dataplane.service_stats(view.index)?;
@@ -289,6 +310,7 @@ impl Status {
             sync: Box::default(),
             bgp: None,
             deny: Vec::new(),
+            service_lookup,
         })
     }
 
@@ -363,6 +385,17 @@ impl Status {
         let _ = writeln!(out, "Verdicts:");
         for counter in &self.counters {
             let _ = writeln!(out, "  {:<22} {:>12}", counter.name, counter.value);
+        }
+        // Said only when a family has left the fast path, which no ordinary set of services
+        // makes it do.
+        for lookup in self.service_lookup.iter().filter(|lookup| !lookup.table) {
+            let _ = writeln!(
+                out,
+                "Note: {} frames find their services in the SERVICES hash map, not the service \
+                 table (the services collide in it, or a table could not be made; see the \
+                 daemon's log): about 20 ns more per frame",
+                lookup.family
+            );
         }
         self.sync.render(&mut out);
         if let Some(bgp) = &self.bgp {
@@ -521,6 +554,69 @@ TCP  10.0.0.100:80                wlc                                           
         assert_eq!(status.counter("tx_forwarded"), Some(0));
         assert_eq!(status.counter("nonexistent"), None);
         assert!(!text.contains("Connection sync"), "no sync, no section");
+        assert_eq!(
+            status.service_lookup,
+            [("IPv4", true), ("IPv6", true)].map(|(family, table)| FamilyLookup {
+                family: family.to_owned(),
+                table
+            })
+        );
+        assert!(!text.contains("hash map"), "the fast path goes unsaid");
+    }
+
+    /// Services whose keys share one home slot, one more than the probes reach, leave the
+    /// family on its hash map, and the status says so.
+    #[test]
+    fn says_when_a_family_finds_its_services_in_the_hash_map() {
+        use lvs_common::{
+            IPPROTO_TCP,
+            service_table::{SERVICE_TABLE_PROBES, home_slot},
+        };
+        let vip = [10, 0, 0, 100];
+        let home = |port: u16| home_slot(&vip, port.to_be_bytes(), IPPROTO_TCP);
+        let services: String = (1000..=u16::MAX)
+            .filter(|&port| home(port) == home(1000))
+            .take(SERVICE_TABLE_PROBES as usize + 1)
+            .map(|port| {
+                format!(
+                    "[[virtual_server]]\naddress = \"10.0.0.100\"\nport = {port}\n\
+                     [[virtual_server.real_server]]\naddress = \"10.0.0.11\"\n"
+                )
+            })
+            .collect();
+        let config = config::parse(
+            &format!("[director]\ninterface = \"eth0\"\n{services}"),
+            "t.toml",
+        )
+        .unwrap();
+        let mut model = Model::new(&config.services).unwrap();
+        let mut dataplane = FakeDataPlane::default();
+        model.sync(&mut dataplane).unwrap();
+        let status = Status::collect(
+            &model,
+            &dataplane,
+            &RateBook::default(),
+            Timeouts::default(),
+            "eth0",
+            "native",
+            FlowTable::default(),
+        )
+        .unwrap();
+        let on_table: Vec<(&str, bool)> = status
+            .service_lookup
+            .iter()
+            .map(|lookup| (lookup.family.as_str(), lookup.table))
+            .collect();
+        assert_eq!(on_table, [("IPv4", false), ("IPv6", true)]);
+        let text = status.render();
+        assert!(
+            text.contains(
+                "Note: IPv4 frames find their services in the SERVICES hash map, not the \
+                 service table"
+            ),
+            "got:\n{text}"
+        );
+        assert!(!text.contains("IPv6 frames"), "got:\n{text}");
     }
 
     #[test]

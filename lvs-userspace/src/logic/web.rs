@@ -92,6 +92,7 @@ mod tests {
             sync: Box::default(),
             bgp: None,
             deny: Vec::new(),
+            service_lookup: Vec::new(),
         }
     }
 

@@ -28,6 +28,7 @@ fn document(interface: &str) -> Arc<Status> {
         sync: Box::default(),
         bgp: None,
         deny: Vec::new(),
+        service_lookup: Vec::new(),
     })
 }
 

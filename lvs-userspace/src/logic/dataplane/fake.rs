@@ -8,8 +8,8 @@ use lvs_common::{
     keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
 };
 
-use super::{AttachMode, Attachment, DataPlane, DataPlaneError, Previous};
-use crate::base::values::SourcePrefix;
+use super::{AttachMode, Attachment, DataPlane, DataPlaneError, Family, Previous, ServiceLookup};
+use crate::{base::values::SourcePrefix, logic::service_table};
 
 /// The maps' contents as the fake holds them, plus how many slot writes it received.
 #[derive(Debug, Default)]
@@ -225,6 +225,26 @@ impl DataPlane for FakeDataPlane {
         self.templates.extend(templates.iter().copied());
         self.template_inserts += templates.len();
         Ok(())
+    }
+
+    /// By the real data plane's rule: a table while the family's services can be placed.
+    fn service_lookup(&self, family: Family) -> Result<ServiceLookup, DataPlaneError> {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for (key, entry) in &self.services {
+            match key {
+                ServiceMapKey::V4(key) => v4.push((*key, *entry)),
+                ServiceMapKey::V6(key) => v6.push((*key, *entry)),
+            }
+        }
+        let placed = match family {
+            Family::V4 => service_table::place(&v4).is_ok(),
+            Family::V6 => service_table::place(&v6).is_ok(),
+        };
+        Ok(if placed {
+            ServiceLookup::Table
+        } else {
+            ServiceLookup::HashMap
+        })
     }
 
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError> {

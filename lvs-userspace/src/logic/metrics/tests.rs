@@ -53,6 +53,7 @@ fn status() -> Status {
             {"name": "pass_not_ip", "value": 7}
         ],
         "flow_table": {"size": 262144, "entries": 42},
+        "service_lookup": [{"family": "IPv4", "table": true}, {"family": "IPv6", "table": false}],
         "sync": {
             "daemons": [
                 {"role": "master", "interface": "eth0", "sync_id": 51, "group": "224.0.0.81",
@@ -251,6 +252,9 @@ fn lvs_metrics_carry_verdicts_health_checks_and_the_flow_table() {
     assert_eq!(verdicts, expected);
     assert_eq!(single(&samples, "lvs_flow_table_size"), 262144.0);
     assert_eq!(single(&samples, "lvs_flow_table_entries"), 42.0);
+    let service_table = by_label(&samples, "lvs_service_table", "family");
+    assert_eq!(service_table["IPv4"], 1.0);
+    assert_eq!(service_table["IPv6"], 0.0, "this family is on its hash map");
 
     // Every configured real server, in effect or not.
     let connections = by_label(
