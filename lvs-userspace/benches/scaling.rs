@@ -477,7 +477,7 @@ fn measure(
         .collect();
     let (new_flow, new_flow_empty) = per_call(&mut dataplane, empty, &frames, true)?;
     let table = match family {
-        Family::V4 => Some(table_floor(flows, &live, &frames)?),
+        Family::V4 => Some(table_floor(empty, flows, &live, &frames)?),
         Family::V6 => None,
     };
     Ok(Row {
@@ -494,8 +494,15 @@ fn measure(
 }
 
 /// The flow-table floor, its table sized and filled as `director` and `fill_flow_table` make
-/// lvs's IPv4 one, on the cycling frames (`live`, all in the table) and the new flows'.
-fn table_floor(flows: usize, live: &[Vec<u8>], new: &[Vec<u8>]) -> Result<TableFloorRow> {
+/// lvs's IPv4 one, on the cycling frames (`live`, all in the table) and the new flows'. Each
+/// call is followed by the empty program's on the same frame, as lvs's are in `per_call`, so
+/// that both run between the same other calls.
+fn table_floor(
+    empty: &EmptyProgram,
+    flows: usize,
+    live: &[Vec<u8>],
+    new: &[Vec<u8>],
+) -> Result<TableFloorRow> {
     let floor = FlowTableFloor::load(flow_table_size(flows)?)?;
     let keys: Vec<FlowKey> = (0..flows)
         .filter_map(|i| match flow_key(Family::V4, i) {
@@ -510,6 +517,7 @@ fn table_floor(flows: usize, live: &[Vec<u8>], new: &[Vec<u8>]) -> Result<TableF
             let run = floor.run(frame, 1)?;
             ensure!(run.action == XDP_TX, "the flow-table floor did not forward");
             ns.push(run.nanos);
+            empty.run(frame, 1)?;
         }
         Ok(median(&mut ns))
     };
