@@ -503,6 +503,29 @@ mod tests {
         logic::{config, dataplane::FakeDataPlane},
     };
 
+    /// The status of a director on eth0 in native mode, with no rates and an empty flow table.
+    fn collect(model: &Model, dataplane: &FakeDataPlane) -> Status {
+        Status::collect(
+            model,
+            dataplane,
+            &RateBook::default(),
+            Timeouts::default(),
+            "eth0",
+            "native",
+            FlowTable::default(),
+        )
+        .unwrap()
+    }
+
+    /// Each family, and whether it finds its services in the service table.
+    fn on_table(status: &Status) -> Vec<(&str, bool)> {
+        status
+            .service_lookup
+            .iter()
+            .map(|lookup| (lookup.family.as_str(), lookup.table))
+            .collect()
+    }
+
     #[test]
     fn renders_services_real_servers_and_counters() {
         let config = config::parse(
@@ -527,16 +550,7 @@ mod tests {
             },
         );
         model.sync(&mut dataplane).unwrap();
-        let status = Status::collect(
-            &model,
-            &dataplane,
-            &RateBook::default(),
-            Timeouts::default(),
-            "eth0",
-            "native",
-            FlowTable::default(),
-        )
-        .unwrap();
+        let status = collect(&model, &dataplane);
         let text = status.render();
         let expected = "\
 lvs director on eth0 (native XDP)
@@ -554,13 +568,7 @@ TCP  10.0.0.100:80                wlc                                           
         assert_eq!(status.counter("tx_forwarded"), Some(0));
         assert_eq!(status.counter("nonexistent"), None);
         assert!(!text.contains("Connection sync"), "no sync, no section");
-        assert_eq!(
-            status.service_lookup,
-            [("IPv4", true), ("IPv6", true)].map(|(family, table)| FamilyLookup {
-                family: family.to_owned(),
-                table
-            })
-        );
+        assert_eq!(on_table(&status), [("IPv4", true), ("IPv6", true)]);
         assert!(!text.contains("hash map"), "the fast path goes unsaid");
     }
 
@@ -592,22 +600,8 @@ TCP  10.0.0.100:80                wlc                                           
         let mut model = Model::new(&config.services).unwrap();
         let mut dataplane = FakeDataPlane::default();
         model.sync(&mut dataplane).unwrap();
-        let status = Status::collect(
-            &model,
-            &dataplane,
-            &RateBook::default(),
-            Timeouts::default(),
-            "eth0",
-            "native",
-            FlowTable::default(),
-        )
-        .unwrap();
-        let on_table: Vec<(&str, bool)> = status
-            .service_lookup
-            .iter()
-            .map(|lookup| (lookup.family.as_str(), lookup.table))
-            .collect();
-        assert_eq!(on_table, [("IPv4", false), ("IPv6", true)]);
+        let status = collect(&model, &dataplane);
+        assert_eq!(on_table(&status), [("IPv4", false), ("IPv6", true)]);
         let text = status.render();
         assert!(
             text.contains(
