@@ -165,12 +165,13 @@ fn run(matrix: &Matrix) -> Result<()> {
     }
     println!(
         "ns per packet. new: a new flow's first packet; cycling: a packet of an established \
-         flow, each call another of the live flows (after one untimed pass over them); one flow: the same established packet in \
-         every call; all three one packet per BPF_PROG_TEST_RUN call, median of {}; repeat: one \
-         established packet repeated {} times in one call. empty = an XDP program returning \
-         XDP_PASS, timed the same way on the same frames; above = lvs - empty. `one flow` \
-         against `repeat` is what running the program cold, once per call, costs by itself; \
-         `cycling` against `one flow` is what the live flows' memory costs",
+         flow, each call another of the live flows (after one untimed pass over them); one \
+         flow: the same established packet in every call; all three one packet per \
+         BPF_PROG_TEST_RUN call, median of {}; repeat: one established packet repeated {} \
+         times in one call. empty = an XDP program returning XDP_PASS, timed the same way on \
+         the same frames; above = lvs - empty. `one flow` against `repeat` is what running the \
+         program cold, once per call, costs by itself; `cycling` against `one flow` is what \
+         the live flows' memory costs",
         matrix.new_flow_frames, matrix.repeat
     );
     print_targets("IPv4", &rows);
