@@ -50,6 +50,22 @@ pub struct FlowEntry {
 
 /// The flow's service is persistent: its packets keep the client's template alive.
 pub const FLOW_PERSISTENT: u8 = 1;
+/// Bits 1 and 2 of `flags`: the packets the connection has sent since it was scheduled, less
+/// one, up to `FLOW_SEEN_MAX` (four packets or more). When both of a new connection's buckets
+/// are full, the connection that sent fewest packets gives way first (`flow_table::occupant`):
+/// a flood's SYNs and lone datagrams before a flood of two-packet connections, and those
+/// before real connections, which have sent more (a handshake's ACK, then data). The data
+/// plane writes them on a connection's second to fourth packets only.
+pub const FLOW_SEEN_SHIFT: u8 = 1;
+/// The most `FLOW_SEEN_SHIFT`'s count holds.
+pub const FLOW_SEEN_MAX: u8 = 3;
+
+/// The packets a connection with `flags` has sent since it was scheduled, less one, up to
+/// `FLOW_SEEN_MAX`.
+#[inline(always)]
+pub const fn packets_seen(flags: u8) -> u8 {
+    (flags >> FLOW_SEEN_SHIFT) & FLOW_SEEN_MAX
+}
 
 /// Key of the `PERSIST` map (IPv4) and of `PERSIST6` (IPv6): a persistence template as IPVS
 /// keeps it (client network, service).
@@ -192,14 +208,21 @@ pub const fn next_tcp_state(state: FlowState, tcp_flags: u8) -> FlowState {
 }
 
 /// Value of the one-slot `SETTINGS` array: what the controller tells the data plane about
-/// time and policy.
+/// time and policy, and the flow table's shape.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     /// Idle timeout of each `FlowState`, in seconds, indexed by the state's value.
     pub timeouts_s: [u32; FLOW_STATES],
     /// `SETTINGS_DROP_NODEST` and `SETTINGS_DENY_LIST`, or 0.
     pub flags: u32,
+    /// The flow tables' buckets less one (`flow_table::bucket_count`, a power of two), which
+    /// masks a connection's hash into a bucket. Filled in by the loader of the data plane
+    /// that owns the tables, whatever the caller wrote.
+    pub flow_table_mask: u32,
+    /// The flow tables' hash seed (`flow_table::flow_hash`), random for each new table and
+    /// kept by a director that adopts the tables. Filled in by the loader, as the mask.
+    pub flow_hash_seed: u64,
 }
 
 /// When a flow's real server is gone, drop its packets until the flow expires (IPVS's
@@ -231,7 +254,12 @@ impl Settings {
         timeouts_s[FlowState::TimeWait as usize] = 120;
         timeouts_s[FlowState::Close as usize] = 10;
         timeouts_s[FlowState::Udp as usize] = udp;
-        Self { timeouts_s, flags }
+        Self {
+            timeouts_s,
+            flags,
+            flow_table_mask: 0,
+            flow_hash_seed: 0,
+        }
     }
 
     /// The idle timeout of `state`, in nanoseconds.

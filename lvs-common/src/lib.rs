@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod flow;
+pub mod flow_table;
 pub mod hash;
 pub mod keys;
 pub mod service_table;
@@ -46,7 +47,7 @@ pub mod map_names {
 /// `LAYOUT` map. A restarted or upgraded controller adopts the maps a running program uses
 /// only when this matches its own, so a change to any shared type or map definition must
 /// raise it: the controller then starts with fresh maps instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 5;
+pub const MAP_LAYOUT_VERSION: u32 = 6;
 
 /// Default capacity of the service map; the controller may size the maps differently at load.
 pub const MAX_SERVICES: u32 = 64;
@@ -292,7 +293,7 @@ const _: () = {
     assert!(size_of::<flow::FlowKey6>() == 40);
     assert!(size_of::<flow::PersistKey6>() == 36);
     assert!(size_of::<flow::PersistEntry>() == 16);
-    assert!(size_of::<flow::Settings>() == 36);
+    assert!(size_of::<flow::Settings>() == 48);
 };
 
 #[cfg(feature = "user")]

@@ -7,12 +7,13 @@
 //! before IPv6 came: its keys stay IPv4-sized, and nothing it runs asks which family it is.
 
 use aya_ebpf::{
-    maps::{HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap},
     programs::XdpContext,
 };
 use lvs_common::{
     Address, Ipv4Bytes, Ipv6Bytes, ServiceEntry, ServiceKey,
-    flow::{FlowEntry, FlowKey, PersistEntry, PersistKey},
+    flow::{PersistEntry, PersistKey},
+    flow_table::FlowBucket,
     service_table::ServiceSlot,
 };
 
@@ -39,8 +40,8 @@ pub trait Family: Address + 'static {
     /// Whether a service table's slot holds the frame's service (its destination address and
     /// port, and its protocol), compared a word at a time.
     fn is_service_of(slot: &ServiceSlot<Self>, flow: &Flow<Self>) -> bool;
-    /// Connections, client to VIP.
-    fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowEntry>;
+    /// Connections, client to VIP, in buckets (`lvs_common::flow_table`).
+    fn flows() -> &'static Array<FlowBucket<Self>>;
     /// Persistence templates by client network and service.
     fn templates() -> &'static LruHashMap<PersistKey<Self>, PersistEntry>;
 
@@ -84,7 +85,7 @@ impl Family for Ipv4Bytes {
     }
 
     #[inline(always)]
-    fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowEntry> {
+    fn flows() -> &'static Array<FlowBucket<Self>> {
         &FLOWS
     }
 
@@ -159,7 +160,7 @@ impl Family for Ipv6Bytes {
     }
 
     #[inline(always)]
-    fn flows() -> &'static LruHashMap<FlowKey<Self>, FlowEntry> {
+    fn flows() -> &'static Array<FlowBucket<Self>> {
         &FLOWS6
     }
 

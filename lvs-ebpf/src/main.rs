@@ -11,11 +11,20 @@
 //! tables and schedules; the program follows connections, walks or hashes, and rewrites.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The flow table's writers need an atomic compare-and-swap, which `core`'s atomic types do
+// not offer on the BPF target; the nested build enables the compiler's intrinsics.
+#![cfg_attr(
+    target_arch = "bpf",
+    feature(core_intrinsics),
+    allow(internal_features)
+)]
 
 #[cfg(target_arch = "bpf")]
 mod clock;
 #[cfg(target_arch = "bpf")]
 mod family;
+#[cfg(target_arch = "bpf")]
+mod flows;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
@@ -33,9 +42,10 @@ mod program {
         Counter, DirectorEntry, IPPROTO_TCP, LOOKUP_TABLE_SIZE, NO_REAL_SERVER, REAL_SERVER_USABLE,
         RealServerEntry, SERVICE_RING, ServiceEntry, ServiceKey,
         flow::{
-            FLOW_PERSISTENT, FlowEntry, FlowKey, FlowState, PersistEntry, PersistKey,
-            SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6, SETTINGS_DROP_NODEST, Settings, initial_state,
-            next_tcp_state, schedule_hash,
+            FLOW_PERSISTENT, FLOW_SEEN_MAX, FLOW_SEEN_SHIFT, FlowEntry, FlowKey, FlowState,
+            PersistEntry, PersistKey, SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6,
+            SETTINGS_DROP_NODEST, Settings, initial_state, next_tcp_state, packets_seen,
+            schedule_hash,
         },
         service_table::{SERVICE_TABLE_PROBES, home_slot, is_empty, probe_slot},
     };
@@ -44,6 +54,7 @@ mod program {
     use crate::{
         clock,
         family::Family,
+        flows::{self, Found},
         maps::*,
         packet::{self, Flow, Kind},
     };
@@ -132,20 +143,21 @@ mod program {
         if !packet::is_for(ctx, &director.mac) {
             return Err(Counter::PassOtherHost);
         }
+        let flow_key = flow_key(flow);
+        let buckets = flows::buckets(&flow_key, settings);
         if flow.kind == Kind::IcmpError {
-            return relay_icmp_error(ctx, flow, director);
+            return relay_icmp_error(ctx, &flow_key, buckets, director);
         }
         let now = clock::coarse_now_ns();
-        let flow_key = flow_key(flow);
 
-        let followed = match A::flows().get_ptr_mut(flow_key) {
-            Some(entry) => follow(entry, flow, service, settings, now)?,
+        let followed = match flows::find(&flow_key, buckets) {
+            Some(found) => follow(found, flow, service, settings, now)?,
             None => None,
         };
         let (real_server_id, real_server, new_connections) = match followed {
             Some((id, real_server)) => (id, real_server, 0),
             None => {
-                let (id, real_server) = schedule(flow, &flow_key, service, now)?;
+                let (id, real_server) = schedule(flow, &flow_key, buckets, service, settings, now)?;
                 (id, real_server, 1)
             }
         };
@@ -256,12 +268,13 @@ mod program {
     #[inline(always)]
     fn relay_icmp_error<A: Family>(
         ctx: &XdpContext,
-        flow: &Flow<A>,
+        key: &FlowKey<A>,
+        buckets: [u32; 2],
         director: &DirectorEntry,
     ) -> Result<Counter, Counter> {
-        let key = flow_key(flow);
-        // SAFETY: the entry is plain data; a racing update leaves one of two valid values.
-        let entry = unsafe { A::flows().get(key) }.ok_or(Counter::PassIcmpUnknownFlow)?;
+        let entry = flows::find(key, buckets)
+            .ok_or(Counter::PassIcmpUnknownFlow)?
+            .entry;
         let real_server = match REAL_SERVERS.get(entry.real_server_id) {
             Some(rs) if rs.flags & REAL_SERVER_USABLE != 0 && rs.generation == entry.generation => {
                 rs
@@ -308,17 +321,23 @@ mod program {
     /// Follows a known connection: its real server if the entry is still valid, `None` when it
     /// must be scheduled anew (it expired, or its real server is gone), or the drop reason when
     /// the director is set to drop packets of connections whose real server is gone.
+    ///
+    /// Decisions are made on the entry as it was read whole; the stamp, the state and the
+    /// count of packets seen are then written in place, a word or a byte each, without the slot's
+    /// sequence word (`lvs_common::flow_table`): should another CPU be rewriting the slot for
+    /// another connection at that moment, that connection gets this stamp or state, and at
+    /// worst expires at another time.
     #[inline(always)]
     fn follow<A: Family>(
-        entry: *mut FlowEntry,
+        found: Found<A>,
         flow: &Flow<A>,
         service: &ServiceEntry,
         settings: &Settings,
         now: u64,
     ) -> Result<Option<(u32, &'static RealServerEntry)>, Counter> {
-        // SAFETY: the pointer comes from a successful lookup; the entry is plain data, and a
-        // racing update from another CPU can only leave one of two valid values in a field.
-        let entry = unsafe { &mut *entry };
+        let Found { slot, entry } = found;
+        // SAFETY: the slot is an element of the flow table; its fields are plain data.
+        let stored = unsafe { &mut (*slot).entry };
         let timeout = settings.timeout_ns(entry.state);
         if now.saturating_sub(entry.last_seen_ns) > timeout {
             return Ok(None);
@@ -333,17 +352,23 @@ mod program {
             }
             _ => return Ok(None),
         };
+        if packets_seen(entry.flags) < FLOW_SEEN_MAX {
+            // The connection's second to fourth packets only.
+            stored.flags = entry.flags + (1 << FLOW_SEEN_SHIFT);
+        }
+        let mut last_seen_ns = entry.last_seen_ns;
         if flow.protocol == IPPROTO_TCP {
             let state = FlowState::from_u8(entry.state).unwrap_or(FlowState::Close);
             let next = next_tcp_state(state, flow.tcp_flags) as u8;
             if next != entry.state {
-                entry.state = next;
-                entry.last_seen_ns = now;
+                stored.state = next;
+                stored.last_seen_ns = now;
+                last_seen_ns = now;
             }
         }
-        let idle = now.saturating_sub(entry.last_seen_ns);
+        let idle = now.saturating_sub(last_seen_ns);
         if idle > (timeout >> 4).min(STAMP_INTERVAL_NS) {
-            entry.last_seen_ns = now;
+            stored.last_seen_ns = now;
             if entry.flags & FLOW_PERSISTENT != 0 {
                 refresh_template(flow, service, id, now);
             }
@@ -357,7 +382,9 @@ mod program {
     fn schedule<A: Family>(
         flow: &Flow<A>,
         flow_key: &FlowKey<A>,
+        buckets: [u32; 2],
         service: &ServiceEntry,
+        settings: &Settings,
         now: u64,
     ) -> Result<(u32, &'static RealServerEntry), Counter> {
         let (id, real_server) = if service.persist_timeout_s != 0 {
@@ -378,10 +405,7 @@ mod program {
             initial_state(flow.protocol, flow.tcp_flags) as u8,
             flags,
         );
-        // A full LRU map evicts its least recently used entry instead of failing, so an error
-        // here means memory pressure; the packet is still forwarded, and the next one of this
-        // connection is scheduled again.
-        let _ = A::flows().insert(flow_key, entry, 0);
+        flows::record(flow_key, &entry, buckets, now, settings);
         Ok((id, real_server))
     }
 

@@ -12,7 +12,8 @@ use lvs_common::{
     Counter, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_PERSIST_TABLE_SIZE, DenyAddress, DenyAddress6,
     DenyEntry, DirectorEntry, Ipv6Bytes, LOOKUP_TABLE_SIZE, MAX_DENY_PREFIXES, MAX_REAL_SERVERS,
     MAX_SERVICES, RealServerEntry, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
-    flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
+    flow::{PersistEntry, PersistKey, PersistKey6, Settings},
+    flow_table::{FLOW_TABLE_MAP_FLAGS, FlowBucket, FlowBucket6, bucket_count},
     service_table::{SERVICE_TABLE_SLOTS, ServiceSlot},
 };
 
@@ -54,16 +55,18 @@ pub static LOOKUP: Array<u32> = Array::with_max_entries(MAX_SERVICES * LOOKUP_TA
 pub static REAL_SERVERS: Array<RealServerEntry> = Array::with_max_entries(MAX_REAL_SERVERS, 0);
 
 /// Connections: the real server each one was scheduled to, its TCP state and when it was last
-/// seen. LRU, so under a flood of new flows the least recently used entries are evicted first
-/// and flows that keep sending stay. The controller sets the size at load.
+/// seen, in buckets of four (`lvs_common::flow_table` has the rules). Under a flood of new
+/// flows, connections that sent one packet and the stalest go first, and flows that keep
+/// sending stay. The controller sets the number of buckets at load, and maps the array into
+/// its own memory (`FLOW_TABLE_MAP_FLAGS`).
 #[map]
-pub static FLOWS: LruHashMap<FlowKey, FlowEntry> =
-    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+pub static FLOWS: Array<FlowBucket> =
+    Array::with_max_entries(bucket_count(DEFAULT_FLOW_TABLE_SIZE), FLOW_TABLE_MAP_FLAGS);
 
-/// IPv6 connections, as `FLOWS` holds IPv4 ones (same size, set by the controller).
+/// IPv6 connections, as `FLOWS` holds IPv4 ones (as many buckets, set by the controller).
 #[map]
-pub static FLOWS6: LruHashMap<FlowKey6, FlowEntry> =
-    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, 0);
+pub static FLOWS6: Array<FlowBucket6> =
+    Array::with_max_entries(bucket_count(DEFAULT_FLOW_TABLE_SIZE), FLOW_TABLE_MAP_FLAGS);
 
 /// IPv6 persistence templates, as `PERSIST` holds IPv4 ones.
 #[map]

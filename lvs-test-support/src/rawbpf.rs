@@ -296,8 +296,9 @@ fn swap_macs(data: u8) -> Vec<Insn> {
     p
 }
 
-/// An LRU hash map shaped as the director's IPv4 flow table (`FLOWS`): 16-byte keys (a
-/// `FlowKey`), 24-byte values (a `FlowEntry`), `max_entries` of them.
+/// An LRU hash map of the director's IPv4 connections, as its flow table was before it became
+/// an array of buckets: 16-byte keys (a `FlowKey`), 24-byte values (a `FlowEntry`),
+/// `max_entries` of them.
 pub fn flow_table(max_entries: u32) -> Result<OwnedFd> {
     let mut attr = MapCreateAttr {
         map_type: BPF_MAP_TYPE_LRU_HASH,
@@ -761,7 +762,8 @@ pub fn map_by_id(id: u32) -> Result<OwnedFd> {
     unsafe { owned(fd) }
 }
 
-/// Some entry of a hash map (the first in its iteration order), or `None` when it is empty.
+/// Some entry of a map (the first in its iteration order: slot 0 of an array), or `None` when
+/// it is empty.
 /// `K` and `V` must be the map's key and value types, plain bytes.
 pub fn first_entry<K: Copy + Default, V: Copy + Default>(map: &OwnedFd) -> Result<Option<(K, V)>> {
     let mut key = K::default();
@@ -787,6 +789,47 @@ pub fn first_entry<K: Copy + Default, V: Copy + Default>(map: &OwnedFd) -> Resul
     // SAFETY: `key` and `value` are the map's key and value sizes.
     unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }.context("reading a map entry")?;
     Ok(Some((key, value)))
+}
+
+/// A map's array mapped into this process (a `BPF_F_MMAPABLE` array, such as the daemon's
+/// flow table), shared with the kernel; unmapped when dropped.
+pub struct MappedMap {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl MappedMap {
+    /// Maps the first `len` bytes of `map`'s array.
+    pub fn new(map: &OwnedFd, len: usize) -> Result<Self> {
+        // SAFETY: a shared mapping of a map's fd, of at most its array's size (the kernel
+        // checks), owned by the returned value.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error()).context("mapping a map's array");
+        }
+        Ok(Self { base, len })
+    }
+
+    /// The start of the array, as the caller's element type.
+    pub fn base<T>(&self) -> *mut T {
+        self.base.cast()
+    }
+}
+
+impl Drop for MappedMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }
 
 /// Writes `keys[i] = values[i]`, thousands per syscall. `K` and `V` must be the map's key and

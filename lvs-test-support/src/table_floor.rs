@@ -1,9 +1,9 @@
 //! The flow-table floor the benchmarks measure the director against beside the empty program:
-//! a MAC swap and XDP_TX after one lookup of the frame's connection in an LRU hash map shaped
-//! as the director's IPv4 flow table, inserting on a miss (`rawbpf::mac_swap_with_flow_lookup`).
+//! a MAC swap and XDP_TX after one lookup of the frame's connection in an LRU hash map keyed as
+//! the director's IPv4 flow table, inserting on a miss (`rawbpf::mac_swap_with_flow_lookup`).
 //! It is the least a director that keeps its connections in the kernel's LRU map does per
-//! frame, so the director's cost above it is its own work, and its cost above the empty
-//! program is the flow table's.
+//! frame (lvs kept them there before its flow table became an array of buckets), so the
+//! director's rate against it shows what the array gains, on top of all its own work.
 
 use std::os::fd::OwnedFd;
 

@@ -17,10 +17,12 @@
 //! measured three passes in a row), which is not what a live director revisiting its flows
 //! pays.
 //!
-//! For IPv4 the one-per-call rows are also run through the flow-table floor
-//! (`lvs_test_support::table_floor`: one lookup, or insert, in an LRU hash map shaped, sized
+//! For IPv4 the one-per-call rows are also run through the LRU flow-table floor
+//! (`lvs_test_support::table_floor`: one lookup, or insert, in an LRU hash map keyed, sized
 //! and filled as the director's flow table, then the MAC swap) on the same frames, so that
-//! the table shows what the kernel's flow table alone costs and what lvs adds to it. Every row
+//! the table shows what a director that keeps its connections in the kernel's LRU map pays
+//! for that alone (lvs did, before its flow table became an array of buckets), beside what
+//! lvs pays for everything. Every row
 //! is measured for IPv4 and for IPv6 (an IPv6 service, real servers, clients and flows), one
 //! after the other in the same run, since the targets are for both families. Under
 //! `cargo test --benches` a small smoke matrix runs instead (and is skipped without root).

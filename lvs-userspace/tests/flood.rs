@@ -5,9 +5,10 @@
 //! (TCP_CHECK and HTTP_GET, every second) must keep every real server up. What was measured
 //! is printed.
 //!
-//! The flow table is an LRU of `flow_table_size` entries (262,144 by default), so a million
-//! new flows turn it over several times: the long-lived connections' entries survive because
-//! their packets keep them recently used. `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with
+//! The flow table has room for `flow_table_size` connections (262,144 by default, in twice as
+//! many slots), so a million new flows turn it over several times: the long-lived connections'
+//! entries survive because they have sent more than one packet, and a flood's one-packet
+//! connections give way to each other first (`lvs_common::flow_table`). `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with
 //! another table size, to see it catch evictions (with a table of a few thousand entries,
 //! connections are rescheduled and moved).
 //!

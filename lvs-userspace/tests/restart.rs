@@ -307,10 +307,15 @@ impl Drop for BpffsMount {
 #[ignore = "needs root: loads BPF maps and mounts bpffs"]
 fn pinned_maps_of_another_layout_are_detected_and_replaced_by_fresh_ones() {
     use aya::maps::{Array, Map, MapData};
-    use lvs_common::{DEFAULT_FLOW_TABLE_SIZE, MAP_LAYOUT_VERSION, map_names};
+    use lvs_common::{
+        DEFAULT_FLOW_TABLE_SIZE, MAP_LAYOUT_VERSION,
+        flow::{FlowEntry, FlowKey, FlowState, Settings},
+        keys::FlowMapKey,
+        map_names,
+    };
     use lvs_userspace::{
         io::bpf::{BpfDataPlane, Inheritance, LoadOptions},
-        logic::dataplane::DataPlane as _,
+        logic::{conntrack::monotonic_ns, dataplane::DataPlane as _},
     };
 
     let mount = BpffsMount::new("lvs-layout-test");
@@ -329,18 +334,48 @@ fn pinned_maps_of_another_layout_are_detected_and_replaced_by_fresh_ones() {
         layout.set(0, version, 0).unwrap();
     };
 
-    let first = load(DEFAULT_FLOW_TABLE_SIZE);
+    let mut first = load(DEFAULT_FLOW_TABLE_SIZE);
     assert_eq!(first.inheritance(), &Inheritance::Fresh);
     assert!(dir.join(map_names::FLOWS).exists(), "the maps are pinned");
+    let settings = Settings::with_timeouts(900, 120, 300, 0);
+    first.set_settings(settings).unwrap();
+    let key = FlowMapKey::from(FlowKey {
+        src_addr: [192, 0, 2, 7],
+        dst_addr: [10, 0, 0, 100],
+        src_port: 40000u16.to_be_bytes(),
+        dst_port: 80u16.to_be_bytes(),
+        protocol: 6,
+        _pad: [0; 3],
+    });
+    let entry = |real_server_id| FlowEntry {
+        last_seen_ns: monotonic_ns(),
+        real_server_id,
+        generation: 1,
+        state: FlowState::Established as u8,
+        ..FlowEntry::default()
+    };
+    first.insert_flows(&[(key, entry(1))]).unwrap();
     drop(first);
 
-    let same = load(DEFAULT_FLOW_TABLE_SIZE);
+    let mut same = load(DEFAULT_FLOW_TABLE_SIZE);
     assert_eq!(
         same.inheritance(),
         &Inheritance::Adopted,
         "same layout: adopted"
     );
     assert!(same.previous().unwrap().is_some());
+    // The adopted table keeps its hash seed: the connection is found where it was placed,
+    // and written there again rather than beside it.
+    same.set_settings(settings).unwrap();
+    same.insert_flows(&[(key, entry(2))]).unwrap();
+    let found: Vec<u32> = same
+        .flows()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k == key)
+        .map(|(_, e)| e.real_server_id)
+        .collect();
+    assert_eq!(found, [2], "one entry for the connection, the new one");
     drop(same);
 
     set_layout(MAP_LAYOUT_VERSION + 1);

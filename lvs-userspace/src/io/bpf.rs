@@ -20,18 +20,21 @@ use aya::{
 };
 use lvs_common::{
     Counter, DEFAULT_FLOW_TABLE_SIZE, DenyAddress, DenyAddress6, DenyEntry, DirectorEntry,
-    LOOKUP_TABLE_SIZE, MAP_LAYOUT_VERSION, PROGRAM_NAME, RealServerEntry, SERVICE_RING,
-    ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
-    flow::{FlowEntry, FlowKey, FlowKey6, PersistEntry, PersistKey, PersistKey6, Settings},
+    Ipv4Bytes, Ipv6Bytes, LOOKUP_TABLE_SIZE, MAP_LAYOUT_VERSION, PROGRAM_NAME, RealServerEntry,
+    SERVICE_RING, ServiceEntry, ServiceKey, ServiceKey6, TrafficStats,
+    flow::{FlowEntry, PersistEntry, PersistKey, PersistKey6, Settings},
+    flow_table::bucket_count,
     keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
     map_names,
     service_table::{SERVICE_TABLE_SLOTS, ServiceSlot},
 };
 
 mod batch;
+pub mod flow_table;
 pub mod pins;
 pub mod test_run;
 
+pub use flow_table::MappedFlowTable;
 pub use pins::Inheritance;
 
 use crate::{
@@ -83,6 +86,9 @@ pub struct BpfDataPlane {
     lookup: MapData,
     flows: MapData,
     flows6: MapData,
+    /// The flow tables mapped into this process (`flow_table`).
+    flow_table: MappedFlowTable<Ipv4Bytes>,
+    flow_table6: MappedFlowTable<Ipv6Bytes>,
     templates: MapData,
     templates6: MapData,
     settings: Array<MapData, Settings>,
@@ -159,8 +165,8 @@ impl BpfDataPlane {
         let mut loader = EbpfLoader::new();
         loader
             .override_global("TRACE_PACKETS", &trace, true)
-            .map_max_entries(map_names::FLOWS, options.flow_table_size)
-            .map_max_entries(map_names::FLOWS6, options.flow_table_size);
+            .map_max_entries(map_names::FLOWS, bucket_count(options.flow_table_size))
+            .map_max_entries(map_names::FLOWS6, bucket_count(options.flow_table_size));
         if let Some(dir) = &options.pin_dir {
             for name in pins::PINNED_MAPS {
                 loader.map_pin_path(name, dir.join(name));
@@ -172,17 +178,38 @@ impl BpfDataPlane {
             action: "loading",
             source,
         })?;
+        let flows = take_data(&mut ebpf, map_names::FLOWS)?;
+        let flows6 = take_data(&mut ebpf, map_names::FLOWS6)?;
+        let settings: Array<MapData, Settings> = take(&mut ebpf, map_names::SETTINGS)?;
+        // Adopted tables keep the seed their connections were placed by; new ones get their
+        // own.
+        let seed = match inheritance {
+            Inheritance::Adopted => {
+                settings
+                    .get(&0, 0)
+                    .map_err(read_error(map_names::SETTINGS))?
+                    .flow_hash_seed
+            }
+            _ => random_seed(),
+        };
+        let buckets = bucket_count(options.flow_table_size);
+        let flow_table =
+            MappedFlowTable::map(flows.fd(), buckets, seed).map_err(map_error(map_names::FLOWS))?;
+        let flow_table6 = MappedFlowTable::map(flows6.fd(), buckets, seed)
+            .map_err(map_error(map_names::FLOWS6))?;
         Ok(Self {
             services: take(&mut ebpf, map_names::SERVICES)?,
             services6: take(&mut ebpf, map_names::SERVICES6)?,
             service_table: take_data(&mut ebpf, map_names::SERVICE_TABLE)?,
             service_table6: take_data(&mut ebpf, map_names::SERVICE_TABLE6)?,
             lookup: take_data(&mut ebpf, map_names::LOOKUP)?,
-            flows: take_data(&mut ebpf, map_names::FLOWS)?,
-            flows6: take_data(&mut ebpf, map_names::FLOWS6)?,
+            flows,
+            flows6,
+            flow_table,
+            flow_table6,
             templates: take_data(&mut ebpf, map_names::PERSIST)?,
             templates6: take_data(&mut ebpf, map_names::PERSIST6)?,
-            settings: take(&mut ebpf, map_names::SETTINGS)?,
+            settings,
             cursors: take(&mut ebpf, map_names::CURSORS)?,
             real_servers: take(&mut ebpf, map_names::REAL_SERVERS)?,
             director: take(&mut ebpf, map_names::DIRECTOR)?,
@@ -204,6 +231,14 @@ impl BpfDataPlane {
                 .layout
                 .set(0, MAP_LAYOUT_VERSION, 0)
                 .map_err(write_error(map_names::LAYOUT))?;
+            // The flow tables' seed is pinned with them from the start, so that a director
+            // adopting them places connections as this one did, even should this one end
+            // before it writes its settings.
+            let settings = dataplane
+                .settings
+                .get(&0, 0)
+                .map_err(read_error(map_names::SETTINGS))?;
+            dataplane.set_settings(settings)?;
             // The services a previous director left (none in fresh maps) get their tables
             // before the program is attached anywhere.
             dataplane.publish_service_table(Family::V4)?;
@@ -563,6 +598,23 @@ fn batch_error(name: &'static str) -> impl FnOnce(std::io::Error) -> DataPlaneEr
     move |source| DataPlaneError::Batch { name, source }
 }
 
+fn map_error(name: &'static str) -> impl FnOnce(std::io::Error) -> DataPlaneError {
+    move |source| DataPlaneError::Mapping { name, source }
+}
+
+/// A seed for new flow tables, from the kernel's random source.
+fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // SAFETY: writes at most `seed.len()` bytes into `seed`.
+    let read = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if read != seed.len() as isize {
+        // Without the random source (it never fails for 8 bytes once the kernel's pool is
+        // ready), the clock still makes the seed differ between tables.
+        return crate::logic::conntrack::monotonic_ns().rotate_left(29) ^ 0x5bd1_e995;
+    }
+    u64::from_ne_bytes(seed)
+}
+
 /// A deny-list prefix's key in its family's trie: its length, and its address as on the
 /// wire.
 enum DenyKey {
@@ -709,6 +761,12 @@ impl DataPlane for BpfDataPlane {
     }
 
     fn set_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError> {
+        // The flow tables' shape is this data plane's own, whatever the caller wrote.
+        let settings = Settings {
+            flow_table_mask: self.flow_table.table().buckets() - 1,
+            flow_hash_seed: self.flow_table.table().seed(),
+            ..settings
+        };
         self.settings
             .set(0, settings, 0)
             .map_err(write_error(map_names::SETTINGS))
@@ -818,10 +876,14 @@ impl DataPlane for BpfDataPlane {
     }
 
     fn flows(&self) -> Result<Vec<(FlowMapKey, FlowEntry)>, DataPlaneError> {
-        let v4: Vec<(FlowKey, FlowEntry)> =
-            batch::lookup_all(self.flows.fd()).map_err(batch_error(map_names::FLOWS))?;
-        let v6: Vec<(FlowKey6, FlowEntry)> =
-            batch::lookup_all(self.flows6.fd()).map_err(batch_error(map_names::FLOWS6))?;
+        let mut v4 = Vec::new();
+        self.flow_table
+            .table()
+            .read_from(0, usize::MAX, |k, e| v4.push((k, e)));
+        let mut v6 = Vec::new();
+        self.flow_table6
+            .table()
+            .read_from(0, usize::MAX, |k, e| v6.push((k, e)));
         Ok(either_family(v4, v6))
     }
 
@@ -831,38 +893,37 @@ impl DataPlane for BpfDataPlane {
         max: usize,
     ) -> Result<FlowSlice, DataPlaneError> {
         // The IPv4 table first, then the IPv6 one; a slice never spans both, so a position
-        // is always one table's batch position.
+        // is always one table's bucket.
         match from.unwrap_or(FlowPosition::Ipv4(0)) {
             FlowPosition::Ipv4(bucket) => {
-                let (flows, next): (Vec<(FlowKey, FlowEntry)>, _) =
-                    batch::lookup_slice(self.flows.fd(), Some(bucket), max)
-                        .map_err(batch_error(map_names::FLOWS))?;
+                let mut flows = Vec::new();
+                let next = self
+                    .flow_table
+                    .table()
+                    .read_from(bucket, max, |k, e| flows.push((k.into(), e)));
                 let next = Some(next.map_or(FlowPosition::Ipv6(0), FlowPosition::Ipv4));
-                Ok((
-                    flows.into_iter().map(|(k, e)| (k.into(), e)).collect(),
-                    next,
-                ))
+                Ok((flows, next))
             }
             FlowPosition::Ipv6(bucket) => {
-                let (flows, next): (Vec<(FlowKey6, FlowEntry)>, _) =
-                    batch::lookup_slice(self.flows6.fd(), Some(bucket), max)
-                        .map_err(batch_error(map_names::FLOWS6))?;
-                let next = next.map(FlowPosition::Ipv6);
-                Ok((
-                    flows.into_iter().map(|(k, e)| (k.into(), e)).collect(),
-                    next,
-                ))
+                let mut flows = Vec::new();
+                let next = self
+                    .flow_table6
+                    .table()
+                    .read_from(bucket, max, |k, e| flows.push((k.into(), e)));
+                Ok((flows, next.map(FlowPosition::Ipv6)))
             }
         }
     }
 
+    /// A slot written by the data plane since the sweep read it keeps what it holds.
     fn remove_flows(&mut self, keys: &[FlowMapKey]) -> Result<(), DataPlaneError> {
-        let (v4, v6) = by_family(keys.iter().map(|key| (*key, ())), |key| match key {
-            FlowMapKey::V4(key) => Ok(key),
-            FlowMapKey::V6(key) => Err(key),
-        });
-        batch::delete(self.flows.fd(), &v4.keys).map_err(batch_error(map_names::FLOWS))?;
-        batch::delete(self.flows6.fd(), &v6.keys).map_err(batch_error(map_names::FLOWS6))
+        for key in keys {
+            match key {
+                FlowMapKey::V4(key) => self.flow_table.table().remove(key),
+                FlowMapKey::V6(key) => self.flow_table6.table().remove(key),
+            };
+        }
+        Ok(())
     }
 
     fn templates(&self) -> Result<Vec<(TemplateMapKey, PersistEntry)>, DataPlaneError> {
@@ -882,15 +943,26 @@ impl DataPlane for BpfDataPlane {
         batch::delete(self.templates6.fd(), &v6.keys).map_err(batch_error(map_names::PERSIST6))
     }
 
+    /// Each connection goes where the data plane would put it, taking the place of an
+    /// expired one (by the timeouts the data plane has now) or, with both its buckets full,
+    /// of the one least worth keeping. One the data plane is writing at that very moment is
+    /// left to it.
     fn insert_flows(&mut self, flows: &[(FlowMapKey, FlowEntry)]) -> Result<(), DataPlaneError> {
-        let (v4, v6) = by_family(flows.iter().copied(), |key| match key {
-            FlowMapKey::V4(key) => Ok(key),
-            FlowMapKey::V6(key) => Err(key),
-        });
-        batch::update(self.flows.fd(), &v4.keys, &v4.values)
-            .map_err(batch_error(map_names::FLOWS))?;
-        batch::update(self.flows6.fd(), &v6.keys, &v6.values)
-            .map_err(batch_error(map_names::FLOWS6))
+        if flows.is_empty() {
+            return Ok(());
+        }
+        let settings = self
+            .settings
+            .get(&0, 0)
+            .map_err(read_error(map_names::SETTINGS))?;
+        let now = crate::logic::conntrack::monotonic_ns();
+        for (key, entry) in flows {
+            match key {
+                FlowMapKey::V4(key) => self.flow_table.table().insert(key, entry, now, &settings),
+                FlowMapKey::V6(key) => self.flow_table6.table().insert(key, entry, now, &settings),
+            };
+        }
+        Ok(())
     }
 
     fn insert_templates(

@@ -59,6 +59,12 @@ pub enum DataPlaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error("mapping the flow table {name} into memory failed")]
+    Mapping {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{action} the XDP program failed")]
     Program {
         action: &'static str,

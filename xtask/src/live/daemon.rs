@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 
 use lvs_test_support::{lab, rawbpf};
 
@@ -131,13 +131,14 @@ pub(super) fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks as f64 / per_second)
 }
 
-pub(super) fn rss_kib(pid: u32) -> Result<u64> {
+/// A field of /proc/PID/status in KiB (`VmRSS`, `RssAnon`, ...).
+pub(super) fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS in /proc/PID/status")
+        .with_context(|| format!("{field} in /proc/PID/status"))
 }
 
 /// The daemon's maps by name, from the program attached to the director's interface.
@@ -169,25 +170,52 @@ fn daemon_maps() -> Result<Vec<serde_json::Value>> {
 /// would be spread over several seconds (most frames are dropped at the veth's ring while the
 /// director inserts), so the round would measure new flows rather than established ones.
 pub(super) fn prefill_flows(count: u32) -> Result<()> {
-    use lvs_common::flow::{FlowEntry, FlowKey, FlowState};
+    use lvs_common::{
+        flow::{FlowEntry, FlowState, Settings},
+        flow_table::{FlowBucket, SharedTable},
+    };
 
     let maps = daemon_maps()?;
-    let id = maps
-        .iter()
-        .find(|map| map["name"] == "FLOWS")
-        .and_then(|map| map["id"].as_u64())
-        .context("the daemon has no FLOWS map")?;
+    let find = |name: &str| {
+        maps.iter()
+            .find(|map| map["name"] == name)
+            .with_context(|| format!("the daemon has no {name} map"))
+    };
+    let flows = find("FLOWS")?;
+    let id = flows["id"].as_u64().context("the FLOWS map's id")?;
+    let buckets = flows["max_entries"]
+        .as_u64()
+        .context("the FLOWS map's size")?;
+    let settings_id = find("SETTINGS")?["id"]
+        .as_u64()
+        .context("the SETTINGS map's id")?;
+    let (_, settings) =
+        rawbpf::first_entry::<u32, Settings>(&rawbpf::map_by_id(u32::try_from(settings_id)?)?)?
+            .context("the daemon has no settings")?;
     let flows = rawbpf::map_by_id(u32::try_from(id)?)?;
-    let (_, template) = rawbpf::first_entry::<FlowKey, FlowEntry>(&flows)?
-        .context("the flow table is empty: the 1k round should have filled it")?;
+    let buckets = u32::try_from(buckets)?;
+    let memory = rawbpf::MappedMap::new(&flows, buckets as usize * size_of::<FlowBucket>())?;
+    // SAFETY: the mapping holds the daemon's whole IPv4 flow table and outlives the view.
+    let table = unsafe { SharedTable::new(memory.base(), buckets, settings.flow_hash_seed) };
+    let mut template = None;
+    table.read_from(0, 1, |_, entry| template = Some(entry));
+    let template =
+        template.context("the flow table is empty: the 1k round should have filled it")?;
     let now = net::coarse_monotonic_ns();
-    let keys = flow_keys(count);
     let value = FlowEntry {
         last_seen_ns: now,
         state: FlowState::Udp as u8,
         ..template
     };
-    rawbpf::update_batch(&flows, &keys, &vec![value; keys.len()])
+    let placed = flow_keys(count)
+        .iter()
+        .filter(|key| table.insert(key, &value, now, &settings))
+        .count();
+    ensure!(
+        placed == count as usize,
+        "only {placed} of {count} flows were placed"
+    );
+    Ok(())
 }
 
 /// The flow table's size for a run with `flows` established flows in its large pattern:
@@ -213,8 +241,8 @@ pub(super) fn flow_keys(count: u32) -> Vec<lvs_common::flow::FlowKey> {
         .collect()
 }
 
-/// The kernel memory of the daemon's maps, from bpftool: the flow table's in total and per
-/// entry and per live flow, and all maps together.
+/// The kernel memory of the daemon's maps, from bpftool: the IPv4 flow table's in total and
+/// per slot and per live flow, and all maps together.
 pub(super) fn flow_map_memory(flows: u32) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     let mut total = 0u64;
@@ -222,12 +250,13 @@ pub(super) fn flow_map_memory(flows: u32) -> Result<Vec<String>> {
         let bytes = map["bytes_memlock"].as_u64().unwrap_or(0);
         total += bytes;
         if map["name"] == "FLOWS" {
-            let entries = map["max_entries"].as_u64().unwrap_or(1).max(1);
+            let buckets = map["max_entries"].as_u64().unwrap_or(1).max(1);
+            let slots = buckets * lvs_common::flow_table::FLOW_BUCKET_WAYS as u64;
             lines.push(format!(
-                "flow table: {:.1} MiB of kernel memory for {entries} entries: {} bytes per \
-                 entry, {} per live flow with {flows} live",
+                "IPv4 flow table: {:.1} MiB of kernel memory for {slots} slots ({buckets} \
+                 buckets): {} bytes per slot, {} per live flow with {flows} live",
                 bytes as f64 / (1 << 20) as f64,
-                bytes / entries,
+                bytes / slots,
                 bytes / u64::from(flows.max(1)),
             ));
         }

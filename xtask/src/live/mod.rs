@@ -11,10 +11,11 @@
 //! ratio is to their mean, so drift over the run hits both alike.
 //!
 //! Between them runs a second reference, the flow-table floor: the floor plus one lookup of
-//! each frame's connection in an LRU hash map shaped and filled as the daemon's flow table
+//! each frame's connection in an LRU hash map keyed and filled as the daemon's flow table
 //! (inserting on a miss). It is the least any director that keeps its connections in the
-//! kernel's LRU map pays per frame, so lvs's rate against it tells lvs's own work apart from
-//! the flow table's.
+//! kernel's LRU map pays per frame (lvs did, before its flow table became an array of
+//! buckets), so lvs's rate against it shows what the array gains on top of all lvs's own
+//! work.
 //!
 //! While it runs, the CPU latency limit (PM QoS) is held at 0 so idle CPUs poll rather than
 //! halt: waking a halted vCPU costs tens of microseconds, long enough to overflow the veth's
@@ -106,6 +107,9 @@ struct Rate {
 /// The daemon's resource use over a round.
 struct DaemonUse {
     rss_kib: u64,
+    /// The part of it that is the daemon's own memory, without the pages of the flow tables
+    /// it maps (kernel memory, counted below with the maps).
+    anon_kib: u64,
     cpu_per_second: f64,
 }
 
@@ -216,16 +220,17 @@ pub fn run(lvs: &Path, flows: u32, timing: Timing, repetitions: u32) -> Result<(
     println!(
         "medians of {repetitions} repetitions (ratios: each repetition's). floor = an XDP program \
          that swaps the MACs and returns XDP_TX, mean of a round before and one after lvs's; \
-         table = the floor plus one lookup (an insert on a miss) in an LRU hash map shaped and \
-         filled as lvs's flow table, the least a director keeping connections in it does; \
+         table = the floor plus one lookup (an insert on a miss) in an LRU hash map keyed and \
+         filled as lvs's flow table, the least a director keeping connections in one does; \
          Mpps forwarded = the director's XDP_TX count; delivered = what reached the \
          generator's side; sent = what the generator sent (the rest overflowed the veth's ring)"
     );
     if let Some(daemon) = daemon_use {
         println!(
-            "daemon with {flows} live flows: RSS {:.1} MiB, CPU {:.1} ms per second ({:.1}% of a \
-             core)",
+            "daemon with {flows} live flows: RSS {:.1} MiB ({:.1} MiB its own, the rest the \
+             flow tables' pages it maps), CPU {:.1} ms per second ({:.1}% of a core)",
             daemon.rss_kib as f64 / 1024.0,
+            daemon.anon_kib as f64 / 1024.0,
             daemon.cpu_per_second * 1e3,
             daemon.cpu_per_second * 100.0
         );
@@ -412,7 +417,8 @@ fn measure(
     let elapsed = start.elapsed().as_secs_f64();
     let usage = match (watch, before.2, after.2) {
         (Some(pid), Some(cpu_before), Some(cpu_after)) => Some(DaemonUse {
-            rss_kib: daemon::rss_kib(pid)?,
+            rss_kib: daemon::status_kib(pid, "VmRSS")?,
+            anon_kib: daemon::status_kib(pid, "RssAnon")?,
             cpu_per_second: (cpu_after - cpu_before) / elapsed,
         }),
         _ => None,

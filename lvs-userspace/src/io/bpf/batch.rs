@@ -57,7 +57,7 @@ fn bpf(command: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
     }
 }
 
-/// Every element of a hash map (plain or LRU), a chunk at a time. Elements added or removed
+/// Every element of a hash map (plain or LRU, such as the templates'), a chunk at a time. Elements added or removed
 /// while this runs may or may not be seen, as with any iteration of a live map.
 pub fn lookup_all<K: Pod + Default, V: Pod + Default>(map: &impl AsFd) -> io::Result<Vec<(K, V)>> {
     let mut all = Vec::new();
@@ -97,56 +97,6 @@ pub fn lookup_all<K: Pod + Default, V: Pod + Default>(map: &impl AsFd) -> io::Re
         }
         position = next;
         first = false;
-    }
-}
-
-/// Elements of a map and the position after them (`None`: the end).
-pub type Slice<K, V> = (Vec<(K, V)>, Option<u32>);
-
-/// Up to about `max` elements of a hash map (plain or LRU), from bucket `from` (`None`: the
-/// start), and the bucket to continue from (`None` when the walk reached the end). The
-/// kernel returns whole buckets, so a slice may hold a few more elements than asked for; it
-/// is retried with room for them (ENOSPC) rather than splitting a bucket.
-pub fn lookup_slice<K: Pod + Default, V: Pod + Default>(
-    map: &impl AsFd,
-    from: Option<u32>,
-    max: usize,
-) -> io::Result<Slice<K, V>> {
-    let mut room = max.max(1);
-    loop {
-        let mut keys = vec![K::default(); room];
-        let mut values = vec![V::default(); room];
-        let position = from.unwrap_or(0);
-        let mut next: u32 = 0;
-        let mut attr = BatchAttr {
-            in_batch: if from.is_some() {
-                &position as *const u32 as u64
-            } else {
-                0
-            },
-            out_batch: &mut next as *mut u32 as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: u32::try_from(room).unwrap_or(u32::MAX),
-            map_fd: map.as_fd().as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
-        let got = (attr.count as usize).min(room);
-        let slice = || -> Vec<(K, V)> {
-            keys[..got]
-                .iter()
-                .copied()
-                .zip(values[..got].iter().copied())
-                .collect()
-        };
-        match result {
-            Ok(()) => return Ok((slice(), Some(next))),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok((slice(), None)),
-            // One bucket holds more elements than there was room for.
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && room < 1 << 20 => room *= 2,
-            Err(e) => return Err(e),
-        }
     }
 }
 

@@ -91,7 +91,7 @@ fn mismatch(dir: &Path, object: &[u8], flow_table_size: u32) -> Option<String> {
             Err(error) => return Some(format!("the pinned map {name} cannot be read: {error}")),
         };
         let capacity = if name == map_names::FLOWS || name == map_names::FLOWS6 {
-            flow_table_size
+            lvs_common::flow_table::bucket_count(flow_table_size)
         } else {
             definition.max_entries()
         };
