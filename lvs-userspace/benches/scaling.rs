@@ -496,8 +496,8 @@ fn measure(
     })
 }
 
-/// The flow-table floor, its table sized and filled as `director` and `fill_flow_table` make
-/// lvs's IPv4 one, on the cycling frames (`live`, all in the table) and the new flows'. Each
+/// The flow-table floor, its table filled as `fill_flow_table` fills lvs's IPv4 one (and
+/// sized as an LRU map needs), on the cycling frames (`live`, all in the table) and the new flows'. Each
 /// call is followed by the empty program's on the same frame, as lvs's are in `per_call`, so
 /// that both run between the same other calls.
 fn table_floor(
@@ -506,7 +506,7 @@ fn table_floor(
     live: &[Vec<u8>],
     new: &[Vec<u8>],
 ) -> Result<TableFloorRow> {
-    let floor = FlowTableFloor::load(flow_table_size(flows)?)?;
+    let floor = FlowTableFloor::load(lru_table_size(flows)?)?;
     let keys: Vec<FlowKey> = (0..flows)
         .filter_map(|i| match flow_key(Family::V4, i) {
             FlowMapKey::V4(key) => Some(key),
@@ -532,8 +532,15 @@ fn table_floor(
     })
 }
 
-/// The flow table's size for `flows` live connections and the measured ones.
+/// lvs's `flow_table_size` for `flows` live connections and the measured ones: the
+/// connections it holds (in twice as many slots).
 fn flow_table_size(flows: usize) -> Result<u32> {
+    Ok(u32::try_from(flows + 65_536)?)
+}
+
+/// The LRU flow-table floor's size for the same: room for every connection twice over, as an
+/// LRU map needs (it starts evicting before it is full).
+fn lru_table_size(flows: usize) -> Result<u32> {
     Ok(u32::try_from(flows * 2 + 65_536)?)
 }
 

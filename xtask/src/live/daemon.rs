@@ -218,9 +218,18 @@ pub(super) fn prefill_flows(count: u32) -> Result<()> {
     Ok(())
 }
 
-/// The flow table's size for a run with `flows` established flows in its large pattern:
-/// room for every flow twice over, so established flows never compete for the table's room.
+/// The daemon's `flow_table_size` for a run with `flows` established flows in its large
+/// pattern: the connections it holds, which its array keeps in twice as many slots, so that
+/// established flows do not compete for room (a few in a hundred thousand find both their
+/// buckets full at this size).
 pub(super) fn flow_table_size(flows: u32) -> u32 {
+    flows.max(262_144)
+}
+
+/// The LRU flow-table floor's size for the same run: room for every flow twice over, as an
+/// LRU map needs (it starts evicting before it is full, from each CPU's share of free
+/// entries).
+pub(super) fn lru_table_size(flows: u32) -> u32 {
     flows.saturating_mul(2).max(262_144)
 }
 

@@ -304,7 +304,7 @@ fn reference_rounds(
     Ok(rates)
 }
 
-/// The flow-table floor's rounds: a table shaped and sized as the daemon's, empty for the
+/// The flow-table floor's rounds: a table keyed as the daemon's and sized as an LRU map needs, empty for the
 /// first pattern and filled with the large pattern's flows before it, as the daemon's is.
 fn flow_table_floor_rounds(
     frame: &[u8],
@@ -312,7 +312,7 @@ fn flow_table_floor_rounds(
     flows: u32,
     timing: Timing,
 ) -> Result<Vec<Rate>> {
-    let floor = FlowTableFloor::load(daemon::flow_table_size(flows))?;
+    let floor = FlowTableFloor::load(daemon::lru_table_size(flows))?;
     let link = net::in_namespace(DIR_NS, || {
         rawbpf::attach_native(floor.program(), net::if_index(DIR_IF)?)
     })?;
