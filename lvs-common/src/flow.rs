@@ -29,8 +29,9 @@ pub struct FlowKey<A = Ipv4Bytes> {
 /// The key of the `FLOWS6` map.
 pub type FlowKey6 = FlowKey<Ipv6Bytes>;
 
-/// Value of the `FLOWS` and `FLOWS6` maps. Written whole by the data plane when a connection is scheduled;
-/// `last_seen_ns` and `state` are then updated in place by each packet.
+/// A connection's entry, in its slot of `FLOWS` or `FLOWS6` (`flow_table::FlowSlot`). Written
+/// whole by the data plane when a connection is scheduled; `last_seen_ns`, `state` and the
+/// packets seen in `flags` are then updated in place by its packets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEntry {

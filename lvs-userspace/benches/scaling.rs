@@ -497,9 +497,9 @@ fn measure(
 }
 
 /// The flow-table floor, its table filled as `fill_flow_table` fills lvs's IPv4 one (and
-/// sized as an LRU map needs), on the cycling frames (`live`, all in the table) and the new flows'. Each
-/// call is followed by the empty program's on the same frame, as lvs's are in `per_call`, so
-/// that both run between the same other calls.
+/// sized as an LRU map needs), on the cycling frames (`live`, all in the table) and the new
+/// flows'. Each call is followed by the empty program's on the same frame, as lvs's are in
+/// `per_call`, so that both run between the same other calls.
 fn table_floor(
     empty: &EmptyProgram,
     flows: usize,

@@ -8,9 +8,9 @@
 //! The flow table has room for `flow_table_size` connections (262,144 by default, in twice as
 //! many slots), so a million new flows turn it over several times: the long-lived connections'
 //! entries survive because they have sent more than one packet, and a flood's one-packet
-//! connections give way to each other first (`lvs_common::flow_table`). `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with
-//! another table size, to see it catch evictions (with a table of a few thousand entries,
-//! connections are rescheduled and moved).
+//! connections give way to each other first (`lvs_common::flow_table`).
+//! `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with another table size, to see it catch
+//! evictions (with a table of a few thousand entries, connections are rescheduled and moved).
 //!
 //! Needs root (namespaces, XDP, BPF_PROG_RUN); ignored by a plain `cargo test`, run by
 //! `cargo xtask test` or

@@ -34,7 +34,6 @@ pub mod flow_table;
 pub mod pins;
 pub mod test_run;
 
-pub use flow_table::MappedFlowTable;
 pub use pins::Inheritance;
 
 use crate::{
@@ -87,8 +86,8 @@ pub struct BpfDataPlane {
     flows: MapData,
     flows6: MapData,
     /// The flow tables mapped into this process (`flow_table`).
-    flow_table: MappedFlowTable<Ipv4Bytes>,
-    flow_table6: MappedFlowTable<Ipv6Bytes>,
+    flow_table: flow_table::MappedFlowTable<Ipv4Bytes>,
+    flow_table6: flow_table::MappedFlowTable<Ipv6Bytes>,
     templates: MapData,
     templates6: MapData,
     settings: Array<MapData, Settings>,
@@ -193,9 +192,9 @@ impl BpfDataPlane {
             _ => random_seed(),
         };
         let buckets = bucket_count(options.flow_table_size);
-        let flow_table =
-            MappedFlowTable::map(flows.fd(), buckets, seed).map_err(map_error(map_names::FLOWS))?;
-        let flow_table6 = MappedFlowTable::map(flows6.fd(), buckets, seed)
+        let flow_table = flow_table::MappedFlowTable::map(flows.fd(), buckets, seed)
+            .map_err(map_error(map_names::FLOWS))?;
+        let flow_table6 = flow_table::MappedFlowTable::map(flows6.fd(), buckets, seed)
             .map_err(map_error(map_names::FLOWS6))?;
         Ok(Self {
             services: take(&mut ebpf, map_names::SERVICES)?,

@@ -304,8 +304,9 @@ fn reference_rounds(
     Ok(rates)
 }
 
-/// The flow-table floor's rounds: a table keyed as the daemon's and sized as an LRU map needs, empty for the
-/// first pattern and filled with the large pattern's flows before it, as the daemon's is.
+/// The flow-table floor's rounds: a table keyed as the daemon's and sized as an LRU map needs,
+/// empty for the first pattern and filled with the large pattern's flows before it, as the
+/// daemon's is.
 fn flow_table_floor_rounds(
     frame: &[u8],
     patterns: &[Pattern],

@@ -57,8 +57,9 @@ fn bpf(command: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
     }
 }
 
-/// Every element of a hash map (plain or LRU, such as the templates'), a chunk at a time. Elements added or removed
-/// while this runs may or may not be seen, as with any iteration of a live map.
+/// Every element of a hash map (plain or LRU, such as the templates'), a chunk at a time.
+/// Elements added or removed while this runs may or may not be seen, as with any iteration of
+/// a live map.
 pub fn lookup_all<K: Pod + Default, V: Pod + Default>(map: &impl AsFd) -> io::Result<Vec<(K, V)>> {
     let mut all = Vec::new();
     let mut keys = vec![K::default(); LOOKUP_CHUNK];
