@@ -17,11 +17,13 @@
 //!   with a compare-and-swap, writes the key and the entry, and moves it on to even. A reader
 //!   that saw the same even value before and after its copy has a whole slot; a writer that
 //!   finds the word odd leaves the slot to the writer that holds it. Only the data plane's
-//!   in-place updates of a live connection (its stamp and TCP state, single words and bytes of
-//!   the entry) are made without it, as they were in the LRU map's elements;
+//!   in-place updates of a live connection (its stamp, TCP state and packet count, single
+//!   words and bytes of the entry) are made without it, as they were in the LRU map's
+//!   elements;
 //! - a slot whose `last_seen_ns` is 0 is empty, and one whose connection has outlived its
-//!   state's timeout is as good as empty: nothing deletes connections, a new one takes the
-//!   place of an expired one (`SlotChoice`);
+//!   state's timeout is as good as empty: a new connection takes the place of an expired one
+//!   (`SlotChoice`), so nothing has to delete connections (the controller's sweep empties
+//!   expired slots only so that listings and counts show live ones);
 //! - a new connection goes to the bucket with fewer live connections (two choices keep the
 //!   buckets even: with the table at half its slots, fewer than 1 in 10,000 connections finds
 //!   both buckets full, against 4 in 100 with one choice). When both are full it takes the
@@ -58,8 +60,8 @@ pub type FlowBucket6 = FlowBucket<crate::Ipv6Bytes>;
 
 /// Buckets of a table sized for `flow_table_size` connections: two slots for each, rounded up
 /// to a power of two, so that a bucket's index is a mask of the hash. The table can hold twice
-/// its size; a connection finds both its buckets full only past its size (see the module's
-/// rules).
+/// its size; until it holds its size, a new connection seldom finds both its buckets full (see
+/// the module's rules).
 pub const fn bucket_count(flow_table_size: u32) -> u32 {
     let buckets = flow_table_size.div_ceil(FLOW_BUCKET_WAYS as u32 / 2);
     if buckets <= 1 {
