@@ -78,12 +78,15 @@ pub fn record<A: Family>(
     now: u64,
     settings: &Settings,
 ) {
+    let (Some(first), Some(second)) = (
+        A::flows().get_ptr_mut(buckets[0]),
+        A::flows().get_ptr_mut(buckets[1]),
+    ) else {
+        return;
+    };
     let mut choice = SlotChoice::new();
     for c in 0..2 {
-        let index = if c == 0 { buckets[0] } else { buckets[1] };
-        let Some(bucket) = A::flows().get_ptr_mut(index) else {
-            return;
-        };
+        let bucket = if c == 0 { first } else { second };
         for way in 0..FLOW_BUCKET_WAYS {
             // SAFETY: as in `find`.
             let slot = unsafe { addr_of_mut!((*bucket).slots[way]) };
@@ -93,13 +96,10 @@ pub fn record<A: Family>(
         }
     }
     let chosen = choice.chosen() as usize;
-    let index = if chosen < FLOW_BUCKET_WAYS {
-        buckets[0]
+    let bucket = if chosen < FLOW_BUCKET_WAYS {
+        first
     } else {
-        buckets[1]
-    };
-    let Some(bucket) = A::flows().get_ptr_mut(index) else {
-        return;
+        second
     };
     // SAFETY: the bucket is an element of the array, and the way is masked below its ways.
     let slot = unsafe { addr_of_mut!((*bucket).slots[chosen & (FLOW_BUCKET_WAYS - 1)]) };

@@ -180,15 +180,13 @@ impl BpfDataPlane {
         let flows = take_data(&mut ebpf, map_names::FLOWS)?;
         let flows6 = take_data(&mut ebpf, map_names::FLOWS6)?;
         let settings: Array<MapData, Settings> = take(&mut ebpf, map_names::SETTINGS)?;
+        let previous_settings = settings
+            .get(&0, 0)
+            .map_err(read_error(map_names::SETTINGS))?;
         // Adopted tables keep the seed their connections were placed by; new ones get their
         // own.
         let seed = match inheritance {
-            Inheritance::Adopted => {
-                settings
-                    .get(&0, 0)
-                    .map_err(read_error(map_names::SETTINGS))?
-                    .flow_hash_seed
-            }
+            Inheritance::Adopted => previous_settings.flow_hash_seed,
             _ => random_seed(),
         };
         let buckets = bucket_count(options.flow_table_size);
@@ -233,11 +231,7 @@ impl BpfDataPlane {
             // The flow tables' seed is pinned with them from the start, so that a director
             // adopting them places connections as this one did, even should this one end
             // before it writes its settings.
-            let settings = dataplane
-                .settings
-                .get(&0, 0)
-                .map_err(read_error(map_names::SETTINGS))?;
-            dataplane.set_settings(settings)?;
+            dataplane.set_settings(previous_settings)?;
             // The services a previous director left (none in fresh maps) get their tables
             // before the program is attached anywhere.
             dataplane.publish_service_table(Family::V4)?;
