@@ -488,7 +488,7 @@ mod program {
     fn template_key<A: Family>(flow: &Flow<A>, service: &ServiceEntry) -> PersistKey<A> {
         PersistKey {
             client: A::masked_client(flow, service),
-            vip: flow.dst_addr,
+            vip: A::vip(flow),
             vport: flow.dst_port,
             protocol: flow.protocol,
             _pad: 0,
