@@ -24,12 +24,13 @@
 //!   state's timeout is as good as empty: a new connection takes the place of an expired one
 //!   (`SlotChoice`), so nothing has to delete connections (the controller's sweep empties
 //!   expired slots only so that listings and counts show live ones);
-//! - a new connection goes to the bucket with fewer live connections (two choices keep the
-//!   buckets even: with the table at half its slots, fewer than 1 in 10,000 connections finds
-//!   both buckets full, against 4 in 100 with one choice). When both are full it takes the
-//!   place of the least worth keeping: the one that has sent fewest packets (a flood's SYN, a
-//!   lone datagram: `FLOW_SEEN_SHIFT`), and the stalest of those, so a flood of new
-//!   connections turns itself over and leaves live ones alone.
+//! - a new connection goes to the bucket with fewer live connections. Two choices keep the
+//!   buckets even. Simulated with the table at its size (half its slots): while it fills,
+//!   fewer than 1 in 10,000 new connections finds both its buckets full, and about 2 in 1,000
+//!   once its connections turn over at that size; with one choice, 4 and 8 in 100. When both
+//!   are full it takes the place of the least worth keeping: the one that has sent fewest
+//!   packets (a flood's SYN, a lone datagram: `FLOW_SEEN_SHIFT`), and the stalest of those,
+//!   so a flood of new connections turns itself over and leaves live ones alone.
 
 use crate::flow::{FlowEntry, FlowKey, Settings, packets_seen};
 
