@@ -68,6 +68,21 @@ pub const fn packets_seen(flags: u8) -> u8 {
     (flags >> FLOW_SEEN_SHIFT) & FLOW_SEEN_MAX
 }
 
+/// The `FLOW_SEEN_SHIFT` bits of a connection that another director tells this one about
+/// (connection sync), which says its state but not its packets: a TCP connection that has
+/// moved past SYN_RECV (ESTABLISHED, FIN_WAIT, TIME_WAIT) sent at least what opened it and
+/// what moved it on, two packets. Without them a backup that takes over under a flood would
+/// give up the connections it was told about, idle since, before the flood's fresher SYNs.
+#[inline(always)]
+pub const fn seen_bits_of_state(state: u8) -> u8 {
+    match FlowState::from_u8(state) {
+        Some(FlowState::Established | FlowState::FinWait | FlowState::TimeWait) => {
+            1 << FLOW_SEEN_SHIFT
+        }
+        _ => 0,
+    }
+}
+
 /// Key of the `PERSIST` map (IPv4) and of `PERSIST6` (IPv6): a persistence template as IPVS
 /// keeps it (client network, service).
 #[repr(C)]

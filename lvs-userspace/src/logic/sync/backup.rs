@@ -14,7 +14,7 @@ use std::{
 
 use lvs_common::{
     address::Address as _,
-    flow::{FLOW_PERSISTENT, FlowEntry, PersistEntry, Settings},
+    flow::{FLOW_PERSISTENT, FlowEntry, PersistEntry, Settings, seen_bits_of_state},
     keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
 };
 
@@ -175,11 +175,12 @@ pub fn install(
                 real_server_id: placement.real_server_id,
                 generation: placement.generation,
                 state,
-                flags: if placement.persistence.is_some() {
-                    FLOW_PERSISTENT
-                } else {
-                    0
-                },
+                flags: seen_bits_of_state(state)
+                    | if placement.persistence.is_some() {
+                        FLOW_PERSISTENT
+                    } else {
+                        0
+                    },
                 _pad: [0; 6],
             };
             Ok(Install::Flow(key, flow))
@@ -221,7 +222,9 @@ fn client_network(client: IpAddr, persistence: &Persistence) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
-    use lvs_common::flow::{FlowKey, FlowKey6, FlowState, PersistKey, PersistKey6};
+    use lvs_common::flow::{
+        FLOW_SEEN_SHIFT, FlowKey, FlowKey6, FlowState, PersistKey, PersistKey6, packets_seen,
+    };
 
     use super::*;
     use crate::logic::{
@@ -344,7 +347,8 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
                 real_server_id: placement.real_server_id,
                 generation: 7,
                 state: FlowState::Established as u8,
-                flags: 0,
+                // Established: it sent its SYN and what moved it on.
+                flags: 1 << FLOW_SEEN_SHIFT,
                 _pad: [0; 6],
             }
         );
@@ -365,6 +369,30 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
         };
         assert_eq!(flow.last_seen_ns, now - 200 * S);
         assert_eq!(flow.state, FlowState::Udp as u8);
+        assert_eq!(flow.flags, 0, "a datagram's count is not known");
+    }
+
+    #[test]
+    fn a_synced_connection_counts_the_packets_its_state_implies() {
+        let model = model();
+        let now = 10_000 * S;
+        let seen = |state: FlowState| {
+            let mut entry = connection(service(80, Protocol::Tcp), "192.0.2.21:80");
+            if let Entry::Connection(_, connection) = &mut entry {
+                connection.state = state;
+            }
+            match installed(&entry, &model, now).unwrap() {
+                Install::Flow(_, flow) => packets_seen(flow.flags),
+                Install::Template(..) => panic!("a connection is a flow"),
+            }
+        };
+        // Under a flood, a synced connection that has idled since gives way after the
+        // flood's SYNs, which count none.
+        assert_eq!(seen(FlowState::Established), 1);
+        assert_eq!(seen(FlowState::FinWait), 1);
+        assert_eq!(seen(FlowState::TimeWait), 1);
+        assert_eq!(seen(FlowState::SynRecv), 0, "a SYN, maybe a flood's");
+        assert_eq!(seen(FlowState::Close), 0);
     }
 
     #[test]
@@ -400,7 +428,8 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
             panic!("a connection is a flow");
         };
         assert_eq!(
-            flow.flags, FLOW_PERSISTENT,
+            flow.flags & FLOW_PERSISTENT,
+            FLOW_PERSISTENT,
             "its packets keep the template alive"
         );
 
@@ -610,7 +639,7 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
                 real_server_id: placement.real_server_id,
                 generation: 7,
                 state: FlowState::Established as u8,
-                flags: FLOW_PERSISTENT,
+                flags: FLOW_PERSISTENT | 1 << FLOW_SEEN_SHIFT,
                 _pad: [0; 6],
             }
         );
