@@ -44,8 +44,8 @@ mod program {
         flow::{
             FLOW_PERSISTENT, FLOW_SEEN_MAX, FLOW_SEEN_SHIFT, FlowEntry, FlowKey, FlowState,
             PersistEntry, PersistKey, SETTINGS_DENY_LIST, SETTINGS_DENY_LIST6,
-            SETTINGS_DROP_NODEST, Settings, initial_state, next_tcp_state, packets_seen,
-            schedule_hash,
+            SETTINGS_DROP_NODEST, Settings, counts_as_seen, initial_state, next_tcp_state,
+            packets_seen, schedule_hash,
         },
         service_table::{SERVICE_TABLE_PROBES, home_slot, is_empty, probe_slot},
     };
@@ -352,7 +352,9 @@ mod program {
             }
             _ => return Ok(None),
         };
-        if packets_seen(entry.flags) < FLOW_SEEN_MAX {
+        if packets_seen(entry.flags) < FLOW_SEEN_MAX
+            && counts_as_seen(flow.protocol, flow.tcp_flags)
+        {
             // The connection's second to fourth packets only.
             stored.flags = entry.flags + (1 << FLOW_SEEN_SHIFT);
         }

@@ -96,6 +96,10 @@ fn and_imm(dst: u8, imm: i32) -> Insn {
 fn rsh_imm(dst: u8, imm: i32) -> Insn {
     insn(0x77, dst, 0, 0, imm)
 }
+/// 32-bit multiply: the product's low 32 bits, zero-extended.
+fn mul32_imm(dst: u8, imm: i32) -> Insn {
+    insn(0x24, dst, 0, 0, imm)
+}
 /// To big endian (network order), of the low `bits` bits.
 fn to_be(dst: u8, bits: i32) -> Insn {
     insn(0xdc, dst, 0, 0, bits)
@@ -404,6 +408,9 @@ pub enum Sources {
     Cycle { count: u32 },
     /// A random source address and port per frame: a flood of new flows.
     Random,
+    /// Each source twice in a row, then a new one (scattered over the 2^32 sources by a
+    /// multiplication): a flood of new flows that send two packets each.
+    Pairs,
 }
 
 /// The client address and port of generated flow `n` (network byte order), as the generator
@@ -536,6 +543,24 @@ pub fn generator(sources: Sources, counter: &OwnedFd, frame: &[u8]) -> Result<Ve
             ]);
         }
         Sources::Random => body.extend([call(HELPER_GET_PRANDOM_U32), mov(R8, R0)]),
+        Sources::Pairs => {
+            body.push(store32_imm(R10, -4, 0));
+            body.push(mov(R2, R10));
+            body.push(add_imm(R2, -4));
+            body.extend(load_map(R1, counter));
+            body.extend([
+                call(HELPER_MAP_LOOKUP_ELEM),
+                jeq_imm(R0, 0, 0), // patched below -> out
+                load64(R8, R0, 0),
+                mov(R9, R8),
+                add_imm(R9, 1),
+                store64(R0, 0, R9),
+                // Frames 2k and 2k + 1 get source k times an odd constant (a bijection of
+                // the 32-bit sources, so no two pairs share one).
+                rsh_imm(R8, 1),
+                mul32_imm(R8, 0x9e37_79b1_u32 as i32),
+            ]);
+        }
     }
     // The template's headers, two bytes at a time (the frame is only 2-byte aligned), as
     // immediates in the byte order of the machine that stores them.
@@ -594,7 +619,7 @@ pub fn generator(sources: Sources, counter: &OwnedFd, frame: &[u8]) -> Result<Ve
     body.extend([mov_imm(R0, XDP_TX), exit()]);
     let out = i16::try_from(body.len()).context("a short program")?;
     // Patch the map lookup's null check to jump to `out`, just past the body.
-    if let Sources::Cycle { .. } = sources {
+    if let Sources::Cycle { .. } | Sources::Pairs = sources {
         let check = body
             .iter()
             .position(|i| i.code == 0x15)

@@ -1,14 +1,14 @@
 //! A flood: one million new flows (TCP SYNs from random sources, each with right checksums)
 //! at the live-frames generator's rate, from a host on the lab's switch, to the service that
-//! long-lived connections talk through. None of those connections may break or move to
+//! long-lived connections talk through; then a million flows that send two SYNs each. None of those connections may break or move to
 //! another real server, the control socket must answer every poll, and the health checks
 //! (TCP_CHECK and HTTP_GET, every second) must keep every real server up. What was measured
 //! is printed.
 //!
 //! The flow table has room for `flow_table_size` connections (262,144 by default, in twice as
 //! many slots), so a million new flows turn it over several times: the long-lived connections'
-//! entries survive because they have sent more than one packet, and a flood's one-packet
-//! connections give way to each other first (`lvs_common::flow_table`).
+//! entries survive because they have sent more packets than the flood's connections (one or
+//! two), which give way to each other first (`lvs_common::flow_table`).
 //! `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with another table size, to see it catch
 //! evictions (with a table of a few thousand entries, connections are rescheduled and moved).
 //!
@@ -224,12 +224,26 @@ impl Polls {
 #[test]
 #[ignore = "needs root: network namespaces, XDP and BPF_PROG_RUN"]
 fn a_flood_of_a_million_new_flows_breaks_no_connection_and_the_director_keeps_answering() {
+    flood(Sources::Random, "lvsfld", "a flood of new flows");
+}
+
+/// The same flood, each new flow sending two SYNs: its connections count two packets, and
+/// still give way to each other before the long-lived ones, which have sent more.
+#[test]
+#[ignore = "needs root: network namespaces, XDP and BPF_PROG_RUN"]
+fn a_flood_of_a_million_two_packet_flows_breaks_no_connection() {
+    flood(Sources::Pairs, "lvsfl2", "a flood of two-packet flows");
+}
+
+/// Floods the lab's flooded service with `FLOWS` new flows from `sources`, in a lab whose
+/// namespaces are named from `lab_name`, and checks what the module's docs promise.
+fn flood(sources: Sources, lab_name: &str, what: &str) {
     let shape = Shape {
         real_servers: REAL_SERVERS,
         flooder: true,
         ..Shape::default()
     };
-    let mut lab = Lab::up_with(repo(), "lvsfld", shape).unwrap_or_else(|e| panic!("{e}"));
+    let mut lab = Lab::up_with(repo(), lab_name, shape).unwrap_or_else(|e| panic!("{e}"));
     let _servers = start_line_servers(&lab, REAL_SERVERS).unwrap_or_else(|e| panic!("{e}"));
     let config = write_config(&lab);
     lab.start_director_with(lvs(), &config)
@@ -281,7 +295,7 @@ fn a_flood_of_a_million_new_flows_breaks_no_connection_and_the_director_keeps_an
         deadline: Instant::now() + FLOOD_LIMIT,
     };
     let flood_started = Instant::now();
-    let generator = Generator::start(port, frame, Sources::Random, budget)
+    let generator = Generator::start(port, frame, sources, budget)
         .unwrap_or_else(|e| panic!("starting the generator: {e:#}"));
     while !generator.is_finished() {
         sleep(POLL);
@@ -313,7 +327,7 @@ fn a_flood_of_a_million_new_flows_breaks_no_connection_and_the_director_keeps_an
     let after = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
 
     println!(
-        "flood: {} SYN frames sent by the live-frames generator in {:.2} s ({:.2} Mpps); the \
+        "{what}: {} SYN frames sent by the live-frames generator in {:.2} s ({:.2} Mpps); the \
          director's XDP saw {} frames ({:.2} Mpps through the bridge); {taken} new flows taken \
          ({:.0} per second)",
         sent.frames,
@@ -385,5 +399,13 @@ fn a_flood_of_a_million_new_flows_breaks_no_connection_and_the_director_keeps_an
         checks_in_flood.len() == real_servers && checks_in_flood.values().all(|&n| n >= 1),
         "every real server was checked during the flood: {checks_in_flood:?}"
     );
-    seen.assert_long_lived_undisturbed("a flood of new flows");
+    seen.assert_long_lived_undisturbed(what);
+    // A new connection's entry may be given up only between its SYN and its ACK, when it has
+    // sent no more than the flood's connections; it is younger than them, which go first.
+    assert_eq!(
+        seen.failed_requests(),
+        0,
+        "new connections failed during {what}: {:?}",
+        seen.json["new"]["errors"]
+    );
 }
