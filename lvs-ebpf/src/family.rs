@@ -62,8 +62,8 @@ pub trait Family: Address + 'static {
 
     /// The frame's VIP (`dst_addr`), copied as whole words: a plain copy of IPv6's 16 bytes
     /// (from the per-CPU slot the IPv6 flow is parsed into) compiles to a call to a byte-wise
-    /// memmove subprogram, which cost a persistent service's new flows and template
-    /// refreshes 10-15 ns.
+    /// memmove subprogram, which a persistent service's new flows and template refreshes
+    /// paid (an estimated 10-15 ns; not measured, no bench has such a row).
     fn vip(flow: &Flow<Self>) -> Self;
 
     /// Logs a forwarding decision (only with `--trace-packets`).
