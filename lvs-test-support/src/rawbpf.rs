@@ -502,6 +502,22 @@ fn fold(dst: u8, scratch: u8) -> [Insn; 4] {
     ]
 }
 
+/// The generator's flow number from `counter` (a per-CPU u64) into R8, and the next one into
+/// R9, for the caller to store through R0 (the counter's value). The lookup's null check is a
+/// jump whose offset `generator` patches to its end.
+fn next_flow_number(counter: &OwnedFd) -> Vec<Insn> {
+    let mut insns = vec![store32_imm(R10, -4, 0), mov(R2, R10), add_imm(R2, -4)];
+    insns.extend(load_map(R1, counter));
+    insns.extend([
+        call(HELPER_MAP_LOOKUP_ELEM),
+        jeq_imm(R0, 0, 0), // patched by `generator` -> its end
+        load64(R8, R0, 0),
+        mov(R9, R8),
+        add_imm(R9, 1),
+    ]);
+    insns
+}
+
 /// The generator: run in live-frames mode, it writes the headers of `frame` (Ethernet, IPv4
 /// without options, a TCP or UDP header: a SYN or a datagram) with a new source address and
 /// port and the checksums they are part of, and sends it (XDP_TX). `counter` is a per-CPU u64
@@ -527,33 +543,13 @@ pub fn generator(sources: Sources, counter: &OwnedFd, frame: &[u8]) -> Result<Ve
     match sources {
         Sources::Cycle { count } => {
             let count = i32::try_from(count).context("flow counts fit an i32")?;
-            body.push(store32_imm(R10, -4, 0));
-            body.push(mov(R2, R10));
-            body.push(add_imm(R2, -4));
-            body.extend(load_map(R1, counter));
-            body.extend([
-                call(HELPER_MAP_LOOKUP_ELEM),
-                jeq_imm(R0, 0, 0), // patched below -> out
-                load64(R8, R0, 0),
-                mov(R9, R8),
-                add_imm(R9, 1),
-                jlt_imm(R9, count, 1),
-                mov_imm(R9, 0),
-                store64(R0, 0, R9),
-            ]);
+            body.extend(next_flow_number(counter));
+            body.extend([jlt_imm(R9, count, 1), mov_imm(R9, 0), store64(R0, 0, R9)]);
         }
         Sources::Random => body.extend([call(HELPER_GET_PRANDOM_U32), mov(R8, R0)]),
         Sources::Pairs => {
-            body.push(store32_imm(R10, -4, 0));
-            body.push(mov(R2, R10));
-            body.push(add_imm(R2, -4));
-            body.extend(load_map(R1, counter));
+            body.extend(next_flow_number(counter));
             body.extend([
-                call(HELPER_MAP_LOOKUP_ELEM),
-                jeq_imm(R0, 0, 0), // patched below -> out
-                load64(R8, R0, 0),
-                mov(R9, R8),
-                add_imm(R9, 1),
                 store64(R0, 0, R9),
                 // Frames 2k and 2k + 1 get source k times an odd constant (a bijection of
                 // the 32-bit sources, so no two pairs share one).
