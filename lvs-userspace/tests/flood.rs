@@ -1,14 +1,16 @@
 //! A flood: one million new flows (TCP SYNs from random sources, each with right checksums)
 //! at the live-frames generator's rate, from a host on the lab's switch, to the service that
-//! long-lived connections talk through; then a million flows that send two SYNs each. None of those connections may break or move to
-//! another real server, the control socket must answer every poll, and the health checks
+//! long-lived connections talk through; then a million flows that send two SYNs each. None
+//! of those connections may break or move to another real server, no new connection made
+//! meanwhile may fail, the control socket must answer every poll, and the health checks
 //! (TCP_CHECK and HTTP_GET, every second) must keep every real server up. What was measured
 //! is printed.
 //!
 //! The flow table has room for `flow_table_size` connections (262,144 by default, in twice as
 //! many slots), so a million new flows turn it over several times: the long-lived connections'
-//! entries survive because they have sent more packets than the flood's connections (one or
-//! two), which give way to each other first (`lvs_common::flow_table`).
+//! entries survive because they have sent more packets than the flood's connections (whose
+//! SYNs count once however many they send), which give way to each other first
+//! (`lvs_common::flow_table`).
 //! `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with another table size, to see it catch
 //! evictions (with a table of a few thousand entries, connections are rescheduled and moved).
 //!
@@ -227,8 +229,9 @@ fn a_flood_of_a_million_new_flows_breaks_no_connection_and_the_director_keeps_an
     flood(Sources::Random, "lvsfld", "a flood of new flows");
 }
 
-/// The same flood, each new flow sending two SYNs: its connections count two packets, and
-/// still give way to each other before the long-lived ones, which have sent more.
+/// The same flood, each new flow sending two SYNs: a SYN sent again is not counted
+/// (`counts_as_seen`), so the flood's connections rank with a real one in its handshake, and
+/// give way to each other before the long-lived ones, which have sent more.
 #[test]
 #[ignore = "needs root: network namespaces, XDP and BPF_PROG_RUN"]
 fn a_flood_of_a_million_two_packet_flows_breaks_no_connection() {
