@@ -7,7 +7,7 @@ use lvs_test_support::lab;
 
 use std::{path::Path, time::Duration};
 
-use lab::{Lab, counter, forwarding_count};
+use lab::{Lab, counter, forwarding_count, is_forwarding};
 use lvs_test_support::browser::Browser;
 
 /// Where the deny test's director serves its status page, inside its namespace.
@@ -179,17 +179,21 @@ fn reconfigure(lab: &Lab, base: &str, servers: &[(&str, u32)]) {
     lab.reload().unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// Waits until the status shows `count` real servers forwarding.
-fn wait_for_forwarding(lab: &Lab, count: usize) -> serde_json::Value {
+/// Waits until the status shows exactly the real servers at `addresses` forwarding. A count
+/// alone is not enough: a reload is applied after `lab.reload` returns, and the old
+/// configuration can have as many forwarding servers as the new one.
+fn wait_for_forwarding(lab: &Lab, addresses: &[&str]) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let status = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
-        if forwarding_count(&status) == count {
+        if forwarding_count(&status) == addresses.len()
+            && addresses.iter().all(|a| is_forwarding(&status, a))
+        {
             return status;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "never {count} forwarding servers:\n{}",
+            "never forwarding to exactly {addresses:?}:\n{}",
             lab.log()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -230,7 +234,7 @@ fn long_lived_connections_survive_server_changes_and_new_ones_follow_the_weights
         &base,
         &[("10.77.0.11", 1), ("10.77.0.12", 0), ("10.77.0.13", 3)],
     );
-    let before = wait_for_forwarding(&lab, 2);
+    let before = wait_for_forwarding(&lab, &["10.77.0.11", "10.77.0.13"]);
     let seen = lab.requests(40);
     assert!(seen.failures.is_empty(), "{:?}", seen.failures);
     let after = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
@@ -253,7 +257,7 @@ fn long_lived_connections_survive_server_changes_and_new_ones_follow_the_weights
     // Remove rs3 (which holds no long connection): the downloads still carry on, and new
     // connections now all go to rs1.
     reconfigure(&lab, &base, &[("10.77.0.11", 1), ("10.77.0.12", 0)]);
-    wait_for_forwarding(&lab, 1);
+    wait_for_forwarding(&lab, &["10.77.0.11"]);
     let seen = lab.requests(10);
     assert_eq!(
         seen.answers.get("rs1").copied(),
@@ -325,7 +329,7 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    wait_for_forwarding(&lab, 3);
+    wait_for_forwarding(&lab, &["10.77.0.11", "10.77.0.12", "10.77.0.13"]);
     let seen = lab.requests(30);
     assert!(seen.failures.is_empty(), "{:?}", seen.failures);
     assert_eq!(
@@ -349,7 +353,7 @@ fn lvsadm_changes_take_effect_at_once_and_list_live_connections() {
     let restore_file = lab.state_dir().join("rules");
     std::fs::write(&restore_file, &saved).unwrap();
     lvsadm_ok(&lab, &["-d", "-t", &vip, "-r", "10.77.0.13"]);
-    wait_for_forwarding(&lab, 2);
+    wait_for_forwarding(&lab, &["10.77.0.11", "10.77.0.12"]);
     let restore = std::process::Command::new(env!("CARGO_BIN_EXE_lvsadm"))
         .arg("--socket")
         .arg(lab.control_socket())
