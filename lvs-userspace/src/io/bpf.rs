@@ -8,7 +8,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader, Pod,
     maps::{
-        Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray, PerCpuValues,
+        Array, HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray, PerCpuValues,
         lpm_trie::{Key as LpmKey, LpmTrie},
     },
     programs::{
@@ -16,6 +16,7 @@ use aya::{
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpLinkId},
     },
+    sys::SyscallError,
     util::nr_cpus,
 };
 use lvs_common::{
@@ -112,7 +113,7 @@ pub struct BpfDataPlane {
 /// Takes a map out of the object and converts it to its typed handle.
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataPlaneError>
 where
-    T: TryFrom<Map, Error = aya::maps::MapError>,
+    T: TryFrom<Map, Error = MapError>,
 {
     let map = ebpf
         .take_map(name)
@@ -128,7 +129,7 @@ fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, DataPlaneEr
         ) => Ok(data),
         Some(_) => Err(DataPlaneError::MapType {
             name,
-            source: aya::maps::MapError::InvalidMapType { map_type: 0 },
+            source: MapError::InvalidMapType { map_type: 0 },
         }),
         None => Err(DataPlaneError::MissingMap { name }),
     }
@@ -426,6 +427,18 @@ impl BpfDataPlane {
         }
     }
 
+    /// Publishes the table of each family that one of `keys` belongs to, once.
+    fn publish_service_tables<'a>(
+        &mut self,
+        keys: impl Iterator<Item = &'a ServiceMapKey>,
+    ) -> Result<(), DataPlaneError> {
+        let touched: Vec<Family> = keys.map(family_of).collect();
+        Family::ALL
+            .into_iter()
+            .filter(|family| touched.contains(family))
+            .try_for_each(|family| self.publish_service_table(family))
+    }
+
     /// Every map by its name, for pinning in bpffs (`provision::bpffs`). A new map belongs
     /// here too, so that bpftool can find it.
     pub fn maps(&self) -> Vec<(&'static str, &MapData)> {
@@ -554,6 +567,18 @@ fn either_family<K4: Into<W>, K6: Into<W>, W, V>(
         .collect()
 }
 
+/// A removal that found no entry (ENOENT) as a removal done.
+fn already_gone_is_removed(removal: Result<(), MapError>) -> Result<(), MapError> {
+    match removal {
+        Err(MapError::SyscallError(SyscallError { io_error, .. }))
+            if io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 fn family_of(key: &ServiceMapKey) -> Family {
     match key {
         ServiceMapKey::V4(_) => Family::V4,
@@ -574,11 +599,11 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, DataPlaneError> {
         })
 }
 
-fn write_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataPlaneError {
+fn write_error(name: &'static str) -> impl FnOnce(MapError) -> DataPlaneError {
     move |source| DataPlaneError::Write { name, source }
 }
 
-fn read_error(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DataPlaneError {
+fn read_error(name: &'static str) -> impl FnOnce(MapError) -> DataPlaneError {
     move |source| DataPlaneError::Read { name, source }
 }
 
@@ -781,31 +806,44 @@ impl DataPlane for BpfDataPlane {
         key: ServiceMapKey,
         entry: ServiceEntry,
     ) -> Result<(), DataPlaneError> {
-        match key {
-            ServiceMapKey::V4(key) => self
-                .services
-                .insert(key, entry, 0)
-                .map_err(write_error(map_names::SERVICES)),
-            ServiceMapKey::V6(key) => self
-                .services6
-                .insert(key, entry, 0)
-                .map_err(write_error(map_names::SERVICES6)),
-        }?;
-        self.publish_service_table(family_of(&key))
+        self.set_services(&[(key, entry)])
     }
 
     fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError> {
-        match key {
+        self.remove_services(std::slice::from_ref(key))
+    }
+
+    fn set_services(
+        &mut self,
+        services: &[(ServiceMapKey, ServiceEntry)],
+    ) -> Result<(), DataPlaneError> {
+        // Every family touched is published, even when a write failed part way, so that the
+        // table never leaves out a service that its hash map already has.
+        let written = services.iter().try_for_each(|&(key, entry)| match key {
             ServiceMapKey::V4(key) => self
                 .services
-                .remove(key)
+                .insert(key, entry, 0)
                 .map_err(write_error(map_names::SERVICES)),
             ServiceMapKey::V6(key) => self
                 .services6
-                .remove(key)
+                .insert(key, entry, 0)
                 .map_err(write_error(map_names::SERVICES6)),
-        }?;
-        self.publish_service_table(family_of(key))
+        });
+        let published = self.publish_service_tables(services.iter().map(|(key, _)| key));
+        written.and(published)
+    }
+
+    fn remove_services(&mut self, keys: &[ServiceMapKey]) -> Result<(), DataPlaneError> {
+        // A service already gone counts as removed: after a removal failed part way, the
+        // caller asks for all of them again.
+        let removed = keys.iter().try_for_each(|key| match key {
+            ServiceMapKey::V4(key) => already_gone_is_removed(self.services.remove(key))
+                .map_err(write_error(map_names::SERVICES)),
+            ServiceMapKey::V6(key) => already_gone_is_removed(self.services6.remove(key))
+                .map_err(write_error(map_names::SERVICES6)),
+        });
+        let published = self.publish_service_tables(keys.iter());
+        removed.and(published)
     }
 
     fn reset_cursors(&mut self, service_index: u32, ring_len: u32) -> Result<(), DataPlaneError> {

@@ -526,15 +526,41 @@ impl Model {
     pub fn sync(&mut self, dataplane: &mut dyn DataPlane) -> Result<SyncReport, DataPlaneError> {
         let mut report = SyncReport::default();
         self.remove_retired_services(dataplane, &mut report)?;
-        for service in &mut self.services {
-            sync_service(
+        // New services are installed together once the others are synced: one publish of
+        // the service table for all of them (see `DataPlane::set_services`), where a director
+        // starting with 64 services would otherwise wait for 64.
+        let mut new_services = Vec::new();
+        let mut synced = Ok(());
+        for (position, service) in self.services.iter_mut().enumerate() {
+            match sync_service(
                 service,
                 &self.neighbours,
                 &self.counts,
                 dataplane,
                 &mut report,
-            )?;
+            ) {
+                Ok(Some(entry)) => new_services.push((position, entry)),
+                Ok(None) => {}
+                Err(error) => {
+                    synced = Err(error);
+                    break;
+                }
+            }
         }
+        // Those synced before a failure are installed all the same: they are ready to
+        // forward, and the others are tried again at the next sync.
+        if !new_services.is_empty() {
+            let writes: Vec<(ServiceMapKey, ServiceEntry)> = new_services
+                .iter()
+                .map(|&(position, entry)| (self.services[position].service.key(), entry))
+                .collect();
+            dataplane.set_services(&writes)?;
+            report.services_installed += new_services.len();
+            for (position, entry) in new_services {
+                self.services[position].entry = Some(entry);
+            }
+        }
+        synced?;
         while let Some(retired) = self.retired_real_servers.pop() {
             if let Err(error) = clear_real_server(&retired, dataplane, &mut report) {
                 self.retired_real_servers.push(retired);
@@ -545,19 +571,26 @@ impl Model {
         Ok(report)
     }
 
+    /// Removes the retired services, with one publish of the service table for all (see
+    /// `DataPlane::remove_services`), and only then frees their indices: a new service must
+    /// not take an index that a published table still gives a removed one.
     fn remove_retired_services(
         &mut self,
         dataplane: &mut dyn DataPlane,
         report: &mut SyncReport,
     ) -> Result<(), DataPlaneError> {
-        while let Some((key, entry, index)) = self.retired_services.pop() {
-            if entry.is_some()
-                && let Err(error) = dataplane.remove_service(&key)
-            {
-                self.retired_services.push((key, entry, index));
-                return Err(error);
-            }
-            report.services_removed += usize::from(entry.is_some());
+        let installed: Vec<ServiceMapKey> = self
+            .retired_services
+            .iter()
+            .filter(|(_, entry, _)| entry.is_some())
+            .map(|(key, _, _)| *key)
+            .collect();
+        if !installed.is_empty() {
+            // On failure every retired service stays retired, to be removed again.
+            dataplane.remove_services(&installed)?;
+        }
+        report.services_removed += installed.len();
+        for (_, _, index) in self.retired_services.drain(..) {
             self.service_indices.release(index);
         }
         Ok(())
@@ -593,14 +626,16 @@ impl Model {
     }
 }
 
-/// Brings one service's entries, table and real servers in line with what is wanted.
+/// Brings one service's entries, table and real servers in line with what is wanted. A
+/// service not installed yet is not written: its entry is returned, for the caller to
+/// install with the other new ones.
 fn sync_service(
     service: &mut ServiceState,
     neighbours: &HashMap<IpAddr, Neighbour>,
     counts: &HashMap<u32, ConnectionCounts>,
     dataplane: &mut dyn DataPlane,
     report: &mut SyncReport,
-) -> Result<(), DataPlaneError> {
+) -> Result<Option<ServiceEntry>, DataPlaneError> {
     if service.stats_stale {
         dataplane.zero_service_stats(service.index)?;
         service.stats_stale = false;
@@ -682,11 +717,18 @@ fn sync_service(
     if ring_len > 0 && (!changed.is_empty() || service.entry != Some(entry)) {
         dataplane.reset_cursors(service.index, ring_len)?;
     }
-    if service.entry != Some(entry) {
-        dataplane.set_service(service.service.key(), entry)?;
-        report.services_installed += usize::from(service.entry.is_none());
-        service.entry = Some(entry);
-    }
+    // A changed service is written in its turn: after its new lookup slots, before its
+    // servers that stop forwarding are marked so (below), as its frames need. A new one
+    // forwards nothing yet, so its servers can be written before it.
+    let install = match service.entry {
+        None => Some(entry),
+        Some(written) if written != entry => {
+            dataplane.set_service(service.service.key(), entry)?;
+            service.entry = Some(entry);
+            None
+        }
+        Some(_) => None,
+    };
 
     for (rs, entry) in service.real_servers.iter_mut().zip(&wanted) {
         if entry.flags & REAL_SERVER_USABLE == 0 && rs.written != Some(*entry) {
@@ -695,7 +737,7 @@ fn sync_service(
             report.real_servers_written += 1;
         }
     }
-    Ok(())
+    Ok(install)
 }
 
 /// Makes a removed real server's entry unusable, if it was ever written usable.
@@ -877,6 +919,38 @@ weight = 0
         assert_eq!(dp.real_servers[&0].flags, REAL_SERVER_USABLE);
         // The UDP service's only server has weight 0: quiesced, no slots.
         assert_eq!(ids_in_table(&dp, 1), [NO_REAL_SERVER].into_iter().collect());
+    }
+
+    #[test]
+    fn new_and_retired_services_are_written_in_one_batch_each() {
+        let mut m = model();
+        let mut dp = FakeDataPlane::default();
+        let report = m.sync(&mut dp).unwrap();
+        assert_eq!(report.services_installed, 2);
+        assert_eq!(dp.service_writes, [2], "both services in one write");
+
+        // The UDP service goes, two TCP services come.
+        let udp_at = CONFIG
+            .find("[[virtual_server]]\naddress = \"10.0.0.100\"\nport = 53")
+            .unwrap();
+        let mut text = CONFIG[..udp_at].to_owned();
+        for port in [443, 8080] {
+            text += &format!(
+                "[[virtual_server]]\naddress = \"10.0.0.100\"\nport = {port}\n\
+                 [[virtual_server.real_server]]\naddress = \"10.0.0.11\"\n"
+            );
+        }
+        m.apply(&config::parse(&text, "test.toml").unwrap().services)
+            .unwrap();
+        let report = m.sync(&mut dp).unwrap();
+        assert_eq!((report.services_removed, report.services_installed), (1, 2));
+        assert_eq!(dp.service_writes, [2, 1, 2]);
+        assert_eq!(dp.services.len(), 3);
+        let indices: std::collections::BTreeSet<u32> =
+            dp.services.values().map(|entry| entry.index).collect();
+        assert_eq!(indices.len(), 3, "each service its own index");
+        assert_eq!(m.sync(&mut dp).unwrap(), SyncReport::default());
+        assert_eq!(dp.service_writes.len(), 3, "nothing written again");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct FakeDataPlane {
     /// same entry written again".
     pub flow_inserts: usize,
     pub template_inserts: usize,
+    /// How many services each write of services carried (`set_service` and `remove_service`
+    /// count as writes of one), in order: each write publishes a table in the real data
+    /// plane, so a test can tell one publish for many services from one each.
+    pub service_writes: Vec<usize>,
     /// The interface and mode the program is attached with, if it is.
     pub attached: Option<(u32, AttachMode)>,
     /// Refuses native mode, as an interface whose driver has no XDP support does.
@@ -146,12 +150,27 @@ impl DataPlane for FakeDataPlane {
         key: ServiceMapKey,
         entry: ServiceEntry,
     ) -> Result<(), DataPlaneError> {
-        self.services.insert(key, entry);
-        Ok(())
+        self.set_services(&[(key, entry)])
     }
 
     fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError> {
-        self.services.remove(key);
+        self.remove_services(std::slice::from_ref(key))
+    }
+
+    fn set_services(
+        &mut self,
+        services: &[(ServiceMapKey, ServiceEntry)],
+    ) -> Result<(), DataPlaneError> {
+        self.services.extend(services.iter().copied());
+        self.service_writes.push(services.len());
+        Ok(())
+    }
+
+    fn remove_services(&mut self, keys: &[ServiceMapKey]) -> Result<(), DataPlaneError> {
+        for key in keys {
+            self.services.remove(key);
+        }
+        self.service_writes.push(keys.len());
         Ok(())
     }
 
