@@ -7,11 +7,16 @@
 //! byte swapping on either side.
 #![no_std]
 
+#[cfg(feature = "mapped")]
+extern crate std;
+
 pub mod address;
 pub mod flow;
 pub mod flow_table;
 pub mod hash;
 pub mod keys;
+#[cfg(feature = "mapped")]
+pub mod mapped;
 pub mod service_table;
 
 pub use address::{Address, Ipv4Bytes, Ipv6Bytes};

@@ -812,47 +812,6 @@ pub fn first_entry<K: Copy + Default, V: Copy + Default>(map: &OwnedFd) -> Resul
     Ok(Some((key, value)))
 }
 
-/// A map's array mapped into this process (a `BPF_F_MMAPABLE` array, such as the daemon's
-/// flow table), shared with the kernel; unmapped when dropped.
-pub struct MappedMap {
-    base: *mut libc::c_void,
-    len: usize,
-}
-
-impl MappedMap {
-    /// Maps the first `len` bytes of `map`'s array.
-    pub fn new(map: &OwnedFd, len: usize) -> Result<Self> {
-        // SAFETY: a shared mapping of a map's fd, of at most its array's size (the kernel
-        // checks), owned by the returned value.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error()).context("mapping a map's array");
-        }
-        Ok(Self { base, len })
-    }
-
-    /// The start of the array, as the caller's element type.
-    pub fn base<T>(&self) -> *mut T {
-        self.base.cast()
-    }
-}
-
-impl Drop for MappedMap {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        unsafe { libc::munmap(self.base, self.len) };
-    }
-}
-
 /// Writes `keys[i] = values[i]`, thousands per syscall. `K` and `V` must be the map's key and
 /// value types, plain bytes.
 pub fn update_batch<K, V>(map: &OwnedFd, keys: &[K], values: &[V]) -> Result<()> {

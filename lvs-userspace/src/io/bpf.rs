@@ -27,11 +27,11 @@ use lvs_common::{
     flow_table::bucket_count,
     keys::{FlowMapKey, ServiceMapKey, TemplateMapKey},
     map_names,
+    mapped::MappedFlowTable,
     service_table::{SERVICE_TABLE_SLOTS, ServiceSlot},
 };
 
 mod batch;
-pub mod flow_table;
 pub mod pins;
 pub mod test_run;
 
@@ -87,8 +87,8 @@ pub struct BpfDataPlane {
     flows: MapData,
     flows6: MapData,
     /// The flow tables mapped into this process (`flow_table`).
-    flow_table: flow_table::MappedFlowTable<Ipv4Bytes>,
-    flow_table6: flow_table::MappedFlowTable<Ipv6Bytes>,
+    flow_table: MappedFlowTable<Ipv4Bytes>,
+    flow_table6: MappedFlowTable<Ipv6Bytes>,
     templates: MapData,
     templates6: MapData,
     settings: Array<MapData, Settings>,
@@ -191,9 +191,9 @@ impl BpfDataPlane {
             _ => random_seed(),
         };
         let buckets = bucket_count(options.flow_table_size);
-        let flow_table = flow_table::MappedFlowTable::map(flows.fd(), buckets, seed)
-            .map_err(map_error(map_names::FLOWS))?;
-        let flow_table6 = flow_table::MappedFlowTable::map(flows6.fd(), buckets, seed)
+        let flow_table =
+            MappedFlowTable::map(flows.fd(), buckets, seed).map_err(map_error(map_names::FLOWS))?;
+        let flow_table6 = MappedFlowTable::map(flows6.fd(), buckets, seed)
             .map_err(map_error(map_names::FLOWS6))?;
         Ok(Self {
             services: take(&mut ebpf, map_names::SERVICES)?,

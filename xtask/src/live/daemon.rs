@@ -171,8 +171,9 @@ fn daemon_maps() -> Result<Vec<serde_json::Value>> {
 /// director inserts), so the round would measure new flows rather than established ones.
 pub(super) fn prefill_flows(count: u32) -> Result<()> {
     use lvs_common::{
+        Ipv4Bytes,
         flow::{FlowEntry, FlowState, Settings},
-        flow_table::{FlowBucket, SharedTable},
+        mapped::MappedFlowTable,
     };
 
     let maps = daemon_maps()?;
@@ -194,9 +195,9 @@ pub(super) fn prefill_flows(count: u32) -> Result<()> {
             .context("the daemon has no settings")?;
     let flows = rawbpf::map_by_id(u32::try_from(id)?)?;
     let buckets = u32::try_from(buckets)?;
-    let memory = rawbpf::MappedMap::new(&flows, buckets as usize * size_of::<FlowBucket>())?;
-    // SAFETY: the mapping holds the daemon's whole IPv4 flow table and outlives the view.
-    let table = unsafe { SharedTable::new(memory.base(), buckets, settings.flow_hash_seed) };
+    let mapped = MappedFlowTable::<Ipv4Bytes>::map(&flows, buckets, settings.flow_hash_seed)
+        .context("mapping the daemon's flow table")?;
+    let table = mapped.table();
     let mut template = None;
     table.read_from(0, 1, |_, entry| template = Some(entry));
     let template =

@@ -1,14 +1,13 @@
-//! A flow table mapped into the controller's memory (its array is `BPF_F_MMAPABLE`): the
-//! sweep reads it, and connection sync writes it, in place and under each slot's sequence word
-//! (`lvs_common::flow_table::SharedTable`). No syscall copies a bucket, and no write of the
-//! controller's can undo one of the data plane's.
+//! A flow table mapped into a process's memory (its array is `BPF_F_MMAPABLE`): the
+//! controller's sweep reads it, and connection sync writes it, in place and under each slot's
+//! sequence word (`SharedTable`); the live bench fills the daemon's through it. No syscall
+//! copies a bucket, and no write of the controller's can undo one of the data plane's. Behind
+//! the `mapped` feature: it needs the standard library, which the data plane has not.
 
-use std::{
-    os::fd::{AsFd, AsRawFd as _},
-    ptr::NonNull,
-};
+use core::ptr::NonNull;
+use std::os::fd::{AsFd, AsRawFd as _};
 
-use lvs_common::flow_table::{FlowBucket, SharedTable};
+use crate::flow_table::{FlowBucket, SharedTable};
 
 /// One family's flow table, mapped.
 pub struct MappedFlowTable<A> {
@@ -32,7 +31,7 @@ impl<A: Copy + PartialEq + Default> MappedFlowTable<A> {
         // (the kernel checks), which nothing else in this process maps.
         let base = unsafe {
             libc::mmap(
-                std::ptr::null_mut(),
+                core::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
