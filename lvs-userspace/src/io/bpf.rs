@@ -801,18 +801,6 @@ impl DataPlane for BpfDataPlane {
         batch::update(self.lookup.fd(), &keys, &ids).map_err(batch_error(map_names::LOOKUP))
     }
 
-    fn set_service(
-        &mut self,
-        key: ServiceMapKey,
-        entry: ServiceEntry,
-    ) -> Result<(), DataPlaneError> {
-        self.set_services(&[(key, entry)])
-    }
-
-    fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError> {
-        self.remove_services(std::slice::from_ref(key))
-    }
-
     fn set_services(
         &mut self,
         services: &[(ServiceMapKey, ServiceEntry)],

@@ -185,29 +185,28 @@ pub trait DataPlane {
         service_index: u32,
         slots: &[(u32, u32)],
     ) -> Result<(), DataPlaneError>;
-    /// Writes a service into its family's map (`SERVICES` or `SERVICES6`), and publishes the
-    /// family's service table with it.
+    /// Writes services into their family's map (`SERVICES` or `SERVICES6`), and publishes
+    /// each family's service table once for all of them: swapping a table in waits for the
+    /// programs that may still read the old one (an RCU grace period, 6-15 ms here), so a
+    /// director starting with 64 services would wait most of a second if each were published
+    /// on its own.
+    fn set_services(
+        &mut self,
+        services: &[(ServiceMapKey, ServiceEntry)],
+    ) -> Result<(), DataPlaneError>;
+    /// Removes services, publishing each family's table once (see `set_services`).
+    fn remove_services(&mut self, keys: &[ServiceMapKey]) -> Result<(), DataPlaneError>;
+    /// Writes one service (`set_services` of one).
     fn set_service(
         &mut self,
         key: ServiceMapKey,
         entry: ServiceEntry,
-    ) -> Result<(), DataPlaneError>;
-    fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError>;
-    /// Writes several services, and publishes each family's service table once for all of
-    /// them: swapping a table in waits for the programs that may still read the old one (an
-    /// RCU grace period, 6-15 ms here), so a director starting with 64 services would wait
-    /// most of a second if each were published on its own.
-    fn set_services(
-        &mut self,
-        services: &[(ServiceMapKey, ServiceEntry)],
     ) -> Result<(), DataPlaneError> {
-        services
-            .iter()
-            .try_for_each(|&(key, entry)| self.set_service(key, entry))
+        self.set_services(&[(key, entry)])
     }
-    /// Removes several services, publishing each family's table once (see `set_services`).
-    fn remove_services(&mut self, keys: &[ServiceMapKey]) -> Result<(), DataPlaneError> {
-        keys.iter().try_for_each(|key| self.remove_service(key))
+    /// Removes one service (`remove_services` of one).
+    fn remove_service(&mut self, key: &ServiceMapKey) -> Result<(), DataPlaneError> {
+        self.remove_services(std::slice::from_ref(key))
     }
     /// Restarts a ring-scheduled service's schedule: CPU `c` of `n` starts at entry
     /// `c * ring_len / n` and walks on from there.

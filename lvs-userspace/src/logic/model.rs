@@ -528,7 +528,7 @@ impl Model {
         self.remove_retired_services(dataplane, &mut report)?;
         // New services are installed together once the others are synced: one publish of
         // the service table for all of them (see `DataPlane::set_services`), where a director
-        // starting with 64 services would otherwise wait for 64.
+        // starting with 64 services would otherwise wait for 64 swaps.
         let mut new_services = Vec::new();
         let mut synced = Ok(());
         for (position, service) in self.services.iter_mut().enumerate() {
