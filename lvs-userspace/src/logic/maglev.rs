@@ -38,13 +38,12 @@ struct Server {
 }
 
 /// Where a server is in its permutation: the slot it looks at next, and one to four steps
-/// of the permutation (each below `size`); and the permutation itself (its first slot and
-/// its step), for finding a slot's place in it once few slots are left.
+/// of the permutation (each below `size`; the first is the step itself); and where the
+/// permutation starts, for finding a slot's place in it once few slots are left.
 struct Walk {
     position: u32,
     skips: [u32; 4],
     offset: u32,
-    skip: u32,
 }
 
 impl Walk {
@@ -54,7 +53,6 @@ impl Walk {
             position: offset,
             skips: [times(1), times(2), times(3), times(4)],
             offset,
-            skip,
         }
     }
 
@@ -101,7 +99,7 @@ impl Walk {
     /// `j = (s - offset) * skip⁻¹ (mod size)`, with `skip`'s inverse modulo the prime `size`.
     fn first_of(&self, free: &[u32], modulo: &Modulo) -> usize {
         let size = modulo.divisor;
-        let inverse = inverse_modulo(self.skip, size as u32);
+        let inverse = inverse_modulo(self.skips[0], size as u32);
         let offset = u64::from(self.offset);
         let mut best = 0;
         let mut best_place = u64::MAX;
