@@ -729,7 +729,11 @@ async fn a_persistence_template_follows_its_connection_to_the_backup() {
     assert_eq!(installed.real_server_id, backup.id(RS2));
     let flow = backup.director.dataplane.flows[&flow_key(40000)];
     assert_eq!(flow.real_server_id, backup.id(RS2));
-    assert_ne!(flow.flags & lvs_common::flow::FLOW_PERSISTENT, 0);
+    assert_eq!(
+        flow.flags,
+        lvs_common::flow::FLOW_PERSISTENT | lvs_common::flow::seen_bits_of_state(flow.state),
+        "persistent, and the packets its state implies"
+    );
     assert_eq!(backup.sync_status().entries_installed, 2);
     assert_eq!(master.sync_status().entries_sent, 2);
 }

@@ -428,9 +428,9 @@ real_server = [{ address = "192.0.2.23", port = 443 }]
             panic!("a connection is a flow");
         };
         assert_eq!(
-            flow.flags & FLOW_PERSISTENT,
-            FLOW_PERSISTENT,
-            "its packets keep the template alive"
+            flow.flags,
+            FLOW_PERSISTENT | 1 << FLOW_SEEN_SHIFT,
+            "its packets keep the template alive (and, established, it sent two)"
         );
 
         // The master's granularity was /32; the backup's /24 decides here.
