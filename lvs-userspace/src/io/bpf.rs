@@ -86,7 +86,7 @@ pub struct BpfDataPlane {
     lookup: MapData,
     flows: MapData,
     flows6: MapData,
-    /// The flow tables mapped into this process (`flow_table`).
+    /// The flow tables mapped into this process (`MappedFlowTable`).
     flow_table: MappedFlowTable<Ipv4Bytes>,
     flow_table6: MappedFlowTable<Ipv6Bytes>,
     templates: MapData,
