@@ -45,12 +45,13 @@ while True:
 
 /// The clients, bounded in time: `count` long-lived connections that each send a line every
 /// 100 ms and note which server answers, the longest wait between answers (an answer that
-/// takes longer than `stall` seconds is an error) and when the first and last came, and a loop of new connections (one HTTP
-/// request each, 2 s timeout) that notes when each failed one started and ended. Prints one
-/// JSON document.
+/// takes longer than `stall` seconds is an error) and when the first and last came, and loops
+/// of new connections (one HTTP request each, each step of which may take `timeout` seconds)
+/// that note when each failed one started and ended, and how long the slowest one that
+/// succeeded took. Prints one JSON document.
 const CLIENTS: &str = r#"
 import json, socket, sys, threading, time, urllib.request
-vip, port, duration, count, stall, loops = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+vip, port, duration, count, stall, loops, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7])
 end = time.time() + duration
 long_lived = []
 def hold():
@@ -81,15 +82,16 @@ def hold():
     except Exception as error:
         seen["errors"].append(repr(error))
     long_lived.append(seen)
-new = {"ok": 0, "failed": 0, "errors": [], "failed_at": []}
+new = {"ok": 0, "failed": 0, "errors": [], "failed_at": [], "slowest_ok_ms": 0.0}
 def connect():
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     while time.time() < end:
         started = time.time()
         try:
-            with opener.open("http://%s/" % vip, timeout=2) as answer:
+            with opener.open("http://%s/" % vip, timeout=timeout) as answer:
                 answer.read()
             new["ok"] += 1
+            new["slowest_ok_ms"] = max(new["slowest_ok_ms"], (time.time() - started) * 1000)
         except Exception as error:
             new["failed"] += 1
             new["errors"].append(repr(error))
@@ -159,7 +161,14 @@ pub struct Clients {
     pub stall: Duration,
     /// Loops of new connections (one HTTP request each to port 80), side by side.
     pub new_connection_loops: usize,
+    /// How long a new connection may take to connect, and then to be answered, before it
+    /// counts as failed.
+    pub new_connection_timeout: Duration,
 }
+
+/// A new connection's timeout in most tests: a lost SYN is sent again after a second, so a
+/// connection fails if its SYN is lost twice, or it waits on a director or a failover.
+pub const NEW_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The clients of one load, running in a client namespace until `finish`.
 pub struct Load {
@@ -176,6 +185,7 @@ impl Load {
             long_lived: LONG_LIVED,
             stall,
             new_connection_loops: 1,
+            new_connection_timeout: NEW_CONNECTION_TIMEOUT,
         };
         Self::start_in(&lab.namespace("client"), VIP, PING_PORT, duration, clients)
     }
@@ -196,6 +206,7 @@ impl Load {
             .arg(clients.long_lived.to_string())
             .arg(clients.stall.as_secs_f64().to_string())
             .arg(clients.new_connection_loops.to_string())
+            .arg(clients.new_connection_timeout.as_secs_f64().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -11,8 +11,21 @@
 //! entries survive because they have sent more packets than the flood's connections (whose
 //! SYNs count once however many they send), which give way to each other first
 //! (`lvs_common::flow_table`).
-//! `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with another table size, to see it catch
-//! evictions (with a table of a few thousand entries, connections are rescheduled and moved).
+//!
+//! The flood offers the lab more frames than its veth rings carry on two cores, so the lab
+//! drops some of every flow's frames while it lasts: frames from the switch to the director
+//! when the director's receive ring is full, and frames the director forwards when the
+//! switch port's ring is full (a real director's NIC drops the same way when offered more
+//! than it takes). Both are counted and printed. TCP sends a lost frame again, so a new
+//! connection may take `NEW_CONNECTION_TIMEOUT` (its SYN sent four times) before it counts as
+//! failed; a connection the director breaks fails at once, reset by a server that does not
+//! know it.
+//!
+//! `LVS_FLOOD_FLOW_TABLE_SIZE=N` runs the test with another table size. Even the smallest
+//! (1,024 connections, which the flood turns over every few milliseconds) breaks nothing,
+//! because the flood's entries give way to each other; with that table, an eviction rule that
+//! ordered connections by their last packet alone broke all 16 long-lived connections and
+//! reset 9 new ones, and the test failed.
 //!
 //! Needs root (namespaces, XDP, BPF_PROG_RUN); ignored by a plain `cargo test`, run by
 //! `cargo xtask test` or
@@ -61,6 +74,10 @@ const CALM: Duration = Duration::from_secs(3);
 /// `STALL` for an answer counts as broken.
 const LONG_LIVED: usize = 16;
 const STALL: Duration = Duration::from_secs(5);
+
+/// How long a new connection may take to connect and to be answered: a lost SYN is sent again
+/// after 1, 3 and 7 s, so its fourth outlasts a flood of a few seconds.
+const NEW_CONNECTION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// How often the control socket is asked during the flood, and how long it may take.
 const POLL: Duration = Duration::from_millis(250);
@@ -163,6 +180,49 @@ fn counter_deltas(before: &serde_json::Value, after: &serde_json::Value) -> Vec<
             (delta > 0).then(|| (name.to_owned(), delta))
         })
         .collect()
+}
+
+/// The frames the lab's veth rings dropped so far between the switch and the director: those
+/// the switch could not hand to the director (its receive ring full) and those the director
+/// forwarded that the switch could not take (the switch port's ring full).
+#[derive(Clone, Copy, Debug)]
+struct LabDrops {
+    into_director: u64,
+    forwarded: u64,
+}
+
+impl LabDrops {
+    fn read(lab: &Lab) -> Self {
+        let switch = lab.namespace("sw");
+        let output = live::run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &switch,
+                "cat",
+                "/sys/class/net/dir/statistics/tx_dropped",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let into_director = String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("a count of dropped frames");
+        let forwarded = live::rx_queue_sum(&lab.namespace("dir"), "eth0", "_xdp_tx_errors")
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Self {
+            into_director,
+            forwarded,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            into_director: self.into_director - before.into_director,
+            forwarded: self.forwarded - before.forwarded,
+        }
+    }
 }
 
 /// What polling the control socket found during the flood.
@@ -273,6 +333,7 @@ fn flood(sources: Sources, lab_name: &str, what: &str) {
         long_lived: LONG_LIVED,
         stall: STALL,
         new_connection_loops: 1,
+        new_connection_timeout: NEW_CONNECTION_TIMEOUT,
     };
     let duration = CALM + FLOOD_LIMIT + CALM;
     let load = Load::start_in(&lab.namespace("client"), VIP, PING_PORT, duration, clients)
@@ -288,6 +349,7 @@ fn flood(sources: Sources, lab_name: &str, what: &str) {
     };
     let director_frames_before =
         live::rx_queue_sum(&lab.namespace("dir"), "eth0", "_xdp_packets").unwrap();
+    let drops_before = LabDrops::read(&lab);
     let port = Port {
         namespace: flooder.clone(),
         interface: "eth0".into(),
@@ -326,6 +388,7 @@ fn flood(sources: Sources, lab_name: &str, what: &str) {
         polls.poll(&lab);
     }
     let seen = load.finish().unwrap_or_else(|e| panic!("{e}"));
+    let drops = LabDrops::read(&lab).since(drops_before);
     let load_time = load_started.elapsed();
     let after = lab.status(lvs()).unwrap_or_else(|e| panic!("{e}"));
 
@@ -339,6 +402,11 @@ fn flood(sources: Sources, lab_name: &str, what: &str) {
         director_frames,
         director_frames as f64 / flood.as_secs_f64() / 1e6,
         taken as f64 / flood.as_secs_f64(),
+    );
+    println!(
+        "frames the lab's veth rings dropped over the flood and the calm after it: {} on their \
+         way into the director, {} the director forwarded",
+        drops.into_director, drops.forwarded
     );
     println!(
         "director counters over the flood and the calm after it: {:?}",
@@ -359,9 +427,11 @@ fn flood(sources: Sources, lab_name: &str, what: &str) {
         seen.longest_gap_ms()
     );
     println!(
-        "new connections (one HTTP request each, over {:.1} s): {} ok, {} failed {:?}",
+        "new connections (one HTTP request each, over {:.1} s): {} ok (the slowest in {:.0} \
+         ms), {} failed {:?}",
         load_time.as_secs_f64(),
         seen.ok_requests(),
+        seen.json["new"]["slowest_ok_ms"].as_f64().unwrap_or(0.0),
         seen.failed_requests(),
         seen.json["new"]["errors"]
     );
@@ -404,7 +474,8 @@ fn flood(sources: Sources, lab_name: &str, what: &str) {
     );
     seen.assert_long_lived_undisturbed(what);
     // A new connection's entry may be given up only between its SYN and its ACK, when it has
-    // sent no more than the flood's connections; it is younger than them, which go first.
+    // sent no more than the flood's connections; it is younger than them, which go first. Its
+    // frames the lab drops are sent again within its timeout.
     assert_eq!(
         seen.failed_requests(),
         0,

@@ -25,7 +25,7 @@ use std::{
 };
 
 use ecmp::{EcmpLab, HOLD_TIME, VIP, director_address, server_address};
-use lvs_test_support::load::{Clients, LINE_SERVER, Load, PING_PORT, Seen};
+use lvs_test_support::load::{Clients, LINE_SERVER, Load, NEW_CONNECTION_TIMEOUT, PING_PORT, Seen};
 
 fn lvs() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lvs"))
@@ -178,6 +178,7 @@ fn under_load(client: &str, duration: Duration, action: impl FnOnce()) -> Seen {
         long_lived: LONG_LIVED,
         stall: Duration::from_secs(8),
         new_connection_loops: 2,
+        new_connection_timeout: NEW_CONNECTION_TIMEOUT,
     };
     let load = Load::start_in(client, &VIP.to_string(), PING_PORT, duration, clients)
         .unwrap_or_else(|e| panic!("{e}"));
