@@ -17,7 +17,8 @@ use etherparse::{
 };
 use fixture::*;
 use lvs_common::{
-    Counter, IPPROTO_TCP, LOOKUP_TABLE_SIZE, SERVICE_HASH_SOURCE_PORT, ServiceKey,
+    Counter, IPPROTO_TCP, LOOKUP_TABLE_SIZE, MAX_REAL_SERVERS, SERVICE_HASH_SOURCE_PORT,
+    ServiceKey, TrafficStats,
     flow::schedule_hash,
     keys::ServiceMapKey,
     service_table::{SERVICE_TABLE_PROBES, home_slot},
@@ -604,6 +605,45 @@ fn per_service_and_per_real_server_traffic_is_counted() {
     assert_eq!(real_server.connections, 1);
     let untouched = dataplane.service_stats(1).expect("service stats");
     assert_eq!(untouched.packets, 0);
+}
+
+/// Many counters are read together, in one batch over the range of ids they span; what that
+/// gives is what reading each id gives, in the order asked, repeats and all, and an id past
+/// the array fails either way.
+#[test]
+#[ignore = "needs root: loads BPF programs"]
+fn counters_read_together_equal_counters_read_one_by_one() {
+    let mut dataplane = loaded();
+    for port in 40000u16..40064 {
+        let frame = build(
+            PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+                .ipv4(CLIENT, VIP, 64)
+                .tcp(port, 8080, 1, 64240)
+                .syn(),
+            &[],
+        );
+        test_run::run(&mut dataplane, &frame, 1).expect("test run");
+    }
+    let ids: Vec<u32> = (0..40).chain([2, 0, 2]).collect();
+    let together = dataplane
+        .real_server_stats_of(&ids)
+        .expect("stats together");
+    let one_by_one: Vec<TrafficStats> = ids
+        .iter()
+        .map(|&id| dataplane.real_server_stats(id).expect("stats of one"))
+        .collect();
+    assert_eq!(together, one_by_one);
+    assert!(
+        together.iter().filter(|stats| stats.packets > 0).count() >= 2,
+        "the frames reached at least two real servers: {together:?}"
+    );
+    let few = dataplane
+        .real_server_stats_of(&[2, 0])
+        .expect("stats of two");
+    assert_eq!(few, [one_by_one[2], one_by_one[0]]);
+    let past: Vec<u32> = (0..20).chain([MAX_REAL_SERVERS]).collect();
+    assert!(dataplane.real_server_stats_of(&past).is_err());
+    assert!(dataplane.real_server_stats_of(&[MAX_REAL_SERVERS]).is_err());
 }
 
 /// Frames find their services in the service table; services the table cannot place (keys

@@ -648,7 +648,7 @@ fn deny_key(prefix: SourcePrefix) -> DenyKey {
     }
 }
 
-fn sum_stats(values: &PerCpuValues<TrafficStats>) -> TrafficStats {
+fn sum_stats(values: &[TrafficStats]) -> TrafficStats {
     values
         .iter()
         .fold(TrafficStats::default(), |acc, cpu| TrafficStats {
@@ -1041,4 +1041,58 @@ impl DataPlane for BpfDataPlane {
             .map_err(read_error(map_names::REAL_SERVER_STATS))?;
         Ok(sum_stats(&values))
     }
+
+    fn real_server_stats_of(&self, ids: &[u32]) -> Result<Vec<TrafficStats>, DataPlaneError> {
+        stats_of(&self.real_server_stats, map_names::REAL_SERVER_STATS, ids)
+    }
+
+    fn deny_stats_of(&self, indices: &[u32]) -> Result<Vec<TrafficStats>, DataPlaneError> {
+        stats_of(&self.deny_stats, map_names::DENY_STATS, indices)
+    }
+}
+
+/// From this many indices on, `stats_of` reads the range they span in one batch (a syscall
+/// per 8,192 indices) rather than each index with a syscall of its own.
+const STATS_BATCH_FROM: usize = 16;
+
+/// The stats at each of `indices` of a per-CPU stats array, summed over CPUs, in their order.
+fn stats_of(
+    map: &PerCpuArray<MapData, TrafficStats>,
+    name: &'static str,
+    indices: &[u32],
+) -> Result<Vec<TrafficStats>, DataPlaneError> {
+    let (Some(&low), Some(&high)) = (indices.iter().min(), indices.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    if indices.len() < STATS_BATCH_FROM {
+        return indices
+            .iter()
+            .map(|index| {
+                let values = map.get(index, 0).map_err(read_error(name))?;
+                Ok(sum_stats(&values))
+            })
+            .collect();
+    }
+    let cpus = possible_cpus() as usize;
+    let values = batch::lookup_range_per_cpu(
+        map.map().fd(),
+        low,
+        high - low + 1,
+        cpus,
+        TrafficStats::default(),
+    )
+    .map_err(batch_error(name))?;
+    indices
+        .iter()
+        .map(|&index| {
+            let at = (index - low) as usize * cpus;
+            let per_cpu = values
+                .get(at..at + cpus)
+                .ok_or_else(|| DataPlaneError::Batch {
+                    name,
+                    source: std::io::Error::from_raw_os_error(libc::ENOENT),
+                })?;
+            Ok(sum_stats(per_cpu))
+        })
+        .collect()
 }

@@ -256,4 +256,18 @@ pub trait DataPlane {
     fn counters(&self) -> Result<Vec<(Counter, u64)>, DataPlaneError>;
     fn service_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError>;
     fn real_server_stats(&self, id: u32) -> Result<TrafficStats, DataPlaneError>;
+    /// `real_server_stats` of each of `ids`, in their order. A data plane may read many
+    /// together: one read each costs a syscall each, thousands of them for a status or a rate
+    /// sample of a director with thousands of real servers.
+    fn real_server_stats_of(&self, ids: &[u32]) -> Result<Vec<TrafficStats>, DataPlaneError> {
+        ids.iter().map(|&id| self.real_server_stats(id)).collect()
+    }
+    /// `deny_stats` of each of `indices`, in their order, read together as
+    /// `real_server_stats_of` reads real servers'.
+    fn deny_stats_of(&self, indices: &[u32]) -> Result<Vec<TrafficStats>, DataPlaneError> {
+        indices
+            .iter()
+            .map(|&index| self.deny_stats(index))
+            .collect()
+    }
 }

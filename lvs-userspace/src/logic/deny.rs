@@ -235,18 +235,19 @@ impl DenyList {
 
     /// The list with what each prefix dropped, in address order.
     pub fn listing(&self, dataplane: &impl DataPlane) -> Result<Vec<Denied>, DataPlaneError> {
-        self.written
+        let indices: Vec<u32> = self.written.values().map(|written| written.index).collect();
+        let stats = dataplane.deny_stats_of(&indices)?;
+        Ok(self
+            .written
             .iter()
-            .map(|(prefix, written)| {
-                let stats = dataplane.deny_stats(written.index)?;
-                Ok(Denied {
-                    prefix: *prefix,
-                    origin: written.origin,
-                    packets: stats.packets,
-                    bytes: stats.bytes,
-                })
+            .zip(stats)
+            .map(|((prefix, written), stats)| Denied {
+                prefix: *prefix,
+                origin: written.origin,
+                packets: stats.packets,
+                bytes: stats.bytes,
             })
-            .collect()
+            .collect())
     }
 
     /// The counter slots no written prefix holds, lowest first. Gathered once per sync, so

@@ -21,6 +21,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use lvs_common::{
     MAX_REAL_SERVERS, MAX_SERVICES, REAL_SERVER_USABLE, RealServerEntry, ServiceEntry,
+    TrafficStats,
     keys::{ServiceMapKey, real_server_address_bytes},
 };
 use serde::Serialize;
@@ -623,6 +624,21 @@ impl Model {
                 })
                 .collect(),
         })
+    }
+
+    /// Every real server's counters, by id, read from the data plane together (one read per
+    /// server would cost a syscall each, thousands for a large director).
+    pub fn real_server_stats(
+        &self,
+        dataplane: &dyn DataPlane,
+    ) -> Result<HashMap<u32, TrafficStats>, DataPlaneError> {
+        let ids: Vec<u32> = self
+            .services
+            .iter()
+            .flat_map(|service| service.real_servers.iter().map(|rs| rs.id))
+            .collect();
+        let stats = dataplane.real_server_stats_of(&ids)?;
+        Ok(ids.into_iter().zip(stats).collect())
     }
 }
 

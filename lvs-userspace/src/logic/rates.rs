@@ -178,6 +178,7 @@ impl RateBook {
         let mut services = HashMap::new();
         let mut real_servers = HashMap::new();
         let mut service_history = HashMap::new();
+        let real_server_stats = model.real_server_stats(dataplane)?;
         for view in model.services() {
             let mut estimator = self.services.remove(&view.index).unwrap_or_default();
             estimator.sample(dataplane.service_stats(view.index)?, elapsed_s);
@@ -190,7 +191,8 @@ impl RateBook {
             services.insert(view.index, estimator);
             for rs in &view.real_servers {
                 let mut estimator = self.real_servers.remove(&rs.id).unwrap_or_default();
-                estimator.sample(dataplane.real_server_stats(rs.id)?, elapsed_s);
+                let stats = real_server_stats.get(&rs.id).copied().unwrap_or_default();
+                estimator.sample(stats, elapsed_s);
                 real_servers.insert(rs.id, estimator);
             }
         }

@@ -243,12 +243,13 @@ impl Status {
                 })
             })
             .collect::<Result<_, DataPlaneError>>()?;
+        let real_server_stats = model.real_server_stats(dataplane)?;
         let mut services = Vec::new();
         for view in model.services() {
             let stats = dataplane.service_stats(view.index)?;
             let mut real_servers = Vec::new();
             for rs in &view.real_servers {
-                let rs_stats = dataplane.real_server_stats(rs.id)?;
+                let rs_stats = real_server_stats.get(&rs.id).copied().unwrap_or_default();
                 let (neighbour, mac, reason) = match rs.neighbour {
                     Neighbour::Unknown => ("unknown", None, None),
                     Neighbour::Resolved { mac } => ("resolved", Some(mac.to_string()), None),

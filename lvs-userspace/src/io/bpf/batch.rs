@@ -109,14 +109,38 @@ pub fn lookup_range<V: Pod>(
     count: u32,
     zero: V,
 ) -> io::Result<Vec<V>> {
-    let mut all = Vec::with_capacity(count as usize);
+    lookup_range_of(map, start, count, 1, zero)
+}
+
+/// `lookup_range` of a per-CPU array: `cpus` values for each index (one per possible CPU, as
+/// the kernel lays them out), index after index.
+pub fn lookup_range_per_cpu<V: Pod>(
+    map: &impl AsFd,
+    start: u32,
+    count: u32,
+    cpus: usize,
+    zero: V,
+) -> io::Result<Vec<V>> {
+    lookup_range_of(map, start, count, cpus.max(1), zero)
+}
+
+/// `count` consecutive indices of an array map from `start`, each with `per_index` values.
+fn lookup_range_of<V: Pod>(
+    map: &impl AsFd,
+    start: u32,
+    count: u32,
+    per_index: usize,
+    zero: V,
+) -> io::Result<Vec<V>> {
+    let mut all = Vec::with_capacity(count as usize * per_index);
     let mut keys = vec![0u32; LOOKUP_CHUNK];
-    let mut values = vec![zero; LOOKUP_CHUNK];
+    let mut values = vec![zero; LOOKUP_CHUNK * per_index];
     // The batch position is the last key already read (the walk goes on after it), and no
     // position at all starts from index 0.
     let mut position: Option<u32> = start.checked_sub(1);
-    while all.len() < count as usize {
-        let wanted = (count as usize - all.len()).min(LOOKUP_CHUNK);
+    let mut read = 0;
+    while read < count as usize {
+        let wanted = (count as usize - read).min(LOOKUP_CHUNK);
         let mut next: u32 = 0;
         let mut attr = BatchAttr {
             in_batch: position.as_ref().map_or(0, |p| p as *const u32 as u64),
@@ -129,7 +153,8 @@ pub fn lookup_range<V: Pod>(
         };
         let result = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr);
         let got = (attr.count as usize).min(wanted);
-        all.extend_from_slice(&values[..got]);
+        all.extend_from_slice(&values[..got * per_index]);
+        read += got;
         match result {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,

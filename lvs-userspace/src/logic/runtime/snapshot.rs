@@ -5,6 +5,8 @@
 //! is configured. A server that health checking removed is left out, an inhibited one shows
 //! weight 0, and a sorry server appears only while it takes the traffic.
 
+use std::collections::HashMap;
+
 use crate::logic::{
     api::{
         RealServerConfig, ServiceConfig, ServiceKey, Timeouts,
@@ -26,6 +28,7 @@ pub fn collect(
     connections: &[conntrack::Connection],
     connection_table_size: u32,
 ) -> Result<Snapshot, DataPlaneError> {
+    let real_server_stats = model.real_server_stats(dataplane)?;
     let services = model
         .services()
         .map(|view| {
@@ -33,8 +36,8 @@ pub fn collect(
             let real_servers = view
                 .real_servers
                 .iter()
-                .filter_map(|rs| real_server(rs, port, dataplane, rates).transpose())
-                .collect::<Result<_, _>>()?;
+                .filter_map(|rs| real_server(rs, port, &real_server_stats, rates))
+                .collect();
             Ok(ServiceEntry {
                 service: ServiceKey::of(view.service),
                 config: ServiceConfig::of(view.service),
@@ -56,13 +59,11 @@ pub fn collect(
 fn real_server(
     rs: &RealServerView<'_>,
     port: u16,
-    dataplane: &dyn DataPlane,
+    real_server_stats: &HashMap<u32, lvs_common::TrafficStats>,
     rates: &RateBook,
-) -> Result<Option<RealServerEntry>, DataPlaneError> {
-    let Some(weight) = rs.admitted_weight else {
-        return Ok(None);
-    };
-    Ok(Some(RealServerEntry {
+) -> Option<RealServerEntry> {
+    let weight = rs.admitted_weight?;
+    Some(RealServerEntry {
         server: RealServerConfig {
             weight,
             ..RealServerConfig::of(rs.config)
@@ -71,9 +72,9 @@ fn real_server(
         active_conns: rs.connections.active,
         inactive_conns: rs.connections.inactive,
         persistent_conns: rs.connections.persistent,
-        stats: stats(dataplane.real_server_stats(rs.id)?),
+        stats: stats(real_server_stats.get(&rs.id).copied().unwrap_or_default()),
         rates: rate(rates.real_server(rs.id)),
-    }))
+    })
 }
 
 /// In direct routing replies never pass the director: outbound counters stay zero.
