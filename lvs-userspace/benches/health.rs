@@ -18,7 +18,11 @@
 //! request and the answer read to its end, close with a reset), with no runtime, timer or
 //! bookkeeping. On the loopback the kernel charges the connecting process for both ends of
 //! the handshake, so that row is what a check costs before the controller does anything, and
-//! the distance to it is what the controller adds.
+//! the distance to it is what the controller adds. A `paced floor` row runs the same loop at
+//! the checkers' pace, each round spread over the 1 s `delay_loop` and woken once a
+//! millisecond for the connections due by then (as a timer wheel fires them): the real
+//! servers then sleep between connections and each must be woken, which the loopback also
+//! charges to the connecting process, so that row is the floor the checkers compare with.
 //!
 //! Under `cargo test --benches` (no `--bench` argument) it runs a small smoke pass instead.
 //! Arguments other than flags pick rows, each a checker or a size that a row must have:
@@ -162,21 +166,23 @@ fn run(mode: &Mode) -> Result<()> {
                     verdict,
                 );
             }
-            let row = floor(checker, &responders.endpoints, mode.rounds)?;
-            ensure!(row.checks > 0, "no connection of the floor completed");
-            println!(
-                "{:<10} {:>7} {:<11} {:>8} {:>8} {:>9.0} {:>10.1} {:>9} {:>11} {:>7}",
-                checker,
-                size,
-                "floor",
-                row.checks,
-                row.due,
-                row.cpu.as_secs_f64() * 1e3,
-                row.cpu.as_secs_f64() * 1e6 / row.checks as f64,
-                "",
-                "",
-                "",
-            );
+            for (name, pace) in [("floor", None), ("paced floor", Some(DELAY_LOOP))] {
+                let row = floor(checker, &responders.endpoints, mode.rounds, pace)?;
+                ensure!(row.checks > 0, "no connection of the {name} completed");
+                println!(
+                    "{:<10} {:>7} {:<11} {:>8} {:>8} {:>9.0} {:>10.1} {:>9} {:>11} {:>7}",
+                    checker,
+                    size,
+                    name,
+                    row.checks,
+                    row.due,
+                    row.cpu.as_secs_f64() * 1e3,
+                    row.cpu.as_secs_f64() * 1e6 / row.checks as f64,
+                    "",
+                    "",
+                    "",
+                );
+            }
             println!(
                 "{:<10} {:>7} own thread / shared runtime, CPU per check: {:.2}",
                 "",
@@ -190,10 +196,13 @@ fn run(mode: &Mode) -> Result<()> {
          servers x rounds. cpu: user + system time of this process (supervisor, checkers, \
          update consumer), which includes the kernel's work for the loopback's other end. \
          floor: the same connections by a blocking loop, the thread's CPU (the kernel's share \
-         of a check). RSS: growth from before the supervisor started to the end."
+         of a check), back to back and paced as the checks are. RSS: growth from before the supervisor started to the end."
     );
     Ok(())
 }
+
+/// The checks' `delay_loop` in the generated config.
+const DELAY_LOOP: Duration = Duration::from_secs(1);
 
 const TCP_TARGET_US: f64 = 30.0;
 const HTTP_TARGET_US: f64 = 60.0;
@@ -290,16 +299,31 @@ fn measure(
 }
 
 /// The kernel's floor: each endpoint checked `rounds` times by a blocking loop on this thread,
-/// counted with this thread's own CPU time.
-fn floor(checker: &str, endpoints: &[SocketAddrV4], rounds: u32) -> Result<Row> {
+/// counted with this thread's own CPU time; back to back, or with each round spread over
+/// `pace` and the loop woken at the first millisecond boundary after a connection falls due.
+fn floor(
+    checker: &str,
+    endpoints: &[SocketAddrV4],
+    rounds: u32,
+    pace: Option<Duration>,
+) -> Result<Row> {
     use socket2::{Domain, Socket, Type};
     const REQUEST: &[u8] = b"GET / HTTP/1.0\r\nHost: bench\r\nUser-Agent: floor\r\n\r\n";
     let http = checker == "HTTP_GET";
     let mut checks = 0;
     let mut answer = [0u8; 512];
     let before = thread_cpu_time();
-    for _ in 0..rounds {
-        for endpoint in endpoints {
+    let started = Instant::now();
+    for round in 0..rounds {
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            if let Some(pace) = pace {
+                let due = pace * round + pace.mul_f64(index as f64 / endpoints.len() as f64);
+                let now = started.elapsed();
+                if due > now {
+                    let wake_ms = due.as_millis() as u64 + 1;
+                    std::thread::sleep(Duration::from_millis(wake_ms) - now);
+                }
+            }
             let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
             socket.set_linger(Some(Duration::ZERO))?;
             socket.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -337,8 +361,9 @@ fn config_text(checker: &str, endpoints: &[SocketAddrV4]) -> String {
     let mut text = String::from("[director]\ninterface = \"lo\"\n");
     for (chunk_index, chunk) in endpoints.chunks(SERVERS_PER_SERVICE).enumerate() {
         text += &format!(
-            "\n[[virtual_server]]\naddress = \"10.250.0.{}\"\nport = 80\ndelay_loop = 1\n",
-            chunk_index + 1
+            "\n[[virtual_server]]\naddress = \"10.250.0.{}\"\nport = 80\ndelay_loop = {}\n",
+            chunk_index + 1,
+            DELAY_LOOP.as_secs(),
         );
         for (i, endpoint) in chunk.iter().enumerate() {
             let n = chunk_index * SERVERS_PER_SERVICE + i;
