@@ -607,6 +607,18 @@ fn per_service_and_per_real_server_traffic_is_counted() {
     assert_eq!(untouched.packets, 0);
 }
 
+/// A SYN from the client's `source_port` to the VIP's port 8080 (a service of two real
+/// servers).
+fn syn_to_8080(source_port: u16) -> Vec<u8> {
+    build(
+        PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
+            .ipv4(CLIENT, VIP, 64)
+            .tcp(source_port, 8080, 1, 64240)
+            .syn(),
+        &[],
+    )
+}
+
 /// Many counters are read together, in one batch over the range of ids they span; what that
 /// gives is what reading each id gives, in the order asked, repeats and all, and an id past
 /// the array fails either way.
@@ -615,13 +627,7 @@ fn per_service_and_per_real_server_traffic_is_counted() {
 fn counters_read_together_equal_counters_read_one_by_one() {
     let mut dataplane = loaded();
     for port in 40000u16..40064 {
-        let frame = build(
-            PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-                .ipv4(CLIENT, VIP, 64)
-                .tcp(port, 8080, 1, 64240)
-                .syn(),
-            &[],
-        );
+        let frame = syn_to_8080(port);
         test_run::run(&mut dataplane, &frame, 1).expect("test run");
     }
     let ids: Vec<u32> = (0..40).chain([2, 0, 2]).collect();
@@ -731,13 +737,7 @@ fn flows_spread_over_real_servers_exactly_as_userspace_predicts() {
     let service_index = 2; // TCP 10.0.0.100:8080
     let mut per_server = [0usize; 2];
     for port in (32768u16..32768 + 2000).step_by(2) {
-        let frame = build(
-            PacketBuilder::ethernet2(CLIENT_MAC, DIRECTOR_MAC)
-                .ipv4(CLIENT, VIP, 64)
-                .tcp(port, 8080, 1, 64240)
-                .syn(),
-            &[],
-        );
+        let frame = syn_to_8080(port);
         let outcome = test_run::run(&mut dataplane, &frame, 1).expect("test run");
         assert_eq!(outcome.action, XDP_TX, "source port {port}");
         let hash = schedule_hash(SERVICE_HASH_SOURCE_PORT, CLIENT, VIP, port.to_be_bytes());
