@@ -619,9 +619,9 @@ fn syn_to_8080(source_port: u16) -> Vec<u8> {
     )
 }
 
-/// Many counters are read together, in one batch over the range of ids they span; what that
-/// gives is what reading each id gives, in the order asked, repeats and all, and an id past
-/// the array fails either way.
+/// Counters are read together, in one batch over the range of ids they span, or one id at a
+/// time when they are few and far apart; either way what is read is what reading each id
+/// gives, in the order asked, repeats and all, and an id past the array fails.
 #[test]
 #[ignore = "needs root: loads BPF programs"]
 fn counters_read_together_equal_counters_read_one_by_one() {
@@ -643,13 +643,16 @@ fn counters_read_together_equal_counters_read_one_by_one() {
         together.iter().filter(|stats| stats.packets > 0).count() >= 2,
         "the frames reached at least two real servers: {together:?}"
     );
-    let few = dataplane
-        .real_server_stats_of(&[2, 0])
-        .expect("stats of two");
-    assert_eq!(few, [one_by_one[2], one_by_one[0]]);
-    let past: Vec<u32> = (0..20).chain([MAX_REAL_SERVERS]).collect();
-    assert!(dataplane.real_server_stats_of(&past).is_err());
-    assert!(dataplane.real_server_stats_of(&[MAX_REAL_SERVERS]).is_err());
+    let last = MAX_REAL_SERVERS - 1;
+    let far_apart = dataplane
+        .real_server_stats_of(&[2, last, 0])
+        .expect("stats far apart");
+    let last_alone = dataplane.real_server_stats(last).expect("stats of one");
+    assert_eq!(far_apart, [one_by_one[2], last_alone, one_by_one[0]]);
+    let past_far = [0, MAX_REAL_SERVERS];
+    assert!(dataplane.real_server_stats_of(&past_far).is_err());
+    let past_near: Vec<u32> = (MAX_REAL_SERVERS - 20..=MAX_REAL_SERVERS).collect();
+    assert!(dataplane.real_server_stats_of(&past_near).is_err());
 }
 
 /// Frames find their services in the service table; services the table cannot place (keys

@@ -1051,9 +1051,11 @@ impl DataPlane for BpfDataPlane {
     }
 }
 
-/// From this many indices on, `stats_of` reads the range they span in one batch (a syscall
-/// per 8,192 indices) rather than each index with a syscall of its own.
-const STATS_BATCH_FROM: usize = 16;
+/// An index read in a batch costs about a quarter of one read with a syscall of its own
+/// (0.6 against 2.4 µs with two CPUs): `stats_of` reads the whole range the indices span in
+/// one batch when it holds at most this many indices for each one asked, and each index on
+/// its own otherwise (a few indices far apart).
+const STATS_BATCH_SPAN_PER_INDEX: usize = 4;
 
 /// The stats at each of `indices` of a per-CPU stats array, summed over CPUs, in their order.
 fn stats_of(
@@ -1064,7 +1066,8 @@ fn stats_of(
     let (Some(&low), Some(&high)) = (indices.iter().min(), indices.iter().max()) else {
         return Ok(Vec::new());
     };
-    if indices.len() < STATS_BATCH_FROM {
+    let span = (high - low) as usize + 1;
+    if span > indices.len() * STATS_BATCH_SPAN_PER_INDEX {
         return indices
             .iter()
             .map(|index| {
@@ -1077,7 +1080,7 @@ fn stats_of(
     let values = batch::lookup_range_per_cpu(
         map.map().fd(),
         low,
-        high - low + 1,
+        span as u32,
         cpus,
         TrafficStats::default(),
     )
