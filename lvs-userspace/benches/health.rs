@@ -107,8 +107,9 @@ fn run(mode: &Mode) -> Result<()> {
     raise_fd_limit()?;
     println!(
         "Health checking: controller cost per check (local responders, each on its own \
-         address, delay_loop 1 s, {} rounds; target: every check on time, <= {TCP_TARGET_US} \
-         us per TCP_CHECK, <= {HTTP_TARGET_US} us per HTTP_GET)",
+         address, delay_loop {} s, {} rounds; target: every check on time, <= \
+         {TCP_TARGET_US} us per TCP_CHECK, <= {HTTP_TARGET_US} us per HTTP_GET)",
+        DELAY_LOOP.as_secs(),
         mode.rounds
     );
     println!(
@@ -196,7 +197,8 @@ fn run(mode: &Mode) -> Result<()> {
          servers x rounds. cpu: user + system time of this process (supervisor, checkers, \
          update consumer), which includes the kernel's work for the loopback's other end. \
          floor: the same connections by a blocking loop, the thread's CPU (the kernel's share \
-         of a check), back to back and paced as the checks are. RSS: growth from before the supervisor started to the end."
+         of a check), back to back and paced as the checks are. RSS: growth from before the \
+         supervisor started to the end."
     );
     Ok(())
 }
