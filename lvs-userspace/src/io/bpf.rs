@@ -881,11 +881,7 @@ impl DataPlane for BpfDataPlane {
     }
 
     fn deny_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError> {
-        let values = self
-            .deny_stats
-            .get(&index, 0)
-            .map_err(read_error(map_names::DENY_STATS))?;
-        Ok(sum_stats(&values))
+        stats_at(&self.deny_stats, map_names::DENY_STATS, index)
     }
 
     fn zero_deny_stats(&mut self, index: u32) -> Result<(), DataPlaneError> {
@@ -1027,19 +1023,11 @@ impl DataPlane for BpfDataPlane {
     }
 
     fn service_stats(&self, index: u32) -> Result<TrafficStats, DataPlaneError> {
-        let values = self
-            .service_stats
-            .get(&index, 0)
-            .map_err(read_error(map_names::SERVICE_STATS))?;
-        Ok(sum_stats(&values))
+        stats_at(&self.service_stats, map_names::SERVICE_STATS, index)
     }
 
     fn real_server_stats(&self, id: u32) -> Result<TrafficStats, DataPlaneError> {
-        let values = self
-            .real_server_stats
-            .get(&id, 0)
-            .map_err(read_error(map_names::REAL_SERVER_STATS))?;
-        Ok(sum_stats(&values))
+        stats_at(&self.real_server_stats, map_names::REAL_SERVER_STATS, id)
     }
 
     fn real_server_stats_of(&self, ids: &[u32]) -> Result<Vec<TrafficStats>, DataPlaneError> {
@@ -1057,6 +1045,16 @@ impl DataPlane for BpfDataPlane {
 /// its own otherwise (a few indices far apart).
 const STATS_BATCH_SPAN_PER_INDEX: usize = 4;
 
+/// The stats at `index` of a per-CPU stats array, summed over CPUs, read with a syscall.
+fn stats_at(
+    map: &PerCpuArray<MapData, TrafficStats>,
+    name: &'static str,
+    index: u32,
+) -> Result<TrafficStats, DataPlaneError> {
+    let values = map.get(&index, 0).map_err(read_error(name))?;
+    Ok(sum_stats(&values))
+}
+
 /// The stats at each of `indices` of a per-CPU stats array, summed over CPUs, in their order.
 fn stats_of(
     map: &PerCpuArray<MapData, TrafficStats>,
@@ -1070,10 +1068,7 @@ fn stats_of(
     if span > indices.len() * STATS_BATCH_SPAN_PER_INDEX {
         return indices
             .iter()
-            .map(|index| {
-                let values = map.get(index, 0).map_err(read_error(name))?;
-                Ok(sum_stats(&values))
-            })
+            .map(|&index| stats_at(map, name, index))
             .collect();
     }
     let cpus = possible_cpus() as usize;
