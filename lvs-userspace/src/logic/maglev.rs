@@ -71,11 +71,18 @@ impl Walk {
                 advanced as u32
             }
         };
-        // Four candidates at a time, each computed from the first with a multiple of the
-        // skip (so they do not wait on each other): the first free one in permutation order
-        // is the slot the one-at-a-time walk finds, with a quarter of the unpredictable
-        // branches once the table fills up.
+        // The slot the walk is at first, alone: while the table is mostly empty it is free
+        // more often than not, and testing one slot costs a quarter of testing four.
         let mut c0 = self.position;
+        if taken.is_free(c0) {
+            self.position = add(c0, self.skips[0]);
+            return c0;
+        }
+        c0 = add(c0, self.skips[0]);
+        // Then four candidates at a time, each computed from the first with a multiple of
+        // the skip (so they do not wait on each other): the first free one in permutation
+        // order is the slot the one-at-a-time walk finds, with a quarter of the unpredictable
+        // branches once the table fills up.
         loop {
             let c1 = add(c0, self.skips[0]);
             let c2 = add(c0, self.skips[1]);
@@ -211,61 +218,154 @@ fn free_slots_to_look_up(size: u32) -> usize {
     (f64::from(size).sqrt() as usize) / 2
 }
 
+/// The servers that take turns, in their order: those of non-zero weight, sorted by identity,
+/// which makes the table independent of the order the servers were configured in.
+fn in_turn_order(backends: &[Backend]) -> Vec<&Backend> {
+    let mut active: Vec<&Backend> = backends.iter().filter(|b| b.weight > 0).collect();
+    active.sort_by(|a, b| a.identity.cmp(&b.identity));
+    active
+}
+
+/// A server's permutation of the `size` slots: where it starts, and its step (from 1 to
+/// `size - 1`, so that with `size` prime it visits every slot once).
+fn permutation(identity: &[u8], size: u32) -> (u32, u32) {
+    let offset = bytes_hash(identity, OFFSET_SEED) % size;
+    let skip = bytes_hash(identity, SKIP_SEED) % (size - 1).max(1) + 1;
+    (offset, skip % size)
+}
+
 /// Builds a table of `size` slots. `size` must be prime so every permutation visits every slot.
 /// With no backend of non-zero weight, every slot is `NO_REAL_SERVER`.
 pub fn build_table(backends: &[Backend], size: u32) -> Vec<u32> {
     let size_usize = size as usize;
     let mut table = vec![NO_REAL_SERVER; size_usize];
-    // Sorting by identity makes the table independent of the order servers were configured in.
-    let mut active: Vec<&Backend> = backends.iter().filter(|b| b.weight > 0).collect();
+    let active = in_turn_order(backends);
     if active.is_empty() || size == 0 {
         return table;
     }
-    active.sort_by(|a, b| a.identity.cmp(&b.identity));
     let mut servers: Vec<Server> = active
         .iter()
         .map(|b| {
-            let offset = bytes_hash(&b.identity, OFFSET_SEED) % size;
-            let skip = bytes_hash(&b.identity, SKIP_SEED) % (size - 1).max(1) + 1;
+            let (offset, skip) = permutation(&b.identity, size);
             Server {
                 id: b.id,
                 weight: b.weight,
                 credit: 0,
-                walk: Walk::new(offset, skip % size, size),
+                walk: Walk::new(offset, skip, size),
             }
         })
         .collect();
-    let max_weight = active.iter().map(|b| b.weight).max().unwrap_or(1);
+    let mut turns = Turns {
+        next: 0,
+        max_weight: active.iter().map(|b| b.weight).max().unwrap_or(1),
+    };
+    // Every slot but the last few is found by walking; the last few are looked up.
+    let look_up = free_slots_to_look_up(size).min(size_usize);
     let mut taken = Taken::new(size);
-    let mut filled = 0usize;
+    walk_turns(
+        &mut servers,
+        &mut turns,
+        size_usize - look_up,
+        &mut taken,
+        &mut table,
+    );
     let modulo = Modulo::new(size);
-    let look_up_below = free_slots_to_look_up(size);
-    // Once few slots are left: the free ones, in no order.
-    let mut free: Option<Vec<u32>> = None;
+    // The free slots, in no order.
+    let mut free = taken.free_slots();
+    for _ in 0..look_up {
+        let server = turns.next(&mut servers);
+        let slot = free.swap_remove(server.walk.first_of(&free, &modulo));
+        table[slot as usize] = server.id;
+    }
+    table
+}
 
-    loop {
-        for server in &mut servers {
-            // A server of weight `w` takes a turn in `w` of every `max_weight` rounds.
+/// Whose turn it is: servers take turns in their order, round after round, and one of weight
+/// `w` takes a turn in `w` of every `max_weight` rounds, so its share of slots is proportional
+/// to its weight.
+struct Turns {
+    /// The server visited next.
+    next: usize,
+    max_weight: u32,
+}
+
+impl Turns {
+    fn next<'a>(&mut self, servers: &'a mut [Server]) -> &'a mut Server {
+        loop {
+            let index = self.next;
+            self.next = if index + 1 == servers.len() {
+                0
+            } else {
+                index + 1
+            };
+            let server = &mut servers[index];
             server.credit += server.weight;
-            if server.credit < max_weight {
+            if server.credit >= self.max_weight {
+                server.credit -= self.max_weight;
+                return &mut servers[index];
+            }
+        }
+    }
+}
+
+/// `count` turns, each walking its server's permutation to the next free slot. A loop of its
+/// own, apart from the lookups of the last slots, so that its few variables stay in registers
+/// (in one loop with the lookups' they were spilled to the stack).
+fn walk_turns(
+    servers: &mut [Server],
+    turns: &mut Turns,
+    count: usize,
+    taken: &mut Taken,
+    table: &mut [u32],
+) {
+    for _ in 0..count {
+        let server = turns.next(servers);
+        let slot = server.walk.take_next(taken);
+        taken.take(slot);
+        table[slot as usize] = server.id;
+    }
+}
+
+/// The table built as the paper writes the algorithm, and as lvs built it before the walk and
+/// the bitmap: each turn computes its server's next slot with a division and looks at the
+/// table itself, one slot at a time. `build_table` must give exactly this table (a unit test
+/// compares them), and the scaling bench times both in one run.
+pub fn build_table_as_in_the_paper(backends: &[Backend], size: u32) -> Vec<u32> {
+    let mut table = vec![NO_REAL_SERVER; size as usize];
+    let active = in_turn_order(backends);
+    if active.is_empty() || size == 0 {
+        return table;
+    }
+    let permutations: Vec<(u64, u64)> = active
+        .iter()
+        .map(|b| {
+            let (offset, skip) = permutation(&b.identity, size);
+            (u64::from(offset), u64::from(skip))
+        })
+        .collect();
+    let max_weight = active.iter().map(|b| b.weight).max().unwrap_or(1);
+    let mut next = vec![0u64; active.len()];
+    let mut credit = vec![0u32; active.len()];
+    let mut filled = 0;
+    loop {
+        for (i, backend) in active.iter().enumerate() {
+            credit[i] += backend.weight;
+            if credit[i] < max_weight {
                 continue;
             }
-            server.credit -= max_weight;
-            let slot = match &mut free {
-                Some(free) => free.swap_remove(server.walk.first_of(free, &modulo)),
-                None => {
-                    let slot = server.walk.take_next(&taken);
-                    taken.take(slot);
-                    slot
+            credit[i] -= max_weight;
+            let (offset, skip) = permutations[i];
+            let slot = loop {
+                let candidate = ((offset + next[i] * skip) % u64::from(size)) as usize;
+                next[i] += 1;
+                if table[candidate] == NO_REAL_SERVER {
+                    break candidate;
                 }
             };
-            table[slot as usize] = server.id;
+            table[slot] = backend.id;
             filled += 1;
-            if filled == size_usize {
+            if filled == size as usize {
                 return table;
-            }
-            if free.is_none() && size_usize - filled <= look_up_below {
-                free = Some(taken.free_slots());
             }
         }
     }
@@ -295,64 +395,35 @@ mod tests {
         counts
     }
 
-    /// The table as the algorithm is written in the paper (and as lvs built it before the
-    /// incremental walk and the bitmap): the fast build must give exactly this table.
-    fn reference_table(backends: &[Backend], size: u32) -> Vec<u32> {
-        let mut table = vec![NO_REAL_SERVER; size as usize];
-        let mut active: Vec<&Backend> = backends.iter().filter(|b| b.weight > 0).collect();
-        if active.is_empty() {
-            return table;
-        }
-        active.sort_by(|a, b| a.identity.cmp(&b.identity));
-        let permutations: Vec<(u64, u64)> = active
-            .iter()
-            .map(|b| {
-                let offset = u64::from(bytes_hash(&b.identity, OFFSET_SEED) % size);
-                let skip = u64::from(bytes_hash(&b.identity, SKIP_SEED) % (size - 1).max(1) + 1);
-                (offset, skip)
-            })
-            .collect();
-        let max_weight = active.iter().map(|b| b.weight).max().unwrap_or(1);
-        let mut next = vec![0u64; active.len()];
-        let mut credit = vec![0u32; active.len()];
-        let mut filled = 0;
-        loop {
-            for (i, backend) in active.iter().enumerate() {
-                credit[i] += backend.weight;
-                if credit[i] < max_weight {
-                    continue;
-                }
-                credit[i] -= max_weight;
-                let (offset, skip) = permutations[i];
-                let slot = loop {
-                    let candidate = ((offset + next[i] * skip) % u64::from(size)) as usize;
-                    next[i] += 1;
-                    if table[candidate] == NO_REAL_SERVER {
-                        break candidate;
-                    }
-                };
-                table[slot] = backend.id;
-                filled += 1;
-                if filled == size as usize {
-                    return table;
-                }
-            }
-        }
-    }
-
     #[test]
-    fn the_table_is_the_reference_construction() {
+    fn the_table_is_the_papers_construction() {
         for (count, weights) in [(1, 1), (3, 1), (10, 3), (100, 5), (1000, 3)] {
             let backends: Vec<_> = (0..count).map(|i| backend(i, 1 + i % weights)).collect();
             assert_eq!(
                 build_table(&backends, SIZE),
-                reference_table(&backends, SIZE),
+                build_table_as_in_the_paper(&backends, SIZE),
                 "{count} servers, weights 1..={weights}"
             );
         }
+        // Weights in no pattern along the turn order, some of them zero.
+        let scattered: Vec<_> = (0..300).map(|i| backend(i, (i * 37) % 101)).collect();
+        assert_eq!(
+            build_table(&scattered, SIZE),
+            build_table_as_in_the_paper(&scattered, SIZE)
+        );
         let small: Vec<_> = (0..4).map(|i| backend(i, 1)).collect();
-        assert_eq!(build_table(&small, 7), reference_table(&small, 7));
-        assert_eq!(build_table(&small, 2), reference_table(&small, 2));
+        assert_eq!(
+            build_table(&small, 1),
+            build_table_as_in_the_paper(&small, 1)
+        );
+        assert_eq!(
+            build_table(&small, 7),
+            build_table_as_in_the_paper(&small, 7)
+        );
+        assert_eq!(
+            build_table(&small, 2),
+            build_table_as_in_the_paper(&small, 2)
+        );
     }
 
     #[test]
