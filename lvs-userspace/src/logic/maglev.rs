@@ -8,10 +8,15 @@
 //! addresses, every director with the same servers builds the same table, and removing one of
 //! N servers moves only about 1/N of the slots.
 //!
-//! The build gives exactly the table of the paper's algorithm, faster: servers walk their
-//! permutations four slots at a time over a bitmap of taken slots, and once few slots are left
-//! (when a walk would probe hundreds of taken slots to find a free one) each turn looks up
-//! which free slot comes first in the server's permutation instead of walking to it.
+//! The build gives exactly the table of the paper's algorithm (`build_table_as_in_the_paper`,
+//! kept to test against and to time beside it), faster: servers walk their permutations over
+//! a bitmap of taken slots, testing the slot they are at alone and then four at a time, and
+//! once few slots are left (when a walk would probe hundreds of taken slots to find a free
+//! one) each turn looks up which free slot comes first in the server's permutation instead of
+//! walking to it. What bounds it is the walk itself: about 65,000 fills and 400,000 probes of
+//! the bitmap for 65,537 slots. Measured on a 2-core VM, a fill costs about 6 ns while the
+//! table is nearly empty, 12 ns at half full and 60 ns at 98%, where each needs dozens of
+//! probes.
 
 use lvs_common::{NO_REAL_SERVER, hash::bytes_hash};
 
