@@ -84,20 +84,19 @@ impl Walk {
             return c0;
         }
         c0 = add(c0, self.skips[0]);
-        // Then four candidates at a time, each computed from the first with a multiple of
-        // the skip (so they do not wait on each other): the first free one in permutation
-        // order is the slot the one-at-a-time walk finds, with a quarter of the unpredictable
-        // branches once the table fills up.
+        // Then four candidates at a time, each the first plus a multiple of the skip (so they
+        // do not wait on each other): the first free one in permutation order is the slot the
+        // one-at-a-time walk finds, with a quarter of the unpredictable branches once the
+        // table fills up. The sums are not brought back below `size`: the bitmap answers for
+        // slots up to twice the size, and only the chosen one is.
+        let steps = [0, self.skips[0], self.skips[1], self.skips[2]];
         loop {
-            let c1 = add(c0, self.skips[0]);
-            let c2 = add(c0, self.skips[1]);
-            let c3 = add(c0, self.skips[2]);
-            let free = u32::from(taken.is_free(c0))
-                | u32::from(taken.is_free(c1)) << 1
-                | u32::from(taken.is_free(c2)) << 2
-                | u32::from(taken.is_free(c3)) << 3;
+            let free = u32::from(taken.is_free(c0 + steps[0]))
+                | u32::from(taken.is_free(c0 + steps[1])) << 1
+                | u32::from(taken.is_free(c0 + steps[2])) << 2
+                | u32::from(taken.is_free(c0 + steps[3])) << 3;
             if free != 0 {
-                let chosen = [c0, c1, c2, c3][free.trailing_zeros() as usize];
+                let chosen = add(c0, steps[free.trailing_zeros() as usize]);
                 self.position = add(chosen, self.skips[0]);
                 return chosen;
             }
@@ -133,7 +132,9 @@ impl Walk {
 }
 
 /// Which slots are taken, one bit each: 8 KiB for 65537 slots stays in the L1 cache, where
-/// the table itself (256 KiB) would not.
+/// the table itself (256 KiB) would not. Each slot has a second bit, `size` further on, so
+/// that a slot plus a step (both below `size`) can be asked about without being brought back
+/// below `size` first: the walk asks four times for each time it moves on.
 struct Taken {
     bits: Vec<u64>,
     size: u32,
@@ -142,17 +143,21 @@ struct Taken {
 impl Taken {
     fn new(size: u32) -> Self {
         Taken {
-            bits: vec![0; (size as usize).div_ceil(64)],
+            bits: vec![0; (2 * size as usize).div_ceil(64)],
             size,
         }
     }
 
+    /// Whether `slot`, or `slot - size` when it is `size` or more, is free; `slot` is below
+    /// twice the size.
     fn is_free(&self, slot: u32) -> bool {
         (self.bits[slot as usize / 64] >> (slot % 64)) & 1 == 0
     }
 
     fn take(&mut self, slot: u32) {
-        self.bits[slot as usize / 64] |= 1 << (slot % 64);
+        for bit in [slot, slot + self.size] {
+            self.bits[bit as usize / 64] |= 1 << (bit % 64);
+        }
     }
 
     fn free_slots(&self) -> Vec<u32> {
@@ -161,9 +166,10 @@ impl Taken {
             let mut free_bits = !word;
             while free_bits != 0 {
                 let slot = index as u32 * 64 + free_bits.trailing_zeros();
-                if slot < self.size {
-                    free.push(slot);
+                if slot >= self.size {
+                    return free;
                 }
+                free.push(slot);
                 free_bits &= free_bits - 1;
             }
         }
@@ -239,9 +245,11 @@ fn permutation(identity: &[u8], size: u32) -> (u32, u32) {
     (offset, skip % size)
 }
 
-/// Builds a table of `size` slots. `size` must be prime so every permutation visits every slot.
-/// With no backend of non-zero weight, every slot is `NO_REAL_SERVER`.
+/// Builds a table of `size` slots. `size` must be prime so every permutation visits every slot,
+/// and below 2³¹ so that a slot plus a step fits in 32 bits (the walk adds them). With no
+/// backend of non-zero weight, every slot is `NO_REAL_SERVER`.
 pub fn build_table(backends: &[Backend], size: u32) -> Vec<u32> {
+    debug_assert!(size < 1 << 31, "a Maglev table of {size} slots");
     let size_usize = size as usize;
     let mut table = vec![NO_REAL_SERVER; size_usize];
     let active = in_turn_order(backends);
