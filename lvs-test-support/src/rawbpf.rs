@@ -300,14 +300,34 @@ fn swap_macs(data: u8) -> Vec<Insn> {
     p
 }
 
-/// An LRU hash map of the director's IPv4 connections, as its flow table was before it became
-/// an array of buckets: 16-byte keys (a `FlowKey`), 24-byte values (a `FlowEntry`),
-/// `max_entries` of them.
-pub fn flow_table(max_entries: u32) -> Result<OwnedFd> {
+/// The IP version of the frames a flow-table floor reads, and so of its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
+impl IpVersion {
+    /// The size of the director's flow key: `FlowKey` (16 bytes) or `FlowKey6` (40 bytes).
+    pub fn flow_key_size(self) -> usize {
+        match self {
+            IpVersion::V4 => 16,
+            IpVersion::V6 => 40,
+        }
+    }
+}
+
+/// The value of an entry in a `flow_table`: a `FlowEntry`'s size, zeroed.
+pub const FLOW_ENTRY_SIZE: usize = 24;
+
+/// An LRU hash map of the director's connections of one IP version, as its flow table was
+/// before it became an array of buckets: keys of the version's `FlowKey`, 24-byte values (a
+/// `FlowEntry`), `max_entries` of them.
+pub fn flow_table(version: IpVersion, max_entries: u32) -> Result<OwnedFd> {
     let mut attr = MapCreateAttr {
         map_type: BPF_MAP_TYPE_LRU_HASH,
-        key_size: 16,
-        value_size: 24,
+        key_size: version.flow_key_size() as u32,
+        value_size: FLOW_ENTRY_SIZE as u32,
         max_entries,
         map_flags: 0,
     };
@@ -318,44 +338,56 @@ pub fn flow_table(max_entries: u32) -> Result<OwnedFd> {
 }
 
 /// The flow-table floor: `mac_swap` after looking the frame's 5-tuple up in `flows` (a
-/// `flow_table`), inserting a zeroed entry when it is not there. This is the least any DR
-/// director that keeps its connections in the kernel's LRU hash map does per frame: it tells
-/// what the flow table alone costs, apart from everything else lvs does. IPv4 over UDP or
-/// TCP without options, as the generator sends; the key is laid out as `FlowKey` (source and
-/// destination address, source and destination port, protocol, zero padding).
-pub fn mac_swap_with_flow_lookup(flows: &OwnedFd) -> Vec<Insn> {
-    const KEY: i16 = -16;
-    const VALUE: i16 = -40;
+/// `flow_table` of the same version), inserting a zeroed entry when it is not there. This is
+/// the least any DR director that keeps its connections in the kernel's LRU hash map does
+/// per frame: it tells what the flow table alone costs, apart from everything else lvs does.
+/// IPv4 without options or IPv6 without extension headers, then UDP or TCP, as the
+/// generator and the benches send; the key is laid out as `FlowKey` or `FlowKey6` (source
+/// and destination address, source and destination port, protocol, zero padding).
+pub fn mac_swap_with_flow_lookup(flows: &OwnedFd, version: IpVersion) -> Vec<Insn> {
+    // The frame's offsets: the addresses (source then destination, as in the key), the ports
+    // just after the IP header (source then destination, as in the key), the protocol.
+    let (addresses, ports, protocol) = match version {
+        IpVersion::V4 => (
+            IP as i16 + 12..IP as i16 + 20,
+            IP as i16 + 20,
+            IP as i16 + 9,
+        ),
+        IpVersion::V6 => (IP as i16 + 8..IP as i16 + 40, IP as i16 + 40, IP as i16 + 6),
+    };
+    let key = -(version.flow_key_size() as i16);
+    let value = key - FLOW_ENTRY_SIZE as i16;
     let lookup_or_insert = {
-        let mut p = vec![
-            // The key, from the frame's IPv4 addresses, ports and protocol.
-            load32(R4, R6, 26),
-            store32(R10, KEY, R4),
-            load32(R4, R6, 30),
-            store32(R10, KEY + 4, R4),
-            load32(R4, R6, 34),
-            store32(R10, KEY + 8, R4),
-            load8(R4, R6, 23),
-            store32(R10, KEY + 12, R4),
-        ];
+        // The key, from the frame's addresses, ports and protocol, a word at a time.
+        let mut p = Vec::new();
+        for (at, from) in addresses.clone().step_by(4).enumerate() {
+            p.extend([load32(R4, R6, from), store32(R10, key + 4 * at as i16, R4)]);
+        }
+        let after_addresses = key + (addresses.end - addresses.start);
+        p.extend([
+            load32(R4, R6, ports),
+            store32(R10, after_addresses, R4),
+            load8(R4, R6, protocol),
+            store32(R10, after_addresses + 4, R4),
+        ]);
         p.extend(load_map(R1, flows));
         p.extend([
             mov(R2, R10),
-            add_imm(R2, i32::from(KEY)),
+            add_imm(R2, i32::from(key)),
             call(HELPER_MAP_LOOKUP_ELEM),
         ]);
         let mut insert = vec![
             mov_imm(R4, 0),
-            store64(R10, VALUE, R4),
-            store64(R10, VALUE + 8, R4),
-            store64(R10, VALUE + 16, R4),
+            store64(R10, value, R4),
+            store64(R10, value + 8, R4),
+            store64(R10, value + 16, R4),
         ];
         insert.extend(load_map(R1, flows));
         insert.extend([
             mov(R2, R10),
-            add_imm(R2, i32::from(KEY)),
+            add_imm(R2, i32::from(key)),
             mov(R3, R10),
-            add_imm(R3, i32::from(VALUE)),
+            add_imm(R3, i32::from(value)),
             mov_imm(R4, 0),
             call(HELPER_MAP_UPDATE_ELEM),
         ]);
@@ -370,7 +402,8 @@ pub fn mac_swap_with_flow_lookup(flows: &OwnedFd) -> Vec<Insn> {
         load32(R6, R1, 0), // data
         load32(R3, R1, 4), // data_end
         mov(R4, R6),
-        add_imm(R4, 14 + 20 + 8),
+        // Up to the end of the ports, and the rest of a UDP header.
+        add_imm(R4, i32::from(ports) + 8),
         jgt(R4, R3, (lookup_or_insert.len() + swap.len()) as i16), // -> pass
     ];
     p.extend(lookup_or_insert);
@@ -812,6 +845,24 @@ pub fn first_entry<K: Copy + Default, V: Copy + Default>(map: &OwnedFd) -> Resul
     Ok(Some((key, value)))
 }
 
+/// Whether `map` holds `key`. `K` must be the map's key type, plain bytes; the map's values
+/// must be at most 64 bytes.
+pub fn contains<K>(map: &OwnedFd, key: &K) -> Result<bool> {
+    let mut value = [0u8; 64];
+    let mut attr = ElemAttr {
+        map_fd: u32::try_from(map.as_raw_fd())?,
+        key: key as *const K as u64,
+        value_or_next_key: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: `key` is the map's key size and `value` at least its value size.
+    match unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } {
+        Ok(_) => Ok(true),
+        Err(error) if error.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(error) => Err(error).context("looking a key up"),
+    }
+}
+
 /// Writes `keys[i] = values[i]`, thousands per syscall. `K` and `V` must be the map's key and
 /// value types, plain bytes.
 pub fn update_batch<K, V>(map: &OwnedFd, keys: &[K], values: &[V]) -> Result<()> {
@@ -892,10 +943,12 @@ mod tests {
             check_jumps(&format!("random {name}"), &random);
         }
         check_jumps("mac_swap", &mac_swap());
-        check_jumps(
-            "mac_swap_with_flow_lookup",
-            &mac_swap_with_flow_lookup(&map),
-        );
+        for version in [IpVersion::V4, IpVersion::V6] {
+            check_jumps(
+                &format!("mac_swap_with_flow_lookup {version:?}"),
+                &mac_swap_with_flow_lookup(&map, version),
+            );
+        }
         check_jumps("receiver", &receiver());
     }
 

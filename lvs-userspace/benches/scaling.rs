@@ -17,9 +17,10 @@
 //! measured three passes in a row), which is not what a live director revisiting its flows
 //! pays.
 //!
-//! For IPv4 the one-per-call rows are also run through the LRU flow-table floor
+//! The one-per-call rows of both families are also run through the LRU flow-table floor
 //! (`lvs_test_support::table_floor`: one lookup, or insert, in an LRU hash map keyed, sized
-//! and filled as the director's flow table, then the MAC swap) on the same frames, so that
+//! and filled as the director's flow table of the family, then the MAC swap) on the same
+//! frames, so that
 //! the table shows what a director that keeps its connections in the kernel's LRU map pays
 //! for that alone (lvs did, before its flow table became an array of buckets), beside what
 //! lvs pays for everything. Every row
@@ -46,7 +47,7 @@ use lvs_common::{
     flow::{FlowEntry, FlowKey, FlowKey6, FlowState},
     keys::FlowMapKey,
 };
-use lvs_test_support::table_floor::FlowTableFloor;
+use lvs_test_support::table_floor::{FlowTableFloor, IpVersion};
 use lvs_userspace::{
     base::mac::MacAddr,
     io::bpf::{BpfDataPlane, LoadOptions, test_run},
@@ -178,7 +179,8 @@ fn run(matrix: &Matrix) -> Result<()> {
     );
     print_targets("IPv4", &rows);
     print_targets("IPv6", &rows6);
-    print_table_floor(&rows);
+    print_table_floor("IPv4", &rows);
+    print_table_floor("IPv6", &rows6);
     println!();
     println!(
         "{:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>11}",
@@ -246,8 +248,8 @@ struct Row {
     one_flow_empty: f64,
     established: f64,
     established_empty: f64,
-    /// The flow-table floor on the same new-flow and cycling frames (IPv4 rows only).
-    table: Option<TableFloorRow>,
+    /// The flow-table floor on the same new-flow and cycling frames.
+    table: TableFloorRow,
 }
 
 /// The flow-table floor's median ns per call.
@@ -256,13 +258,13 @@ struct TableFloorRow {
     cycling: f64,
 }
 
-/// The IPv4 rows beside the flow-table floor: how much of each one-per-call figure is the
+/// A family's rows beside the flow-table floor: how much of each one-per-call figure is the
 /// kernel's flow table, and how much lvs's own work, and whether that part is flat.
-fn print_table_floor(rows: &[(usize, usize, Row)]) {
+fn print_table_floor(family: &str, rows: &[(usize, usize, Row)]) {
     println!();
     println!(
-        "IPv4 beside the flow-table floor (one LRU lookup or insert, then the MAC swap), one \
-         packet per call, ns above the empty program:"
+        "{family} beside the flow-table floor (one LRU lookup or insert, then the MAC swap), \
+         one packet per call, ns above the empty program:"
     );
     println!(
         "{:>7} {:>9} | {:>9} {:>9} {:>10} | {:>9} {:>9} {:>10}",
@@ -270,7 +272,7 @@ fn print_table_floor(rows: &[(usize, usize, Row)]) {
     );
     let mut own_new = Vec::new();
     for (servers, flows, row) in rows {
-        let Some(table) = &row.table else { continue };
+        let table = &row.table;
         let new_table = table.new_flow - row.new_flow_empty;
         let cycling_table = table.cycling - row.cycling_empty;
         println!(
@@ -490,10 +492,7 @@ fn measure(
         .map(|i| family.segment(usize::from(i), 1000, TcpKind::Syn))
         .collect();
     let (new_flow, new_flow_empty) = per_call(&mut dataplane, empty, &frames, true)?;
-    let table = match family {
-        Family::V4 => Some(table_floor(empty, flows, &live, &frames)?),
-        Family::V6 => None,
-    };
+    let table = table_floor(empty, family, flows, &live, &frames)?;
     Ok(Row {
         new_flow,
         new_flow_empty,
@@ -507,24 +506,54 @@ fn measure(
     })
 }
 
-/// The flow-table floor, its table filled as `fill_flow_table` fills lvs's IPv4 one (and
+/// The flow-table floor of `family`, its table filled as `fill_flow_table` fills lvs's (and
 /// sized as an LRU map needs), on the cycling frames (`live`, all in the table) and the new
 /// flows'. Each call is followed by the empty program's on the same frame, as lvs's are in
 /// `per_call`, so that both run between the same other calls.
 fn table_floor(
     empty: &EmptyProgram,
+    family: Family,
     flows: usize,
     live: &[Vec<u8>],
     new: &[Vec<u8>],
 ) -> Result<TableFloorRow> {
-    let floor = FlowTableFloor::load(lru_table_size(flows)?)?;
-    let keys: Vec<FlowKey> = (0..flows)
-        .filter_map(|i| match flow_key(Family::V4, i) {
-            FlowMapKey::V4(key) => Some(key),
-            FlowMapKey::V6(_) => None,
-        })
-        .collect();
-    floor.fill(&keys)?;
+    let version = match family {
+        Family::V4 => IpVersion::V4,
+        Family::V6 => IpVersion::V6,
+    };
+    let floor = FlowTableFloor::load(version, lru_table_size(flows)?)?;
+    // The first live frame, alone in the table, must be found under the key lvs gives its
+    // flow: else the floor would insert where it should look up, and measure the wrong thing.
+    let first = live.first().context("no live frames")?;
+    floor.run(first, 1)?;
+    let keyed_as_lvs = match flow_key(family, 0) {
+        FlowMapKey::V4(key) => floor.contains(&key)?,
+        FlowMapKey::V6(key) => floor.contains(&key)?,
+    };
+    ensure!(
+        keyed_as_lvs,
+        "the {} flow-table floor did not key a frame as lvs's flow table does",
+        family.name()
+    );
+    let keys = (0..flows).map(|i| flow_key(family, i));
+    match family {
+        Family::V4 => floor.fill(
+            &keys
+                .filter_map(|key| match key {
+                    FlowMapKey::V4(key) => Some(key),
+                    FlowMapKey::V6(_) => None,
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        Family::V6 => floor.fill(
+            &keys
+                .filter_map(|key| match key {
+                    FlowMapKey::V6(key) => Some(key),
+                    FlowMapKey::V4(_) => None,
+                })
+                .collect::<Vec<_>>(),
+        )?,
+    }
     let per_call = |frames: &[Vec<u8>]| -> Result<f64> {
         let mut ns = Vec::with_capacity(frames.len());
         for frame in frames {

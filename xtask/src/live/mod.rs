@@ -35,7 +35,7 @@ use daemon::Daemon;
 use lvs_test_support::{
     live::{self, Budget, Generator, Port},
     rawbpf::{self, Sources},
-    table_floor::FlowTableFloor,
+    table_floor::{FlowTableFloor, IpVersion},
 };
 use net::Pair;
 
@@ -313,7 +313,7 @@ fn flow_table_floor_rounds(
     flows: u32,
     timing: Timing,
 ) -> Result<Vec<Rate>> {
-    let floor = FlowTableFloor::load(daemon::lru_table_size(flows))?;
+    let floor = FlowTableFloor::load(IpVersion::V4, daemon::lru_table_size(flows))?;
     let link = net::in_namespace(DIR_NS, || {
         rawbpf::attach_native(floor.program(), net::if_index(DIR_IF)?)
     })?;
