@@ -20,13 +20,12 @@
 //! The one-per-call rows of both families are also run through the LRU flow-table floor
 //! (`lvs_test_support::table_floor`: one lookup, or insert, in an LRU hash map keyed, sized
 //! and filled as the director's flow table of the family, then the MAC swap) on the same
-//! frames, so that
-//! the table shows what a director that keeps its connections in the kernel's LRU map pays
-//! for that alone (lvs did, before its flow table became an array of buckets), beside what
-//! lvs pays for everything. Every row
-//! is measured for IPv4 and for IPv6 (an IPv6 service, real servers, clients and flows), one
-//! after the other in the same run, since the targets are for both families. Under
-//! `cargo test --benches` a small smoke matrix runs instead (and is skipped without root).
+//! frames, so that the table shows what a director that keeps its connections in the
+//! kernel's LRU map pays for that alone (lvs did, before its flow table became an array of
+//! buckets), beside what lvs pays for everything. Every row is measured for IPv4 and for
+//! IPv6 (an IPv6 service, real servers, clients and flows), one after the other in the same
+//! run, since the targets are for both families. Under `cargo test --benches` a small smoke
+//! matrix runs instead (and is skipped without root).
 
 use std::{
     collections::HashMap,
