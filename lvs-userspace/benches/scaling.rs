@@ -534,24 +534,17 @@ fn table_floor(
         "the {} flow-table floor did not key a frame as lvs's flow table does",
         family.name()
     );
-    let keys = (0..flows).map(|i| flow_key(family, i));
+    // Every key is of `family`: one of the two lists stays empty.
+    let (mut keys, mut keys6) = (Vec::new(), Vec::new());
+    for i in 0..flows {
+        match flow_key(family, i) {
+            FlowMapKey::V4(key) => keys.push(key),
+            FlowMapKey::V6(key) => keys6.push(key),
+        }
+    }
     match family {
-        Family::V4 => floor.fill(
-            &keys
-                .filter_map(|key| match key {
-                    FlowMapKey::V4(key) => Some(key),
-                    FlowMapKey::V6(_) => None,
-                })
-                .collect::<Vec<_>>(),
-        )?,
-        Family::V6 => floor.fill(
-            &keys
-                .filter_map(|key| match key {
-                    FlowMapKey::V6(key) => Some(key),
-                    FlowMapKey::V4(_) => None,
-                })
-                .collect::<Vec<_>>(),
-        )?,
+        Family::V4 => floor.fill(&keys)?,
+        Family::V6 => floor.fill(&keys6)?,
     }
     let per_call = |frames: &[Vec<u8>]| -> Result<f64> {
         let mut ns = Vec::with_capacity(frames.len());
