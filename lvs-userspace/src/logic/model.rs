@@ -626,19 +626,30 @@ impl Model {
         })
     }
 
-    /// Every real server's counters, by id, read from the data plane together (one read per
-    /// server would cost a syscall each, thousands for a large director).
+    /// Every real server's counters, read from the data plane together (one read per server
+    /// would cost a syscall each, thousands for a large director).
     pub fn real_server_stats(
         &self,
         dataplane: &dyn DataPlane,
-    ) -> Result<HashMap<u32, TrafficStats>, DataPlaneError> {
+    ) -> Result<RealServerStats, DataPlaneError> {
         let ids: Vec<u32> = self
             .services
             .iter()
             .flat_map(|service| service.real_servers.iter().map(|rs| rs.id))
             .collect();
         let stats = dataplane.real_server_stats_of(&ids)?;
-        Ok(ids.into_iter().zip(stats).collect())
+        Ok(RealServerStats(ids.into_iter().zip(stats).collect()))
+    }
+}
+
+/// The counters of every real server of the model, as read at one moment.
+pub struct RealServerStats(HashMap<u32, TrafficStats>);
+
+impl RealServerStats {
+    /// The counters of real server `id`; zero for an id the model did not have when they were
+    /// read (none of its views can show one).
+    pub fn of(&self, id: u32) -> TrafficStats {
+        self.0.get(&id).copied().unwrap_or_default()
     }
 }
 

@@ -191,7 +191,7 @@ impl RateBook {
             services.insert(view.index, estimator);
             for rs in &view.real_servers {
                 let mut estimator = self.real_servers.remove(&rs.id).unwrap_or_default();
-                let stats = real_server_stats.get(&rs.id).copied().unwrap_or_default();
+                let stats = real_server_stats.of(rs.id);
                 estimator.sample(stats, elapsed_s);
                 real_servers.insert(rs.id, estimator);
             }

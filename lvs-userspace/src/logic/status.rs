@@ -249,7 +249,7 @@ impl Status {
             let stats = dataplane.service_stats(view.index)?;
             let mut real_servers = Vec::new();
             for rs in &view.real_servers {
-                let rs_stats = real_server_stats.get(&rs.id).copied().unwrap_or_default();
+                let rs_stats = real_server_stats.of(rs.id);
                 let (neighbour, mac, reason) = match rs.neighbour {
                     Neighbour::Unknown => ("unknown", None, None),
                     Neighbour::Resolved { mac } => ("resolved", Some(mac.to_string()), None),

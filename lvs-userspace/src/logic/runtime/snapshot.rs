@@ -5,8 +5,6 @@
 //! is configured. A server that health checking removed is left out, an inhibited one shows
 //! weight 0, and a sorry server appears only while it takes the traffic.
 
-use std::collections::HashMap;
-
 use crate::logic::{
     api::{
         RealServerConfig, ServiceConfig, ServiceKey, Timeouts,
@@ -14,7 +12,7 @@ use crate::logic::{
     },
     conntrack,
     dataplane::{DataPlane, DataPlaneError},
-    model::{Model, RealServerView},
+    model::{Model, RealServerStats, RealServerView},
     rates::{self, RateBook},
 };
 
@@ -59,7 +57,7 @@ pub fn collect(
 fn real_server(
     rs: &RealServerView<'_>,
     port: u16,
-    real_server_stats: &HashMap<u32, lvs_common::TrafficStats>,
+    real_server_stats: &RealServerStats,
     rates: &RateBook,
 ) -> Option<RealServerEntry> {
     let weight = rs.admitted_weight?;
@@ -72,7 +70,7 @@ fn real_server(
         active_conns: rs.connections.active,
         inactive_conns: rs.connections.inactive,
         persistent_conns: rs.connections.persistent,
-        stats: stats(real_server_stats.get(&rs.id).copied().unwrap_or_default()),
+        stats: stats(real_server_stats.of(rs.id)),
         rates: rate(rates.real_server(rs.id)),
     })
 }
